@@ -1,0 +1,58 @@
+# Vigil: `make run` starts the local stack in the foreground; `make test` runs every test.
+# Both install what they need (idempotent; stamp files make the second run fast).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+VIGIL := $(VENV)/bin/vigil
+KAFKA_LIBS := .vigil/kafka/libs
+HELM_VERSION := v3.19.0
+REGISTRY_VERSION := v1.4.0
+GOBIN := $(CURDIR)/.vigil/bin
+
+.PHONY: run test deps lint fmt bench clean-state helm registry-peer
+
+deps: $(VENV)/.installed $(KAFKA_LIBS)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.lock
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(KAFKA_LIBS)/.installed: app/devstack/pom.xml
+	@command -v java >/dev/null || { echo "Java 17+ is needed for the local Kafka: apt-get install openjdk-17-jre-headless"; exit 1; }
+	@command -v mvn >/dev/null || { echo "Maven is needed to fetch the Kafka jars: apt-get install maven"; exit 1; }
+	rm -rf $(KAFKA_LIBS) && mkdir -p $(KAFKA_LIBS)
+	mvn -q -B -f app/devstack/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/$(KAFKA_LIBS)
+	@touch $@
+
+# helm CLI for chart tests, built from source with the Go toolchain.
+helm: $(GOBIN)/helm
+$(GOBIN)/helm:
+	GOBIN=$(GOBIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+# A third-party Confluent-API schema registry, to prove Vigil works against one it did not write.
+# Best effort: the Go module proxy reachable here answers 403 for this module; the peer-registry
+# test skips with that error when the binary is missing.
+registry-peer:
+	@test -x $(GOBIN)/schema-registry || GOBIN=$(GOBIN) go install github.com/axonops/axonops-schema-registry/cmd/schema-registry@$(REGISTRY_VERSION) > .vigil/registry-peer-install.log 2>&1 || echo "note: peer schema registry unavailable (see .vigil/registry-peer-install.log)"
+
+run: deps
+	$(VIGIL) dev run --rules rules
+
+test: deps helm registry-peer
+	$(VENV)/bin/ruff check app tests benchmarks
+	$(VENV)/bin/pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check app tests benchmarks
+
+fmt: $(VENV)/.installed
+	$(VENV)/bin/ruff format app tests benchmarks
+
+bench: deps
+	$(VENV)/bin/python benchmarks/run.py --json
+
+clean-state:
+	$(VIGIL) dev down || true
+	rm -rf .vigil/data .vigil/run

@@ -1,0 +1,159 @@
+"""Vigil's one settings model: `vigil.yaml` (or the file named by VIGIL_CONFIG) plus VIGIL_* env vars.
+
+Env wins over the file. Flat names on purpose, so the common ones read naturally:
+VIGIL_KAFKA_BOOTSTRAP, VIGIL_SCHEMA_REGISTRY_URL, VIGIL_STATE_DIR. librdkafka settings are passed
+through untouched in `kafka_config` (dotted keys, e.g. `security.protocol: SASL_SSL`), so SASL/SSL
+clusters work; a value may be `${env:NAME}` or `${file:/path}` so secrets never sit in the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+__all__ = ["ConfigError", "Settings", "load_settings", "resolve_secret_refs"]
+
+DEFAULT_CONFIG_FILE = "vigil.yaml"
+_SECRET_REF = re.compile(r"^\$\{(env|file):([^}]+)\}$")
+
+
+class ConfigError(Exception):
+    """Configuration is invalid; the message says which field and what to do."""
+
+
+def resolve_secret_refs(value: Any, *, where: str) -> Any:
+    """Expand `${env:NAME}` / `${file:/path}` in a config value (strings only)."""
+    if not isinstance(value, str):
+        return value
+    m = _SECRET_REF.match(value.strip())
+    if not m:
+        return value
+    kind, ref = m.groups()
+    if kind == "env":
+        if ref not in os.environ:
+            raise ConfigError(f"{where}: environment variable {ref} is not set")
+        return os.environ[ref]
+    try:
+        return Path(ref).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read secret file {ref}: {exc.strerror}") from exc
+
+
+class _YamlFileSource(PydanticBaseSettingsSource):
+    """Reads vigil.yaml; a missing file is fine, a broken one is an error with its line."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        if not self.path.is_file():
+            return {}
+        try:
+            data = yaml.safe_load(self.path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark else ""
+            raise ConfigError(f"{self.path}{line}: not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{self.path}: top level must be a mapping of settings")
+        return data
+
+
+class Settings(BaseSettings):
+    """Everything a Vigil process needs to find Kafka, the registry and its local state."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_", extra="forbid", populate_by_name=True)
+
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, HOST:PORT[,...]")
+    kafka_config: dict[str, Any] = Field(
+        default_factory=dict, description="librdkafka settings passed through (dotted keys)"
+    )
+    schema_registry_url: str = Field("http://127.0.0.1:8081", description="Confluent-API schema registry")
+    schema_registry_user: str | None = None
+    schema_registry_password: SecretStr | None = None
+    topic_prefix: str = Field("", description="prefix for every topic name (shared clusters)")
+    home: Path = Field(Path(".vigil"), description="local dev stack: jars, data, pid files")
+    state_dir: Path = Field(Path(".vigil/state"), description="RocksDB state of workers")
+    topics_file: Path = Path("topics.yaml")
+    schemas_dir: Path = Path("schemas")
+    rules_dir: Path = Path("rules")
+    dev_kafka_port: int = 9092
+    dev_controller_port: int = 9093
+    dev_registry_port: int = 8081
+    dev_kafka_heap: str = "-Xms256m -Xmx1g"
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, v: str) -> str:
+        for part in v.split(","):
+            host, sep, port = part.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected HOST:PORT[,HOST:PORT...], got {v!r}")
+        return v
+
+    @field_validator("schema_registry_url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/]+", v):
+            raise ValueError(f"expected an http(s) URL, got {v!r}")
+        return v.rstrip("/")
+
+    @field_validator("kafka_config")
+    @classmethod
+    def _check_kafka_config(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key, value in v.items():
+            if not isinstance(value, str | int | float | bool):
+                raise ValueError(f"kafka_config[{key!r}] must be a scalar, got {type(value).__name__}")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = Path(os.environ.get("VIGIL_CONFIG", DEFAULT_CONFIG_FILE))
+        return (init_settings, env_settings, _YamlFileSource(settings_cls, path), file_secret_settings)
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka base config: bootstrap plus pass-through settings with secrets resolved."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap}
+        for key, value in self.kafka_config.items():
+            conf[key] = resolve_secret_refs(value, where=f"kafka_config[{key!r}]")
+        return conf
+
+    def topic(self, name: str) -> str:
+        """The real topic name for a logical one (applies `topic_prefix`)."""
+        return f"{self.topic_prefix}{name}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings from file + env + explicit overrides (CLI flags); raise ConfigError on bad input."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from exc
+
+
+@lru_cache(maxsize=1)
+def default_settings() -> Settings:
+    """Process-wide settings for code paths that are not handed a Settings explicitly."""
+    return load_settings()
