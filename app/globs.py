@@ -1,0 +1,23 @@
+"""Glob matching for subjects, names and tags (shell-style: *, ?, [abc]), compiled once and cached."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable
+from functools import lru_cache
+
+__all__ = ["glob_matcher", "is_glob"]
+
+
+def is_glob(pattern: str) -> bool:
+    """True if the pattern has glob metacharacters (else plain equality is enough)."""
+    return any(c in pattern for c in "*?[")
+
+
+@lru_cache(maxsize=4096)
+def glob_matcher(pattern: str) -> Callable[[str], bool]:
+    """A case-sensitive predicate for a shell-style glob."""
+    if not is_glob(pattern):
+        return pattern.__eq__
+    return re.compile(fnmatch.translate(pattern)).match  # type: ignore[return-value]

@@ -1,0 +1,173 @@
+"""Avro (de)serialisation in the Confluent wire format: magic byte 0, 4-byte schema id, Avro body.
+
+Writers register their schema once (record-name subject strategy) and cache the id; readers fetch
+a writer schema by id once and cache the parsed form, so the hot path is one dict lookup plus
+fastavro's schemaless reader.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from fastavro import schemaless_reader, schemaless_writer
+
+from app.model.schemas import SchemaFile, SchemaFileError, parse_schema_text, record_name_subject
+
+__all__ = [
+    "MAGIC_BYTE",
+    "AvroSerde",
+    "DecodeError",
+    "EncodeError",
+    "RecordWriter",
+    "SchemaSource",
+    "SerdeError",
+    "frame_header",
+    "schema_id_of",
+]
+
+MAGIC_BYTE = 0
+_HEADER = struct.Struct(">bI")
+
+
+class SerdeError(Exception):
+    """Base of (de)serialisation errors."""
+
+
+class DecodeError(SerdeError):
+    """A message could not be decoded; names where it came from and why."""
+
+    def __init__(self, reason: str, *, topic: str | None = None, partition: int | None = None,
+                 offset: int | None = None, schema_id: int | None = None) -> None:
+        self.reason = reason
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.schema_id = schema_id
+        where = f"{topic}[{partition}]@{offset}" if topic is not None else "message"
+        super().__init__(f"cannot decode {where}: {reason}")
+
+
+class EncodeError(SerdeError):
+    """A record does not match its schema (names the schema and the problem)."""
+
+
+class SchemaSource(Protocol):
+    """What the serde needs from a schema registry."""
+
+    def register(self, subject: str, schema: str) -> int: ...
+
+    def schema_by_id(self, schema_id: int) -> str: ...
+
+
+def frame_header(schema_id: int) -> bytes:
+    """The 5-byte Confluent frame prefix for a schema id."""
+    return _HEADER.pack(MAGIC_BYTE, schema_id)
+
+
+def schema_id_of(data: bytes) -> int:
+    """Schema id of a framed message (raises DecodeError on bad framing)."""
+    if len(data) < 5:
+        raise DecodeError(f"message is {len(data)} bytes, shorter than the 5-byte frame header")
+    magic, schema_id = _HEADER.unpack_from(data)
+    if magic != MAGIC_BYTE:
+        raise DecodeError(f"wrong magic byte {magic} (expected 0: not Confluent-framed Avro)")
+    return schema_id
+
+
+@dataclass
+class RecordWriter:
+    """Encodes dicts for one registered schema."""
+
+    schema: SchemaFile
+    schema_id: int
+    _prefix: bytes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._prefix = frame_header(self.schema_id)
+
+    def encode(self, record: dict[str, Any]) -> bytes:
+        buf = io.BytesIO()
+        buf.write(self._prefix)
+        try:
+            schemaless_writer(buf, self.schema.parsed, record)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise EncodeError(f"record does not match {self.schema.fullname}: {exc}") from exc
+        return buf.getvalue()
+
+
+@dataclass
+class _Reader:
+    parsed: Any
+    fullname: str
+
+
+class AvroSerde:
+    """Confluent-framed Avro with per-id caches, backed by any SchemaSource."""
+
+    def __init__(self, registry: SchemaSource) -> None:
+        self.registry = registry
+        self._readers: dict[int, _Reader] = {}
+        self._writers: dict[str, RecordWriter] = {}
+
+    def writer(self, schema: SchemaFile) -> RecordWriter:
+        """A writer for this schema, registering it under its record-name subject on first use."""
+        w = self._writers.get(schema.text)
+        if w is None:
+            schema_id = self.registry.register(record_name_subject(schema.fullname), schema.text)
+            w = self._writers[schema.text] = RecordWriter(schema, schema_id)
+            self._readers.setdefault(schema_id, _Reader(schema.parsed, schema.fullname))
+        return w
+
+    def encode(self, record: dict[str, Any], schema: SchemaFile) -> bytes:
+        """Frame and encode one record."""
+        return self.writer(schema).encode(record)
+
+    def _reader(self, schema_id: int) -> _Reader:
+        reader = self._readers.get(schema_id)
+        if reader is None:
+            try:
+                text = self.registry.schema_by_id(schema_id)
+            except LookupError as exc:
+                raise DecodeError(f"unknown schema id {schema_id}: {exc}", schema_id=schema_id) from exc
+            try:
+                schema = parse_schema_text(text, where=f"schema id {schema_id}")
+            except SchemaFileError as exc:
+                raise DecodeError(exc.reason, schema_id=schema_id) from exc
+            reader = self._readers[schema_id] = _Reader(schema.parsed, schema.fullname)
+        return reader
+
+    def decode_typed(self, data: bytes | None, *, topic: str | None = None, partition: int | None = None,
+                     offset: int | None = None) -> tuple[str, dict[str, Any]]:
+        """Decode one framed message into (record full name, record dict)."""
+        if data is None:
+            raise DecodeError("message has no value (tombstone)", topic=topic, partition=partition, offset=offset)
+        try:
+            schema_id = schema_id_of(data)
+            reader = self._reader(schema_id)
+        except DecodeError as exc:
+            raise DecodeError(exc.reason, topic=topic, partition=partition, offset=offset,
+                              schema_id=exc.schema_id) from exc
+        buf = io.BytesIO(data)
+        buf.seek(5)
+        try:
+            record = schemaless_reader(buf, reader.parsed, None)
+        except Exception as exc:  # fastavro raises many types on corrupt bodies
+            raise DecodeError(f"body does not match schema {reader.fullname} (id {schema_id}): "
+                              f"{type(exc).__name__}: {exc}", topic=topic, partition=partition,
+                              offset=offset, schema_id=schema_id) from exc
+        if buf.tell() != len(data):
+            raise DecodeError(f"{len(data) - buf.tell()} trailing bytes after a {reader.fullname} record",
+                              topic=topic, partition=partition, offset=offset, schema_id=schema_id)
+        return reader.fullname, record
+
+    def decode(self, data: bytes | None, *, topic: str | None = None, partition: int | None = None,
+               offset: int | None = None) -> dict[str, Any]:
+        """Decode one framed message into its record dict."""
+        return self.decode_typed(data, topic=topic, partition=partition, offset=offset)[1]
+
+    def type_of(self, data: bytes) -> str:
+        """Full record name of a framed message without decoding its body."""
+        return self._reader(schema_id_of(data)).fullname
