@@ -146,7 +146,8 @@ class LocalKafka:
     def _java(self) -> str:
         java = shutil.which("java")
         if java is None:
-            raise DevStackError("Java 17+ is needed for the local Kafka: install it (apt-get install openjdk-17-jre-headless)")
+            raise DevStackError(
+                "Java 17+ is needed for the local Kafka: install it (apt-get install openjdk-17-jre-headless)")
         return java
 
     def _classpath(self) -> str:
@@ -178,7 +179,8 @@ class LocalKafka:
         if not cluster_id_file.exists():
             cluster_id_file.write_text(_kafka_cluster_id())
         proc = subprocess.run(
-            [self._java(), "-cp", self._classpath(), f"-Dlog4j.configuration=file:{self.run_dir.resolve()}/log4j.properties",
+            [self._java(), "-cp", self._classpath(),
+             f"-Dlog4j.configuration=file:{self.run_dir.resolve()}/log4j.properties",
              "kafka.tools.StorageTool", "format", "-t", cluster_id_file.read_text().strip(), "-c", str(cfg)],
             capture_output=True, text=True, check=False,
         )

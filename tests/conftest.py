@@ -1,0 +1,49 @@
+"""Shared fixtures. Integration tests get one real Kafka (KRaft JVM) per pytest session."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """An ephemeral TCP port on loopback that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout_s: float = 30.0, interval_s: float = 0.05,
+               message: str = "condition") -> Any:
+    """Poll `predicate` until it returns a truthy value; fail the test with `message` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s}s waiting for {message}")
+        time.sleep(interval_s)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests never read the developer's vigil.yaml or VIGIL_* env by accident."""
+    for key in list(os.environ):
+        if key.startswith("VIGIL_") and key not in ("VIGIL_TEST_BOOTSTRAP",):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("VIGIL_CONFIG", str(tmp_path / "no-vigil.yaml"))
