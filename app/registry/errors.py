@@ -1,0 +1,88 @@
+"""The registry server's errors, with Confluent Schema Registry error codes and HTTP statuses.
+
+Clients (confluent-kafka's among them) branch on `error_code`, so the codes must be Confluent's;
+the messages are ours and say what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ApiError"]
+
+
+class ApiError(Exception):
+    """A request the registry refuses: HTTP status, Confluent error code, message for people."""
+
+    def __init__(self, status: int, error_code: int, message: str) -> None:
+        super().__init__(f"{error_code}: {message}")
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+
+    def body(self) -> dict[str, object]:
+        """The JSON error body Confluent clients parse."""
+        return {"error_code": self.error_code, "message": self.message}
+
+    # -- 404 ---------------------------------------------------------------------------------
+    @classmethod
+    def subject_not_found(cls, subject: str) -> ApiError:
+        return cls(404, 40401, f"Subject '{subject}' not found.")
+
+    @classmethod
+    def version_not_found(cls, subject: str, version: object) -> ApiError:
+        return cls(404, 40402, f"Version {version} not found for subject '{subject}'.")
+
+    @classmethod
+    def schema_not_found(cls, detail: str = "Schema not found") -> ApiError:
+        return cls(404, 40403, detail)
+
+    @classmethod
+    def subject_soft_deleted(cls, subject: str) -> ApiError:
+        return cls(404, 40404, f"Subject '{subject}' was soft deleted. Set permanent=true to delete permanently")
+
+    @classmethod
+    def subject_not_soft_deleted(cls, subject: str) -> ApiError:
+        return cls(404, 40405, f"Subject '{subject}' was not deleted first before being permanently deleted "
+                               f"(delete it without permanent=true first)")
+
+    @classmethod
+    def version_not_soft_deleted(cls, subject: str, version: int) -> ApiError:
+        return cls(404, 40407, f"Subject '{subject}' Version {version} was not deleted first before being "
+                               f"permanently deleted (delete it without permanent=true first)")
+
+    @classmethod
+    def subject_level_config_not_set(cls, subject: str) -> ApiError:
+        return cls(404, 40408, f"Subject '{subject}' does not have subject-level compatibility configured "
+                               f"(add ?defaultToGlobal=true to get the global level)")
+
+    # -- 409 / 422 ---------------------------------------------------------------------------
+    @classmethod
+    def incompatible(cls, subject: str, reasons: list[str]) -> ApiError:
+        details = "; ".join(reasons) or "no details"
+        return cls(409, 409, f"Schema being registered is incompatible with an earlier schema for subject "
+                             f"'{subject}', details: {details}")
+
+    @classmethod
+    def invalid_schema(cls, reason: str) -> ApiError:
+        return cls(422, 42201, f"Invalid schema: {reason}")
+
+    @classmethod
+    def invalid_version(cls, version: object) -> ApiError:
+        return cls(422, 42202, f"The specified version '{version}' is not a valid version id. Allowed values "
+                               f"are between [1, 2^31-1] and the string \"latest\"")
+
+    @classmethod
+    def invalid_level(cls, message: str) -> ApiError:
+        return cls(422, 42203, message)
+
+    @classmethod
+    def bad_request(cls, message: str) -> ApiError:
+        return cls(400, 400, message)
+
+    # -- 500 ---------------------------------------------------------------------------------
+    @classmethod
+    def store_error(cls, message: str) -> ApiError:
+        return cls(500, 50001, f"Error in the backend data store: {message}")
+
+    @classmethod
+    def timeout(cls, message: str) -> ApiError:
+        return cls(500, 50002, f"Operation timed out: {message}")

@@ -1,0 +1,277 @@
+"""Where the registry keeps its state: a single-partition compacted Kafka topic.
+
+Reads. Every instance tails the topic from the beginning (isolation.level=read_committed) and
+folds it into a RegistryState (state.py). A read first asks Kafka for the partition's end (for a
+read_committed client that is the last stable offset: everything committed, nothing in flight)
+and waits until the local fold has got that far. So once any instance has answered a write, a
+read on any instance sees it: read-your-writes across instances without a leader.
+
+Writes. All instances share ONE transactional.id. A writer calls init_transactions(), which bumps
+the producer epoch: every other instance's producer is fenced and its open transaction aborted.
+The writer then folds the topic to its end (complete, because nobody else can commit any more),
+plans the write from that state (next id, next version), and appends the records in a transaction.
+If another instance initialised in the meantime, our commit fails as fenced and we start over
+from init. Two instances can therefore never both commit a decision made from the same state,
+which is what keeps ids unique and identical everywhere without electing a leader.
+A producer that was not fenced is reused between writes; correctness does not depend on that,
+because any writer that wants to commit must first fence it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic
+
+from app.bus.clients import BusUnavailable, make_admin, make_consumer, make_producer, wait_for_kafka
+from app.config import ConfigError, Settings
+from app.registry.errors import ApiError
+from app.registry.state import Record, RegistryState
+
+__all__ = [
+    "SCHEMAS_TOPIC",
+    "WRITER_TRANSACTIONAL_ID",
+    "InMemorySchemaStore",
+    "KafkaSchemaStore",
+    "SchemaStore",
+    "StoreError",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Logical name of the registry's topic (settings.topic() adds the prefix).
+SCHEMAS_TOPIC = "_vigil_schemas"
+#: Logical transactional.id shared by every registry instance on one topic.
+WRITER_TRANSACTIONAL_ID = "vigil-registry-writer"
+
+
+class StoreError(Exception):
+    """The store cannot start (Kafka unreachable, topic unusable); the message says why."""
+
+
+class SchemaStore(Protocol):
+    """What the HTTP server needs: consistent reads and atomic planned writes."""
+
+    def read(self, query: Callable[[RegistryState], T]) -> T:
+        """Run `query` on a state that includes every write answered before this call."""
+        ...
+
+    def write(self, plan: Callable[[RegistryState], tuple[T, list[Record]]]) -> T:
+        """Run `plan` on the complete state and append its records atomically; return its result."""
+        ...
+
+    def close(self) -> None:
+        """Release resources."""
+        ...
+
+
+class InMemorySchemaStore:
+    """A SchemaStore in a dict: for unit tests of the server and for trying the API without Kafka."""
+
+    def __init__(self) -> None:
+        self.state = RegistryState()
+        self.records: list[Record] = []
+        self._lock = threading.Lock()
+
+    def read(self, query: Callable[[RegistryState], T]) -> T:
+        """Run `query` under the lock."""
+        with self._lock:
+            return query(self.state)
+
+    def write(self, plan: Callable[[RegistryState], tuple[T, list[Record]]]) -> T:
+        """Run `plan` and fold its records in, under the lock."""
+        with self._lock:
+            result, records = plan(self.state)
+            self.records += records
+            self.state.apply_all(records)
+            return result
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class KafkaSchemaStore:
+    """The registry's state in the compacted topic `settings.topic("_vigil_schemas")`."""
+
+    def __init__(self, settings: Settings, *, read_timeout_s: float = 15.0, write_timeout_s: float = 30.0,
+                 start_timeout_s: float = 60.0) -> None:
+        self.settings = settings
+        self.topic = settings.topic(SCHEMAS_TOPIC)
+        self.transactional_id = settings.topic(WRITER_TRANSACTIONAL_ID)
+        self.read_timeout_s = read_timeout_s
+        self.write_timeout_s = write_timeout_s
+        self.start_timeout_s = start_timeout_s
+        self._tp = TopicPartition(self.topic, 0)
+        self._state = RegistryState()
+        self._position = 0  # next offset the fold has not seen (control markers included)
+        self._cond = threading.Condition()
+        self._stopping = threading.Event()
+        self._write_lock = threading.Lock()
+        self._probe_lock = threading.Lock()
+        self._producer: Producer | None = None
+        self._tailer: threading.Thread | None = None
+        self._probe: Any = None
+        self._tail_error: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> KafkaSchemaStore:
+        """Create the topic if missing, start tailing it and wait until the fold is current."""
+        try:
+            wait_for_kafka(self.settings, timeout_s=self.start_timeout_s)
+            self._ensure_topic()
+            group = f"vigil-registry-{uuid.uuid4().hex[:12]}"  # never committed; assign() only
+            self._probe = make_consumer(self.settings, group, **{"isolation.level": "read_committed"})
+            consumer = make_consumer(self.settings, group, **{
+                "isolation.level": "read_committed", "enable.partition.eof": True, "fetch.wait.max.ms": 100})
+        except (BusUnavailable, ConfigError, KafkaException) as exc:
+            raise StoreError(f"schema registry store on topic {self.topic}: {exc}") from exc
+        consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
+        self._tailer = threading.Thread(target=self._tail, args=(consumer,), name=f"registry-tail-{self.topic}",
+                                        daemon=True)
+        self._tailer.start()
+        try:
+            self._catch_up(time.monotonic() + self.start_timeout_s)
+        except ApiError as exc:
+            self.close()
+            raise StoreError(f"could not read topic {self.topic} to its end: {exc.message}") from exc
+        log.info("registry store on %s ready at offset %d", self.topic, self._position)
+        return self
+
+    def close(self) -> None:
+        """Stop tailing and drop the clients (safe to call twice)."""
+        self._stopping.set()
+        if self._tailer is not None:
+            self._tailer.join(timeout=10)
+            self._tailer = None
+        with self._probe_lock:
+            if self._probe is not None:
+                self._probe.close()
+                self._probe = None
+        self._producer = None
+
+    def _ensure_topic(self) -> None:
+        admin = make_admin(self.settings)
+        md = admin.list_topics(timeout=10)
+        found = md.topics.get(self.topic)
+        if found is None or found.error is not None:
+            spec = NewTopic(self.topic, num_partitions=1, replication_factor=-1,
+                            config={"cleanup.policy": "compact", "min.compaction.lag.ms": "0"})
+            try:
+                admin.create_topics([spec], request_timeout=15)[self.topic].result()
+                log.info("created registry topic %s", self.topic)
+            except KafkaException as exc:
+                # Another instance starting at the same moment may have won the race.
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+            return
+        if len(found.partitions) != 1:
+            raise StoreError(f"registry topic {self.topic} has {len(found.partitions)} partitions; it needs "
+                             f"exactly 1 so all instances fold the same order")
+
+    # -- reading -----------------------------------------------------------------------------
+    def _tail(self, consumer: Any) -> None:
+        try:
+            while not self._stopping.is_set():
+                batch = consumer.consume(num_messages=500, timeout=0.2)
+                if not batch:
+                    continue
+                with self._cond:
+                    for msg in batch:
+                        err = msg.error()
+                        if err is None:
+                            self._state.apply(msg.key(), msg.value())
+                            self._position = max(self._position, msg.offset() + 1)
+                        elif err.code() == KafkaError._PARTITION_EOF:
+                            # The EOF offset is past trailing transaction markers, which are
+                            # never delivered as messages.
+                            self._position = max(self._position, msg.offset())
+                        else:
+                            self._tail_error = err.str()
+                            log.warning("registry topic %s: %s", self.topic, err.str())
+                    self._cond.notify_all()
+        finally:
+            consumer.close()
+
+    def _end_offset(self) -> int:
+        # For a read_committed client Kafka answers the last stable offset, so an instance
+        # that is mid-transaction does not hold readers up.
+        with self._probe_lock:
+            if self._probe is None:
+                raise ApiError.store_error("the registry store is closed")
+            try:
+                return int(self._probe.get_watermark_offsets(self._tp, timeout=self.read_timeout_s, cached=False)[1])
+            except KafkaException as exc:
+                raise ApiError.store_error(f"cannot get the end of topic {self.topic}: {exc}") from exc
+
+    def _catch_up(self, deadline: float) -> None:
+        target = self._end_offset()
+        with self._cond:
+            while self._position < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    why = f" (last consumer error: {self._tail_error})" if self._tail_error else ""
+                    raise ApiError.timeout(f"reading topic {self.topic} reached offset {self._position}, "
+                                           f"not {target}{why}")
+                self._cond.wait(remaining)
+
+    def read(self, query: Callable[[RegistryState], T]) -> T:
+        """Run `query` once the fold includes everything committed before this call."""
+        self._catch_up(time.monotonic() + self.read_timeout_s)
+        with self._cond:
+            return query(self._state)
+
+    # -- writing -----------------------------------------------------------------------------
+    def write(self, plan: Callable[[RegistryState], tuple[T, list[Record]]]) -> T:
+        """Fence other writers, fold to the end, plan, append in a transaction; retry if fenced."""
+        deadline = time.monotonic() + self.write_timeout_s
+        attempt = 0
+        with self._write_lock:
+            while True:
+                try:
+                    return self._write_once(plan, deadline)
+                except KafkaException as exc:
+                    # Fenced by another instance, or Kafka trouble: drop the producer (a new one's
+                    # init_transactions aborts whatever this one left open) and start over.
+                    self._producer = None
+                    attempt += 1
+                    if time.monotonic() >= deadline or self._stopping.is_set():
+                        raise ApiError.store_error(f"could not write to {self.topic} "
+                                                   f"after {attempt} attempts: {exc}") from exc
+                    log.info("registry write attempt %d failed (%s); retrying", attempt, exc)
+                    # Jitter, so two instances that keep fencing each other fall out of step.
+                    self._stopping.wait(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
+
+    def _write_once(self, plan: Callable[[RegistryState], tuple[T, list[Record]]], deadline: float) -> T:
+        producer = self._producer or self._new_producer(deadline)
+        self._catch_up(deadline)
+        with self._cond:
+            result, records = plan(self._state)  # ApiError (e.g. 409) propagates; nothing was sent
+        if not records:
+            return result
+        producer.begin_transaction()
+        for key, value in records:
+            producer.produce(self.topic, key=key, value=value, partition=0)
+        producer.commit_transaction(max(0.1, deadline - time.monotonic()))
+        self._catch_up(deadline)  # so a read on this instance right after sees the write
+        return result
+
+    def _new_producer(self, deadline: float) -> Producer:
+        producer = make_producer(self.settings, **{
+            "transactional.id": self.transactional_id,
+            # An instance that dies mid-transaction blocks nobody: the next writer's init aborts
+            # it, and readers wait only for the last stable offset. This bounds it regardless.
+            "transaction.timeout.ms": 15000,
+            "linger.ms": 0,
+        })
+        producer.init_transactions(max(0.1, deadline - time.monotonic()))
+        self._producer = producer
+        return producer
