@@ -1,0 +1,128 @@
+"""@agent: a decorated Python function that processes the events of one topic.
+
+    @agent("events", tables=[counts])
+    def count(event, ctx):            # or: async def; or batch=True: def f(events, ctx)
+        counts[ctx.key] += 1
+        ctx.send("counts", ctx.key, {"n": counts[ctx.key]}, schema=None)
+
+    @count.on_timer
+    def expired(key, payload, ctx): ...
+
+Agents register themselves on import in `default_registry`; `vigil worker --plugins mymodule`
+imports plugin modules and runs every registered agent.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.runtime.tables import Table
+
+__all__ = ["DECODERS", "Agent", "AgentRegistry", "agent", "default_registry", "load_plugins"]
+
+log = logging.getLogger(__name__)
+
+#: How an agent receives message values: decoded Confluent Avro dicts, raw bytes, or JSON.
+DECODERS = ("avro", "raw", "json")
+
+
+@dataclass(eq=False)
+class Agent:
+    """One stream agent: a function bound to a source topic, its tables and its timers."""
+
+    name: str
+    topic: str
+    fn: Callable[..., Any]
+    tables: tuple[Table, ...] = ()
+    batch: bool = False
+    decode: str = "avro"
+    dlq_topic: str = "events-dlq"
+    timestamp: Callable[[Any, int], int] | None = None
+    help: str = ""
+    timer_fn: Callable[..., Any] | None = None
+    meta: Table = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.decode not in DECODERS:
+            raise ValueError(f"agent {self.name}: decode={self.decode!r}, use one of {', '.join(DECODERS)}")
+        names = [t.name for t in self.tables]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"agent {self.name}: table(s) {sorted(dupes)} listed twice")
+        # Internal per-agent table: persisted timers and the partition watermark.
+        self.meta = Table(f"{self.name}__meta", default=None)
+        self.is_async = inspect.iscoroutinefunction(self.fn)
+
+    @property
+    def all_tables(self) -> tuple[Table, ...]:
+        return (*self.tables, self.meta)
+
+    def on_timer(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: `fn(key, payload, ctx)` runs when a timer set with ctx.timers.schedule fires."""
+        self.timer_fn = fn
+        self.timer_is_async = inspect.iscoroutinefunction(fn)
+        return fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the underlying function directly (handy in plain unit tests)."""
+        return self.fn(*args, **kwargs)
+
+
+class AgentRegistry:
+    """Agents by name; a name registered again replaces the earlier agent (module reloads)."""
+
+    def __init__(self) -> None:
+        self._agents: dict[str, Agent] = {}
+
+    def add(self, a: Agent) -> Agent:
+        if a.name in self._agents and self._agents[a.name].fn.__qualname__ != a.fn.__qualname__:
+            log.warning("agent %s registered again by %s; replacing", a.name, a.fn.__qualname__)
+        self._agents[a.name] = a
+        return a
+
+    def agents(self) -> list[Agent]:
+        return list(self._agents.values())
+
+    def get(self, name: str) -> Agent:
+        return self._agents[name]
+
+    def clear(self) -> None:
+        self._agents.clear()
+
+
+default_registry = AgentRegistry()
+
+
+def agent(topic: str, *, name: str | None = None, tables: Iterable[Table] = (), batch: bool = False,
+          decode: str = "avro", dlq_topic: str = "events-dlq",
+          timestamp: Callable[[Any, int], int] | None = None,
+          registry: AgentRegistry | None = None) -> Callable[[Callable[..., Any]], Agent]:
+    """Declare a stream agent on `topic`.
+
+    - tables: the Tables/WindowedTables it uses (co-partitioned with the topic, restored on assignment)
+    - batch: receive a list of values per call (all from one partition) instead of one value
+    - decode: "avro" (Confluent-framed, default), "json" or "raw" (bytes)
+    - timestamp: `fn(value, kafka_timestamp_ms) -> event time ms`; default: the value's `time`
+      field when it has one, else the Kafka timestamp
+    """
+
+    def wrap(fn: Callable[..., Any]) -> Agent:
+        a = Agent(name=name or fn.__name__, topic=topic, fn=fn, tables=tuple(tables), batch=batch, decode=decode,
+                  dlq_topic=dlq_topic, timestamp=timestamp, help=(inspect.getdoc(fn) or "").split("\n")[0])
+        return (registry or default_registry).add(a)
+
+    return wrap
+
+
+def load_plugins(modules: Iterable[str]) -> None:
+    """Import plugin modules so their @agent functions register (clear error if one is missing)."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            raise ImportError(f"cannot import plugin module {module!r}: {exc}. Is it on PYTHONPATH?") from exc

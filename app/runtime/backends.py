@@ -1,0 +1,94 @@
+"""Byte-level store backends. The mapping API, caching and changelog batching live above these
+(store.py), written once; a backend only gets, puts, deletes and iterates bytes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+from rocksdict import Options, Rdict, ReadOptions, WriteBatch
+
+__all__ = ["MemoryBackend", "RocksBackend", "StoreBackend"]
+
+
+class StoreBackend(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def write(self, puts: dict[bytes, bytes | None]) -> None:
+        """Apply puts (None = delete) atomically."""
+        ...
+
+    def iterate(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryBackend:
+    """A dict; for the test harness and tests that need no disk."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def write(self, puts: dict[bytes, bytes | None]) -> None:
+        for k, v in puts.items():
+            if v is None:
+                self.data.pop(k, None)
+            else:
+                self.data[k] = v
+
+    def iterate(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        for k in sorted(self.data):
+            if k.startswith(prefix):
+                yield k, self.data[k]
+
+    def close(self) -> None:
+        pass
+
+
+class RocksBackend:
+    """One RocksDB (via rocksdict) per table partition, raw bytes in and out."""
+
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        opts = Options(raw_mode=True)
+        opts.create_if_missing(True)
+        opts.set_keep_log_file_num(2)
+        self.path = path
+        self.db = Rdict(str(path), options=opts)
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.db.get(key)
+
+    def write(self, puts: dict[bytes, bytes | None]) -> None:
+        if not puts:
+            return
+        batch = WriteBatch(raw_mode=True)
+        for k, v in puts.items():
+            if v is None:
+                batch.delete(k)
+            else:
+                batch.put(k, v)
+        self.db.write(batch)
+
+    def iterate(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        it = self.db.iter(ReadOptions())
+        it.seek(prefix)
+        while it.valid():
+            k = it.key()
+            if not k.startswith(prefix):
+                break
+            yield k, it.value()
+            it.next()
+
+    def close(self) -> None:
+        self.db.close()
+
+    @staticmethod
+    def destroy(path: Path) -> None:
+        shutil.rmtree(path, ignore_errors=True)

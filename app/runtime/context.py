@@ -1,0 +1,58 @@
+"""What an agent gets besides the event: where it came from, tables, timers, and send()."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from app.runtime.timers import PartitionTimers
+
+__all__ = ["AgentContext", "Output"]
+
+
+@dataclass(slots=True)
+class Output:
+    """A record an agent sends; encoded by the I/O layer (Avro when `schema` names a record type
+    or the value is a Vigil model, bytes as is, otherwise JSON)."""
+
+    topic: str
+    key: str | bytes | None
+    value: Any
+    schema: str | None = None
+    headers: dict[str, str] | None = None
+
+
+class AgentContext:
+    """Per agent-partition context, updated in place for each event (cheap on the hot path)."""
+
+    __slots__ = ("_clock", "_outputs", "agent_name", "key", "offset", "partition", "tables", "timers",
+                 "timestamp", "topic", "type_name", "watermark")
+
+    def __init__(self, agent_name: str, topic: str, partition: int, tables: dict[str, Any],
+                 timers: PartitionTimers, outputs: list[Output], clock: Any) -> None:
+        self.agent_name = agent_name
+        self.topic = topic
+        self.partition = partition
+        self.tables = tables
+        self.timers = timers
+        self._outputs = outputs
+        self._clock = clock
+        self.key: str | None = None
+        self.offset = -1
+        self.timestamp = 0
+        self.type_name: str | None = None
+        self.watermark = timers.watermark_ms
+
+    def send(self, topic: str, key: str | bytes | None, value: Any, *, schema: str | None = None,
+             headers: dict[str, str] | None = None) -> None:
+        """Produce a record (within the same commit/transaction as the state changes)."""
+        self._outputs.append(Output(topic, key, value, schema, headers))
+
+    def now_ms(self) -> int:
+        """Wall-clock time (the harness controls it in tests)."""
+        return self._clock()
+
+
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)

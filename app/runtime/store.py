@@ -1,0 +1,155 @@
+"""PartitionStore: the mapping API over a byte backend, with a decoded-value cache, dirty tracking
+for changelog batching, an undo journal for rolling back a failed agent call, and the changelog
+offset checkpoint stored atomically with the data (so restore reads only what is missing locally).
+
+Writes stay in memory until the worker commits: then the dirty keys are encoded once, sent to the
+changelog (one record per key, however often it changed) and written to the backend in one batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from app.runtime.backends import StoreBackend
+from app.runtime.codecs import Codec
+
+__all__ = ["CHECKPOINT_KEY", "MISSING", "PartitionStore"]
+
+#: Reserved key holding the last changelog offset reflected in the backend.
+CHECKPOINT_KEY = b"\x00\x00vigil:changelog-offset"
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+_DELETED: Any = _Missing()
+
+
+class PartitionStore:
+    """State of one table for one partition."""
+
+    def __init__(self, backend: StoreBackend, codec: Codec, *, cache_limit: int = 200_000) -> None:
+        self.backend = backend
+        self.codec = codec
+        self.cache_limit = cache_limit
+        self._cache: dict[str, Any] = {}
+        self._dirty: dict[str, Any] = {}
+        self._undo: dict[str, tuple[Any, Any]] | None = None
+        raw = backend.get(CHECKPOINT_KEY)
+        self.checkpoint: int | None = int(raw) if raw is not None else None
+
+    # -- mapping API ------------------------------------------------------------------------------
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self._cache.get(key, MISSING)
+        if value is MISSING:
+            raw = self.backend.get(key.encode())
+            value = _DELETED if raw is None else self.codec.decode(raw)
+            if len(self._cache) >= self.cache_limit:
+                self._evict()
+            self._cache[key] = value
+        return default if value is _DELETED else value
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.get(key, MISSING)
+        if value is MISSING:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key, MISSING) is not MISSING
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        undo = self._undo
+        if undo is not None and key not in undo:
+            undo[key] = (self._cache.get(key, MISSING), self._dirty.get(key, MISSING))
+        self._cache[key] = value
+        self._dirty[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self[key] = _DELETED
+
+    def pop(self, key: str, default: Any = None) -> Any:
+        value = self.get(key, MISSING)
+        if value is MISSING:
+            return default
+        del self[key]
+        return value
+
+    def items(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        """Live entries (committed and pending), sorted by key, optionally under a key prefix."""
+        pending = {k: v for k, v in self._dirty.items() if k.startswith(prefix)}
+        merged: dict[str, Any] = {}
+        for raw_key, raw_value in self.backend.iterate(prefix.encode()):
+            if raw_key.startswith(b"\x00\x00"):
+                continue
+            key = raw_key.decode()
+            merged[key] = pending.pop(key) if key in pending else self.codec.decode(raw_value)
+        merged.update(pending)
+        for key in sorted(merged):
+            if merged[key] is not _DELETED:
+                yield key, merged[key]
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        return (k for k, _ in self.items(prefix))
+
+    def _evict(self) -> None:
+        # Keep only what is pending; the rest is re-read from the backend on demand.
+        self._cache = {k: v for k, v in self._cache.items() if k in self._dirty}
+
+    # -- agent-call transactions ------------------------------------------------------------------
+    def begin(self) -> None:
+        """Start journaling so a failed agent call can be rolled back."""
+        self._undo = {}
+
+    def end(self) -> None:
+        self._undo = None
+
+    def rollback(self) -> None:
+        """Undo every write since begin()."""
+        if self._undo:
+            for key, (cached, dirty) in self._undo.items():
+                if cached is MISSING:
+                    self._cache.pop(key, None)
+                else:
+                    self._cache[key] = cached
+                if dirty is MISSING:
+                    self._dirty.pop(key, None)
+                else:
+                    self._dirty[key] = dirty
+        self._undo = None
+
+    # -- commit and restore -----------------------------------------------------------------------
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._dirty)
+
+    def take_pending(self) -> list[tuple[bytes, bytes | None]]:
+        """Encode and hand over every pending write (for the changelog), clearing the pending set.
+        Call `persist` with the same list once the changelog write is durable."""
+        encode = self.codec.encode
+        out = [(k.encode(), None if v is _DELETED else encode(v)) for k, v in self._dirty.items()]
+        self._dirty = {}
+        return out
+
+    def persist(self, writes: list[tuple[bytes, bytes | None]], checkpoint: int | None) -> None:
+        """Write to the backend atomically with the changelog offset they correspond to."""
+        batch: dict[bytes, bytes | None] = dict(writes)
+        if checkpoint is not None:
+            batch[CHECKPOINT_KEY] = str(checkpoint).encode()
+            self.checkpoint = checkpoint
+        self.backend.write(batch)
+
+    def apply_changelog(self, records: list[tuple[bytes, bytes | None]], last_offset: int) -> None:
+        """Restore: apply changelog records (value None = tombstone) up to `last_offset`."""
+        for key, _ in records:
+            self._cache.pop(key.decode(errors="replace"), None)
+        self.persist(records, last_offset)
+
+    def close(self) -> None:
+        self.backend.close()

@@ -1,0 +1,85 @@
+"""Per-key timers of one agent partition, persisted in the agent's meta table (so they have a
+changelog and survive restarts and rebalances) and indexed in memory by due time.
+
+Event-time timers fire when the partition's watermark (max event time seen) reaches them;
+wall-clock timers fire when the wall clock does, even when no events flow.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from app.runtime.store import MISSING, PartitionStore
+
+__all__ = ["DueTimer", "PartitionTimers", "TIMER_PREFIX", "WATERMARK_KEY"]
+
+TIMER_PREFIX = "t:"
+WATERMARK_KEY = "wm"
+_KINDS = ("event", "wall")
+
+
+@dataclass(frozen=True)
+class DueTimer:
+    key: str
+    at_ms: int
+    kind: str
+    payload: Any
+
+
+class PartitionTimers:
+    """Implements app.runtime.types.TimerService for one partition."""
+
+    def __init__(self, meta: PartitionStore, on_event_due: Callable[[int], None] | None = None) -> None:
+        self.meta = meta
+        #: told when an event-time timer is scheduled, so the engine can check it on the hot path cheaply
+        self.on_event_due = on_event_due
+        self._heaps: dict[str, list[tuple[int, str]]] = {"event": [], "wall": []}
+        for stored_key, (at_ms, kind, _payload) in meta.items(TIMER_PREFIX):
+            heapq.heappush(self._heaps[kind], (at_ms, stored_key[len(TIMER_PREFIX):]))
+
+    def schedule(self, key: str, at_ms: int, *, kind: str = "wall", payload: Any = None) -> None:
+        """Schedule (or move) the timer of `key`; payload must be JSON-serialisable."""
+        if kind not in _KINDS:
+            raise ValueError(f"timer kind {kind!r}: use 'event' or 'wall'")
+        at_ms = int(at_ms)
+        self.meta[TIMER_PREFIX + key] = [at_ms, kind, payload]
+        heapq.heappush(self._heaps[kind], (at_ms, key))
+        if kind == "event" and self.on_event_due is not None:
+            self.on_event_due(at_ms)
+
+    def cancel(self, key: str) -> None:
+        self.meta.pop(TIMER_PREFIX + key)
+
+    def get(self, key: str) -> DueTimer | None:
+        entry = self.meta.get(TIMER_PREFIX + key, MISSING)
+        if entry is MISSING:
+            return None
+        at_ms, kind, payload = entry
+        return DueTimer(key, at_ms, kind, payload)
+
+    def next_due(self, kind: str) -> int | None:
+        heap = self._heaps[kind]
+        return heap[0][0] if heap else None
+
+    def pop_due(self, kind: str, now_ms: int) -> list[DueTimer]:
+        """Remove and return timers of `kind` due at or before now_ms (stale heap entries skipped)."""
+        heap = self._heaps[kind]
+        due: list[DueTimer] = []
+        while heap and heap[0][0] <= now_ms:
+            at_ms, key = heapq.heappop(heap)
+            entry = self.meta.get(TIMER_PREFIX + key, MISSING)
+            if entry is MISSING or entry[0] != at_ms or entry[1] != kind:
+                continue  # cancelled or moved since this heap entry was pushed
+            del self.meta[TIMER_PREFIX + key]
+            due.append(DueTimer(key, at_ms, kind, entry[2]))
+        return due
+
+    @property
+    def watermark_ms(self) -> int:
+        return int(self.meta.get(WATERMARK_KEY, -1))
+
+    def set_watermark(self, watermark_ms: int) -> None:
+        self.meta[WATERMARK_KEY] = watermark_ms

@@ -1,0 +1,257 @@
+"""Harness-level tests of the runtime: tables, windows, timers, failures (no Kafka)."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.runtime.agent import AgentRegistry, agent
+from app.runtime.tables import Table, TableNotActive
+from app.runtime.testing import AgentHarness
+from app.runtime.windowed import WindowedTable
+from app.runtime.windows import Window, windows_for
+
+
+def ev(subject: str = "h1", name: str = "load", time: int = 1_000, **metrics: float) -> dict:
+    return {"subject": subject, "name": name, "time": time, "metrics": metrics, "severity": 0}
+
+
+@pytest.fixture
+def reg() -> AgentRegistry:
+    return AgentRegistry()
+
+
+def test_table__counts_per_key_across_partitions(reg: AgentRegistry) -> None:
+    counts = Table("counts", default=0)
+
+    @agent("events", tables=[counts], registry=reg)
+    def count(event, ctx):
+        counts[ctx.key] += 1
+
+    h = AgentHarness(reg.agents(), partitions=4)
+    h.feed_many("events", [ev("a"), ev("b"), ev("a"), ev("c"), ev("a")])
+    assert counts.lookup("a/load") == 3
+    assert counts.lookup("b/load") == 1
+    assert sorted(k for k, _ in counts.all_items()) == ["a/load", "b/load", "c/load"]
+
+
+def test_table__survives_restart(reg: AgentRegistry) -> None:
+    totals = Table("totals", default=0.0)
+
+    @agent("events", tables=[totals], registry=reg)
+    def add(event, ctx):
+        totals[ctx.key] += event["metrics"]["x"]
+
+    h = AgentHarness(reg.agents(), partitions=2)
+    h.feed_many("events", [ev("a", x=1.5), ev("a", x=2.0)])
+    h.restart()
+    h.feed("events", ev("a", x=0.5))
+    assert totals.lookup("a/load") == 4.0
+
+
+def test_table__outside_agent_raises_clear_error() -> None:
+    t = Table("lonely")
+    with pytest.raises(TableNotActive, match="outside an agent"):
+        t["x"] = 1
+
+
+def test_agent_error__goes_to_dead_letters_and_rolls_back_only_that_record(reg: AgentRegistry) -> None:
+    seen = Table("seen", default=0)
+
+    @agent("events", tables=[seen], registry=reg)
+    def picky(event, ctx):
+        seen[ctx.key] += 1
+        ctx.send("out", ctx.key, event["subject"])
+        if event["subject"] == "bad":
+            raise ValueError("no bad subjects")
+
+    h = AgentHarness(reg.agents())
+    h.feed_many("events", [ev("a"), ev("bad"), ev("b")])
+    assert [d.agent for d in h.dead_letters] == ["picky"]
+    assert "ValueError: no bad subjects" in h.dead_letters[0].error
+    assert h.dead_letters[0].offset == 1
+    assert seen.lookup("bad/load") is None
+    assert seen.lookup("a/load") == 1 and seen.lookup("b/load") == 1
+    assert [o.value for o in h.outputs("out")] == ["a", "b"]
+
+
+def test_batch_agent__receives_lists_and_isolates_poison(reg: AgentRegistry) -> None:
+    sizes: list[int] = []
+
+    @agent("events", batch=True, registry=reg)
+    def batcher(events, ctx):
+        if any(e["subject"] == "bad" for e in events):
+            raise RuntimeError("poison")
+        sizes.append(len(events))
+
+    h = AgentHarness(reg.agents())
+    h.feed_many("events", [ev("a"), ev("b"), ev("c")])
+    h.feed_many("events", [ev("d"), ev("bad"), ev("e")])
+    assert sizes == [3, 1, 1]
+    assert len(h.dead_letters) == 1
+
+
+def test_async_agent__works(reg: AgentRegistry) -> None:
+    got = Table("got", default=0)
+
+    @agent("events", tables=[got], registry=reg)
+    async def slow(event, ctx):
+        got[ctx.key] += 1
+
+    h = AgentHarness(reg.agents())
+    h.feed_many("events", [ev("a"), ev("a")])
+    assert got.lookup("a/load") == 2
+
+
+@pytest.mark.parametrize(("ts", "size", "step", "expected"), [
+    (0, 10, None, [(0, 10)]),
+    (9, 10, None, [(0, 10)]),
+    (10, 10, None, [(10, 20)]),
+    (12, 10, 5, [(5, 15), (10, 20)]),
+    (15, 10, 5, [(10, 20), (15, 25)]),
+    (12_500, 10_000, 3_000, [(3_000, 13_000), (6_000, 16_000), (9_000, 19_000), (12_000, 22_000)]),
+])
+def test_windows_for__boundaries_and_hopping_overlap(ts, size, step, expected) -> None:
+    assert windows_for(ts, size_ms=size, step_ms=step) == [Window(s, e) for s, e in expected]
+
+
+def test_windows_for__rejects_step_larger_than_size() -> None:
+    with pytest.raises(ValueError, match="step"):
+        windows_for(0, size_ms=10, step_ms=20)
+
+
+def _window_agent(reg: AgentRegistry, **kw):
+    closed: list[tuple[str, Window, float]] = []
+    sums = WindowedTable("sums", default=0.0, **kw)
+
+    @agent("events", tables=[sums], registry=reg)
+    def summer(event, ctx):
+        sums.apply(ctx.key, lambda s: s + event["metrics"]["x"])
+
+    @sums.on_close
+    def on_close(key, window, value, ctx):
+        closed.append((key, window, value))
+        ctx.send("closed", key, {"start": window.start_ms, "sum": value})
+
+    return sums, closed
+
+
+def test_windowed__tumbling_close_on_watermark_with_grace(reg: AgentRegistry) -> None:
+    sums, closed = _window_agent(reg, size=10_000, grace=2_000)
+    h = AgentHarness(reg.agents())
+    h.feed_many("events", [ev(time=1_000, x=1), ev(time=9_999, x=2), ev(time=10_000, x=5)])
+    assert closed == []  # watermark 10s < end 10s + grace 2s
+    h.feed("events", ev(time=11_000, x=1))   # watermark 11s
+    h.feed("events", ev(time=9_000, x=1))    # out of order but within grace: merged into [0,10s)
+    h.feed("events", ev(time=12_000, x=1))   # watermark reaches 12s: [0,10s) closes
+    assert closed == [("h1/load", Window(0, 10_000), 4.0)]
+    assert sums.windows("h1/load") == [(Window(10_000, 20_000), 7.0)]
+
+
+def test_windowed__late_past_grace_is_counted_and_dropped(reg: AgentRegistry) -> None:
+    sums, closed = _window_agent(reg, size=10_000, grace=1_000)
+    h = AgentHarness(reg.agents())
+    h.feed_many("events", [ev(time=1_000, x=1), ev(time=25_000, x=1)])
+    h.feed("events", ev(time=5_000, x=100))
+    assert sums.late_dropped == 1
+    assert closed[0][2] == 1.0
+
+
+def test_windowed__hopping_event_counts_in_every_overlapping_window(reg: AgentRegistry) -> None:
+    sums, closed = _window_agent(reg, size=10_000, step=5_000)
+    h = AgentHarness(reg.agents())
+    h.feed("events", ev(time=12_000, x=1))
+    assert [w for w, _ in sums.windows("h1/load")] == [Window(5_000, 15_000), Window(10_000, 20_000)]
+
+
+def test_windowed__retention_keeps_closed_windows_then_expires(reg: AgentRegistry) -> None:
+    sums, closed = _window_agent(reg, size=10_000, retention=20_000)
+    h = AgentHarness(reg.agents())
+    h.feed_many("events", [ev(time=1_000, x=1), ev(time=10_000, x=1)])
+    assert len(closed) == 1
+    assert [w.start_ms for w, _ in sums.windows("h1/load")] == [0, 10_000]
+    h.feed("events", ev(time=30_000, x=1))  # [0,10s) expires at 10s + 20s
+    assert [w.start_ms for w, _ in sums.windows("h1/load")] == [10_000, 30_000]
+
+
+def test_windowed__open_windows_survive_restart_and_close_once(reg: AgentRegistry) -> None:
+    sums, closed = _window_agent(reg, size=10_000)
+    h = AgentHarness(reg.agents())
+    h.feed("events", ev(time=1_000, x=3))
+    h.restart()
+    h.feed("events", ev(time=10_500, x=1))
+    h.restart()
+    h.feed("events", ev(time=11_000, x=1))
+    assert closed == [("h1/load", Window(0, 10_000), 3.0)]
+
+
+def _absence_agent(reg: AgentRegistry, kind: str):
+    @agent("events", registry=reg)
+    def watch(event, ctx):
+        ctx.timers.schedule(ctx.key, ctx.timestamp + 2_000, kind=kind, payload={"id": event["subject"]})
+
+    @watch.on_timer
+    def silent(key, payload, ctx):
+        ctx.send("alerts", key, {"expired": key, "payload": payload, "at": ctx.timestamp})
+
+    return watch
+
+
+def test_timers__wall_clock_fires_once_when_silent(reg: AgentRegistry) -> None:
+    _absence_agent(reg, "wall")
+    h = AgentHarness(reg.agents(), wall_clock_ms=0)
+    h.feed("events", ev(time=0))
+    h.advance_wall_clock(1_000)
+    h.feed("events", ev(time=1_000))        # re-arms: now due at 3_000
+    assert h.advance_wall_clock(1_500) == 0   # t=2_500
+    assert h.advance_wall_clock(600) == 1     # t=3_100
+    assert h.advance_wall_clock(10_000) == 0
+    assert [o.value["at"] for o in h.outputs("alerts")] == [3_000]
+
+
+def test_timers__event_time_fires_on_watermark(reg: AgentRegistry) -> None:
+    _absence_agent(reg, "event")
+    h = AgentHarness(reg.agents())
+    h.feed("events", ev("a", time=0))
+    h.feed("events", ev("b", time=1_000))
+    h.feed("events", ev("b", time=2_500))   # watermark 2.5s: a (due 2s) fires, b re-armed
+    assert [o.key for o in h.outputs("alerts")] == ["a/load"]
+
+
+def test_timers__survive_restart(reg: AgentRegistry) -> None:
+    _absence_agent(reg, "wall")
+    h = AgentHarness(reg.agents(), wall_clock_ms=0)
+    h.feed("events", ev(time=0))
+    h.restart()
+    assert h.advance_wall_clock(2_500) == 1
+    assert h.outputs("alerts")[0].value["payload"] == {"id": "h1"}
+
+
+def test_timers__failing_timer_is_dead_lettered_not_retried_forever(reg: AgentRegistry) -> None:
+    @agent("events", registry=reg)
+    def arm(event, ctx):
+        ctx.timers.schedule("k", 10, kind="wall")
+
+    @arm.on_timer
+    def boom(key, payload, ctx):
+        raise RuntimeError("timer broke")
+
+    h = AgentHarness(reg.agents())
+    h.feed("events", ev())
+    h.advance_wall_clock(100)
+    h.advance_wall_clock(100)
+    assert len(h.dead_letters) == 1 and "timer broke" in h.dead_letters[0].error
+
+
+def test_tables_shared_across_topics__rejected(reg: AgentRegistry) -> None:
+    shared = Table("shared")
+
+    @agent("a", tables=[shared], registry=reg)
+    def one(event, ctx):
+        pass
+
+    @agent("b", tables=[shared], registry=reg)
+    def two(event, ctx):
+        pass
+
+    with pytest.raises(ValueError, match="partitioned like one source topic"):
+        AgentHarness(reg.agents())
