@@ -1,0 +1,38 @@
+"""Rules: YAML rule files -> compiled rules -> pure, event-time-driven evaluation -> rendered actions.
+
+Layers (each usable alone; none imports a Kafka client or rocksdict):
+    source.py     line-aware YAML + RuleError            fields.py   field keys, group keys
+    match.py      match/when predicates                  templates.py  sandboxed Jinja params
+    triggers.py   register/status/absent_for/count/sequence (pure state machines)
+    spec.py       one file -> validated Rules            loader.py   directory, hot reload
+    engine.py     RuleEngine: events/transitions/timers -> Firings
+    actions.py    Firing -> RenderedAction | RenderFailure (deterministic ids)
+    offline.py    run rules over recorded JSONL by event time; compare with expectations
+    cli.py        `vigil rules check` / `vigil rules test`
+
+Grammar (contract; additions marked +):
+    rules:                         # top-level list in every *.yaml/*.yml file of the rules directory
+      - name: unique-name          # unique across all files
+        description: text          # optional
+        enabled: false             # + optional, default true
+        match: {FIELD: COND, any: [MATCH...], all: [MATCH...], not: MATCH}
+            # FIELD: subject name kind origin severity type text tags.K metrics.K data.PATH
+            #        (+ id time trace_id ttl from_state to_state cause_event_id)
+            # COND: "glob*" | scalar (eq) | {eq ne gt ge lt le in not_in regex contains startswith
+            #        endswith exists: ..., + any/all/not of CONDs}
+        group_by: [subject, name]  # scopes trigger state and throttle; default [subject, name]
+                                   # ([subject] for sequence); [] = one group for everything
+        # at most one trigger (none: every matching event fires):
+        register: {metric: load1, aggregate: avg|min|max|sum|count|last|rate|p95 (+ pNN),
+                   period: 10s, max_samples: 512 (+)}
+        when: {gt: 20}             # with register
+        for: 30s                   # with register, optional
+        status: {from: OK, to: CRITICAL}    # either optional; + a list or glob of states
+        absent_for: 60s
+        count: {at_least: 5, within: 60s}   # + after firing, counting starts afresh
+        sequence: [{match: MATCH}, {match: MATCH}]
+        within: 10m                # with sequence
+        throttle: {once_within: 5m}
+        actions:
+          - TYPE: {PARAM: TEMPLATE..., target: TEMPLATE, deadline: 5m (+)}
+"""

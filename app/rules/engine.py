@@ -1,0 +1,210 @@
+"""The rules engine: events, status transitions and timers in; firings out. Pure and event-time driven.
+
+State lives in the given KeyValueStore (JSON-compatible values) under readable keys:
+    "<rule>/<trigger kind>/<group key>"   trigger state of one group (e.g. "disk-full/register/web1/disk")
+    "<rule>/throttle/<group key>"         time (ms) of the group's last firing
+Absence timers use the trigger-state key as timer key, so `on_timer(key, ...)` finds its state.
+Rule names cannot contain '/', so the first two parts of a key are unambiguous.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from app.rules.fields import EVENT_TYPE, group_key, group_value
+from app.rules.loader import RuleSet
+from app.rules.spec import Rule
+from app.rules.triggers import Hit, Step
+from app.runtime.types import KeyValueStore, TimerService
+
+__all__ = ["ALERT_TYPE", "Firing", "InvalidEventError", "ReloadReport", "RuleEngine", "state_key"]
+
+log = logging.getLogger(__name__)
+
+#: Avro full name of status transitions (what `on_transition` gets and `match` sees as `type`).
+ALERT_TYPE: Final = "vigil.Alert"
+
+
+class InvalidEventError(ValueError):
+    """The record cannot be evaluated (not a mapping, or no integer `time`): dead-letter it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """A rule fired for one group: everything needed to render its actions deterministically."""
+
+    rule: str
+    group_key: str
+    group: Mapping[str, str]  # group_by key -> value
+    trigger: str  # trigger kind: match, register, status, absent_for, count, sequence
+    trigger_id: str  # deterministic from the triggering facts (event id, silence start, ...)
+    event: Mapping[str, Any]  # the cause: event, alert, or (absence) the last event seen
+    event_type: str
+    value: Any  # register aggregate, count, to_state, silence/sequence seconds; None for match
+    time_ms: int  # event time of the firing (absence: the deadline that passed)
+
+
+@dataclass(frozen=True)
+class ReloadReport:
+    """What `replace_ruleset` did with state: rules whose state was kept, reset, added, removed."""
+
+    kept: tuple[str, ...]
+    reset: tuple[str, ...]
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+def state_key(rule: str, part: str, group: str) -> str:
+    """The store/timer key for one rule, state part and group."""
+    return f"{rule}/{part}/{group}"
+
+
+def _time_of(record: Any, what: str) -> int:
+    if not isinstance(record, Mapping):
+        raise InvalidEventError(f"{what} must be a mapping, got {type(record).__name__}")
+    value = record.get("time")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidEventError(f"{what} {record.get('id', '?')!r} has no valid `time` (integer ms since "
+                                f"the epoch), got {value!r}")
+    return value
+
+
+class RuleEngine:
+    """Evaluates a RuleSet. Not thread-safe: one engine per partition, like its store."""
+
+    def __init__(self, ruleset: RuleSet, store: KeyValueStore, timers: TimerService) -> None:
+        self.store = store
+        self.timers = timers
+        self._install(ruleset)
+
+    @property
+    def ruleset(self) -> RuleSet:
+        """The rules being evaluated."""
+        return self._ruleset
+
+    def _install(self, ruleset: RuleSet) -> None:
+        self._ruleset = ruleset
+        active = ruleset.enabled
+        event_rules = [r for r in active if not r.trigger.on_transitions]
+        self._transition_rules = tuple(r for r in active if r.trigger.on_transitions)
+        self._any_name = tuple(r for r in event_rules if r.names is None)
+        # Dispatch by event name: most rules match one literal name, so most events see few rules.
+        by_name: dict[str, list[Rule]] = {}
+        for rule in event_rules:
+            for name in rule.names or ():
+                by_name.setdefault(name, []).append(rule)
+        order = {rule.name: i for i, rule in enumerate(active)}
+        self._by_name = {name: tuple(sorted({*rules, *self._any_name}, key=lambda r: order[r.name]))
+                         for name, rules in by_name.items()}
+
+    # --- inputs -----------------------------------------------------------------------------------
+
+    def on_event(self, event: Mapping[str, Any], event_type: str = EVENT_TYPE) -> list[Firing]:
+        """Evaluate one event (an Avro-shaped dict of type `event_type`); raises InvalidEventError."""
+        time_ms = _time_of(event, "event")
+        name = event.get("name")
+        rules = self._by_name.get(name, self._any_name) if isinstance(name, str) else self._any_name
+        firings: list[Firing] = []
+        for rule in rules:
+            if not rule.match(event, event_type):
+                continue
+            group = self._group(rule, event, event_type)
+            key = state_key(rule.name, rule.trigger.kind, group_key(group.values()))
+            state = self._load(key) if rule.trigger.stateful else None
+            step = rule.trigger.on_event(state, event, event_type, time_ms, group)
+            firing = self._apply(rule, key, state, step, group, event, event_type)
+            if firing:
+                firings.append(firing)
+        return firings
+
+    def on_transition(self, alert: Mapping[str, Any]) -> list[Firing]:
+        """Evaluate one status transition (a vigil.Alert-shaped dict); raises InvalidEventError."""
+        time_ms = _time_of(alert, "transition")
+        firings: list[Firing] = []
+        for rule in self._transition_rules:
+            if not rule.match(alert, ALERT_TYPE):
+                continue
+            hit = rule.trigger.on_transition(alert, time_ms)  # type: ignore[attr-defined]
+            if hit:
+                group = self._group(rule, alert, ALERT_TYPE)
+                firing = self._fire(rule, group, hit, alert, ALERT_TYPE)
+                if firing:
+                    firings.append(firing)
+        return firings
+
+    def on_timer(self, key: str, now_ms: int, payload: Any = None) -> list[Firing]:
+        """A timer this engine armed has come due (`now_ms`: the time it is judged at)."""
+        rule_name, _, rest = key.partition("/")
+        kind, _, _ = rest.partition("/")
+        rule = self._ruleset.get(rule_name)
+        if rule is None or not rule.enabled or rule.trigger.kind != kind:
+            return []  # the rule was removed or changed since the timer was armed
+        state = self._load(key)
+        step = rule.trigger.on_timer(state, now_ms)
+        group = dict(state.get("group", {})) if state else {}
+        hit = step.hit
+        event = hit.event if hit and hit.event is not None else {}
+        event_type = hit.event_type if hit and hit.event_type else EVENT_TYPE
+        return [f for f in [self._apply(rule, key, state, step, group, event, event_type)] if f]
+
+    def replace_ruleset(self, ruleset: RuleSet) -> ReloadReport:
+        """Hot reload: keep the state of rules whose match/trigger/group/throttle are unchanged,
+        drop (and cancel timers of) the state of rules that changed, were disabled or removed."""
+        old = {r.name: r for r in self._ruleset.enabled}
+        new = {r.name: r for r in ruleset.enabled}
+        kept = tuple(n for n in new if n in old and old[n].state_fingerprint == new[n].state_fingerprint)
+        reset = tuple(n for n in new if n in old and n not in kept)
+        removed = tuple(n for n in old if n not in new)
+        stale = {*reset, *removed}
+        if stale:
+            doomed = [key for key, _ in self.store.items() if key.partition("/")[0] in stale]
+            for key in doomed:
+                trigger = old[key.partition("/")[0]].trigger
+                if trigger.uses_timers and key.split("/", 2)[1] == trigger.kind:
+                    self.timers.cancel(key)
+                del self.store[key]
+        self._install(ruleset)
+        added = tuple(n for n in new if n not in old)
+        if stale or added:
+            log.info("rules reloaded: kept %d, reset %s, added %s, removed %s", len(kept), reset, added, removed)
+        return ReloadReport(kept, reset, added, removed)
+
+    # --- internals --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _group(rule: Rule, event: Mapping[str, Any], event_type: str) -> dict[str, str]:
+        return {ref.key: group_value(ref.get(event, event_type)) for ref in rule.group_by}
+
+    def _load(self, key: str) -> dict[str, Any] | None:
+        state = self.store.get(key)
+        return state if isinstance(state, dict) else None
+
+    def _apply(self, rule: Rule, key: str, old: dict[str, Any] | None, step: Step, group: Mapping[str, str],
+               event: Mapping[str, Any], event_type: str) -> Firing | None:
+        if rule.trigger.stateful and step.state is not old:
+            if step.state is None:
+                if key in self.store:
+                    del self.store[key]
+            else:
+                self.store[key] = step.state
+        if step.timer_at_ms is not None:
+            self.timers.schedule(key, step.timer_at_ms, kind="wall", payload={"rule": rule.name})
+        return self._fire(rule, group, step.hit, event, event_type) if step.hit else None
+
+    def _fire(self, rule: Rule, group: Mapping[str, str], hit: Hit, event: Mapping[str, Any],
+              event_type: str) -> Firing | None:
+        gkey = group_key(group.values())
+        if rule.throttle_ms is not None:
+            throttle_key = state_key(rule.name, "throttle", gkey)
+            last = self.store.get(throttle_key)
+            if isinstance(last, int) and hit.time_ms - last < rule.throttle_ms:
+                return None
+            self.store[throttle_key] = hit.time_ms
+        return Firing(rule=rule.name, group_key=gkey, group=dict(group), trigger=rule.trigger.kind,
+                      trigger_id=hit.trigger_id, event=event, event_type=event_type, value=hit.value,
+                      time_ms=hit.time_ms)

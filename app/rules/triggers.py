@@ -1,0 +1,411 @@
+"""Triggers: when a matching event (or transition, or silence) makes a rule fire.
+
+Each trigger is pure and event-time driven: it gets the group's previous state (a JSON-compatible
+dict, or None) and returns a `Step` with the new state, maybe a `Hit`, and maybe a timer to arm.
+The engine owns storage, grouping and throttling, so triggers are testable with plain values.
+
+State shapes (kept small: they are written to the state store on every matching event):
+    register   {"s": [[time_ms, value], ...], "since": time_ms | null}
+    count      {"t": [time_ms, ...]}                     (at most at_least entries)
+    sequence   {"p": [start_ms | null, ...]}             (one entry per completed-steps level)
+    absent_for {"last": ms, "fired": bool, "event": {...}, "type": str, "group": {...}}
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import json
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+
+from app.rules.fields import event_ref, metric_getter
+from app.rules.match import Predicate, ValueTest, compile_match, compile_value_test
+from app.rules.source import ErrorSink, LineDict, line_of
+
+__all__ = [
+    "AGGREGATES",
+    "TRIGGER_KEYS",
+    "AbsentTrigger",
+    "CountTrigger",
+    "Hit",
+    "MatchTrigger",
+    "RegisterTrigger",
+    "SequenceTrigger",
+    "StatusTrigger",
+    "Step",
+    "Trigger",
+    "aggregate",
+    "parse_trigger",
+]
+
+#: Rule keys that choose a trigger, and the rule keys that only make sense beside each.
+TRIGGER_KEYS: Final = ("register", "status", "absent_for", "count", "sequence")
+COMPANION_KEYS: Final = {"when": "register", "for": "register", "within": "sequence"}
+
+AGGREGATES: Final = ("avg", "min", "max", "sum", "count", "last", "rate", "p95")
+_PERCENTILE: Final = re.compile(r"p(\d{1,2}(?:\.\d+)?)")
+_STATES: Final = ("OK", "WARNING", "CRITICAL", "UNKNOWN", "EXPIRED")
+DEFAULT_MAX_SAMPLES: Final = 512
+_MAX_SAMPLES_LIMIT: Final = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A trigger fired. `event`/`event_type` override the cause (absence: the last event seen)."""
+
+    trigger_id: str
+    value: Any
+    time_ms: int
+    event: Mapping[str, Any] | None = None
+    event_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What a trigger decided: the group's new state (None deletes it), a hit, a timer to arm."""
+
+    state: dict[str, Any] | None
+    hit: Hit | None = None
+    timer_at_ms: int | None = None
+
+
+class Trigger:
+    """Base: a stateless trigger that ignores events (subclasses override what they use)."""
+
+    kind: ClassVar[str] = "match"
+    stateful: ClassVar[bool] = False
+    on_transitions: ClassVar[bool] = False
+    uses_timers: ClassVar[bool] = False
+    default_group_by: ClassVar[tuple[str, ...]] = ("subject", "name")
+
+    def on_event(self, state: dict[str, Any] | None, event: Mapping[str, Any], event_type: str,
+                 time_ms: int, group: Mapping[str, str]) -> Step:
+        """React to a matching event of this rule's group."""
+        return Step(state)
+
+    def on_timer(self, state: dict[str, Any] | None, now_ms: int) -> Step:
+        """React to this group's timer (only triggers that arm timers get called)."""
+        return Step(state)
+
+
+class MatchTrigger(Trigger):
+    """No trigger key: every matching event fires."""
+
+    def on_event(self, state: dict[str, Any] | None, event: Mapping[str, Any], event_type: str,
+                 time_ms: int, group: Mapping[str, str]) -> Step:
+        return Step(None, Hit(f"event:{event_ref(event)}", None, time_ms))
+
+
+# --- register -------------------------------------------------------------------------------------
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    # Nearest rank: always one of the samples, so "p95 > 20" means some real sample is > 20.
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def _rate(samples: Sequence[Sequence[float]]) -> float | None:
+    if len(samples) < 2 or samples[-1][0] <= samples[0][0]:
+        return None
+    increase = 0.0
+    for (_, previous), (_, current) in itertools.pairwise(samples):
+        # A drop means the counter restarted from zero (process restart): count from zero.
+        increase += current - previous if current >= previous else current
+    return increase / ((samples[-1][0] - samples[0][0]) / 1000)
+
+
+def aggregate(name: str, samples: Sequence[Sequence[float]]) -> float | None:
+    """The aggregate of time-ordered [time_ms, value] samples, or None when it is undefined."""
+    if not samples:
+        return None
+    values = [v for _, v in samples]
+    if name == "avg":
+        return sum(values) / len(values)
+    if name == "rate":
+        return _rate(samples)
+    simple: dict[str, Callable[[list[float]], float]] = {
+        "min": min, "max": max, "sum": sum, "count": len, "last": lambda v: v[-1],
+    }
+    if name in simple:
+        return float(simple[name](values))
+    match = _PERCENTILE.fullmatch(name)
+    if match:
+        return _percentile(values, float(match.group(1)))
+    raise ValueError(f"unknown aggregate {name!r}")
+
+
+def _valid_aggregate(name: Any) -> bool:
+    if name in AGGREGATES:
+        return True
+    match = _PERCENTILE.fullmatch(name) if isinstance(name, str) else None
+    return bool(match) and 0 < float(match.group(1)) < 100
+
+
+@dataclass(frozen=True, eq=False)
+class RegisterTrigger(Trigger):
+    """Fires while `aggregate(metric)` over the sliding `period` satisfies `when` (for `for_ms`)."""
+
+    kind: ClassVar[str] = "register"
+    stateful: ClassVar[bool] = True
+
+    metric: str
+    aggregate: str
+    period_ms: int
+    when: ValueTest
+    for_ms: int | None = None
+    max_samples: int = DEFAULT_MAX_SAMPLES
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_value_of", metric_getter(self.metric))
+
+    def on_event(self, state: dict[str, Any] | None, event: Mapping[str, Any], event_type: str,
+                 time_ms: int, group: Mapping[str, str]) -> Step:
+        value = self._value_of(event, event_type)  # type: ignore[attr-defined]
+        samples: list[list[float]] = list(state["s"]) if state else []
+        if value is None or (samples and time_ms <= samples[-1][0] - self.period_ms):
+            return Step(state)  # no sample, or one already outside the window
+        bisect.insort(samples, [time_ms, value], key=lambda s: s[0])
+        now_ms = int(samples[-1][0])
+        first = bisect.bisect_right(samples, now_ms - self.period_ms, key=lambda s: s[0])
+        # Bounded: beyond max_samples the oldest go first (the window effectively shortens).
+        samples = samples[max(first, len(samples) - self.max_samples):]
+        result = aggregate(self.aggregate, samples)
+        holds = result is not None and self.when(result)
+        since = state.get("since") if state else None
+        since = (now_ms if since is None else since) if holds else None
+        new_state = {"s": samples, "since": since}
+        if not holds or (self.for_ms is not None and now_ms - since < self.for_ms):
+            return Step(new_state)
+        return Step(new_state, Hit(f"register:{event_ref(event)}", result, now_ms))
+
+
+def _parse_register(rule: LineDict, sink: ErrorSink) -> RegisterTrigger | None:
+    spec, line = rule["register"], line_of(rule, "register")
+    if not isinstance(spec, Mapping):
+        sink.add(line, "`register` must be a mapping: {metric: M, aggregate: avg, period: 10s}")
+        return None
+    sink.unknown_keys(spec, ("metric", "aggregate", "period", "max_samples"), "register")
+    metric, agg = spec.get("metric"), spec.get("aggregate", "avg")
+    ok = True
+    if not isinstance(metric, str) or not metric:
+        sink.add(line_of(spec, "metric", line), "register: `metric` must name a metric, e.g. metric: load1")
+        ok = False
+    if not _valid_aggregate(agg):
+        sink.add(line_of(spec, "aggregate", line),
+                 f"register: unknown aggregate {agg!r}; use one of {', '.join(AGGREGATES)} (or p50, p99, ...)")
+        ok = False
+    period = sink.duration_ms(spec.get("period"), line_of(spec, "period", line), "register.period")
+    max_samples = spec.get("max_samples", DEFAULT_MAX_SAMPLES)
+    if isinstance(max_samples, bool) or not isinstance(max_samples, int) \
+            or not 2 <= max_samples <= _MAX_SAMPLES_LIMIT:
+        sink.add(line_of(spec, "max_samples", line),
+                 f"register.max_samples must be an integer from 2 to {_MAX_SAMPLES_LIMIT}")
+        ok = False
+    if "when" not in rule:
+        sink.add(line, "register needs a `when:` condition beside it, e.g. when: {gt: 20}")
+        ok = False
+    when = compile_value_test(rule.get("when"), sink, line_of(rule, "when"), key="when")
+    for_ms = sink.duration_ms(rule["for"], line_of(rule, "for"), "for") if "for" in rule else None
+    if not ok or period is None or ("for" in rule and for_ms is None):
+        return None
+    return RegisterTrigger(metric, agg, period, when, for_ms, max_samples)
+
+
+# --- status ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class StatusTrigger(Trigger):
+    """Fires on status transitions (vigil.Alert records) whose from/to states match."""
+
+    kind: ClassVar[str] = "status"
+    on_transitions: ClassVar[bool] = True
+
+    from_state: ValueTest
+    to_state: ValueTest
+
+    def on_transition(self, alert: Mapping[str, Any], time_ms: int) -> Hit | None:
+        """A hit when the transition's states match, else None."""
+        if self.from_state(alert.get("from_state")) and self.to_state(alert.get("to_state")):
+            return Hit(f"status:{event_ref(alert)}", alert.get("to_state"), time_ms)
+        return None
+
+
+def _state_test(spec: Any, sink: ErrorSink, line: int, key: str) -> ValueTest:
+    if spec is None:
+        return lambda _: True
+    names = spec if isinstance(spec, list) else [spec]
+    allowed = (*_STATES, "NONE") if key == "from" else _STATES
+    for name in names:
+        if not isinstance(name, str) or (not any(c in name for c in "*?[") and name.upper() not in allowed):
+            sink.add(line, f"status.{key}: {name!r} is not a state; use one of {', '.join(allowed)}")
+    spec = {"in": spec} if isinstance(spec, list) else spec
+    return compile_value_test(spec, sink, line, key=f"{key}_state")
+
+
+def _parse_status(rule: LineDict, sink: ErrorSink) -> StatusTrigger | None:
+    spec, line = rule["status"], line_of(rule, "status")
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, Mapping):
+        sink.add(line, "`status` must be a mapping like {to: CRITICAL, from: OK} (both optional)")
+        return None
+    sink.unknown_keys(spec, ("from", "to"), "status")
+    return StatusTrigger(_state_test(spec.get("from"), sink, line_of(spec, "from", line), "from"),
+                         _state_test(spec.get("to"), sink, line_of(spec, "to", line), "to"))
+
+
+# --- absent_for -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class AbsentTrigger(Trigger):
+    """Fires once when a group sees no matching event for `absent_ms`; its next event re-arms it."""
+
+    kind: ClassVar[str] = "absent_for"
+    stateful: ClassVar[bool] = True
+    uses_timers: ClassVar[bool] = True
+
+    absent_ms: int
+
+    def on_event(self, state: dict[str, Any] | None, event: Mapping[str, Any], event_type: str,
+                 time_ms: int, group: Mapping[str, str]) -> Step:
+        if state and time_ms <= state["last"]:
+            return Step(state)  # late event: the silence it would end is already judged
+        # The event is kept (as JSON) so the absence firing can render templates about it.
+        kept = json.loads(json.dumps(event, default=str))
+        new_state = {"last": time_ms, "fired": False, "event": kept, "type": event_type, "group": dict(group)}
+        return Step(new_state, timer_at_ms=time_ms + self.absent_ms)
+
+    def on_timer(self, state: dict[str, Any] | None, now_ms: int) -> Step:
+        if not state or state["fired"]:
+            return Step(state)
+        deadline = state["last"] + self.absent_ms
+        if now_ms < deadline:
+            return Step(state, timer_at_ms=deadline)  # woken early: sleep again
+        hit = Hit(f"absent:{state['last']}", self.absent_ms / 1000, deadline, state["event"], state["type"])
+        return Step({**state, "fired": True}, hit)
+
+
+def _parse_absent(rule: LineDict, sink: ErrorSink) -> AbsentTrigger | None:
+    ms = sink.duration_ms(rule["absent_for"], line_of(rule, "absent_for"), "absent_for")
+    return AbsentTrigger(ms) if ms is not None else None
+
+
+# --- count ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class CountTrigger(Trigger):
+    """Fires when `at_least` matching events fall within `within_ms`; then counts afresh."""
+
+    kind: ClassVar[str] = "count"
+    stateful: ClassVar[bool] = True
+
+    at_least: int
+    within_ms: int
+
+    def on_event(self, state: dict[str, Any] | None, event: Mapping[str, Any], event_type: str,
+                 time_ms: int, group: Mapping[str, str]) -> Step:
+        times: list[int] = list(state["t"]) if state else []
+        bisect.insort(times, time_ms)
+        first = bisect.bisect_left(times, times[-1] - self.within_ms)
+        times = times[max(first, len(times) - self.at_least):]  # only the newest at_least matter
+        if len(times) < self.at_least:
+            return Step({"t": times})
+        return Step(None, Hit(f"count:{event_ref(event)}", len(times), times[-1]))
+
+
+def _parse_count(rule: LineDict, sink: ErrorSink) -> CountTrigger | None:
+    spec, line = rule["count"], line_of(rule, "count")
+    if not isinstance(spec, Mapping):
+        sink.add(line, "`count` must be a mapping: {at_least: 5, within: 60s}")
+        return None
+    sink.unknown_keys(spec, ("at_least", "within"), "count")
+    at_least = spec.get("at_least")
+    ok = isinstance(at_least, int) and not isinstance(at_least, bool) and 1 <= at_least <= 100_000
+    if not ok:
+        sink.add(line_of(spec, "at_least", line), "count.at_least must be an integer from 1 to 100000")
+    within = sink.duration_ms(spec.get("within"), line_of(spec, "within", line), "count.within")
+    return CountTrigger(at_least, within) if ok and within is not None else None
+
+
+# --- sequence -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class SequenceTrigger(Trigger):
+    """Fires when events matching each step arrive in order, all within `within_ms` of the first."""
+
+    kind: ClassVar[str] = "sequence"
+    stateful: ClassVar[bool] = True
+    # Steps are usually different event names about one thing, so group by subject only.
+    default_group_by: ClassVar[tuple[str, ...]] = ("subject",)
+
+    steps: tuple[Predicate, ...]
+    within_ms: int
+
+    def on_event(self, state: dict[str, Any] | None, event: Mapping[str, Any], event_type: str,
+                 time_ms: int, group: Mapping[str, str]) -> Step:
+        # partial[k] = latest start of a candidate that has completed k+1 steps (latest start keeps
+        # the most time left). Each candidate reads the old snapshot: one event is one step of it.
+        old = [s if s is not None and time_ms - s <= self.within_ms else None
+               for s in (state["p"] if state else [None] * (len(self.steps) - 1))]
+        partial = list(old)
+        if self.steps[0](event, event_type):
+            partial[0] = time_ms
+        for k in range(1, len(self.steps)):
+            start = old[k - 1]
+            if start is None or not self.steps[k](event, event_type):
+                continue
+            if k == len(self.steps) - 1:
+                return Step(None, Hit(f"sequence:{event_ref(event)}", (time_ms - start) / 1000, time_ms))
+            partial[k] = start if partial[k] is None else max(partial[k], start)
+        return Step({"p": partial} if any(s is not None for s in partial) else None)
+
+
+def _parse_sequence(rule: LineDict, sink: ErrorSink) -> SequenceTrigger | None:
+    spec, line = rule["sequence"], line_of(rule, "sequence")
+    if not isinstance(spec, list) or len(spec) < 2:
+        sink.add(line, "`sequence` needs a list of at least two steps: [{match: ...}, {match: ...}]")
+        return None
+    steps: list[Predicate] = []
+    for i, step in enumerate(spec):
+        step_line = line_of(spec, i, line)
+        if not isinstance(step, Mapping) or "match" not in step:
+            sink.add(step_line, f"sequence step {i + 1} must be a mapping with `match:`")
+            continue
+        sink.unknown_keys(step, ("match",), f"sequence step {i + 1}")
+        steps.append(compile_match(step["match"], sink, line_of(step, "match", step_line)))
+    if "within" not in rule:
+        sink.add(line, "sequence needs `within:` beside it (how long all steps may take), e.g. within: 10m")
+        return None
+    within = sink.duration_ms(rule["within"], line_of(rule, "within"), "within")
+    if within is None or len(steps) != len(spec):
+        return None
+    return SequenceTrigger(tuple(steps), within)
+
+
+_PARSERS: Final[dict[str, Callable[[LineDict, ErrorSink], Trigger | None]]] = {
+    "register": _parse_register,
+    "status": _parse_status,
+    "absent_for": _parse_absent,
+    "count": _parse_count,
+    "sequence": _parse_sequence,
+}
+
+
+def parse_trigger(rule: LineDict, sink: ErrorSink) -> Trigger | None:
+    """The rule's trigger (MatchTrigger when it has none), or None after reporting errors."""
+    chosen = [key for key in TRIGGER_KEYS if key in rule]
+    if len(chosen) > 1:
+        sink.add(line_of(rule, chosen[1]),
+                 f"a rule has exactly one trigger, found {len(chosen)}: {', '.join(chosen)}; "
+                 "split it into separate rules")
+        return None
+    for companion, owner in COMPANION_KEYS.items():
+        if companion in rule and owner not in chosen:
+            sink.add(line_of(rule, companion), f"`{companion}` only applies to a `{owner}` trigger")
+    if not chosen:
+        return MatchTrigger()
+    return _PARSERS[chosen[0]](rule, sink)
