@@ -1,0 +1,124 @@
+"""`vigil bridge http` and `vigil bridge syslog`: run a bridge until SIGINT/SIGTERM.
+
+Both use the same Kafka/registry settings as every command (`app.config.Settings`, taken from the
+click context object when the main CLI put one there, else loaded). The sink is built by
+`app.bridges.kafka_sink.make_sink(settings) -> EventSink`, imported only when a command runs, so
+this module works (and is testable) without a Kafka client; tests pass their own `sink_factory`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+
+import click
+from aiohttp import web
+
+from app.bridges.config import BridgeConfig, load_bridge_config
+from app.bridges.http import make_http_app
+from app.bridges.sink import EventSink
+from app.bridges.syslog import SyslogServer
+from app.config import ConfigError, Settings, load_settings
+
+__all__ = ["SinkFactory", "bridge_group", "make_bridge_group", "serve_http", "serve_syslog"]
+
+log = logging.getLogger(__name__)
+
+SinkFactory = Callable[[Settings], EventSink]
+
+
+def _kafka_sink_factory(settings: Settings) -> EventSink:
+    try:
+        from app.bridges.kafka_sink import make_sink  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise click.ClickException(f"the Kafka sink is not available (app.bridges.kafka_sink): {exc}") from exc
+    return make_sink(settings)  # type: ignore[no-any-return]
+
+
+async def _until_signalled(stop: asyncio.Event | None = None) -> None:
+    """Wait for SIGINT/SIGTERM (or `stop`, for embedding and tests)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+
+async def serve_http(sink: EventSink, config: BridgeConfig, *, stop: asyncio.Event | None = None,
+                     ready: Callable[[list[str]], None] | None = None) -> None:
+    """Serve the HTTP bridge until signalled (or `stop` is set); the app's cleanup flushes the sink.
+
+    `ready` is called with the bound URLs once serving (port 0 in the config picks a free port).
+    """
+    address = config.http_address
+    runner = web.AppRunner(make_http_app(sink, config), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, address.host, address.port)
+        await site.start()
+        urls = [f"http://{sockname[0]}:{sockname[1]}" for sockname in runner.addresses]
+        log.info("http bridge listening on %s", ", ".join(urls) or str(address))
+        if ready is not None:
+            ready(urls)
+        await _until_signalled(stop)
+    finally:
+        await runner.cleanup()
+
+
+async def serve_syslog(sink: EventSink, config: BridgeConfig, *, stop: asyncio.Event | None = None) -> None:
+    """Serve the syslog bridge until signalled; stopping flushes the sink."""
+    server = SyslogServer(sink, config.syslog_listen, config)
+    await server.start()
+    try:
+        await _until_signalled(stop)
+    finally:
+        await server.stop()
+
+
+def make_bridge_group(sink_factory: SinkFactory | None = None) -> click.Group:
+    """The `bridge` command group; `sink_factory` defaults to the Kafka sink."""
+    factory = sink_factory or _kafka_sink_factory
+
+    def prepare(ctx: click.Context, **overrides: object) -> tuple[EventSink, BridgeConfig]:
+        try:
+            settings = ctx.obj if isinstance(ctx.obj, Settings) else load_settings()
+            config = load_bridge_config(**overrides)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from exc
+        return factory(settings), config
+
+    @click.group("bridge")
+    def group() -> None:
+        """Translate other tools' events (webhooks, syslog) into Vigil events."""
+
+    @group.command("http")
+    @click.option("--listen", metavar="HOST:PORT", help="address to serve on (default 0.0.0.0:8088)")
+    @click.pass_context
+    def http_command(ctx: click.Context, listen: str | None) -> None:
+        """Serve /v1/events, /v1/alertmanager, /v1/github, /v1/nagios, /v1/puppet (+ /healthz, /metrics)."""
+        sink, config = prepare(ctx, http_listen=listen)
+        asyncio.run(serve_http(sink, config))
+
+    @group.command("syslog")
+    @click.option("--listen", "listens", multiple=True, metavar="udp://HOST:PORT|tcp://HOST:PORT",
+                  help="repeatable (default udp://0.0.0.0:5514 and tcp://0.0.0.0:5514)")
+    @click.pass_context
+    def syslog_command(ctx: click.Context, listens: tuple[str, ...]) -> None:
+        """Receive RFC 5424 / RFC 3164 syslog over UDP and TCP."""
+        sink, config = prepare(ctx, syslog_listen=list(listens) or None)
+        asyncio.run(serve_syslog(sink, config))
+
+    return group
+
+
+#: The group registered by the main CLI (`vigil bridge ...`).
+bridge_group = make_bridge_group()

@@ -1,0 +1,172 @@
+"""Bridge settings: where to listen, how much to accept, and the secrets that guard the endpoints.
+
+Read from the environment by `load_bridge_config` (CLI flags override):
+    VIGIL_API_TOKEN                 bearer token for the HTTP endpoints (unset: no token needed)
+    VIGIL_GITHUB_SECRET             GitHub webhook secret, or
+    VIGIL_GITHUB_SECRET_FILE        a file holding it (for mounted Kubernetes secrets)
+    VIGIL_BRIDGE_HTTP_LISTEN        HOST:PORT (default 0.0.0.0:8088)
+    VIGIL_BRIDGE_SYSLOG_LISTEN      comma-separated udp://HOST:PORT / tcp://HOST:PORT
+    VIGIL_BRIDGE_MAX_BODY_BYTES     HTTP body limit (default 1 MiB)
+    VIGIL_BRIDGE_MAX_SYSLOG_BYTES   syslog message/frame limit (default 64 KiB)
+A secret may also be given as `${env:NAME}` or `${file:/path}`, as everywhere in Vigil's config.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from app.config import ConfigError, resolve_secret_refs
+
+__all__ = [
+    "ENDPOINTS",
+    "BridgeConfig",
+    "ListenAddress",
+    "load_bridge_config",
+    "parse_listen",
+]
+
+#: The HTTP bridge's endpoints by short name (used in config, metrics labels and logs).
+ENDPOINTS = ("events", "alertmanager", "github", "nagios", "puppet")
+_LISTEN = re.compile(r"^(?:(?P<scheme>[a-z]+)://)?(?:\[(?P<ip6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:/\[\]]+)):(?P<port>\d{1,5})$")
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    """A parsed `[scheme://]HOST:PORT` (IPv6 hosts in brackets)."""
+
+    scheme: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+def parse_listen(value: str, *, schemes: tuple[str, ...], default_scheme: str | None = None) -> ListenAddress:
+    """Parse a listen address; ValueError (with the accepted forms) if it is not one."""
+    forms = " or ".join(f"{s}://HOST:PORT" for s in schemes)
+    if default_scheme:
+        forms = f"HOST:PORT or {forms}"
+    match = _LISTEN.match(value.strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a listen address (use {forms})")
+    scheme = match.group("scheme") or default_scheme
+    if scheme not in schemes:
+        raise ValueError(f"{value!r}: scheme must be one of {', '.join(schemes)} (use {forms})")
+    port = int(match.group("port"))
+    if port > 65535:
+        raise ValueError(f"{value!r}: port {port} is out of range (0-65535; 0 picks a free port)")
+    return ListenAddress(scheme=scheme, host=match.group("ip6") or match.group("host"), port=port)
+
+
+class BridgeConfig(BaseModel):
+    """Settings of `vigil bridge http` and `vigil bridge syslog`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    http_listen: str = Field("0.0.0.0:8088", description="HTTP bridge address, HOST:PORT")
+    syslog_listen: list[str] = Field(
+        default_factory=lambda: ["udp://0.0.0.0:5514", "tcp://0.0.0.0:5514"],
+        description="syslog addresses, udp://HOST:PORT and/or tcp://HOST:PORT (514 needs root)",
+    )
+    max_body_bytes: int = Field(1_048_576, gt=0, description="largest HTTP body accepted")
+    max_syslog_bytes: int = Field(65_536, gt=0, le=16_777_216, description="largest syslog message or frame")
+    api_token: SecretStr | None = Field(None, description="bearer token required by the endpoints below")
+    token_endpoints: frozenset[str] = Field(
+        frozenset({"events", "alertmanager", "nagios", "puppet"}),
+        description="endpoints that need the token when one is set (github is signed instead)",
+    )
+    github_secret: SecretStr | None = Field(None, description="GitHub webhook secret (X-Hub-Signature-256)")
+
+    @field_validator("http_listen")
+    @classmethod
+    def _check_http_listen(cls, v: str) -> str:
+        parse_listen(v, schemes=("http",), default_scheme="http")
+        return v
+
+    @field_validator("syslog_listen")
+    @classmethod
+    def _check_syslog_listen(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("needs at least one udp://HOST:PORT or tcp://HOST:PORT")
+        for item in v:
+            parse_listen(item, schemes=("udp", "tcp"))
+        return v
+
+    @field_validator("token_endpoints")
+    @classmethod
+    def _check_endpoints(cls, v: frozenset[str]) -> frozenset[str]:
+        unknown = sorted(set(v) - set(ENDPOINTS))
+        if unknown:
+            raise ValueError(f"unknown endpoint(s) {', '.join(unknown)} (known: {', '.join(ENDPOINTS)})")
+        return v
+
+    @property
+    def http_address(self) -> ListenAddress:
+        """`http_listen` parsed."""
+        return parse_listen(self.http_listen, schemes=("http",), default_scheme="http")
+
+    @property
+    def syslog_addresses(self) -> list[ListenAddress]:
+        """`syslog_listen` parsed."""
+        return [parse_listen(item, schemes=("udp", "tcp")) for item in self.syslog_listen]
+
+    def token_bytes(self) -> bytes | None:
+        """The API token, or None when endpoints are open."""
+        return _secret_bytes(self.api_token)
+
+    def github_secret_bytes(self) -> bytes | None:
+        """The GitHub webhook secret, or None when signatures are not checked."""
+        return _secret_bytes(self.github_secret)
+
+
+def _secret_bytes(secret: SecretStr | None) -> bytes | None:
+    if secret is None or not secret.get_secret_value():
+        return None
+    return secret.get_secret_value().encode("utf-8")
+
+
+def load_bridge_config(env: Mapping[str, str] | None = None, **overrides: Any) -> BridgeConfig:
+    """BridgeConfig from the environment plus explicit overrides (None = not given); ConfigError if bad."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    simple = {
+        "VIGIL_BRIDGE_HTTP_LISTEN": "http_listen",
+        "VIGIL_BRIDGE_MAX_BODY_BYTES": "max_body_bytes",
+        "VIGIL_BRIDGE_MAX_SYSLOG_BYTES": "max_syslog_bytes",
+        "VIGIL_API_TOKEN": "api_token",
+    }
+    for name, key in simple.items():
+        if env.get(name):
+            values[key] = env[name]
+    if env.get("VIGIL_BRIDGE_SYSLOG_LISTEN"):
+        values["syslog_listen"] = [p.strip() for p in env["VIGIL_BRIDGE_SYSLOG_LISTEN"].split(",") if p.strip()]
+    if env.get("VIGIL_GITHUB_SECRET") and env.get("VIGIL_GITHUB_SECRET_FILE"):
+        raise ConfigError("set VIGIL_GITHUB_SECRET or VIGIL_GITHUB_SECRET_FILE, not both")
+    if env.get("VIGIL_GITHUB_SECRET"):
+        values["github_secret"] = env["VIGIL_GITHUB_SECRET"]
+    elif env.get("VIGIL_GITHUB_SECRET_FILE"):
+        path = Path(env["VIGIL_GITHUB_SECRET_FILE"])
+        try:
+            values["github_secret"] = path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"VIGIL_GITHUB_SECRET_FILE: cannot read {path}: {exc.strerror}") from exc
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    for key in ("api_token", "github_secret"):
+        if isinstance(values.get(key), str):
+            values[key] = resolve_secret_refs(values[key], where=key)
+    try:
+        return BridgeConfig(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'bridge config'}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors())
+        raise ConfigError(f"invalid bridge configuration: {problems}") from exc

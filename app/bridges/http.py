@@ -1,0 +1,258 @@
+"""The HTTP bridge: webhook and telemetry endpoints in front of an EventSink (aiohttp).
+
+Endpoints: POST /v1/events, /v1/alertmanager, /v1/github, /v1/nagios, /v1/puppet; GET /healthz,
+GET /metrics (Prometheus text). Every error is JSON: `{"error": <what is wrong>, "field": <where>}`.
+
+Checks, in order: token (401; `Authorization: Bearer <token>`, or HTTP Basic with the token as
+password for senders that only do Basic, like Puppet's `reporturl`), body size (413), GitHub
+signature (401), content type (415), content (400).
+
+Batches (events, Alertmanager alerts, Puppet resources) are never all-or-nothing, so nothing valid
+is lost to a bad neighbour: valid items are sent and the response lists the invalid ones by index.
+    202 {"accepted": n}                                every item accepted
+    207 {"accepted": n, "rejected": [{index, field, error}, ...]}   some rejected
+    400 {"error", "field", "accepted": 0, "rejected": [...]}        all rejected
+    200 {"accepted": 0}                                nothing to send (e.g. GitHub `ping`)
+2xx tells senders with retries (Alertmanager) not to resend what was already accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+from aiohttp import web
+
+from app.bridges.config import BridgeConfig
+from app.bridges.errors import ParseError
+from app.bridges.metrics import CONTENT_TYPE_LATEST, BridgeMetrics
+from app.bridges.parsers._common import ParseResult, decode_utf8
+from app.bridges.parsers.alertmanager import parse_alertmanager
+from app.bridges.parsers.github import SIGNATURE_HEADER, parse_github, verify_github_signature
+from app.bridges.parsers.nagios import parse_nagios
+from app.bridges.parsers.puppet import parse_puppet_report
+from app.bridges.parsers.vigil_json import parse_vigil_json
+from app.bridges.sink import EventSink, SinkError
+
+__all__ = ["BRIDGE_KEY", "HttpBridge", "make_http_app"]
+
+log = logging.getLogger(__name__)
+
+JSON = ("application/json",)
+FORM = ("application/x-www-form-urlencoded",)
+YAML = ("application/x-yaml", "application/yaml", "text/yaml", "text/x-yaml")
+
+
+class _Reject(Exception):
+    """Ends a request with a JSON error; `reason` is the metrics label."""
+
+    def __init__(self, status: int, reason: str, field: str | None, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.reason, self.field, self.message, self.extra = status, reason, field, message, extra
+
+
+class HttpBridge:
+    """Request handling shared by all endpoints; one per application."""
+
+    def __init__(self, sink: EventSink, config: BridgeConfig, metrics: BridgeMetrics) -> None:
+        self.sink = sink
+        self.config = config
+        self.metrics = metrics
+        self._token = config.token_bytes()
+        self._github_secret = config.github_secret_bytes()
+
+    # -- endpoints -----------------------------------------------------------------------------
+
+    async def events(self, request: web.Request) -> web.Response:
+        """POST /v1/events: Vigil events or registered typed records (JSON)."""
+        body, _ = await self._accept(request, "events", JSON)
+        return await self._run("events", parse_vigil_json, body)
+
+    async def alertmanager(self, request: web.Request) -> web.Response:
+        """POST /v1/alertmanager: Alertmanager webhook (version 4)."""
+        body, _ = await self._accept(request, "alertmanager", JSON)
+        return await self._run("alertmanager", parse_alertmanager, body)
+
+    async def github(self, request: web.Request) -> web.Response:
+        """POST /v1/github: GitHub webhook, signature-checked when a secret is configured."""
+        body, content_type = await self._accept(request, "github", JSON + FORM, verify=self._verify_github)
+        if content_type in FORM:
+            # GitHub's "application/x-www-form-urlencoded" delivery carries the JSON in `payload`.
+            body = _form_fields(body).get("payload", "").encode()
+        event_type = request.headers.get("X-GitHub-Event")
+        delivery = request.headers.get("X-GitHub-Delivery")
+        return await self._run("github", lambda b: parse_github(event_type, b, delivery_id=delivery), body)
+
+    async def nagios(self, request: web.Request) -> web.Response:
+        """POST /v1/nagios: one check result, JSON or form-encoded."""
+        body, content_type = await self._accept(request, "nagios", JSON + FORM)
+        data: Any = _form_fields(body) if content_type in FORM else body
+        return await self._run("nagios", parse_nagios, data)
+
+    async def puppet(self, request: web.Request) -> web.Response:
+        """POST /v1/puppet: a Puppet run report (YAML from the http report processor, or JSON)."""
+        body, _ = await self._accept(request, "puppet", YAML + JSON)
+        return await self._run("puppet", parse_puppet_report, body)
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        """GET /healthz: the process is up and serving."""
+        return web.json_response({"status": "ok"})
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        """GET /metrics: accepted/rejected counters per endpoint and reason."""
+        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    async def _accept(self, request: web.Request, source: str, content_types: tuple[str, ...], *,
+                      verify: Callable[[web.Request, bytes], None] | None = None) -> tuple[bytes, str]:
+        """Authorise, read the body within the limit, verify, check the content type."""
+        if self._token is not None and source in self.config.token_endpoints:
+            _check_token(request, self._token)
+        body = await self._read_body(request)
+        if verify is not None:
+            verify(request, body)
+        content_type = request.content_type.lower()
+        if content_type not in content_types:
+            raise _Reject(415, "bad_content_type", "Content-Type",
+                          f"{request.headers.get('Content-Type', '(none)')!r} is not accepted here; "
+                          f"send {' or '.join(content_types)}")
+        return body, content_type
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        limit = self.config.max_body_bytes
+        too_large = f"body is over the {limit}-byte limit (VIGIL_BRIDGE_MAX_BODY_BYTES)"
+        if request.content_length is not None and request.content_length > limit:
+            raise _Reject(413, "too_large", "body", too_large)
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise _Reject(413, "too_large", "body", too_large) from None
+
+    def _verify_github(self, request: web.Request, body: bytes) -> None:
+        if self._github_secret is None:
+            return
+        header = request.headers.get(SIGNATURE_HEADER)
+        if not verify_github_signature(self._github_secret, body, header):
+            problem = "missing" if not header else "does not match the body and the configured secret"
+            raise _Reject(401, "bad_signature", SIGNATURE_HEADER, f"signature {problem}")
+
+    async def _run(self, source: str, parse: Callable[[Any], ParseResult], data: Any) -> web.Response:
+        """Parse off the event loop (YAML and big batches take a while), then hand to the sink."""
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(None, parse, data)
+        except ParseError as exc:
+            raise _Reject(400, "invalid", exc.field, exc.reason) from None
+        return self._deliver(source, result)
+
+    def _deliver(self, source: str, result: ParseResult) -> web.Response:
+        rejected = [err.to_dict() for err in result.errors]
+        if result.errors:
+            self.metrics.rejected(source, "invalid", rejected[0]["error"], count=len(result.errors))
+        accepted = 0
+        try:
+            for event in result.events:
+                self.sink.send(event)
+                accepted += 1
+            for typed in result.typed:
+                try:
+                    self.sink.send_typed(typed.type_fullname, typed.record)
+                except SinkError as exc:
+                    field = f"{typed.field_prefix}{exc.field}" if exc.field else typed.field_prefix.rstrip(".")
+                    rejected.append({"index": typed.index, "field": field or "body", "error": exc.message})
+                    self.metrics.rejected(source, "schema_mismatch", str(exc))
+                else:
+                    accepted += 1
+        except Exception as exc:  # the bus is unavailable: say so, and what was already queued
+            log.exception("%s: the sink failed after %d accepted item(s)", source, accepted)
+            self.metrics.accepted(source, accepted)
+            raise _Reject(503, "sink_error", None, f"could not hand events to the event bus: {exc}",
+                          accepted=accepted) from None
+        self.metrics.accepted(source, accepted)
+        rejected.sort(key=lambda item: item.get("index", -1))
+        if not rejected:
+            return web.json_response({"accepted": accepted}, status=202 if accepted else 200)
+        if accepted:
+            return web.json_response({"accepted": accepted, "rejected": rejected}, status=207)
+        return web.json_response({"error": rejected[0]["error"], "field": rejected[0]["field"],
+                                  "accepted": 0, "rejected": rejected}, status=400)
+
+
+def _check_token(request: web.Request, token: bytes) -> None:
+    """401 unless the request presents `token` (Bearer, or as the Basic password); constant-time."""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    presented = b""
+    if scheme.lower() == "bearer":
+        presented = credentials.strip().encode("utf-8", "replace")
+    elif scheme.lower() == "basic":
+        try:
+            presented = base64.b64decode(credentials.strip(), validate=True).partition(b":")[2]
+        except (binascii.Error, ValueError):
+            presented = b""
+    if not presented or not hmac.compare_digest(presented, token):
+        raise _Reject(401, "unauthorized", "Authorization",
+                      "a valid token is required: send 'Authorization: Bearer <VIGIL_API_TOKEN>'",
+                      headers={"WWW-Authenticate": 'Bearer realm="vigil"'})
+
+
+def _form_fields(body: bytes) -> dict[str, str]:
+    """Form fields (first value of each); non-UTF-8 is a 400 like any other bad input."""
+    try:
+        text = decode_utf8(body)
+    except ParseError as exc:
+        raise _Reject(400, "invalid", exc.field, exc.reason) from None
+    return {key: values[0] for key, values in parse_qs(text, keep_blank_values=True).items()}
+
+
+BRIDGE_KEY: web.AppKey[HttpBridge] = web.AppKey("vigil_http_bridge", HttpBridge)
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+    """Render every error as JSON, count rejections, and never let one request take the server down."""
+    bridge = request.app[BRIDGE_KEY]
+    source = request.match_info.route.name or "http"
+    try:
+        return await handler(request)
+    except _Reject as exc:
+        bridge.metrics.rejected(source, exc.reason, exc.message)
+        body = {"error": exc.message, "field": exc.field}
+        body.update({k: v for k, v in exc.extra.items() if k != "headers"})
+        return web.json_response(body, status=exc.status, headers=exc.extra.get("headers"))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return web.json_response({"error": exc.reason, "field": None}, status=exc.status)
+    except Exception:
+        log.exception("%s: unexpected error handling %s %s", source, request.method, request.path)
+        bridge.metrics.rejected(source, "internal_error")
+        return web.json_response({"error": "internal error (logged)", "field": None}, status=500)
+
+
+def make_http_app(sink: EventSink, config: BridgeConfig, *, metrics: BridgeMetrics | None = None) -> web.Application:
+    """The aiohttp application of the HTTP bridge (serve it with aiohttp's runners)."""
+    bridge = HttpBridge(sink, config, metrics or BridgeMetrics(log))
+    # client_max_size makes aiohttp itself refuse to buffer more than the limit.
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_json_errors])
+    app[BRIDGE_KEY] = bridge
+    for name in ("events", "alertmanager", "github", "nagios", "puppet"):
+        app.router.add_post(f"/v1/{name}", getattr(bridge, name), name=name)
+    app.router.add_get("/healthz", bridge.healthz, name="healthz")
+    app.router.add_get("/metrics", bridge.prometheus, name="metrics")
+
+    async def _flush(_: web.Application) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, sink.flush)
+
+    app.on_cleanup.append(_flush)
+    if config.github_secret_bytes() is None:
+        log.warning("VIGIL_GITHUB_SECRET is not set: /v1/github accepts unsigned deliveries")
+    if config.token_bytes() is None:
+        log.warning("VIGIL_API_TOKEN is not set: the HTTP bridge's endpoints need no token")
+    return app

@@ -1,0 +1,69 @@
+"""Counters of what each bridge accepted and rejected (by source and reason), in Prometheus form.
+
+Each bridge instance gets its own CollectorRegistry, so tests and several bridges in one process
+never share counts. Reasons are short fixed labels (never message text) to keep series bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "BridgeMetrics"]
+
+# Rejections are logged, but a flood of bad input must not become a flood of log lines: per source
+# and reason, at most this many lines per window, then one summary line with the count.
+_LOG_LINES_PER_WINDOW = 10
+_LOG_WINDOW_S = 60.0
+
+
+class BridgeMetrics:
+    """`vigil_bridge_accepted_total{source}` and `vigil_bridge_rejected_total{source,reason}`."""
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._accepted = Counter("vigil_bridge_accepted", "Events accepted and handed to the bus",
+                                 ["source"], registry=self.registry)
+        self._rejected = Counter("vigil_bridge_rejected", "Requests, items or messages rejected/dropped",
+                                 ["source", "reason"], registry=self.registry)
+        self._log = logger or logging.getLogger("app.bridges")
+        self._log_windows: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def accepted(self, source: str, count: int = 1) -> None:
+        """Count events handed to the sink."""
+        if count:
+            self._accepted.labels(source=source).inc(count)
+
+    def rejected(self, source: str, reason: str, detail: str = "", count: int = 1) -> None:
+        """Count a rejection/drop and log its reason (rate-limited per source and reason)."""
+        self._rejected.labels(source=source, reason=reason).inc(count)
+        self._log_rejection(source, reason, detail)
+
+    def accepted_count(self, source: str) -> float:
+        """Current accepted count (tests, status lines)."""
+        return self.registry.get_sample_value("vigil_bridge_accepted_total", {"source": source}) or 0.0
+
+    def rejected_count(self, source: str, reason: str) -> float:
+        """Current rejected count for one reason."""
+        value = self.registry.get_sample_value("vigil_bridge_rejected_total", {"source": source, "reason": reason})
+        return value or 0.0
+
+    def exposition(self) -> bytes:
+        """The Prometheus text exposition of these counters."""
+        return generate_latest(self.registry)
+
+    def _log_rejection(self, source: str, reason: str, detail: str) -> None:
+        now = time.monotonic()
+        start, seen = self._log_windows.get((source, reason), (now, 0))
+        if now - start >= _LOG_WINDOW_S:
+            if seen > _LOG_LINES_PER_WINDOW:
+                self._log.warning("%s: %d more rejected (%s) in the last %.0fs", source,
+                                  seen - _LOG_LINES_PER_WINDOW, reason, now - start)
+            start, seen = now, 0
+        seen += 1
+        self._log_windows[(source, reason)] = (start, seen)
+        if seen <= _LOG_LINES_PER_WINDOW:
+            self._log.warning("%s: rejected (%s): %s", source, reason, detail or "-")

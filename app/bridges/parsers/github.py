@@ -1,0 +1,178 @@
+"""`POST /v1/github`: GitHub webhooks as ARCHIVE events, and the X-Hub-Signature-256 check.
+
+Mapping (origin "github"): subject = the repository's full name (else the organization or the
+sender for events without one), name = the event type (X-GitHub-Event header), tags = the key
+fields of that event type (table below) plus `action`, `sender` and `delivery`, text = a one-line
+summary, extended = the whole payload. `ping` (sent when a hook is created) yields no event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from app.bridges.errors import ParseError
+from app.bridges.parsers._common import (
+    ParseResult,
+    bounded_json,
+    build_event,
+    load_json,
+    require_mapping,
+)
+from app.model.events import Kind, Severity, now_ms
+
+__all__ = [
+    "KEY_FIELDS",
+    "SIGNATURE_HEADER",
+    "github_signature",
+    "parse_github",
+    "verify_github_signature",
+]
+
+ORIGIN = "github"
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+_EVENT_TYPE = re.compile(r"^[a-z][a-z_]{0,63}$")
+
+#: Per event type: tag name → dotted path into the payload (missing paths are skipped).
+KEY_FIELDS: dict[str, dict[str, str]] = {
+    "push": {
+        "ref": "ref", "before": "before", "after": "after", "pusher": "pusher.name",
+        "forced": "forced", "created": "created", "deleted": "deleted", "compare": "compare",
+    },
+    "pull_request": {
+        "number": "pull_request.number", "state": "pull_request.state", "merged": "pull_request.merged",
+        "draft": "pull_request.draft", "author": "pull_request.user.login",
+        "head_ref": "pull_request.head.ref", "head_sha": "pull_request.head.sha",
+        "base_ref": "pull_request.base.ref", "url": "pull_request.html_url",
+    },
+    "deployment": {
+        "deployment_id": "deployment.id", "environment": "deployment.environment",
+        "ref": "deployment.ref", "sha": "deployment.sha", "task": "deployment.task",
+        "creator": "deployment.creator.login",
+    },
+    "deployment_status": {
+        "state": "deployment_status.state", "environment": "deployment.environment",
+        "deployment_id": "deployment.id", "ref": "deployment.ref", "sha": "deployment.sha",
+    },
+    "release": {
+        "tag": "release.tag_name", "release_name": "release.name", "draft": "release.draft",
+        "prerelease": "release.prerelease", "target": "release.target_commitish",
+        "author": "release.author.login", "url": "release.html_url",
+    },
+    "workflow_run": {
+        "workflow": "workflow_run.name", "status": "workflow_run.status",
+        "conclusion": "workflow_run.conclusion", "head_branch": "workflow_run.head_branch",
+        "head_sha": "workflow_run.head_sha", "url": "workflow_run.html_url",
+    },
+    "check_run": {
+        "check": "check_run.name", "status": "check_run.status", "conclusion": "check_run.conclusion",
+        "head_sha": "check_run.head_sha",
+    },
+}
+
+
+def github_signature(secret: bytes | str, body: bytes) -> str:
+    """The X-Hub-Signature-256 value GitHub sends for `body`: `sha256=<hex HMAC-SHA256>`."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def verify_github_signature(secret: bytes | str, body: bytes, header: str | None) -> bool:
+    """True if `header` is the valid signature of `body` under `secret` (constant-time compare)."""
+    if not header:
+        return False
+    expected = github_signature(secret, body).encode("ascii")
+    return hmac.compare_digest(expected, header.strip().encode("utf-8", "replace"))
+
+
+def parse_github(event_type: str | None, body: bytes | str | Any, *, delivery_id: str | None = None,
+                 received_ms: int | None = None) -> ParseResult:
+    """One ARCHIVE event for a webhook delivery (none for `ping`)."""
+    if not event_type or not _EVENT_TYPE.match(event_type):
+        raise ParseError("X-GitHub-Event", f"missing or not a GitHub event type: {event_type!r:.70}")
+    payload = require_mapping(load_json(body) if isinstance(body, bytes | bytearray | str) else body, "body")
+    if event_type == "ping":
+        return ParseResult()
+
+    subject = (_lookup(payload, "repository.full_name") or _lookup(payload, "organization.login")
+               or _lookup(payload, "sender.login"))
+    if not isinstance(subject, str) or not subject:
+        raise ParseError("repository.full_name", "missing: cannot tell which repository this is about")
+
+    tags = {"action": payload.get("action"), "sender": _lookup(payload, "sender.login"), "delivery": delivery_id}
+    for tag, path in KEY_FIELDS.get(event_type, {}).items():
+        tags[tag] = _lookup(payload, path)
+    if event_type == "push":
+        tags["commits"] = len(payload["commits"]) if isinstance(payload.get("commits"), list) else None
+        tags.update(_ref_tags(payload.get("ref")))
+    clean_tags = {k: _tag_text(v) for k, v in tags.items() if v is not None and not isinstance(v, Mapping | list)}
+
+    return ParseResult(events=[build_event(
+        "",
+        time=received_ms if received_ms is not None else now_ms(),
+        subject=subject,
+        name=event_type,
+        kind=Kind.ARCHIVE,
+        severity=_severity(event_type, payload),
+        origin=ORIGIN,
+        text=_summary(event_type, payload, clean_tags),
+        tags=clean_tags,
+        extended=bounded_json(payload, "body"),
+    )])
+
+
+def _lookup(payload: Mapping[str, Any], path: str) -> Any:
+    node: Any = payload
+    for part in path.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node
+
+
+def _tag_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _ref_tags(ref: Any) -> dict[str, str]:
+    if not isinstance(ref, str):
+        return {}
+    for prefix, tag in (("refs/heads/", "branch"), ("refs/tags/", "tag")):
+        if ref.startswith(prefix):
+            return {tag: ref[len(prefix):]}
+    return {}
+
+
+def _severity(event_type: str, payload: Mapping[str, Any]) -> Severity:
+    """Failures GitHub reports (a failed deployment or workflow run) are CRITICAL; the rest OK."""
+    state = {
+        "deployment_status": _lookup(payload, "deployment_status.state"),
+        "workflow_run": _lookup(payload, "workflow_run.conclusion"),
+        "check_run": _lookup(payload, "check_run.conclusion"),
+    }.get(event_type)
+    return Severity.CRITICAL if state in ("failure", "error", "timed_out") else Severity.OK
+
+
+def _summary(event_type: str, payload: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+    """A one-line description a person can read in an alert or a timeline."""
+    repo = _lookup(payload, "repository.full_name") or ""
+    who = tags.get("sender", "someone")
+    if event_type == "push":
+        message = _lookup(payload, "head_commit.message")
+        first_line = message.splitlines()[0] if isinstance(message, str) and message else ""
+        return f"{who} pushed {tags.get('commits', '0')} commit(s) to {tags.get('ref', '?')} of {repo}" + (
+            f": {first_line}" if first_line else "")
+    if event_type == "pull_request":
+        return f"pull request #{tags.get('number', '?')} {tags.get('action', '')} by {who}: " \
+               f"{_lookup(payload, 'pull_request.title') or ''}".rstrip(": ")
+    if event_type == "deployment":
+        return f"deployment of {tags.get('ref', '?')} to {tags.get('environment', '?')} by {who}"
+    if event_type == "release":
+        return f"release {tags.get('tag', '?')} {tags.get('action', '')} by {who}".replace("  ", " ")
+    action = tags.get("action")
+    return f"{event_type}{' ' + action if action else ''} on {repo or 'GitHub'} by {who}"

@@ -1,0 +1,73 @@
+"""`POST /v1/nagios`: Nagios/Icinga check results → one STATUS event with perfdata as metrics.
+
+Input: `{"host", "service", "return_code", "output"}` as JSON, or the same fields form-encoded
+(already decoded into a mapping by the caller). `service` may be left out for a host check (the
+event name is then `host`). `return_code` is the plugin's exit code: 0 OK, 1 WARNING, 2 CRITICAL,
+3 UNKNOWN, which are exactly Vigil's severities.
+
+Event (origin "nagios"): subject = host, name = service, text = first line of the plugin output,
+metrics = every perfdata value with a known value, units normalised (see `perfdata`), extended =
+the long output, each perfdata item in full (unit, thresholds, min, max) and any perfdata problems.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from app.bridges.errors import ParseError
+from app.bridges.parsers._common import ParseResult, build_event, load_json, require_mapping, require_str
+from app.bridges.parsers.perfdata import parse_perfdata, split_plugin_output
+from app.model.events import Kind, Severity, now_ms
+
+__all__ = ["HOST_CHECK_NAME", "parse_nagios"]
+
+ORIGIN = "nagios"
+#: Event name of a host check (a result without a service).
+HOST_CHECK_NAME = "host"
+
+
+def parse_nagios(body: bytes | str | Mapping[str, Any], *, received_ms: int | None = None) -> ParseResult:
+    """Parse one check result (JSON bytes, or a mapping of JSON / form fields)."""
+    data = require_mapping(load_json(body) if isinstance(body, bytes | bytearray | str) else body, "body")
+    host = require_str(data, "host")
+    service = data.get("service")
+    if service is not None and not isinstance(service, str):
+        raise ParseError("service", "must be a string")
+    name = service.strip() if service and service.strip() else HOST_CHECK_NAME
+    severity = _return_code(data.get("return_code"))
+    output = data.get("output", "")
+    if not isinstance(output, str):
+        raise ParseError("output", "must be the plugin output as a string")
+
+    text, long_text, perf_text = split_plugin_output(output)
+    perf_values, problems = parse_perfdata(perf_text)
+    metrics = {p.label: p.value for p in perf_values if p.value is not None}
+    extended: dict[str, Any] = {}
+    if long_text:
+        extended["long_output"] = long_text
+    if perf_values:
+        extended["perfdata"] = [p.to_dict() for p in perf_values]
+    if problems:
+        extended["perfdata_errors"] = problems
+    return ParseResult(events=[build_event(
+        "",
+        time=received_ms if received_ms is not None else now_ms(),
+        subject=host.strip(),
+        name=name,
+        kind=Kind.STATUS,
+        severity=severity,
+        origin=ORIGIN,
+        text=text,
+        metrics=metrics,
+        extended=extended or None,
+    )])
+
+
+def _return_code(value: Any) -> Severity:
+    """Exit code 0-3 (a number, or digits as sent by a form) as a severity."""
+    if isinstance(value, str) and value.strip() in ("0", "1", "2", "3"):
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value not in (0, 1, 2, 3):
+        raise ParseError("return_code", f"must be 0 (OK), 1 (WARNING), 2 (CRITICAL) or 3 (UNKNOWN), got {value!r:.40}")
+    return Severity(value)
