@@ -65,8 +65,8 @@ def _eq(value: Any, operand: Any) -> bool:
     if isinstance(operand, int | float):
         number = as_number(value)
         return number is not None and number == operand
-    if isinstance(value, str):
-        return value == operand
+    if isinstance(value, str | bool):
+        return as_text(value) == operand
     number, wanted = as_number(value), as_number(operand)
     return number is not None and wanted is not None and number == wanted
 
