@@ -1,0 +1,304 @@
+"""Metric aggregates of one window: count, sum, min, max, mean, last, and quantiles from DDSketch.
+
+Quantiles come from ddsketch's DDSketch (relative accuracy 1%: a reported p95 of 100 means the true
+p95 lies within 99..101). Sketches with the same accuracy merge exactly, so 10-second windows can
+be rolled up into longer views without keeping raw values. The accuracy is a constant, not a
+setting: changing it would make stored sketches unmergeable with new ones.
+
+Two serialisations:
+- `to_dict()`/`from_dict()`: JSON-compatible state for a runtime table (the sketch as trimmed
+  bin counts, restored without re-adding values);
+- the `sketch` bytes of a vigil.WindowAggregate record: ddsketch's protobuf format (the one
+  DataDog's Go/Java/JS sketches read), bins trimmed to the occupied range.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Any, Final
+
+from ddsketch import LogarithmicMapping
+from ddsketch.ddsketch import BaseDDSketch
+from ddsketch.pb.proto import DDSketchProto
+from ddsketch.pb.proto import pb as ddsketch_pb
+from ddsketch.store import DenseStore
+
+__all__ = ["RELATIVE_ACCURACY", "WINDOW_QUANTILES", "MetricAggregate"]
+
+#: Relative accuracy of every sketch (DDSketch "alpha"); all Vigil sketches share it to stay mergeable.
+RELATIVE_ACCURACY: Final = 0.01
+#: Quantiles published in each vigil.WindowAggregate (field name -> quantile).
+WINDOW_QUANTILES: Final = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
+
+# The mapping holds only constants derived from the accuracy, so all sketches share one.
+_MAPPING: Final = LogarithmicMapping(RELATIVE_ACCURACY)
+
+
+def _store_from_counts(first_key: int, counts: Sequence[float]) -> DenseStore:
+    """A DenseStore holding `counts` for keys first_key, first_key+1, ... (set via its documented
+    attributes, as DenseStore.copy does: restoring must not cost one add() per bin)."""
+    store = DenseStore()
+    if counts:
+        store.bins = list(counts)  # a copy: the caller's list must not change when we add
+        store.offset = store.min_key = first_key
+        store.max_key = first_key + len(counts) - 1
+        store.count = sum(store.bins)
+    return store
+
+
+def _store_from_sparse(keys: Sequence[int], counts: Sequence[float]) -> DenseStore:
+    """A DenseStore from (key, count) pairs; keys ascending."""
+    if not keys:
+        return DenseStore()
+    first = keys[0]
+    dense = [0.0] * (keys[-1] - first + 1)
+    for key, count in zip(keys, counts, strict=True):
+        dense[key - first] += count
+    return _store_from_counts(first, dense)
+
+
+def _occupied(store: DenseStore) -> tuple[int, list[float]] | None:
+    """(first key, counts) of the store's occupied key range, or None when empty."""
+    if store.count == 0:
+        return None
+    return store.min_key, store.bins[store.min_key - store.offset:store.max_key - store.offset + 1]
+
+
+def _sparse(first_key: int, counts: list[float]) -> tuple[list[int], list[float]] | None:
+    """(keys, counts) of the non-empty bins when that is the smaller form, else None.
+
+    A few values far apart (a metric that jumped 10x in a window: ~115 bins at 1%) are much
+    smaller as pairs; a busy window fills most bins and is smaller dense. The count of empty bins
+    and their positions are C-level scans, so the check costs little.
+    """
+    filled = len(counts) - counts.count(0.0)
+    if 2 * filled >= len(counts):
+        return None
+    return list(itertools.compress(itertools.count(first_key), counts)), list(itertools.compress(counts, counts))
+
+
+def _store_state(store: DenseStore) -> dict[str, Any] | None:
+    occupied = _occupied(store)
+    if occupied is None:
+        return None
+    sparse = _sparse(*occupied)
+    if sparse is None:
+        return {"first_key": occupied[0], "counts": occupied[1]}
+    return {"keys": sparse[0], "counts": sparse[1]}
+
+
+def _store_from_state(state: dict[str, Any] | None) -> DenseStore:
+    if state is None:
+        return DenseStore()
+    if "keys" in state:
+        return _store_from_sparse(state["keys"], state["counts"])
+    return _store_from_counts(state["first_key"], state["counts"])
+
+
+def _fill_proto_store(pb_store: Any, store: DenseStore) -> None:
+    """Write `store` into a protobuf Store message (contiguous or sparse, whichever is smaller)."""
+    del pb_store.contiguousBinCounts[:]
+    pb_store.contiguousBinIndexOffset = 0
+    pb_store.binCounts.clear()
+    occupied = _occupied(store)
+    if occupied is None:
+        return
+    sparse = _sparse(*occupied)
+    if sparse is None:
+        pb_store.contiguousBinIndexOffset = occupied[0]
+        pb_store.contiguousBinCounts.extend(occupied[1])
+    else:
+        pb_store.binCounts.update(zip(*sparse, strict=True))
+
+
+def _store_from_proto(pb_store: Any) -> DenseStore:
+    """A DenseStore from a protobuf Store, whether it uses contiguous or sparse bin counts."""
+    counts: dict[int, float] = dict(pb_store.binCounts)
+    for i, count in enumerate(pb_store.contiguousBinCounts):
+        key = pb_store.contiguousBinIndexOffset + i
+        counts[key] = counts.get(key, 0.0) + count
+    keys = sorted(key for key, count in counts.items() if count)
+    return _store_from_sparse(keys, [counts[key] for key in keys])
+
+
+class MetricAggregate:
+    """The aggregate of one metric over one window. `add` is the hot path: no allocations beyond
+    the sketch's occasional bin growth."""
+
+    __slots__ = ("_negative", "_positive", "_sketch", "count", "last", "last_time_ms", "max", "min", "sum")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.sum = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+        #: the value with the latest event time (ties: the one added later), NaN while empty
+        self.last = math.nan
+        self.last_time_ms = -(2**63)
+        self._reset_sketch(DenseStore(), DenseStore(), 0.0)
+
+    def _reset_sketch(self, positive: DenseStore, negative: DenseStore, zero_count: float) -> None:
+        # Keeping our own references to the stores lets us serialise them without reaching into the
+        # sketch's private attributes; merge() and copy paths update these same objects in place.
+        self._positive = positive
+        self._negative = negative
+        self._sketch = BaseDDSketch(mapping=_MAPPING, store=positive, negative_store=negative,
+                                    zero_count=zero_count)
+
+    # -- updates ------------------------------------------------------------------------------------
+    def add(self, value: float, time_ms: int) -> None:
+        """Add one observation at event time `time_ms`. `value` must be finite (normalize_event
+        guarantees it); out-of-order times are fine, `last` keeps the latest by event time."""
+        self._sketch.add(value)
+        self.count += 1
+        self.sum += value
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+        if time_ms >= self.last_time_ms:
+            self.last = value
+            self.last_time_ms = time_ms
+
+    def merge(self, other: MetricAggregate) -> None:
+        """Fold `other` into this aggregate: the result describes the union of both windows."""
+        if other.count == 0:
+            return
+        self._sketch.merge(other._sketch)
+        self.count += other.count
+        self.sum += other.sum
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+        if other.last_time_ms >= self.last_time_ms:
+            self.last = other.last
+            self.last_time_ms = other.last_time_ms
+
+    def copy(self) -> MetricAggregate:
+        """An independent copy (for update functions that must not mutate their input)."""
+        clone = MetricAggregate()
+        clone.merge(self)
+        return clone
+
+    # -- reads --------------------------------------------------------------------------------------
+    @property
+    def mean(self) -> float | None:
+        """Exact mean, None while empty."""
+        return self.sum / self.count if self.count else None
+
+    def quantile(self, q: float) -> float | None:
+        """The q-quantile (0 <= q <= 1) within 1% relative accuracy, None while empty.
+
+        Clamped to [min, max]: a bucket's representative value may lie just outside the observed
+        range, and the exact extremes are known.
+        """
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"quantile must be between 0 and 1, got {q}")
+        value = self._sketch.get_quantile_value(q)
+        if value is None:
+            return None
+        return float(min(max(value, self.min), self.max))
+
+    def __repr__(self) -> str:
+        return (f"MetricAggregate(count={self.count}, sum={self.sum}, min={self.min}, max={self.max}, "
+                f"last={self.last})")
+
+    # -- table state --------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible state (no infinities or NaN: an empty aggregate has null min/max/last)."""
+        empty = self.count == 0
+        return {
+            "count": self.count,
+            "sum": self.sum,
+            "min": None if empty else self.min,
+            "max": None if empty else self.max,
+            "last": None if empty else self.last,
+            "last_time_ms": None if empty else self.last_time_ms,
+            "sketch": {
+                "zero": self._sketch.count - self._positive.count - self._negative.count,
+                "positive": _store_state(self._positive),
+                "negative": _store_state(self._negative),
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MetricAggregate:
+        """Inverse of to_dict."""
+        if not data["count"]:
+            return cls()
+        agg = cls.__new__(cls)  # skips building an empty sketch that would be replaced at once
+        agg.count = data["count"]
+        agg.sum = data["sum"]
+        agg.min = data["min"]
+        agg.max = data["max"]
+        agg.last = data["last"]
+        agg.last_time_ms = data["last_time_ms"]
+        sketch = data["sketch"]
+        agg._reset_sketch(_store_from_state(sketch["positive"]), _store_from_state(sketch["negative"]),
+                          float(sketch["zero"]))
+        return agg
+
+    # -- vigil.WindowAggregate ----------------------------------------------------------------------
+    def sketch_bytes(self) -> bytes:
+        """The sketch in ddsketch's protobuf format, bins trimmed to the occupied range."""
+        message = DDSketchProto.to_proto(self._sketch)
+        _fill_proto_store(message.positiveValues, self._positive)
+        _fill_proto_store(message.negativeValues, self._negative)
+        return message.SerializeToString()
+
+    def to_window_record(self, *, subject: str, name: str, metric: str, window_start_ms: int,
+                         size_ms: int) -> dict[str, Any]:
+        """The vigil.WindowAggregate record of this (non-empty) aggregate for the given window."""
+        if self.count == 0:
+            raise ValueError(f"window {window_start_ms} of {subject}/{name} metric {metric} is empty: "
+                             "only windows that saw a value are published")
+        record: dict[str, Any] = {
+            "subject": subject,
+            "name": name,
+            "metric": metric,
+            "window_start": window_start_ms,
+            "window_end": window_start_ms + size_ms,
+            "size_ms": size_ms,
+            "count": self.count,
+            "sum": self.sum,
+            "min": self.min,
+            "max": self.max,
+            "mean": self.sum / self.count,
+            "last": self.last,
+        }
+        for field, q in WINDOW_QUANTILES.items():
+            record[field] = self.quantile(q)
+        record["sketch"] = self.sketch_bytes()
+        return record
+
+    @classmethod
+    def from_window_record(cls, record: dict[str, Any]) -> MetricAggregate:
+        """Rebuild an aggregate from a vigil.WindowAggregate (to merge windows into longer views).
+
+        The record does not say when `last` was observed; it is taken as the window's last ms, so
+        merging windows keeps the `last` of the latest window.
+        """
+        data = record.get("sketch")
+        if not data:
+            raise ValueError(f"window {record.get('window_start')} of {record.get('subject')}/{record.get('name')} "
+                             f"metric {record.get('metric')} has no sketch: its quantiles cannot be merged")
+        message = ddsketch_pb.DDSketch()
+        message.ParseFromString(data)
+        mapping = message.mapping
+        if not math.isclose(mapping.gamma, _MAPPING.gamma, rel_tol=1e-12) or mapping.indexOffset != 0 \
+                or mapping.interpolation != ddsketch_pb.IndexMapping.NONE:
+            accuracy = (mapping.gamma - 1) / (mapping.gamma + 1)
+            raise ValueError(f"sketch has relative accuracy {accuracy:.4g} (or another index mapping); "
+                             f"only {RELATIVE_ACCURACY:.0%} logarithmic sketches merge with Vigil's")
+        agg = cls()
+        agg._reset_sketch(_store_from_proto(message.positiveValues), _store_from_proto(message.negativeValues),
+                          float(message.zeroCount))
+        agg.count = record["count"]
+        agg.sum = record["sum"]
+        agg.min = record["min"]
+        agg.max = record["max"]
+        agg.last = record["last"]
+        agg.last_time_ms = record["window_end"] - 1
+        return agg
+
