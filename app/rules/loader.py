@@ -122,6 +122,7 @@ class RuleSetLoader:
             return ReloadResult(self._ruleset, [error], changed=False)
         changed: list[str] = []
         seen: set[str] = set()
+        known_before = set(self._files)
         for path in rule_files(self.directory):
             name = str(path)
             try:
@@ -150,8 +151,9 @@ class RuleSetLoader:
             self._assemble()
         for name in changed:
             broken = [e for e in self._errors if e.file == name]
-            if broken:
-                log.warning("rule file %s has %d error(s); keeping its last good version", name, len(broken))
+            if broken and name in known_before:  # first loads: the caller reports the errors
+                kept = "keeping its last good version" if self._files[name].good else "none of its rules active"
+                log.warning("rule file %s has %d error(s); %s", name, len(broken), kept)
         return ReloadResult(self._ruleset, list(self._errors), bool(changed), tuple(changed))
 
     def _assemble(self) -> None:

@@ -180,8 +180,9 @@ def compile_rule(raw: Any, sink: ErrorSink, line: int) -> Rule | None:
     sink.unknown_keys(raw, RULE_KEYS, "rule")
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
+        hint = " (YAML reads yes/no/on/off/true/false as booleans: quote the name)" if isinstance(name, bool) else ""
         sink.add(line_of(raw, "name"), f"rule name {name!r} must be 1-200 letters, digits or _.:- "
-                                       "(starting with a letter or digit)")
+                                       f"(starting with a letter or digit){hint}")
     description = raw.get("description", "")
     if not isinstance(description, str):
         sink.add(line_of(raw, "description"), "`description` must be text")
