@@ -82,7 +82,7 @@ def test_example__property_at_most_20_never_fires(gaps_values: list[tuple[int, f
 
 
 def test_replay__same_input_gives_identical_firings_and_action_ids() -> None:
-    records = client_loads([18.0, 32.0] * 100) + [event("h1", "heartbeat", 0), event("h1", "heartbeat", 500 * S)]
+    records = [*client_loads([18.0, 32.0] * 100), event("h1", "heartbeat", 0), event("h1", "heartbeat", 500 * S)]
     records.sort(key=lambda r: r["time"])
     first, second = simulate(EXAMPLE_RULES, records), simulate(EXAMPLE_RULES, records)
     assert first.firings == second.firings
@@ -126,7 +126,7 @@ def test_custom_types__type_data_and_numeric_fields(harness: Callable[[str], Har
 ])
 def test_invalid_input__raises_a_clear_error(harness: Callable[[str], Harness], record: Any) -> None:
     h = harness(one_rule("match: {name: b}"))
-    with pytest.raises(InvalidEventError, match="time|mapping"):
+    with pytest.raises(InvalidEventError, match=r"time|mapping"):
         h.engine.on_event(record)
     with pytest.raises(InvalidEventError):
         h.engine.on_transition(record)
