@@ -16,8 +16,9 @@ like an event that left optional fields at their defaults):
   health like any other. A custom type without a `severity` field (or with null) gets `None`:
   "no opinion on health" -- the event proves the identity is alive (last_seen, counts, ttl) but does
   not change its state. A severity outside 0..3 is rejected: status would be folded from nonsense.
-- `metrics`: the `metrics` map, plus for custom types every numeric top-level field except `time`,
-  `severity` and `ttl` (the map wins when both name the same metric). NaN and infinities reject.
+- `metrics`: the `metrics` map, plus for custom types every numeric top-level field except `id`,
+  `time`, `severity` and `ttl` (a number in a field like `text` is a metric: it is no text). The
+  map wins when both name the same metric. NaN and infinities are rejected.
 - `ttl`: seconds; absent/null means no absence detection; zero, negative or non-finite reject.
 - `kind`, `text`, `tags`, `origin`, `trace_id`: taken when they have the expected type, else the
   schema default (a custom type may use such names for something else; that is not an error).
@@ -46,7 +47,7 @@ _KINDS: Final = frozenset(k.value for k in Kind)
 _DEFAULT_KIND: Final = Kind.STATUS.value
 _SEVERITY_BY_NAME: Final = {s.name: int(s) for s in Severity}
 #: Top-level fields of custom types that have a pipeline meaning and so are never metrics.
-_NOT_METRICS: Final = frozenset({"time", "severity", "ttl"})
+_NOT_METRICS: Final = frozenset({"id", "time", "severity", "ttl"})
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MS: Final = timedelta(milliseconds=1)
 
@@ -148,7 +149,7 @@ def _normalize(record: Any, type_name: str, event_id: str | None, *, now_ms: int
         subject=subject,
         name=name,
         time_ms=time_ms,
-        kind=kind if kind in _KINDS else _DEFAULT_KIND,
+        kind=kind if isinstance(kind, str) and kind in _KINDS else _DEFAULT_KIND,
         severity=_severity(record.get("severity", None if is_custom else 0)),
         metrics=metrics,
         ttl_s=_ttl_s(record.get("ttl")),
