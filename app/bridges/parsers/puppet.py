@@ -38,9 +38,13 @@ __all__ = ["RUN_EVENT_NAME", "RubyTagSafeLoader", "load_report", "parse_puppet_r
 
 ORIGIN = "puppet"
 RUN_EVENT_NAME = "puppet-run"
-# Report fields copied to the tags of every event of a run.
-_RUN_TAGS = ("environment", "transaction_uuid", "configuration_version", "puppet_version", "status",
-             "report_format", "noop", "catalog_uuid", "code_id", "server_used")
+# Report field → tag, copied to every event of a run.
+_RUN_TAGS = {
+    "environment": "environment", "transaction_uuid": "transaction_uuid", "status": "run_status",
+    "configuration_version": "configuration_version", "puppet_version": "puppet_version",
+    "report_format": "report_format", "noop": "noop", "catalog_uuid": "catalog_uuid",
+    "code_id": "code_id", "server_used": "server_used",
+}
 # Where a resource reference starts in a log source, and what must follow it to the end: the title
 # in brackets, optionally one "/property". Titles may contain "/" (file paths), hence the two steps.
 _RESOURCE_START = re.compile(r"(?:^|/)([A-Z][\w:]*)\[")
@@ -90,7 +94,7 @@ def parse_puppet_report(body: bytes | str | Mapping[str, Any], *, received_ms: i
     report = load_report(body) if isinstance(body, bytes | bytearray | str) else require_mapping(body, "body")
     node = require_str(report, "host").strip()
     time_ms = _report_time(report.get("time"), received_ms)
-    run_tags = {k: _text(report[k]) for k in _RUN_TAGS if _is_scalar(report.get(k))}
+    run_tags = {tag: _text(report[key]) for key, tag in _RUN_TAGS.items() if _is_scalar(report.get(key))}
     statuses = report.get("resource_statuses") or {}
     if not isinstance(statuses, Mapping):
         raise ParseError("resource_statuses", "must be a mapping of resource name to status")
