@@ -24,6 +24,9 @@ from ddsketch.ddsketch import BaseDDSketch
 from ddsketch.pb.proto import DDSketchProto
 from ddsketch.pb.proto import pb as ddsketch_pb
 from ddsketch.store import DenseStore
+from google.protobuf.message import DecodeError
+
+from app.pipeline.validate import format_time_ms
 
 __all__ = ["RELATIVE_ACCURACY", "WINDOW_QUANTILES", "MetricAggregate"]
 
@@ -123,6 +126,12 @@ def _store_from_proto(pb_store: Any) -> DenseStore:
     return _store_from_sparse(keys, [counts[key] for key in keys])
 
 
+def _window_label(subject: Any, name: Any, metric: Any, window_start_ms: Any) -> str:
+    """How errors name a window: 'metric load1 of web1/load, window starting 2026-01-01T00:00:00.000Z'."""
+    start = format_time_ms(window_start_ms) if isinstance(window_start_ms, int) else repr(window_start_ms)
+    return f"metric {metric} of {subject}/{name}, window starting {start}"
+
+
 class MetricAggregate:
     """The aggregate of one metric over one window. `add` is the hot path: no allocations beyond
     the sketch's occasional bin growth."""
@@ -190,15 +199,18 @@ class MetricAggregate:
     def quantile(self, q: float) -> float | None:
         """The q-quantile (0 <= q <= 1) within 1% relative accuracy, None while empty.
 
-        Clamped to [min, max]: a bucket's representative value may lie just outside the observed
-        range, and the exact extremes are known.
+        The exact extremes are known, so q=0 and q=1 are exactly min and max, and estimates are
+        clamped to [min, max] (a bucket's representative value may lie just outside them).
         """
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"quantile must be between 0 and 1, got {q}")
-        value = self._sketch.get_quantile_value(q)
-        if value is None:
+        if self.count == 0:
             return None
-        return float(min(max(value, self.min), self.max))
+        if q == 0.0:
+            return float(self.min)
+        if q == 1.0:
+            return float(self.max)
+        return float(min(max(self._sketch.get_quantile_value(q), self.min), self.max))
 
     def __repr__(self) -> str:
         return (f"MetricAggregate(count={self.count}, sum={self.sum}, min={self.min}, max={self.max}, "
@@ -251,7 +263,7 @@ class MetricAggregate:
                          size_ms: int) -> dict[str, Any]:
         """The vigil.WindowAggregate record of this (non-empty) aggregate for the given window."""
         if self.count == 0:
-            raise ValueError(f"window {window_start_ms} of {subject}/{name} metric {metric} is empty: "
+            raise ValueError(f"{_window_label(subject, name, metric, window_start_ms)} is empty: "
                              "only windows that saw a value are published")
         record: dict[str, Any] = {
             "subject": subject,
@@ -277,20 +289,25 @@ class MetricAggregate:
         """Rebuild an aggregate from a vigil.WindowAggregate (to merge windows into longer views).
 
         The record does not say when `last` was observed; it is taken as the window's last ms, so
-        merging windows keeps the `last` of the latest window.
+        merging windows keeps the `last` of the latest window. Raises ValueError for a record whose
+        sketch is missing, unreadable, or not mergeable with Vigil's.
         """
+        label = _window_label(record.get("subject"), record.get("name"), record.get("metric"),
+                              record.get("window_start"))
         data = record.get("sketch")
         if not data:
-            raise ValueError(f"window {record.get('window_start')} of {record.get('subject')}/{record.get('name')} "
-                             f"metric {record.get('metric')} has no sketch: its quantiles cannot be merged")
+            raise ValueError(f"{label} has no sketch: its quantiles cannot be merged")
         message = ddsketch_pb.DDSketch()
-        message.ParseFromString(data)
+        try:
+            message.ParseFromString(data)
+        except DecodeError as exc:
+            raise ValueError(f"{label}: the sketch is not a DDSketch protobuf ({exc})") from None
         mapping = message.mapping
         if not math.isclose(mapping.gamma, _MAPPING.gamma, rel_tol=1e-12) or mapping.indexOffset != 0 \
                 or mapping.interpolation != ddsketch_pb.IndexMapping.NONE:
-            accuracy = (mapping.gamma - 1) / (mapping.gamma + 1)
-            raise ValueError(f"sketch has relative accuracy {accuracy:.4g} (or another index mapping); "
-                             f"only {RELATIVE_ACCURACY:.0%} logarithmic sketches merge with Vigil's")
+            accuracy = (mapping.gamma - 1) / (mapping.gamma + 1) if mapping.gamma else 0.0
+            raise ValueError(f"{label}: the sketch has relative accuracy {accuracy:.4g} (or another index "
+                             f"mapping); only {RELATIVE_ACCURACY:.0%} logarithmic sketches merge with Vigil's")
         agg = cls()
         agg._reset_sketch(_store_from_proto(message.positiveValues), _store_from_proto(message.negativeValues),
                           float(message.zeroCount))
