@@ -36,3 +36,6 @@ Grammar (contract; additions marked +):
         actions:
           - TYPE: {PARAM: TEMPLATE..., target: TEMPLATE, deadline: 5m (+)}
 """
+
+# Import from the submodules (app.rules.engine, app.rules.loader, ...): importing the package stays cheap.
+__all__: list[str] = []

@@ -21,11 +21,11 @@ def _default_rules_dir(ctx: click.Context) -> Path:
     return Path(cli_context.settings.rules_dir) if cli_context else Path("rules")
 
 
-def _load_or_fail(directory: Path) -> RuleSetLoader:
+def _load_or_fail(directory: Path, *, errors_to_stderr: bool) -> RuleSetLoader:
     loader = RuleSetLoader(directory)
     result = loader.reload()
     for error in result.errors:
-        click.echo(str(error), err=True)
+        click.echo(str(error), err=errors_to_stderr)
     if result.errors:
         raise click.ClickException(f"{len(result.errors)} error(s) in {directory}; fix them and run again")
     return loader
@@ -45,7 +45,7 @@ def check_command(ctx: click.Context, directory: Path | None) -> None:
     Prints `file:line: message` for each problem and exits non-zero if there is any.
     """
     directory = directory or _default_rules_dir(ctx)
-    loader = _load_or_fail(directory)
+    loader = _load_or_fail(directory, errors_to_stderr=False)  # the errors are check's output
     files = len({rule.file for rule in loader.ruleset})
     click.echo(f"{directory}: {len(loader.ruleset)} rule(s) in {files} file(s), no errors")
 
@@ -62,7 +62,7 @@ def check_command(ctx: click.Context, directory: Path | None) -> None:
 def test_command(directory: Path, events_file: str, expect_file: str | None, until_ms: int | None,
                  as_json: bool) -> None:
     """Run the rules in DIRECTORY over --events by event time and print the actions they produce."""
-    loader = _load_or_fail(directory)
+    loader = _load_or_fail(directory, errors_to_stderr=True)  # stdout is for actions (maybe --json)
     try:
         result = simulate(loader.ruleset, read_jsonl(events_file), until_ms=until_ms)
         expected = list(read_jsonl(expect_file)) if expect_file else None

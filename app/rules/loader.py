@@ -116,7 +116,7 @@ class RuleSetLoader:
     def reload(self) -> ReloadResult:
         """Pick up added, changed and deleted files; broken files keep their last good version."""
         if not self.directory.is_dir():
-            error = RuleError(str(self.directory), 0, "rules directory does not exist (create it or pass "
+            error = RuleError(str(self.directory), 0, "not a directory of rule files (create it or pass "
                                                       "the right path)")
             self._errors = [error]
             return ReloadResult(self._ruleset, [error], changed=False)

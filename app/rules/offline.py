@@ -45,7 +45,7 @@ __all__ = [
 
 
 class InputError(ValueError):
-    """A bad input record; the message names its line."""
+    """A bad input record or line; the message says which one."""
 
 
 class RulesInvalidError(Exception):
@@ -60,11 +60,17 @@ class EventTimeTimers:
     """TimerService for offline runs: every timer (wall or event) fires by event time."""
 
     def __init__(self) -> None:
-        self._timers: dict[str, tuple[int, Any]] = {}
+        self._timers: dict[str, tuple[int, int, Any]] = {}  # key -> (at_ms, version, payload)
+        # A heap keeps pop_due O(log n) on long recordings; re-armed/cancelled entries are skipped
+        # lazily by their version.
+        self._heap: list[tuple[int, str, int]] = []
+        self._version = 0
 
     def schedule(self, key: str, at_ms: int, *, kind: str = "wall", payload: Any = None) -> None:
         """Arm (or re-arm) the timer `key`."""
-        self._timers[key] = (at_ms, payload)
+        self._version += 1
+        self._timers[key] = (at_ms, self._version, payload)
+        heapq.heappush(self._heap, (at_ms, key, self._version))
 
     def cancel(self, key: str) -> None:
         """Disarm `key` if armed."""
@@ -72,12 +78,13 @@ class EventTimeTimers:
 
     def pop_due(self, now_ms: int) -> tuple[str, int, Any] | None:
         """The earliest timer due at `now_ms` (ties by key), removed; None when none is due."""
-        due = [(at, key) for key, (at, _) in self._timers.items() if at <= now_ms]
-        if not due:
-            return None
-        at, key = heapq.nsmallest(1, due)[0]
-        _, payload = self._timers.pop(key)
-        return key, at, payload
+        while self._heap and self._heap[0][0] <= now_ms:
+            at_ms, key, version = heapq.heappop(self._heap)
+            current = self._timers.get(key)
+            if current is not None and current[1] == version:
+                del self._timers[key]
+                return key, at_ms, current[2]
+        return None
 
     def __len__(self) -> int:
         return len(self._timers)
@@ -96,17 +103,17 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}" for e in exc.errors())
 
 
-def normalise_record(record: Any, line: int) -> tuple[str, dict[str, Any], str]:
-    """("event" | "transition", Avro-shaped record, type full name) for one input record."""
+def normalise_record(record: Any, index: int) -> tuple[str, dict[str, Any], str]:
+    """("event" | "transition", Avro-shaped record, type full name) for input record number `index`."""
     if not isinstance(record, Mapping):
-        raise InputError(f"record {line}: expected a JSON object, got {type(record).__name__}")
+        raise InputError(f"record {index}: expected a JSON object, got {type(record).__name__}")
     data = dict(record)
     if isinstance(data.get("time"), bool) or not isinstance(data.get("time"), int):
         # Never default to "now": offline runs must not depend on the clock.
-        raise InputError(f"record {line}: `time` must be an integer (ms since the epoch), got {data.get('time')!r}")
+        raise InputError(f"record {index}: `time` must be an integer (ms since the epoch), got {data.get('time')!r}")
     canonical = json.dumps(data, sort_keys=True, default=str)
-    # Ids are derived from line and content so reruns of the same file give the same action ids.
-    data.setdefault("id", deterministic_id("offline", str(line), canonical))
+    # Ids are derived from position and content so reruns of the same file give the same action ids.
+    data.setdefault("id", deterministic_id("offline", str(index), canonical))
     try:
         if "from_state" in data and "to_state" in data:
             return "transition", Alert.from_record(data).to_record(), "vigil.Alert"
@@ -114,13 +121,13 @@ def normalise_record(record: Any, line: int) -> tuple[str, dict[str, Any], str]:
         if event_type != EVENT_TYPE:
             missing = [k for k in ("subject", "name", "time") if k not in data]
             if missing:
-                raise InputError(f"record {line}: custom record {event_type} lacks {', '.join(missing)}")
+                raise InputError(f"record {index}: custom record {event_type} lacks {', '.join(missing)}")
             return "event", data, str(event_type)
         if isinstance(data.get("kind"), str):
             data["kind"] = data["kind"].upper()
         return "event", Event.model_validate(data).to_record(), EVENT_TYPE
     except ValidationError as exc:
-        raise InputError(f"record {line}: not a valid record: {_validation_message(exc)}") from None
+        raise InputError(f"record {index}: not a valid record: {_validation_message(exc)}") from None
 
 
 def read_jsonl(path: Path | str) -> Iterator[dict[str, Any]]:
@@ -148,7 +155,8 @@ def simulate(ruleset: RuleSet, records: Iterable[Mapping[str, Any]], *, until_ms
         for firing in firings:
             result.firings.append(firing)
             rule = ruleset.get(firing.rule)
-            assert rule is not None  # the engine only fires rules of its ruleset
+            if rule is None:  # cannot happen: the engine only fires rules of its own rule set
+                raise RuntimeError(f"firing of unknown rule {firing.rule!r}")
             for rendered in render_actions(firing, rule):
                 (result.actions if isinstance(rendered, RenderedAction) else result.failures).append(rendered)
 
@@ -157,8 +165,8 @@ def simulate(ruleset: RuleSet, records: Iterable[Mapping[str, Any]], *, until_ms
             key, at_ms, payload = due
             emit(engine.on_timer(key, at_ms, payload))
 
-    for line, record in enumerate(records, 1):
-        kind, normalised, event_type = normalise_record(record, line)
+    for index, record in enumerate(records, 1):
+        kind, normalised, event_type = normalise_record(record, index)
         advance(normalised["time"])
         emit(engine.on_transition(normalised) if kind == "transition" else engine.on_event(normalised, event_type))
     if until_ms is not None:

@@ -10,11 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.rules.engine import InvalidEventError
-from app.rules.loader import load_rules
-from app.rules.offline import simulate
+from app.rules.actions import render_actions
+from app.rules.engine import InvalidEventError, RuleEngine
+from app.rules.loader import RuleSet, load_rules
+from app.rules.offline import EventTimeTimers, simulate
 
-from .conftest import REPO, Harness, event, one_rule, ruleset_from
+from .conftest import DATA, REPO, Harness, event, one_rule, ruleset_from
 
 S = 1000
 EXAMPLE_RULES, _ = load_rules(REPO / "rules")
@@ -192,3 +193,33 @@ def test_reload__disabling_a_rule_drops_its_state() -> None:
     assert h.engine.replace_ruleset(ruleset_from(disabled)).removed == ("silent",)
     assert not any(k.startswith("silent/") for k in h.store) and len(h.timers) == 0
     assert h.advance(10**9) == []
+
+
+# --- robustness ---------------------------------------------------------------------------------------
+
+EVERY_TRIGGER = RuleSet(tuple([*EXAMPLE_RULES, *load_rules(DATA / "golden" / "rules")[0]]))
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(), st.text(max_size=6))
+JSONISH = st.recursive(SCALARS,
+                       lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                               st.dictionaries(st.text(max_size=4), inner, max_size=3)),
+                       max_leaves=6)
+ODD_EVENTS = st.fixed_dictionaries(
+    {"time": st.integers(0, 10**7)},
+    optional={"subject": JSONISH, "name": st.one_of(st.sampled_from(["load", "heartbeat", "login", "disk", "deploy"]),
+                                                   JSONISH),
+              "tags": JSONISH, "metrics": JSONISH, "severity": JSONISH, "kind": JSONISH, "extended": JSONISH,
+              "id": JSONISH, "duration_s": JSONISH, "branch": JSONISH},
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(records=st.lists(ODD_EVENTS, max_size=8), event_type=st.sampled_from(["vigil.Event", "acme.Build"]))
+def test_engine__never_raises_on_odd_events_with_a_valid_time(records: list[dict[str, Any]], event_type: str) -> None:
+    engine = RuleEngine(EVERY_TRIGGER, {}, EventTimeTimers())  # type: ignore[arg-type]
+    for record in records:
+        firings = engine.on_event(record, event_type)
+        firings += engine.on_transition({**record, "from_state": record.get("kind"), "to_state": "CRITICAL"})
+        for firing in firings:  # rendering turns every problem into a RenderFailure
+            rule = EVERY_TRIGGER.get(firing.rule)
+            assert rule is not None
+            render_actions(firing, rule)

@@ -113,7 +113,7 @@ def test_check__duplicate_names_across_files_name_both_places(tmp_path: Path) ->
 
 def test_check__missing_directory_is_an_error(tmp_path: Path) -> None:
     (error,) = check_rules(tmp_path / "nope")
-    assert "does not exist" in error.message
+    assert "not a directory of rule files" in error.message
 
 
 def test_check__the_shipped_example_rules_are_valid() -> None:

@@ -127,6 +127,14 @@ def test_event_time_timers__due_in_time_then_key_order() -> None:
     assert timers.pop_due(10**9) is None
 
 
+def test_event_time_timers__rearming_replaces_the_earlier_time() -> None:
+    timers = EventTimeTimers()
+    timers.schedule("a", 10, payload=1)
+    timers.schedule("a", 50, payload=2)
+    assert timers.pop_due(20) is None
+    assert timers.pop_due(60) == ("a", 50, 2) and len(timers) == 0
+
+
 # --- CLI ----------------------------------------------------------------------------------------------
 
 def invoke(*args: str) -> Any:
