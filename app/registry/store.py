@@ -13,8 +13,9 @@ plans the write from that state (next id, next version), and appends the records
 If another instance initialised in the meantime, our commit fails as fenced and we start over
 from init. Two instances can therefore never both commit a decision made from the same state,
 which is what keeps ids unique and identical everywhere without electing a leader.
-A producer that was not fenced is reused between writes; correctness does not depend on that,
-because any writer that wants to commit must first fence it.
+A producer that was not fenced is reused between writes: any other writer must fence it before
+committing, and each write returns only once the local fold holds its own records (commit returns
+before Kafka has written the commit markers), so the next write plans from a complete state too.
 """
 
 from __future__ import annotations
@@ -52,6 +53,25 @@ T = TypeVar("T")
 SCHEMAS_TOPIC = "_vigil_schemas"
 #: Logical transactional.id shared by every registry instance on one topic.
 WRITER_TRANSACTIONAL_ID = "vigil-registry-writer"
+# The broker does not answer a waiting read_committed fetch when commit markers move the last
+# stable offset, so a write becomes visible to the fold only at the next fetch: this bounds write
+# latency at the cost of a few idle fetches per second on a tiny topic.
+_FOLD_FETCH_WAIT_MS = 50
+
+
+class _WriterLog:
+    """librdkafka's log lines for the writer, with fencing demoted to DEBUG.
+
+    Being fenced is how instances take turns writing, not a fault, but librdkafka reports it at
+    FATAL ("This instance has been fenced by a newer instance") and complains about the messages
+    of the aborted transaction when the dropped producer is destroyed.
+    """
+
+    def log(self, level: int, msg: str, *args: Any) -> None:
+        text = msg % args if args else msg
+        if "fenced" in text or "old epoch" in text or "terminating with" in text:
+            level = logging.DEBUG
+        log.log(level, "librdkafka: %s", text)
 
 
 class StoreError(Exception):
@@ -131,7 +151,8 @@ class KafkaSchemaStore:
             group = f"vigil-registry-{uuid.uuid4().hex[:12]}"  # never committed; assign() only
             self._probe = make_consumer(self.settings, group, **{"isolation.level": "read_committed"})
             consumer = make_consumer(self.settings, group, **{
-                "isolation.level": "read_committed", "enable.partition.eof": True, "fetch.wait.max.ms": 100})
+                "isolation.level": "read_committed", "enable.partition.eof": True,
+                "fetch.wait.max.ms": _FOLD_FETCH_WAIT_MS})
         except (BusUnavailable, ConfigError, KafkaException) as exc:
             raise StoreError(f"schema registry store on topic {self.topic}: {exc}") from exc
         consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
@@ -181,9 +202,11 @@ class KafkaSchemaStore:
     def _tail(self, consumer: Any) -> None:
         try:
             while not self._stopping.is_set():
-                batch = consumer.consume(num_messages=500, timeout=0.2)
-                if not batch:
+                first = consumer.poll(0.2)
+                if first is None:
                     continue
+                # consume() waits for a full batch or its timeout, so it only drains what is there.
+                batch = [first, *consumer.consume(num_messages=500, timeout=0)]
                 with self._cond:
                     for msg in batch:
                         err = msg.error()
@@ -213,7 +236,9 @@ class KafkaSchemaStore:
                 raise ApiError.store_error(f"cannot get the end of topic {self.topic}: {exc}") from exc
 
     def _catch_up(self, deadline: float) -> None:
-        target = self._end_offset()
+        self._await_position(self._end_offset(), deadline)
+
+    def _await_position(self, target: int, deadline: float) -> None:
         with self._cond:
             while self._position < target:
                 remaining = deadline - time.monotonic()
@@ -257,11 +282,26 @@ class KafkaSchemaStore:
             result, records = plan(self._state)  # ApiError (e.g. 409) propagates; nothing was sent
         if not records:
             return result
+        offsets: list[int] = []
+
+        def delivered(err: KafkaError | None, msg: Any) -> None:
+            if err is None:
+                offsets.append(msg.offset())
+
         producer.begin_transaction()
         for key, value in records:
-            producer.produce(self.topic, key=key, value=value, partition=0)
+            producer.produce(self.topic, key=key, value=value, partition=0, on_delivery=delivered)
+        producer.flush(max(0.1, deadline - time.monotonic()))  # serves the delivery reports
         producer.commit_transaction(max(0.1, deadline - time.monotonic()))
-        self._catch_up(deadline)  # so a read on this instance right after sees the write
+        # commit_transaction returns before the commit markers are written, so the end offset may
+        # not include our records yet. Wait until the fold has them: the next write reusing this
+        # producer must plan from a state that includes this one (nobody fences us from ourselves),
+        # and any read that starts after we answer, on any instance, then sees them too.
+        if len(offsets) == len(records):
+            self._await_position(max(offsets) + 1, deadline)
+        else:
+            self._producer = None  # unsure what was written: the next write re-inits, which settles it
+            self._catch_up(deadline)
         return result
 
     def _new_producer(self, deadline: float) -> Producer:
@@ -271,6 +311,7 @@ class KafkaSchemaStore:
             # it, and readers wait only for the last stable offset. This bounds it regardless.
             "transaction.timeout.ms": 15000,
             "linger.ms": 0,
+            "logger": _WriterLog(),
         })
         producer.init_transactions(max(0.1, deadline - time.monotonic()))
         self._producer = producer
