@@ -19,7 +19,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
 from app.rules.fields import event_ref, metric_getter
@@ -158,13 +158,14 @@ class RegisterTrigger(Trigger):
     when: ValueTest
     for_ms: int | None = None
     max_samples: int = DEFAULT_MAX_SAMPLES
+    value_of: Callable[[Mapping[str, Any], str], float | None] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_value_of", metric_getter(self.metric))
+        object.__setattr__(self, "value_of", metric_getter(self.metric))  # frozen: set once here
 
     def on_event(self, state: dict[str, Any] | None, event: Mapping[str, Any], event_type: str,
                  time_ms: int, group: Mapping[str, str]) -> Step:
-        value = self._value_of(event, event_type)  # type: ignore[attr-defined]
+        value = self.value_of(event, event_type)
         samples: list[list[float]] = list(state["s"]) if state else []
         if value is None or (samples and time_ms <= samples[-1][0] - self.period_ms):
             return Step(state)  # no sample, or one already outside the window
