@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -171,7 +172,9 @@ def load_yaml_text(text: str, sink: ErrorSink) -> Any:
 
 def is_json_value(value: Any) -> bool:
     """True for what survives JSON unchanged (YAML can also produce dates, sets and binary)."""
-    if value is None or isinstance(value, str | bool | int | float):
+    if isinstance(value, float):
+        return math.isfinite(value)  # JSON has no NaN or infinity
+    if value is None or isinstance(value, str | bool | int):
         return True
     if isinstance(value, datetime.date | bytes):
         return False

@@ -61,6 +61,8 @@ ERROR_CASES = [
      "`command` must be the fixed name of an allowlisted command"),
     ("rules:\n  - name: a\n    match: {name: x}\n    actions:\n      - print:\n          when: 2024-01-01\n", 6,
      "is not a JSON value; quote it"),
+    ("rules:\n  - name: a\n    match: {name: x}\n    actions:\n      - print: {n: .nan}\n", 5,
+     "is not a JSON value"),
     ("rules:\n  - name: a\n    match: {name: x}\n    actions:\n      - http: {deadline: later}\n", 5,
      "action 1 (http).deadline"),
     ("rules:\n  - name: a b\n    match: {name: x}\n    actions: [{print: {}}]\n", 2, "rule name 'a b'"),
