@@ -6,10 +6,11 @@ be rolled up into longer views without keeping raw values. The accuracy is a con
 setting: changing it would make stored sketches unmergeable with new ones.
 
 Two serialisations:
-- `to_dict()`/`from_dict()`: JSON-compatible state for a runtime table (the sketch as trimmed
-  bin counts, restored without re-adding values);
+- `to_dict()`/`from_dict()`: JSON-compatible state for a runtime table (the sketch's bin counts,
+  restored without re-adding values);
 - the `sketch` bytes of a vigil.WindowAggregate record: ddsketch's protobuf format (the one
-  DataDog's Go/Java/JS sketches read), bins trimmed to the occupied range.
+  DataDog's Go/Java/JS sketches read).
+Both keep only the occupied bins, as a dense run or as (key, count) pairs, whichever is smaller.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ WINDOW_QUANTILES: Final = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 
 # The mapping holds only constants derived from the accuracy, so all sketches share one.
 _MAPPING: Final = LogarithmicMapping(RELATIVE_ACCURACY)
+#: Keys of every representable magnitude fit in this span (~71k at 1%); a sketch read from outside
+#: that claims more is corrupt, and densifying it could exhaust memory.
+_MAX_KEY_SPAN: Final = _MAPPING.key(_MAPPING.max_possible) - _MAPPING.key(_MAPPING.min_possible) + 1
 
 
 def _store_from_counts(first_key: int, counts: Sequence[float]) -> DenseStore:
@@ -123,6 +127,9 @@ def _store_from_proto(pb_store: Any) -> DenseStore:
         key = pb_store.contiguousBinIndexOffset + i
         counts[key] = counts.get(key, 0.0) + count
     keys = sorted(key for key, count in counts.items() if count)
+    if keys and keys[-1] - keys[0] >= _MAX_KEY_SPAN:
+        raise ValueError(f"the sketch's bins span {keys[-1] - keys[0] + 1} keys; a {RELATIVE_ACCURACY:.0%} sketch "
+                         f"never needs more than {_MAX_KEY_SPAN}")
     return _store_from_sparse(keys, [counts[key] for key in keys])
 
 
@@ -133,8 +140,8 @@ def _window_label(subject: Any, name: Any, metric: Any, window_start_ms: Any) ->
 
 
 class MetricAggregate:
-    """The aggregate of one metric over one window. `add` is the hot path: no allocations beyond
-    the sketch's occasional bin growth."""
+    """The aggregate of one metric over one window. `add` is the hot path (per metric, per event, per
+    window size): it builds no containers; the sketch grows its bins in chunks now and then."""
 
     __slots__ = ("_negative", "_positive", "_sketch", "count", "last", "last_time_ms", "max", "min", "sum")
 
@@ -308,9 +315,12 @@ class MetricAggregate:
             accuracy = (mapping.gamma - 1) / (mapping.gamma + 1) if mapping.gamma else 0.0
             raise ValueError(f"{label}: the sketch has relative accuracy {accuracy:.4g} (or another index "
                              f"mapping); only {RELATIVE_ACCURACY:.0%} logarithmic sketches merge with Vigil's")
+        try:
+            positive, negative = _store_from_proto(message.positiveValues), _store_from_proto(message.negativeValues)
+        except ValueError as exc:
+            raise ValueError(f"{label}: {exc}") from None
         agg = cls()
-        agg._reset_sketch(_store_from_proto(message.positiveValues), _store_from_proto(message.negativeValues),
-                          float(message.zeroCount))
+        agg._reset_sketch(positive, negative, float(message.zeroCount))
         agg.count = record["count"]
         agg.sum = record["sum"]
         agg.min = record["min"]

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from ddsketch import DDSketch
 from ddsketch.pb.proto import DDSketchProto
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.pipeline.aggregate import RELATIVE_ACCURACY, WINDOW_QUANTILES, MetricAggregate
@@ -73,6 +73,7 @@ def assert_within_accuracy(estimate: float | None, values: list[float], q: float
     assert low - slack <= estimate <= high + slack, f"q={q}: {estimate} not within 1% of [{low}, {high}]"
 
 
+@settings(deadline=None)
 @given(values=VALUES)
 def test_quantile__within_sketch_accuracy_of_numpy(values: list[float]) -> None:
     agg = aggregate(values)
@@ -92,6 +93,7 @@ def test_quantile__extremes_are_the_exact_min_and_max() -> None:
     assert (agg.quantile(0.0), agg.quantile(1.0)) == (0.31, 17.0)
 
 
+@settings(deadline=None)
 @given(left=VALUES, right=VALUES)
 def test_merge__equals_the_aggregate_of_the_union(left: list[float], right: list[float]) -> None:
     merged = aggregate(left)
@@ -156,6 +158,7 @@ def test_to_dict__round_trips_through_json_and_keeps_working(values: list[float]
     assert restored.to_dict() == agg.to_dict()
 
 
+@settings(deadline=None)
 @given(values=VALUES)
 def test_to_dict__round_trip_keeps_every_quantile(values: list[float]) -> None:
     agg = aggregate(values)
@@ -233,12 +236,19 @@ def _foreign_sketch_bytes(relative_accuracy: float) -> bytes:
     return DDSketchProto.to_proto(sketch).SerializeToString()
 
 
+def _corrupt_sketch_bytes() -> bytes:
+    message = DDSketchProto.to_proto(DDSketch(RELATIVE_ACCURACY))
+    message.positiveValues.binCounts.update({-2_000_000_000: 1.0, 2_000_000_000: 1.0})
+    return message.SerializeToString()
+
+
 @pytest.mark.parametrize(
     ("sketch", "message"),
     [
         (None, "has no sketch: its quantiles cannot be merged"),
         (b"\xff\xff\xff", "the sketch is not a DDSketch protobuf"),
         (_foreign_sketch_bytes(0.02), "the sketch has relative accuracy 0.02"),
+        (_corrupt_sketch_bytes(), "the sketch's bins span 4000000001 keys; a 1% sketch never needs more than"),
     ],
 )
 def test_window_record__unmergeable_sketches_are_refused_with_a_reason(sketch: bytes | None, message: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.pipeline.flap import FlapPolicy, is_flapping, record_transition, transitions_in_window
@@ -41,6 +41,7 @@ def test_record_transition__drops_aged_out_and_keeps_at_most_enter_transitions()
     assert record_transition(recent, 20_000, POLICY) == (20_000,)
 
 
+@settings(deadline=None)
 @given(times=st.lists(st.integers(0, 100_000), max_size=40))
 def test_record_transition__bounded_and_the_capped_count_decides_like_the_full_history(times: list[int]) -> None:
     recent: tuple[int, ...] = ()

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.pipeline.flap import FlapPolicy
@@ -235,6 +235,7 @@ def test_fold__flapping_stops_once_transitions_age_out_and_republishes_status() 
 _SEVERITIES = st.lists(st.one_of(st.none(), st.integers(0, 3)), min_size=1, max_size=30)
 
 
+@settings(deadline=None)
 @given(severities=_SEVERITIES)
 def test_fold__alerts_follow_the_run_length_of_reported_states(severities: list[int | None]) -> None:
     """For in-order events: one alert per change of state, plus one for a non-OK first sighting."""
@@ -253,6 +254,7 @@ def test_fold__alerts_follow_the_run_length_of_reported_states(severities: list[
     assert result.state.event_count == len(severities)
 
 
+@settings(deadline=None)
 @given(data=st.data(), severities=st.lists(st.integers(0, 3), min_size=1, max_size=15))
 def test_fold__arrival_order_never_regresses_the_state(data: st.DataObject, severities: list[int]) -> None:
     """Whatever order events arrive in, the newest one decides the state and every event counts."""

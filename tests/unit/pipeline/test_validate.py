@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.model.ids import deterministic_id
@@ -181,6 +181,7 @@ _ANY_VALUE = st.one_of(
 )
 
 
+@settings(deadline=None)
 @given(record=st.dictionaries(
     st.sampled_from(["id", "subject", "name", "time", "severity", "ttl", "metrics", "tags", "kind", "text", "x"]),
     _ANY_VALUE))
