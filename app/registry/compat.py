@@ -185,7 +185,8 @@ def _where(location: str, reader: Any) -> str:
     """'/fields/2/type' -> "field 'count' (/fields/2/type)" by walking the reader schema."""
     tokens = [t for t in location.split("/") if t]
     if not tokens:
-        return "the top-level type"
+        # The checker restarts paths inside unions, so "/" under a record means "somewhere inside".
+        return "a union inside the schema" if getattr(reader, "type", "") == "record" else "the top-level type"
     path: list[str] = []
     node = reader
     try:

@@ -88,7 +88,10 @@ def _schema_id(request: web.Request) -> int:
 
 
 async def _body(request: web.Request) -> Any:
-    text = await request.text()
+    try:
+        text = (await request.read()).decode(request.charset or "utf-8")
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise ApiError.bad_request(f"the request body is not UTF-8 text: {exc}") from None
     if not text.strip():
         raise ApiError.bad_request("the request body is empty; expected JSON")
     try:
