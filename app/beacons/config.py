@@ -403,7 +403,7 @@ class BeaconsConfig(_Model):
     def _subject(cls, v: Any) -> Any:
         # In a DaemonSet the host name is the pod's: `subject: ${env:NODE_NAME}` names the node.
         try:
-            return resolve_secret_refs(v, where="subject")
+            return resolve_secret_refs(v, where=str(v))
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
 
