@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -16,6 +17,7 @@ from app.model.events import Event
 
 __all__ = [
     "MAX_EXTENDED_NODES",
+    "SURROGATE_ESCAPE",
     "ParseResult",
     "TypedRecord",
     "bounded_json",
@@ -35,6 +37,8 @@ __all__ = [
 #: the body limit; YAML aliases are not (a "billion laughs" document is small but huge once expanded).
 MAX_EXTENDED_NODES = 200_000
 _MAX_DEPTH = 64
+#: A JSON/YAML escape of a UTF-16 surrogate code unit (the first step to text that is not Unicode).
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}|\\U0000[dD][89a-fA-F]")
 
 
 @dataclass(frozen=True)
@@ -79,16 +83,25 @@ def _reject_constant(name: str) -> Any:
 
 
 def load_json(data: bytes | str, *, field_name: str = "body") -> Any:
-    """Decode a JSON document strictly (no NaN/Infinity); ParseError on anything else."""
+    """Decode a JSON document strictly (no NaN/Infinity, no unpaired surrogate escapes)."""
     text = decode_utf8(data, field_name=field_name) if isinstance(data, bytes | bytearray) else data
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise ParseError(field_name, f"not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from None
     except ValueError as exc:
         raise ParseError(field_name, f"not valid JSON: {exc}") from None
     except RecursionError:
         raise ParseError(field_name, "JSON is nested too deeply") from None
+    # "\ud800" is valid JSON syntax but not Unicode: such text could never be written to Kafka.
+    # Only bodies with surrogate escapes pay for the check (emoji come as valid pairs).
+    if SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ParseError(field_name, "contains an unpaired surrogate escape (\\ud800-\\udfff): "
+                                         "not valid Unicode") from None
+    return value
 
 
 def require_mapping(value: Any, field_name: str) -> Mapping[str, Any]:

@@ -23,6 +23,7 @@ import yaml
 
 from app.bridges.errors import ParseError
 from app.bridges.parsers._common import (
+    SURROGATE_ESCAPE,
     ParseResult,
     build_event,
     datetime_ms,
@@ -49,6 +50,7 @@ _RUN_TAGS = {
 # in brackets, optionally one "/property". Titles may contain "/" (file paths), hence the two steps.
 _RESOURCE_START = re.compile(r"(?:^|/)([A-Z][\w:]*)\[")
 _RESOURCE_TAIL = re.compile(r"([A-Z][\w:]*\[.*\])(?:/[a-z_]+)?$")
+_MAX_NESTING = 64  # a real report nests about 6 levels deep
 _MAX_MESSAGES = 20  # per resource event text: enough to see what happened, bounded for big runs
 
 
@@ -76,8 +78,14 @@ def load_report(body: bytes | str) -> Mapping[str, Any]:
     text = decode_utf8(body) if isinstance(body, bytes | bytearray) else body
     if text.lstrip().startswith("{"):
         return require_mapping(load_json(text), "body")
+    if SURROGATE_ESCAPE.search(text):
+        # PyYAML turns even a valid pair into two lone surrogates: text that cannot be sent on.
+        raise ParseError("body", "surrogate escapes (\\ud800-\\udfff) are not supported in YAML reports")
     try:
+        _check_nesting(text)
         data = yaml.load(text, Loader=RubyTagSafeLoader)
+    except ParseError:
+        raise
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -87,6 +95,20 @@ def load_report(body: bytes | str) -> Mapping[str, Any]:
         # Deep nesting, unhashable (complex) keys and out-of-range timestamps surface as these.
         raise ParseError("body", f"not a usable YAML report: {type(exc).__name__}") from None
     return require_mapping(data, "body")
+
+
+def _check_nesting(text: str) -> None:
+    """Refuse deeply nested YAML before composing it: libyaml's composer recurses in C and crashes
+    the process (not a catchable RecursionError) on a few thousand levels. The event stream is
+    produced iteratively, so counting depth on it is safe and stops at the limit."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_SafeBase):
+        if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            depth += 1
+            if depth > _MAX_NESTING:
+                raise ParseError("body", f"YAML is nested deeper than {_MAX_NESTING} levels")
+        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            depth -= 1
 
 
 def parse_puppet_report(body: bytes | str | Mapping[str, Any], *, received_ms: int | None = None) -> ParseResult:
