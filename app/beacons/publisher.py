@@ -241,12 +241,13 @@ class SpoolingPublisher:
             self._keep(event, error)
 
     def _keep(self, event: Event, reason: str) -> None:
-        if not len(self._spool):
+        outage_starts = not len(self._spool)
+        self._spool.append(event)
+        if outage_starts:
             log.warning("Kafka unreachable (%s): keeping events in %s until it is back", reason,
                         self._spool.directory)
             self._backoff_s = self._retry_initial_s
-            self._retry_at = self._clock() + self._backoff_s
-        self._spool.append(event)
+            self._back_off("first retry")
 
     def _reject(self, event: Event, exc: Exception) -> None:
         self.stats.rejected += 1

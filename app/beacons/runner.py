@@ -119,11 +119,14 @@ class Runner:
             problem = "; ".join(ctx.problems) or None
         except (Exception, SystemExit) as exc:  # SystemExit too: a plugin calling exit() must not stop us
             problem = describe_error(exc)
-            log.warning("beacon %s failed: %s", beacon.name, problem, exc_info=not isinstance(exc, OSError))
+            if problem != slot.problem:  # the traceback helps a plugin author; OS errors say it all
+                log.warning("beacon %s failed: %s", beacon.name, problem, exc_info=not isinstance(exc, OSError))
         slot.runs += 1
         if problem != slot.problem:  # report a failure when it starts or changes, and the recovery
             if problem is not None or slot.problem is not None:
                 events.append(failure_event(ctx, problem))
+                if problem is None:
+                    log.info("beacon %s works again", beacon.name)
             slot.problem = problem
         for event in events:
             self.publisher.publish(event)
