@@ -74,11 +74,17 @@ async def serve_http(sink: EventSink, config: BridgeConfig, *, stop: asyncio.Eve
         await runner.cleanup()
 
 
-async def serve_syslog(sink: EventSink, config: BridgeConfig, *, stop: asyncio.Event | None = None) -> None:
-    """Serve the syslog bridge until signalled; stopping flushes the sink."""
+async def serve_syslog(sink: EventSink, config: BridgeConfig, *, stop: asyncio.Event | None = None,
+                       ready: Callable[[list[str]], None] | None = None) -> None:
+    """Serve the syslog bridge until signalled (or `stop` is set); stopping flushes the sink.
+
+    `ready` is called with the bound addresses (`udp://...`, `tcp://...`) once listening.
+    """
     server = SyslogServer(sink, config.syslog_listen, config)
     await server.start()
     try:
+        if ready is not None:
+            ready([str(address) for address in server.bound])
         await _until_signalled(stop)
     finally:
         await server.stop()

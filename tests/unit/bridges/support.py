@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -29,11 +30,25 @@ def iso_ms(text: str) -> int:
     return int(datetime.fromisoformat(text).timestamp() * 1000)
 
 
+class _WakeOnLog(logging.Handler):
+    """Calls `wake` for every log record: bridges log each drop, so a test can wait for one."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        super().__init__(logging.DEBUG)
+        self.wake = wake
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.wake()
+
+
 async def wait_until(predicate: Callable[[], bool], *, sink: MemorySink, timeout_s: float = 10.0) -> None:
     """Wait (without sleeping) until `predicate()` holds, re-checking whenever the sink receives
-    something; fail after `timeout_s` (a deadline, not a timing assertion)."""
+    something or a bridge logs (drops are logged); fail after `timeout_s` (a deadline, not a
+    timing assertion)."""
     changed = asyncio.Event()
     sink.listeners.append(changed.set)
+    handler = _WakeOnLog(changed.set)
+    logging.getLogger("app.bridges").addHandler(handler)
     try:
         async with asyncio.timeout(timeout_s):
             while True:
@@ -45,3 +60,4 @@ async def wait_until(predicate: Callable[[], bool], *, sink: MemorySink, timeout
         raise AssertionError(f"condition not met within {timeout_s}s; sink has {len(sink.events)} events") from None
     finally:
         sink.listeners.remove(changed.set)
+        logging.getLogger("app.bridges").removeHandler(handler)

@@ -1,0 +1,142 @@
+"""The syslog bridge over real UDP and TCP sockets on 127.0.0.1 (ephemeral ports)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from app.bridges.config import BridgeConfig
+from app.bridges.sink import MemorySink
+from app.bridges.syslog import SOURCE, SyslogServer
+
+from .support import wait_until
+
+LISTENS = ["udp://127.0.0.1:0", "tcp://127.0.0.1:0"]
+
+
+def _run(scenario: Callable[[SyslogServer, MemorySink], Awaitable[None]], **config: object) -> MemorySink:
+    sink = MemorySink()
+
+    async def main() -> None:
+        server = SyslogServer(sink, LISTENS, BridgeConfig(syslog_listen=LISTENS, **config))  # type: ignore[arg-type]
+        await server.start()
+        try:
+            await scenario(server, sink)
+        finally:
+            await server.stop()
+
+    asyncio.run(main())
+    return sink
+
+
+def _port(server: SyslogServer, scheme: str) -> int:
+    return next(a.port for a in server.bound if a.scheme == scheme)
+
+
+def test_start__logs_readiness_with_the_bound_addresses(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario(server: SyslogServer, sink: MemorySink) -> None:
+        assert {a.scheme for a in server.bound} == {"udp", "tcp"}
+        assert all(a.port > 0 for a in server.bound)
+
+    with caplog.at_level(logging.INFO, logger="app.bridges"):
+        _run(scenario)
+    lines = [r.getMessage() for r in caplog.records if "listening on" in r.getMessage()]
+    assert len(lines) == 2
+    assert any(line.startswith("syslog bridge listening on udp://127.0.0.1:") for line in lines)
+
+
+def test_udp__bad_datagrams_are_counted_and_dropped_and_good_ones_still_arrive() -> None:
+    async def scenario(server: SyslogServer, sink: MemorySink) -> None:
+        port = _port(server, "udp")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.sendto(b"<13>Mar 19 10:00:00 h1 app: caf\xe9 latin-1", ("127.0.0.1", port))
+            client.sendto(b"<13>Mar 19 10:00:00 h1 app: " + b"x" * 600, ("127.0.0.1", port))
+            client.sendto(b"<192>bad pri", ("127.0.0.1", port))
+            client.sendto(b"<187>134: *Mar  1 18:46:11.123: %LINK-3-UPDOWN: Interface Gi0/1, changed state to down",
+                          ("127.0.0.1", port))
+        await wait_until(lambda: len(sink.events) == 1, sink=sink)
+        await wait_until(lambda: server.metrics.rejected_count(SOURCE, "invalid") == 1, sink=sink)
+        (event,) = sink.events
+        assert (event.subject, event.tags["code"], event.severity) == ("127.0.0.1", "LINK-3-UPDOWN", 2)
+        assert server.metrics.rejected_count(SOURCE, "not_utf8") == 1
+        assert server.metrics.rejected_count(SOURCE, "oversized") == 1
+        assert server.metrics.accepted_count(SOURCE) == 1
+
+    _run(scenario, max_syslog_bytes=512)
+
+
+def test_tcp__mixed_framing_with_bad_frames_loses_nothing_valid() -> None:
+    stream = (b"30 <13>1 - h1 app - - - first one"
+              b"<13>Mar 19 10:00:00 h2 app: second\n"
+              b"<13>Mar 19 10:00:00 h2 app: \xff not utf-8\n"
+              b"700 " + b"y" * 700 +
+              b"12abc\n"
+              b"<14>Mar 19 10:00:00 h3 app: third key=value\r\n")
+
+    async def scenario(server: SyslogServer, sink: MemorySink) -> None:
+        _, writer = await asyncio.open_connection("127.0.0.1", _port(server, "tcp"))
+        for start in range(0, len(stream), 13):  # arbitrary pieces, as TCP may deliver them
+            writer.write(stream[start:start + 13])
+            await writer.drain()
+        await wait_until(lambda: len(sink.events) == 3, sink=sink)
+        assert [(e.subject, e.text) for e in sink.events] == [
+            ("h1", "first one"), ("h2", "second"), ("h3", "third key=value")]
+        assert sink.events[2].tags["key"] == "value"
+
+        writer.write(b"50 <13>cut short")  # the peer goes away mid-frame
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        await wait_until(lambda: server.metrics.rejected_count(SOURCE, "truncated") == 1, sink=sink)
+        counts = {reason: server.metrics.rejected_count(SOURCE, reason)
+                  for reason in ("not_utf8", "oversized", "bad_frame", "truncated")}
+        assert counts == {"not_utf8": 1, "oversized": 1, "bad_frame": 1, "truncated": 1}
+
+        # The listener is still serving new connections.
+        _, writer = await asyncio.open_connection("127.0.0.1", _port(server, "tcp"))
+        writer.write(b"<13>Mar 19 10:00:00 h4 app: after\n")
+        await writer.drain()
+        await wait_until(lambda: len(sink.events) == 4, sink=sink)
+        writer.close()
+
+    _run(scenario, max_syslog_bytes=512)
+
+
+def test_stop__closes_open_connections_and_flushes_the_sink() -> None:
+    async def scenario(server: SyslogServer, sink: MemorySink) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", _port(server, "tcp"))
+        writer.write(b"<13>Mar 19 10:00:00 h1 app: one\n<13>Mar 19 10:00:00 h1 app: no newline yet")
+        await writer.drain()
+        await wait_until(lambda: len(sink.events) == 1, sink=sink)
+        await server.stop()
+        assert await reader.read() == b""  # the server closed the connection
+        # The unterminated last line was delivered when the connection was closed.
+        assert [e.text for e in sink.events] == ["one", "no newline yet"]
+        writer.close()
+
+    sink = _run(scenario)
+    assert sink.flushes >= 1
+
+
+def test_start__fails_cleanly_when_an_address_is_taken() -> None:
+    async def main() -> None:
+        first = SyslogServer(MemorySink(), ["tcp://127.0.0.1:0"])
+        await first.start()
+        try:
+            taken = f"tcp://127.0.0.1:{first.bound[0].port}"
+            second = SyslogServer(MemorySink(), ["udp://127.0.0.1:0", taken])
+            with pytest.raises(OSError):
+                await second.start()
+        finally:
+            await first.stop()
+
+    asyncio.run(main())
+
+
+def test_no_listen_addresses__is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        SyslogServer(MemorySink(), [])
