@@ -84,7 +84,10 @@ class HttpBridge:
         body, content_type = await self._accept(request, "github", JSON + FORM, verify=self._verify_github)
         if content_type in FORM:
             # GitHub's "application/x-www-form-urlencoded" delivery carries the JSON in `payload`.
-            body = _form_fields(body).get("payload", "").encode()
+            fields = _form_fields(body)
+            if "payload" not in fields:
+                raise _Reject(400, "invalid", "payload", "a form-encoded delivery needs a 'payload' field")
+            body = fields["payload"].encode()
         event_type = request.headers.get("X-GitHub-Event")
         delivery = request.headers.get("X-GitHub-Delivery")
         return await self._run("github", lambda b: parse_github(event_type, b, delivery_id=delivery), body)

@@ -24,6 +24,7 @@ __all__ = [
     "build_event",
     "datetime_ms",
     "decode_utf8",
+    "json_body",
     "load_json",
     "optional_str",
     "parse_rfc3339_ms",
@@ -31,6 +32,7 @@ __all__ = [
     "require_mapping",
     "require_str",
     "str_map",
+    "tag_text",
 ]
 
 #: Upper bound on the nodes copied into an event's extended data. JSON bodies are already bounded by
@@ -62,11 +64,6 @@ class ParseResult:
     events: list[Event] = field(default_factory=list)
     errors: list[ParseError] = field(default_factory=list)
     typed: list[TypedRecord] = field(default_factory=list)
-
-    @property
-    def item_count(self) -> int:
-        """Items seen (valid or not)."""
-        return len(self.events) + len(self.typed) + len(self.errors)
 
 
 def decode_utf8(data: bytes, *, field_name: str = "body") -> str:
@@ -104,6 +101,20 @@ def load_json(data: bytes | str, *, field_name: str = "body") -> Any:
     return value
 
 
+def json_body(body: Any, *, field_name: str = "body") -> Any:
+    """Raw bytes/text are decoded as JSON; anything else is taken as already decoded."""
+    return load_json(body, field_name=field_name) if isinstance(body, bytes | bytearray | str) else body
+
+
+def tag_text(value: Any) -> str:
+    """A scalar as tag text: booleans as true/false (as the tools write them), dates as ISO 8601."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
 def require_mapping(value: Any, field_name: str) -> Mapping[str, Any]:
     """The value as a mapping, or ParseError naming the field."""
     if not isinstance(value, Mapping):
@@ -125,10 +136,8 @@ def optional_str(data: Mapping[str, Any], key: str, prefix: str = "") -> str | N
     value = data.get(key)
     if value is None:
         return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
     if isinstance(value, str | int | float):
-        return str(value)
+        return tag_text(value)
     raise ParseError(f"{prefix}{key}", f"must be a string, got {_type_name(value)}")
 
 

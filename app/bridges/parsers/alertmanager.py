@@ -19,7 +19,7 @@ from app.bridges.parsers._common import (
     ParseResult,
     bounded_json,
     build_event,
-    load_json,
+    json_body,
     parse_rfc3339_ms,
     require_mapping,
     str_map,
@@ -49,7 +49,7 @@ _GO_ZERO_TIME_PREFIX = "0001-01-01"
 
 def parse_alertmanager(body: bytes | str | Any, *, received_ms: int | None = None) -> ParseResult:
     """Parse a webhook payload; a bad alert is reported with its index, the others still count."""
-    data = require_mapping(load_json(body) if isinstance(body, bytes | bytearray | str) else body, "body")
+    data = require_mapping(json_body(body), "body")
     version = data.get("version")
     if str(version) != SUPPORTED_VERSION:
         raise ParseError("version", f"unsupported webhook payload version {version!r} (this bridge reads "

@@ -19,8 +19,9 @@ from app.bridges.parsers._common import (
     ParseResult,
     bounded_json,
     build_event,
-    load_json,
+    json_body,
     require_mapping,
+    tag_text,
 )
 from app.model.events import Kind, Severity, now_ms
 
@@ -93,7 +94,7 @@ def parse_github(event_type: str | None, body: bytes | str | Any, *, delivery_id
     """One ARCHIVE event for a webhook delivery (none for `ping`)."""
     if not event_type or not _EVENT_TYPE.match(event_type):
         raise ParseError("X-GitHub-Event", f"missing or not a GitHub event type: {event_type!r:.70}")
-    payload = require_mapping(load_json(body) if isinstance(body, bytes | bytearray | str) else body, "body")
+    payload = require_mapping(json_body(body), "body")
     if event_type == "ping":
         return ParseResult()
 
@@ -108,7 +109,7 @@ def parse_github(event_type: str | None, body: bytes | str | Any, *, delivery_id
     if event_type == "push":
         tags["commits"] = len(payload["commits"]) if isinstance(payload.get("commits"), list) else None
         tags.update(_ref_tags(payload.get("ref")))
-    clean_tags = {k: _tag_text(v) for k, v in tags.items() if v is not None and not isinstance(v, Mapping | list)}
+    clean_tags = {k: tag_text(v) for k, v in tags.items() if v is not None and not isinstance(v, Mapping | list)}
 
     return ParseResult(events=[build_event(
         "",
@@ -131,12 +132,6 @@ def _lookup(payload: Mapping[str, Any], path: str) -> Any:
             return None
         node = node.get(part)
     return node
-
-
-def _tag_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _ref_tags(ref: Any) -> dict[str, str]:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.bridges.errors import ParseError
-from app.bridges.parsers._common import ParseResult, build_event, load_json, require_mapping, require_str
+from app.bridges.parsers._common import ParseResult, build_event, json_body, require_mapping, require_str
 from app.bridges.parsers.perfdata import parse_perfdata, split_plugin_output
 from app.model.events import Kind, Severity, now_ms
 
@@ -29,7 +29,7 @@ HOST_CHECK_NAME = "host"
 
 def parse_nagios(body: bytes | str | Mapping[str, Any], *, received_ms: int | None = None) -> ParseResult:
     """Parse one check result (JSON bytes, or a mapping of JSON / form fields)."""
-    data = require_mapping(load_json(body) if isinstance(body, bytes | bytearray | str) else body, "body")
+    data = require_mapping(json_body(body), "body")
     host = require_str(data, "host")
     service = data.get("service")
     if service is not None and not isinstance(service, str):

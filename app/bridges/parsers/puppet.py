@@ -32,6 +32,7 @@ from app.bridges.parsers._common import (
     parse_rfc3339_ms,
     require_mapping,
     require_str,
+    tag_text,
 )
 from app.model.events import Event, Kind, Severity, now_ms
 
@@ -116,7 +117,7 @@ def parse_puppet_report(body: bytes | str | Mapping[str, Any], *, received_ms: i
     report = load_report(body) if isinstance(body, bytes | bytearray | str) else require_mapping(body, "body")
     node = require_str(report, "host").strip()
     time_ms = _report_time(report.get("time"), received_ms)
-    run_tags = {tag: _text(report[key]) for key, tag in _RUN_TAGS.items() if _is_scalar(report.get(key))}
+    run_tags = {tag: tag_text(report[key]) for key, tag in _RUN_TAGS.items() if _is_scalar(report.get(key))}
     statuses = report.get("resource_statuses") or {}
     if not isinstance(statuses, Mapping):
         raise ParseError("resource_statuses", "must be a mapping of resource name to status")
@@ -152,7 +153,7 @@ def _resource_event(resource: str, status: Any, prefix: str, node: str, time_ms:
     tags["resource_status"] = "failed" if failed else "changed"
     for key in ("resource_type", "title", "file", "line", "corrective_change", "change_count", "skipped"):
         if _is_scalar(status.get(key)):
-            tags[key] = _text(status[key])
+            tags[key] = tag_text(status[key])
     metrics = {}
     if isinstance(status.get("evaluation_time"), int | float) and not isinstance(status["evaluation_time"], bool):
         metrics["evaluation_time"] = float(status["evaluation_time"])
@@ -243,11 +244,3 @@ def _is_scalar(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)

@@ -19,7 +19,7 @@ from app.bridges.errors import ParseError
 from app.bridges.parsers._common import (
     ParseResult,
     TypedRecord,
-    load_json,
+    json_body,
     pydantic_parse_error,
     require_mapping,
 )
@@ -37,7 +37,7 @@ def parse_vigil_json(body: bytes | str | Any, *, origin: str = ORIGIN) -> ParseR
 
     `origin` is filled in for events that do not name their own.
     """
-    data = load_json(body) if isinstance(body, bytes | bytearray | str) else body
+    data = json_body(body)
     if isinstance(data, list):
         items, batch = data, True
     elif isinstance(data, Mapping) and set(data) == {"events"}:

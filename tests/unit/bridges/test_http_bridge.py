@@ -212,6 +212,12 @@ def test_github__signature_is_verified_when_a_secret_is_set() -> None:
             "X-Hub-Signature-256": github_signature(SECRET, form)})
         assert response.status == 202
 
+        form = b"nothing=here"
+        response = await client.post("/v1/github", data=form, headers={
+            "Content-Type": "application/x-www-form-urlencoded", "X-GitHub-Event": "push",
+            "X-Hub-Signature-256": github_signature(SECRET, form)})
+        assert (response.status, (await response.json())["field"]) == (400, "payload")
+
         unsigned_type = {**good, "X-GitHub-Event": ""}
         response = await client.post("/v1/github", data=push, headers=unsigned_type)
         assert (response.status, (await response.json())["field"]) == (400, "X-GitHub-Event")
