@@ -29,7 +29,7 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from app.bridges.config import BridgeConfig
+from app.bridges.config import ENDPOINTS, BridgeConfig
 from app.bridges.errors import ParseError
 from app.bridges.metrics import CONTENT_TYPE_LATEST, BridgeMetrics
 from app.bridges.parsers._common import ParseResult, decode_utf8
@@ -177,7 +177,7 @@ class HttpBridge:
             log.exception("%s: the sink failed after %d accepted item(s)", source, accepted)
             self.metrics.accepted(source, accepted)
             raise _Reject(503, "sink_error", None, f"could not hand events to the event bus: {exc}",
-                          accepted=accepted) from None
+                          accepted=accepted, rejected=rejected) from None
         self.metrics.accepted(source, accepted)
         rejected.sort(key=lambda item: item.get("index", -1))
         if not rejected:
@@ -245,7 +245,7 @@ def make_http_app(sink: EventSink, config: BridgeConfig, *, metrics: BridgeMetri
     # client_max_size makes aiohttp itself refuse to buffer more than the limit.
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_json_errors])
     app[BRIDGE_KEY] = bridge
-    for name in ("events", "alertmanager", "github", "nagios", "puppet"):
+    for name in ENDPOINTS:
         app.router.add_post(f"/v1/{name}", getattr(bridge, name), name=name)
     app.router.add_get("/healthz", bridge.healthz, name="healthz")
     app.router.add_get("/metrics", bridge.prometheus, name="metrics")

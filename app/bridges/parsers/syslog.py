@@ -90,7 +90,7 @@ def parse_syslog(data: bytes, *, source_host: str | None = None, received_ms: in
     rest = text[pri_match.end():] if pri_match else text
 
     header = _RFC5424_HEADER.match(rest) if pri_match else None
-    parts = _parse_rfc5424(rest, header, received) if header else _parse_rfc3164(rest, received)
+    parts = _parse_rfc5424(rest, header) if header else _parse_rfc3164(rest, received)
 
     subject = parts.get("host") or source_host
     if not subject:
@@ -114,7 +114,7 @@ def parse_syslog(data: bytes, *, source_host: str | None = None, received_ms: in
     program = parts.get("program")
     return build_event(
         "",
-        time=parts.get("time_ms") or received,
+        time=received if parts.get("time_ms") is None else parts["time_ms"],
         subject=subject,
         name=program or DEFAULT_NAME,
         kind=Kind.ARCHIVE,
@@ -130,7 +130,7 @@ def _nil(value: str) -> str | None:
     return None if value == "-" else value
 
 
-def _parse_rfc5424(rest: str, header: re.Match[str], received_ms: int) -> dict[str, Any]:
+def _parse_rfc5424(rest: str, header: re.Match[str]) -> dict[str, Any]:
     """HEADER SP STRUCTURED-DATA [SP MSG] (RFC 5424 §6)."""
     ts = _nil(header.group("ts"))
     parts: dict[str, Any] = {
