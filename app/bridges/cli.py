@@ -1,7 +1,7 @@
 """`vigil bridge http` and `vigil bridge syslog`: run a bridge until SIGINT/SIGTERM.
 
-Both use the same Kafka/registry settings as every command (`app.config.Settings`, taken from the
-click context object when the main CLI put one there, else loaded). The sink is built by
+Both use the same Kafka/registry settings as every command (`app.config.Settings`: the main CLI's
+context object carries them, global flags applied; loaded from file/env when run standalone). The sink is built by
 `app.bridges.kafka_sink.make_sink(settings) -> EventSink`, imported only when a command runs, so
 this module works (and is testable) without a Kafka client; tests pass their own `sink_factory`.
 """
@@ -36,6 +36,14 @@ def _kafka_sink_factory(settings: Settings) -> EventSink:
     except ImportError as exc:
         raise click.ClickException(f"the Kafka sink is not available (app.bridges.kafka_sink): {exc}") from exc
     return make_sink(settings)  # type: ignore[no-any-return]
+
+
+def _settings_of(ctx: click.Context) -> Settings:
+    """The main CLI's settings (its context object carries them, with --bootstrap etc. applied)."""
+    if isinstance(ctx.obj, Settings):
+        return ctx.obj
+    settings = getattr(ctx.obj, "settings", None)
+    return settings if isinstance(settings, Settings) else load_settings()
 
 
 async def _until_signalled(stop: asyncio.Event | None = None) -> None:
@@ -96,8 +104,8 @@ def make_bridge_group(sink_factory: SinkFactory | None = None) -> click.Group:
 
     def prepare(ctx: click.Context, **overrides: object) -> tuple[EventSink, BridgeConfig]:
         try:
-            settings = ctx.obj if isinstance(ctx.obj, Settings) else load_settings()
             config = load_bridge_config(**overrides)
+            settings = _settings_of(ctx)
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from exc
         return factory(settings), config

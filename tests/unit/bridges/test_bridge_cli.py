@@ -6,6 +6,7 @@ import asyncio
 import sys
 
 import aiohttp
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -86,3 +87,20 @@ def test_serve_syslog__receives_until_stopped_then_flushes() -> None:
     asyncio.run(main())
     assert [e.text for e in sink.events] == ["hello"]
     assert sink.flushes == 1
+
+
+def test_settings__come_from_the_main_cli_context_object() -> None:
+    settings = Settings(kafka_bootstrap="kafka.example:9092")
+    seen: list[Settings] = []
+
+    def factory(given: Settings) -> MemorySink:
+        seen.append(given)
+        raise click.ClickException("stop here")  # the test only needs the settings it was built with
+
+    class MainCliContext:  # shaped like app.cli.CliContext
+        def __init__(self) -> None:
+            self.settings = settings
+
+    result = CliRunner().invoke(make_bridge_group(factory), ["syslog"], obj=MainCliContext())
+    assert "stop here" in result.output
+    assert seen == [settings]
