@@ -8,7 +8,7 @@ import click
 
 from app.config import ConfigError, Settings, load_settings
 from app.registry.server import serve
-from app.registry.store import StoreError
+from app.registry.store import SCHEMAS_TOPIC, StoreError
 
 __all__ = ["parse_listen", "registry_group"]
 
@@ -40,17 +40,19 @@ def registry_group() -> None:
 @registry_group.command("serve")
 @click.option("--listen", default="127.0.0.1:8081", show_default=True, metavar="HOST:PORT",
               help="Address to serve the registry API on.")
+@click.option("--startup-timeout", default=60.0, show_default=True, metavar="SECONDS", type=click.FloatRange(min=0.1),
+              help="How long to wait for Kafka and to read the registry topic at startup.")
 @click.pass_context
-def serve_command(ctx: click.Context, listen: str) -> None:
+def serve_command(ctx: click.Context, listen: str, startup_timeout: float) -> None:
     """Serve the schema registry until interrupted (SIGINT/SIGTERM stop it cleanly)."""
     host, port = parse_listen(listen)
     settings = _settings(ctx)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     click.echo(f"schema registry: http://{host}:{port} (Kafka {settings.kafka_bootstrap}, "
-               f"topic {settings.topic('_vigil_schemas')})", err=True)
+               f"topic {settings.topic(SCHEMAS_TOPIC)})", err=True)
     try:
-        serve(settings, host=host, port=port)
+        serve(settings, host=host, port=port, startup_timeout_s=startup_timeout)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:

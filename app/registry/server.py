@@ -335,9 +335,9 @@ async def _start(store: SchemaStore, host: str, port: int) -> _Running:
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8081, *,
-          store: SchemaStore | None = None) -> None:
+          store: SchemaStore | None = None, startup_timeout_s: float = 60.0) -> None:
     """Run the registry until SIGTERM or SIGINT (blocking). Raises StoreError if Kafka is unusable."""
-    store = store or KafkaSchemaStore(settings).start()
+    store = store or KafkaSchemaStore(settings, start_timeout_s=startup_timeout_s).start()
 
     async def main() -> None:
         running = await _start(store, host, port)
