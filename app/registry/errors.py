@@ -25,64 +25,78 @@ class ApiError(Exception):
     # -- 404 ---------------------------------------------------------------------------------
     @classmethod
     def subject_not_found(cls, subject: str) -> ApiError:
+        """40401: no such subject (or only soft-deleted versions)."""
         return cls(404, 40401, f"Subject '{subject}' not found.")
 
     @classmethod
     def version_not_found(cls, subject: str, version: object) -> ApiError:
+        """40402: the subject has no such version."""
         return cls(404, 40402, f"Version {version} not found for subject '{subject}'.")
 
     @classmethod
     def schema_not_found(cls, detail: str = "Schema not found") -> ApiError:
+        """40403: no such schema id, or the schema is not under the subject."""
         return cls(404, 40403, detail)
 
     @classmethod
     def subject_soft_deleted(cls, subject: str) -> ApiError:
+        """40404: the subject is already soft-deleted."""
         return cls(404, 40404, f"Subject '{subject}' was soft deleted. Set permanent=true to delete permanently")
 
     @classmethod
     def subject_not_soft_deleted(cls, subject: str) -> ApiError:
+        """40405: a permanent delete needs a soft delete first."""
         return cls(404, 40405, f"Subject '{subject}' was not deleted first before being permanently deleted "
                                f"(delete it without permanent=true first)")
 
     @classmethod
     def version_not_soft_deleted(cls, subject: str, version: int) -> ApiError:
+        """40407: a permanent delete of a version needs a soft delete first."""
         return cls(404, 40407, f"Subject '{subject}' Version {version} was not deleted first before being "
                                f"permanently deleted (delete it without permanent=true first)")
 
     @classmethod
     def subject_level_config_not_set(cls, subject: str) -> ApiError:
+        """40408: the subject has no compatibility level of its own."""
         return cls(404, 40408, f"Subject '{subject}' does not have subject-level compatibility configured "
                                f"(add ?defaultToGlobal=true to get the global level)")
 
     # -- 409 / 422 ---------------------------------------------------------------------------
     @classmethod
     def incompatible(cls, subject: str, reasons: list[str]) -> ApiError:
+        """409: the schema breaks the subject's compatibility level; lists the reasons."""
         details = "; ".join(reasons) or "no details"
         return cls(409, 409, f"Schema being registered is incompatible with an earlier schema for subject "
                              f"'{subject}', details: {details}")
 
     @classmethod
     def invalid_schema(cls, reason: str) -> ApiError:
+        """42201: not a valid (Avro) schema."""
         return cls(422, 42201, f"Invalid schema: {reason}")
 
     @classmethod
     def invalid_version(cls, version: object) -> ApiError:
+        """42202: not a version number or "latest"."""
         return cls(422, 42202, f"The specified version '{version}' is not a valid version id. Allowed values "
                                f"are between [1, 2^31-1] and the string \"latest\"")
 
     @classmethod
     def invalid_level(cls, message: str) -> ApiError:
+        """42203: not a compatibility level."""
         return cls(422, 42203, message)
 
     @classmethod
     def bad_request(cls, message: str) -> ApiError:
+        """400: the request itself is malformed (not JSON, bad query parameter)."""
         return cls(400, 400, message)
 
     # -- 500 ---------------------------------------------------------------------------------
     @classmethod
     def store_error(cls, message: str) -> ApiError:
+        """50001: Kafka (the backend store) failed."""
         return cls(500, 50001, f"Error in the backend data store: {message}")
 
     @classmethod
     def timeout(cls, message: str) -> ApiError:
+        """50002: the store did not answer in time."""
         return cls(500, 50002, f"Operation timed out: {message}")

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
-_STORE_KEY = web.AppKey("store", object)
+_STORE_KEY = web.AppKey("store", SchemaStore)
 _POOL_KEY = web.AppKey("pool", ThreadPoolExecutor)
 
 
@@ -109,21 +109,23 @@ def _version_body(sv: SubjectVersion) -> dict[str, Any]:
 
 
 async def _read(request: web.Request, query: Callable[[RegistryState], T]) -> T:
-    store: SchemaStore = request.app[_STORE_KEY]  # type: ignore[assignment]
+    store = request.app[_STORE_KEY]
     return await asyncio.get_running_loop().run_in_executor(request.app[_POOL_KEY], store.read, query)
 
 
 async def _write(request: web.Request, plan: ops.Plan[T]) -> T:
-    store: SchemaStore = request.app[_STORE_KEY]  # type: ignore[assignment]
+    store = request.app[_STORE_KEY]
     return await asyncio.get_running_loop().run_in_executor(request.app[_POOL_KEY], store.write, plan)
 
 
 # -- handlers ----------------------------------------------------------------------------------
 async def root(request: web.Request) -> web.Response:
+    """GET / -> {} (liveness)."""
     return _reply({})
 
 
 async def subjects(request: web.Request) -> web.Response:
+    """GET /subjects[?deleted&deleted_only&subjectPrefix&offset&limit] -> [subject]."""
     prefix = request.query.get("subjectPrefix") or request.query.get("subject") or ""
     names = await _read(request, partial(ops.list_subjects, deleted=_flag(request, "deleted"),
                                          deleted_only=_flag(request, "deleted_only"), prefix=prefix))
@@ -131,6 +133,7 @@ async def subjects(request: web.Request) -> web.Response:
 
 
 async def subject_versions(request: web.Request) -> web.Response:
+    """GET /subjects/{s}/versions[?deleted&deleted_only] -> [version]."""
     versions = await _read(request, partial(ops.list_versions, subject=_subject(request),
                                             deleted=_flag(request, "deleted"),
                                             deleted_only=_flag(request, "deleted_only")))
@@ -138,6 +141,7 @@ async def subject_versions(request: web.Request) -> web.Response:
 
 
 async def subject_version(request: web.Request) -> web.Response:
+    """GET /subjects/{s}/versions/{v|latest}[?deleted] -> {subject, version, id, schema}."""
     version = ops.parse_version(request.match_info["version"])
     sv = await _read(request, partial(ops.get_version, subject=_subject(request), version=version,
                                       deleted=_flag(request, "deleted")))
@@ -145,13 +149,23 @@ async def subject_version(request: web.Request) -> web.Response:
 
 
 async def subject_version_schema(request: web.Request) -> web.Response:
+    """GET /subjects/{s}/versions/{v|latest}/schema -> the schema itself."""
     version = ops.parse_version(request.match_info["version"])
     sv = await _read(request, partial(ops.get_version, subject=_subject(request), version=version,
                                       deleted=_flag(request, "deleted")))
     return _raw_schema(sv.schema)
 
 
+async def referenced_by(request: web.Request) -> web.Response:
+    """GET /subjects/{s}/versions/{v}/referencedby -> [] (references are not supported)."""
+    # Without schema references nothing can refer to a version; answer [] once it exists.
+    version = ops.parse_version(request.match_info["version"])
+    await _read(request, partial(ops.get_version, subject=_subject(request), version=version))
+    return _reply([])
+
+
 async def register(request: web.Request) -> web.Response:
+    """POST /subjects/{s}/versions {schema} -> {id, version, subject}; 409 if incompatible."""
     subject = _subject(request)
     schema = ops.SchemaRequest.from_body(await _body(request))
     sv = await _write(request, ops.plan_register(subject, schema))
@@ -159,6 +173,7 @@ async def register(request: web.Request) -> web.Response:
 
 
 async def lookup(request: web.Request) -> web.Response:
+    """POST /subjects/{s}[?deleted] {schema} -> the version holding this schema."""
     subject = _subject(request)
     schema = ops.SchemaRequest.from_body(await _body(request))
     sv = await _read(request, partial(ops.lookup, subject=subject, request=schema,
@@ -167,17 +182,20 @@ async def lookup(request: web.Request) -> web.Response:
 
 
 async def delete_subject(request: web.Request) -> web.Response:
+    """DELETE /subjects/{s}[?permanent=true] -> [deleted versions]."""
     plan = ops.plan_delete_subject(_subject(request), permanent=_flag(request, "permanent"))
     return _reply(await _write(request, plan))
 
 
 async def delete_version(request: web.Request) -> web.Response:
+    """DELETE /subjects/{s}/versions/{v}[?permanent=true] -> deleted version."""
     version = ops.parse_version(request.match_info["version"])
     plan = ops.plan_delete_version(_subject(request), version, permanent=_flag(request, "permanent"))
     return _reply(await _write(request, plan))
 
 
 async def schema_by_id(request: web.Request) -> web.Response:
+    """GET /schemas/ids/{id} -> {schema}."""
     # ?subject= and ?format= (sent by confluent-kafka) change nothing for Avro without contexts.
     text, schema_type = await _read(request, partial(ops.schema_by_id, schema_id=_schema_id(request)))
     body: dict[str, Any] = {"schema": text}
@@ -187,6 +205,7 @@ async def schema_by_id(request: web.Request) -> web.Response:
 
 
 async def schema_by_id_raw(request: web.Request) -> web.Response:
+    """GET /schemas/ids/{id}/schema -> the schema itself."""
     text, _ = await _read(request, partial(ops.schema_by_id, schema_id=_schema_id(request)))
     return _raw_schema(text)
 
@@ -197,20 +216,24 @@ def _uses_of(state: RegistryState, schema_id: int, deleted: bool) -> list[Subjec
 
 
 async def schema_versions(request: web.Request) -> web.Response:
+    """GET /schemas/ids/{id}/versions[?deleted] -> [{subject, version}]."""
     uses = await _read(request, partial(_uses_of, schema_id=_schema_id(request), deleted=_flag(request, "deleted")))
     return _reply(_page(request, [{"subject": sv.subject, "version": sv.version} for sv in uses]))
 
 
 async def schema_subjects(request: web.Request) -> web.Response:
+    """GET /schemas/ids/{id}/subjects[?deleted] -> [subject]."""
     uses = await _read(request, partial(_uses_of, schema_id=_schema_id(request), deleted=_flag(request, "deleted")))
     return _reply(_page(request, sorted({sv.subject for sv in uses})))
 
 
 async def schema_types(request: web.Request) -> web.Response:
+    """GET /schemas/types -> ["AVRO"]."""
     return _reply(["AVRO"])
 
 
 async def compatibility(request: web.Request) -> web.Response:
+    """POST /compatibility/subjects/{s}/versions[/{v}][?verbose] {schema} -> {is_compatible[, messages]}."""
     subject = _subject(request)
     version = ops.parse_version(request.match_info.get("version", ops.LATEST))
     schema = ops.SchemaRequest.from_body(await _body(request))
@@ -227,25 +250,30 @@ def _config_subject(request: web.Request) -> str | None:
 
 
 async def get_config(request: web.Request) -> web.Response:
+    """GET /config[/{s}][?defaultToGlobal] -> {compatibilityLevel}."""
     level = await _read(request, partial(ops.get_config, subject=_config_subject(request),
                                          default_to_global=_flag(request, "defaultToGlobal")))
     return _reply({"compatibilityLevel": level})
 
 
 async def put_config(request: web.Request) -> web.Response:
+    """PUT /config[/{s}] {compatibility} -> {compatibility}."""
     plan = ops.plan_set_config(_config_subject(request), await _body(request))
     return _reply({"compatibility": await _write(request, plan)})
 
 
 async def delete_config(request: web.Request) -> web.Response:
+    """DELETE /config[/{s}] -> {compatibilityLevel} that was in force."""
     return _reply({"compatibilityLevel": await _write(request, ops.plan_delete_config(_config_subject(request)))})
 
 
 async def get_mode(request: web.Request) -> web.Response:
+    """GET /mode[/{s}] -> {mode: READWRITE} (modes are not supported)."""
     return _reply({"mode": "READWRITE"})
 
 
 async def contexts(request: web.Request) -> web.Response:
+    """GET /contexts -> ["."] (the default context only)."""
     return _reply(["."])
 
 
@@ -290,6 +318,7 @@ def make_app(store: SchemaStore, *, threads: int = 8) -> web.Application:
         ("GET", f"{s}/versions/{{version}}", subject_version),
         ("DELETE", f"{s}/versions/{{version}}", delete_version),
         ("GET", f"{s}/versions/{{version}}/schema", subject_version_schema),
+        ("GET", f"{s}/versions/{{version}}/referencedby", referenced_by),
         ("POST", s, lookup),
         ("DELETE", s, delete_subject),
         ("GET", "/schemas/types", schema_types),

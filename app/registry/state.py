@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from app.registry.compat import InvalidSchema, parse_schema
+from app.registry.compat import InvalidSchema, normalize_level, parse_schema
 
 __all__ = [
     "Record",
@@ -123,7 +123,7 @@ class RegistryState:
                 if v is None or v.get("compatibilityLevel") is None:
                     self._configs.pop(subject, None)
                 else:
-                    self._configs[subject] = str(v["compatibilityLevel"])
+                    self._configs[subject] = normalize_level(v["compatibilityLevel"])  # InvalidLevel: skip
             else:
                 self.max_id = max(self.max_id, int(v["id"])) if v else self.max_id
         except (ValueError, KeyError, TypeError) as exc:

@@ -221,6 +221,10 @@ class KafkaSchemaStore:
                             self._tail_error = err.str()
                             log.warning("registry topic %s: %s", self.topic, err.str())
                     self._cond.notify_all()
+        except Exception as exc:  # a bug here must not go unnoticed: reads will time out and say why
+            log.exception("registry topic %s: tailing stopped", self.topic)
+            with self._cond:
+                self._tail_error = f"tailing stopped: {type(exc).__name__}: {exc}"
         finally:
             consumer.close()
 

@@ -73,6 +73,7 @@ def test_register_then_read_every_way(http: httpx.Client) -> None:
     assert http.get("/schemas/ids/1/versions").json() == [{"subject": "t.Reading", "version": 1}]
     assert http.get("/schemas/ids/1/subjects").json() == ["t.Reading"]
     assert http.post("/subjects/t.Reading", json={"schema": BASE}).json() == expected
+    assert http.get("/subjects/t.Reading/versions/1/referencedby").json() == []
     assert http.get("/schemas/types").json() == ["AVRO"]
     assert http.get("/mode").json() == {"mode": "READWRITE"}
 

@@ -124,6 +124,7 @@ def test_fold__two_ids_for_one_schema_resolve_to_the_lowest_everywhere() -> None
     (b'{"keytype": "SCHEMA", "subject": "a", "version": "one"}', b'{"id": 1, "schema": "\\"int\\""}'),
     (b'{"keytype": "MAX_ID"}', b'{"id": "many"}'),
     (b'{"keytype": "CONFIG", "subject": null}', b'[]'),
+    (b'{"keytype": "CONFIG", "subject": "a"}', b'{"compatibilityLevel": "SIDEWAYS"}'),
 ])
 def test_fold__garbage_is_skipped_and_counted_not_fatal(key: bytes | None, value: bytes) -> None:
     state = fold(HISTORY)
