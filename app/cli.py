@@ -30,6 +30,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "events": "app.events_cli:events_group",
     "rules": "app.rules.cli:rules_group",
     "bridge": "app.bridges.cli:bridge_group",
+    "worker": "app.runtime.cli:worker_command",
 }
 
 _GLOBAL_OPTIONS = ("--config", "--bootstrap", "--registry")
@@ -165,4 +166,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Importing through the package keeps one copy of this module (and of CliContext).
+    from app.cli import main as _main
+
+    _main()

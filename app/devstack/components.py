@@ -15,7 +15,7 @@ def local_components(settings: Settings, *, rules_dir: str) -> list[Component]:
     env = {"VIGIL_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
            "VIGIL_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
            "VIGIL_RULES_DIR": rules_dir}
-    vigil = [sys.executable, "-m", "app.cli"]
+    vigil = [sys.executable, "-m", "app"]
     return [
         Component("events", [*vigil, "events", "tail"], env),
     ]

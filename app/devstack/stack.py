@@ -100,7 +100,7 @@ class DevStack:
             return
         s = self.settings
         self._registry_pid_file.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "app.cli", "--bootstrap", s.kafka_bootstrap,
+        cmd = [sys.executable, "-m", "app", "--bootstrap", s.kafka_bootstrap,
                "registry", "serve", "--listen", f"127.0.0.1:{s.dev_registry_port}"]
         with open(self._registry_log, "ab") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -14,7 +14,7 @@ from typing import Any
 from app.runtime.backends import StoreBackend
 from app.runtime.codecs import Codec
 
-__all__ = ["CHECKPOINT_KEY", "MISSING", "PartitionStore"]
+__all__ = ["CHECKPOINT_KEY", "MISSING", "PartitionStore", "clear_store"]
 
 #: Reserved key holding the last changelog offset reflected in the backend.
 CHECKPOINT_KEY = b"\x00\x00vigil:changelog-offset"
@@ -153,3 +153,12 @@ class PartitionStore:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def clear_store(store: PartitionStore) -> None:
+    """Delete everything (data and checkpoint) from a store, e.g. before a full rebuild."""
+    deletes: dict[bytes, bytes | None] = {k: None for k, _ in store.backend.iterate(b"")}
+    store.backend.write(deletes)
+    store._cache.clear()
+    store._dirty.clear()
+    store.checkpoint = None

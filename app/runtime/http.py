@@ -1,0 +1,76 @@
+"""The worker's small HTTP server: /healthz, /metrics, and routes that stages register for
+queries of their tables (e.g. the status API). Runs in a thread; handlers only read."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+__all__ = ["HttpApi", "Route"]
+
+log = logging.getLogger(__name__)
+
+#: handler(query params) -> (HTTP status, JSON-serialisable body)
+Route = Callable[[dict[str, list[str]]], tuple[int, Any]]
+
+
+class HttpApi:
+    def __init__(self, host: str, port: int, registry: CollectorRegistry, health: Callable[[], tuple[bool, dict]]):
+        self.routes: dict[str, Route] = {}
+        self.registry = registry
+        self.health = health
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, fmt: str, *args: Any) -> None:
+                log.debug("http: " + fmt, *args)
+
+            def _send(self, status: int, body: bytes, ctype: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server API)
+                url = urlparse(self.path)
+                try:
+                    if url.path == "/metrics":
+                        self._send(200, generate_latest(api.registry), CONTENT_TYPE_LATEST)
+                        return
+                    if url.path == "/healthz":
+                        ok, detail = api.health()
+                        status, body = (200 if ok else 503), {"ok": ok, **detail}
+                    elif url.path in api.routes:
+                        status, body = api.routes[url.path](parse_qs(url.query))
+                    else:
+                        status, body = 404, {"error": f"no route {url.path}", "routes": sorted(api.routes)}
+                except Exception as exc:  # a query bug must not kill the server
+                    log.exception("http handler for %s failed", url.path)
+                    status, body = 500, {"error": f"{type(exc).__name__}: {exc}"}
+                self._send(status, json.dumps(body, default=str).encode(), "application/json")
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, name="vigil-http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    def route(self, path: str, handler: Route) -> None:
+        self.routes[path] = handler
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

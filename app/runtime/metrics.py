@@ -1,0 +1,28 @@
+"""Prometheus metrics of a worker (one registry per worker, so tests can run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["WorkerMetrics"]
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.events_in = Counter("vigil_agent_events_in", "records processed per agent", ["agent"], registry=r)
+        self.events_out = Counter("vigil_agent_events_out", "records sent by agents, per topic", ["topic"],
+                                  registry=r)
+        self.dead_letters = Counter("vigil_dead_letters", "records sent to a dead-letter topic", ["agent", "stage"],
+                                    registry=r)
+        self.late_dropped = Gauge("vigil_late_events_dropped", "events dropped as late (past grace) per table",
+                                  ["table"], registry=r)
+        self.timers_fired = Counter("vigil_timers_fired", "timers fired per agent", ["agent"], registry=r)
+        self.lag = Gauge("vigil_consumer_lag", "records not yet processed", ["topic", "partition"], registry=r)
+        self.restore_remaining = Gauge("vigil_restore_remaining", "changelog records left to restore",
+                                       ["table", "partition"], registry=r)
+        self.restored = Counter("vigil_restored_records", "changelog records restored", ["table"], registry=r)
+        self.commits = Counter("vigil_commits", "commits (transactions under exactly-once)", registry=r)
+        self.commit_seconds = Histogram("vigil_commit_seconds", "time per commit", registry=r,
+                                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+        self.assigned = Gauge("vigil_assigned_partitions", "source partitions assigned", registry=r)

@@ -1,0 +1,431 @@
+"""The Kafka worker: consume → decode → engine → produce, with changelogs, restore on assignment,
+and commits under at-least-once or exactly-once.
+
+At-least-once: outputs and changelog records are produced, the producer is flushed (all acked),
+stores are written with their changelog checkpoint, then consumer offsets are committed.
+Exactly-once: everything (outputs, changelogs, dead letters, consumer offsets) goes in one Kafka
+transaction per commit interval; stores are written locally only after the commit succeeded, so
+local state never holds anything a crash could roll back. The transactional.id is stable per
+instance, so a restarted worker fences its previous incarnation and aborts its open transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from app.bus.clients import make_admin, make_consumer, make_producer
+from app.config import Settings
+from app.model.serde import AvroSerde, DecodeError
+from app.registry.client import RegistryClient
+from app.runtime.agent import Agent
+from app.runtime.backends import RocksBackend
+from app.runtime.engine import DeadLetter, Engine, InRecord
+from app.runtime.metrics import WorkerMetrics
+from app.runtime.outputs import OutputEncoder
+from app.runtime.recovery import plan_restore, restore_done
+from app.runtime.store import PartitionStore, clear_store
+from app.runtime.tables import Table
+from app.runtime.windowed import WindowedTable
+from app.topics.admin import reconcile
+from app.topics.spec import TopicSpec
+
+__all__ = ["Guarantee", "Worker", "WorkerOptions"]
+
+log = logging.getLogger(__name__)
+
+
+class Guarantee(str, Enum):
+    AT_LEAST_ONCE = "at_least_once"
+    EXACTLY_ONCE = "exactly_once"
+
+
+@dataclass
+class WorkerOptions:
+    app_id: str = "vigil-worker"
+    guarantee: Guarantee = Guarantee.AT_LEAST_ONCE
+    instance_id: str | None = None  # stable per worker instance; default: host name
+    commit_interval_ms: int | None = None  # default: 100 ms exactly-once, 1000 ms at-least-once
+    max_batch: int = 20_000
+    poll_timeout_ms: int = 100
+    http_host: str = "127.0.0.1"
+    http_port: int | None = None  # None: no HTTP server; 0: any free port
+
+    @property
+    def commit_interval(self) -> int:
+        if self.commit_interval_ms is not None:
+            return self.commit_interval_ms
+        return 100 if self.guarantee == Guarantee.EXACTLY_ONCE else 1000
+
+
+class Worker:
+    """Runs agents against Kafka until stopped."""
+
+    def __init__(self, settings: Settings, agents: list[Agent], options: WorkerOptions | None = None, *,
+                 registry: RegistryClient | None = None) -> None:
+        self.settings = settings
+        self.options = options or WorkerOptions()
+        self.eos = self.options.guarantee == Guarantee.EXACTLY_ONCE
+        self.instance_id = self.options.instance_id or socket.gethostname()
+        self.app_id = self.options.app_id
+        self.registry = registry or RegistryClient.from_settings(settings)
+        self.serde = AvroSerde(self.registry)
+        self.encoder = OutputEncoder(self.serde, self.registry)
+        self.metrics = WorkerMetrics()
+        self.state_dir = Path(settings.state_dir) / self.app_id / self.instance_id
+        self.engine = Engine(agents, backend_factory=self._backend, clock=lambda: int(time.time() * 1000))
+        self._decode_mode = self._decode_modes(agents)
+        self._stop = threading.Event()
+        self._offsets: dict[tuple[str, int], int] = {}
+        self._changelog_offsets: dict[tuple[str, int], int] = {}
+        self._delivery_errors: list[str] = []
+        self._in_txn = False
+        self._last_commit = time.monotonic()
+        self._restoring = False
+        self._started = threading.Event()
+        self._source = {settings.topic(t): t for t in self.engine.topics}  # real name -> logical
+        self.http = None
+        self.consumer: Consumer | None = None
+
+    # -- setup ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _decode_modes(agents: list[Agent]) -> dict[str, str]:
+        modes: dict[str, str] = {}
+        for a in agents:
+            if modes.setdefault(a.topic, a.decode) != a.decode:
+                raise ValueError(f"agents on topic {a.topic} disagree on decode ({modes[a.topic]} vs {a.decode})")
+        return modes
+
+    def _backend(self, table: Table, partition: int) -> RocksBackend:
+        return RocksBackend(self.state_dir / table.name / str(partition))
+
+    def changelog(self, table: Table) -> str:
+        return self.settings.topic(table.changelog_topic(self.app_id))
+
+    def _ensure_changelogs(self) -> None:
+        admin = make_admin(self.settings)
+        md = admin.list_topics(timeout=30)
+        specs = []
+        for logical in self.engine.topics:
+            real = self.settings.topic(logical)
+            if real not in md.topics or md.topics[real].error is not None:
+                raise RuntimeError(f"source topic {real} does not exist: create it (vigil topics apply)")
+            parts = md.topics[real].partitions
+            replication = len(next(iter(parts.values())).replicas)
+            for t in self.engine.tables_of(logical):
+                specs.append(TopicSpec(name=self.changelog(t), partitions=len(parts), replication=replication,
+                                       config={"cleanup.policy": "compact"}))
+        reconcile(admin, specs, dry_run=False)
+
+    def _make_clients(self) -> None:
+        iso = "read_committed" if self.eos else "read_uncommitted"
+        self.consumer = make_consumer(self.settings, self.app_id, **{
+            "isolation.level": iso, "enable.partition.eof": False, "fetch.min.bytes": 1,
+            "queued.max.messages.kbytes": 262144, "partition.assignment.strategy": "range",
+            "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000, "max.poll.interval.ms": 300000,
+        })
+        extra: dict[str, Any] = {"linger.ms": 5}
+        if self.eos:
+            extra.update({"transactional.id": f"{self.app_id}-{self.instance_id}", "transaction.timeout.ms": 30000})
+        self.producer = make_producer(self.settings, **extra)
+        if self.eos:
+            self.producer.init_transactions(60)
+
+    # -- delivery bookkeeping -------------------------------------------------------------------------
+    def _on_changelog_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._delivery_errors.append(f"changelog {msg.topic()}[{msg.partition()}]: {err.str()}")
+            return
+        key = (msg.topic(), msg.partition())
+        if msg.offset() > self._changelog_offsets.get(key, -1):
+            self._changelog_offsets[key] = msg.offset()
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._delivery_errors.append(f"{msg.topic()}[{msg.partition()}]: {err.str()}")
+
+    def _produce(self, topic: str, value: bytes | None, key: bytes | None, *, partition: int = -1,
+                 headers: list[tuple[str, bytes]] | None = None, callback: Callable | None = None) -> None:
+        if self.eos and not self._in_txn:
+            self.producer.begin_transaction()
+            self._in_txn = True
+        while True:
+            try:
+                self.producer.produce(topic, value, key, partition=partition, headers=headers,
+                                      on_delivery=callback or self._on_delivery)
+                return
+            except BufferError:
+                self.producer.poll(0.05)  # local queue full: let deliveries drain
+
+    # -- rebalance ------------------------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._restoring = True
+        try:
+            opened: list[tuple[Table, int, PartitionStore]] = []
+            for tp in partitions:
+                logical = self._source[tp.topic]
+                opened += [(t, tp.partition, st) for t, st in self.engine.open_partition(logical, tp.partition)]
+            self._restore(opened)
+            for tp in partitions:
+                self.engine.activate(self._source[tp.topic], tp.partition)
+            self.metrics.assigned.set(len(self.engine.assigned()))
+            log.info("assigned %s", [(tp.topic, tp.partition) for tp in partitions])
+        finally:
+            self._restoring = False
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.commit()
+        for tp in partitions:
+            self.engine.close_partition(self._source[tp.topic], tp.partition)
+            self._offsets.pop((tp.topic, tp.partition), None)
+        self.metrics.assigned.set(len(self.engine.assigned()))
+
+    def _restore(self, opened: list[tuple[Table, int, PartitionStore]]) -> None:
+        """Bring each store up to its changelog's end, reading only what is missing locally."""
+        if not opened:
+            return
+        rc = make_consumer(self.settings, f"{self.app_id}-restore-{self.instance_id}", **{
+            "isolation.level": "read_committed", "enable.partition.eof": True, "enable.auto.commit": False})
+        try:
+            targets: dict[tuple[str, int], tuple[Table, PartitionStore, int]] = {}
+            assign = []
+            for table, p, store in opened:
+                topic = self.changelog(table)
+                lo, hi = rc.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+                plan = plan_restore(store.checkpoint, lo, hi)
+                if plan.wipe_local:
+                    log.warning("table %s[%d]: %s", table.name, p, plan.reason)
+                    clear_store(store)
+                if plan.start_offset is None:
+                    continue
+                targets[(topic, p)] = (table, store, hi)
+                assign.append(TopicPartition(topic, p, plan.start_offset if plan.start_offset > 0 else OFFSET_BEGINNING))
+                self.metrics.restore_remaining.labels(table.name, str(p)).set(hi - plan.start_offset)
+            if not assign:
+                return
+            rc.assign(assign)
+            log.info("restoring %s", [(tp.topic, tp.partition, tp.offset) for tp in assign])
+            pending = set(targets)
+            while pending and not self._stop.is_set():
+                batch: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
+                last: dict[tuple[str, int], int] = {}
+                eof: set[tuple[str, int]] = set()
+                for msg in rc.consume(5000, timeout=0.5):
+                    key = (msg.topic(), msg.partition())
+                    if msg.error():
+                        if msg.error().code() == KafkaError._PARTITION_EOF:
+                            eof.add(key)
+                        continue
+                    batch.setdefault(key, []).append((msg.key(), msg.value()))
+                    last[key] = msg.offset()
+                for key, records in batch.items():
+                    table, store, hi = targets[key]
+                    store.apply_changelog(records, last[key])
+                    self.metrics.restored.labels(table.name).inc(len(records))
+                    self.metrics.restore_remaining.labels(table.name, str(key[1])).set(max(0, hi - last[key] - 1))
+                for key in list(pending):
+                    table, store, hi = targets[key]
+                    position = rc.position([TopicPartition(*key)])[0].offset
+                    if restore_done(position if position >= 0 else None, hi, eof=key in eof):
+                        pending.discard(key)
+                        self.metrics.restore_remaining.labels(table.name, str(key[1])).set(0)
+            log.info("restore done")
+        finally:
+            rc.close()
+
+    # -- main loop ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Create changelog topics, clients and the HTTP server; subscribe."""
+        self._ensure_changelogs()
+        self._make_clients()
+        if self.options.http_port is not None:
+            from app.runtime.http import HttpApi
+
+            self.http = HttpApi(self.options.http_host, self.options.http_port, self.metrics.registry, self.health)
+            self.http.start()
+        assert self.consumer is not None
+        self.consumer.subscribe(list(self._source), on_assign=self._on_assign, on_revoke=self._on_revoke)
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        assigned = self.engine.assigned()
+        ok = self._started.is_set() and not self._stop.is_set() and not self._restoring
+        return ok, {"restoring": self._restoring, "assigned": [f"{t}[{p}]" for t, p in assigned],
+                    "instance": self.instance_id, "guarantee": self.options.guarantee.value}
+
+    def run(self) -> None:
+        """Process until stop() (or SIGTERM via the CLI); then finish the batch, commit and close."""
+        self.start()
+        assert self.consumer is not None
+        consumer = self.consumer
+        self._started.set()
+        interval_s = self.options.commit_interval / 1000
+        timeout_s = self.options.poll_timeout_ms / 1000
+        lag_due = 0.0
+        try:
+            while not self._stop.is_set():
+                msgs = consumer.consume(self.options.max_batch, timeout=timeout_s)
+                if msgs:
+                    self._process(msgs)
+                if self.engine.fire_wall_timers():
+                    self._flush_engine()
+                now = time.monotonic()
+                if now - self._last_commit >= interval_s:
+                    self.commit()
+                if now >= lag_due:
+                    self._update_lag()
+                    lag_due = now + 5
+        finally:
+            self.shutdown()
+
+    def _process(self, msgs: list[Message]) -> None:
+        decode = self.serde.decode_typed
+        groups: dict[tuple[str, int], list[InRecord]] = {}
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error: %s", err.str())
+                continue
+            topic = msg.topic()
+            raw = msg.value()
+            mode = self._decode_mode[self._source[topic]]
+            try:
+                if mode == "avro":
+                    type_name, value = decode(raw)
+                elif mode == "json":
+                    type_name, value = None, orjson.loads(raw) if raw is not None else None
+                else:
+                    type_name, value = None, raw
+            except (DecodeError, orjson.JSONDecodeError) as exc:
+                self._decode_failed(msg, exc)
+                continue
+            k = msg.key()
+            group = groups.get((topic, msg.partition()))
+            if group is None:
+                group = groups[(topic, msg.partition())] = []
+            group.append(InRecord(k.decode(errors="replace") if k is not None else None, value, msg.offset(),
+                                  msg.timestamp()[1], type_name, raw, k))
+        for (topic, partition), records in groups.items():
+            self.engine.process(self._source[topic], partition, records)
+            self._offsets[(topic, partition)] = records[-1].offset + 1
+        for msg in msgs:  # also count offsets of records that failed to decode
+            if msg.error() is None:
+                key = (msg.topic(), msg.partition())
+                if msg.offset() + 1 > self._offsets.get(key, -1):
+                    self._offsets[key] = msg.offset() + 1
+        self._flush_engine()
+
+    def _decode_failed(self, msg: Message, exc: Exception) -> None:
+        reason = exc.reason if isinstance(exc, DecodeError) else str(exc)
+        agents = self.engine.by_topic.get(self._source[msg.topic()], [])
+        dlq = agents[0].dlq_topic if agents else "events-dlq"
+        log.warning("cannot decode %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), reason)
+        self._dead_letter(DeadLetter(self._source[msg.topic()], msg.partition(), msg.offset(), msg.key(),
+                                     msg.value(), "(decode)", reason, dlq))
+
+    def _dead_letter(self, d: DeadLetter) -> None:
+        headers = [("vigil.agent", d.agent.encode()), ("vigil.error", d.error.encode()[:4000]),
+                   ("vigil.topic", self.settings.topic(d.topic).encode()), ("vigil.partition", str(d.partition).encode()),
+                   ("vigil.offset", str(d.offset).encode())]
+        self._produce(self.settings.topic(d.dlq_topic), d.value, d.key, headers=headers)
+        self.metrics.dead_letters.labels(d.agent, "decode" if d.agent == "(decode)" else "agent").inc()
+
+    def _flush_engine(self) -> None:
+        """Hand the engine's outputs and dead letters to the producer."""
+        enc = self.encoder
+        for out in self.engine.take_outputs():
+            headers = [(k, v.encode()) for k, v in out.headers.items()] if out.headers else None
+            topic = self.settings.topic(out.topic)
+            self._produce(topic, enc.value(out.value, out.schema), enc.key(out.key), headers=headers)
+            self.metrics.events_out.labels(out.topic).inc()
+        for d in self.engine.take_dead_letters():
+            self._dead_letter(d)
+        self.producer.poll(0)
+
+    # -- commit ---------------------------------------------------------------------------------------
+    def commit(self) -> None:
+        """Make processed input, state and outputs durable together (see module docstring)."""
+        started = time.monotonic()
+        self._flush_engine()
+        written: list[tuple[PartitionStore, list[tuple[bytes, bytes | None]], tuple[str, int]]] = []
+        for table, p, store in self.engine.stores():
+            if not store.has_pending:
+                continue
+            writes = store.take_pending()
+            topic = self.changelog(table)
+            for key, value in writes:
+                self._produce(topic, value, key, partition=p, callback=self._on_changelog_delivery)
+            written.append((store, writes, (topic, p)))
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._offsets.items()]
+        if self.eos:
+            if self._in_txn:
+                if offsets:
+                    self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
+                self.producer.commit_transaction(60)
+                self._in_txn = False
+        else:
+            left = self.producer.flush(60)
+            if left:
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"{left} records not acknowledged"))
+        if self._delivery_errors:
+            errors, self._delivery_errors = self._delivery_errors[:5], []
+            raise RuntimeError(f"produce failed, not committing: {'; '.join(errors)}")
+        for store, writes, key in written:
+            store.persist(writes, self._changelog_offsets.get(key))
+        if not self.eos and offsets:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        self._last_commit = time.monotonic()
+        self.metrics.commits.inc()
+        self.metrics.commit_seconds.observe(self._last_commit - started)
+        self._export_stats()
+
+    def _export_stats(self) -> None:
+        for name, st in self.engine.stats.items():
+            c = self.metrics.events_in.labels(name)
+            c.inc(st.events_in - getattr(c, "_vigil_seen", 0))
+            c._vigil_seen = st.events_in  # type: ignore[attr-defined]
+        for a in self.engine.agents:
+            for t in a.tables:
+                if isinstance(t, WindowedTable):
+                    self.metrics.late_dropped.labels(t.name).set(t.late_dropped)
+
+    def _update_lag(self) -> None:
+        if self.consumer is None:
+            return
+        for (topic, p), pos in list(self._offsets.items()):
+            try:
+                _, hi = self.consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)
+            except KafkaException:
+                continue
+            if hi >= 0:
+                self.metrics.lag.labels(topic, str(p)).set(max(0, hi - pos))
+
+    def stop(self) -> None:
+        """Ask the loop to stop after the current batch (safe from signal handlers and threads)."""
+        self._stop.set()
+
+    def wait_started(self, timeout_s: float) -> bool:
+        return self._started.wait(timeout_s)
+
+    def shutdown(self) -> None:
+        """Commit, leave the group (revoking partitions) and close everything."""
+        try:
+            if self.consumer is not None:
+                self.commit()
+                self.consumer.close()  # triggers on_revoke: commits and closes stores
+                self.consumer = None
+        finally:
+            self.engine.close()
+            if self.http is not None:
+                self.http.stop()
+            self.registry.close()
