@@ -39,7 +39,7 @@ class HttpApi:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server API)
+            def do_GET(self) -> None:
                 url = urlparse(self.path)
                 try:
                     if url.path == "/metrics":

@@ -14,7 +14,7 @@ from typing import Any
 
 from app.runtime.store import MISSING, PartitionStore
 
-__all__ = ["DueTimer", "PartitionTimers", "TIMER_PREFIX", "WATERMARK_KEY"]
+__all__ = ["TIMER_PREFIX", "WATERMARK_KEY", "DueTimer", "PartitionTimers"]
 
 TIMER_PREFIX = "t:"
 WATERMARK_KEY = "wm"

@@ -50,9 +50,8 @@ class WindowedTable(Table):
         super().__init__(name, default=default, codec=codec, help=help)
         self.size_ms = parse_duration_ms(size) if isinstance(size, str) else int(size)
         self.step_ms = (parse_duration_ms(step) if isinstance(step, str) else int(step)) if step else self.size_ms
-        self.grace_ms = parse_duration_ms(grace) if isinstance(grace, str) and grace not in ("0", "") else int(grace or 0)
-        self.retention_ms = (parse_duration_ms(retention) if isinstance(retention, str) and retention not in ("0", "")
-                             else int(retention or 0))
+        self.grace_ms = _duration_or_zero(grace)
+        self.retention_ms = _duration_or_zero(retention)
         windows_for(0, size_ms=self.size_ms, step_ms=self.step_ms)  # validates size/step
         self.close_callback = on_close
         self.late_dropped = 0
@@ -166,3 +165,10 @@ class WindowedTable(Table):
             if packed not in idx.known:
                 store.pop(packed)
         return closed
+
+
+def _duration_or_zero(value: str | int | None) -> int:
+    """A duration in ms where 0 / "0" / "" / None mean none."""
+    if isinstance(value, str):
+        return 0 if value.strip() in ("", "0") else parse_duration_ms(value)
+    return int(value or 0)

@@ -209,7 +209,8 @@ class Worker:
                 if plan.start_offset is None:
                     continue
                 targets[(topic, p)] = (table, store, hi)
-                assign.append(TopicPartition(topic, p, plan.start_offset if plan.start_offset > 0 else OFFSET_BEGINNING))
+                start = plan.start_offset if plan.start_offset > 0 else OFFSET_BEGINNING
+                assign.append(TopicPartition(topic, p, start))
                 self.metrics.restore_remaining.labels(table.name, str(p)).set(hi - plan.start_offset)
             if not assign:
                 return
@@ -335,7 +336,8 @@ class Worker:
 
     def _dead_letter(self, d: DeadLetter) -> None:
         headers = [("vigil.agent", d.agent.encode()), ("vigil.error", d.error.encode()[:4000]),
-                   ("vigil.topic", self.settings.topic(d.topic).encode()), ("vigil.partition", str(d.partition).encode()),
+                   ("vigil.topic", self.settings.topic(d.topic).encode()),
+                   ("vigil.partition", str(d.partition).encode()),
                    ("vigil.offset", str(d.offset).encode())]
         self._produce(self.settings.topic(d.dlq_topic), d.value, d.key, headers=headers)
         self.metrics.dead_letters.labels(d.agent, "decode" if d.agent == "(decode)" else "agent").inc()

@@ -13,7 +13,7 @@ from app.config import Settings
 from app.model.events import Event
 from app.runtime.agent import AgentRegistry, agent
 from app.runtime.tables import Table
-from app.runtime.worker import Guarantee, WorkerOptions
+from app.runtime.worker import WorkerOptions
 from tests.conftest import wait_until
 from tests.integration.runtime.kafka_helpers import (
     group_lag,
@@ -31,8 +31,8 @@ PLUGIN = "tests.integration.runtime.sum_plugin"
 
 def make_events(n: int, keys: int, *, seed: int = 7) -> list[Event]:
     rng = random.Random(seed)
-    return [Event(subject=f"h{rng.randrange(keys)}", name="m", time=1_000_000 + i, metrics={"x": float(rng.randint(1, 9))})
-            for i in range(n)]
+    return [Event(subject=f"h{rng.randrange(keys)}", name="m", time=1_000_000 + i,
+                  metrics={"x": float(rng.randint(1, 9))}) for i in range(n)]
 
 
 def reference_totals(events: list[Event]) -> dict[str, list[float]]:

@@ -157,7 +157,7 @@ def test_windowed__late_past_grace_is_counted_and_dropped(reg: AgentRegistry) ->
 
 
 def test_windowed__hopping_event_counts_in_every_overlapping_window(reg: AgentRegistry) -> None:
-    sums, closed = _window_agent(reg, size=10_000, step=5_000)
+    sums, _closed = _window_agent(reg, size=10_000, step=5_000)
     h = AgentHarness(reg.agents())
     h.feed("events", ev(time=12_000, x=1))
     assert [w for w, _ in sums.windows("h1/load")] == [Window(5_000, 15_000), Window(10_000, 20_000)]
@@ -174,7 +174,7 @@ def test_windowed__retention_keeps_closed_windows_then_expires(reg: AgentRegistr
 
 
 def test_windowed__open_windows_survive_restart_and_close_once(reg: AgentRegistry) -> None:
-    sums, closed = _window_agent(reg, size=10_000)
+    _sums, closed = _window_agent(reg, size=10_000)
     h = AgentHarness(reg.agents())
     h.feed("events", ev(time=1_000, x=3))
     h.restart()
