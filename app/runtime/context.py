@@ -26,7 +26,7 @@ class Output:
 class AgentContext:
     """Per agent-partition context, updated in place for each event (cheap on the hot path)."""
 
-    __slots__ = ("_clock", "_outputs", "agent_name", "key", "offset", "partition", "tables", "timers",
+    __slots__ = ("_clock", "_outputs", "agent_name", "key", "offset", "partition", "raw_value", "tables", "timers",
                  "timestamp", "topic", "type_name", "watermark")
 
     def __init__(self, agent_name: str, topic: str, partition: int, tables: dict[str, Any],
@@ -42,6 +42,8 @@ class AgentContext:
         self.offset = -1
         self.timestamp = 0
         self.type_name: str | None = None
+        #: the record's value as consumed (e.g. Confluent-framed Avro), to forward it without re-encoding
+        self.raw_value: bytes | None = None
         self.watermark = timers.watermark_ms
 
     def send(self, topic: str, key: str | bytes | None, value: Any, *, schema: str | None = None,

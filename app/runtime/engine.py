@@ -275,6 +275,7 @@ class Engine:
             ctx.offset = r.offset
             ctx.timestamp = ts
             ctx.type_name = r.type_name
+            ctx.raw_value = r.raw_value
             if ts > ap.wm:
                 ap.advance(ts)
             if is_async:
@@ -286,7 +287,7 @@ class Engine:
         agent, ctx = ap.agent, ap.ctx
         ts_fn = agent.timestamp or _event_time
         last = records[-1]
-        ctx.key, ctx.offset, ctx.type_name = last.key, last.offset, last.type_name
+        ctx.key, ctx.offset, ctx.type_name, ctx.raw_value = last.key, last.offset, last.type_name, last.raw_value
         max_ts = max(ts_fn(r.value, r.timestamp_ms) for r in records)
         ctx.timestamp = max_ts
         result = agent.fn([r.value for r in records], ctx)

@@ -13,17 +13,38 @@ from urllib.parse import parse_qs, urlparse
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-__all__ = ["HttpApi", "Route"]
+__all__ = ["HttpApi", "Route", "default_routes", "route"]
 
 log = logging.getLogger(__name__)
 
 #: handler(query params) -> (HTTP status, JSON-serialisable body)
 Route = Callable[[dict[str, list[str]]], tuple[int, Any]]
 
+#: Routes declared by stage modules with @route; every worker serves them.
+default_routes: dict[str, Route] = {}
+
+
+def route(path: str) -> Callable[[Route], Route]:
+    """Declare a read-only JSON endpoint of the worker's HTTP API, e.g. for querying a table:
+
+        @route("/status")
+        def status(query):            # query: dict of lists, as parse_qs returns
+            return 200, [v for _, v in statuses.all_items()]
+
+    Handlers run under the worker's processing lock, so tables are consistent while read."""
+
+    def wrap(fn: Route) -> Route:
+        default_routes[path] = fn
+        return fn
+
+    return wrap
+
 
 class HttpApi:
-    def __init__(self, host: str, port: int, registry: CollectorRegistry, health: Callable[[], tuple[bool, dict]]):
-        self.routes: dict[str, Route] = {}
+    def __init__(self, host: str, port: int, registry: CollectorRegistry, health: Callable[[], tuple[bool, dict]],
+                 lock: Any = None) -> None:
+        self.routes: dict[str, Route] = dict(default_routes)
+        self.lock = lock or threading.Lock()
         self.registry = registry
         self.health = health
         api = self
@@ -49,7 +70,8 @@ class HttpApi:
                         ok, detail = api.health()
                         status, body = (200 if ok else 503), {"ok": ok, **detail}
                     elif url.path in api.routes:
-                        status, body = api.routes[url.path](parse_qs(url.query))
+                        with api.lock:
+                            status, body = api.routes[url.path](parse_qs(url.query))
                     else:
                         status, body = 404, {"error": f"no route {url.path}", "routes": sorted(api.routes)}
                 except Exception as exc:  # a query bug must not kill the server

@@ -93,6 +93,8 @@ class Worker:
         self._last_commit = time.monotonic()
         self._restoring = False
         self._started = threading.Event()
+        #: held while processing and committing; HTTP queries take it to read consistent tables
+        self.lock = threading.RLock()
         self._source = {settings.topic(t): t for t in self.engine.topics}  # real name -> logical
         self.http = None
         self.consumer: Consumer | None = None
@@ -252,7 +254,8 @@ class Worker:
         if self.options.http_port is not None:
             from app.runtime.http import HttpApi
 
-            self.http = HttpApi(self.options.http_host, self.options.http_port, self.metrics.registry, self.health)
+            self.http = HttpApi(self.options.http_host, self.options.http_port, self.metrics.registry, self.health,
+                                lock=self.lock)
             self.http.start()
         assert self.consumer is not None
         self.consumer.subscribe(list(self._source), on_assign=self._on_assign, on_revoke=self._on_revoke)
@@ -275,13 +278,14 @@ class Worker:
         try:
             while not self._stop.is_set():
                 msgs = consumer.consume(self.options.max_batch, timeout=timeout_s)
-                if msgs:
-                    self._process(msgs)
-                if self.engine.fire_wall_timers():
-                    self._flush_engine()
-                now = time.monotonic()
-                if now - self._last_commit >= interval_s:
-                    self.commit()
+                with self.lock:
+                    if msgs:
+                        self._process(msgs)
+                    if self.engine.fire_wall_timers():
+                        self._flush_engine()
+                    now = time.monotonic()
+                    if now - self._last_commit >= interval_s:
+                        self.commit()
                 if now >= lag_due:
                     self._update_lag()
                     lag_due = now + 5
