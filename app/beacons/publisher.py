@@ -184,6 +184,11 @@ class SpoolingPublisher:
         """Are events waiting in the spool?"""
         return len(self._spool) > 0
 
+    @property
+    def pending(self) -> int:
+        """How many events wait in the spool now."""
+        return len(self._spool)
+
     # -- the delivery thread ------------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stopping:

@@ -81,6 +81,7 @@ class Spool:
         self._db = sqlite3.connect(self.directory / self.FILE_NAME, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash; one fsync per checkpoint
+        self._db.execute("PRAGMA cache_size=-512")  # KiB: a FIFO read once needs little cache; RSS counts
         self._db.executescript(_SCHEMA)
         self._count, self._bytes = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM events").fetchone()
 

@@ -93,7 +93,7 @@ def test_spooled_while_unreachable_then_delivered_oldest_first(settings: Setting
     offline = open_publisher(config, unreachable)
     for seq in range(5):
         offline.publish(Event(subject=subject, name="sample", kind="METRIC", metrics={"seq": float(seq)}))
-    wait_until(lambda: offline.spooling and len(offline._spool) == 5, timeout_s=30,
+    wait_until(lambda: offline.pending == 5, timeout_s=30,
                message="the 5 events to fail delivery and be spooled")
     offline.close(timeout_s=1)
     assert offline.left_in_spool == 5
