@@ -26,8 +26,8 @@ class Output:
 class AgentContext:
     """Per agent-partition context, updated in place for each event (cheap on the hot path)."""
 
-    __slots__ = ("_clock", "_outputs", "agent_name", "key", "offset", "partition", "raw_value", "tables", "timers",
-                 "timestamp", "topic", "type_name", "watermark")
+    __slots__ = ("_checkpoint", "_clock", "_outputs", "agent_name", "key", "offset", "partition", "raw_value",
+                 "tables", "timers", "timestamp", "topic", "type_name", "watermark")
 
     def __init__(self, agent_name: str, topic: str, partition: int, tables: dict[str, Any],
                  timers: PartitionTimers, outputs: list[Output], clock: Any) -> None:
@@ -45,11 +45,22 @@ class AgentContext:
         #: the record's value as consumed (e.g. Confluent-framed Avro), to forward it without re-encoding
         self.raw_value: bytes | None = None
         self.watermark = timers.watermark_ms
+        self._checkpoint: Any = None
 
     def send(self, topic: str, key: str | bytes | None, value: Any, *, schema: str | None = None,
              headers: dict[str, str] | None = None) -> None:
         """Produce a record (within the same commit/transaction as the state changes)."""
         self._outputs.append(Output(topic, key, value, schema, headers))
+
+    def checkpoint(self) -> None:
+        """Make every state change and output so far durable now (a commit mid-batch).
+
+        For side effects that must be recorded before they happen (an executor marks an action
+        "started" before running it). Offsets of the batch in progress are not committed, so
+        its records are redelivered after a crash; writes before the checkpoint can no longer be
+        rolled back if the agent raises afterwards."""
+        if self._checkpoint is not None:
+            self._checkpoint()
 
     def now_ms(self) -> int:
         """Wall-clock time (the harness controls it in tests)."""

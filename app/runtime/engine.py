@@ -88,6 +88,7 @@ class _AgentPartition:
         self.timers = PartitionTimers(stores[agent.meta.name], self.note_due)
         self.ctx = AgentContext(agent.name, agent.topic, partition, {t.name: t for t in agent.tables},
                                 self.timers, engine.outputs, engine.clock)
+        self.ctx._checkpoint = self.checkpoint
         self.wm = self.timers.watermark_ms
         self.rebuild()
 
@@ -104,6 +105,13 @@ class _AgentPartition:
     def _recompute_due(self) -> None:
         dues = [d for d in [self.timers.next_due("event"), *(t.next_due(s) for t, s in self.windowed)] if d is not None]
         self.next_due = min(dues) if dues else None
+
+    def checkpoint(self) -> None:
+        """ctx.checkpoint(): commit through the I/O layer, then restart journaling from here."""
+        if self.engine.checkpoint_hook is not None:
+            self.engine.checkpoint_hook()
+        for st in self.store_list:
+            st.begin()
 
     def note_due(self, due_ms: int) -> None:
         if self.next_due is None or due_ms < self.next_due:
@@ -158,8 +166,10 @@ class _AgentPartition:
 class Engine:
     """Runs agents; owns stores of assigned partitions. Single-threaded by design."""
 
-    def __init__(self, agents: list[Agent], *, backend_factory: BackendFactory, clock: Callable[[], int]) -> None:
+    def __init__(self, agents: list[Agent], *, backend_factory: BackendFactory, clock: Callable[[], int],
+                 checkpoint: Callable[[], None] | None = None) -> None:
         self.agents = agents
+        self.checkpoint_hook = checkpoint
         self.backend_factory = backend_factory
         self.clock = clock
         self.outputs: list[Output] = []

@@ -45,13 +45,15 @@ class AgentHarness:
         self._outputs: list[Output] = []
         self._dead: list[DeadLetter] = []
         self._offsets: dict[tuple[str, int], int] = {}
+        self.checkpoints = 0
         self._start()
 
     def _backend(self, table: Table, partition: int) -> MemoryBackend:
         return self._backends.setdefault((table.name, partition), MemoryBackend())
 
     def _start(self) -> None:
-        self.engine = Engine(self.agents, backend_factory=self._backend, clock=lambda: self.wall_clock_ms)
+        self.engine = Engine(self.agents, backend_factory=self._backend, clock=lambda: self.wall_clock_ms,
+                             checkpoint=self._checkpoint)
         for topic in self.engine.topics:
             for p in range(self.partitions):
                 self.engine.open_partition(topic, p)
@@ -110,6 +112,10 @@ class AgentHarness:
                 if t.name == name:
                     return t
         raise KeyError(f"no table named {name!r} in these agents")
+
+    def _checkpoint(self) -> None:
+        self.checkpoints += 1
+        self.commit()
 
     def commit(self) -> None:
         """Write pending state to the backends (what a worker commit does, minus Kafka)."""

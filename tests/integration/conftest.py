@@ -81,5 +81,15 @@ def new_topic(settings: Settings) -> Callable[..., str]:
 
 
 @pytest.fixture
+def isolated_settings(settings: Settings, tmp_path: Path) -> Settings:
+    """Settings with a fresh topic prefix (every topics.yaml topic created under it) and state dir,
+    for tests that run built-in stages on the logical topics (events, alerts, ...) in isolation."""
+    prefix = f"i{uuid.uuid4().hex[:8]}-"
+    s = settings.model_copy(update={"topic_prefix": prefix, "state_dir": tmp_path / "state"})
+    reconcile(make_admin(s), load_topics_file(REPO / "topics.yaml").with_prefix(prefix).topics, dry_run=False)
+    return s
+
+
+@pytest.fixture
 def repo() -> Path:
     return REPO

@@ -255,3 +255,18 @@ def test_tables_shared_across_topics__rejected(reg: AgentRegistry) -> None:
 
     with pytest.raises(ValueError, match="partitioned like one source topic"):
         AgentHarness(reg.agents())
+
+
+def test_checkpoint__persists_state_written_so_far(reg: AgentRegistry) -> None:
+    ledger = Table("ledger")
+
+    @agent("actions", tables=[ledger], registry=reg)
+    def run(action, ctx):
+        ledger[action["id"]] = "started"
+        ctx.checkpoint()
+        ledger[action["id"]] = "finished"
+
+    h = AgentHarness(reg.agents())
+    h.feed("actions", {"id": "a1"}, key="t")
+    assert h.checkpoints == 1
+    assert ledger.lookup("a1") == "finished"
