@@ -57,6 +57,12 @@ WRITER_TRANSACTIONAL_ID = "vigil-registry-writer"
 # stable offset, so a write becomes visible to the fold only at the next fetch: this bounds write
 # latency at the cost of a few idle fetches per second on a tiny topic.
 _FOLD_FETCH_WAIT_MS = 50
+# Errors from a partition that is momentarily without a leader (new topic, election).
+_TRANSIENT = frozenset({
+    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.REQUEST_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._UNKNOWN_PARTITION,
+    KafkaError._UNKNOWN_TOPIC,
+})
 
 
 class _WriterLog:
@@ -228,19 +234,25 @@ class KafkaSchemaStore:
         finally:
             consumer.close()
 
-    def _end_offset(self) -> int:
+    def _end_offset(self, deadline: float) -> int:
         # For a read_committed client Kafka answers the last stable offset, so an instance
         # that is mid-transaction does not hold readers up.
-        with self._probe_lock:
-            if self._probe is None:
-                raise ApiError.store_error("the registry store is closed")
-            try:
-                return int(self._probe.get_watermark_offsets(self._tp, timeout=self.read_timeout_s, cached=False)[1])
-            except KafkaException as exc:
-                raise ApiError.store_error(f"cannot get the end of topic {self.topic}: {exc}") from exc
+        while True:
+            with self._probe_lock:
+                if self._probe is None or self._stopping.is_set():
+                    raise ApiError.store_error("the registry store is closed")
+                timeout_s = max(0.1, min(self.read_timeout_s, deadline - time.monotonic()))
+                try:
+                    return int(self._probe.get_watermark_offsets(self._tp, timeout=timeout_s, cached=False)[1])
+                except KafkaException as exc:
+                    err = exc.args[0]
+                    # A topic created a moment ago, or a leader election, answers "try again".
+                    if not (err.retriable() or err.code() in _TRANSIENT) or time.monotonic() >= deadline:
+                        raise ApiError.store_error(f"cannot get the end of topic {self.topic}: {exc}") from exc
+            self._stopping.wait(0.05)
 
     def _catch_up(self, deadline: float) -> None:
-        self._await_position(self._end_offset(), deadline)
+        self._await_position(self._end_offset(deadline), deadline)
 
     def _await_position(self, target: int, deadline: float) -> None:
         with self._cond:
