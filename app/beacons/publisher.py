@@ -142,6 +142,7 @@ class SpoolingPublisher:
         self._retry_at = 0.0  # spooled events from a previous run are tried at once
         self._stopping = False
         self._closed = False
+        self._close_deadline: float | None = None  # set by close(), read by the delivery thread
         self._thread: threading.Thread | None = None
         self.stats = PublisherStats()
         #: Events still in the spool when it was closed (delivered by the next run).
@@ -168,7 +169,7 @@ class SpoolingPublisher:
         """Deliver what is queued (within `timeout_s`), spool what could not be, close sink and spool."""
         if self._closed:
             return
-        deadline = self._clock() + timeout_s
+        deadline = self._close_deadline = self._clock() + timeout_s
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join(timeout_s + self._probe_timeout_s + 5.0)
@@ -197,7 +198,8 @@ class SpoolingPublisher:
             except Exception:  # a bug here must not silently stop delivery for good
                 log.exception("beacon publisher: unexpected error; continuing")
                 self._back_off("unexpected error")
-        self._shutdown(self._clock() + self._delivery_timeout_s)
+        self._shutdown(self._close_deadline if self._close_deadline is not None
+                       else self._clock() + self._delivery_timeout_s)
 
     def _wait_s(self) -> float | None:
         if self._inflight:

@@ -199,8 +199,8 @@ def events_from(ctx: BeaconContext, result: Any) -> list[Event]:
 
 
 def _wrong_type(ctx: BeaconContext, item: Any) -> str:
-    return (f"beacon {ctx.beacon} returned a {type(item).__name__}: return an Event, a dict of event fields, "
-            f"a list of them, or yield them")
+    return (f"beacon {ctx.beacon} returned a value of type {type(item).__name__}: return an Event, "
+            f"a dict of event fields, a list of them, or yield them")
 
 
 def _as_event(ctx: BeaconContext, item: Any) -> Event:

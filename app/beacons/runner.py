@@ -107,7 +107,7 @@ class Runner:
         self.events_published = 0
 
     # -- one beacon ----------------------------------------------------------------------------
-    def run_beacon(self, slot: _Slot) -> list[Event]:
+    def _run_slot(self, slot: _Slot) -> list[Event]:
         """Run one beacon once; publish and return its events (a failure becomes an event)."""
         beacon = slot.beacon
         ctx = BeaconContext(subject=self.subject, beacon=beacon.name, now_ms=self._wall_ms(), tags=self.tags)
@@ -155,7 +155,7 @@ class Runner:
         """Run every beacon one time, in order (`vigil beacon run --once`)."""
         events: list[Event] = []
         for slot in self._slots:
-            events.extend(self.run_beacon(slot))
+            events.extend(self._run_slot(slot))
         return events
 
     def run(self, stop: StopSignal) -> None:
@@ -174,7 +174,7 @@ class Runner:
                 stop.wait(wait_s)
                 continue
             heapq.heappop(heap)
-            self.run_beacon(slot)
+            self._run_slot(slot)
             interval_s = slot.beacon.interval_ms / 1000
             jitter_s = self._jitter_s(slot.beacon)
             slot.due += interval_s + self._rng.uniform(-jitter_s, jitter_s)

@@ -96,7 +96,7 @@ def test_run__a_broken_plugin_is_an_error_not_a_crash(tmp_path: Path, unreachabl
 
 
 _MAIN = ("import sys\nfrom app.cli import LAZY_COMMANDS, main\n"
-         "LAZY_COMMANDS['beacon'] = 'app.beacons.cli:beacon_group'\nmain(sys.argv[1:])\n")
+         "LAZY_COMMANDS.setdefault('beacon', 'app.beacons.cli:beacon_group')\nmain(sys.argv[1:])\n")
 
 
 def test_run__sigterm_stops_cleanly_and_keeps_the_spool(tmp_path: Path) -> None:

@@ -78,8 +78,8 @@ def test_events_from__accepts_the_documented_shapes(make_ctx, result: object) ->
 
 
 @pytest.mark.parametrize(("result", "message"), [
-    (42, "beacon custom returned a int: return an Event, a dict of event fields"),
-    ([{"name": "a"}, "b"], "returned a str"),
+    (42, "beacon custom returned a value of type int: return an Event, a dict of event fields"),
+    ([{"name": "a"}, "b"], "returned a value of type str"),
     ({"severity": 9}, "beacon custom returned an invalid event: severity: Input should be less than or equal to 3"),
     ({"metrics": {"x": "NaN"}}, "metrics: Value error, metric 'x' is nan"),
 ])
