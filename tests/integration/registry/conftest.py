@@ -13,7 +13,7 @@ from app.registry.server import RegistryHandle, start_registry_in_thread
 
 
 @pytest.fixture
-def isolated_settings(base_settings: Settings) -> Settings:
+def fresh_registry_settings(base_settings: Settings) -> Settings:
     """Settings with a topic prefix of their own, so this test's registry topic starts empty."""
     return base_settings.model_copy(update={"topic_prefix": f"regtest-{uuid.uuid4().hex[:8]}-"})
 

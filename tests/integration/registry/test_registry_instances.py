@@ -18,8 +18,8 @@ def distinct(i: int) -> str:
 
 
 def test_two_instances__concurrent_distinct_schemas_get_unique_agreed_ids(
-        isolated_settings: Settings, start_registry: Callable[[Settings], RegistryHandle]) -> None:
-    a, b = start_registry(isolated_settings), start_registry(isolated_settings)
+        fresh_registry_settings: Settings, start_registry: Callable[[Settings], RegistryHandle]) -> None:
+    a, b = start_registry(fresh_registry_settings), start_registry(fresh_registry_settings)
     count = 24
 
     def register(i: int) -> tuple[int, int]:
@@ -39,8 +39,8 @@ def test_two_instances__concurrent_distinct_schemas_get_unique_agreed_ids(
 
 
 def test_two_instances__same_schema_at_once_is_one_version_one_id(
-        isolated_settings: Settings, start_registry: Callable[[Settings], RegistryHandle]) -> None:
-    a, b = start_registry(isolated_settings), start_registry(isolated_settings)
+        fresh_registry_settings: Settings, start_registry: Callable[[Settings], RegistryHandle]) -> None:
+    a, b = start_registry(fresh_registry_settings), start_registry(fresh_registry_settings)
     schema = record(HOST, name="Shared")
 
     def register(i: int) -> int:
@@ -52,8 +52,8 @@ def test_two_instances__same_schema_at_once_is_one_version_one_id(
 
 
 def test_read_your_writes__a_write_on_one_instance_is_visible_on_the_other_immediately(
-        isolated_settings: Settings, start_registry: Callable[[Settings], RegistryHandle]) -> None:
-    a, b = start_registry(isolated_settings), start_registry(isolated_settings)
+        fresh_registry_settings: Settings, start_registry: Callable[[Settings], RegistryHandle]) -> None:
+    a, b = start_registry(fresh_registry_settings), start_registry(fresh_registry_settings)
     on_a, on_b = RegistryClient(a.url), RegistryClient(b.url)
     for i in range(5):
         schema_id = on_a.register(f"ryw{i}", distinct(i))

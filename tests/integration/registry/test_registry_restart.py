@@ -32,9 +32,9 @@ def everything(url: str) -> dict[str, Any]:
         return out
 
 
-def test_restart__ids_versions_and_configs_survive(isolated_settings: Settings,
+def test_restart__ids_versions_and_configs_survive(fresh_registry_settings: Settings,
                                                    start_registry: Callable[[Settings], RegistryHandle]) -> None:
-    first = start_registry(isolated_settings)
+    first = start_registry(fresh_registry_settings)
     c = RegistryClient(first.url)
     assert c.register("a", BASE) == 1
     assert c.register("a", V2) == 2
@@ -49,7 +49,7 @@ def test_restart__ids_versions_and_configs_survive(isolated_settings: Settings,
     before = everything(first.url)
     first.stop()
 
-    second = start_registry(isolated_settings)
+    second = start_registry(fresh_registry_settings)
     assert everything(second.url) == before
     c2 = RegistryClient(second.url)
     assert c2.lookup("a", V2).id == 2 and c2.lookup("a", V2).version == 2
