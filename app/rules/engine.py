@@ -20,7 +20,8 @@ from app.rules.spec import Rule
 from app.rules.triggers import Hit, Step
 from app.runtime.types import KeyValueStore, TimerService
 
-__all__ = ["ALERT_TYPE", "Firing", "InvalidEventError", "ReloadReport", "RuleEngine", "state_key"]
+__all__ = ["ALERT_TYPE", "Firing", "InvalidEventError", "ReloadReport", "RuleEngine", "RuleIndex", "rule_group",
+           "state_key"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,47 @@ def _time_of(record: Any, what: str) -> int:
     return value
 
 
+def rule_group(rule: Rule, record: Mapping[str, Any], event_type: str) -> dict[str, str]:
+    """The group_by values of `record` for `rule` (group_by key -> value)."""
+    return {ref.key: group_value(ref.get(record, event_type)) for ref in rule.group_by}
+
+
+class RuleIndex:
+    """The enabled rules of a RuleSet, indexed for dispatch: most rules match one literal event name,
+    so most events see few rules. Also answers which groups a record concerns (for repartitioning)."""
+
+    def __init__(self, ruleset: RuleSet) -> None:
+        active = ruleset.enabled
+        event_rules = [r for r in active if not r.trigger.on_transitions]
+        self.transition_rules: tuple[Rule, ...] = tuple(r for r in active if r.trigger.on_transitions)
+        self._any_name = tuple(r for r in event_rules if r.names is None)
+        by_name: dict[str, list[Rule]] = {}
+        for rule in event_rules:
+            for name in rule.names or ():
+                by_name.setdefault(name, []).append(rule)
+        order = {rule.name: i for i, rule in enumerate(active)}
+        self._by_name = {name: tuple(sorted({*rules, *self._any_name}, key=lambda r: order[r.name]))
+                         for name, rules in by_name.items()}
+
+    def event_rules(self, event: Mapping[str, Any]) -> tuple[Rule, ...]:
+        """The event rules that may match `event` (its name picks them; `match` still decides)."""
+        name = event.get("name")
+        return self._by_name.get(name, self._any_name) if isinstance(name, str) else self._any_name
+
+    def group_keys(self, record: Mapping[str, Any], event_type: str = EVENT_TYPE) -> list[str]:
+        """The distinct group keys of the rules `record` matches, in rule order (a vigil.Alert is
+        matched against status rules, anything else against event rules); raises InvalidEventError."""
+        if event_type == ALERT_TYPE:
+            time_ms = _time_of(record, "transition")
+            # Status rules are stateless: a transition whose states they do not want concerns no group.
+            rules = [r for r in self.transition_rules if r.match(record, event_type)
+                     and r.trigger.on_transition(record, time_ms)]  # type: ignore[attr-defined]
+        else:
+            _time_of(record, "event")
+            rules = [r for r in self.event_rules(record) if r.match(record, event_type)]
+        return list(dict.fromkeys(group_key(rule_group(rule, record, event_type).values()) for rule in rules))
+
+
 class RuleEngine:
     """Evaluates a RuleSet. Not thread-safe: one engine per partition, like its store."""
 
@@ -89,32 +131,26 @@ class RuleEngine:
 
     def _install(self, ruleset: RuleSet) -> None:
         self._ruleset = ruleset
-        active = ruleset.enabled
-        event_rules = [r for r in active if not r.trigger.on_transitions]
-        self._transition_rules = tuple(r for r in active if r.trigger.on_transitions)
-        self._any_name = tuple(r for r in event_rules if r.names is None)
-        # Dispatch by event name: most rules match one literal name, so most events see few rules.
-        by_name: dict[str, list[Rule]] = {}
-        for rule in event_rules:
-            for name in rule.names or ():
-                by_name.setdefault(name, []).append(rule)
-        order = {rule.name: i for i, rule in enumerate(active)}
-        self._by_name = {name: tuple(sorted({*rules, *self._any_name}, key=lambda r: order[r.name]))
-                         for name, rules in by_name.items()}
+        self._index = RuleIndex(ruleset)
 
     # --- inputs -----------------------------------------------------------------------------------
 
-    def on_event(self, event: Mapping[str, Any], event_type: str = EVENT_TYPE) -> list[Firing]:
-        """Evaluate one event (an Avro-shaped dict of type `event_type`); raises InvalidEventError."""
+    def on_event(self, event: Mapping[str, Any], event_type: str = EVENT_TYPE, *,
+                 only_group: str | None = None) -> list[Firing]:
+        """Evaluate one event (an Avro-shaped dict of type `event_type`); raises InvalidEventError.
+
+        only_group: evaluate only rules whose group key for this event is `only_group` (a stage that
+        repartitions by group key receives one copy of the event per distinct group key)."""
         time_ms = _time_of(event, "event")
-        name = event.get("name")
-        rules = self._by_name.get(name, self._any_name) if isinstance(name, str) else self._any_name
         firings: list[Firing] = []
-        for rule in rules:
+        for rule in self._index.event_rules(event):
             if not rule.match(event, event_type):
                 continue
-            group = self._group(rule, event, event_type)
-            key = state_key(rule.name, rule.trigger.kind, group_key(group.values()))
+            group = rule_group(rule, event, event_type)
+            gkey = group_key(group.values())
+            if only_group is not None and gkey != only_group:
+                continue
+            key = state_key(rule.name, rule.trigger.kind, gkey)
             state = self._load(key) if rule.trigger.stateful else None
             step = rule.trigger.on_event(state, event, event_type, time_ms, group)
             firing = self._apply(rule, key, state, step, group, event, event_type)
@@ -122,16 +158,19 @@ class RuleEngine:
                 firings.append(firing)
         return firings
 
-    def on_transition(self, alert: Mapping[str, Any]) -> list[Firing]:
-        """Evaluate one status transition (a vigil.Alert-shaped dict); raises InvalidEventError."""
+    def on_transition(self, alert: Mapping[str, Any], *, only_group: str | None = None) -> list[Firing]:
+        """Evaluate one status transition (a vigil.Alert-shaped dict); raises InvalidEventError.
+        only_group: as for `on_event`."""
         time_ms = _time_of(alert, "transition")
         firings: list[Firing] = []
-        for rule in self._transition_rules:
+        for rule in self._index.transition_rules:
             if not rule.match(alert, ALERT_TYPE):
+                continue
+            group = rule_group(rule, alert, ALERT_TYPE)
+            if only_group is not None and group_key(group.values()) != only_group:
                 continue
             hit = rule.trigger.on_transition(alert, time_ms)  # type: ignore[attr-defined]
             if hit:
-                group = self._group(rule, alert, ALERT_TYPE)
                 firing = self._fire(rule, group, hit, alert, ALERT_TYPE)
                 if firing:
                     firings.append(firing)
@@ -175,10 +214,6 @@ class RuleEngine:
         return ReloadReport(kept, reset, added, removed)
 
     # --- internals --------------------------------------------------------------------------------
-
-    @staticmethod
-    def _group(rule: Rule, event: Mapping[str, Any], event_type: str) -> dict[str, str]:
-        return {ref.key: group_value(ref.get(event, event_type)) for ref in rule.group_by}
 
     def _load(self, key: str) -> dict[str, Any] | None:
         state = self.store.get(key)
