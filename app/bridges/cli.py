@@ -4,6 +4,10 @@ Both use the same Kafka/registry settings as every command (`app.config.Settings
 context object carries them, global flags applied; loaded from file/env when run standalone). The sink is built by
 `app.bridges.kafka_sink.make_sink(settings) -> EventSink`, imported only when a command runs, so
 this module works (and is testable) without a Kafka client; tests pass their own `sink_factory`.
+
+Logs go to stderr (`--log-level`, default INFO): readiness ("... listening on ..."), rejections
+(rate-limited) and delivery problems. A bridge whose events could not all be delivered by the
+time it stops exits with status 1 and says so.
 """
 
 from __future__ import annotations
@@ -12,14 +16,15 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import click
 from aiohttp import web
 
 from app.bridges.config import BridgeConfig, load_bridge_config
 from app.bridges.http import make_http_app
-from app.bridges.sink import EventSink
+from app.bridges.sink import EventSink, SinkUnavailable
 from app.bridges.syslog import SyslogServer
 from app.config import ConfigError, Settings, load_settings
 
@@ -30,12 +35,32 @@ log = logging.getLogger(__name__)
 SinkFactory = Callable[[Settings], EventSink]
 
 
+_LOG_LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)
+
+
 def _kafka_sink_factory(settings: Settings) -> EventSink:
     try:
-        from app.bridges.kafka_sink import make_sink  # type: ignore[import-not-found]
+        from app.bridges.kafka_sink import make_sink
     except ImportError as exc:
         raise click.ClickException(f"the Kafka sink is not available (app.bridges.kafka_sink): {exc}") from exc
-    return make_sink(settings)  # type: ignore[no-any-return]
+    try:
+        return make_sink(settings)
+    except SinkUnavailable as exc:
+        raise click.ClickException(f"cannot start the bridge: {exc}") from exc
+
+
+def _run_bridge(sink: EventSink, main: Coroutine[Any, Any, None]) -> None:
+    """Run a serve loop to the end; undelivered events at shutdown become a clear non-zero exit."""
+    try:
+        asyncio.run(main)
+    except SinkUnavailable as exc:
+        raise click.ClickException(f"stopped with events not delivered: {exc}") from exc
+    except OSError as exc:  # binding the listen address failed
+        raise click.ClickException(f"cannot listen: {exc}") from exc
+    finally:
+        close = getattr(sink, "close", None)
+        if callable(close):  # the serve loop flushed already; this stops the sink's own thread
+            close()
 
 
 def _settings_of(ctx: click.Context) -> Settings:
@@ -102,7 +127,8 @@ def make_bridge_group(sink_factory: SinkFactory | None = None) -> click.Group:
     """The `bridge` command group; `sink_factory` defaults to the Kafka sink."""
     factory = sink_factory or _kafka_sink_factory
 
-    def prepare(ctx: click.Context, **overrides: object) -> tuple[EventSink, BridgeConfig]:
+    def prepare(ctx: click.Context, log_level: str, **overrides: object) -> tuple[EventSink, BridgeConfig]:
+        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         try:
             config = load_bridge_config(**overrides)
             settings = _settings_of(ctx)
@@ -116,20 +142,22 @@ def make_bridge_group(sink_factory: SinkFactory | None = None) -> click.Group:
 
     @group.command("http")
     @click.option("--listen", metavar="HOST:PORT", help="address to serve on (default 0.0.0.0:8088)")
+    @click.option("--log-level", default="INFO", show_default=True, type=_LOG_LEVELS)
     @click.pass_context
-    def http_command(ctx: click.Context, listen: str | None) -> None:
+    def http_command(ctx: click.Context, listen: str | None, log_level: str) -> None:
         """Serve /v1/events, /v1/alertmanager, /v1/github, /v1/nagios, /v1/puppet (+ /healthz, /metrics)."""
-        sink, config = prepare(ctx, http_listen=listen)
-        asyncio.run(serve_http(sink, config))
+        sink, config = prepare(ctx, log_level, http_listen=listen)
+        _run_bridge(sink, serve_http(sink, config))
 
     @group.command("syslog")
     @click.option("--listen", "listens", multiple=True, metavar="udp://HOST:PORT|tcp://HOST:PORT",
                   help="repeatable (default udp://0.0.0.0:5514 and tcp://0.0.0.0:5514)")
+    @click.option("--log-level", default="INFO", show_default=True, type=_LOG_LEVELS)
     @click.pass_context
-    def syslog_command(ctx: click.Context, listens: tuple[str, ...]) -> None:
+    def syslog_command(ctx: click.Context, listens: tuple[str, ...], log_level: str) -> None:
         """Receive RFC 5424 / RFC 3164 syslog over UDP and TCP."""
-        sink, config = prepare(ctx, syslog_listen=list(listens) or None)
-        asyncio.run(serve_syslog(sink, config))
+        sink, config = prepare(ctx, log_level, syslog_listen=list(listens) or None)
+        _run_bridge(sink, serve_syslog(sink, config))
 
     return group
 

@@ -8,6 +8,7 @@ Read from the environment by `load_bridge_config` (CLI flags override):
     VIGIL_BRIDGE_SYSLOG_LISTEN      comma-separated udp://HOST:PORT / tcp://HOST:PORT
     VIGIL_BRIDGE_MAX_BODY_BYTES     HTTP body limit (default 1 MiB)
     VIGIL_BRIDGE_MAX_SYSLOG_BYTES   syslog message/frame limit (default 64 KiB)
+    VIGIL_BRIDGE_DELIVERY_TIMEOUT_S how long an HTTP request waits for Kafka's acks (default 15)
 A secret may also be given as `${env:NAME}` or `${file:/path}`, as everywhere in Vigil's config.
 """
 
@@ -79,6 +80,8 @@ class BridgeConfig(BaseModel):
     )
     max_body_bytes: int = Field(1_048_576, gt=0, description="largest HTTP body accepted")
     max_syslog_bytes: int = Field(65_536, gt=0, le=16_777_216, description="largest syslog message or frame")
+    delivery_timeout_s: float = Field(15.0, gt=0, le=600,
+                                      description="HTTP: wait this long for Kafka to acknowledge a request's events")
     api_token: SecretStr | None = Field(None, description="bearer token required by the endpoints below")
     token_endpoints: frozenset[str] = Field(
         frozenset({"events", "alertmanager", "nagios", "puppet"}),
@@ -142,6 +145,7 @@ def load_bridge_config(env: Mapping[str, str] | None = None, **overrides: Any) -
         "VIGIL_BRIDGE_HTTP_LISTEN": "http_listen",
         "VIGIL_BRIDGE_MAX_BODY_BYTES": "max_body_bytes",
         "VIGIL_BRIDGE_MAX_SYSLOG_BYTES": "max_syslog_bytes",
+        "VIGIL_BRIDGE_DELIVERY_TIMEOUT_S": "delivery_timeout_s",
         "VIGIL_API_TOKEN": "api_token",
     }
     for name, key in simple.items():

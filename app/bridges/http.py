@@ -13,7 +13,16 @@ is lost to a bad neighbour: valid items are sent and the response lists the inva
     207 {"accepted": n, "rejected": [{index, field, error}, ...]}   some rejected
     400 {"error", "field", "accepted": 0, "rejected": [...]}        all rejected
     200 {"accepted": 0}                                nothing to send (e.g. GitHub `ping`)
-2xx tells senders with retries (Alertmanager) not to resend what was already accepted.
+    503 {"error", "accepted": n, "rejected": [...]}    the bus did not take (all of) it: retry later
+A 2xx is sent only once Kafka has acknowledged every accepted event of the request, so it tells
+senders with retries (Alertmanager) not to resend. A 503 says how many were acknowledged; when
+Kafka did not answer within VIGIL_BRIDGE_DELIVERY_TIMEOUT_S the rest may still arrive, so a resend
+may duplicate them (events carry ids).
+
+Rejected input that got past the token, size and signature checks (400, 415, the rejected items of
+a 207, and bodies that hit a bug: 500) also goes to the dead-letter topic through the sink: the
+whole body, headers naming `http/<endpoint>`, the reason and every problem. Unauthenticated
+requests never reach Kafka.
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ from app.bridges.parsers.github import SIGNATURE_HEADER, parse_github, verify_gi
 from app.bridges.parsers.nagios import parse_nagios
 from app.bridges.parsers.puppet import parse_puppet_report
 from app.bridges.parsers.vigil_json import parse_vigil_json
-from app.bridges.sink import EventSink, SinkError
+from app.bridges.sink import BatchDelivery, EventSink, SinkError
 
 __all__ = ["BRIDGE_KEY", "HttpBridge", "make_http_app"]
 
@@ -47,6 +56,8 @@ log = logging.getLogger(__name__)
 JSON = ("application/json",)
 FORM = ("application/x-www-form-urlencoded",)
 YAML = ("application/x-yaml", "application/yaml", "text/yaml", "text/x-yaml")
+# Where a request's body is kept once it is authenticated, for the dead-letter topic if rejected.
+_BODY: web.RequestKey[bytes] = web.RequestKey("vigil_body", bytes)
 
 
 class _Reject(Exception):
@@ -72,12 +83,12 @@ class HttpBridge:
     async def events(self, request: web.Request) -> web.Response:
         """POST /v1/events: Vigil events or registered typed records (JSON)."""
         body, _ = await self._accept(request, "events", JSON)
-        return await self._run("events", parse_vigil_json, body)
+        return await self._run(request, "events", parse_vigil_json, body)
 
     async def alertmanager(self, request: web.Request) -> web.Response:
         """POST /v1/alertmanager: Alertmanager webhook (version 4)."""
         body, _ = await self._accept(request, "alertmanager", JSON)
-        return await self._run("alertmanager", parse_alertmanager, body)
+        return await self._run(request, "alertmanager", parse_alertmanager, body)
 
     async def github(self, request: web.Request) -> web.Response:
         """POST /v1/github: GitHub webhook, signature-checked when a secret is configured."""
@@ -90,18 +101,18 @@ class HttpBridge:
             body = fields["payload"].encode()
         event_type = request.headers.get("X-GitHub-Event")
         delivery = request.headers.get("X-GitHub-Delivery")
-        return await self._run("github", lambda b: parse_github(event_type, b, delivery_id=delivery), body)
+        return await self._run(request, "github", lambda b: parse_github(event_type, b, delivery_id=delivery), body)
 
     async def nagios(self, request: web.Request) -> web.Response:
         """POST /v1/nagios: one check result, JSON or form-encoded."""
         body, content_type = await self._accept(request, "nagios", JSON + FORM)
         data: Any = _form_fields(body) if content_type in FORM else body
-        return await self._run("nagios", parse_nagios, data)
+        return await self._run(request, "nagios", parse_nagios, data)
 
     async def puppet(self, request: web.Request) -> web.Response:
         """POST /v1/puppet: a Puppet run report (YAML from the http report processor, or JSON)."""
         body, _ = await self._accept(request, "puppet", YAML + JSON)
-        return await self._run("puppet", parse_puppet_report, body)
+        return await self._run(request, "puppet", parse_puppet_report, body)
 
     async def healthz(self, request: web.Request) -> web.Response:
         """GET /healthz: the process is up and serving."""
@@ -121,6 +132,7 @@ class HttpBridge:
         body = await self._read_body(request)
         if verify is not None:
             verify(request, body)
+        request[_BODY] = body
         content_type = request.content_type.lower()
         if content_type not in content_types:
             raise _Reject(415, "bad_content_type", "Content-Type",
@@ -146,46 +158,86 @@ class HttpBridge:
             problem = "missing" if not header else "does not match the body and the configured secret"
             raise _Reject(401, "bad_signature", SIGNATURE_HEADER, f"signature {problem}")
 
-    async def _run(self, source: str, parse: Callable[[Any], ParseResult], data: Any) -> web.Response:
+    async def _run(self, request: web.Request, source: str, parse: Callable[[Any], ParseResult],
+                   data: Any) -> web.Response:
         """Parse off the event loop (YAML and big batches take a while), then hand to the sink."""
         loop = asyncio.get_running_loop()
         try:
             result = await loop.run_in_executor(None, parse, data)
         except ParseError as exc:
             raise _Reject(400, "invalid", exc.field, exc.reason) from None
-        return self._deliver(source, result)
+        return await self._deliver(request, source, result)
 
-    def _deliver(self, source: str, result: ParseResult) -> web.Response:
+    async def _deliver(self, request: web.Request, source: str, result: ParseResult) -> web.Response:
+        """Send the valid items, wait until Kafka has them, dead-letter the invalid ones, answer."""
         rejected = [err.to_dict() for err in result.errors]
         if result.errors:
             self.metrics.rejected(source, "invalid", rejected[0]["error"], count=len(result.errors))
-        accepted = 0
-        try:
-            for event in result.events:
-                self.sink.send(event)
-                accepted += 1
-            for typed in result.typed:
-                try:
-                    self.sink.send_typed(typed.type_fullname, typed.record)
-                except SinkError as exc:
-                    field = f"{typed.field_prefix}{exc.field}" if exc.field else typed.field_prefix.rstrip(".")
-                    rejected.append({"index": typed.index, "field": field or "body", "error": exc.message})
-                    self.metrics.rejected(source, "schema_mismatch", str(exc))
-                else:
-                    accepted += 1
-        except Exception as exc:  # the bus is unavailable: say so, and what was already queued
-            log.exception("%s: the sink failed after %d accepted item(s)", source, accepted)
-            self.metrics.accepted(source, accepted)
-            raise _Reject(503, "sink_error", None, f"could not hand events to the event bus: {exc}",
-                          accepted=accepted, rejected=rejected) from None
-        self.metrics.accepted(source, accepted)
-        rejected.sort(key=lambda item: item.get("index", -1))
+        batch = BatchDelivery()
+        # Encoding (and a first schema lookup) takes time: keep it off the event loop too.
+        mismatches, failure = await asyncio.get_running_loop().run_in_executor(None, self._send, result, batch)
+        for item in mismatches:
+            self.metrics.rejected(source, "schema_mismatch", f"{item['field']}: {item['error']}")
+        rejected = sorted(rejected + mismatches, key=lambda item: item.get("index", -1))
+        if rejected:
+            problems = "; ".join(f"[{item.get('index', 0)}] {item['field']}: {item['error']}" for item in rejected)
+            self.dead_letter(request, source, "invalid" if result.errors else "schema_mismatch", problems)
+        acknowledged = await batch.wait(self.config.delivery_timeout_s)
+        self.metrics.accepted(source, batch.delivered)
+        problem = _delivery_problem(batch, failure, acknowledged, self.config.delivery_timeout_s)
+        if problem is not None:
+            reason, message = problem
+            log.error("%s: %s", source, message)
+            raise _Reject(503, reason, None, message, accepted=batch.delivered, rejected=rejected)
+        accepted = batch.delivered
         if not rejected:
             return web.json_response({"accepted": accepted}, status=202 if accepted else 200)
         if accepted:
             return web.json_response({"accepted": accepted, "rejected": rejected}, status=207)
         return web.json_response({"error": rejected[0]["error"], "field": rejected[0]["field"],
                                   "accepted": 0, "rejected": rejected}, status=400)
+
+    def _send(self, result: ParseResult, batch: BatchDelivery) -> tuple[list[dict[str, Any]], Exception | None]:
+        """Hand the valid items to the sink (in a worker thread); the typed records it refused, and the
+        error that stopped the sending, if any (returned, so what was sent before it is still known)."""
+        mismatches: list[dict[str, Any]] = []
+        try:
+            for event in result.events:
+                self.sink.send(event, on_delivery=batch.report)
+                batch.sent()
+            for typed in result.typed:
+                try:
+                    self.sink.send_typed(typed.type_fullname, typed.record, on_delivery=batch.report)
+                except SinkError as exc:
+                    field = f"{typed.field_prefix}{exc.field}" if exc.field else typed.field_prefix.rstrip(".")
+                    mismatches.append({"index": typed.index, "field": field or "body", "error": exc.message})
+                else:
+                    batch.sent()
+        except Exception as exc:  # the bus is unavailable (whatever the sink raises): a 503, not a 500
+            return mismatches, exc
+        return mismatches, None
+
+    def dead_letter(self, request: web.Request, source: str, reason: str, detail: str) -> None:
+        """Send an authenticated request's body to the dead-letter topic (unauthenticated ones never)."""
+        body = request.get(_BODY)
+        if body is not None:
+            self.sink.dead_letter(f"http/{source}", reason, body, detail=detail, peer=request.remote)
+
+
+def _delivery_problem(batch: BatchDelivery, failure: Exception | None, acknowledged: bool,
+                      timeout_s: float) -> tuple[str, str] | None:
+    """Why a request's events are not all in Kafka (reason label, message), or None if they are."""
+    if failure is not None:
+        return "sink_error", (f"could not hand events to the event bus after {batch.sent_count} "
+                              f"item(s): {failure}")
+    if batch.failures:
+        return "delivery_failed", (f"{len(batch.failures)} of {batch.sent_count} event(s) could not be "
+                                   f"delivered to Kafka: {batch.failures[0]}")
+    if not acknowledged:
+        return "not_acknowledged", (f"Kafka did not acknowledge {batch.outstanding} of {batch.sent_count} "
+                                    f"event(s) within {timeout_s:g}s; they may still arrive, so a resend may "
+                                    f"duplicate them")
+    return None
 
 
 def _check_token(request: web.Request, token: bytes) -> None:
@@ -226,6 +278,8 @@ async def _json_errors(request: web.Request, handler: Callable[[web.Request], An
         return await handler(request)
     except _Reject as exc:
         bridge.metrics.rejected(source, exc.reason, exc.message)
+        if exc.status < 500:
+            bridge.dead_letter(request, source, exc.reason, f"{exc.field}: {exc.message}" if exc.field else exc.message)
         body = {"error": exc.message, "field": exc.field}
         body.update({k: v for k, v in exc.extra.items() if k != "headers"})
         return web.json_response(body, status=exc.status, headers=exc.extra.get("headers"))
@@ -236,6 +290,7 @@ async def _json_errors(request: web.Request, handler: Callable[[web.Request], An
     except Exception:
         log.exception("%s: unexpected error handling %s %s", source, request.method, request.path)
         bridge.metrics.rejected(source, "internal_error")
+        bridge.dead_letter(request, source, "internal_error", "the bridge failed on this input (see its log)")
         return web.json_response({"error": "internal error (logged)", "field": None}, status=500)
 
 

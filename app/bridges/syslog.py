@@ -2,8 +2,11 @@
 
 UDP: one message per datagram (RFC 5426). TCP: octet-counted or LF-delimited frames (RFC 6587),
 decoded incrementally per connection. A message that cannot be used (not UTF-8, oversized,
-truncated, unparseable) is dropped, counted by reason and logged; the listener keeps serving and
-the other messages of the same datagram stream or connection are unaffected.
+truncated, unparseable) is dropped, counted by reason, logged and sent to the dead-letter topic
+(its bytes, bounded, with headers naming `syslog/<udp|tcp>`, the reason and the peer); the listener
+keeps serving and the other messages of the same datagram stream or connection are unaffected.
+Events are not waited for (nobody could be told); records Kafka refuses later are counted as
+`delivery_failed`.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.server = server
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.server.handle_message(data, peer=str(addr[0]))
+        self.server.handle_message(data, peer=str(addr[0]), transport="udp")
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors and the like: nothing was received, nothing to count.
@@ -99,25 +102,31 @@ class SyslogServer:
         self._tcp.clear()
         await asyncio.get_running_loop().run_in_executor(None, self.sink.flush)
 
-    def handle_message(self, data: bytes, *, peer: str | None) -> bool:
-        """Parse one message and send its event; False (counted, logged) if it was dropped."""
+    def handle_message(self, data: bytes, *, peer: str | None, transport: str = "udp") -> bool:
+        """Parse one message and send its event; False (counted, logged, dead-lettered) if it was dropped."""
         if len(data) > self.max_message_bytes:
             return self._drop("oversized", f"{len(data)}-byte message from {peer} is over the "
-                                           f"{self.max_message_bytes}-byte limit")
+                                           f"{self.max_message_bytes}-byte limit", data, peer, transport)
         try:
             event = parse_syslog(data, source_host=peer)
         except ParseError as exc:
-            return self._drop(exc.kind, f"from {peer}: {exc} (message starts {data[:60]!r})")
+            return self._drop(exc.kind, f"from {peer}: {exc} (message starts {data[:60]!r})", data, peer, transport)
         try:
-            self.sink.send(event)
-        except Exception as exc:  # the bus refused it: count and go on serving
-            log.exception("syslog: the sink refused an event from %s", peer)
-            return self._drop("sink_error", str(exc))
+            self.sink.send(event, on_delivery=self._delivery_report)
+        except Exception as exc:  # the bus refused it (whatever the sink raises): count and go on serving
+            self.metrics.rejected(SOURCE, "sink_error", f"from {peer}: {exc}")  # logged there, rate-limited
+            return False
         self.metrics.accepted(SOURCE)
         return True
 
-    def _drop(self, reason: str, detail: str) -> bool:
+    def _delivery_report(self, error: str | None) -> None:
+        # Called from the sink's thread; the counters are thread-safe.
+        if error is not None:
+            self.metrics.rejected(SOURCE, "delivery_failed", error)
+
+    def _drop(self, reason: str, detail: str, raw: bytes, peer: str | None, transport: str) -> bool:
         self.metrics.rejected(SOURCE, reason, detail)
+        self.sink.dead_letter(f"{SOURCE}/{transport}", reason, raw, detail=detail, peer=peer)
         return False
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -148,9 +157,9 @@ class SyslogServer:
     def _handle_frames(self, frames: list[bytes | FrameError], peer: str | None) -> None:
         for frame in frames:
             if isinstance(frame, FrameError):
-                self._drop(frame.reason, f"from {peer}: {frame.detail}")
+                self._drop(frame.reason, f"from {peer}: {frame.detail}", frame.raw, peer, "tcp")
             else:
-                self.handle_message(frame, peer=peer)
+                self.handle_message(frame, peer=peer, transport="tcp")
 
 
 def _bound_address(scheme: str, sock: socket.socket) -> ListenAddress:

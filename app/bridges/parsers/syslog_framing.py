@@ -8,7 +8,7 @@ keeps what it cannot complete yet, and `close` reports what a closed stream left
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["FrameError", "SyslogFrameDecoder"]
 
@@ -19,10 +19,13 @@ _BETWEEN_FRAMES = b"\r\n\x00"
 
 @dataclass(frozen=True)
 class FrameError:
-    """A frame that was dropped. `reason` is a short counter label; `detail` is for people."""
+    """A frame that was dropped. `reason` is a short counter label; `detail` is for people; `raw` is
+    what the decoder still held of the dropped bytes (at most the frame limit, for the dead-letter
+    topic: an oversized frame is skipped as it streams in, never buffered whole)."""
 
     reason: str  # "oversized" | "truncated" | "bad_frame"
     detail: str
+    raw: bytes = field(default=b"", repr=False, compare=False)
 
 
 class SyslogFrameDecoder:
@@ -63,7 +66,7 @@ class SyslogFrameDecoder:
                 detail = f"connection closed {len(body)} bytes into a {int(header)}-byte frame"
             else:
                 detail = f"connection closed inside the frame header {header[:16]!r}"
-            out.append(FrameError("truncated", detail))
+            out.append(FrameError("truncated", detail, bytes(buffer[:self.max_frame_bytes])))
         elif len(buffer) <= self.max_frame_bytes:
             out.append(bytes(buffer).rstrip(b"\r"))
         return out
@@ -100,17 +103,21 @@ class SyslogFrameDecoder:
         if digits == len(buffer) and digits <= _MAX_LENGTH_DIGITS:
             return False  # the length may go on in the next piece
         if digits > _MAX_LENGTH_DIGITS or buffer[digits:digits + 1] != b" ":
+            line_end = buffer.find(b"\n", 0, self.max_frame_bytes)
             out.append(FrameError("bad_frame", f"expected 'MSG-LEN SP' at frame start, got "
-                                               f"{bytes(buffer[:digits + 1])[:16]!r}"))
+                                               f"{bytes(buffer[:digits + 1])[:16]!r}",
+                                  bytes(buffer[:line_end if line_end >= 0 else self.max_frame_bytes])))
             self._skip_line = True  # no length to trust: resynchronise on the next LF
             return True
         length = int(buffer[:digits])
         if length == 0:
-            out.append(FrameError("bad_frame", "MSG-LEN is 0"))
+            out.append(FrameError("bad_frame", "MSG-LEN is 0", bytes(buffer[:digits + 1])))
             del buffer[:digits + 1]
             return True
         if length > self.max_frame_bytes:
-            out.append(FrameError("oversized", f"{length}-byte frame is over the {self.max_frame_bytes}-byte limit"))
+            kept = bytes(buffer[:digits + 1 + self.max_frame_bytes])  # the frame's start, as far as it came
+            out.append(FrameError("oversized", f"{length}-byte frame is over the {self.max_frame_bytes}-byte limit",
+                                  kept))
             del buffer[:digits + 1]
             self._skip_bytes = length
             return True
@@ -126,14 +133,16 @@ class SyslogFrameDecoder:
         newline = buffer.find(b"\n", 0, self.max_frame_bytes + 2)
         if newline < 0:
             if len(buffer) > self.max_frame_bytes + 1:
-                out.append(FrameError("oversized", f"line is over the {self.max_frame_bytes}-byte limit"))
+                out.append(FrameError("oversized", f"line is over the {self.max_frame_bytes}-byte limit",
+                                      bytes(buffer[:self.max_frame_bytes])))
                 buffer.clear()
                 self._skip_line = True
             return False
         line = bytes(buffer[:newline]).rstrip(b"\r")
         del buffer[:newline + 1]
         if len(line) > self.max_frame_bytes:
-            out.append(FrameError("oversized", f"line is over the {self.max_frame_bytes}-byte limit"))
+            out.append(FrameError("oversized", f"line is over the {self.max_frame_bytes}-byte limit",
+                                  line[:self.max_frame_bytes]))
         elif line:
             out.append(line)
         return True

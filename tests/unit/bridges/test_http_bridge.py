@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from app.bridges.config import BridgeConfig
 from app.bridges.http import make_http_app
 from app.bridges.parsers.github import github_signature
-from app.bridges.sink import MemorySink
+from app.bridges.sink import DeliveryCallback, MemorySink, SinkUnavailable
 from app.model.events import Event
 from app.model.schemas import parse_schema_text
 
@@ -273,10 +273,10 @@ def test_metrics__count_accepted_and_rejected_per_endpoint_and_reason() -> None:
 class _BrokenSink(MemorySink):
     """Accepts one event, then the bus is gone."""
 
-    def send(self, event: Event) -> None:
+    def send(self, event: Event, *, on_delivery: DeliveryCallback | None = None) -> None:
         if self.events:
-            raise RuntimeError("broker unreachable")
-        super().send(event)
+            raise SinkUnavailable("broker unreachable")
+        super().send(event, on_delivery=on_delivery)
 
 
 def test_sink_failure__is_a_503_that_says_how_much_was_accepted_and_the_bridge_keeps_serving() -> None:
