@@ -1,0 +1,349 @@
+"""The rules stage on the runtime agent API: route → evaluate → render → sign → send.
+
+Rules group events by fields of their own choosing (`group_by: [subject]` spans the "subject/name"
+keys, and so the partitions, of `events`), so the stage repartitions before it keeps state:
+
+    events ──(route_events)──┐                        ┌─> actions             (vigil.Action, key: target)
+                             ├─> rules-repartition ───┤─> actions-suppressed  (JSON; a silence covered it)
+    alerts ──(route_alerts)──┘   key "g:<group key>", └─> actions-dlq         (JSON; a template failed)
+                                 value forwarded            (evaluate: RuleEngine on table rules_state,
+                                 unchanged (raw bytes)       absence timers = runtime timers)
+
+A record is forwarded once per distinct group key of the rules it matches; `evaluate` then runs
+only the rules whose group key is the record's key, so every group's state lives in exactly one
+partition and survives restarts and rebalances through the runtime's changelogs.
+
+Hot reload: the rules directory is checked at most every `reload_interval_ms` (on records, on a
+per-partition wall-clock timer so it happens without traffic too, and on GET /rules). A broken
+file is reported (logged as file:line, counted, listed by /rules) and its previous version stays
+active. Each partition's state is reconciled with the new rules the next time it runs: state of
+rules whose match/trigger/group/throttle changed (or that went away) is dropped, the rest is kept,
+also across restarts (the fingerprints the state belongs to are stored beside it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from app.config import Settings
+from app.model.events import Action
+from app.model.signing import sign_action
+from app.rules.actions import RenderFailure, render_actions
+from app.rules.engine import ALERT_TYPE, Firing, RuleEngine, RuleIndex
+from app.rules.fields import EVENT_TYPE
+from app.rules.loader import RuleSet, RuleSetLoader
+from app.rules.silence_reader import SilenceReader
+from app.rules.silences import ActionFacts, Silence, SilenceSet
+from app.rules.stage_metrics import StageMetrics
+from app.rules.triggers import Trigger
+from app.runtime.agent import Agent, AgentRegistry, agent
+from app.runtime.context import AgentContext
+from app.runtime.tables import Table
+
+__all__ = [
+    "ACTIONS_DLQ_TOPIC",
+    "ACTIONS_TOPIC",
+    "REPARTITION_TOPIC",
+    "STATE_TABLE",
+    "SUPPRESSED_TOPIC",
+    "RulesStage",
+    "StageConfig",
+    "group_of_repartition_key",
+    "repartition_key",
+    "suppressed_record",
+]
+
+log = logging.getLogger(__name__)
+
+REPARTITION_TOPIC: Final = "rules-repartition"
+ACTIONS_TOPIC: Final = "actions"
+ACTIONS_DLQ_TOPIC: Final = "actions-dlq"
+SUPPRESSED_TOPIC: Final = "actions-suppressed"
+STATE_TABLE: Final = "rules_state"
+#: Rule names start with a letter or digit, so these never clash with "<rule>/<part>/<group>" keys.
+RELOAD_TIMER: Final = "__reload__"
+APPLIED_KEY: Final = "__rules__"
+_KEY_PREFIX: Final = "g:"
+#: Trigger kinds whose state keys double as timer keys (their timers go when their state goes).
+_TIMER_KINDS: Final = frozenset(t.kind for t in Trigger.__subclasses__() if t.uses_timers)
+
+
+def repartition_key(group_key: str) -> str:
+    """Kafka key on the repartition topic. Prefixed because the group key of `group_by: []` is empty,
+    and librdkafka spreads empty keys over random partitions."""
+    return _KEY_PREFIX + group_key
+
+
+def group_of_repartition_key(key: str | None) -> str:
+    """The group key a repartitioned record is for; ValueError for keys the stage did not write."""
+    if key is None or not key.startswith(_KEY_PREFIX):
+        raise ValueError(f"record key {key!r} on {REPARTITION_TOPIC} was not written by the rules stage "
+                         f"(expected {_KEY_PREFIX}<group key>)")
+    return key[len(_KEY_PREFIX):]
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """How the stage is set up. `settings` (for the silences reader) None: silences only via the
+    stage's SilenceSet (tests)."""
+
+    rules_dir: Path
+    signing_key: bytes | None = None
+    reload_interval_ms: int = 2_000
+    settings: Settings | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None, environ: Mapping[str, str] | None = None) -> StageConfig:
+        """Rules directory from settings (VIGIL_RULES_DIR / vigil.yaml rules_dir, default ./rules), the
+        signing key from VIGIL_ACTION_SIGNING_KEY(_FILE) (raises SigningKeyError when unusable)."""
+        from app.rules.signing_key import load_signing_key
+
+        env = os.environ if environ is None else environ
+        rules_dir = settings.rules_dir if settings is not None else Path(env.get("VIGIL_RULES_DIR") or "rules")
+        return cls(rules_dir=Path(rules_dir), signing_key=load_signing_key(env), settings=settings)
+
+
+@dataclass(frozen=True, eq=False)
+class _Version:
+    """One loaded rule set and what is derived from it once."""
+
+    ruleset: RuleSet
+    index: RuleIndex
+    fingerprints: dict[str, str]  # enabled rule -> state fingerprint
+
+
+@dataclass(eq=False)
+class _Partition:
+    """The engine of one partition of `evaluate`, valid for one context and rule set version."""
+
+    ctx: AgentContext
+    version: _Version
+    engine: RuleEngine
+    reload_armed_on: object | None = None  # the ctx.timers the reload timer was scheduled on
+
+
+class _ContextTimers:
+    """TimerService of the partition being processed (the runtime replaces ctx.timers after a rollback)."""
+
+    def __init__(self, ctx: AgentContext) -> None:
+        self.ctx = ctx
+
+    def schedule(self, key: str, at_ms: int, *, kind: str = "wall", payload: Any = None) -> None:
+        self.ctx.timers.schedule(key, at_ms, kind=kind, payload=payload)
+
+    def cancel(self, key: str) -> None:
+        self.ctx.timers.cancel(key)
+
+
+@dataclass(eq=False)
+class RulesStage:
+    """The rules stage: its agents (`agents`), state table, loader, silences and metrics."""
+
+    config: StageConfig
+    registry: AgentRegistry | None = None
+    silences: SilenceSet = field(default_factory=SilenceSet)
+
+    def __post_init__(self) -> None:
+        self.loader = RuleSetLoader(self.config.rules_dir)
+        self.metrics = StageMetrics()
+        self.state = Table(STATE_TABLE, default=None, help="rules stage: trigger state and throttles per group")
+        self._version: _Version | None = None
+        self._checked_ms: int | None = None
+        self._partitions: dict[int, _Partition] = {}
+        self._reader: SilenceReader | None = None
+        self._reader_tried = False
+        if self.config.signing_key is None:
+            log.warning("rules stage: no action signing key (VIGIL_ACTION_SIGNING_KEY or "
+                        "VIGIL_ACTION_SIGNING_KEY_FILE): actions are sent unsigned")
+        self.agents: list[Agent] = self._build_agents()
+
+    # -- agents ---------------------------------------------------------------------------------------
+    def _build_agents(self) -> list[Agent]:
+        reg = self.registry
+
+        @agent("events", name="rules_route_events", registry=reg)
+        def route_events(event: Any, ctx: AgentContext) -> None:
+            """Rules: forward each event to the partition of every rule group it concerns."""
+            if ctx.type_name != ALERT_TYPE:  # transitions are evaluated from `alerts` only
+                self.route(event, ctx.type_name or EVENT_TYPE, ctx)
+
+        @agent("alerts", name="rules_route_alerts", registry=reg)
+        def route_alerts(alert: Any, ctx: AgentContext) -> None:
+            """Rules: forward each status transition to the partition of every status-rule group it concerns."""
+            self.route(alert, ALERT_TYPE, ctx)
+
+        @agent(REPARTITION_TOPIC, name="rules_evaluate", tables=[self.state], registry=reg)
+        def evaluate(record: Any, ctx: AgentContext) -> None:
+            """Rules: evaluate triggers and throttles per group; send actions."""
+            self.evaluate(record, ctx)
+
+        evaluate.on_timer(self.on_timer)
+        return [route_events, route_alerts, evaluate]
+
+    def route(self, record: Any, event_type: str, ctx: AgentContext) -> None:
+        """Forward `record` unchanged (its consumed bytes) once per distinct group key it concerns."""
+        version = self.current(ctx.now_ms())
+        for group_key in version.index.group_keys(record, event_type):
+            ctx.send(REPARTITION_TOPIC, repartition_key(group_key), ctx.raw_value)
+
+    def evaluate(self, record: Any, ctx: AgentContext) -> None:
+        """Run the rules of this record's group; raises (so the runtime dead-letters) on invalid input."""
+        group_key = group_of_repartition_key(ctx.key)
+        engine = self._engine(ctx)
+        if ctx.type_name == ALERT_TYPE:
+            firings = engine.on_transition(record, only_group=group_key)
+        else:
+            firings = engine.on_event(record, ctx.type_name or EVENT_TYPE, only_group=group_key)
+        self._emit(engine.ruleset, firings, ctx)
+
+    def on_timer(self, key: str, payload: Any, ctx: AgentContext) -> None:
+        """A timer of `evaluate` came due: the reload check, or an absence timer of the engine."""
+        if key == RELOAD_TIMER:
+            self._engine(ctx)  # reloads if due and reconciles this partition's state
+            ctx.timers.schedule(RELOAD_TIMER, ctx.now_ms() + self.config.reload_interval_ms, kind="wall")
+            return
+        engine = self._engine(ctx)
+        self._emit(engine.ruleset, engine.on_timer(key, ctx.now_ms(), payload), ctx)
+
+    # -- rule set versions and per-partition engines ------------------------------------------------------
+    def current(self, now_ms: int) -> _Version:
+        """The active rule set, reloading the directory first if the last check is old enough."""
+        self._start_silence_reader()
+        due = self._checked_ms is None or not 0 <= now_ms - self._checked_ms < self.config.reload_interval_ms
+        if due or self._version is None:
+            self._checked_ms = now_ms
+            self._reload()
+        assert self._version is not None
+        return self._version
+
+    def _reload(self) -> None:
+        before = set(self.loader.errors)
+        result = self.loader.reload()
+        errors = set(result.errors)
+        for error in sorted(errors - before):
+            log.warning("rules: %s", error)
+        for error in sorted(before - errors):
+            log.info("rules: fixed: %s", error)
+        self.metrics.errors.set(len(errors))
+        if errors - before:
+            self.metrics.reload_failures.inc()
+        if self._version is not None and result.ruleset is self._version.ruleset:
+            return
+        ruleset = result.ruleset
+        fingerprints = {rule.name: rule.state_fingerprint for rule in ruleset.enabled}
+        self._version = _Version(ruleset, RuleIndex(ruleset), fingerprints)
+        self.metrics.reloads.inc()
+        self.metrics.rules.set(len(ruleset.enabled))
+        log.info("rules: %d active rule(s) from %s%s", len(ruleset.enabled), self.config.rules_dir,
+                 f"; {len(errors)} error(s)" if errors else "")
+
+    def _engine(self, ctx: AgentContext) -> RuleEngine:
+        version = self.current(ctx.now_ms())
+        entry = self._partitions.get(ctx.partition)
+        if entry is None or entry.ctx is not ctx or entry.version is not version:
+            self._reconcile_state(ctx, version)
+            entry = _Partition(ctx, version, RuleEngine(version.ruleset, self.state, _ContextTimers(ctx)))
+            self._partitions[ctx.partition] = entry
+        if entry.reload_armed_on is not ctx.timers:
+            ctx.timers.schedule(RELOAD_TIMER, ctx.now_ms() + self.config.reload_interval_ms, kind="wall")
+            entry.reload_armed_on = ctx.timers
+        return entry.engine
+
+    def _reconcile_state(self, ctx: AgentContext, version: _Version) -> None:
+        """Drop this partition's state of rules whose state fingerprint differs from the one the
+        state was built under (or that are gone), with their timers."""
+        applied = self.state.get(APPLIED_KEY) or {}
+        wanted = version.fingerprints
+        if applied == wanted:
+            return
+        stale = {name for name in {*applied, *wanted} if applied.get(name) != wanted.get(name)}
+        doomed = [key for key, _ in self.state.items() if key.partition("/")[0] in stale]
+        for key in doomed:
+            if key.split("/", 2)[1] in _TIMER_KINDS:
+                ctx.timers.cancel(key)
+            del self.state[key]
+        self.state[APPLIED_KEY] = wanted
+        if doomed:
+            log.info("rules: partition %d: dropped %d state entr(ies) of changed or removed rules",
+                     ctx.partition, len(doomed))
+
+    # -- output ---------------------------------------------------------------------------------------
+    def _emit(self, ruleset: RuleSet, firings: list[Firing], ctx: AgentContext) -> None:
+        now_ms = ctx.now_ms()
+        for firing in firings:
+            rule = ruleset.get(firing.rule)
+            if rule is None:  # cannot happen: an engine only fires rules of its own rule set
+                raise RuntimeError(f"firing of unknown rule {firing.rule!r}")
+            self.metrics.firings.labels(rule.name).inc()
+            for rendered in render_actions(firing, rule):
+                if isinstance(rendered, RenderFailure):
+                    self._render_failed(rendered, firing, ctx)
+                    continue
+                action = self.sign(rendered.to_action())
+                facts = ActionFacts(rule.name, rendered.type, rendered.target, rendered.group_key,
+                                    firing.event, firing.event_type)
+                silence = self.silences.covering(facts, now_ms)
+                if silence is None:
+                    ctx.send(ACTIONS_TOPIC, rendered.target, action)
+                    self.metrics.actions.labels(rule.name).inc()
+                else:
+                    ctx.send(SUPPRESSED_TOPIC, rendered.target, suppressed_record(action, silence, now_ms))
+                    self.metrics.suppressed.labels(rule.name).inc()
+                    log.info("rules: %s %s -> %s suppressed by silence %s (%s)", rule.name, rendered.type,
+                             rendered.target, silence.id, silence.reason)
+
+    def sign(self, action: Action) -> Action:
+        """The action with its HMAC signature (unchanged when no key is configured)."""
+        key = self.config.signing_key
+        if key is None:
+            return action
+        return action.model_copy(update={"signature": sign_action(action.to_record(), key)})
+
+    def _render_failed(self, failure: RenderFailure, firing: Firing, ctx: AgentContext) -> None:
+        log.warning("rules: %s", failure)
+        self.metrics.render_failures.labels(failure.rule).inc()
+        record = {"rule": failure.rule, "action_index": failure.action_index, "type": failure.type,
+                  "group_key": failure.group_key, "trigger_id": failure.trigger_id, "reason": failure.reason,
+                  "event_id": firing.event.get("id"), "trace_id": firing.event.get("trace_id"),
+                  "time": firing.time_ms}
+        ctx.send(ACTIONS_DLQ_TOPIC, failure.rule, record,
+                 headers={"vigil.agent": ctx.agent_name, "vigil.rule": failure.rule,
+                          "vigil.error": str(failure)[:4000]})
+
+    # -- silences and queries -----------------------------------------------------------------------------
+    def _start_silence_reader(self) -> None:
+        if self._reader_tried or self.config.settings is None:
+            return
+        self._reader_tried = True
+        self._reader = SilenceReader(self.config.settings, self.silences).start()
+
+    def close(self) -> None:
+        """Stop the silences reader (if started)."""
+        if self._reader is not None:
+            self._reader.stop()
+            self._reader = None
+
+    def describe(self, now_ms: int) -> dict[str, Any]:
+        """What GET /rules shows: active rules, current errors, silences and counters."""
+        version = self.current(now_ms)
+        rules = [{"name": r.name, "location": r.location, "enabled": r.enabled, "trigger": r.trigger.kind,
+                  "group_by": [ref.key for ref in r.group_by], "throttle_ms": r.throttle_ms,
+                  "actions": [a.type for a in r.actions], "description": r.description}
+                 for r in version.ruleset]
+        return {"rules_dir": str(self.config.rules_dir), "rules": rules,
+                "errors": [str(e) for e in self.loader.errors], "signed": self.config.signing_key is not None,
+                "silences": {"loaded": self.silences.ready.is_set(),
+                             "active": [s.to_dict() for s in self.silences.active(now_ms)]},
+                "counters": self.metrics.snapshot()}
+
+
+def suppressed_record(action: Action, silence: Silence, now_ms: int) -> dict[str, Any]:
+    """The JSON value recorded on actions-suppressed for an action a silence covered."""
+    return {"action": action.to_record(), "time": now_ms,
+            "silence": {"id": silence.id, "reason": silence.reason, "until_ms": silence.until_ms,
+                        "rule": silence.rule, "match": silence.match}}
