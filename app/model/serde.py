@@ -142,6 +142,22 @@ class AvroSerde:
     def decode_typed(self, data: bytes | None, *, topic: str | None = None, partition: int | None = None,
                      offset: int | None = None) -> tuple[str, dict[str, Any]]:
         """Decode one framed message into (record full name, record dict)."""
+        # Fast path (known schema id, well-formed body); anything unusual takes the checked path.
+        if data is not None and len(data) > 5 and data[0] == MAGIC_BYTE:
+            reader = self._readers.get(int.from_bytes(data[1:5], "big"))
+            if reader is not None:
+                buf = io.BytesIO(data)
+                buf.seek(5)
+                try:
+                    record = schemaless_reader(buf, reader.parsed, None)
+                except Exception:
+                    record = None
+                if record is not None and buf.tell() == len(data):
+                    return reader.fullname, record
+        return self._decode_checked(data, topic, partition, offset)
+
+    def _decode_checked(self, data: bytes | None, topic: str | None, partition: int | None,
+                        offset: int | None) -> tuple[str, dict[str, Any]]:
         if data is None:
             raise DecodeError("message has no value (tombstone)", topic=topic, partition=partition, offset=offset)
         try:

@@ -277,10 +277,15 @@ class Engine:
 
     def _run_each(self, ap: _AgentPartition, records: list[InRecord]) -> None:
         agent, ctx = ap.agent, ap.ctx
-        fn, ts_fn, is_async = agent.fn, agent.timestamp or _event_time, agent.is_async
+        fn, ts_fn, is_async = agent.fn, agent.timestamp, agent.is_async
         for r in records:
             v = r.value
-            ts = ts_fn(v, r.timestamp_ms)
+            if ts_fn is None:  # inlined _event_time: this loop runs once per event
+                ts = v.get("time") if type(v) is dict else None
+                if type(ts) is not int:
+                    ts = r.timestamp_ms
+            else:
+                ts = ts_fn(v, r.timestamp_ms)
             ctx.key = r.key
             ctx.offset = r.offset
             ctx.timestamp = ts

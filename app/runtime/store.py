@@ -47,6 +47,8 @@ class PartitionStore:
     # -- mapping API ------------------------------------------------------------------------------
     def get(self, key: str, default: Any = None) -> Any:
         value = self._cache.get(key, MISSING)
+        if value is not MISSING and value is not _DELETED:
+            return value
         if value is MISSING:
             raw = self.backend.get(key.encode())
             value = _DELETED if raw is None else self.codec.decode(raw)

@@ -57,14 +57,17 @@ class Table:
 
     # -- mapping API on the active partition --------------------------------------------------------
     def __getitem__(self, key: str) -> Any:
-        value = self._store().get(key, MISSING)
-        return self._default_value() if value is MISSING else value
+        store = self.active or self._store()
+        value = store.get(key, MISSING)
+        if value is MISSING:
+            return self._default_factory() if self._default_factory is not None else self._default
+        return value
 
     def get(self, key: str, default: Any = None) -> Any:
         return self._store().get(key, default)
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._store()[key] = value
+        (self.active or self._store())[key] = value
 
     def __delitem__(self, key: str) -> None:
         del self._store()[key]

@@ -295,7 +295,10 @@ class Worker:
 
     def _process(self, msgs: list[Message]) -> None:
         decode = self.serde.decode_typed
+        modes = self._decode_mode
+        source = self._source
         groups: dict[tuple[str, int], list[InRecord]] = {}
+        failed: dict[tuple[str, int], int] = {}  # last offset of records that failed to decode
         for msg in msgs:
             err = msg.error()
             if err is not None:
@@ -304,7 +307,7 @@ class Worker:
                 continue
             topic = msg.topic()
             raw = msg.value()
-            mode = self._decode_mode[self._source[topic]]
+            mode = modes[source[topic]]
             try:
                 if mode == "avro":
                     type_name, value = decode(raw)
@@ -314,21 +317,21 @@ class Worker:
                     type_name, value = None, raw
             except (DecodeError, orjson.JSONDecodeError) as exc:
                 self._decode_failed(msg, exc)
+                failed[(topic, msg.partition())] = msg.offset()
                 continue
             k = msg.key()
-            group = groups.get((topic, msg.partition()))
+            tp = (topic, msg.partition())
+            group = groups.get(tp)
             if group is None:
-                group = groups[(topic, msg.partition())] = []
+                group = groups[tp] = []
             group.append(InRecord(k.decode(errors="replace") if k is not None else None, value, msg.offset(),
                                   msg.timestamp()[1], type_name, raw, k))
         for (topic, partition), records in groups.items():
-            self.engine.process(self._source[topic], partition, records)
+            self.engine.process(source[topic], partition, records)
             self._offsets[(topic, partition)] = records[-1].offset + 1
-        for msg in msgs:  # also count offsets of records that failed to decode
-            if msg.error() is None:
-                key = (msg.topic(), msg.partition())
-                if msg.offset() + 1 > self._offsets.get(key, -1):
-                    self._offsets[key] = msg.offset() + 1
+        for tp, offset in failed.items():
+            if offset + 1 > self._offsets.get(tp, -1):
+                self._offsets[tp] = offset + 1
         self._flush_engine()
 
     def _decode_failed(self, msg: Message, exc: Exception) -> None:
