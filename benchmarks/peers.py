@@ -54,43 +54,12 @@ def quix_eps(settings: Settings, topic: str, events: int) -> float:
     return events / (marks["last"] - marks["first"])
 
 
-FAUST_APP = '''
-import json, os, sys, time
-import faust
-sys.path.insert(0, os.environ["VIGIL_REPO"])
-from app.interop.faust import register_codecs
-
-register_codecs(os.environ["VIGIL_REGISTRY"])
-N = int(os.environ["BENCH_EVENTS"])
-app = faust.App(os.environ["BENCH_APP_ID"], broker="kafka://" + os.environ["VIGIL_BOOTSTRAP"],
-                store="rocksdb://", datadir=os.environ["BENCH_DATADIR"], topic_partitions=int(os.environ["BENCH_PARTITIONS"]),
-                consumer_auto_offset_reset="earliest", web_enabled=False)
-topic = app.topic(os.environ["BENCH_TOPIC"], key_type=str, value_serializer="vigil")
-sums = app.Table("sums", default=float, partitions=int(os.environ["BENCH_PARTITIONS"]))
-marks = {"n": 0, "first": 0.0}
-
-@app.agent(topic)
-async def summer(stream):
-    async for key, event in stream.items():
-        sums[key] += event["metrics"].get("load1", 0.0)
-        marks["n"] += 1
-        if marks["n"] == 1:
-            marks["first"] = time.perf_counter()
-        elif marks["n"] >= N:
-            with open(os.environ["BENCH_RESULT"], "w") as fh:
-                json.dump({"eps": N / (time.perf_counter() - marks["first"])}, fh)
-            os._exit(0)
-
-if __name__ == "__main__":
-    app.main()
-'''
 
 
 def faust_eps(settings: Settings, topic: str, events: int, *, partitions: int = 6, timeout_s: float = 900) -> float:
     """faust-streaming agent + RocksDB table, decoding with Vigil's faust codec."""
     with tempfile.TemporaryDirectory(prefix="faust-bench-") as tmp:
-        app_file = Path(tmp) / "faust_bench_app.py"
-        app_file.write_text(FAUST_APP)
+        app_file = Path(__file__).with_name("faust_sum_app.py")
         result = Path(tmp) / "result.json"
         env = {**os.environ, "VIGIL_REPO": str(REPO), "VIGIL_REGISTRY": settings.schema_registry_url,
                "VIGIL_BOOTSTRAP": settings.kafka_bootstrap, "BENCH_EVENTS": str(events),
