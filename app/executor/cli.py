@@ -1,0 +1,118 @@
+"""`vigil executor`: consume `actions`, run plugins, publish `action-results`, until SIGTERM/SIGINT.
+
+The executor's file option is `-c/--executor-config` (env VIGIL_EXECUTOR_CONFIG): `--config` is
+the global option of every vigil command (the settings file) and is taken by the main CLI.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from app.cli import CliContext, pass_cli
+from app.config import ConfigError
+from app.executor.agent import build_executor_agent
+from app.executor.config import ExecutorConfig, load_executor_config
+from app.executor.plugin import PluginRegistry, default_plugins
+from app.executor.plugins import load_builtin_plugins
+from app.executor.runner import CheckpointFailed
+from app.runtime.agent import load_plugins
+from app.runtime.worker import Guarantee, Worker, WorkerOptions
+
+__all__ = ["DEFAULT_CONFIG", "executor_command", "signing_key_loader"]
+
+DEFAULT_CONFIG = Path("executor.yaml")
+
+
+def signing_key_loader() -> Callable[[], bytes | None]:
+    """The rules stage's key loader when it exists (one definition of where the key lives),
+    else the executor's identical stand-in."""
+    try:
+        module = importlib.import_module("app.rules.signing_key")
+    except ModuleNotFoundError as exc:
+        if exc.name != "app.rules.signing_key":
+            raise
+        module = importlib.import_module("app.executor.signing_key")
+    return module.load_signing_key  # type: ignore[no-any-return]
+
+
+def _load(config_path: Path | None, plugins: tuple[str, ...]) -> tuple[ExecutorConfig, PluginRegistry]:
+    if config_path is None and DEFAULT_CONFIG.is_file():
+        config_path = DEFAULT_CONFIG
+    try:
+        config = load_executor_config(config_path)
+        load_builtin_plugins()
+        load_plugins([*config.plugins, *plugins])
+    except (ConfigError, ImportError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    return config, default_plugins
+
+
+def _listen(http_listen: str) -> tuple[str | None, int | None]:
+    if not http_listen:
+        return None, None
+    host, _, port = http_listen.rpartition(":")
+    if not port.isdigit():
+        raise click.BadParameter(f"{http_listen!r}: expected HOST:PORT", param_hint="--http")
+    return host or "127.0.0.1", int(port)
+
+
+def _summary(config: ExecutorConfig, plugins: PluginRegistry, key: bytes | None) -> str:
+    names = ", ".join(f"{n}{' (idempotent)' if (s := plugins.get(n)) and s.idempotent else ''}"
+                      for n in plugins.names())
+    smtp = f"{config.smtp.host}:{config.smtp.port}" if config.smtp else "none"
+    return (f"plugins: {names}\ncommands: {', '.join(sorted(config.commands)) or 'none'}\nsmtp: {smtp}\n"
+            f"signatures: {'required (key loaded)' if key else 'not checked (no key)'}\n"
+            f"concurrency {config.concurrency}, per target {config.per_target_concurrency}, "
+            f"splay {config.splay_ms} ms, batch {config.batch_size}, attempts {config.retries.max_attempts}")
+
+
+@click.command("executor")
+@click.option("-c", "--executor-config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="VIGIL_EXECUTOR_CONFIG", help="executor.yaml (default: ./executor.yaml if present, else defaults)")
+@click.option("--plugins", multiple=True, metavar="MODULE", help="module with @action plugins (repeatable)")
+@click.option("--guarantee", type=click.Choice([g.value for g in Guarantee]), default=Guarantee.EXACTLY_ONCE.value,
+              show_default=True, help="exactly_once: exactly one result per action id, even across crashes")
+@click.option("--app-id", default="vigil-executor", show_default=True, help="consumer group and changelog prefix")
+@click.option("--instance-id", help="stable id of this executor (transactional id, state dir); default: host name")
+@click.option("--http", "http_listen", default="127.0.0.1:8089", show_default=True,
+              help="HOST:PORT for /healthz and /metrics ('' disables)")
+@click.option("--commit-interval-ms", type=int, help="default: 100 (exactly-once) / 1000 (at-least-once)")
+@click.option("--check", is_flag=True, help="validate the config and plugins, print a summary and exit")
+@click.option("--log-level", default="INFO", show_default=True)
+@pass_cli
+def executor_command(cli: CliContext, config_path: Path | None, plugins: tuple[str, ...], guarantee: str,
+                     app_id: str, instance_id: str | None, http_listen: str, commit_interval_ms: int | None,
+                     check: bool, log_level: str) -> None:
+    """Run actions from `actions` once each; publish one ActionResult per action."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config, registry = _load(config_path, plugins)
+    try:
+        key = signing_key_loader()()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if key is None and config.require_signature:
+        raise click.ClickException("require_signature is set but no signing key is configured: set "
+                                   "VIGIL_ACTION_SIGNING_KEY or VIGIL_ACTION_SIGNING_KEY_FILE")
+    if check:
+        click.echo(_summary(config, registry, key))
+        return
+    host, port = _listen(http_listen)
+    agent = build_executor_agent(config, plugins=registry, signing_key=key)
+    options = WorkerOptions(app_id=app_id, guarantee=Guarantee(guarantee), instance_id=instance_id,
+                            commit_interval_ms=commit_interval_ms, max_batch=config.batch_size,
+                            http_host=host or "127.0.0.1", http_port=port)
+    worker = Worker(cli.settings, [agent], options)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.stop())
+    click.echo(f"executor {worker.instance_id}: {guarantee}; http {http_listen or 'off'}\n"
+               f"{_summary(config, registry, key)}", err=True)
+    try:
+        worker.run()
+    except CheckpointFailed as exc:
+        raise click.ClickException(f"stopped: {exc}") from exc

@@ -1,0 +1,315 @@
+"""Running one action: check it, consult the ledger, run the plugin with timeouts and retries,
+and publish exactly one result. Used by the executor agent (agent.py) inside an agent call.
+
+Per action, in order:
+    1. not a vigil.Action                  -> REJECTED (dead-lettered; the ledger is not touched)
+    2. signature missing/wrong (key set)   -> REJECTED (dead-lettered; the ledger is not touched,
+                                              so a forged record cannot claim a real action's id)
+    3. ledger: finished / running now      -> DUPLICATE (informational; never run again)
+               started, not idempotent     -> FAILED "interrupted" (dead-lettered; not re-run)
+    4. unknown type, bad params            -> REJECTED (dead-lettered)
+    5. past its deadline                   -> EXPIRED (checked again just before each attempt)
+    6. ledger[id] = started, commit        -> only then the plugin runs
+    7. attempts with backoff               -> SUCCEEDED | FAILED | TIMED_OUT | REJECTED
+                                              (anything but SUCCEEDED is dead-lettered)
+    8. ledger[id] = finished + the result  -> committed together
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from app.executor.config import ExecutorConfig
+from app.executor.ledger import Decision, decide, finished_entry, started_entry
+from app.executor.plugin import (
+    ActionCall,
+    ActionFailed,
+    ActionRejected,
+    ActionTimedOut,
+    PendingSend,
+    PluginRegistry,
+    PluginSpec,
+)
+from app.executor.policy import backoff_s, expired, should_retry, truncate
+from app.model.events import Action, ActionResult, ResultStatus
+from app.model.ids import deterministic_id, new_id
+from app.model.signing import verify_action
+from app.runtime.context import AgentContext
+from app.runtime.tables import Table
+
+__all__ = ["DLQ_TOPIC", "RESULTS_TOPIC", "ActionRunner", "BatchState", "CheckpointFailed", "GroupCheckpoint"]
+
+log = logging.getLogger(__name__)
+
+RESULTS_TOPIC = "action-results"
+DLQ_TOPIC = "actions-dlq"
+#: A plugin that enforces its own time limit gets this long beyond it to report (with its output)
+#: before the executor stops waiting.
+_GRACE_S = 1.0
+
+
+class CheckpointFailed(BaseException):
+    """ctx.checkpoint() failed, so "started" is not durable and nothing may run. A BaseException
+    on purpose: the runtime rolls back and re-runs records for ordinary exceptions, which must not
+    happen to actions; this one stops the executor (its supervisor restarts it)."""
+
+
+class GroupCheckpoint:
+    """`await durable()`: one ctx.checkpoint() (a commit) shared by every action that asks for it
+    in the same event-loop turn, so concurrent starts cost one commit rather than one each."""
+
+    def __init__(self, checkpoint: Callable[[], None]) -> None:
+        self._checkpoint = checkpoint
+        self._waiting: asyncio.Future[None] | None = None
+
+    async def __call__(self) -> None:
+        if self._waiting is None:
+            loop = asyncio.get_running_loop()
+            self._waiting = loop.create_future()
+            loop.call_soon(self._commit)
+        await asyncio.shield(self._waiting)
+
+    def _commit(self) -> None:
+        waiting, self._waiting = self._waiting, None
+        assert waiting is not None
+        try:
+            self._checkpoint()
+        except Exception as exc:
+            failed = CheckpointFailed(f"cannot make 'started' durable, not running actions: {exc}")
+            failed.__cause__ = exc
+            waiting.set_exception(failed)
+        else:
+            waiting.set_result(None)
+
+
+@dataclass
+class BatchState:
+    """What the actions of one agent call share."""
+
+    slots: asyncio.Semaphore
+    durable: Callable[[], Awaitable[None]]
+    running: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Outcome:
+    status: ResultStatus
+    output: str = ""
+    error: str = ""
+    retryable: bool = True
+    sends: list[PendingSend] = field(default_factory=list)
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return json.dumps(value, default=str, separators=(",", ":"))
+
+
+def parse_params(text: str) -> dict[str, Any]:
+    """An action's params (a JSON object string); ValueError saying what is wrong."""
+    try:
+        params = json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"params are not valid JSON: {exc}") from None
+    if not isinstance(params, dict):
+        raise ValueError(f"params must be a JSON object, got {type(params).__name__}")
+    return params
+
+
+class ActionRunner:
+    """Runs actions for the executor agent (state: the ledger table of the active partition)."""
+
+    def __init__(self, config: ExecutorConfig, plugins: PluginRegistry, ledger: Table,
+                 signing_key: bytes | None, *, rng: random.Random | None = None) -> None:
+        self.config = config
+        self.plugins = plugins
+        self.ledger = ledger
+        self.signing_key = signing_key
+        self.rng = rng or random.Random()
+
+    # -- entry point ------------------------------------------------------------------------------
+    async def handle(self, value: Any, ctx: AgentContext, batch: BatchState) -> None:
+        """Process one consumed record; publishes its result (never raises an Exception)."""
+        try:
+            action = Action.from_record(value)
+            if not action.id:
+                raise ValueError("id is empty")
+        except (ValidationError, ValueError, TypeError, AttributeError) as exc:
+            self._reject_malformed(value, ctx, exc)
+            return
+        try:
+            await self._handle(action, value, ctx, batch)
+        except Exception as exc:  # a bug here must not roll back (and so re-run) the whole batch
+            log.exception("executor error on action %s", action.id)
+            self._finish(ctx, action, ResultStatus.FAILED, error=f"executor error: {type(exc).__name__}: {exc}",
+                         dlq=True)
+
+    async def _handle(self, action: Action, value: dict[str, Any], ctx: AgentContext, batch: BatchState) -> None:
+        if self.signing_key is not None and not verify_action(value, self.signing_key):
+            why = "has no signature" if not action.signature else "has a wrong signature"
+            self._finish(ctx, action, ResultStatus.REJECTED, record=False, dlq=True,
+                         error=f"action {why}: this executor only runs actions signed with the shared key")
+            return
+        spec = self.plugins.get(action.type)
+        entry = self.ledger.get(action.id)
+        decision = decide(entry, idempotent=spec is not None and spec.idempotent,
+                          running_here=action.id in batch.running)
+        if decision is Decision.DUPLICATE:
+            self._duplicate(ctx, action, entry)
+            return
+        if decision is Decision.INTERRUPTED:
+            assert entry is not None
+            self._finish(ctx, action, ResultStatus.FAILED, attempts=entry.get("attempts", 1),
+                         started_ms=entry.get("started_ms"), dlq=True,
+                         error=f"interrupted: the executor stopped while this action was running; not re-run "
+                               f"because plugin {action.type!r} is not idempotent (it may or may not have "
+                               f"taken effect)")
+            return
+        if spec is None:
+            self._finish(ctx, action, ResultStatus.REJECTED, dlq=True,
+                         error=f"unknown action type {action.type!r} (plugins: {', '.join(self.plugins.names())})")
+            return
+        try:
+            params = parse_params(action.params)
+        except ValueError as exc:
+            self._finish(ctx, action, ResultStatus.REJECTED, error=str(exc), dlq=True)
+            return
+        if expired(action.deadline, ctx.now_ms()):
+            self._expired(ctx, action)
+            return
+        batch.running.add(action.id)
+        try:
+            await self._run(action, spec, params, entry if decision is Decision.RESUME else None, ctx, batch)
+        finally:
+            batch.running.discard(action.id)
+
+    # -- running ----------------------------------------------------------------------------------
+    async def _run(self, action: Action, spec: PluginSpec, params: dict[str, Any], resumed: dict[str, Any] | None,
+                   ctx: AgentContext, batch: BatchState) -> None:
+        if self.config.splay_ms:
+            await asyncio.sleep(self.rng.uniform(0, self.config.splay_ms / 1000))
+        # A resumed action (idempotent, interrupted by a crash) repeats the interrupted attempt.
+        attempt = int(resumed.get("attempts", 1)) if resumed else 1
+        started_ms: int | None = resumed.get("started_ms") if resumed else None
+        outcome: _Outcome | None = None
+        while True:
+            async with batch.slots:
+                now = ctx.now_ms()
+                if expired(action.deadline, now):
+                    if outcome is None:
+                        self._expired(ctx, action)
+                        return
+                    outcome.error += " (deadline passed: not retried)"
+                    break
+                if started_ms is None:
+                    started_ms = now
+                self.ledger[action.id] = started_entry(attempts=attempt, started_ms=started_ms, now_ms=now)
+                if outcome is None:
+                    await batch.durable()  # "started" is durable before the first side effect
+                outcome = await self._attempt(action, spec, params, attempt)
+            if outcome.status is ResultStatus.SUCCEEDED or not should_retry(
+                    outcome.status, retryable=outcome.retryable, idempotent=spec.idempotent, attempt=attempt,
+                    retry=self.config.retries):
+                break
+            delay_s = backoff_s(self.config.retries, attempt)
+            log.info("action %s attempt %d %s (%s); retrying in %.1fs", action.id, attempt, outcome.status.value,
+                     outcome.error, delay_s)
+            await asyncio.sleep(delay_s)
+            attempt += 1
+        for s in outcome.sends if outcome.status is ResultStatus.SUCCEEDED else ():
+            ctx.send(s.topic, s.key, s.value, schema=s.schema, headers=s.headers)
+        self._finish(ctx, action, outcome.status, attempts=attempt, started_ms=started_ms, output=outcome.output,
+                     error=outcome.error, dlq=outcome.status is not ResultStatus.SUCCEEDED)
+
+    async def _attempt(self, action: Action, spec: PluginSpec, params: dict[str, Any], attempt: int) -> _Outcome:
+        timeout_s = self.config.timeout_s(spec.name)
+        call = ActionCall(action=action, params=params, attempt=attempt, timeout_s=timeout_s, config=self.config,
+                          settings=dict(self.config.plugin_settings.get(spec.name, {})))
+        try:
+            result = await asyncio.wait_for(spec.run(call), timeout_s + _GRACE_S)
+        except ActionRejected as exc:
+            return _Outcome(ResultStatus.REJECTED, error=str(exc), retryable=False)
+        except ActionTimedOut as exc:
+            return _Outcome(ResultStatus.TIMED_OUT, output=exc.output, error=str(exc))
+        except ActionFailed as exc:
+            return _Outcome(ResultStatus.FAILED, output=exc.output, error=str(exc), retryable=exc.retryable)
+        except TimeoutError as exc:  # ours (wait_for) or the plugin's own I/O timeout
+            return _Outcome(ResultStatus.TIMED_OUT, error=str(exc) or f"no result within {timeout_s:g}s")
+        except Exception as exc:
+            log.warning("action %s: plugin %s raised %s: %s", action.id, spec.name, type(exc).__name__, exc)
+            return _Outcome(ResultStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        return _Outcome(ResultStatus.SUCCEEDED, output=_as_text(result), sends=call.sends)
+
+    # -- results ----------------------------------------------------------------------------------
+    def _result(self, action: Action, status: ResultStatus, *, result_id: str, now_ms: int, attempts: int,
+                started_ms: int | None, output: str, error: str) -> ActionResult:
+        limit = self.config.max_output_bytes
+        return ActionResult(id=result_id, action_id=action.id, time=now_ms, status=status, rule=action.rule,
+                            type=action.type, target=action.target, attempts=attempts, started=started_ms,
+                            finished=now_ms if started_ms is not None else None, output=truncate(output, limit),
+                            error=truncate(error, limit), trace_id=action.trace_id)
+
+    def _finish(self, ctx: AgentContext, action: Action, status: ResultStatus, *, attempts: int = 0,
+                started_ms: int | None = None, output: str = "", error: str = "", record: bool = True,
+                dlq: bool = False) -> None:
+        """Publish the action's one (non-DUPLICATE) result; mark it finished; dead-letter failures."""
+        now = ctx.now_ms()
+        if record:
+            self.ledger[action.id] = finished_entry(status=status.value, attempts=attempts, started_ms=started_ms,
+                                                    now_ms=now)
+        # Deterministic, so a result published twice (only possible at-least-once) is recognisable.
+        result = self._result(action, status, result_id=deterministic_id("action-result", action.id), now_ms=now,
+                              attempts=attempts, started_ms=started_ms, output=output, error=error)
+        ctx.send(RESULTS_TOPIC, action.target, result)
+        if dlq:
+            ctx.send(DLQ_TOPIC, action.target, action.to_record(), schema=Action.avro_name, headers={
+                "vigil.agent": "executor", "vigil.status": status.value, "vigil.action_id": action.id,
+                "vigil.attempts": str(attempts), "vigil.error": truncate(error, 4000)})
+        level = logging.INFO if status is ResultStatus.SUCCEEDED else logging.WARNING
+        log.log(level, "action %s (%s on %s, rule %s): %s after %d attempt(s)%s", action.id, action.type,
+                action.target, action.rule, status.value, attempts, f": {error[:300]}" if error else "")
+
+    def _duplicate(self, ctx: AgentContext, action: Action, entry: dict[str, Any] | None) -> None:
+        if entry is None or entry.get("state") != "finished":
+            why = "is running now (the same id twice in one batch)"
+        else:
+            why = f"already finished ({entry.get('status')}) at {entry.get('finished_ms')}"
+        result = self._result(action, ResultStatus.DUPLICATE, result_id=new_id(), now_ms=ctx.now_ms(), attempts=0,
+                              started_ms=None, output="", error=f"action id {action.id} {why}: not run again")
+        ctx.send(RESULTS_TOPIC, action.target, result)
+        log.info("action %s: DUPLICATE (%s)", action.id, why)
+
+    def _expired(self, ctx: AgentContext, action: Action) -> None:
+        late_ms = ctx.now_ms() - (action.deadline or 0)
+        self._finish(ctx, action, ResultStatus.EXPIRED, error=f"deadline passed {late_ms} ms ago: not run")
+
+    def _reject_malformed(self, value: Any, ctx: AgentContext, exc: Exception) -> None:
+        fields = value if isinstance(value, dict) else {}
+
+        def text(name: str) -> str:
+            v = fields.get(name)
+            return v if isinstance(v, str) else ""
+
+        reason = f"not a valid vigil.Action: {exc}"
+        result = ActionResult(id=new_id(), action_id=text("id"), time=ctx.now_ms(), status=ResultStatus.REJECTED,
+                              rule=text("rule"), type=text("type"), target=text("target"), attempts=0,
+                              error=truncate(reason, self.config.max_output_bytes))
+        ctx.send(RESULTS_TOPIC, text("target") or None, result)
+        raw = json.dumps(value, default=repr).encode()  # it may not fit the Action schema: keep it as JSON
+        ctx.send(DLQ_TOPIC, text("target") or None, raw, headers={"vigil.agent": "executor",
+                                                                    "vigil.status": "REJECTED",
+                                                                    "vigil.error": truncate(reason, 4000)})
+        log.warning("rejected a record on actions: %s", reason)
