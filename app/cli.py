@@ -31,9 +31,11 @@ LAZY_COMMANDS: dict[str, str] = {
     "rules": "app.rules.cli:rules_group",
     "bridge": "app.bridges.cli:bridge_group",
     "worker": "app.runtime.cli:worker_command",
+    "beacon": "app.beacons.cli:beacon_group",
 }
 
-_GLOBAL_OPTIONS = ("--config", "--bootstrap", "--registry")
+# Hoisted from anywhere on the line. Not --config: subcommands have their own (beacon run --config).
+_GLOBAL_OPTIONS = ("--bootstrap", "--registry")
 
 
 @dataclass

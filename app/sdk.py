@@ -11,7 +11,7 @@ from __future__ import annotations
 import atexit
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,9 @@ from app.registry.client import RegistryClient, RegistryError
 __all__ = ["EmitError", "Emitter", "TailedEvent", "emit", "emit_typed", "tail_events"]
 
 EVENTS_TOPIC = "events"
+
+#: confluent-kafka delivery callback: (error or None, message)
+DeliveryCallback = Callable[[KafkaError | None, Message], None]
 
 
 class EmitError(Exception):
@@ -51,20 +54,27 @@ class Emitter:
         if err is not None:
             self._errors.append(f"delivery to {msg.topic()} failed: {err.str()}")
 
-    def _produce(self, key: str, value: bytes, wait: bool) -> None:
+    def _produce(self, key: str, value: bytes, wait: bool, on_delivery: DeliveryCallback | None = None) -> None:
+        callback = self._on_delivery
+        if on_delivery is not None:
+            def callback(err: KafkaError | None, msg: Message) -> None:
+                self._on_delivery(err, msg)
+                on_delivery(err, msg)
         try:
-            self.producer.produce(self.topic, value=value, key=key.encode(), on_delivery=self._on_delivery)
+            self.producer.produce(self.topic, value=value, key=key.encode(), on_delivery=callback)
         except (KafkaException, BufferError) as exc:
             raise EmitError(f"cannot produce to {self.topic}: {exc}") from exc
         self.producer.poll(0)
         if wait:
             self.flush()
 
-    def emit(self, event: Event | None = None, /, *, wait: bool = True, **fields: Any) -> str:
-        """Produce a vigil.Event (given, or built from keyword fields); returns its id."""
+    def emit(self, event: Event | None = None, /, *, wait: bool = True, on_delivery: DeliveryCallback | None = None,
+             **fields: Any) -> str:
+        """Produce a vigil.Event (given, or built from keyword fields); returns its id.
+        `on_delivery(err, msg)` is called for this event once Kafka acknowledged it (or failed)."""
         ev = event if event is not None else Event(**fields)
         value = self.serde.encode(ev.to_record(), builtin_schema(Event.avro_name))
-        self._produce(ev.key, value, wait)
+        self._produce(ev.key, value, wait, on_delivery)
         return ev.id
 
     def schema_for(self, fullname: str) -> SchemaFile:
@@ -81,7 +91,8 @@ class Emitter:
             schema = self._types[fullname] = parse_schema_text(latest.schema, where=f"registry {fullname}")
         return schema
 
-    def emit_typed(self, fullname: str, record: dict[str, Any], *, wait: bool = True) -> str:
+    def emit_typed(self, fullname: str, record: dict[str, Any], *, wait: bool = True,
+                   on_delivery: DeliveryCallback | None = None) -> str:
         """Produce a record of any registered type that has subject, name and time; returns its id
         (the record's `id` field if it has one, else a new id used only for this call's answer)."""
         schema = self.schema_for(fullname)
@@ -99,7 +110,7 @@ class Emitter:
             value = self.serde.encode(rec, schema)
         except EncodeError as exc:
             raise EmitError(str(exc)) from exc
-        self._produce(event_key(str(rec["subject"]), str(rec["name"])), value, wait)
+        self._produce(event_key(str(rec["subject"]), str(rec["name"])), value, wait, on_delivery)
         return str(rec.get("id") or new_id())
 
     def flush(self, timeout_s: float = 30.0) -> None:
