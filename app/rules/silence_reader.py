@@ -18,13 +18,12 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from app.bus.clients import make_consumer
 from app.config import Settings
 from app.rules.silences import SilenceSet
+from app.rules.topics import SILENCES_TOPIC
 
 __all__ = ["SILENCES_TOPIC", "SilenceReader", "read_silences"]
 
 log = logging.getLogger(__name__)
 
-#: Logical name of the silences topic (compacted; key = silence id).
-SILENCES_TOPIC: Final = "silences"
 _RETRY_S: Final = 5.0
 
 

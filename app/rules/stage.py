@@ -40,6 +40,7 @@ from app.rules.loader import RuleSet, RuleSetLoader
 from app.rules.silence_reader import SilenceReader
 from app.rules.silences import ActionFacts, Silence, SilenceSet
 from app.rules.stage_metrics import StageMetrics
+from app.rules.topics import ACTIONS_DLQ_TOPIC, ACTIONS_TOPIC, REPARTITION_TOPIC, SUPPRESSED_TOPIC
 from app.rules.triggers import Trigger
 from app.runtime.agent import Agent, AgentRegistry, agent
 from app.runtime.context import AgentContext
@@ -60,10 +61,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-REPARTITION_TOPIC: Final = "rules-repartition"
-ACTIONS_TOPIC: Final = "actions"
-ACTIONS_DLQ_TOPIC: Final = "actions-dlq"
-SUPPRESSED_TOPIC: Final = "actions-suppressed"
 STATE_TABLE: Final = "rules_state"
 #: Rule names start with a letter or digit, so these never clash with "<rule>/<part>/<group>" keys.
 RELOAD_TIMER: Final = "__reload__"
