@@ -94,11 +94,20 @@ class KafkaEventSink:
             self._count_failure(f"dead letter from {source} not queued: {exc}")
 
     def flush(self) -> None:
-        """Wait for everything queued; SinkUnavailable if Kafka did not take it all in time."""
+        """Wait for everything queued; SinkUnavailable if some of it is still not acknowledged after
+        `flush_timeout_s`, or could not be delivered (failures reported before this call are not
+        repeated: they were answered and counted then)."""
+        with self._lock:
+            failed_before = self.failed
         try:
             self.emitter.flush(self.flush_timeout_s)
         except EmitError as exc:
             raise SinkUnavailable(str(exc)) from exc
+        with self._lock:
+            failed = self.failed - failed_before
+        if failed:
+            raise SinkUnavailable(f"{failed} record(s) could not be delivered to Kafka at "
+                                  f"{self.emitter.settings.kafka_bootstrap} (see the log)")
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -107,6 +116,8 @@ class KafkaEventSink:
         answer, or the topics are missing (rather than failing every event later)."""
         try:
             self.emitter.serde.writer(self._event_schema)
+        except RegistryUnavailable as exc:  # its message names the registry and the cause
+            raise SinkUnavailable(f"cannot register {self._event_schema.fullname}: {exc.message}") from exc
         except RegistryError as exc:
             raise SinkUnavailable(f"cannot register {self._event_schema.fullname} with the schema registry at "
                                   f"{self.emitter.settings.schema_registry_url}: {exc}") from exc

@@ -46,8 +46,13 @@ async def wait_until(predicate: Callable[[], bool], *, sink: MemorySink, timeout
     something or a bridge logs (drops are logged); fail after `timeout_s` (a deadline, not a
     timing assertion)."""
     changed = asyncio.Event()
-    sink.listeners.append(changed.set)
-    handler = _WakeOnLog(changed.set)
+    loop = asyncio.get_running_loop()
+
+    def wake() -> None:  # sinks and loggers may be called from worker threads (the HTTP bridge sends there)
+        loop.call_soon_threadsafe(changed.set)
+
+    sink.listeners.append(wake)
+    handler = _WakeOnLog(wake)
     logging.getLogger("app.bridges").addHandler(handler)
     try:
         async with asyncio.timeout(timeout_s):
@@ -59,5 +64,5 @@ async def wait_until(predicate: Callable[[], bool], *, sink: MemorySink, timeout
     except TimeoutError:
         raise AssertionError(f"condition not met within {timeout_s}s; sink has {len(sink.events)} events") from None
     finally:
-        sink.listeners.remove(changed.set)
+        sink.listeners.remove(wake)
         logging.getLogger("app.bridges").removeHandler(handler)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 
 import aiohttp
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 
 from app.bridges.cli import make_bridge_group, serve_http, serve_syslog
 from app.bridges.config import BridgeConfig
-from app.bridges.sink import MemorySink
+from app.bridges.sink import MemorySink, SinkUnavailable
 from app.config import Settings
 
 from .support import wait_until
@@ -104,3 +105,30 @@ def test_settings__come_from_the_main_cli_context_object() -> None:
     result = CliRunner().invoke(make_bridge_group(factory), ["syslog"], obj=MainCliContext())
     assert "stop here" in result.output
     assert seen == [settings]
+
+
+def test_commands__take_a_log_level() -> None:
+    for command in ("http", "syslog"):
+        result = CliRunner().invoke(make_bridge_group(lambda settings: MemorySink()), [command, "--help"])
+        assert "--log-level" in result.output
+
+
+def test_kafka_sink_that_cannot_start__is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import app.bridges.kafka_sink as kafka_sink
+
+    def refuse(settings: Settings) -> MemorySink:
+        raise SinkUnavailable("topic events does not exist: run `vigil topics apply`")
+
+    monkeypatch.setattr(kafka_sink, "make_sink", refuse)
+    result = CliRunner().invoke(make_bridge_group(), ["http", "--listen", "127.0.0.1:0"], obj=Settings())
+    assert result.exit_code == 1
+    assert "cannot start the bridge: topic events does not exist: run `vigil topics apply`" in result.output
+
+
+def test_address_in_use__is_a_one_line_error() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(make_bridge_group(lambda settings: MemorySink()),
+                                    ["syslog", "--listen", f"tcp://127.0.0.1:{port}"], obj=Settings())
+    assert result.exit_code == 1
+    assert "cannot listen:" in result.output and "Traceback" not in result.output

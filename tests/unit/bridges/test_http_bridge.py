@@ -16,11 +16,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from app.bridges.config import BridgeConfig
 from app.bridges.http import make_http_app
 from app.bridges.parsers.github import github_signature
-from app.bridges.sink import DeliveryCallback, MemorySink, SinkUnavailable
+from app.bridges.sink import MAX_DEAD_LETTER_BYTES, DeliveryCallback, MemorySink, SinkUnavailable
 from app.model.events import Event
 from app.model.schemas import parse_schema_text
 
-from .support import data_bytes
+from .support import data_bytes, wait_until
 
 DEPLOY = parse_schema_text(
     '{"type": "record", "name": "Deploy", "namespace": "acme", "fields": ['
@@ -297,3 +297,105 @@ def test_app_cleanup__flushes_the_sink() -> None:
     sink = MemorySink()
     _run(scenario, sink=sink)
     assert sink.flushes == 1
+
+
+class _HoldingSink(MemorySink):
+    """Keeps every record's delivery report until the test calls `release` (as Kafka acks later)."""
+
+    def __init__(self) -> None:
+        super().__init__({DEPLOY.fullname: DEPLOY})
+        self.held: list[DeliveryCallback] = []
+
+    def send(self, event: Event, *, on_delivery: DeliveryCallback | None = None) -> None:
+        if on_delivery is not None:
+            self.held.append(on_delivery)
+        super().send(event)
+
+    def release(self, error: str | None = None) -> None:
+        held, self.held = self.held, []
+        for report in held:
+            report(error)
+
+
+def test_2xx__is_answered_only_once_every_event_was_delivered() -> None:
+    async def scenario(client: TestClient, sink: MemorySink) -> None:
+        assert isinstance(sink, _HoldingSink)
+        response_task = asyncio.create_task(_post_json(client, "/v1/events", [EVENT, EVENT]))
+        await wait_until(lambda: len(sink.held) == 2, sink=sink)
+        assert not response_task.done()  # the handler waits for the acknowledgements
+        # Reports come from the sink's own thread in real life.
+        await asyncio.get_running_loop().run_in_executor(None, sink.release)
+        response = await response_task
+        assert (response.status, await response.json()) == (202, {"accepted": 2})
+    _run(scenario, sink=_HoldingSink())
+
+
+def test_delivery_failure__is_a_503_saying_how_many_arrived() -> None:
+    async def scenario(client: TestClient, sink: MemorySink) -> None:
+        assert isinstance(sink, _HoldingSink)
+        response_task = asyncio.create_task(_post_json(client, "/v1/events", EVENT))
+        await wait_until(lambda: len(sink.held) == 1, sink=sink)
+        sink.release("delivery to events failed: Local: Message timed out")
+        response = await response_task
+        body = await response.json()
+        assert (response.status, body["accepted"]) == (503, 0)
+        assert body["error"] == ("1 of 1 event(s) could not be delivered to Kafka: "
+                                 "delivery to events failed: Local: Message timed out")
+    _run(scenario, sink=_HoldingSink())
+
+
+def test_no_acknowledgement_in_time__is_a_503_that_warns_of_duplicates_on_resend() -> None:
+    async def scenario(client: TestClient, sink: MemorySink) -> None:
+        response = await _post_json(client, "/v1/events", EVENT)
+        body = await response.json()
+        assert (response.status, body["accepted"]) == (503, 0)
+        assert "did not acknowledge 1 of 1 event(s) within 0.2s" in body["error"]
+        assert "duplicate" in body["error"]
+        metrics = await (await client.get("/metrics")).text()
+        assert 'vigil_bridge_rejected_total{reason="not_acknowledged",source="events"} 1.0' in metrics
+    _run(scenario, sink=_HoldingSink(), delivery_timeout_s=0.2)
+
+
+def test_rejected_input__goes_to_the_dead_letter_queue_once_authenticated() -> None:
+    batch = [EVENT, {**EVENT, "severity": 9}, {"type": "acme.Deploy", "subject": "api", "name": "d", "time": "x"}]
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+
+    async def scenario(client: TestClient, sink: MemorySink) -> None:
+        assert (await _post_json(client, "/v1/events", {"name": "x"})).status == 401  # no token
+        response = await client.post("/v1/events", data=b"[" * 20_000, headers={"Content-Type": "application/json",
+                                                                             **bearer})
+        assert response.status == 413
+        push = data_bytes("github/push.json")
+        response = await client.post("/v1/github", data=push, headers={
+            "Content-Type": "application/json", "X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=00"})
+        assert response.status == 401
+        assert sink.dead_letters == []  # unauthenticated or unread input never reaches the bus
+
+        assert (await client.post("/v1/nagios", data=b"host=a", headers={"Content-Type": "text/csv",
+                                                                         **bearer})).status == 415
+        assert (await client.post("/v1/events", data=b"{nope", headers={"Content-Type": "application/json",
+                                                                          **bearer})).status == 400
+        assert (await _post_json(client, "/v1/events", batch, **bearer)).status == 207
+
+        assert [(d.source, d.reason, d.peer) for d in sink.dead_letters] == [
+            ("http/nagios", "bad_content_type", "127.0.0.1"), ("http/events", "invalid", "127.0.0.1"),
+            ("http/events", "invalid", "127.0.0.1")]
+        unsupported, garbage, partial = sink.dead_letters
+        assert (unsupported.value, unsupported.detail.split(":")[0]) == (b"host=a", "Content-Type")
+        assert garbage.value == b"{nope" and garbage.detail.startswith("body: not valid JSON")
+        assert json.loads(partial.value) == batch
+        assert partial.detail.startswith("[1] events[1].severity: ")
+        assert "; [2] events[2].time: does not match schema acme.Deploy" in partial.detail
+    _run(scenario, api_token=TOKEN, github_secret=SECRET, max_body_bytes=16_384)
+
+
+def test_dead_letters__keep_a_bounded_prefix_of_huge_bodies() -> None:
+    body = json.dumps([{"name": "x" * 1000}] * 400).encode()  # over MAX_DEAD_LETTER_BYTES
+
+    async def scenario(client: TestClient, sink: MemorySink) -> None:
+        assert (await client.post("/v1/events", data=body, headers={"Content-Type": "application/json"})).status == 400
+        (letter,) = sink.dead_letters
+        assert (len(letter.value), letter.size, letter.truncated) == (MAX_DEAD_LETTER_BYTES, len(body), True)
+        assert body.startswith(letter.value)
+        assert ("vigil.truncated", b"true") in letter.headers()
+    _run(scenario, max_body_bytes=1_048_576)

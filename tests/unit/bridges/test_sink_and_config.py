@@ -1,13 +1,23 @@
-"""MemorySink (schema validation of typed records) and bridge configuration."""
+"""MemorySink (schema validation of typed records), dead letters, batch delivery, and bridge configuration."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
 import pytest
 
 from app.bridges.config import BridgeConfig, ListenAddress, load_bridge_config, parse_listen
-from app.bridges.sink import EventSink, MemorySink, SinkError
+from app.bridges.sink import (
+    MAX_DEAD_LETTER_BYTES,
+    BatchDelivery,
+    EventSink,
+    MemorySink,
+    SinkError,
+    make_dead_letter,
+    typed_record,
+)
 from app.config import ConfigError
 from app.model.events import Event
 from app.model.schemas import parse_schema_text
@@ -105,3 +115,65 @@ def test_load_bridge_config__explains_bad_settings(env: dict[str, str], override
 
 def test_empty_token__means_no_token() -> None:
     assert BridgeConfig(api_token="").token_bytes() is None
+
+
+def test_memory_sink__fills_time_and_id_like_the_emitter() -> None:
+    with_id = parse_schema_text(DEPLOY.text.replace('"fields":[', '"fields":[{"name":"id","type":"string"},'))
+    sink = MemorySink({with_id.fullname: with_id})
+    sink.send_typed("acme.Deploy", {k: v for k, v in GOOD.items() if k != "time"})
+    ((_, kept),) = sink.typed
+    assert kept["time"] > 0 and len(kept["id"]) == 36
+
+
+def test_typed_record__refuses_types_that_cannot_be_events() -> None:
+    blob = parse_schema_text('{"type": "record", "name": "Blob", "namespace": "acme", "fields": ['
+                             '{"name": "subject", "type": "string"}]}')
+    with pytest.raises(SinkError) as caught:
+        typed_record(blob, {"subject": "a"})
+    assert caught.value.field == "type"
+    assert caught.value.message == "acme.Blob lacks field(s) name, time: events need subject, name and time"
+
+
+def test_dead_letters__are_bounded_and_say_where_they_came_from() -> None:
+    letter = make_dead_letter("syslog/udp", "oversized", b"x" * (MAX_DEAD_LETTER_BYTES + 10),
+                              detail="d" * 10_000, peer="10.0.0.9")
+    assert (len(letter.value), letter.size, letter.truncated) == (MAX_DEAD_LETTER_BYTES, MAX_DEAD_LETTER_BYTES + 10,
+                                                                  True)
+    headers = dict(letter.headers())
+    assert headers["vigil.source"] == b"syslog/udp" and headers["vigil.reason"] == b"oversized"
+    assert headers["vigil.peer"] == b"10.0.0.9" and headers["vigil.truncated"] == b"true"
+    assert len(headers["vigil.error"].decode()) == 4000
+    assert "vigil.truncated" not in dict(make_dead_letter("http/events", "invalid", b"{").headers())
+
+
+def test_batch_delivery__counts_reports_from_other_threads_even_before_the_send_returned() -> None:
+    async def main() -> BatchDelivery:
+        batch = BatchDelivery()
+        batch.report(None)  # a sink may report before the sender counted the record
+        batch.sent()
+        batch.sent()
+        batch.sent()
+        reporters = [threading.Thread(target=batch.report, args=(error,)) for error in (None, "refused")]
+        for thread in reporters:
+            thread.start()
+        assert await batch.wait(timeout_s=10)
+        return batch
+
+    batch = asyncio.run(main())
+    assert (batch.sent_count, batch.delivered, batch.failures, batch.outstanding) == (3, 2, ["refused"], 0)
+
+
+def test_batch_delivery__says_when_reports_are_missing() -> None:
+    async def main() -> BatchDelivery:
+        batch = BatchDelivery()
+        batch.sent()
+        assert not await batch.wait(timeout_s=0.05)
+        return batch
+
+    assert asyncio.run(main()).outstanding == 1
+
+
+def test_delivery_timeout__comes_from_the_environment() -> None:
+    assert load_bridge_config({"VIGIL_BRIDGE_DELIVERY_TIMEOUT_S": "2.5"}).delivery_timeout_s == 2.5
+    with pytest.raises(ConfigError, match="delivery_timeout_s"):
+        load_bridge_config({"VIGIL_BRIDGE_DELIVERY_TIMEOUT_S": "0"})

@@ -37,6 +37,21 @@ def test_oversized_octet_counted_frame__is_reported_and_skipped_exactly() -> Non
     assert [type(item) for item in out] == [FrameError, bytes]
     assert out[0].reason == "oversized"  # type: ignore[union-attr]
     assert out[1] == b"<13>a"
+    # What was still in hand of the dropped frame is kept (for the dead-letter topic), within the limit.
+    assert out[0].raw == b"20 " + b"x"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("data", "reason", "raw"), [
+    (b"12abc\n<13>ok\n", "bad_frame", b"12abc"),
+    (b"0 <13>ok\n", "bad_frame", b"0 "),
+    (b"<13>" + b"y" * 20 + b"\n", "oversized", b"<13>" + b"y" * 6),
+    (b"<13>" + b"y" * 40, "oversized", b"<13>" + b"y" * 6),
+    (b"9 <13>cut", "truncated", b"9 <13>cut"),
+])
+def test_frame_errors__carry_what_was_dropped_up_to_the_limit(data: bytes, reason: str, raw: bytes) -> None:
+    errors = [item for item in _decode(data, piece_bytes=len(data), max_frame_bytes=10)
+              if isinstance(item, FrameError)]
+    assert [(e.reason, e.raw) for e in errors] == [(reason, raw)]
 
 
 def test_oversized_line__is_reported_and_the_next_line_still_arrives() -> None:

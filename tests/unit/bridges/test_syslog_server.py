@@ -10,16 +10,18 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from app.bridges.config import BridgeConfig
-from app.bridges.sink import MemorySink
+from app.bridges.sink import DeliveryCallback, MemorySink
 from app.bridges.syslog import SOURCE, SyslogServer
+from app.model.events import Event
 
 from .support import wait_until
 
 LISTENS = ["udp://127.0.0.1:0", "tcp://127.0.0.1:0"]
 
 
-def _run(scenario: Callable[[SyslogServer, MemorySink], Awaitable[None]], **config: object) -> MemorySink:
-    sink = MemorySink()
+def _run(scenario: Callable[[SyslogServer, MemorySink], Awaitable[None]], sink: MemorySink | None = None,
+         **config: object) -> MemorySink:
+    sink = sink if sink is not None else MemorySink()
 
     async def main() -> None:
         server = SyslogServer(sink, LISTENS, BridgeConfig(syslog_listen=LISTENS, **config))  # type: ignore[arg-type]
@@ -104,6 +106,51 @@ def test_tcp__mixed_framing_with_bad_frames_loses_nothing_valid() -> None:
         writer.close()
 
     _run(scenario, max_syslog_bytes=512)
+
+
+def test_dropped_messages__go_to_the_dead_letter_queue_with_source_reason_and_peer() -> None:
+    not_utf8 = b"<13>Mar 19 10:00:00 h1 app: caf\xe9"
+    oversized = b"<13>Mar 19 10:00:00 h1 app: " + b"x" * 600
+
+    async def scenario(server: SyslogServer, sink: MemorySink) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.sendto(not_utf8, ("127.0.0.1", _port(server, "udp")))
+        await wait_until(lambda: len(sink.dead_letters) == 1, sink=sink)
+        _, writer = await asyncio.open_connection("127.0.0.1", _port(server, "tcp"))
+        writer.write(b"12abc\n" + b"%d " % len(oversized) + oversized + b"<13>Mar 19 10:00:00 h1 app: fine\n")
+        await writer.drain()
+        await wait_until(lambda: len(sink.events) == 1, sink=sink)
+        writer.close()
+
+        assert [(d.source, d.reason, d.peer) for d in sink.dead_letters] == [
+            ("syslog/udp", "not_utf8", "127.0.0.1"), ("syslog/tcp", "bad_frame", "127.0.0.1"),
+            ("syslog/tcp", "oversized", "127.0.0.1")]
+        udp, bad_frame, too_big = sink.dead_letters
+        assert udp.value == not_utf8 and "not valid UTF-8" in udp.detail
+        assert bad_frame.value == b"12abc"
+        assert too_big.value == b"%d " % len(oversized) + oversized[:512]
+        assert f"{len(oversized)}-byte frame is over the 512-byte limit" in too_big.detail
+
+    _run(scenario, max_syslog_bytes=512)
+
+
+class _UndeliverableSink(MemorySink):
+    """Takes every event, then reports that Kafka refused it."""
+
+    def send(self, event: Event, *, on_delivery: DeliveryCallback | None = None) -> None:
+        super().send(event)
+        if on_delivery is not None:
+            on_delivery("delivery to events failed: Broker: Topic authorization failed")
+
+
+def test_events_kafka_refuses_later__are_counted_as_delivery_failures() -> None:
+    async def scenario(server: SyslogServer, sink: MemorySink) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.sendto(b"<13>Mar 19 10:00:00 h1 app: one", ("127.0.0.1", _port(server, "udp")))
+        await wait_until(lambda: server.metrics.rejected_count(SOURCE, "delivery_failed") == 1, sink=sink)
+        assert sink.dead_letters == []  # the bus failed, not the input
+
+    _run(scenario, sink=_UndeliverableSink())
 
 
 def test_stop__closes_open_connections_and_flushes_the_sink() -> None:
