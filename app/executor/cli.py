@@ -6,10 +6,8 @@ the global option of every vigil command (the settings file) and is taken by the
 
 from __future__ import annotations
 
-import importlib
 import logging
 import signal
-from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -21,24 +19,13 @@ from app.executor.config import ExecutorConfig, load_executor_config
 from app.executor.plugin import PluginRegistry, default_plugins
 from app.executor.plugins import load_builtin_plugins
 from app.executor.runner import CheckpointFailed
+from app.rules.signing_key import SigningKeyError, load_signing_key
 from app.runtime.agent import load_plugins
 from app.runtime.worker import Guarantee, Worker, WorkerOptions
 
-__all__ = ["DEFAULT_CONFIG", "executor_command", "signing_key_loader"]
+__all__ = ["DEFAULT_CONFIG", "executor_command"]
 
 DEFAULT_CONFIG = Path("executor.yaml")
-
-
-def signing_key_loader() -> Callable[[], bytes | None]:
-    """The rules stage's key loader when it exists (one definition of where the key lives),
-    else the executor's identical stand-in."""
-    try:
-        module = importlib.import_module("app.rules.signing_key")
-    except ModuleNotFoundError as exc:
-        if exc.name != "app.rules.signing_key":
-            raise
-        module = importlib.import_module("app.executor.signing_key")
-    return module.load_signing_key  # type: ignore[no-any-return]
 
 
 def _load(config_path: Path | None, plugins: tuple[str, ...]) -> tuple[ExecutorConfig, PluginRegistry]:
@@ -93,8 +80,8 @@ def executor_command(cli: CliContext, config_path: Path | None, plugins: tuple[s
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config, registry = _load(config_path, plugins)
     try:
-        key = signing_key_loader()()
-    except ConfigError as exc:
+        key = load_signing_key()
+    except SigningKeyError as exc:
         raise click.ClickException(str(exc)) from exc
     if key is None and config.require_signature:
         raise click.ClickException("require_signature is set but no signing key is configured: set "

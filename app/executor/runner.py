@@ -51,8 +51,8 @@ log = logging.getLogger(__name__)
 
 RESULTS_TOPIC = "action-results"
 DLQ_TOPIC = "actions-dlq"
-#: A plugin that enforces its own time limit gets this long beyond it to report (with its output)
-#: before the executor stops waiting.
+#: A plugin that enforces its own time limit gets this long (at most the limit itself) beyond it to
+#: report, with its output, before the executor stops waiting.
 _GRACE_S = 1.0
 
 
@@ -239,7 +239,7 @@ class ActionRunner:
         call = ActionCall(action=action, params=params, attempt=attempt, timeout_s=timeout_s, config=self.config,
                           settings=dict(self.config.plugin_settings.get(spec.name, {})))
         try:
-            result = await asyncio.wait_for(spec.run(call), timeout_s + _GRACE_S)
+            result = await asyncio.wait_for(spec.run(call), timeout_s + min(_GRACE_S, timeout_s))
         except ActionRejected as exc:
             return _Outcome(ResultStatus.REJECTED, error=str(exc), retryable=False)
         except ActionTimedOut as exc:

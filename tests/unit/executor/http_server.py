@@ -1,0 +1,91 @@
+"""A local HTTP server that behaves like an idempotent API: the first request with an
+Idempotency-Key executes (counted), later requests with the same key get the stored answer
+without executing again. Used by the http plugin's unit tests and the executor's SIGKILL test."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class IdempotentApi:
+    """State of the server; `on_execute(key, body)` runs inside the first request of each key,
+    before the answer is sent (a test can kill the client there)."""
+
+    on_execute: Callable[[str, bytes], None] | None = None
+    requests: list[Seen] = field(default_factory=list)
+    executed: Counter[str] = field(default_factory=Counter)
+    execution_order: list[str] = field(default_factory=list)
+    answers: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    url: str = ""
+
+    def handle(self, seen: Seen) -> tuple[int, bytes]:
+        key = seen.headers.get("idempotency-key", "")
+        status = int(seen.path.rsplit("/", 1)[-1]) if seen.path.startswith("/status/") else 200
+        with self.lock:
+            self.requests.append(seen)
+            if key and key in self.answers:
+                return self.answers[key]  # a retry of a request already executed: same answer
+            if status >= 300:
+                return status, b'{"error": "as requested"}'
+            self.executed[key] += 1
+            self.execution_order.append(key)
+            answer = (200, json.dumps({"executed": key}).encode())
+            if key:
+                self.answers[key] = answer
+        if self.on_execute is not None:
+            self.on_execute(key, seen.body)
+        return answer
+
+    def requests_per_key(self) -> Counter[str]:
+        with self.lock:
+            return Counter(r.headers.get("idempotency-key", "") for r in self.requests)
+
+
+@contextmanager
+def idempotent_api(on_execute: Callable[[str, bytes], None] | None = None) -> Iterator[IdempotentApi]:
+    """Serve an IdempotentApi on 127.0.0.1 (a free port) for the duration of the block."""
+    api = IdempotentApi(on_execute=on_execute)
+
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            seen = Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            status, answer = api.handle(seen)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+        def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    api.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield api
+    finally:
+        server.shutdown()
+        server.server_close()
