@@ -14,6 +14,11 @@ class TopicsFileError(Exception):
     """topics.yaml is invalid; message names the file, topic and field."""
 
 
+def _config_strings(v: dict | None) -> dict[str, str]:
+    """Kafka configs are strings on the wire; YAML gives ints and bools."""
+    return {str(k): (str(x).lower() if isinstance(x, bool) else str(x)) for k, x in (v or {}).items()}
+
+
 class TopicSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -23,11 +28,7 @@ class TopicSpec(BaseModel):
     config: dict[str, str] = Field(default_factory=dict)
     value_schema: str | None = None
 
-    @field_validator("config", mode="before")
-    @classmethod
-    def _stringify(cls, v: dict) -> dict[str, str]:
-        # Kafka configs are strings on the wire; YAML gives ints/bools.
-        return {str(k): (str(x).lower() if isinstance(x, bool) else str(x)) for k, x in (v or {}).items()}
+    _stringify = field_validator("config", mode="before")(lambda cls, v: _config_strings(v))
 
 
 class _Defaults(BaseModel):
@@ -35,6 +36,8 @@ class _Defaults(BaseModel):
     partitions: int = Field(6, ge=1)
     replication: int = Field(1, ge=1)
     config: dict[str, str] = Field(default_factory=dict)
+
+    _stringify = field_validator("config", mode="before")(lambda cls, v: _config_strings(v))
 
 
 class TopicsFile(BaseModel):

@@ -1,0 +1,107 @@
+"""Confluent-framed Avro serde: round trips, caching, and typed errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.model.events import Alert, Event, Kind
+from app.model.schemas import SchemaFileError, builtin_schema, parse_schema_text
+from app.model.serde import AvroSerde, DecodeError, EncodeError, frame_header, schema_id_of
+from app.registry.memory import InMemorySchemaSource
+
+CUSTOM = parse_schema_text(json.dumps({
+    "type": "record", "name": "DiskRepair", "namespace": "acme.ops",
+    "fields": [{"name": "subject", "type": "string"}, {"name": "name", "type": "string"},
+               {"name": "time", "type": "long"}, {"name": "disk", "type": "string"},
+               {"name": "bytes_freed", "type": "long", "default": 0}]}))
+
+
+@pytest.fixture
+def serde() -> AvroSerde:
+    return AvroSerde(InMemorySchemaSource())
+
+
+def test_event__round_trips_with_frame_and_schema_id(serde: AvroSerde) -> None:
+    ev = Event(subject="web1", name="load", kind=Kind.METRIC, severity=1, metrics={"load1": 2.5},
+               tags={"role": "lb"}, ttl=30, extended={"k": [1, 2]}, text="high")
+    data = serde.encode(ev.to_record(), builtin_schema("vigil.Event"))
+    assert data[:5] == frame_header(1) and schema_id_of(data) == 1
+    name, record = serde.decode_typed(data)
+    assert name == "vigil.Event"
+    assert Event.from_record(record) == ev
+
+
+def test_custom_type__round_trips_without_code_changes(serde: AvroSerde) -> None:
+    data = serde.encode({"subject": "db1", "name": "repair", "time": 5, "disk": "sda"}, CUSTOM)
+    expected = {"subject": "db1", "name": "repair", "time": 5, "disk": "sda", "bytes_freed": 0}
+    assert serde.decode_typed(data) == ("acme.ops.DiskRepair", expected)
+
+
+def test_reader_cache__fetches_each_schema_id_once() -> None:
+    source = InMemorySchemaSource()
+    writer = AvroSerde(source)
+    data = writer.encode(Alert(subject="a", name="b", from_state="OK", to_state="CRITICAL").to_record(),
+                         builtin_schema("vigil.Alert"))
+    calls = []
+    original = source.schema_by_id
+    source.schema_by_id = lambda i: calls.append(i) or original(i)  # type: ignore[method-assign]
+    reader = AvroSerde(source)
+    for _ in range(3):
+        reader.decode(data)
+    assert calls == [1]
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    (b"", "shorter than the 5-byte frame header"),
+    (b"\x01\x00\x00\x00\x01\x02", "wrong magic byte 1"),
+    (b"\x00\x00\x00\x00\x63\x02", "unknown schema id 99"),
+    (None, "no value (tombstone)"),
+])
+def test_decode__bad_framing_raises_typed_error_with_location(serde: AvroSerde, data, reason) -> None:
+    serde.encode(Event(subject="a", name="b").to_record(), builtin_schema("vigil.Event"))
+    with pytest.raises(DecodeError, match=re.escape(reason)) as err:
+        serde.decode(data, topic="events", partition=3, offset=42)
+    assert (err.value.topic, err.value.partition, err.value.offset) == ("events", 3, 42)
+    assert "events[3]@42" in str(err.value)
+
+
+def test_decode__body_not_matching_schema_names_schema(serde: AvroSerde) -> None:
+    good = serde.encode(Event(subject="a", name="b").to_record(), builtin_schema("vigil.Event"))
+    with pytest.raises(DecodeError, match="does not match schema vigil.Event"):
+        serde.decode(good[:-4], topic="events", partition=0, offset=1)
+    with pytest.raises(DecodeError, match="trailing bytes"):
+        serde.decode(good + b"\x00\x00", topic="events", partition=0, offset=1)
+
+
+def test_encode__record_not_matching_schema_raises(serde: AvroSerde) -> None:
+    with pytest.raises(EncodeError, match="acme.ops.DiskRepair"):
+        serde.encode({"subject": "db1", "name": "x", "time": "not a long", "disk": "sda"}, CUSTOM)
+
+
+@given(st.binary(max_size=200))
+def test_decode__arbitrary_bytes_only_ever_raise_decode_error(data: bytes) -> None:
+    serde = AvroSerde(InMemorySchemaSource())
+    serde.encode(Event(subject="a", name="b").to_record(), builtin_schema("vigil.Event"))
+    try:
+        serde.decode(data)
+    except DecodeError:
+        pass
+
+
+@pytest.mark.parametrize("text", ['{"type": "record"', '{"type": "enum", "name": "X", "symbols": []}',
+                                  '{"type": "record", "name": "X", "fields": [{"name": "a", "type": "nope"}]}'])
+def test_schema_text__invalid_is_reported(text: str) -> None:
+    with pytest.raises(SchemaFileError):
+        parse_schema_text(text)
+
+
+def test_event_model__rejects_nan_metrics_and_empty_identity() -> None:
+    with pytest.raises(ValueError, match="finite"):
+        Event(subject="a", name="b", metrics={"x": float("nan")})
+    with pytest.raises(ValueError, match="must not be empty"):
+        Event(subject=" ", name="b")
