@@ -185,9 +185,8 @@ class HttpBridge:
         acknowledged = await batch.wait(self.config.delivery_timeout_s)
         self.metrics.accepted(source, batch.delivered)
         problem = _delivery_problem(batch, failure, acknowledged, self.config.delivery_timeout_s)
-        if problem is not None:
+        if problem is not None:  # counted and logged (rate-limited) with the other rejections
             reason, message = problem
-            log.error("%s: %s", source, message)
             raise _Reject(503, reason, None, message, accepted=batch.delivered, rejected=rejected)
         accepted = batch.delivered
         if not rejected:

@@ -186,7 +186,10 @@ class KafkaEventSink:
                 problem = f"delivery to {msg.topic()} failed: {err.str()}"
                 self._count_failure(problem)
             if on_delivery is not None:
-                on_delivery(problem)
+                try:
+                    on_delivery(problem)
+                except Exception:  # an exception here would escape poll() and stop delivery reports
+                    log.exception("a delivery callback failed")
 
         try:
             self.emitter.producer.produce(topic, value=value, key=key, headers=headers, on_delivery=report)

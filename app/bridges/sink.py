@@ -1,8 +1,10 @@
 """Where bridges hand their events: the EventSink protocol, and an in-memory sink for tests.
 
 The Kafka-backed sink (`app.bridges.kafka_sink`) implements the same protocol; bridges never import
-a Kafka client. Sinks never block for long: `send`/`send_typed` only queue a record, and report its
-delivery later through `on_delivery`, possibly from another thread; `flush` is where waiting happens.
+a Kafka client. Sinks do not wait for the bus when sending: `send`/`send_typed` queue a record and
+report its delivery later through `on_delivery`, possibly from another thread; `flush` is where
+waiting happens. (`send_typed` may fetch a schema from the registry on first use, which is why
+the HTTP bridge sends from a worker thread.)
 `BatchDelivery` turns those reports into one awaitable per request, so the HTTP bridge answers 2xx
 only once Kafka has the events.
 
@@ -109,7 +111,8 @@ def make_dead_letter(source: str, reason: str, raw: bytes, *, detail: str = "", 
 class EventSink(Protocol):
     """What every bridge needs from the event bus.
 
-    `on_delivery`, when given, is called exactly once per record that `send`/`send_typed` queued
+    Implementations are thread-safe: the HTTP bridge sends from worker threads, the syslog bridge
+    from its event loop. `on_delivery`, when given, is called exactly once per record that `send`/`send_typed` queued
     (never when they raise): with None once the bus has the record, or with the reason it could not
     be delivered. It may be called from another thread, before or after the send returns.
     """
@@ -219,7 +222,10 @@ class BatchDelivery:
                 self.failures.append(error)
             finished = self._closed and self._outstanding == 0
         if finished:
-            self._loop.call_soon_threadsafe(self._finish)
+            try:
+                self._loop.call_soon_threadsafe(self._finish)
+            except RuntimeError:  # the loop is gone (the bridge stopped): nobody waits any more
+                pass
 
     @property
     def outstanding(self) -> int:
