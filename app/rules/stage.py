@@ -93,6 +93,9 @@ class StageConfig:
     signing_key: bytes | None = None
     reload_interval_ms: int = 2_000
     settings: Settings | None = None
+    #: before the first action, how long to wait for the silences reader to catch up (a worker
+    #: restarting during a maintenance window must not send what a silence covers)
+    silences_wait_s: float = 30.0
 
     @classmethod
     def from_settings(cls, settings: Settings | None, environ: Mapping[str, str] | None = None) -> StageConfig:
@@ -154,6 +157,7 @@ class RulesStage:
         self._partitions: dict[int, _Partition] = {}
         self._reader: SilenceReader | None = None
         self._reader_tried = False
+        self._silences_waited = False
         if self.config.signing_key is None:
             log.warning("rules stage: no action signing key (VIGIL_ACTION_SIGNING_KEY or "
                         "VIGIL_ACTION_SIGNING_KEY_FILE): actions are sent unsigned")
@@ -271,6 +275,9 @@ class RulesStage:
 
     # -- output ---------------------------------------------------------------------------------------
     def _emit(self, ruleset: RuleSet, firings: list[Firing], ctx: AgentContext) -> None:
+        if not firings:
+            return
+        self._await_silences()
         now_ms = ctx.now_ms()
         for firing in firings:
             rule = ruleset.get(firing.rule)
@@ -318,6 +325,14 @@ class RulesStage:
             return
         self._reader_tried = True
         self._reader = SilenceReader(self.config.settings, self.silences).start()
+
+    def _await_silences(self) -> None:
+        if self._reader is None or self._silences_waited or self.silences.ready.is_set():
+            return
+        self._silences_waited = True  # wait once: a missing topic or a down bus must not stall every firing
+        if not self.silences.ready.wait(self.config.silences_wait_s):
+            log.warning("rules: silences not loaded after %.0fs; sending actions without checking silences "
+                        "until they are", self.config.silences_wait_s)
 
     def close(self) -> None:
         """Stop the silences reader (if started)."""
