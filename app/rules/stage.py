@@ -188,6 +188,7 @@ class RulesStage:
 
     def route(self, record: Any, event_type: str, ctx: AgentContext) -> None:
         """Forward `record` unchanged (its consumed bytes) once per distinct group key it concerns."""
+        self._start_silence_reader()  # here, not at import: only a running worker reads silences
         version = self.current(ctx.now_ms())
         for group_key in version.index.group_keys(record, event_type):
             ctx.send(REPARTITION_TOPIC, repartition_key(group_key), ctx.raw_value)
@@ -214,7 +215,6 @@ class RulesStage:
     # -- rule set versions and per-partition engines ------------------------------------------------------
     def current(self, now_ms: int) -> _Version:
         """The active rule set, reloading the directory first if the last check is old enough."""
-        self._start_silence_reader()
         due = self._checked_ms is None or not 0 <= now_ms - self._checked_ms < self.config.reload_interval_ms
         if due or self._version is None:
             self._checked_ms = now_ms
@@ -244,6 +244,7 @@ class RulesStage:
                  f"; {len(errors)} error(s)" if errors else "")
 
     def _engine(self, ctx: AgentContext) -> RuleEngine:
+        self._start_silence_reader()
         version = self.current(ctx.now_ms())
         entry = self._partitions.get(ctx.partition)
         if entry is None or entry.ctx is not ctx or entry.version is not version:

@@ -163,4 +163,14 @@ def test_silence__covered_action_suppressed_and_listed(rules_dir: Path, stage_se
 
         cli(stage_settings, silence_group, ["remove", silence_id[:12]])
         wait_until(lambda: len(stage.silences) == 0, message="the removal reaches the stage")
+
+        # Hot reload in the running worker: a new file is picked up, a broken one reported, the rest kept.
+        (rules_dir / "mem.yaml").write_text("rules: [{name: mem-high, match: {name: mem}, actions: [{print: {}}]}]\n")
+        (rules_dir / "disk.yaml").write_text("rules: [{name: disk-full, match: {name: disk}\n")
+        wait_until(lambda: [r.name for r in stage.loader.ruleset] == ["disk-full", "mem-high"]
+                   and stage.loader.errors, message="the new rule file loaded, the broken one reported")
+        produce_events(stage_settings, stage_settings.topic("events"),
+                       [Event(subject="web2", name="mem"), Event(subject="web2", name="disk")])
+        assert sorted(a["rule"] for a in decoded(stage_settings, ACTIONS_TOPIC, expect=3)) == \
+            ["disk-full", "disk-full", "mem-high"]
     assert cli(stage_settings, silence_group, ["list", "--all", "--json"]) == ""
