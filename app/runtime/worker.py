@@ -60,6 +60,7 @@ class WorkerOptions:
     poll_timeout_ms: int = 100
     http_host: str = "127.0.0.1"
     http_port: int | None = None  # None: no HTTP server; 0: any free port
+    clock: Callable[[], int] | None = None  # wall clock in ms (tests control it); default: time.time()
 
     @property
     def commit_interval(self) -> int:
@@ -83,8 +84,8 @@ class Worker:
         self.encoder = OutputEncoder(self.serde, self.registry)
         self.metrics = WorkerMetrics()
         self.state_dir = Path(settings.state_dir) / self.app_id / self.instance_id
-        self.engine = Engine(agents, backend_factory=self._backend, clock=lambda: int(time.time() * 1000),
-                             checkpoint=self.commit)
+        self.engine = Engine(agents, backend_factory=self._backend,
+                             clock=self.options.clock or (lambda: int(time.time() * 1000)), checkpoint=self.commit)
         self._decode_mode = self._decode_modes(agents)
         self._stop = threading.Event()
         self._offsets: dict[tuple[str, int], int] = {}
@@ -117,7 +118,13 @@ class Worker:
 
     def _ensure_changelogs(self) -> None:
         admin = make_admin(self.settings)
-        md = admin.list_topics(timeout=30)
+        wanted = [self.settings.topic(t) for t in self.engine.topics]
+        deadline = time.monotonic() + 15  # a topic created a moment ago may not be in metadata yet
+        while True:
+            md = admin.list_topics(timeout=30)
+            if all(t in md.topics and md.topics[t].error is None for t in wanted) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         specs = []
         for logical in self.engine.topics:
             real = self.settings.topic(logical)
