@@ -1,7 +1,9 @@
 """`vigil executor`: consume `actions`, run plugins, publish `action-results`, until SIGTERM/SIGINT.
 
-The executor's file option is `-c/--executor-config` (env VIGIL_EXECUTOR_CONFIG): `--config` is
-the global option of every vigil command (the settings file) and is taken by the main CLI.
+    vigil executor -c executor.yaml --plugins mycompany.actions
+
+`-c/--config` after `executor` is the executor's file (env VIGIL_EXECUTOR_CONFIG); the settings
+file (Kafka, registry) is the global `vigil --config vigil.yaml executor ...`.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def _summary(config: ExecutorConfig, plugins: PluginRegistry, key: bytes | None)
 
 
 @click.command("executor")
-@click.option("-c", "--executor-config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               envvar="VIGIL_EXECUTOR_CONFIG", help="executor.yaml (default: ./executor.yaml if present, else defaults)")
 @click.option("--plugins", multiple=True, metavar="MODULE", help="module with @action plugins (repeatable)")
 @click.option("--guarantee", type=click.Choice([g.value for g in Guarantee]), default=Guarantee.EXACTLY_ONCE.value,

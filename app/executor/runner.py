@@ -188,7 +188,7 @@ class ActionRunner:
             self._finish(ctx, action, ResultStatus.REJECTED, error=str(exc), dlq=True)
             return
         if expired(action.deadline, ctx.now_ms()):
-            self._expired(ctx, action)
+            self._expired(ctx, action, resumed=decision is Decision.RESUME)
             return
         batch.running.add(action.id)
         try:
@@ -210,7 +210,7 @@ class ActionRunner:
                 now = ctx.now_ms()
                 if expired(action.deadline, now):
                     if outcome is None:
-                        self._expired(ctx, action)
+                        self._expired(ctx, action, resumed=resumed is not None)
                         return
                     outcome.error += " (deadline passed: not retried)"
                     break
@@ -248,6 +248,11 @@ class ActionRunner:
             return _Outcome(ResultStatus.FAILED, output=exc.output, error=str(exc), retryable=exc.retryable)
         except TimeoutError as exc:  # ours (wait_for) or the plugin's own I/O timeout
             return _Outcome(ResultStatus.TIMED_OUT, error=str(exc) or f"no result within {timeout_s:g}s")
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the executor is stopping this attempt
+            return _Outcome(ResultStatus.FAILED, error="the plugin was cancelled")
         except Exception as exc:
             log.warning("action %s: plugin %s raised %s: %s", action.id, spec.name, type(exc).__name__, exc)
             return _Outcome(ResultStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
@@ -292,9 +297,11 @@ class ActionRunner:
         ctx.send(RESULTS_TOPIC, action.target, result)
         log.info("action %s: DUPLICATE (%s)", action.id, why)
 
-    def _expired(self, ctx: AgentContext, action: Action) -> None:
+    def _expired(self, ctx: AgentContext, action: Action, *, resumed: bool) -> None:
         late_ms = ctx.now_ms() - (action.deadline or 0)
-        self._finish(ctx, action, ResultStatus.EXPIRED, error=f"deadline passed {late_ms} ms ago: not run")
+        what = ("not run again (an attempt interrupted by a restart may have taken effect)" if resumed
+                else "not run")
+        self._finish(ctx, action, ResultStatus.EXPIRED, error=f"deadline passed {late_ms} ms ago: {what}")
 
     def _reject_malformed(self, value: Any, ctx: AgentContext, exc: Exception) -> None:
         fields = value if isinstance(value, dict) else {}

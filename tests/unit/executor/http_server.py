@@ -23,10 +23,10 @@ class Seen:
 
 @dataclass
 class IdempotentApi:
-    """State of the server; `on_execute(key, body)` runs inside the first request of each key,
-    before the answer is sent (a test can kill the client there)."""
+    """State of the server; `on_execute(key, n)` runs inside the first request of each key (the
+    n-th key executed), before the answer is sent (a test can kill the client there)."""
 
-    on_execute: Callable[[str, bytes], None] | None = None
+    on_execute: Callable[[str, int], None] | None = None
     requests: list[Seen] = field(default_factory=list)
     executed: Counter[str] = field(default_factory=Counter)
     execution_order: list[str] = field(default_factory=list)
@@ -45,11 +45,12 @@ class IdempotentApi:
                 return status, b'{"error": "as requested"}'
             self.executed[key] += 1
             self.execution_order.append(key)
+            n = len(self.execution_order)
             answer = (200, json.dumps({"executed": key}).encode())
             if key:
                 self.answers[key] = answer
         if self.on_execute is not None:
-            self.on_execute(key, seen.body)
+            self.on_execute(key, n)
         return answer
 
     def requests_per_key(self) -> Counter[str]:
@@ -58,7 +59,7 @@ class IdempotentApi:
 
 
 @contextmanager
-def idempotent_api(on_execute: Callable[[str, bytes], None] | None = None) -> Iterator[IdempotentApi]:
+def idempotent_api(on_execute: Callable[[str, int], None] | None = None) -> Iterator[IdempotentApi]:
     """Serve an IdempotentApi on 127.0.0.1 (a free port) for the duration of the block."""
     api = IdempotentApi(on_execute=on_execute)
 
@@ -68,11 +69,14 @@ def idempotent_api(on_execute: Callable[[str, bytes], None] | None = None) -> It
             body = self.rfile.read(length) if length else b""
             seen = Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
             status, answer = api.handle(seen)
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+            except OSError:
+                pass  # the client is gone (a test killed it mid-request)
 
         do_GET = do_POST = do_PUT = do_DELETE = _serve
 

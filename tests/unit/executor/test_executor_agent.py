@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.executor.runner import CheckpointFailed
 from app.model.events import Action, ResultStatus
 from tests.unit.executor.conftest import KEY, make_action, only
 
@@ -254,3 +255,25 @@ def test_ledger_sweep__forgets_ids_after_retention(executor) -> None:
     assert h.ledger("a1") is None
     h.run(make_action("a1", type="work"))
     assert h.statuses()["a1"] == ["SUCCEEDED", "SUCCEEDED"], "a forgotten id runs again (documented)"
+
+
+def test_killed_then_deadline_passed__expired_saying_it_may_have_run(executor, recorder) -> None:
+    h = executor(wall_clock_ms=1_000)
+    recorder.kill_once.add("a1")
+    h.run_until_killed(make_action("a1", type="safe-work", deadline=2_000))
+    h.wall_clock_ms = 3_000
+    h.run(make_action("a1", type="safe-work", deadline=2_000))
+    [result] = h.results()
+    assert result.status == "EXPIRED" and "may have taken effect" in result.error
+
+
+def test_checkpoint_failure__stops_the_executor_before_anything_runs(executor, recorder) -> None:
+    h = executor()
+
+    def broken_commit() -> None:
+        raise RuntimeError("produce failed, not committing")
+
+    h.engine.checkpoint_hook = broken_commit
+    with pytest.raises(CheckpointFailed, match="cannot make 'started' durable"):
+        h.run(make_action("a1", type="work"))
+    assert recorder.calls == []
