@@ -233,7 +233,8 @@ class RulesStage:
         self.metrics.errors.set(len(errors))
         if errors - before:
             self.metrics.reload_failures.inc()
-        if self._version is not None and result.ruleset is self._version.ruleset:
+        # Same rules (Rule objects are reused while their file is unchanged or broken): same version.
+        if self._version is not None and result.ruleset.rules == self._version.ruleset.rules:
             return
         ruleset = result.ruleset
         fingerprints = {rule.name: rule.state_fingerprint for rule in ruleset.enabled}

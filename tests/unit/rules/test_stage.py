@@ -244,3 +244,14 @@ def test_reload__keeps_state_of_unchanged_rules_resets_changed_ones(rules_dir: P
     run.advance(2 * S)
     run.feed([event("h", "x", 2 * S)])
     assert [a.rule for a in run.actions()] == (["cnt"] if fires else [])
+
+
+def test_reload__unchanged_or_empty_directory_is_not_a_new_rule_set(rules_dir: Path) -> None:
+    stage = StageRun(rules_dir).stage
+    stage.describe(0)  # empty directory: no rules, no errors
+    stage.describe(2 * S)
+    write_rules(rules_dir, "rules: [{name: r, match: {name: a}, actions: [{print: {}}]}]")
+    stage.describe(4 * S)
+    (rules_dir / "rules.yaml").touch()
+    stage.describe(6 * S)
+    assert stage.describe(8 * S)["counters"]["vigil_rules_reloads"] == 2  # the first load, then the new file
