@@ -141,7 +141,7 @@ def make_bridge_group(sink_factory: SinkFactory | None = None) -> click.Group:
         """Translate other tools' events (webhooks, syslog) into Vigil events."""
 
     @group.command("http")
-    @click.option("--listen", metavar="HOST:PORT", help="address to serve on (default 0.0.0.0:8088)")
+    @click.option("--listen", metavar="HOST:PORT", help="address to serve on (default 0.0.0.0:8080)")
     @click.option("--log-level", default="INFO", show_default=True, type=_LOG_LEVELS)
     @click.pass_context
     def http_command(ctx: click.Context, listen: str | None, log_level: str) -> None:

@@ -4,7 +4,7 @@ Read from the environment by `load_bridge_config` (CLI flags override):
     VIGIL_API_TOKEN                 bearer token for the HTTP endpoints (unset: no token needed)
     VIGIL_GITHUB_SECRET             GitHub webhook secret, or
     VIGIL_GITHUB_SECRET_FILE        a file holding it (for mounted Kubernetes secrets)
-    VIGIL_BRIDGE_HTTP_LISTEN        HOST:PORT (default 0.0.0.0:8088)
+    VIGIL_BRIDGE_HTTP_LISTEN        HOST:PORT (default 0.0.0.0:8080)
     VIGIL_BRIDGE_SYSLOG_LISTEN      comma-separated udp://HOST:PORT / tcp://HOST:PORT
     VIGIL_BRIDGE_MAX_BODY_BYTES     HTTP body limit (default 1 MiB)
     VIGIL_BRIDGE_MAX_SYSLOG_BYTES   syslog message/frame limit (default 64 KiB)
@@ -73,7 +73,7 @@ class BridgeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    http_listen: str = Field("0.0.0.0:8088", description="HTTP bridge address, HOST:PORT")
+    http_listen: str = Field("0.0.0.0:8080", description="HTTP bridge address, HOST:PORT")
     syslog_listen: list[str] = Field(
         default_factory=lambda: ["udp://0.0.0.0:5514", "tcp://0.0.0.0:5514"],
         description="syslog addresses, udp://HOST:PORT and/or tcp://HOST:PORT (514 needs root)",
