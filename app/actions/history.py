@@ -40,7 +40,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_IDLE_STOP_S: Final = 2.0  # nothing arrives although the end is not reached: open transactions
+_IDLE_STOP_S: Final = 5.0  # nothing arrives although the end is not reached: an open transaction
 
 
 class HistoryError(Exception):

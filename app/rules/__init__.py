@@ -1,6 +1,6 @@
 """Rules: YAML rule files -> compiled rules -> pure, event-time-driven evaluation -> rendered actions.
 
-Layers (each usable alone; none imports a Kafka client or rocksdict):
+Pure layers (each usable alone; none imports a Kafka client or rocksdict):
     source.py     line-aware YAML + RuleError            fields.py   field keys, group keys
     match.py      match/when predicates                  templates.py  sandboxed Jinja params
     triggers.py   register/status/absent_for/count/sequence (pure state machines)
@@ -9,6 +9,13 @@ Layers (each usable alone; none imports a Kafka client or rocksdict):
     actions.py    Firing -> RenderedAction | RenderFailure (deterministic ids)
     offline.py    run rules over recorded JSONL by event time; compare with expectations
     cli.py        `vigil rules check` / `vigil rules test`
+    silences.py   silence records, matching, the in-memory SilenceSet
+
+The stage (runs in the worker, on the runtime agent API):
+    stage.py      RulesStage: repartition by group key, evaluate, sign, send/suppress/dead-letter
+    agent.py      the built-in instance `vigil worker` runs, and GET /rules
+    silence_reader.py  tails the compacted `silences` topic      signing_key.py  load_signing_key()
+    topics.py     topic names           stage_metrics.py  Prometheus counters of the stage
 
 Grammar (contract; additions marked +):
     rules:                         # top-level list in every *.yaml/*.yml file of the rules directory

@@ -94,8 +94,9 @@ class StageConfig:
     reload_interval_ms: int = 2_000
     settings: Settings | None = None
     #: before the first action, how long to wait for the silences reader to catch up (a worker
-    #: restarting during a maintenance window must not send what a silence covers)
-    silences_wait_s: float = 30.0
+    #: restarting during a maintenance window must not send what a silence covers); short, because
+    #: the worker's processing (and an exactly-once transaction) waits with it
+    silences_wait_s: float = 10.0
 
     @classmethod
     def from_settings(cls, settings: Settings | None, environ: Mapping[str, str] | None = None) -> StageConfig:
