@@ -1,0 +1,42 @@
+# The Vigil image every component of the Helm chart (helm/vigil) runs: `vigil <command>`.
+#   docker build -t vigil:0.1.0 .
+# Non-root (uid/gid 10001), made to run with a read-only root filesystem: nothing is written
+# outside the volumes the chart mounts (/tmp, /var/lib/vigil/...).
+
+FROM python:3.11-slim AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+# Dependencies first (exact versions; a layer that changes only with the lock file).
+COPY requirements.lock ./
+RUN pip install -r requirements.lock
+COPY pyproject.toml ./
+COPY app ./app
+RUN pip install --no-deps . \
+    && python -m compileall -q /opt/venv/lib/python3.11/site-packages/app
+
+FROM python:3.11-slim
+ARG VIGIL_UID=10001
+RUN groupadd --system --gid ${VIGIL_UID} vigil \
+    && useradd --system --uid ${VIGIL_UID} --gid vigil --home-dir /home/vigil --create-home \
+       --shell /usr/sbin/nologin vigil
+COPY --from=build /opt/venv /opt/venv
+# Data files of `vigil topics apply` (topics.yaml) and `vigil schemas register` (schemas/). The
+# example rules, executor.yaml and beacons.yaml are left out on purpose: commands would pick them
+# up from the working directory by default; the chart mounts the real ones.
+WORKDIR /opt/vigil
+COPY topics.yaml ./
+COPY schemas ./schemas
+RUN mkdir -p /var/lib/vigil/state /var/lib/vigil/beacon-spool && chown -R vigil:vigil /var/lib/vigil
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/home/vigil \
+    VIGIL_TOPICS_FILE=/opt/vigil/topics.yaml \
+    VIGIL_SCHEMAS_DIR=/opt/vigil/schemas \
+    VIGIL_STATE_DIR=/var/lib/vigil/state
+USER ${VIGIL_UID}:${VIGIL_UID}
+ENTRYPOINT ["vigil"]
+CMD ["--help"]

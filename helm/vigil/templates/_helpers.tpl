@@ -1,0 +1,298 @@
+{{/*
+Helpers of the Vigil chart. Every name is prefixed with the chart name ("vigil.").
+*/}}
+
+{{/* The chart name, overridable. */}}
+{{- define "vigil.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The full name every resource name starts with: <release>-<chart>, or the release name alone when
+it already contains the chart name. Cut to 63 characters (the DNS label limit).
+*/}}
+{{- define "vigil.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of one component's resources: <fullname>-<component>. The full name is cut first, so the
+component suffix always survives and names of different components never collide.
+Call with (dict "root" $ "component" "worker" "max" 63); "max" is optional (default 63).
+*/}}
+{{- define "vigil.componentName" -}}
+{{- $max := .max | default 63 | int }}
+{{- $room := sub $max (add 1 (len .component)) | int }}
+{{- $base := include "vigil.fullname" .root | trunc $room | trimSuffix "-" }}
+{{- printf "%s-%s" $base .component | trunc $max | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The worker StatefulSet's name, cut to 52 characters: Kubernetes labels its pods with
+controller-revision-hash=<name>-<10-char hash>, which must stay within 63.
+*/}}
+{{- define "vigil.workerName" -}}
+{{- include "vigil.componentName" (dict "root" . "component" "worker" "max" 52) }}
+{{- end }}
+
+{{/* Chart name and version, for the helm.sh/chart label. */}}
+{{- define "vigil.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Selector labels of one component. Never change these: selectors of Deployments, StatefulSets and
+DaemonSets are immutable. Call with (dict "root" $ "component" "worker").
+*/}}
+{{- define "vigil.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "vigil.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* All labels of one component's resources. Call with (dict "root" $ "component" "worker"). */}}
+{{- define "vigil.labels" -}}
+helm.sh/chart: {{ include "vigil.chart" .root }}
+{{ include "vigil.selectorLabels" . }}
+app.kubernetes.io/part-of: vigil
+{{- with .root.Chart.AppVersion }}
+app.kubernetes.io/version: {{ . | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The ServiceAccount pods run as. */}}
+{{- define "vigil.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "vigil.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The image reference. */}}
+{{- define "vigil.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion | toString) }}
+{{- end }}
+
+{{/* True ("true") when the chart runs Vigil's own schema registry (no external URL given). */}}
+{{- define "vigil.registry.enabled" -}}
+{{- if not .Values.schemaRegistry.url }}true{{ end }}
+{{- end }}
+
+{{/* The schema registry URL every component uses. */}}
+{{- define "vigil.registry.url" -}}
+{{- if .Values.schemaRegistry.url }}
+{{- .Values.schemaRegistry.url | trimSuffix "/" }}
+{{- else }}
+{{- printf "http://%s.%s.svc:%v" (include "vigil.componentName" (dict "root" . "component" "registry")) .Release.Namespace .Values.registry.service.port }}
+{{- end }}
+{{- end }}
+
+{{/* Name of the ConfigMap with the settings shared by every process (VIGIL_* variables). */}}
+{{- define "vigil.envConfigMapName" -}}
+{{- include "vigil.componentName" (dict "root" . "component" "env") }}
+{{- end }}
+
+{{/* Name of the Secret the chart creates for secrets given inline in values. */}}
+{{- define "vigil.secretName" -}}
+{{- include "vigil.componentName" (dict "root" . "component" "secrets") }}
+{{- end }}
+
+{{/* Name of the ConfigMap holding the rule files. */}}
+{{- define "vigil.rulesConfigMapName" -}}
+{{- if .Values.rules.existingConfigMap }}
+{{- .Values.rules.existingConfigMap }}
+{{- else }}
+{{- include "vigil.componentName" (dict "root" . "component" "rules") }}
+{{- end }}
+{{- end }}
+
+{{/*
+A secret given as {existingSecret, key, value}: is it set? Call with the ref; "true" or "".
+*/}}
+{{- define "vigil.secret.isSet" -}}
+{{- if or .existingSecret .value }}true{{ end }}
+{{- end }}
+
+{{/*
+Where a secret given as {existingSecret, key, value} lives: {name, key}. Inline values are stored
+in the chart's Secret under `chartKey` (fixed per secret, so two secrets never share a key).
+Call with (dict "root" $ "ref" .Values.x "chartKey" "smtp-password"); renders a secretKeyRef body.
+*/}}
+{{- define "vigil.secret.keyRef" -}}
+{{- if .ref.existingSecret }}
+name: {{ .ref.existingSecret }}
+key: {{ .ref.key }}
+{{- else }}
+name: {{ include "vigil.secretName" .root }}
+key: {{ .chartKey }}
+{{- end }}
+{{- end }}
+
+{{/* Is any secret given inline (so the chart must create its Secret)? "true" or "". */}}
+{{- define "vigil.secret.anyInline" -}}
+{{- $v := .Values }}
+{{- if and $v.actionSigningKey.value (not $v.actionSigningKey.existingSecret) }}true{{ end }}
+{{- if and $v.executor.smtpPassword.value (not $v.executor.smtpPassword.existingSecret) }}true{{ end }}
+{{- if and $v.bridges.http.apiToken.value (not $v.bridges.http.apiToken.existingSecret) }}true{{ end }}
+{{- if and $v.bridges.http.githubSecret.value (not $v.bridges.http.githubSecret.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{/*
+librdkafka settings as JSON (VIGIL_KAFKA_CONFIG): `kafka.config` plus the SASL settings. The SASL
+password is a `${env:VIGIL_KAFKA_SASL_PASSWORD}` reference, resolved by Vigil from the env var
+the pods take from the Secret. Plain values for secret-looking keys are refused.
+*/}}
+{{- define "vigil.kafkaConfigJson" -}}
+{{- $conf := deepCopy (.Values.kafka.config | default dict) }}
+{{- with .Values.kafka.sasl }}
+{{- if .enabled }}
+{{- if not .password.existingSecret }}
+{{- fail "kafka.sasl.enabled: set kafka.sasl.password.existingSecret (the SASL password is read from an existing Secret)" }}
+{{- end }}
+{{- if not .username }}
+{{- fail "kafka.sasl.enabled: set kafka.sasl.username" }}
+{{- end }}
+{{- $_ := set $conf "security.protocol" .securityProtocol }}
+{{- $_ := set $conf "sasl.mechanism" .mechanism }}
+{{- $_ := set $conf "sasl.username" .username }}
+{{- $_ := set $conf "sasl.password" "${env:VIGIL_KAFKA_SASL_PASSWORD}" }}
+{{- end }}
+{{- end }}
+{{- range $key, $value := $conf }}
+{{- if kindIs "map" $value }}
+{{- fail (printf "kafka.config.%s: librdkafka settings are scalars; quote dotted keys as one key, e.g. \"%s.x\": value" $key $key) }}
+{{- end }}
+{{- if kindIs "slice" $value }}
+{{- fail (printf "kafka.config.%s: librdkafka settings are scalars, not lists" $key) }}
+{{- end }}
+{{- if and (regexMatch "(?i)(password|secret|\\.key\\.pem)$" $key) (not (regexMatch "^\\$\\{(env|file):[^}]+\\}$" (toString $value))) }}
+{{- fail (printf "kafka.config.%s: give secrets as ${env:NAME} or ${file:/path} (mount the Secret with extraEnv/extraVolumes), never as plain values" $key) }}
+{{- end }}
+{{- end }}
+{{- toJson $conf }}
+{{- end }}
+
+{{/* Environment of every Vigil container (after envFrom the shared ConfigMap). */}}
+{{- define "vigil.commonEnv" -}}
+{{- if .Values.kafka.sasl.enabled }}
+- name: VIGIL_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.kafka.sasl.password.existingSecret }}
+      key: {{ .Values.kafka.sasl.password.key }}
+{{- end }}
+{{- if and .Values.schemaRegistry.url .Values.schemaRegistry.auth.password.existingSecret }}
+- name: VIGIL_SCHEMA_REGISTRY_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.schemaRegistry.auth.password.existingSecret }}
+      key: {{ .Values.schemaRegistry.auth.password.key }}
+{{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* envFrom of every Vigil container. */}}
+{{- define "vigil.envFrom" -}}
+- configMapRef:
+    name: {{ include "vigil.envConfigMapName" . }}
+{{- end }}
+
+{{/* Pod annotations that roll pods when the shared settings or the chart's Secret change. */}}
+{{- define "vigil.checksumAnnotations" -}}
+checksum/env: {{ include (print .Template.BasePath "/configmap-env.yaml") . | sha256sum }}
+checksum/secrets: {{ include (print .Template.BasePath "/secret.yaml") . | sha256sum }}
+{{- end }}
+
+{{/* The writable /tmp every container gets (the root filesystem is read-only). */}}
+{{- define "vigil.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 256Mi
+{{- end }}
+
+{{- define "vigil.tmpVolumeMount" -}}
+- name: tmp
+  mountPath: /tmp
+{{- end }}
+
+{{/* The action signing key volume (a file: VIGIL_ACTION_SIGNING_KEY_FILE), when a key is set. */}}
+{{- define "vigil.signingKey.volume" -}}
+{{- if include "vigil.secret.isSet" .Values.actionSigningKey }}
+{{- $ref := include "vigil.secret.keyRef" (dict "root" . "ref" .Values.actionSigningKey "chartKey" "action-signing-key") | fromYaml }}
+- name: action-signing-key
+  secret:
+    secretName: {{ $ref.name }}
+    defaultMode: 0440
+    items:
+      - key: {{ $ref.key }}
+        path: action-signing-key
+{{- end }}
+{{- end }}
+
+{{- define "vigil.signingKey.volumeMount" -}}
+{{- if include "vigil.secret.isSet" .Values.actionSigningKey }}
+- name: action-signing-key
+  mountPath: /etc/vigil/secrets/action-signing-key
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "vigil.signingKey.env" -}}
+{{- if include "vigil.secret.isSet" .Values.actionSigningKey }}
+- name: VIGIL_ACTION_SIGNING_KEY_FILE
+  value: /etc/vigil/secrets/action-signing-key/action-signing-key
+{{- end }}
+{{- end }}
+
+{{/* Default anti-affinity: spread a component's pods over nodes. Call with (dict "root" $ "component" "worker"). */}}
+{{- define "vigil.spreadAffinity" -}}
+podAntiAffinity:
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "vigil.selectorLabels" . | nindent 12 }}
+{{- end }}
+
+{{/* Chart-wide checks, rendered once (from configmap-env.yaml). */}}
+{{- define "vigil.validate" -}}
+{{- $key := .Values.actionSigningKey }}
+{{- if and $key.value (not $key.existingSecret) (lt (len $key.value) 16) }}
+{{- fail "actionSigningKey.value: use at least 16 random bytes (e.g. openssl rand -hex 32)" }}
+{{- end }}
+{{- if not (has .Values.worker.guarantee (list "at_least_once" "exactly_once")) }}
+{{- fail (printf "worker.guarantee: %q is not at_least_once or exactly_once" .Values.worker.guarantee) }}
+{{- end }}
+{{- if not (has .Values.executor.guarantee (list "at_least_once" "exactly_once")) }}
+{{- fail (printf "executor.guarantee: %q is not at_least_once or exactly_once" .Values.executor.guarantee) }}
+{{- end }}
+{{- if and .Values.executor.enabled (include "vigil.secret.isSet" .Values.executor.smtpPassword) (not .Values.executor.config.smtp) }}
+{{- fail "executor.smtpPassword is set but executor.config.smtp is not: give the SMTP host there" }}
+{{- end }}
+{{- with .Values.executor.config.smtp }}
+{{- if and .password (not (regexMatch "^\\$\\{(env|file):[^}]+\\}$" (toString .password))) }}
+{{- fail "executor.config.smtp.password: never inline; use executor.smtpPassword (existingSecret)" }}
+{{- end }}
+{{- end }}
+{{- if and .Values.executor.config.require_signature (not (include "vigil.secret.isSet" .Values.actionSigningKey)) }}
+{{- fail "executor.config.require_signature is true but actionSigningKey is not set" }}
+{{- end }}
+{{- end }}
