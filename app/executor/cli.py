@@ -62,7 +62,7 @@ def _summary(config: ExecutorConfig, plugins: PluginRegistry, key: bytes | None)
 
 
 @click.command("executor")
-@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("-c", "--config", "--executor-config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               envvar="VIGIL_EXECUTOR_CONFIG", help="executor.yaml (default: ./executor.yaml if present, else defaults)")
 @click.option("--plugins", multiple=True, metavar="MODULE", help="module with @action plugins (repeatable)")
 @click.option("--guarantee", type=click.Choice([g.value for g in Guarantee]), default=Guarantee.EXACTLY_ONCE.value,

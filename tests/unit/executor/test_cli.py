@@ -24,10 +24,12 @@ def test_check__summarises_plugins_commands_and_signing(tmp_path) -> None:
     assert "signatures: required (key loaded)" in result.output and "concurrency 3" in result.output
 
 
-def test_config_from_env_var(tmp_path) -> None:
+@pytest.mark.parametrize("option", ["--config", "--executor-config", None])
+def test_config__by_option_or_env_var(tmp_path, option) -> None:
     config = tmp_path / "ex.yaml"
     config.write_text("concurrency: 5\n")
-    result = invoke("--check", env={"VIGIL_EXECUTOR_CONFIG": str(config)})
+    args = [option, str(config)] if option else []
+    result = invoke(*args, "--check", env=None if option else {"VIGIL_EXECUTOR_CONFIG": str(config)})
     assert result.exit_code == 0 and "concurrency 5" in result.output
 
 
