@@ -32,6 +32,9 @@ LAZY_COMMANDS: dict[str, str] = {
     "bridge": "app.bridges.cli:bridge_group",
     "worker": "app.runtime.cli:worker_command",
     "beacon": "app.beacons.cli:beacon_group",
+    "actions": "app.actions.cli:actions_command",
+    "trace": "app.actions.cli:trace_command",
+    "silence": "app.actions.cli:silence_group",
 }
 
 # Hoisted from anywhere on the line. Not --config: subcommands have their own (beacon run --config).

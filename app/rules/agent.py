@@ -17,7 +17,7 @@ from app.config import ConfigError, Settings, load_settings
 from app.model.events import now_ms
 from app.rules.stage import RulesStage, StageConfig
 from app.runtime.agent import default_registry
-from app.runtime.http import route
+from app.runtime.http import route, serve_metrics
 
 __all__ = ["rules_api", "stage"]
 
@@ -34,6 +34,7 @@ def _settings() -> Settings | None:
 
 #: The stage instance whose agents the worker runs.
 stage = RulesStage(StageConfig.from_settings(_settings()), registry=default_registry)
+serve_metrics(stage.metrics.registry)
 
 
 @route("/rules")

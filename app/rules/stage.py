@@ -23,6 +23,7 @@ also across restarts (the fingerprints the state belongs to are stored beside it
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Mapping
@@ -189,7 +190,7 @@ class RulesStage:
 
     def route(self, record: Any, event_type: str, ctx: AgentContext) -> None:
         """Forward `record` unchanged (its consumed bytes) once per distinct group key it concerns."""
-        self._start_silence_reader()  # here, not at import: only a running worker reads silences
+        self._start_silence_reader(ctx)  # here, not at import: only a running worker reads silences
         version = self.current(ctx.now_ms())
         for group_key in version.index.group_keys(record, event_type):
             ctx.send(REPARTITION_TOPIC, repartition_key(group_key), ctx.raw_value)
@@ -246,7 +247,7 @@ class RulesStage:
                  f"; {len(errors)} error(s)" if errors else "")
 
     def _engine(self, ctx: AgentContext) -> RuleEngine:
-        self._start_silence_reader()
+        self._start_silence_reader(ctx)
         version = self.current(ctx.now_ms())
         entry = self._partitions.get(ctx.partition)
         if entry is None or entry.ctx is not ctx or entry.version is not version:
@@ -323,7 +324,11 @@ class RulesStage:
                           "vigil.error": str(failure)[:4000]})
 
     # -- silences and queries -----------------------------------------------------------------------------
-    def _start_silence_reader(self) -> None:
+    def _start_silence_reader(self, ctx: AgentContext | None = None) -> None:
+        # The worker's own settings (flags included) win over the ones the module was built with.
+        settings = getattr(ctx, "settings", None) or self.config.settings
+        if settings is not None and settings is not self.config.settings:
+            self.config = dataclasses.replace(self.config, settings=settings)
         if self._reader_tried or self.config.settings is None:
             return
         self._reader_tried = True

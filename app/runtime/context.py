@@ -27,7 +27,7 @@ class AgentContext:
     """Per agent-partition context, updated in place for each event (cheap on the hot path)."""
 
     __slots__ = ("_checkpoint", "_clock", "_outputs", "agent_name", "key", "offset", "partition", "raw_value",
-                 "tables", "timers", "timestamp", "topic", "type_name", "watermark")
+                 "settings", "tables", "timers", "timestamp", "topic", "type_name", "watermark")
 
     def __init__(self, agent_name: str, topic: str, partition: int, tables: dict[str, Any],
                  timers: PartitionTimers, outputs: list[Output], clock: Any) -> None:
@@ -46,6 +46,9 @@ class AgentContext:
         self.raw_value: bytes | None = None
         self.watermark = timers.watermark_ms
         self._checkpoint: Any = None
+        #: the worker's Settings (Kafka, registry, prefix) for agents that talk to Kafka themselves;
+        #: None in the in-memory harness
+        self.settings: Any = None
 
     def send(self, topic: str, key: str | bytes | None, value: Any, *, schema: str | None = None,
              headers: dict[str, str] | None = None) -> None:

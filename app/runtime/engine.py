@@ -89,6 +89,7 @@ class _AgentPartition:
         self.ctx = AgentContext(agent.name, agent.topic, partition, {t.name: t for t in agent.tables},
                                 self.timers, engine.outputs, engine.clock)
         self.ctx._checkpoint = self.checkpoint
+        self.ctx.settings = engine.settings
         self.wm = self.timers.watermark_ms
         self.rebuild()
 
@@ -167,8 +168,9 @@ class Engine:
     """Runs agents; owns stores of assigned partitions. Single-threaded by design."""
 
     def __init__(self, agents: list[Agent], *, backend_factory: BackendFactory, clock: Callable[[], int],
-                 checkpoint: Callable[[], None] | None = None) -> None:
+                 checkpoint: Callable[[], None] | None = None, settings: Any = None) -> None:
         self.agents = agents
+        self.settings = settings
         self.checkpoint_hook = checkpoint
         self.backend_factory = backend_factory
         self.clock = clock

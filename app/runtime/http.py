@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlparse
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-__all__ = ["HttpApi", "Route", "default_routes", "route"]
+__all__ = ["HttpApi", "Route", "default_routes", "extra_metrics", "route", "serve_metrics"]
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,15 @@ Route = Callable[[dict[str, list[str]]], tuple[int, Any]]
 
 #: Routes declared by stage modules with @route; every worker serves them.
 default_routes: dict[str, Route] = {}
+#: Extra Prometheus registries (a stage's own counters) every worker serves at /metrics.
+extra_metrics: list[CollectorRegistry] = []
+
+
+def serve_metrics(registry: CollectorRegistry) -> CollectorRegistry:
+    """Add a stage's Prometheus registry to every worker's /metrics (idempotent)."""
+    if registry not in extra_metrics:
+        extra_metrics.append(registry)
+    return registry
 
 
 def route(path: str) -> Callable[[Route], Route]:
@@ -64,7 +73,8 @@ class HttpApi:
                 url = urlparse(self.path)
                 try:
                     if url.path == "/metrics":
-                        self._send(200, generate_latest(api.registry), CONTENT_TYPE_LATEST)
+                        body = b"".join(generate_latest(r) for r in [api.registry, *extra_metrics])
+                        self._send(200, body, CONTENT_TYPE_LATEST)
                         return
                     if url.path == "/healthz":
                         ok, detail = api.health()

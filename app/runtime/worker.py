@@ -85,7 +85,8 @@ class Worker:
         self.metrics = WorkerMetrics()
         self.state_dir = Path(settings.state_dir) / self.app_id / self.instance_id
         self.engine = Engine(agents, backend_factory=self._backend,
-                             clock=self.options.clock or (lambda: int(time.time() * 1000)), checkpoint=self.commit)
+                             clock=self.options.clock or (lambda: int(time.time() * 1000)), checkpoint=self.commit,
+                             settings=settings)
         self._decode_mode = self._decode_modes(agents)
         self._stop = threading.Event()
         self._offsets: dict[tuple[str, int], int] = {}
