@@ -45,7 +45,15 @@ from app.model.signing import verify_action
 from app.runtime.context import AgentContext
 from app.runtime.tables import Table
 
-__all__ = ["DLQ_TOPIC", "RESULTS_TOPIC", "ActionRunner", "BatchState", "CheckpointFailed", "GroupCheckpoint"]
+__all__ = [
+    "DLQ_TOPIC",
+    "RESULTS_TOPIC",
+    "ActionRunner",
+    "BatchState",
+    "CheckpointFailed",
+    "GroupCheckpoint",
+    "parse_params",
+]
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from app.executor.plugins.params import check_keys, get_param
 from app.model.events import Event, now_ms
 from app.model.ids import deterministic_id
 
-__all__ = ["EVENTS_TOPIC", "ORIGIN", "fire_event"]
+__all__ = ["EVENTS_TOPIC", "ORIGIN", "build_event", "fire_event"]
 
 EVENTS_TOPIC = "events"
 ORIGIN = "vigil-executor"
