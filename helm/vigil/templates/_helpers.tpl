@@ -134,11 +134,9 @@ Call with (dict "root" $ "ref" .Values.x "chartKey" "smtp-password"); renders a 
 */}}
 {{- define "vigil.secret.keyRef" -}}
 {{- if .ref.existingSecret }}
-name: {{ .ref.existingSecret }}
-key: {{ .ref.key }}
+{{- toYaml (dict "name" .ref.existingSecret "key" .ref.key) }}
 {{- else }}
-name: {{ include "vigil.secretName" .root }}
-key: {{ .chartKey }}
+{{- toYaml (dict "name" (include "vigil.secretName" .root) "key" .chartKey) }}
 {{- end }}
 {{- end }}
 
