@@ -29,7 +29,7 @@ from google.protobuf.message import DecodeError
 
 from app.pipeline.validate import format_time_ms
 
-__all__ = ["RELATIVE_ACCURACY", "WINDOW_QUANTILES", "MetricAggregate"]
+__all__ = ["RELATIVE_ACCURACY", "SKETCH_MIN_MAGNITUDE", "WINDOW_QUANTILES", "MetricAggregate", "sketch_key"]
 
 #: Relative accuracy of every sketch (DDSketch "alpha"); all Vigil sketches share it to stay mergeable.
 RELATIVE_ACCURACY: Final = 0.01
@@ -41,6 +41,14 @@ _MAPPING: Final = LogarithmicMapping(RELATIVE_ACCURACY)
 #: Keys of every representable magnitude fit in this span (~71k at 1%); a sketch read from outside
 #: that claims more is corrupt, and densifying it could exhaust memory.
 _MAX_KEY_SPAN: Final = _MAPPING.key(_MAPPING.max_possible) - _MAPPING.key(_MAPPING.min_possible) + 1
+#: Magnitudes at or below this count in a sketch's zero bin (as DDSketch.add decides).
+SKETCH_MIN_MAGNITUDE: Final = _MAPPING.min_possible
+
+
+def sketch_key(magnitude: float) -> int:
+    """The bin key of a magnitude above SKETCH_MIN_MAGNITUDE in every Vigil sketch: callers that
+    keep bin counts themselves (the windows stage) compute it once per value and reuse it."""
+    return _MAPPING.key(magnitude)
 
 
 def _store_from_counts(first_key: int, counts: Sequence[float]) -> DenseStore:
@@ -190,6 +198,19 @@ class MetricAggregate:
         if other.last_time_ms >= self.last_time_ms:
             self.last = other.last
             self.last_time_ms = other.last_time_ms
+
+    @classmethod
+    def from_bins(cls, *, count: int, sum: float, min: float, max: float, last: float, last_time_ms: int,
+                  positive: dict[int, float], negative: dict[int, float], zero_count: float) -> MetricAggregate:
+        """An aggregate from summary values and sketch bin counts kept elsewhere (keys from
+        `sketch_key` of each value's magnitude; values within SKETCH_MIN_MAGNITUDE of 0 in zero_count)."""
+        agg = cls.__new__(cls)
+        agg.count, agg.sum, agg.min, agg.max = count, sum, min, max
+        agg.last, agg.last_time_ms = last, last_time_ms
+        pos_keys, neg_keys = sorted(positive), sorted(negative)
+        agg._reset_sketch(_store_from_sparse(pos_keys, [positive[k] for k in pos_keys]),
+                          _store_from_sparse(neg_keys, [negative[k] for k in neg_keys]), float(zero_count))
+        return agg
 
     def copy(self) -> MetricAggregate:
         """An independent copy (for update functions that must not mutate their input)."""

@@ -5,6 +5,7 @@
       grace: 5s                  # how late (event time) an event may arrive and still count
       max_future: 5m             # events further ahead of the wall clock are rejected
       window_retention: 1h       # closed windows kept for queries
+      archive_retention: 7d      # event-time span the id/find index keeps (match `events` retention)
       flap:
         window: 10m
         enter_transitions: 5     # flapping from 5 transitions within the window...
@@ -25,6 +26,7 @@ from app.durations import format_duration_ms, parse_duration_ms
 from app.pipeline.flap import FlapPolicy
 
 __all__ = [
+    "DEFAULT_ARCHIVE_RETENTION_MS",
     "DEFAULT_GRACE_MS",
     "DEFAULT_MAX_FUTURE_MS",
     "DEFAULT_WINDOW_RETENTION_MS",
@@ -37,6 +39,7 @@ DEFAULT_WINDOW_SIZES_MS: Final = (10_000, 60_000)
 DEFAULT_GRACE_MS: Final = 5_000
 DEFAULT_MAX_FUTURE_MS: Final = 300_000
 DEFAULT_WINDOW_RETENTION_MS: Final = 3_600_000
+DEFAULT_ARCHIVE_RETENTION_MS: Final = 7 * 86_400_000
 _DEFAULT_FLAP: Final = FlapPolicy()
 _ZERO: Final = re.compile(r"0+(\.0+)?(ms|s|m|h|d|w)?")
 
@@ -92,6 +95,7 @@ class PipelineConfig(BaseModel):
     grace_ms: DurationOrZeroMs = Field(DEFAULT_GRACE_MS, alias="grace", ge=0)
     max_future_ms: DurationMs = Field(DEFAULT_MAX_FUTURE_MS, alias="max_future")
     window_retention_ms: DurationOrZeroMs = Field(DEFAULT_WINDOW_RETENTION_MS, alias="window_retention", ge=0)
+    archive_retention_ms: DurationMs = Field(DEFAULT_ARCHIVE_RETENTION_MS, alias="archive_retention")
     flap: FlapConfig = Field(default_factory=FlapConfig)
 
     @field_validator("window_sizes_ms")
@@ -115,4 +119,5 @@ class PipelineConfig(BaseModel):
         return (f"windows [{sizes}], grace {format_duration_ms(self.grace_ms)}, "
                 f"max future {format_duration_ms(self.max_future_ms)}, "
                 f"window retention {format_duration_ms(self.window_retention_ms)}, "
+                f"archive retention {format_duration_ms(self.archive_retention_ms)}, "
                 f"flapping at {self.flap_policy.describe()}")

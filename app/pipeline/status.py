@@ -31,7 +31,7 @@ state), so a replay of the same events produces identical alerts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from app.durations import format_duration_ms
@@ -52,9 +52,13 @@ _EXPIRED: Final = State.EXPIRED.value
 _EXPIRY_SEVERITY: Final = int(Severity.UNKNOWN)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StatusState:
-    """Everything the status agent keeps per identity (JSON-serialisable via to_dict/from_dict)."""
+    """Everything the status agent keeps per identity (JSON-serialisable via to_dict/from_dict).
+
+    Treat it as immutable: folding returns new objects and never changes one (a table's undo journal
+    keeps references to old values). Not `frozen` only because a frozen dataclass is several times
+    slower to construct, and one is constructed per event."""
 
     subject: str
     name: str
@@ -108,7 +112,7 @@ class StatusState:
 _FIELDS: Final = frozenset(StatusState.__dataclass_fields__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StatusUpdate:
     """The outcome of folding one event (or one expiry) into an identity's status."""
 
@@ -131,29 +135,21 @@ def fold_status(state: StatusState | None, ev: NormalizedEvent, *, flap: FlapPol
     if ev.id == state.last_event_id:
         return StatusUpdate(state, changed=False)
     if ev.time_ms < state.last_seen_ms:
-        return StatusUpdate(replace(state, event_count=state.event_count + 1), changed=False)
+        return StatusUpdate(_evolve(state, event_count=state.event_count + 1), changed=False)
 
     reported = state.reported_state if ev.severity is None else _STATE_BY_SEVERITY[ev.severity]
     transition = reported != state.state
-    recent = record_transition(state.recent_transitions_ms, ev.time_ms, flap) if transition \
-        else state.recent_transitions_ms
-    flapping = is_flapping(state.flapping, recent, ev.time_ms, flap)
-    new = replace(
-        state,
-        state=reported,
-        reported_state=reported,
-        since_ms=ev.time_ms if transition else state.since_ms,
-        last_seen_ms=ev.time_ms,
-        last_event_id=ev.id,
-        text=ev.text,
-        tags=dict(ev.tags),
-        event_count=state.event_count + 1,
-        transition_count=state.transition_count + transition,
-        flapping=flapping,
-        recent_transitions_ms=recent,
-        ttl_s=ev.ttl_s,
-        expected_by_ms=_deadline_ms(ev),
-    )
+    if transition:
+        recent = record_transition(state.recent_transitions_ms, ev.time_ms, flap)
+        flapping = is_flapping(state.flapping, recent, ev.time_ms, flap)
+    else:
+        recent = state.recent_transitions_ms
+        # without a transition flapping can only end, and only while transitions are recorded
+        flapping = is_flapping(state.flapping, recent, ev.time_ms, flap) if recent else False
+    # Positional construction: this runs once per event (field order as declared above).
+    new = StatusState(state.subject, state.name, reported, reported, ev.time_ms if transition else state.since_ms,
+                      ev.time_ms, ev.id, ev.text, dict(ev.tags), state.event_count + 1,
+                      state.transition_count + transition, flapping, recent, ev.ttl_s, _deadline_ms(ev))
     alert = _event_alert(new, ev, from_state=state.state) if transition else None
     return StatusUpdate(new, changed=transition or flapping != state.flapping, alert=alert)
 
@@ -167,7 +163,7 @@ def expire(state: StatusState, *, deadline_ms: int, flap: FlapPolicy) -> StatusU
     if state.state == _EXPIRED or state.expected_by_ms is None or state.expected_by_ms != deadline_ms:
         return StatusUpdate(state, changed=False)
     recent = record_transition(state.recent_transitions_ms, deadline_ms, flap)
-    new = replace(
+    new = _evolve(
         state,
         state=_EXPIRED,
         since_ms=deadline_ms,
@@ -202,6 +198,16 @@ def to_status_record(state: StatusState) -> dict[str, Any]:
         "ttl": state.ttl_s,
         "tags": dict(state.tags),
     }
+
+
+def _evolve(old: StatusState, /, **changes: Any) -> StatusState:
+    """A copy of `old` with some fields changed (dataclasses.replace, minus its per-call checks)."""
+    values = {name: getattr(old, name) for name in _FIELD_ORDER}
+    values.update(changes)
+    return StatusState(**values)
+
+
+_FIELD_ORDER: Final = tuple(StatusState.__dataclass_fields__)
 
 
 def _first_sighting(ev: NormalizedEvent) -> StatusUpdate:

@@ -52,11 +52,13 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MS: Final = timedelta(milliseconds=1)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NormalizedEvent:
     """The fields of an event the pipeline works with, whatever its Avro type.
 
-    `tags` and `metrics` may share the dicts of the original record: treat them as read-only.
+    Read-only by convention (not `frozen`: one is built per event, and frozen dataclasses are
+    several times slower to construct). `tags` and `metrics` may share the dicts of the original
+    record: treat them as read-only too.
     """
 
     id: str
@@ -118,12 +120,55 @@ def normalize_event(record: Any, type_name: str, *, now_ms: int, max_future_ms: 
     `now_ms` is the wall clock used for the "too far in the future" check, `max_future_ms` the limit.
     Never raises for bad input: every problem becomes a Rejection.
     """
+    if type_name == EVENT_TYPE and type(record) is dict:
+        fast = _decoded_event(record, now_ms + max_future_ms)
+        if fast is not None:
+            return fast
     raw_id = record.get("id") if isinstance(record, Mapping) else None
     event_id = raw_id if isinstance(raw_id, str) and raw_id else None
     try:
         return _normalize(record, type_name, event_id, now_ms=now_ms, max_future_ms=max_future_ms)
     except _Invalid as exc:
         return Rejection(field=exc.field, reason=exc.reason, type_name=type_name, event_id=event_id)
+
+
+def _decoded_event(record: dict[str, Any], latest_ms: int) -> NormalizedEvent | None:
+    """The common case, quickly: a valid vigil.Event as fastavro decodes it (every field present
+    with its schema type). None for anything else -- the general path then accepts or explains.
+
+    It makes exactly the general path's checks, in the types the schema guarantees; `latest_ms` is
+    the latest acceptable time (now + max_future)."""
+    try:
+        event_id = record["id"]
+        subject = record["subject"]
+        name = record["name"]
+        time_ms = record["time"]
+        severity = record["severity"]
+        metrics = record["metrics"]
+        ttl = record["ttl"]
+        tags = record["tags"]
+        kind = record["kind"]
+        text = record["text"]
+    except KeyError:
+        return None
+    if (type(event_id) is not str or not event_id or type(subject) is not str or type(name) is not str
+            or type(time_ms) is not int or type(severity) is not int or not 0 <= severity <= 3
+            or type(metrics) is not dict or type(tags) is not dict or type(text) is not str
+            or type(kind) is not str or kind not in _KINDS or not subject.strip() or not name.strip()
+            or time_ms > latest_ms):
+        return None
+    if ttl is not None and (type(ttl) is not float or not 0.0 < ttl < math.inf):
+        return None
+    for value in metrics.values():
+        if type(value) is not float or value - value != 0.0:  # NaN and infinities give NaN
+            return None
+    for value in tags.values():
+        if type(value) is not str:
+            return None
+    origin = record.get("origin")
+    trace_id = record.get("trace_id")
+    return NormalizedEvent(event_id, EVENT_TYPE, subject, name, time_ms, kind, severity, metrics, ttl, text, tags,
+                           origin if type(origin) is str else "", trace_id if type(trace_id) is str else None)
 
 
 def _normalize(record: Any, type_name: str, event_id: str | None, *, now_ms: int,

@@ -25,14 +25,16 @@ def test_from_yaml__durations_are_read_into_ms() -> None:
     grace: 2s
     max_future: 90          # a bare number is seconds, as everywhere in vigil.yaml
     window_retention: 0     # keep no closed windows
+    archive_retention: 2d
     flap: {window: 5m, enter_transitions: 3, exit_transitions: 1}
     """
     config = PipelineConfig.model_validate(yaml.safe_load(text))
     assert config.window_sizes_ms == (10_000, 60_000, 300_000)  # sorted
     assert (config.grace_ms, config.max_future_ms, config.window_retention_ms) == (2_000, 90_000, 0)
     assert config.flap_policy == FlapPolicy(window_ms=300_000, enter_transitions=3, exit_transitions=1)
+    assert config.archive_retention_ms == 2 * 86_400_000
     assert config.describe() == ("windows [10s, 1m, 5m], grace 2s, max future 1m30s, window retention 0s, "
-                                 "flapping at 3 transitions within 5m (until fewer than 1)")
+                                 "archive retention 2d, flapping at 3 transitions within 5m (until fewer than 1)")
 
 
 @pytest.mark.parametrize("zero", [0, "0", "0s", "0ms", 0.0])

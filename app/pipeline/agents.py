@@ -1,0 +1,126 @@
+"""The worker's built-in pipeline on `events`, written on the public agent API: validation (bad
+records to `events-dlq` with the reason), the archive index, status with alerts and flap detection,
+metric windows, and absence (ttl) expiry on wall-clock timers. `vigil worker` imports this module;
+its agent and its HTTP query routes (/status, /metrics, /events/get, /events/find) register on import.
+
+One agent runs every stage for each event: the event is normalised once and each stage is a plain
+method call (app.pipeline.archive, app.pipeline.tracker), which keeps the per-event cost to what the
+stages themselves do. Tables are co-partitioned with `events` (keyed by identity).
+
+`build_pipeline(config, registry=...)` builds an independent copy (tests use small windows).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any, Final
+
+from app.pipeline.archive import ArchiveIndex
+from app.pipeline.config import PipelineConfig
+from app.pipeline.routes import register_routes
+from app.pipeline.tracker import Tracker
+from app.pipeline.validate import EVENT_TYPE, Rejection, normalize_event
+from app.runtime.agent import Agent, AgentRegistry, agent, default_registry
+from app.runtime.tables import Table
+
+__all__ = ["DLQ_TOPIC", "EVENTS_TOPIC", "PIPELINE", "Pipeline", "build_pipeline", "load_pipeline_config"]
+
+log = logging.getLogger(__name__)
+
+EVENTS_TOPIC: Final = "events"
+DLQ_TOPIC: Final = "events-dlq"
+AGENT_NAME: Final = "pipeline"
+#: Log the first rejections of a kind, then one in this many (all are counted and dead-lettered).
+_LOG_EVERY: Final = 1000
+
+
+class Pipeline:
+    """The built-in stages and the agent that runs them."""
+
+    def __init__(self, config: PipelineConfig, *, registry: AgentRegistry | None = None,
+                 name: str = AGENT_NAME) -> None:
+        self.config = config
+        self.max_future_ms = config.max_future_ms
+        self.archive = ArchiveIndex(retention_ms=config.archive_retention_ms)
+        self.tracker = Tracker(config)
+        #: rejected records by the field that failed ("" for a record that is not a mapping)
+        self.rejected: Counter[str] = Counter()
+        #: events whose Kafka key is not their identity (their state may be split across partitions)
+        self.misrouted = 0
+        tables: tuple[Table, ...] = (*self.archive.tables, *self.tracker.tables)
+        self.agent: Agent = agent(EVENTS_TOPIC, name=name, tables=tables, dlq_topic=DLQ_TOPIC,
+                                  timestamp=self._event_time, registry=registry)(self.process)
+        self.agent.on_timer(self.on_timer)
+
+    def _event_time(self, value: Any, kafka_timestamp_ms: int) -> int:
+        """Event time for the partition watermark: the `time` field, except that one too far ahead of
+        the record's Kafka timestamp (a future time the pipeline rejects) must not move the
+        watermark, which would close every open window and make all later events late."""
+        if type(value) is dict:
+            time_ms = value.get("time")
+            if type(time_ms) is int and time_ms - kafka_timestamp_ms <= self.max_future_ms:
+                return time_ms
+        return kafka_timestamp_ms
+
+    def process(self, record: Any, ctx: Any) -> None:
+        """Validate, index, fold status, update metric windows (the built-in pipeline)."""
+        ev = normalize_event(record, ctx.type_name or EVENT_TYPE, now_ms=ctx.now_ms(),
+                             max_future_ms=self.max_future_ms)
+        if type(ev) is Rejection:
+            self._reject(ev, ctx)
+            return
+        key = f"{ev.subject}/{ev.name}"
+        if key != ctx.key:
+            self._misrouted(ctx.key, key)
+        self.archive.add(ev, ctx)
+        self.tracker.apply(key, ev, ctx)
+
+    def on_timer(self, key: str, payload: Any, ctx: Any) -> None:
+        """An absence deadline (identity keys), a window close or an index prune is due."""
+        if self.archive.owns_timer(key):
+            self.archive.prune(key)
+        elif self.tracker.owns_timer(key):
+            self.tracker.on_timer(key, payload, ctx)
+        else:
+            self.tracker.absence_due(key, payload, ctx)
+
+    def _reject(self, rejection: Rejection, ctx: Any) -> None:
+        """Dead-letter the record as consumed, with the reason in headers (like the runtime does for
+        records an agent raised on, without re-running the batch record by record)."""
+        self.rejected[rejection.field] += 1
+        count = self.rejected[rejection.field]
+        if count <= 10 or count % _LOG_EVERY == 0:
+            log.warning("rejected %s[%d]@%d (%s, %d so far with this problem): %s", ctx.topic, ctx.partition,
+                        ctx.offset, rejection.type_name, count, rejection.reason)
+        headers = {"vigil.agent": self.agent.name, "vigil.error": rejection.reason[:4000],
+                   "vigil.field": rejection.field, "vigil.type": rejection.type_name, "vigil.topic": ctx.topic,
+                   "vigil.partition": str(ctx.partition), "vigil.offset": str(ctx.offset)}
+        if rejection.event_id is not None:
+            headers["vigil.event_id"] = rejection.event_id
+        ctx.send(DLQ_TOPIC, ctx.key, ctx.raw_value, headers=headers)
+
+    def _misrouted(self, kafka_key: str | None, identity: str) -> None:
+        self.misrouted += 1
+        if self.misrouted <= 10 or self.misrouted % _LOG_EVERY == 0:
+            log.warning("event of %s has Kafka key %r (%d such events): produce events keyed 'subject/name', "
+                        "or an identity's state is split across partitions", identity, kafka_key, self.misrouted)
+
+
+def build_pipeline(config: PipelineConfig | None = None, *, registry: AgentRegistry | None = None) -> Pipeline:
+    """A pipeline with its own tables and agent (registered in `registry`, default: none shared)."""
+    return Pipeline(config or PipelineConfig(), registry=registry or AgentRegistry())
+
+
+def load_pipeline_config() -> PipelineConfig:
+    """`pipeline` from the settings (vigil.yaml / env) when Settings has it, else the defaults."""
+    from app.config import default_settings
+
+    config = getattr(default_settings(), "pipeline", None)
+    return config if isinstance(config, PipelineConfig) else PipelineConfig()
+
+
+#: The pipeline `vigil worker` runs (its agent is in the default registry, its routes in the worker API).
+PIPELINE: Final = Pipeline(load_pipeline_config(), registry=default_registry)
+register_routes(PIPELINE)
+log.debug("built-in pipeline: %s", PIPELINE.config.describe())

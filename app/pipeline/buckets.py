@@ -1,0 +1,95 @@
+"""A table whose keys start with the hour of an event time, read by time range and pruned by age.
+
+    windows = BucketedTable("metric-windows", retention_ms=3_600_000)
+    windows.put(time_ms, "web1\\x1eload\\x1f...", value, ctx)      # inside the agent
+    windows.scan(store, since_ms=..., until_ms=..., prefix="web1\\x1e")  # a query
+
+Keys are `<bucket>\\x1f<rest>` with the bucket as fixed-width hex, so one bucket is one key prefix.
+Each bucket of a partition arms an event-time timer at bucket end + retention; when the partition's
+watermark passes it the agent calls `prune`, which deletes the bucket. The sorted list of live
+buckets is stored in the table itself (LIVE_BUCKETS_KEY), so queries read only buckets that exist
+and the check per write is one cached lookup. Used by the archive's find index and by retained
+closed metric windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Final
+
+from app.runtime.codecs import Codec
+from app.runtime.store import PartitionStore
+from app.runtime.tables import Table
+
+__all__ = ["BUCKET_MS", "LIVE_BUCKETS_KEY", "BucketedTable"]
+
+#: Event time covered by one bucket (the unit of range reads and of pruning).
+BUCKET_MS: Final = 3_600_000
+#: The sorted list of live buckets of a partition (no bucket prefix starts with "~").
+LIVE_BUCKETS_KEY: Final = "~live-buckets"
+_BUCKET_OFFSET: Final = 1 << 28  # keeps hex buckets non-negative and sorted for any ms time
+_SEP: Final = "\x1f"
+
+
+class BucketedTable:
+    """A Table keyed by (hour bucket of a time, rest of the key), with retention by event time."""
+
+    def __init__(self, name: str, *, retention_ms: int, codec: str | Codec | None = "json", help: str = "") -> None:
+        self.table = Table(name, codec=codec, help=help)
+        self.retention_ms = retention_ms
+        #: timers of this table's buckets are named `<prefix><bucket>` (never contains "/")
+        self.timer_prefix = f"prune:{name}:"
+
+    @staticmethod
+    def bucket_of(time_ms: int) -> int:
+        return time_ms // BUCKET_MS
+
+    @staticmethod
+    def prefix(bucket: int) -> str:
+        """The key prefix of every entry in a bucket."""
+        return f"{bucket + _BUCKET_OFFSET:08x}{_SEP}"
+
+    # -- inside the agent -----------------------------------------------------------------------------
+    def put(self, time_ms: int, rest: str, value: Any, ctx: Any) -> None:
+        """Store `value` under the bucket of `time_ms`, arming the bucket's prune timer if it is new."""
+        bucket = time_ms // BUCKET_MS
+        self.table[f"{bucket + _BUCKET_OFFSET:08x}{_SEP}{rest}"] = value
+        live = self.table.get(LIVE_BUCKETS_KEY)
+        if live and (live[-1] == bucket or bucket in live):  # usually the newest bucket: one comparison
+            return
+        self.table[LIVE_BUCKETS_KEY] = sorted({*(live or ()), bucket})
+        ctx.timers.schedule(f"{self.timer_prefix}{bucket}", (bucket + 1) * BUCKET_MS + self.retention_ms,
+                            kind="event")
+
+    def delete(self, time_ms: int, rest: str) -> None:
+        """Remove one entry (the bucket stays live until its timer prunes it)."""
+        self.table.pop(f"{time_ms // BUCKET_MS + _BUCKET_OFFSET:08x}{_SEP}{rest}")
+
+    def owns_timer(self, timer_key: str) -> bool:
+        return timer_key.startswith(self.timer_prefix)
+
+    def prune(self, timer_key: str) -> list[tuple[str, Any]]:
+        """The prune timer of a bucket fired: delete the bucket; returns its (rest of key, value)s."""
+        bucket = int(timer_key[len(self.timer_prefix):])
+        prefix = self.prefix(bucket)
+        doomed = list(self.table.items(prefix))
+        for key, _ in doomed:
+            del self.table[key]
+        self.table[LIVE_BUCKETS_KEY] = [b for b in self.table.get(LIVE_BUCKETS_KEY) or () if b != bucket]
+        return [(key[len(prefix):], value) for key, value in doomed]
+
+    # -- outside agents -------------------------------------------------------------------------------
+    def stores(self) -> list[tuple[int, PartitionStore]]:
+        """(partition, store) of every locally assigned partition."""
+        return [(p, self.table.partition(p)) for p in sorted(self.table.stores)]
+
+    def scan(self, store: PartitionStore, *, since_ms: int, until_ms: int, prefix: str = "",
+             newest_first: bool = False) -> Iterator[tuple[str, Any]]:
+        """(rest of key, value) of entries in the buckets overlapping [since_ms, until_ms] whose rest
+        starts with `prefix`, bucket by bucket (callers filter exact times themselves)."""
+        first, last = since_ms // BUCKET_MS, until_ms // BUCKET_MS
+        buckets = [b for b in store.get(LIVE_BUCKETS_KEY) or () if first <= b <= last]
+        for bucket in reversed(buckets) if newest_first else buckets:
+            head = self.prefix(bucket)
+            for key, value in store.items(head + prefix):
+                yield key[len(head):], value

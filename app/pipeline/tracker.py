@@ -1,0 +1,251 @@
+"""Status and metric windows of every identity, in one table.
+
+One value per identity ("subject/name") holds its StatusState and its open metric windows of every
+configured size (app.pipeline.status, app.pipeline.windows): an event costs one table read and one
+write, and a commit writes each changed identity once, instead of once per concern. Per identity:
+
+- Status: folded from each event; changes go to `status` (vigil.Status), alerts to `alerts`.
+- Absence: a wall-clock timer (key: the identity) at the deadline the last event's ttl promised;
+  see `Tracker.absence_due` for how it fires on time without firing during a catch-up.
+- Windows: an event-time timer (key: CLOSE_TIMER_PREFIX + identity) at the earliest end + grace
+  of its open windows; closed windows go to `metrics` (vigil.WindowAggregate) and, for queries,
+  to the `metric-windows` table for `window_retention`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Final, NamedTuple
+
+import orjson
+
+from app.globs import glob_matcher, is_glob
+from app.pipeline.buckets import BucketedTable
+from app.pipeline.config import PipelineConfig
+from app.pipeline.query import key_prefix
+from app.pipeline.status import StatusState, StatusUpdate, expire, fold_status, to_status_record
+from app.pipeline.validate import NormalizedEvent
+from app.pipeline.windows import (
+    Binned,
+    OpenWindows,
+    WindowCodec,
+    WindowValue,
+    add_to_windows,
+    bin_metrics,
+    close_due,
+    to_aggregate,
+    window_from_json,
+    window_to_json,
+)
+from app.runtime.tables import Table
+
+__all__ = ["ALERTS_TOPIC", "CLOSE_TIMER_PREFIX", "METRICS_TOPIC", "STATUS_TOPIC", "Tracked", "Tracker"]
+
+STATUS_TOPIC: Final = "status"
+ALERTS_TOPIC: Final = "alerts"
+METRICS_TOPIC: Final = "metrics"
+#: Window-closing timers are keyed by this + the identity (absence timers by the identity itself).
+CLOSE_TIMER_PREFIX: Final = "\x1fclose\x1f"
+#: How often an absence deadline that passed on the wall clock is checked again while the
+#: partition's event time is still catching up (see Tracker.absence_due).
+ABSENCE_RECHECK_MS: Final = 1000
+_TIME_OFFSET: Final = 1 << 62
+_SEP: Final = "\x1f"
+_IDENTITY_SEP: Final = "\x1e"
+
+
+class Tracked(NamedTuple):
+    """What the tracker keeps per identity (immutable: updates build a new one)."""
+
+    status: StatusState
+    #: open windows per configured size (app.pipeline.windows.OpenWindows)
+    windows: OpenWindows
+    #: when the identity's window-closing timer is armed for, None when none is
+    close_at_ms: int | None
+
+
+class TrackedCodec:
+    """Table codec for Tracked: JSON, windows stored by size so changing the configured sizes
+    keeps the windows of sizes still configured."""
+
+    name = "vigil-tracked"
+
+    def __init__(self, sizes_ms: tuple[int, ...]) -> None:
+        self.sizes_ms = sizes_ms
+
+    def encode(self, value: Tracked) -> bytes:
+        windows = {str(size): [[start, window_to_json(v)] for start, v in open_]
+                   for size, open_ in zip(self.sizes_ms, value.windows, strict=True) if open_}
+        return orjson.dumps({"status": value.status.to_dict(), "windows": windows, "close_at": value.close_at_ms})
+
+    def decode(self, data: bytes) -> Tracked:
+        raw = orjson.loads(data)
+        stored = raw.get("windows") or {}
+        windows = tuple(tuple((start, window_from_json(v)) for start, v in stored.get(str(size), ()))
+                        for size in self.sizes_ms)
+        return Tracked(StatusState.from_dict(raw["status"]), windows, raw.get("close_at"))
+
+
+class Tracker:
+    """Status, alerts, absence and metric windows per identity."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self.flap = config.flap_policy
+        self.sizes_ms: tuple[int, ...] = config.window_sizes_ms
+        self.grace_ms = config.grace_ms
+        self.table = Table("identities", codec=TrackedCodec(self.sizes_ms),
+                           help="identity -> status and open metric windows")
+        self.closed = BucketedTable("metric-windows", retention_ms=config.window_retention_ms, codec=WindowCodec(),
+                                    help="closed windows kept for queries")
+        self.keep_closed = config.window_retention_ms > 0
+        self._no_windows: OpenWindows = tuple(() for _ in self.sizes_ms)
+        #: events dropped from windows as late (per window size), since start
+        self.late_dropped = 0
+
+    @property
+    def tables(self) -> tuple[Table, Table]:
+        return self.table, self.closed.table
+
+    # -- inside the agent -----------------------------------------------------------------------------
+    def apply(self, key: str, ev: NormalizedEvent, ctx: Any) -> None:
+        """Fold one accepted event into its identity: status, alerts, absence timer, windows."""
+        old = self.table.get(key)
+        update = fold_status(old.status if old is not None else None, ev, flap=self.flap)
+        new_status = update.state
+        if old is None:
+            windows, close_at_ms = self._no_windows, None
+        elif new_status is old.status:
+            return  # a duplicate delivery of the last event: nothing changes, windows included
+        else:
+            windows, close_at_ms = old.windows, old.close_at_ms
+        if ev.metrics:
+            binned: list[Binned] = bin_metrics(ev.metrics)
+            windows, late, opened_close_ms = add_to_windows(windows, self.sizes_ms, binned, ev.time_ms,
+                                                            grace_ms=self.grace_ms, watermark_ms=ctx.watermark)
+            self.late_dropped += late
+            if opened_close_ms is not None and (close_at_ms is None or opened_close_ms < close_at_ms):
+                close_at_ms = opened_close_ms
+                ctx.timers.schedule(CLOSE_TIMER_PREFIX + key, close_at_ms, kind="event")
+        self.table[key] = Tracked(new_status, windows, close_at_ms)
+        self._publish(key, update, ctx)
+        old_status = old.status if old is not None else None
+        deadline = new_status.expected_by_ms
+        if old_status is None or deadline != old_status.expected_by_ms:
+            if deadline is not None:
+                # The payload names the deadline the timer was armed for: `expire` ignores a timer
+                # that a newer event has since replaced (exactly one expiry per silence).
+                ctx.timers.schedule(key, deadline, kind="wall", payload=[deadline, None])
+            elif old_status is not None and old_status.expected_by_ms is not None:
+                ctx.timers.cancel(key)
+
+    def owns_timer(self, timer_key: str) -> bool:
+        return timer_key.startswith(CLOSE_TIMER_PREFIX) or self.closed.owns_timer(timer_key)
+
+    def on_timer(self, timer_key: str, payload: Any, ctx: Any) -> None:
+        """A window-closing or closed-window pruning timer fired."""
+        if timer_key.startswith(CLOSE_TIMER_PREFIX):
+            self._close_windows(timer_key[len(CLOSE_TIMER_PREFIX):], ctx)
+        else:
+            self.closed.prune(timer_key)
+
+    def absence_due(self, key: str, payload: list[int | None], ctx: Any) -> None:
+        """The wall clock passed the absence deadline of `key`.
+
+        The wall clock alone cannot tell a silent identity from a partition whose backlog is still
+        being read (after a restart, say): there the next event may be waiting unread. So the
+        identity expires when the partition's event time (watermark) has passed the deadline too,
+        or when the watermark did not move since the previous check (nothing is flowing: the wall
+        clock decides). Otherwise the deadline is checked again ABSENCE_RECHECK_MS later."""
+        deadline_ms, watermark_then = payload
+        if ctx.watermark < deadline_ms and ctx.watermark != watermark_then:
+            ctx.timers.schedule(key, ctx.now_ms() + ABSENCE_RECHECK_MS, kind="wall",
+                                payload=[deadline_ms, ctx.watermark])
+            return
+        tracked = self.table.get(key)
+        if tracked is None:
+            return
+        update = expire(tracked.status, deadline_ms=deadline_ms, flap=self.flap)
+        if update.changed:
+            self.table[key] = tracked._replace(status=update.state)
+            self._publish(key, update, ctx)
+
+    def _close_windows(self, key: str, ctx: Any) -> None:
+        tracked = self.table.get(key)
+        if tracked is None:
+            return
+        closed, remaining, next_close_ms = close_due(tracked.windows, self.sizes_ms, grace_ms=self.grace_ms,
+                                                     watermark_ms=ctx.watermark)
+        status = tracked.status
+        for size_ms, start_ms, value in closed:
+            for metric, obs in value.items():
+                record = to_aggregate(obs).to_window_record(subject=status.subject, name=status.name, metric=metric,
+                                                            window_start_ms=start_ms, size_ms=size_ms)
+                ctx.send(METRICS_TOPIC, key, record, schema="vigil.WindowAggregate")
+            if self.keep_closed:
+                self.closed.put(start_ms, _closed_key(status.subject, status.name, size_ms, start_ms), value, ctx)
+        self.table[key] = Tracked(status, remaining, next_close_ms)
+        if next_close_ms is not None:
+            ctx.timers.schedule(CLOSE_TIMER_PREFIX + key, next_close_ms, kind="event")
+
+    @staticmethod
+    def _publish(key: str, update: StatusUpdate, ctx: Any) -> None:
+        if update.changed:
+            ctx.send(STATUS_TOPIC, key, to_status_record(update.state), schema="vigil.Status")
+        if update.alert is not None:
+            ctx.send(ALERTS_TOPIC, key, update.alert, schema="vigil.Alert")
+
+    # -- outside agents (HTTP queries) ----------------------------------------------------------------
+    def statuses(self, *, subject: str = "*", name: str = "*", state: str | None = None) -> list[dict[str, Any]]:
+        """Statuses of matching identities in the local partitions, sorted by subject and name."""
+        match_subject, match_name = glob_matcher(subject), glob_matcher(name)
+        out = []
+        for tracked in self._candidates(subject, name):
+            status = tracked.status
+            if match_subject(status.subject) and match_name(status.name) and (state is None or status.state == state):
+                out.append({**to_status_record(status), "expected_by": status.expected_by_ms})
+        out.sort(key=lambda s: (s["subject"], s["name"]))
+        return out
+
+    def _candidates(self, subject: str, name: str) -> Iterator[Tracked]:
+        if not is_glob(subject) and not is_glob(name):
+            found = self.table.lookup(f"{subject}/{name}")
+            if found is not None:
+                yield found
+            return
+        for _, tracked in self.table.all_items(key_prefix(subject, name, separator="/")):
+            yield tracked
+
+    def windows(self, *, subject: str, name: str, metric: str | None = None, size_ms: int | None = None,
+                last: int = 10) -> list[dict[str, Any]]:
+        """The latest `last` windows (open, or closed within retention) of one identity per size, oldest
+        first, as WindowAggregate fields without the sketch bytes plus `closed`."""
+        found: dict[int, dict[int, tuple[WindowValue, bool]]] = {size: {} for size in self.sizes_ms}
+        prefix = f"{subject}{_IDENTITY_SEP}{name}{_SEP}"
+        for _, store in self.closed.stores():
+            for rest, value in self.closed.scan(store, since_ms=-_TIME_OFFSET, until_ms=_TIME_OFFSET, prefix=prefix):
+                size_hex, start_hex = rest[len(prefix):].split(_SEP)
+                size = int(size_hex, 16)
+                if size in found:
+                    found[size][int(start_hex, 16) - _TIME_OFFSET] = (value, True)
+        tracked = self.table.lookup(f"{subject}/{name}")
+        if tracked is not None:
+            for size, open_ in zip(self.sizes_ms, tracked.windows, strict=True):
+                for start, value in open_:
+                    found[size][start] = (value, False)
+        out: list[dict[str, Any]] = []
+        for size, by_start in found.items():
+            if size_ms is not None and size != size_ms:
+                continue
+            for start in sorted(by_start)[-last:] if last > 0 else []:
+                value, closed = by_start[start]
+                for m, obs in sorted(value.items()):
+                    if metric is None or m == metric:
+                        record = to_aggregate(obs).to_window_record(subject=subject, name=name, metric=m,
+                                                                    window_start_ms=start, size_ms=size)
+                        del record["sketch"]
+                        out.append({**record, "closed": closed})
+        return out
+
+
+def _closed_key(subject: str, name: str, size_ms: int, start_ms: int) -> str:
+    return f"{subject}{_IDENTITY_SEP}{name}{_SEP}{size_ms:08x}{_SEP}{start_ms + _TIME_OFFSET:016x}"

@@ -1,0 +1,311 @@
+"""Pipeline benchmark: the worker's built-in pipeline (archive index, status and alerts, metric
+windows, absence timers) over N Avro events, against the raw consumer on the same topic in the same
+run, plus event-to-alert latency at a steady rate.
+
+    python benchmarks/pipeline.py [--events 1000000] [--identities 10000] [--guarantee at_least_once]
+                                  [--latency-rate 5000] [--latency-seconds 20] [--json]
+
+Throughput: the dataset of the runtime benchmark (benchmarks/common.py: 1 ms of event time apart,
+one metric, a ttl on a tenth of the identities, some non-OK severities, so there are transitions,
+alerts and flapping). `raw_eps` is common.raw_consume (confluent-kafka consume + fastavro decode +
+dict update); `pipeline_eps` is a Worker running the built-in pipeline agent with RocksDB tables and
+changelogs, from the first record processed to the commit after the N-th (start-up excluded).
+
+Latency: a fresh set of topics and `vigil worker` (built-in stages, as deployed) in a subprocess;
+events produced at a steady rate with their production time as event time, a fifth of them
+changing the state of their identity (each of those causes an Alert). Latency = when the alert is
+consumed - when its cause event was produced (same clock: one machine).
+
+Kafka: the stack from VIGIL_KAFKA_BOOTSTRAP/VIGIL_SCHEMA_REGISTRY_URL, else a throwaway one
+(common.bench_stack). The last stdout line with --json is the result object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from common import REPO, bench_stack, emit_json, log, produce_dataset, raw_consume
+
+from app.bus.clients import make_admin, make_consumer, make_producer
+from app.config import Settings
+from app.model.ids import new_id
+from app.model.schemas import builtin_schema
+from app.model.serde import AvroSerde
+from app.registry.client import RegistryClient
+from app.runtime.worker import Guarantee, Worker, WorkerOptions
+from app.topics.admin import reconcile
+from app.topics.spec import load_topics_file
+
+__all__ = ["alert_latency_ms", "pipeline_eps"]
+
+TARGET_RATIO = 0.35
+TARGET_P99_MS = 100.0
+
+
+def _isolated(settings: Settings, state_dir: Path) -> Settings:
+    """Settings with a fresh topic prefix (every topics.yaml topic created) and state dir."""
+    prefix = f"pb{uuid.uuid4().hex[:6]}-"
+    s = settings.model_copy(update={"topic_prefix": prefix, "state_dir": state_dir})
+    reconcile(make_admin(s), load_topics_file(REPO / "topics.yaml").with_prefix(prefix).topics, dry_run=False)
+    return s
+
+
+def retimed_copy(settings: Settings, source: str, target: str, events: int, *, event_rate: float) -> None:
+    """Copy the dataset to the pipeline's `events` topic (same partition and order per record) with
+    event times `1/event_rate` s apart, ending now: the stream as it would arrive live at that rate.
+
+    The dataset of common.py is 1 ms apart (a live stream of 1,000 events/s: each of 10,000
+    identities reports every 10 s, so nearly every event closes a 10 s window when replayed fast).
+    """
+    from confluent_kafka import TopicPartition
+
+    serde = AvroSerde(RegistryClient.from_settings(settings))
+    writer = serde.writer(builtin_schema("vigil.Event"))
+    consumer = make_consumer(settings, f"copy-{uuid.uuid4().hex[:6]}")
+    md = consumer.list_topics(source, timeout=10)
+    consumer.assign([TopicPartition(source, p, 0) for p in md.topics[source].partitions])
+    producer = make_producer(settings, **{"linger.ms": 50, "batch.size": 1_000_000})
+    end_ms = int(time.time() * 1000)
+    first_ms = _first_time(consumer, serde, len(md.topics[source].partitions))
+    step_ms = 1000.0 / event_rate
+    copied = 0
+    while copied < events:
+        for msg in consumer.consume(20_000, timeout=1.0):
+            if msg.error():
+                continue
+            record = serde.decode(msg.value())
+            # the dataset is 1 ms apart in production order: (time - first) is the event's index
+            record["time"] = end_ms - int((events - (record["time"] - first_ms)) * step_ms)
+            while True:
+                try:
+                    producer.produce(target, writer.encode(record), msg.key(), partition=msg.partition())
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            copied += 1
+        producer.poll(0)
+    producer.flush(120)
+    consumer.close()
+
+
+def _first_time(consumer: Any, serde: AvroSerde, partitions: int) -> int:
+    """The earliest event time of the dataset: the smallest of each partition's first record (times
+    grow within a partition). Rewinds the consumer's assignment afterwards."""
+    from confluent_kafka import TopicPartition
+
+    assignment = consumer.assignment()
+    firsts: dict[int, int] = {}
+    while len(firsts) < partitions:
+        for msg in consumer.consume(1000, timeout=1.0):
+            if msg.error() is None and msg.partition() not in firsts:
+                firsts[msg.partition()] = serde.decode(msg.value())["time"]
+    consumer.assign([TopicPartition(tp.topic, tp.partition, 0) for tp in assignment])
+    return min(firsts.values())
+
+
+def pipeline_eps(s: Settings, events: int, guarantee: Guarantee) -> dict[str, Any]:
+    """Events/s of the built-in pipeline agent in a Worker (tables in RocksDB with changelogs), on
+    the `events` topic of settings `s`."""
+    from app.pipeline.agents import PIPELINE
+
+    worker = Worker(s, [PIPELINE.agent], WorkerOptions(app_id=f"bench-pl-{uuid.uuid4().hex[:6]}",
+                                                       guarantee=guarantee, instance_id="bench"))
+    stats = worker.engine.stats[PIPELINE.agent.name]
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        first = done = 0.0
+        commits_at_n = None
+        deadline = time.monotonic() + 1800
+        while time.monotonic() < deadline:
+            n = stats.events_in
+            now = time.perf_counter()
+            if n and not first:
+                first = now
+            if n >= events and commits_at_n is None:
+                commits_at_n = worker.metrics.commits._value.get()
+            if commits_at_n is not None and worker.metrics.commits._value.get() > commits_at_n:
+                done = now
+                break
+            time.sleep(0.005)
+        else:
+            raise TimeoutError(f"only {stats.events_in} of {events} processed")
+        late = sum(t.late_dropped for t in PIPELINE.windows.tables)
+        return {"eps": events / (done - first), "windows_closed": stats.windows_closed,
+                "timers_fired": stats.timers_fired, "late_dropped": late,
+                "rejected": sum(PIPELINE.rejected.values())}
+    finally:
+        worker.stop()
+        thread.join(120)
+
+
+# -- latency ------------------------------------------------------------------------------------------
+def _spawn_worker(settings: Settings, state_dir: Path, http_port: int, guarantee: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "VIGIL_TOPIC_PREFIX": settings.topic_prefix,
+           "VIGIL_STATE_DIR": str(state_dir), "VIGIL_CONFIG": str(state_dir / "none.yaml")}
+    cmd = [sys.executable, "-m", "app", "--bootstrap", settings.kafka_bootstrap, "--registry",
+           settings.schema_registry_url, "worker", "--app-id", f"lat-{uuid.uuid4().hex[:6]}", "--instance-id", "lat",
+           "--guarantee", guarantee, "--http", f"127.0.0.1:{http_port}", "--log-level", "WARNING"]
+    return subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True)
+
+
+def _wait_healthy(port: int, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+    import json
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                body = json.loads(resp.read())
+                if body.get("ok") and body.get("assigned"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("the worker did not become healthy")
+
+
+def alert_latency_ms(settings: Settings, *, rate_eps: int, seconds: float, identities: int,
+                     guarantee: str) -> dict[str, Any]:
+    """Event-to-alert latency percentiles at a steady produce rate."""
+    from app.pipeline.agents import EVENTS_TOPIC
+
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-latency-") as state:
+        s = _isolated(settings, Path(state))
+        port = _free_port()
+        proc = _spawn_worker(s, Path(state), port, guarantee)
+        try:
+            _wait_healthy(port, proc)
+            serde = AvroSerde(RegistryClient.from_settings(s))
+            alert_reader = _alert_reader(s, guarantee)
+            produced_at: dict[str, float] = {}
+            received: list[tuple[str, float]] = []
+            stop = threading.Event()
+            reader = threading.Thread(target=alert_reader, args=(serde, received, stop), daemon=True)
+            reader.start()
+            time.sleep(2)  # the reader is assigned before the first event
+            writer = serde.writer(builtin_schema("vigil.Event"))
+            producer = make_producer(s, **{"linger.ms": 0})
+            topic = s.topic(EVENTS_TOPIC)
+            total = int(rate_eps * seconds)
+            seen: dict[int, int] = {}
+            started = time.perf_counter()
+            for i in range(total):
+                ahead = i / rate_eps - (time.perf_counter() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+                ident = i % identities
+                count = seen[ident] = seen.get(ident, 0) + 1
+                # a fifth of the identities alternate OK/CRITICAL: each of their events is a transition
+                severity = 2 if ident % 5 == 0 and count % 2 == 0 else 0
+                now_ms = int(time.time() * 1000)
+                event_id = new_id(now_ms)
+                record = {"id": event_id, "time": now_ms, "subject": f"lat-{ident}", "name": "check", "kind": "STATUS",
+                          "severity": severity, "origin": "bench", "text": "", "tags": {}, "metrics": {"v": 1.0},
+                          "ttl": None, "extended": None, "trace_id": None}
+                if ident % 5 == 0 and count > 1:
+                    produced_at[event_id] = time.time()
+                producer.produce(topic, writer.encode(record), f"lat-{ident}/check".encode())
+                producer.poll(0)
+            producer.flush(30)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and len({a for a, _ in received}) < len(produced_at):
+                time.sleep(0.1)
+            stop.set()
+            reader.join(10)
+        finally:
+            proc.terminate()
+            proc.wait(60)
+    latencies = sorted((at - produced_at[cause]) * 1000 for cause, at in received if cause in produced_at)
+    if not latencies:
+        raise RuntimeError("no alerts received")
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))]
+
+    return {"alerts": len(latencies), "expected_alerts": len(produced_at), "p50_ms": pct(0.50), "p99_ms": pct(0.99),
+            "max_ms": latencies[-1]}
+
+
+def _alert_reader(settings: Settings, guarantee: str) -> Any:
+    from confluent_kafka import TopicPartition
+
+    def read(serde: AvroSerde, received: list[tuple[str, float]], stop: threading.Event) -> None:
+        iso = "read_committed" if guarantee == Guarantee.EXACTLY_ONCE.value else "read_uncommitted"
+        consumer = make_consumer(settings, f"lat-read-{uuid.uuid4().hex[:6]}", **{"isolation.level": iso,
+                                                                               "fetch.wait.max.ms": 5})
+        topic = settings.topic("alerts")
+        md = consumer.list_topics(topic, timeout=10)
+        consumer.assign([TopicPartition(topic, p, 0) for p in md.topics[topic].partitions])
+        while not stop.is_set():
+            msg = consumer.poll(0.05)
+            if msg is None or msg.error():
+                continue
+            at = time.time()
+            received.append((serde.decode(msg.value())["cause_event_id"], at))
+        consumer.close()
+
+    return read
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--identities", type=int, default=10_000)
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--event-rate", type=float, default=50_000,
+                        help="event time spacing of the dataset, as events/s of a live stream (1000: as produced)")
+    parser.add_argument("--guarantee", choices=[g.value for g in Guarantee], default=Guarantee.AT_LEAST_ONCE.value)
+    parser.add_argument("--latency-rate", type=int, default=5000, help="events/s for the latency run (0: skip)")
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    result: dict[str, Any] = {"events": args.events, "identities": args.identities, "guarantee": args.guarantee,
+                              "event_rate": args.event_rate}
+    with bench_stack() as settings, tempfile.TemporaryDirectory(prefix="vigil-bench-pipeline-") as state:
+        if not args.skip_throughput:
+            dataset = produce_dataset(settings, events=args.events, identities=args.identities,
+                                      partitions=args.partitions)
+            s = _isolated(settings, Path(state))
+            retimed_copy(settings, dataset, s.topic("events"), args.events, event_rate=args.event_rate)
+            result["raw_eps"] = raw_consume(s, s.topic("events"), args.events)
+            log(f"raw: {result['raw_eps']:,.0f} ev/s")
+            run = pipeline_eps(s, args.events, Guarantee(args.guarantee))
+            result["pipeline_eps"] = run.pop("eps")
+            result.update(run)
+            result["ratio"] = round(result["pipeline_eps"] / result["raw_eps"], 3)
+            log(f"pipeline: {result['pipeline_eps']:,.0f} ev/s ({result['ratio']} x raw, target {TARGET_RATIO})")
+        if args.latency_rate > 0:
+            lat = alert_latency_ms(settings, rate_eps=args.latency_rate, seconds=args.latency_seconds,
+                                   identities=min(args.identities, 1000), guarantee=args.guarantee)
+            result.update({f"latency_{k}": v for k, v in lat.items()})
+            result["latency_rate_eps"] = args.latency_rate
+            log(f"event-to-alert latency at {args.latency_rate} ev/s: p50 {lat['p50_ms']:.1f} ms, "
+                f"p99 {lat['p99_ms']:.1f} ms (target p99 < {TARGET_P99_MS:.0f} ms)")
+    result["repo"] = str(REPO)
+    emit_json(result, args.json)
+
+
+if __name__ == "__main__":
+    main()
