@@ -1,0 +1,96 @@
+"""What the Helm chart tests share: where the chart and helm are, and rendered manifests to query."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+CHART = REPO / "helm" / "vigil"
+CI_DIR = CHART / "ci"
+HELM = REPO / ".vigil" / "bin" / "helm"
+#: helm built with `go install` lacks the release ldflags and would assume Kubernetes v1.20.
+KUBE_VERSION = "1.30.0"
+RELEASE = "rel"
+NAMESPACE = "vigil"
+
+#: Kinds whose objects carry a pod template.
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
+
+__all__ = [
+    "CHART",
+    "CI_DIR",
+    "HELM",
+    "KUBE_VERSION",
+    "NAMESPACE",
+    "RELEASE",
+    "REPO",
+    "WORKLOAD_KINDS",
+    "HelmFailed",
+    "Manifest",
+    "Render",
+    "ci_values",
+    "containers",
+    "env_of",
+    "pod_spec",
+    "scenario_names",
+]
+
+
+class HelmFailed(Exception):
+    """helm exited non-zero; the message is its stderr."""
+
+
+def scenario_names() -> list[str]:
+    """Every `ci/<scenario>-values.yaml` of the chart, by scenario name."""
+    return sorted(path.name.removesuffix("-values.yaml") for path in CI_DIR.glob("*-values.yaml"))
+
+
+def ci_values(scenario: str) -> dict[str, Any]:
+    """The values of one ci scenario, parsed."""
+    return yaml.safe_load((CI_DIR / f"{scenario}-values.yaml").read_text()) or {}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The objects `helm template` rendered, with lookups by kind and component."""
+
+    objects: tuple[dict[str, Any], ...]
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        return [obj for obj in self.objects if obj["kind"] == kind]
+
+    def component(self, kind: str, component: str) -> dict[str, Any] | None:
+        """The one object of `kind` labelled with `component`, or None."""
+        found = [obj for obj in self.of_kind(kind)
+                 if obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == component]
+        assert len(found) <= 1, f"{len(found)} {kind}s of component {component}"
+        return found[0] if found else None
+
+    def workloads(self) -> list[dict[str, Any]]:
+        return [obj for obj in self.objects if obj["kind"] in WORKLOAD_KINDS]
+
+    def configmap_data(self) -> dict[str, str]:
+        """Every ConfigMap entry, keyed `<configmap>/<key>`."""
+        return {f"{cm['metadata']['name']}/{key}": value
+                for cm in self.of_kind("ConfigMap") for key, value in (cm.get("data") or {}).items()}
+
+
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    return workload["spec"]["template"]["spec"]
+
+
+def containers(workload: dict[str, Any], *, init: bool = False) -> list[dict[str, Any]]:
+    return pod_spec(workload).get("initContainers" if init else "containers") or []
+
+
+def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A container's env entries by name."""
+    return {item["name"]: item for item in container.get("env") or []}
+
+
+Render = Callable[..., Manifest]

@@ -1,0 +1,607 @@
+"""The Helm chart at helm/vigil: it lints, renders every ci scenario, and what it renders is what
+Vigil's processes and Kubernetes need (the real CLI parses every container's arguments, the real
+config models load every rendered config file).
+
+helm comes from .vigil/bin/helm (`make helm`, built by the session fixture when missing).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import yaml
+
+from app.beacons.config import load_beacons_config
+from app.cli import cli
+from app.config import load_settings, resolve_secret_refs
+from app.executor.config import load_executor_config
+from app.rules.loader import RuleSetLoader
+from app.topics.spec import load_topics_file
+from tests.unit.helm.chart_support import (
+    CHART,
+    CI_DIR,
+    NAMESPACE,
+    REPO,
+    HelmFailed,
+    Manifest,
+    Render,
+    ci_values,
+    containers,
+    env_of,
+    pod_spec,
+    scenario_names,
+)
+
+# The first test may build helm with `make helm` (minutes); every helm call after that is quick.
+pytestmark = pytest.mark.timeout(1800)
+
+SCENARIOS = scenario_names()
+REQUIRED_SCENARIOS = {"default", "minimal-external-registry", "exactly-once-with-sasl", "everything-enabled"}
+#: helm refuses longer release names.
+LONGEST_RELEASE = "observability-platform-production-europe-west1-blue-a"
+
+#: Inline secrets of ci/everything-enabled-values.yaml, by where they are set.
+INLINE_SECRETS = {
+    "actionSigningKey": ("actionSigningKey", "value"),
+    "smtpPassword": ("executor", "smtpPassword", "value"),
+    "apiToken": ("bridges", "http", "apiToken", "value"),
+    "githubSecret": ("bridges", "http", "githubSecret", "value"),
+}
+
+
+def _dig(values: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for key in path:
+        values = values[key]
+    return values
+
+
+def _vigil_containers(manifest: Manifest) -> list[tuple[str, dict[str, Any]]]:
+    """(workload name, container) for every container running the Vigil image (init containers too)."""
+    return [(w["metadata"]["name"], c) for w in manifest.workloads()
+            for c in [*containers(w, init=True), *containers(w)]]
+
+
+def _parse_vigil_args(args: list[str]) -> click.Context:
+    """Resolve `vigil <args>` with the real CLI and parse its options (validates them; runs nothing)."""
+    words = list(args)
+    command: click.Command = cli
+    ctx = click.Context(cli, info_name="vigil")
+    while isinstance(command, click.Group):
+        name = words.pop(0)
+        sub = command.get_command(ctx, name)
+        assert sub is not None, f"`vigil {' '.join(args)}`: vigil has no command {name!r}"
+        command, ctx = sub, click.Context(sub, info_name=name, parent=ctx)
+    return command.make_context(ctx.info_name, words, parent=ctx.parent)
+
+
+# --- lint and scenarios -------------------------------------------------------------------------
+
+
+def test_ci_has_one_values_file_per_required_scenario() -> None:
+    assert set(SCENARIOS) == REQUIRED_SCENARIOS
+
+
+@pytest.mark.parametrize("scenario", [None, *SCENARIOS], ids=["no-values", *SCENARIOS])
+def test_chart_lints_strictly(run_helm: Any, scenario: str | None) -> None:
+    args = ["lint", str(CHART), "--strict", "--kube-version", "1.30.0"]
+    if scenario:
+        args += ["-f", str(CI_DIR / f"{scenario}-values.yaml")]
+    output = run_helm(*args)
+    assert "0 chart(s) failed" in output
+
+
+def test_every_values_key_is_commented() -> None:
+    """Each key of values.yaml has a comment above it or at its end; keys inside a value documented as
+    a whole (`# --` above its key, e.g. resources or probes) are covered by that comment."""
+    undocumented = []
+    open_keys: list[tuple[int, bool]] = []  # (indent, documented as a whole) of the keys enclosing a line
+    comments: list[str] = []  # the comment lines right above the current line
+    for number, line in enumerate((CHART / "values.yaml").read_text().splitlines(), start=1):
+        text = line.strip()
+        if text.startswith("#"):
+            comments.append(text)
+            continue
+        if not text:
+            continue
+        indent = len(line) - len(line.lstrip())
+        while open_keys and open_keys[-1][0] >= indent:
+            open_keys.pop()
+        if re.match(r"^[\w.\-]+:", text):
+            covered = any(whole for _, whole in open_keys)
+            if not (covered or comments or " # " in text):
+                undocumented.append(f"values.yaml:{number}: {text}")
+            open_keys.append((indent, any(c.startswith("# --") for c in comments)))
+        comments = []
+    assert not undocumented, "\n".join(undocumented)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_rendered_container_is_a_valid_vigil_command(render: Render, scenario: str) -> None:
+    for workload, container in _vigil_containers(render(scenario)):
+        if container.get("command"):  # not a vigil command (the spool chown)
+            continue
+        _parse_vigil_args(container["args"])  # raises on an unknown command, option or choice
+        assert workload
+
+
+# --- the worker ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_worker_is_a_statefulset_named_by_pod_with_its_own_state_volume(render: Render, scenario: str) -> None:
+    manifest = render(scenario)
+    assert manifest.component("Deployment", "worker") is None
+    worker = manifest.component("StatefulSet", "worker")
+    assert worker is not None
+    (container,) = containers(worker)
+    params = _parse_vigil_args(container["args"]).params
+    assert params["instance_id"] == "$(POD_NAME)"
+    assert env_of(container)["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    state_dir = env_of(container)["VIGIL_STATE_DIR"]["value"]
+    assert {"name": "state", "mountPath": state_dir} in container["volumeMounts"]
+    headless = manifest.component("Service", "worker")
+    assert headless is not None and headless["spec"]["clusterIP"] == "None"
+    assert worker["spec"]["serviceName"] == headless["metadata"]["name"]
+
+
+@pytest.mark.parametrize(("scenario", "claim_size"), [
+    ("default", "10Gi"),
+    ("exactly-once-with-sasl", "50Gi"),
+    ("everything-enabled", "10Gi"),
+])
+def test_worker_state_is_a_claim_per_pod(render: Render, scenario: str, claim_size: str) -> None:
+    worker = render(scenario).component("StatefulSet", "worker")
+    (claim,) = worker["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "state"
+    assert claim["spec"]["resources"]["requests"]["storage"] == claim_size
+    assert "state" not in {v["name"] for v in pod_spec(worker)["volumes"]}
+
+
+def test_worker_without_persistence_keeps_state_in_an_emptydir(render: Render) -> None:
+    worker = render("minimal-external-registry").component("StatefulSet", "worker")
+    assert "volumeClaimTemplates" not in worker["spec"]
+    assert {"name": "state", "emptyDir": {}} in pod_spec(worker)["volumes"]
+
+
+@pytest.mark.parametrize(("scenario", "guarantee"), [
+    ("default", "at_least_once"),
+    ("exactly-once-with-sasl", "exactly_once"),
+])
+def test_worker_guarantee_comes_from_values(render: Render, scenario: str, guarantee: str) -> None:
+    (container,) = containers(render(scenario).component("StatefulSet", "worker"))
+    assert _parse_vigil_args(container["args"]).params["guarantee"] == guarantee
+
+
+def test_worker_rules_come_from_a_configmap_volume_the_worker_hot_reloads(render: Render) -> None:
+    manifest = render("everything-enabled")
+    worker = manifest.component("StatefulSet", "worker")
+    (container,) = containers(worker)
+    rules_dir = env_of(container)["VIGIL_RULES_DIR"]["value"]
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == rules_dir]
+    assert "subPath" not in mount  # subPath mounts never see ConfigMap updates
+    (volume,) = [v for v in pod_spec(worker)["volumes"] if v["name"] == mount["name"]]
+    rules = manifest.component("ConfigMap", "rules")
+    assert volume["configMap"]["name"] == rules["metadata"]["name"]
+    assert set(rules["data"]) == {"load.yaml", "heartbeat.yaml"}
+    assert "checksum/rules" not in worker["spec"]["template"]["metadata"]["annotations"]  # no restart on edits
+
+
+def test_rules_from_an_existing_configmap(render: Render) -> None:
+    manifest = render(values={"rules": {"existingConfigMap": "team-rules"}})
+    assert manifest.component("ConfigMap", "rules") is None
+    worker = manifest.component("StatefulSet", "worker")
+    assert {"name": "rules", "configMap": {"name": "team-rules"}} in pod_spec(worker)["volumes"]
+
+
+def test_rendered_rule_files_compile(render: Render, tmp_path: Path) -> None:
+    """Rules given in values, as a mapping or as text with Jinja templates, reach the worker intact."""
+    rules = render("everything-enabled").component("ConfigMap", "rules")
+    for name, text in rules["data"].items():
+        (tmp_path / name).write_text(text)
+    result = RuleSetLoader(tmp_path).reload()
+    assert result.errors == []
+    assert "{{ event.subject }}" in rules["data"]["heartbeat.yaml"]
+
+
+def test_pod_disruption_budget_covers_the_worker_pods(render: Render) -> None:
+    manifest = render("default")
+    pdb = manifest.component("PodDisruptionBudget", "worker")
+    worker = manifest.component("StatefulSet", "worker")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"] == worker["spec"]["selector"]
+
+
+# --- components on and off ----------------------------------------------------------------------
+
+#: component -> (values that switch it, the objects it brings as (kind, component label)).
+COMPONENTS = {
+    "executor": ({"executor": {"enabled": "?"}},
+                 [("Deployment", "executor"), ("ConfigMap", "executor"), ("Service", "executor")]),
+    "bridge-http": ({"bridges": {"http": {"enabled": "?"}}},
+                    [("Deployment", "bridge-http"), ("Service", "bridge-http")]),
+    "bridge-syslog": ({"bridges": {"syslog": {"enabled": "?"}}},
+                      [("Deployment", "bridge-syslog"), ("Service", "bridge-syslog")]),
+    "beacons": ({"beacons": {"enabled": "?"}}, [("DaemonSet", "beacons"), ("ConfigMap", "beacons")]),
+    "servicemonitor": ({"serviceMonitor": {"enabled": "?"}}, [("ServiceMonitor", "worker")]),
+    "topics-job": ({"topicsJob": {"enabled": "?"}}, [("Job", "topics")]),
+}
+
+
+def _switch(values: dict[str, Any], enabled: bool) -> dict[str, Any]:
+    return {k: _switch(v, enabled) if isinstance(v, dict) else enabled for k, v in values.items()}
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["enabled", "disabled"])
+@pytest.mark.parametrize("component", sorted(COMPONENTS))
+def test_component_is_rendered_only_when_enabled(render: Render, component: str, enabled: bool) -> None:
+    switch, objects = COMPONENTS[component]
+    manifest = render(values=_switch(switch, enabled))
+    for kind, label in objects:
+        present = manifest.component(kind, label) is not None
+        assert present is enabled, f"{kind} {label}: present={present} with {component} enabled={enabled}"
+
+
+@pytest.mark.parametrize(("scenario", "expected"), [
+    ("default", {"executor", "registry"}),
+    ("minimal-external-registry", set()),
+    ("everything-enabled", {"executor", "registry", "bridge-http", "bridge-syslog"}),
+])
+def test_deployments_per_scenario(render: Render, scenario: str, expected: set[str]) -> None:
+    deployments = {d["metadata"]["labels"]["app.kubernetes.io/component"]
+                   for d in render(scenario).of_kind("Deployment")}
+    assert deployments == expected
+
+
+def test_syslog_service_takes_udp_and_tcp_on_one_port(render: Render) -> None:
+    service = render("everything-enabled").component("Service", "bridge-syslog")
+    ports = {(p["protocol"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]}
+    assert ports == {("UDP", 514, "syslog-udp"), ("TCP", 514, "syslog-tcp")}
+    assert service["spec"]["externalTrafficPolicy"] == "Local"
+
+
+# --- schema registry ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("scenario", "runs_registry", "url"), [
+    ("default", True, f"http://rel-vigil-registry.{NAMESPACE}.svc:8081"),
+    ("minimal-external-registry", False, "https://registry.example.com:8081"),
+])
+def test_registry_runs_only_without_an_external_url(render: Render, scenario: str, runs_registry: bool,
+                                                    url: str) -> None:
+    manifest = render(scenario)
+    assert (manifest.component("Deployment", "registry") is not None) is runs_registry
+    assert (manifest.component("Service", "registry") is not None) is runs_registry
+    env = manifest.component("ConfigMap", "config")["data"]
+    assert env["VIGIL_SCHEMA_REGISTRY_URL"] == url
+
+
+def test_registry_deployment_serves_on_its_service_port(render: Render) -> None:
+    manifest = render("default")
+    (container,) = containers(manifest.component("Deployment", "registry"))
+    listen = _parse_vigil_args(container["args"]).params["listen"]
+    (service_port,) = manifest.component("Service", "registry")["spec"]["ports"]
+    (container_port,) = container["ports"]
+    assert listen == f"0.0.0.0:{container_port['containerPort']}"
+    assert service_port["targetPort"] == container_port["name"]
+
+
+def test_external_registry_password_comes_from_its_secret(render: Render) -> None:
+    manifest = render("minimal-external-registry")
+    assert manifest.component("ConfigMap", "config")["data"]["VIGIL_SCHEMA_REGISTRY_USER"] == "vigil"
+    for _, container in _vigil_containers(manifest):
+        ref = env_of(container)["VIGIL_SCHEMA_REGISTRY_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "registry-credentials", "key": "password"}
+
+
+# --- security -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_vigil_containers_run_as_non_root_on_a_read_only_root(render: Render, scenario: str) -> None:
+    for workload in render(scenario).workloads():
+        pod_context = pod_spec(workload).get("securityContext", {})
+        assert pod_context["runAsNonRoot"] is True
+        for container in containers(workload) + [c for c in containers(workload, init=True)
+                                                 if c["name"] != "spool-owner"]:
+            where = f"{workload['metadata']['name']}/{container['name']}"
+            context = container["securityContext"]
+            assert context.get("runAsNonRoot", pod_context["runAsNonRoot"]) is True, where
+            assert context.get("runAsUser", pod_context.get("runAsUser")) != 0, where
+            assert context["readOnlyRootFilesystem"] is True, where
+            assert context["allowPrivilegeEscalation"] is False, where
+            assert context["capabilities"] == {"drop": ["ALL"]}, where
+            assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"], where
+            assert container["resources"]["requests"] and container["resources"]["limits"]["memory"], where
+
+
+def test_spool_owner_is_the_only_root_container_and_can_only_chown(render: Render) -> None:
+    manifest = render("everything-enabled")
+    roots = [(w["metadata"]["name"], c) for w in manifest.workloads()
+             for c in [*containers(w, init=True), *containers(w)] if c["securityContext"].get("runAsUser") == 0]
+    assert [c["name"] for _, c in roots] == ["spool-owner"]
+    (_, chown), = roots
+    assert chown["command"][0] == "chown"
+    assert chown["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+    assert chown["securityContext"]["readOnlyRootFilesystem"] is True
+    assert chown["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_beacons_without_spool_fix_have_no_root_container(render: Render) -> None:
+    beacons = render(values={"beacons": {"enabled": True, "spool": {"fixPermissions": False}}})
+    assert "initContainers" not in pod_spec(beacons.component("DaemonSet", "beacons"))
+
+
+def test_no_secret_value_appears_in_plain_text(render: Render) -> None:
+    """Inline secrets go to the chart's Secret (base64) and nowhere else, least of all ConfigMaps."""
+    values = ci_values("everything-enabled")
+    manifest = render("everything-enabled")
+    secret = manifest.component("Secret", "secrets")
+    stored = {base64.b64decode(v).decode() for v in secret["data"].values()}
+    configmaps = "\n".join(manifest.configmap_data().values())
+    everything = yaml.safe_dump_all([o for o in manifest.objects if o["kind"] != "Secret"])
+    for name, path in INLINE_SECRETS.items():
+        value = _dig(values, path)
+        assert value in stored, name
+        assert value not in configmaps, name
+        assert value not in everything, name
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_configmaps_hold_only_secret_references(render: Render, scenario: str) -> None:
+    """Password-like settings in rendered config files are ${env:...}/${file:...} references."""
+    for where, text in render(scenario).configmap_data().items():
+        for line in text.replace(",", "\n").splitlines():
+            key, sep, value = line.partition(":")
+            if sep and any(word in key.lower() for word in ("password", "secret")):
+                assert value.strip().strip('"').startswith(("${env:", "${file:")), f"{where}: {line.strip()}"
+
+
+def test_sasl_password_reaches_librdkafka_from_the_existing_secret(render: Render) -> None:
+    manifest = render("exactly-once-with-sasl")
+    conf = json.loads(manifest.component("ConfigMap", "config")["data"]["VIGIL_KAFKA_CONFIG"])
+    assert conf["sasl.password"] == "${env:VIGIL_KAFKA_SASL_PASSWORD}"
+    assert (conf["security.protocol"], conf["sasl.mechanism"], conf["sasl.username"]) == (
+        "SASL_SSL", "SCRAM-SHA-512", "vigil")
+    vigil_containers = _vigil_containers(manifest)
+    assert len(vigil_containers) >= 5
+    for workload, container in vigil_containers:
+        ref = env_of(container)["VIGIL_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "kafka-credentials", "key": "sasl-password"}, workload
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_kafka_config_is_json_that_vigil_settings_accept(render: Render, scenario: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    env = render(scenario).component("ConfigMap", "config")["data"]
+    conf = json.loads(env["VIGIL_KAFKA_CONFIG"])
+    assert isinstance(conf, dict)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("VIGIL_KAFKA_SASL_PASSWORD", "from-the-secret")
+    settings = load_settings()
+    assert settings.kafka_bootstrap == env["VIGIL_KAFKA_BOOTSTRAP"]
+    assert settings.kafka_config == conf
+    if "sasl.password" in conf:  # ${file:...} references name files that exist only in the pod
+        assert resolve_secret_refs(conf["sasl.password"], where="sasl.password") == "from-the-secret"
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"kafka": {"config": {"sasl.password": "hunter2"}}}, "kafka.config.sasl.password: give secrets as"),
+    ({"kafka": {"config": {"ssl.key.password": "hunter2"}}}, "kafka.config.ssl.key.password: give secrets as"),
+    ({"kafka": {"config": {"sasl.oauthbearer.client.secret": "s"}}}, "kafka.config.sasl.oauthbearer.client.secret"),
+    ({"kafka": {"config": {"ssl": {"ca": {"location": "/x"}}}}}, "librdkafka settings are scalars"),
+    ({"kafka": {"sasl": {"enabled": True, "username": "vigil"}}}, "kafka.sasl.password.existingSecret"),
+    ({"kafka": {"bootstrap": ""}}, "kafka.bootstrap is required"),
+    ({"actionSigningKey": {"value": "short"}}, "at least 16 random bytes"),
+    ({"executor": {"config": {"smtp": {"host": "mx", "password": "hunter2"}}}}, "never inline"),
+    ({"executor": {"smtpPassword": {"value": "pw"}}}, "executor.config.smtp is not"),
+    ({"executor": {"config": {"require_signature": True}}}, "actionSigningKey is not set"),
+    ({"worker": {"guarantee": "at_most_once"}}, "worker.guarantee"),
+    ({"rules": {"files": {"../evil.yaml": "rules: []"}}}, "is not a rule file name"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_unsafe_or_invalid_values_are_refused(render: Render, values: dict[str, Any], message: str) -> None:
+    with pytest.raises(HelmFailed) as failed:
+        render(values=values)
+    assert message in str(failed.value)
+
+
+@pytest.mark.parametrize(("scenario", "component", "env_name", "volume"), [
+    ("everything-enabled", "worker", "VIGIL_ACTION_SIGNING_KEY_FILE", "action-signing-key"),
+    ("everything-enabled", "executor", "VIGIL_ACTION_SIGNING_KEY_FILE", "action-signing-key"),
+    ("exactly-once-with-sasl", "worker", "VIGIL_ACTION_SIGNING_KEY_FILE", "action-signing-key"),
+    ("everything-enabled", "bridge-http", "VIGIL_GITHUB_SECRET_FILE", "github-secret"),
+])
+def test_secret_file_variables_point_into_their_mounted_secret(render: Render, scenario: str, component: str,
+                                                               env_name: str, volume: str) -> None:
+    manifest = render(scenario)
+    (workload,) = [w for w in manifest.workloads()
+                   if w["metadata"]["labels"]["app.kubernetes.io/component"] == component]
+    (container,) = containers(workload)
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume]
+    (secret_volume,) = [v for v in pod_spec(workload)["volumes"] if v["name"] == volume]
+    (item,) = secret_volume["secret"]["items"]
+    assert env_of(container)[env_name]["value"] == f"{mount['mountPath']}/{item['path']}"
+    assert mount["readOnly"] is True
+
+
+def test_signing_key_is_given_only_to_the_worker_and_executor(render: Render) -> None:
+    holders = {w["metadata"]["labels"]["app.kubernetes.io/component"]
+               for w in render("everything-enabled").workloads()
+               if any("VIGIL_ACTION_SIGNING_KEY_FILE" in env_of(c) for c in containers(w))}
+    assert holders == {"worker", "executor"}
+
+
+# --- executor, beacons, topics: rendered configs load in Vigil ----------------------------------
+
+
+def test_executor_config_loads_with_the_password_from_the_environment(
+        render: Render, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest = render("everything-enabled")
+    deployment = manifest.component("Deployment", "executor")
+    (container,) = containers(deployment)
+    config_path = Path(_parse_vigil_args(container["args"]).params["config_path"])
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(config_path.parent)]
+    configmap = manifest.component("ConfigMap", "executor")
+    assert {"name": mount["name"], "configMap": {"name": configmap["metadata"]["name"]}} in (
+        pod_spec(deployment)["volumes"])
+    local = tmp_path / config_path.name
+    local.write_text(configmap["data"][config_path.name])
+    assert env_of(container)["VIGIL_SMTP_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "smtp-password"
+    monkeypatch.setenv("VIGIL_SMTP_PASSWORD", "from-the-secret")
+    config = load_executor_config(local)
+    assert config.smtp is not None and config.smtp.password.get_secret_value() == "from-the-secret"
+    assert set(config.commands) == {"disk-usage", "restart-service"}
+    assert config.require_signature is True
+    assert config.plugins == ["my_company.actions"]
+
+
+def test_beacons_config_names_the_node_and_spools_on_the_host(
+        render: Render, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest = render("everything-enabled")
+    daemonset = manifest.component("DaemonSet", "beacons")
+    (container,) = containers(daemonset)
+    assert env_of(container)["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    local = tmp_path / "beacons.yaml"
+    local.write_text(manifest.component("ConfigMap", "beacons")["data"]["beacons.yaml"])
+    monkeypatch.setenv("NODE_NAME", "node-7")
+    config = load_beacons_config(local)
+    assert config.subject == "node-7"
+    assert config.tags == {"cluster": "prod"}
+    (spool_mount,) = [m for m in container["volumeMounts"] if m["name"] == "spool"]
+    assert str(config.spool.dir) == spool_mount["mountPath"]
+    volumes = {v["name"]: v for v in pod_spec(daemonset)["volumes"]}
+    assert volumes["spool"]["hostPath"] == {"path": "/var/lib/vigil/beacon-spool", "type": "DirectoryOrCreate"}
+
+
+def test_beacons_see_the_host(render: Render) -> None:
+    daemonset = render("everything-enabled").component("DaemonSet", "beacons")
+    spec = pod_spec(daemonset)
+    assert spec["hostPID"] is True
+    assert spec["hostNetwork"] is True and spec["dnsPolicy"] == "ClusterFirstWithHostNet"
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["host-proc"]["hostPath"]["path"] == "/proc"
+    (container,) = containers(daemonset)
+    (proc_mount,) = [m for m in container["volumeMounts"] if m["name"] == "host-proc"]
+    assert proc_mount == {"name": "host-proc", "mountPath": "/host/proc", "readOnly": True}
+
+
+def test_topics_job_is_a_post_install_and_upgrade_hook(render: Render) -> None:
+    job = render("default").component("Job", "topics")
+    annotations = job["metadata"]["annotations"]
+    assert set(annotations["helm.sh/hook"].split(",")) == {"post-install", "post-upgrade"}
+    assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+    spec = pod_spec(job)
+    assert spec["restartPolicy"] == "Never"
+    steps = [c["args"] for c in [*containers(job, init=True), *containers(job)]]
+    assert steps == [["topics", "apply"], ["schemas", "register"]]  # topics first, then schemas
+
+
+def test_custom_topics_file_is_mounted_and_covers_every_topic(render: Render, tmp_path: Path) -> None:
+    manifest = render("exactly-once-with-sasl")
+    job = manifest.component("Job", "topics")
+    (apply,) = containers(job, init=True)
+    path = Path(env_of(apply)["VIGIL_TOPICS_FILE"]["value"])
+    (mount,) = [m for m in apply["volumeMounts"] if m["mountPath"] == str(path.parent)]
+    assert mount["readOnly"] is True
+    local = tmp_path / path.name
+    local.write_text(manifest.component("ConfigMap", "topics")["data"][path.name])
+    custom = {t.name: t for t in load_topics_file(local).topics}
+    shipped = {t.name for t in load_topics_file(REPO / "topics.yaml").topics}
+    assert set(custom) == shipped
+    assert {t.replication for t in custom.values()} == {3}
+
+
+def test_default_topics_file_is_the_one_in_the_image(render: Render) -> None:
+    (apply,) = containers(render("default").component("Job", "topics"), init=True)
+    assert env_of(apply)["VIGIL_TOPICS_FILE"]["value"] == "/opt/vigil/topics.yaml"
+    assert "COPY topics.yaml ./" in (REPO / "Dockerfile").read_text()
+
+
+# --- probes and metrics -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "component"), [
+    ("StatefulSet", "worker"),
+    ("Deployment", "executor"),
+    ("Deployment", "bridge-http"),
+])
+def test_readiness_is_healthz_on_the_port_the_process_serves(render: Render, kind: str, component: str) -> None:
+    (container,) = containers(render("everything-enabled").component(kind, component))
+    params = _parse_vigil_args(container["args"]).params
+    listen = params.get("http_listen") or params["listen"]
+    (port,) = container["ports"]
+    assert listen == f"0.0.0.0:{port['containerPort']}"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
+    assert "livenessProbe" in container
+
+
+@pytest.mark.parametrize("component", ["worker", "executor", "bridge-http"])
+def test_service_monitor_scrapes_metrics_of_a_service_with_that_port(render: Render, component: str) -> None:
+    manifest = render("everything-enabled")
+    monitor = manifest.component("ServiceMonitor", component)
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["path"] == "/metrics"
+    service = manifest.component("Service", component)
+    labels = service["metadata"]["labels"]
+    assert all(labels[k] == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+
+
+def test_service_monitor_is_off_by_default(render: Render) -> None:
+    assert render("default").of_kind("ServiceMonitor") == []
+
+
+# --- names and labels ---------------------------------------------------------------------------
+
+
+def test_names_fit_kubernetes_limits_for_the_longest_release_name(render: Render) -> None:
+    assert len(LONGEST_RELEASE) == 53
+    manifest = render("everything-enabled", release=LONGEST_RELEASE)
+    for obj in manifest.objects:
+        name = obj["metadata"]["name"]
+        assert len(name) <= 63 and not name.endswith("-"), f"{obj['kind']} {name}"
+    (worker,) = manifest.of_kind("StatefulSet")
+    assert len(worker["metadata"]["name"]) <= 52  # pods get controller-revision-hash=<name>-<10 chars>
+    for kind in {obj["kind"] for obj in manifest.objects}:
+        names = [obj["metadata"]["name"] for obj in manifest.of_kind(kind)]
+        assert len(names) == len(set(names)), f"{kind} names collide after cutting: {names}"
+    for workload in manifest.workloads():
+        for container in [*containers(workload, init=True), *containers(workload)]:
+            assert all(len(p["name"]) <= 15 for p in container.get("ports", [])), container["name"]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_selectors_use_only_stable_labels_and_match_their_pods(render: Render, scenario: str) -> None:
+    manifest = render(scenario)
+    stable = {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component"}
+    for workload in manifest.workloads():
+        if workload["kind"] == "Job":
+            continue
+        selector = workload["spec"]["selector"]["matchLabels"]
+        assert set(selector) == stable
+        pod_labels = workload["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= pod_labels.items()
+    pods = [w["spec"]["template"]["metadata"]["labels"] for w in manifest.workloads()]
+    for service in manifest.of_kind("Service"):
+        selector = service["spec"]["selector"]
+        assert set(selector) == stable
+        assert any(selector.items() <= labels.items() for labels in pods), service["metadata"]["name"]
+
+
+@pytest.mark.parametrize(("scenario", "mentions"), [
+    ("default", ["StatefulSet rel-vigil-worker x2", "rel-vigil-executor", "Vigil's own", "Job"]),
+    ("minimal-external-registry", ["https://registry.example.com:8081", "topics Job is disabled"]),
+    ("exactly-once-with-sasl", ["SASL_SSL, SCRAM-SHA-512 as vigil", "exactly_once", "Topic prefix:    prod."]),
+    ("everything-enabled", ["HTTP bridge", "syslog bridge", "DaemonSet rel-vigil-beacons", "given inline"]),
+])
+def test_notes_describe_what_was_installed(render_notes: Any, scenario: str, mentions: list[str]) -> None:
+    notes = render_notes(scenario)
+    for text in mentions:
+        assert text in notes
