@@ -123,11 +123,11 @@ def test_every_values_key_is_commented() -> None:
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_every_rendered_container_is_a_valid_vigil_command(render: Render, scenario: str) -> None:
-    for workload, container in _vigil_containers(render(scenario)):
-        if container.get("command"):  # not a vigil command (the spool chown)
-            continue
-        _parse_vigil_args(container["args"])  # raises on an unknown command, option or choice
-        assert workload
+    commands = [c["args"] for _, c in _vigil_containers(render(scenario))
+                if not c.get("command")]  # `command` overrides the vigil entrypoint (the spool chown)
+    assert commands
+    for args in commands:
+        _parse_vigil_args(args)  # raises on an unknown command, option or choice
 
 
 # --- the worker ---------------------------------------------------------------------------------
@@ -517,10 +517,20 @@ def test_custom_topics_file_is_mounted_and_covers_every_topic(render: Render, tm
     assert {t.replication for t in custom.values()} == {3}
 
 
-def test_default_topics_file_is_the_one_in_the_image(render: Render) -> None:
-    (apply,) = containers(render("default").component("Job", "topics"), init=True)
-    assert env_of(apply)["VIGIL_TOPICS_FILE"]["value"] == "/opt/vigil/topics.yaml"
-    assert "COPY topics.yaml ./" in (REPO / "Dockerfile").read_text()
+def test_chart_and_image_agree_on_user_and_data_files(render: Render) -> None:
+    """The Dockerfile's user is the one the chart runs as; the Job's default paths are in the image."""
+    dockerfile = (REPO / "Dockerfile").read_text()
+    uid = int(re.search(r"^ARG VIGIL_UID=(\d+)$", dockerfile, re.MULTILINE).group(1))
+    image_env = dict(re.findall(r"(VIGIL_[A-Z_]+)=(\S+)", dockerfile))
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["podSecurityContext"]["runAsUser"] == values["containerSecurityContext"]["runAsUser"] == uid
+    job = render("default").component("Job", "topics")
+    (apply,) = containers(job, init=True)
+    (register,) = containers(job)
+    assert env_of(apply)["VIGIL_TOPICS_FILE"]["value"] == image_env["VIGIL_TOPICS_FILE"]
+    assert env_of(register)["VIGIL_SCHEMAS_DIR"]["value"] == image_env["VIGIL_SCHEMAS_DIR"]
+    workdir = re.findall(r"^WORKDIR (\S+)$", dockerfile, re.MULTILINE)[-1]
+    assert image_env["VIGIL_SCHEMAS_DIR"] == f"{workdir}/schemas"  # also app/model's built-in schemas
 
 
 # --- probes and metrics -------------------------------------------------------------------------
