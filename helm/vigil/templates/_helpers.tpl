@@ -143,10 +143,16 @@ Call with (dict "root" $ "ref" .Values.x "chartKey" "smtp-password"); renders a 
 {{/* Is any secret given inline (so the chart must create its Secret)? "true" or "". */}}
 {{- define "vigil.secret.anyInline" -}}
 {{- $v := .Values }}
+{{- if or $v.worker.enabled $v.executor.enabled }}
 {{- if and $v.actionSigningKey.value (not $v.actionSigningKey.existingSecret) }}true{{ end }}
+{{- end }}
+{{- if $v.executor.enabled }}
 {{- if and $v.executor.smtpPassword.value (not $v.executor.smtpPassword.existingSecret) }}true{{ end }}
+{{- end }}
+{{- if $v.bridges.http.enabled }}
 {{- if and $v.bridges.http.apiToken.value (not $v.bridges.http.apiToken.existingSecret) }}true{{ end }}
 {{- if and $v.bridges.http.githubSecret.value (not $v.bridges.http.githubSecret.existingSecret) }}true{{ end }}
+{{- end }}
 {{- end }}
 
 {{/*

@@ -352,6 +352,19 @@ def test_no_secret_value_appears_in_plain_text(render: Render) -> None:
         assert value not in everything, name
 
 
+@pytest.mark.parametrize(("values", "stored_keys"), [
+    ({"bridges": {"http": {"apiToken": {"value": "t0k3n"}}}}, None),
+    ({"bridges": {"http": {"enabled": True, "apiToken": {"value": "t0k3n"}}}}, {"api-token"}),
+    ({"bridges": {"http": {"enabled": True, "apiToken": {"value": "t0k3n", "existingSecret": "mine"}}}}, None),
+    ({"executor": {"enabled": False, "smtpPassword": {"value": "pw"}}}, None),
+    ({"actionSigningKey": {"value": "0123456789abcdef"}}, {"action-signing-key"}),
+], ids=["bridge-off", "bridge-on", "existing-secret-wins", "executor-off", "signing-key"])
+def test_chart_secret_holds_only_inline_secrets_of_enabled_components(
+        render: Render, values: dict[str, Any], stored_keys: set[str] | None) -> None:
+    secret = render(values=values).component("Secret", "secrets")
+    assert (set(secret["data"]) if secret else None) == stored_keys
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_configmaps_hold_only_secret_references(render: Render, scenario: str) -> None:
     """Password-like settings in rendered config files are ${env:...}/${file:...} references."""
