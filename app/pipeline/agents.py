@@ -18,10 +18,11 @@ from typing import Any, Final
 
 from app.pipeline.archive import ArchiveIndex
 from app.pipeline.config import PipelineConfig
-from app.pipeline.routes import register_routes
+from app.pipeline.routes import pipeline_routes
 from app.pipeline.tracker import Tracker
 from app.pipeline.validate import EVENT_TYPE, Rejection, normalize_event
 from app.runtime.agent import Agent, AgentRegistry, agent, default_registry
+from app.runtime.http import route
 from app.runtime.tables import Table
 
 __all__ = ["DLQ_TOPIC", "EVENTS_TOPIC", "PIPELINE", "Pipeline", "build_pipeline", "load_pipeline_config"]
@@ -52,6 +53,12 @@ class Pipeline:
         self.agent: Agent = agent(EVENTS_TOPIC, name=name, tables=tables, dlq_topic=DLQ_TOPIC,
                                   timestamp=self._event_time, registry=registry)(self.process)
         self.agent.on_timer(self.on_timer)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts since the worker started: rejected records by field, events dropped from windows as
+        late, events keyed other than by their identity."""
+        return {"rejected": dict(self.rejected), "late_dropped": self.tracker.late_dropped,
+                "misrouted": self.misrouted}
 
     def _event_time(self, value: Any, kafka_timestamp_ms: int) -> int:
         """Event time for the partition watermark: the `time` field, except that one too far ahead of
@@ -122,5 +129,6 @@ def load_pipeline_config() -> PipelineConfig:
 
 #: The pipeline `vigil worker` runs (its agent is in the default registry, its routes in the worker API).
 PIPELINE: Final = Pipeline(load_pipeline_config(), registry=default_registry)
-register_routes(PIPELINE)
+for _path, _handler in pipeline_routes(PIPELINE).items():
+    route(_path)(_handler)
 log.debug("built-in pipeline: %s", PIPELINE.config.describe())

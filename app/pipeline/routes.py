@@ -5,6 +5,7 @@ CLI merges the answers of several workers):
     GET /metrics?subject=S&name=N&metric=M&window=10s&last=N -> {"windows": [...], "partitions": [...]}
     GET /events/get?id=ID                                    -> {"event": {...}} or 404
     GET /events/find?subject=GLOB&name=GLOB&since_ms=&until_ms=&limit=N -> {"events": [...], ...}
+    GET /pipeline/stats                                      -> rejected / late / misrouted counts
 
 Durations (`window`) are "10s"-style or plain ms. Bad parameters answer 400 with the reason.
 """
@@ -18,12 +19,12 @@ from typing import TYPE_CHECKING, Any, Final
 from app.durations import format_duration_ms
 from app.model.events import State
 from app.pipeline.query import QueryError, duration_param, int_param, text_param
-from app.runtime.http import route
+from app.runtime.http import Route
 
 if TYPE_CHECKING:
     from app.pipeline.agents import Pipeline
 
-__all__ = ["DEFAULT_FIND_LIMIT", "DEFAULT_FIND_SINCE_MS", "DEFAULT_METRIC_WINDOWS", "register_routes"]
+__all__ = ["DEFAULT_FIND_LIMIT", "DEFAULT_FIND_SINCE_MS", "DEFAULT_METRIC_WINDOWS", "pipeline_routes"]
 
 DEFAULT_FIND_SINCE_MS: Final = 3_600_000
 DEFAULT_FIND_LIMIT: Final = 100
@@ -32,10 +33,9 @@ DEFAULT_METRIC_WINDOWS: Final = 10
 _STATES: Final = tuple(s.value for s in State)
 
 Query = dict[str, list[str]]
-Handler = Callable[[Query], tuple[int, Any]]
 
 
-def _answering(handler: Callable[[Query], Any]) -> Handler:
+def _answering(handler: Callable[[Query], Any]) -> Route:
     """A route handler: the body on success, 400 with the reason for a bad parameter."""
 
     def run(query: Query) -> tuple[int, Any]:
@@ -55,11 +55,10 @@ def _required(query: Query, name: str) -> str:
     return value
 
 
-def register_routes(pipeline: Pipeline) -> None:
-    """Serve queries of `pipeline`'s tables from every worker's HTTP API."""
+def pipeline_routes(pipeline: Pipeline) -> dict[str, Route]:
+    """The HTTP routes that query `pipeline`'s tables (path -> handler; see app.runtime.http.route)."""
     partitions = lambda: sorted(pipeline.tracker.table.stores)  # noqa: E731
 
-    @route("/status")
     @_answering
     def status(query: Query) -> dict[str, Any]:
         """Current statuses of matching identities."""
@@ -70,7 +69,6 @@ def register_routes(pipeline: Pipeline) -> None:
                                           name=text_param(query, "name", "*"), state=state.upper() if state else None)
         return {"statuses": found, "partitions": partitions()}
 
-    @route("/metrics")
     @_answering
     def metrics(query: Query) -> dict[str, Any]:
         """Open and recent windows of one identity's metrics."""
@@ -83,7 +81,6 @@ def register_routes(pipeline: Pipeline) -> None:
                                          last=int_param(query, "last", DEFAULT_METRIC_WINDOWS, minimum=0))
         return {"windows": windows, "partitions": partitions()}
 
-    @route("/events/get")
     def get_event(query: Query) -> tuple[int, Any]:
         """Where the event with this id is (partition, offset, time, type, identity)."""
         event_id = text_param(query, "id")
@@ -95,7 +92,6 @@ def register_routes(pipeline: Pipeline) -> None:
                          "partitions": partitions()}
         return 200, {"event": found.to_json(pipeline.agent.topic), "partitions": partitions()}
 
-    @route("/events/find")
     @_answering
     def find_events(query: Query) -> dict[str, Any]:
         """Indexed events of matching identities in a time range, newest first."""
@@ -107,3 +103,6 @@ def register_routes(pipeline: Pipeline) -> None:
                                              name=text_param(query, "name", "*"), since_ms=since_ms,
                                              until_ms=until_ms, limit=min(limit, MAX_FIND_LIMIT))
         return {"events": [f.to_json(pipeline.agent.topic) for f in found], "partitions": partitions()}
+
+    return {"/status": status, "/metrics": metrics, "/events/get": get_event, "/events/find": find_events,
+            "/pipeline/stats": lambda query: (200, pipeline.stats())}

@@ -44,8 +44,9 @@ __all__ = [
 ]
 
 #: Sketch keys of either sign stay within about +-36k at 1% accuracy; negative values' keys are
-#: stored from this base up, so positive and negative bins share one dict without clashing.
+#: stored around this base (base +- 36k), so positive and negative bins share one dict without clashing.
 NEGATIVE_BIN_BASE: Final = 1_000_000
+_NEGATIVE_FROM: Final = NEGATIVE_BIN_BASE // 2
 #: The bin of values within SKETCH_MIN_MAGNITUDE of zero.
 ZERO_BIN: Final = 3 * NEGATIVE_BIN_BASE
 
@@ -154,7 +155,7 @@ def to_aggregate(obs: Observations) -> MetricAggregate:
     for key, n in bins.items():
         if key == ZERO_BIN:
             zero = n
-        elif key >= NEGATIVE_BIN_BASE:
+        elif key >= _NEGATIVE_FROM:
             negative[key - NEGATIVE_BIN_BASE] = n
         else:
             positive[key] = n

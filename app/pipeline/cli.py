@@ -1,0 +1,235 @@
+"""`vigil status`, `vigil metrics`, `vigil events get` and `vigil events find`: queries of the
+pipeline's tables through the workers' HTTP API (app.pipeline.routes), never by replaying topics.
+
+Each worker answers for the partitions it holds; with several workers give every one with
+--worker (repeatable) or VIGIL_WORKER_URL (comma-separated) and the answers are merged.
+`events get` then reads the event itself from Kafka at the partition and offset the index names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import click
+
+from app.cli import CliContext, pass_cli, print_json
+from app.durations import DurationError, format_duration_ms, parse_duration_ms
+from app.model.events import State
+from app.pipeline.validate import format_time_ms
+
+__all__ = ["DEFAULT_WORKER_URL", "events_find_command", "events_get_command", "metrics_command", "query_workers",
+           "status_command"]
+
+DEFAULT_WORKER_URL: Final = "http://127.0.0.1:8088"
+_TIMEOUT_S: Final = 30.0
+
+
+@dataclass(frozen=True)
+class WorkerAnswer:
+    """One worker's answer to a query: HTTP status and JSON body (None when unreachable)."""
+
+    url: str
+    status: int
+    body: dict[str, Any] | None
+    error: str = ""
+
+
+def worker_urls(given: tuple[str, ...]) -> list[str]:
+    """--worker values, else VIGIL_WORKER_URL (comma/space separated), else the local default."""
+    listed = given or re.split(r"[,\s]+", os.environ.get("VIGIL_WORKER_URL", ""))
+    urls = [u.rstrip("/") for u in listed if u]
+    for url in urls:
+        if not re.match(r"^https?://[^/]+", url):
+            raise click.BadParameter(f"{url!r}: expected an http(s) URL such as {DEFAULT_WORKER_URL}",
+                                     param_hint="--worker / VIGIL_WORKER_URL")
+    return urls or [DEFAULT_WORKER_URL]
+
+
+def _get(url: str, path: str, params: dict[str, Any]) -> WorkerAnswer:
+    query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+    full = f"{url}{path}?{query}"
+    try:
+        with urllib.request.urlopen(full, timeout=_TIMEOUT_S) as resp:
+            return WorkerAnswer(url, resp.status, json.loads(resp.read()))
+    except urllib.error.HTTPError as exc:
+        try:
+            body = json.loads(exc.read())
+        except ValueError:
+            body = {"error": exc.reason}
+        return WorkerAnswer(url, exc.code, body if isinstance(body, dict) else {"error": str(body)})
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return WorkerAnswer(url, 0, None, f"cannot reach the worker at {url}: {reason}")
+
+
+def query_workers(urls: list[str], path: str, params: dict[str, Any]) -> list[WorkerAnswer]:
+    """GET `path` from every worker. Unreachable ones are reported on stderr; if none answers, or a
+    worker rejects the query (400), the command fails with the reason."""
+    answers = [_get(url, path, params) for url in urls]
+    reached = [a for a in answers if a.body is not None]
+    for a in answers:
+        if a.body is None and reached:
+            click.echo(f"warning: {a.error}; its partitions are missing from the answer", err=True)
+    if not reached:
+        hint = "is `vigil worker` running? Point at it with --worker URL or VIGIL_WORKER_URL"
+        raise click.ClickException(f"{answers[0].error} ({hint})")
+    for a in reached:
+        if a.status == 400 or a.status >= 500:
+            raise click.ClickException(f"worker {a.url}: {a.body.get('error', a.status) if a.body else a.status}")
+        if a.status == 404 and a.body and "partitions" not in a.body:
+            raise click.ClickException(f"worker {a.url} has no {path} route: is it running the built-in pipeline?")
+    return reached
+
+
+def _worker_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--worker", "workers", multiple=True, metavar="URL",
+                        help=f"worker HTTP API (repeatable; env VIGIL_WORKER_URL; default {DEFAULT_WORKER_URL})")(fn)
+
+
+def _age(now_ms: int, then_ms: int | None) -> str:
+    """'5m3s ago' (whole seconds), 'in 2s' for times ahead of the clock, '-' for none."""
+    if then_ms is None:
+        return "-"
+    delta = now_ms - then_ms
+    size = abs(delta)
+    text = format_duration_ms(size - size % 1000) if size >= 1000 else "<1s"
+    return f"{text} ago" if delta >= 0 else f"in {text}"
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    for line in [headers, *rows]:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+
+
+def _number(value: Any) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+# -- vigil status ---------------------------------------------------------------------------------------
+@click.command("status")
+@click.argument("subject", default="*")
+@click.option("--name", default="*", show_default=True, help="glob")
+@click.option("--state", type=click.Choice([s.value for s in State], case_sensitive=False), help="only this state")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@_worker_option
+def status_command(subject: str, name: str, state: str | None, as_json: bool, workers: tuple[str, ...]) -> None:
+    """Current status of identities (SUBJECT is a glob, default all)."""
+    answers = query_workers(worker_urls(workers), "/status", {"subject": subject, "name": name, "state": state})
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for a in answers:
+        for s in a.body.get("statuses", []) if a.body else []:
+            key = (s["subject"], s["name"])
+            # two workers may both answer for a partition while it moves: keep the fresher one
+            if key not in merged or s["last_seen"] > merged[key]["last_seen"]:
+                merged[key] = s
+    statuses = [merged[k] for k in sorted(merged)]
+    if as_json:
+        for s in statuses:
+            print_json(s)
+        return
+    if not statuses:
+        click.echo("no matching identities", err=True)
+        return
+    now = int(time.time() * 1000)
+    rows = [[s["state"] + (" (flapping)" if s["flapping"] else ""), s["subject"], s["name"], _age(now, s["since"]),
+             _age(now, s["last_seen"]), str(s["event_count"]), s["text"][:60]] for s in statuses]
+    _table(rows, ["STATE", "SUBJECT", "NAME", "SINCE", "LAST SEEN", "EVENTS", "TEXT"])
+
+
+# -- vigil metrics --------------------------------------------------------------------------------------
+@click.command("metrics")
+@click.argument("subject")
+@click.argument("name")
+@click.option("--metric", help="only this metric")
+@click.option("--window", "window", metavar="DURATION", help="only windows of this size, e.g. 10s")
+@click.option("--last", type=click.IntRange(min=1), default=10, show_default=True, help="windows per size")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@_worker_option
+def metrics_command(subject: str, name: str, metric: str | None, window: str | None, last: int, as_json: bool,
+                    workers: tuple[str, ...]) -> None:
+    """Open and recent metric windows of one identity."""
+    size_ms = None
+    if window is not None:
+        try:
+            size_ms = parse_duration_ms(window)
+        except DurationError as exc:
+            raise click.BadParameter(str(exc), param_hint="--window") from None
+    answers = query_workers(worker_urls(workers), "/metrics", {"subject": subject, "name": name, "metric": metric,
+                                                               "window": size_ms, "last": last})
+    merged: dict[tuple[int, int, str], dict[str, Any]] = {}
+    for a in answers:
+        for w in a.body.get("windows", []) if a.body else []:
+            merged[(w["size_ms"], w["window_start"], w["metric"])] = w
+    windows = [merged[k] for k in sorted(merged)]
+    if as_json:
+        for w in windows:
+            print_json(w)
+        return
+    if not windows:
+        click.echo(f"no windows of {subject}/{name}" + (f" metric {metric}" if metric else ""), err=True)
+        return
+    rows = [[format_duration_ms(w["size_ms"]), format_time_ms(w["window_start"]), w["metric"], str(w["count"]),
+             _number(w["mean"]), _number(w["min"]), _number(w["max"]), _number(w["last"]), _number(w["p50"]),
+             _number(w["p95"]), _number(w["p99"]), "closed" if w.get("closed") else "open"] for w in windows]
+    _table(rows, ["WINDOW", "START", "METRIC", "COUNT", "MEAN", "MIN", "MAX", "LAST", "P50", "P95", "P99", ""])
+
+
+# -- vigil events get / find ----------------------------------------------------------------------------
+@click.command("get")
+@click.argument("event_id")
+@_worker_option
+@pass_cli
+def events_get_command(cli: CliContext, event_id: str, workers: tuple[str, ...]) -> None:
+    """Print one event, found by id through the archive index, as JSON."""
+    answers = query_workers(worker_urls(workers), "/events/get", {"id": event_id})
+    found = next((a.body["event"] for a in answers if a.status == 200 and a.body), None)
+    if found is None:
+        parts = sorted({p for a in answers for p in (a.body or {}).get("partitions", [])})
+        raise click.ClickException(f"event {event_id} is not in the archive index (partitions searched: "
+                                   f"{', '.join(map(str, parts)) or 'none'})")
+    from app.pipeline.fetch import FetchError, fetch_event
+
+    try:
+        print_json(fetch_event(cli.settings, found))
+    except FetchError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.command("find")
+@click.option("--subject", default="*", show_default=True, help="glob")
+@click.option("--name", default="*", show_default=True, help="glob")
+@click.option("--since", default="1h", show_default=True, metavar="DURATION", help="events newer than this")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@_worker_option
+def events_find_command(subject: str, name: str, since: str, limit: int, as_json: bool,
+                        workers: tuple[str, ...]) -> None:
+    """List indexed events of matching identities, newest first."""
+    try:
+        since_ms = int(time.time() * 1000) - parse_duration_ms(since)
+    except DurationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    answers = query_workers(worker_urls(workers), "/events/find",
+                            {"subject": subject, "name": name, "since_ms": since_ms, "limit": limit})
+    merged = {e["id"]: e for a in answers for e in (a.body or {}).get("events", [])}
+    events = sorted(merged.values(), key=lambda e: (e["time"], e["id"]), reverse=True)[:limit]
+    if as_json:
+        for e in events:
+            print_json(e)
+        return
+    if not events:
+        click.echo("no matching events", err=True)
+        return
+    rows = [[format_time_ms(e["time"]), e["subject"], e["name"], e["type"], e["id"], f"{e['partition']}@{e['offset']}"]
+            for e in events]
+    _table(rows, ["TIME", "SUBJECT", "NAME", "TYPE", "ID", "PARTITION@OFFSET"])

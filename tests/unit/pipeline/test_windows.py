@@ -1,0 +1,142 @@
+"""Window math and values: assignment, closing, late events, order independence, exact agreement with
+MetricAggregate (and its sketch), codecs; the fast vigil.Event normalisation path."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.pipeline.aggregate import MetricAggregate
+from app.pipeline.status import StatusState
+from app.pipeline.tracker import Tracked, TrackedCodec
+from app.pipeline.validate import EVENT_TYPE, Rejection, _Invalid, _normalize, normalize_event
+from app.pipeline.windows import (
+    WindowCodec,
+    add_observations,
+    add_to_windows,
+    bin_metrics,
+    close_due,
+    to_aggregate,
+)
+from tests.unit.pipeline.conftest import NOW_MS
+
+SIZES = (10_000, 60_000)
+finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_value=1e12)
+
+
+def _windows(events: list[tuple[int, float]], *, grace_ms: int = 5_000, watermark_ms: int = -1):
+    windows = tuple(() for _ in SIZES)
+    for time_ms, value in events:
+        windows, _, _ = add_to_windows(windows, SIZES, bin_metrics({"x": value}), time_ms, grace_ms=grace_ms,
+                                       watermark_ms=watermark_ms)
+    return windows
+
+
+@pytest.mark.parametrize(("time_ms", "starts"), [
+    (NOW_MS, (NOW_MS, NOW_MS)),
+    (NOW_MS + 9_999, (NOW_MS, NOW_MS)),
+    (NOW_MS + 10_000, (NOW_MS + 10_000, NOW_MS)),
+    (NOW_MS + 59_999, (NOW_MS + 50_000, NOW_MS)),
+    (NOW_MS + 60_000, (NOW_MS + 60_000, NOW_MS + 60_000)),
+    (-1, (-10_000, -60_000)),  # before the epoch: windows still aligned to it
+])
+def test_add_to_windows__tumbling_windows_aligned_to_the_epoch(time_ms: int, starts: tuple[int, int]) -> None:
+    windows = _windows([(time_ms, 1.0)])
+    assert tuple(open_[0][0] for open_ in windows) == starts
+
+
+def test_add_to_windows__reports_late_and_the_close_time_of_new_windows() -> None:
+    windows, late, close_ms = add_to_windows(((), ()), SIZES, bin_metrics({"x": 1.0}), NOW_MS + 1, grace_ms=5_000,
+                                             watermark_ms=NOW_MS)
+    assert (late, close_ms) == (0, NOW_MS + 15_000)
+    _, late, close_ms = add_to_windows(windows, SIZES, bin_metrics({"x": 1.0}), NOW_MS + 2, grace_ms=5_000,
+                                       watermark_ms=NOW_MS)
+    assert (late, close_ms) == (0, None)  # no new window
+    # watermark at 15 s: the 10 s window [0, 10) closed (10 + 5 grace), the minute is open
+    _, late, _ = add_to_windows(windows, SIZES, bin_metrics({"x": 1.0}), NOW_MS + 3, grace_ms=5_000,
+                                watermark_ms=NOW_MS + 15_000)
+    assert late == 1
+
+
+def test_close_due__splits_closed_from_open_oldest_first() -> None:
+    windows = _windows([(NOW_MS, 1.0), (NOW_MS + 12_000, 2.0), (NOW_MS + 25_000, 3.0)])
+    closed, remaining, next_close = close_due(windows, SIZES, grace_ms=5_000, watermark_ms=NOW_MS + 27_000)
+    assert [(size, start - NOW_MS) for size, start, _ in closed] == [(10_000, 0), (10_000, 10_000)]
+    assert [[start - NOW_MS for start, _ in open_] for open_ in remaining] == [[20_000], [0]]
+    assert next_close == NOW_MS + 35_000
+    assert close_due(remaining, SIZES, grace_ms=5_000, watermark_ms=NOW_MS + 27_000)[0] == []
+
+
+def test_add_observations__never_changes_its_input() -> None:
+    before = add_observations(None, bin_metrics({"x": 1.0, "y": 2.0}), NOW_MS)
+    snapshot = {m: (*obs[:6], dict(obs[6])) for m, obs in before.items()}
+    add_observations(before, bin_metrics({"x": 5.0}), NOW_MS + 1)
+    assert {m: (*obs[:6], dict(obs[6])) for m, obs in before.items()} == snapshot
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.lists(st.tuples(st.integers(0, 9_999), finite), min_size=1, max_size=60), st.randoms())
+def test_window__equals_metric_aggregate_in_any_order(events: list[tuple[int, float]], rnd: random.Random) -> None:
+    expected = MetricAggregate()
+    for time_ms, value in events:
+        expected.add(value, NOW_MS + time_ms)
+    shuffled = [(NOW_MS + t, v) for t, v in events]
+    rnd.shuffle(shuffled)
+    obs = _windows(shuffled)[0][0][1]["x"]
+    agg = to_aggregate(obs)
+    assert (agg.count, agg.min, agg.max) == (expected.count, expected.min, expected.max)
+    assert agg.sum == pytest.approx(expected.sum, rel=1e-9, abs=1e-6)
+    assert agg.last_time_ms == expected.last_time_ms
+    if len({t for t, _ in events}) == len(events):  # with distinct times `last` is unambiguous
+        assert agg.last == expected.last
+    for q in (0.5, 0.95, 0.99):
+        assert agg.quantile(q) == expected.quantile(q)
+    assert agg.sketch_bytes() == expected.sketch_bytes()
+
+
+@pytest.mark.parametrize("values", [[0.0, -0.0], [-3.5, 2.0, 0.0, -1e-300, 1e300], [1.0] * 5])
+def test_window__negative_and_zero_values_land_in_the_right_bins(values: list[float]) -> None:
+    expected = MetricAggregate()
+    for i, v in enumerate(values):
+        expected.add(v, NOW_MS + i)
+    obs = _windows([(NOW_MS + i, v) for i, v in enumerate(values)])[0][0][1]["x"]
+    assert to_aggregate(obs).sketch_bytes() == expected.sketch_bytes()
+
+
+def test_codecs__round_trip() -> None:
+    windows = _windows([(NOW_MS, 1.5), (NOW_MS + 1, -2.0), (NOW_MS + 61_000, 0.0)])
+    codec = WindowCodec()
+    assert codec.decode(codec.encode(windows[0][0][1])) == windows[0][0][1]
+    status = StatusState(subject="a/b", name="c", state="OK", reported_state="OK", since_ms=1, last_seen_ms=2,
+                         recent_transitions_ms=(1,), expected_by_ms=5)
+    tracked = Tracked(status, windows, NOW_MS + 15_000)
+    tracked_codec = TrackedCodec(SIZES)
+    assert tracked_codec.decode(tracked_codec.encode(tracked)) == tracked
+    # a configured size dropped: its windows are dropped, the others kept
+    assert TrackedCodec((60_000,)).decode(tracked_codec.encode(tracked)).windows == (windows[1],)
+
+
+event_records = st.fixed_dictionaries({
+    "id": st.text(min_size=0, max_size=5), "time": st.integers(NOW_MS - 10**9, NOW_MS + 10**9),
+    "subject": st.text(max_size=4), "name": st.sampled_from(["load", " ", "", "x"]),
+    "kind": st.sampled_from(["METRIC", "STATUS", "ARCHIVE", "OTHER"]), "severity": st.integers(-1, 4),
+    "origin": st.just("t"), "text": st.text(max_size=3),
+    "tags": st.dictionaries(st.text(max_size=2), st.text(max_size=2)),
+    "metrics": st.dictionaries(st.text(max_size=2), st.floats(), max_size=3),
+    "ttl": st.none() | st.floats(), "extended": st.none(), "trace_id": st.none() | st.text(max_size=3),
+})
+
+
+@settings(deadline=None, max_examples=300)
+@given(event_records)
+def test_normalize__fast_path_agrees_with_the_general_path(record: dict) -> None:
+    fast = normalize_event(record, EVENT_TYPE, now_ms=NOW_MS, max_future_ms=300_000)
+    try:
+        general = _normalize(record, EVENT_TYPE, record["id"] or None, now_ms=NOW_MS, max_future_ms=300_000)
+    except _Invalid as exc:  # the general path rejects: so does normalize_event, with its reason
+        assert isinstance(fast, Rejection) and fast.reason == exc.reason
+        return
+    assert fast == general
