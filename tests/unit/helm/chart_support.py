@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 import yaml
+
+from app.cli import cli
 
 REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "helm" / "vigil"
@@ -36,8 +39,10 @@ __all__ = [
     "ci_values",
     "containers",
     "env_of",
+    "parse_vigil_args",
     "pod_spec",
     "scenario_names",
+    "vigil_containers",
 ]
 
 
@@ -94,3 +99,22 @@ def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 Render = Callable[..., Manifest]
+
+
+def vigil_containers(manifest: Manifest) -> list[tuple[str, dict[str, Any]]]:
+    """(workload name, container) for every container running the Vigil image (init containers too)."""
+    return [(w["metadata"]["name"], c) for w in manifest.workloads()
+            for c in [*containers(w, init=True), *containers(w)]]
+
+
+def parse_vigil_args(args: list[str]) -> click.Context:
+    """Resolve `vigil <args>` with the real CLI and parse its options (validates them; runs nothing)."""
+    words = list(args)
+    command: click.Command = cli
+    ctx = click.Context(cli, info_name="vigil")
+    while isinstance(command, click.Group):
+        name = words.pop(0)
+        sub = command.get_command(ctx, name)
+        assert sub is not None, f"`vigil {' '.join(args)}`: vigil has no command {name!r}"
+        command, ctx = sub, click.Context(sub, info_name=name, parent=ctx)
+    return command.make_context(ctx.info_name, words, parent=ctx.parent)

@@ -7,19 +7,14 @@ helm comes from .vigil/bin/helm (`make helm`, built by the session fixture when 
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 import yaml
 
 from app.beacons.config import load_beacons_config
-from app.cli import cli
-from app.config import load_settings, resolve_secret_refs
 from app.executor.config import load_executor_config
 from app.rules.loader import RuleSetLoader
 from app.topics.spec import load_topics_file
@@ -28,14 +23,13 @@ from tests.unit.helm.chart_support import (
     CI_DIR,
     NAMESPACE,
     REPO,
-    HelmFailed,
-    Manifest,
     Render,
-    ci_values,
     containers,
     env_of,
+    parse_vigil_args,
     pod_spec,
     scenario_names,
+    vigil_containers,
 )
 
 # The first test may build helm with `make helm` (minutes); every helm call after that is quick.
@@ -45,39 +39,6 @@ SCENARIOS = scenario_names()
 REQUIRED_SCENARIOS = {"default", "minimal-external-registry", "exactly-once-with-sasl", "everything-enabled"}
 #: helm refuses longer release names.
 LONGEST_RELEASE = "observability-platform-production-europe-west1-blue-a"
-
-#: Inline secrets of ci/everything-enabled-values.yaml, by where they are set.
-INLINE_SECRETS = {
-    "actionSigningKey": ("actionSigningKey", "value"),
-    "smtpPassword": ("executor", "smtpPassword", "value"),
-    "apiToken": ("bridges", "http", "apiToken", "value"),
-    "githubSecret": ("bridges", "http", "githubSecret", "value"),
-}
-
-
-def _dig(values: dict[str, Any], path: tuple[str, ...]) -> Any:
-    for key in path:
-        values = values[key]
-    return values
-
-
-def _vigil_containers(manifest: Manifest) -> list[tuple[str, dict[str, Any]]]:
-    """(workload name, container) for every container running the Vigil image (init containers too)."""
-    return [(w["metadata"]["name"], c) for w in manifest.workloads()
-            for c in [*containers(w, init=True), *containers(w)]]
-
-
-def _parse_vigil_args(args: list[str]) -> click.Context:
-    """Resolve `vigil <args>` with the real CLI and parse its options (validates them; runs nothing)."""
-    words = list(args)
-    command: click.Command = cli
-    ctx = click.Context(cli, info_name="vigil")
-    while isinstance(command, click.Group):
-        name = words.pop(0)
-        sub = command.get_command(ctx, name)
-        assert sub is not None, f"`vigil {' '.join(args)}`: vigil has no command {name!r}"
-        command, ctx = sub, click.Context(sub, info_name=name, parent=ctx)
-    return command.make_context(ctx.info_name, words, parent=ctx.parent)
 
 
 # --- lint and scenarios -------------------------------------------------------------------------
@@ -123,11 +84,11 @@ def test_every_values_key_is_commented() -> None:
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_every_rendered_container_is_a_valid_vigil_command(render: Render, scenario: str) -> None:
-    commands = [c["args"] for _, c in _vigil_containers(render(scenario))
+    commands = [c["args"] for _, c in vigil_containers(render(scenario))
                 if not c.get("command")]  # `command` overrides the vigil entrypoint (the spool chown)
     assert commands
     for args in commands:
-        _parse_vigil_args(args)  # raises on an unknown command, option or choice
+        parse_vigil_args(args)  # raises on an unknown command, option or choice
 
 
 # --- the worker ---------------------------------------------------------------------------------
@@ -140,7 +101,7 @@ def test_worker_is_a_statefulset_named_by_pod_with_its_own_state_volume(render: 
     worker = manifest.component("StatefulSet", "worker")
     assert worker is not None
     (container,) = containers(worker)
-    params = _parse_vigil_args(container["args"]).params
+    params = parse_vigil_args(container["args"]).params
     assert params["instance_id"] == "$(POD_NAME)"
     assert env_of(container)["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     state_dir = env_of(container)["VIGIL_STATE_DIR"]["value"]
@@ -175,7 +136,7 @@ def test_worker_without_persistence_keeps_state_in_an_emptydir(render: Render) -
 ])
 def test_worker_guarantee_comes_from_values(render: Render, scenario: str, guarantee: str) -> None:
     (container,) = containers(render(scenario).component("StatefulSet", "worker"))
-    assert _parse_vigil_args(container["args"]).params["guarantee"] == guarantee
+    assert parse_vigil_args(container["args"]).params["guarantee"] == guarantee
 
 
 def test_worker_rules_come_from_a_configmap_volume_the_worker_hot_reloads(render: Render) -> None:
@@ -284,7 +245,7 @@ def test_registry_runs_only_without_an_external_url(render: Render, scenario: st
 def test_registry_deployment_serves_on_its_service_port(render: Render) -> None:
     manifest = render("default")
     (container,) = containers(manifest.component("Deployment", "registry"))
-    listen = _parse_vigil_args(container["args"]).params["listen"]
+    listen = parse_vigil_args(container["args"]).params["listen"]
     (service_port,) = manifest.component("Service", "registry")["spec"]["ports"]
     (container_port,) = container["ports"]
     assert listen == f"0.0.0.0:{container_port['containerPort']}"
@@ -294,160 +255,9 @@ def test_registry_deployment_serves_on_its_service_port(render: Render) -> None:
 def test_external_registry_password_comes_from_its_secret(render: Render) -> None:
     manifest = render("minimal-external-registry")
     assert manifest.component("ConfigMap", "config")["data"]["VIGIL_SCHEMA_REGISTRY_USER"] == "vigil"
-    for _, container in _vigil_containers(manifest):
+    for _, container in vigil_containers(manifest):
         ref = env_of(container)["VIGIL_SCHEMA_REGISTRY_PASSWORD"]["valueFrom"]["secretKeyRef"]
         assert ref == {"name": "registry-credentials", "key": "password"}
-
-
-# --- security -----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("scenario", SCENARIOS)
-def test_vigil_containers_run_as_non_root_on_a_read_only_root(render: Render, scenario: str) -> None:
-    for workload in render(scenario).workloads():
-        pod_context = pod_spec(workload).get("securityContext", {})
-        assert pod_context["runAsNonRoot"] is True
-        for container in containers(workload) + [c for c in containers(workload, init=True)
-                                                 if c["name"] != "spool-owner"]:
-            where = f"{workload['metadata']['name']}/{container['name']}"
-            context = container["securityContext"]
-            assert context.get("runAsNonRoot", pod_context["runAsNonRoot"]) is True, where
-            assert context.get("runAsUser", pod_context.get("runAsUser")) != 0, where
-            assert context["readOnlyRootFilesystem"] is True, where
-            assert context["allowPrivilegeEscalation"] is False, where
-            assert context["capabilities"] == {"drop": ["ALL"]}, where
-            assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"], where
-            assert container["resources"]["requests"] and container["resources"]["limits"]["memory"], where
-
-
-def test_spool_owner_is_the_only_root_container_and_can_only_chown(render: Render) -> None:
-    manifest = render("everything-enabled")
-    roots = [(w["metadata"]["name"], c) for w in manifest.workloads()
-             for c in [*containers(w, init=True), *containers(w)] if c["securityContext"].get("runAsUser") == 0]
-    assert [c["name"] for _, c in roots] == ["spool-owner"]
-    (_, chown), = roots
-    assert chown["command"][0] == "chown"
-    assert chown["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
-    assert chown["securityContext"]["readOnlyRootFilesystem"] is True
-    assert chown["securityContext"]["allowPrivilegeEscalation"] is False
-
-
-def test_beacons_without_spool_fix_have_no_root_container(render: Render) -> None:
-    beacons = render(values={"beacons": {"enabled": True, "spool": {"fixPermissions": False}}})
-    assert "initContainers" not in pod_spec(beacons.component("DaemonSet", "beacons"))
-
-
-def test_no_secret_value_appears_in_plain_text(render: Render) -> None:
-    """Inline secrets go to the chart's Secret (base64) and nowhere else, least of all ConfigMaps."""
-    values = ci_values("everything-enabled")
-    manifest = render("everything-enabled")
-    secret = manifest.component("Secret", "secrets")
-    stored = {base64.b64decode(v).decode() for v in secret["data"].values()}
-    configmaps = "\n".join(manifest.configmap_data().values())
-    everything = yaml.safe_dump_all([o for o in manifest.objects if o["kind"] != "Secret"])
-    for name, path in INLINE_SECRETS.items():
-        value = _dig(values, path)
-        assert value in stored, name
-        assert value not in configmaps, name
-        assert value not in everything, name
-
-
-@pytest.mark.parametrize(("values", "stored_keys"), [
-    ({"bridges": {"http": {"apiToken": {"value": "t0k3n"}}}}, None),
-    ({"bridges": {"http": {"enabled": True, "apiToken": {"value": "t0k3n"}}}}, {"api-token"}),
-    ({"bridges": {"http": {"enabled": True, "apiToken": {"value": "t0k3n", "existingSecret": "mine"}}}}, None),
-    ({"executor": {"enabled": False, "smtpPassword": {"value": "pw"}}}, None),
-    ({"actionSigningKey": {"value": "0123456789abcdef"}}, {"action-signing-key"}),
-], ids=["bridge-off", "bridge-on", "existing-secret-wins", "executor-off", "signing-key"])
-def test_chart_secret_holds_only_inline_secrets_of_enabled_components(
-        render: Render, values: dict[str, Any], stored_keys: set[str] | None) -> None:
-    secret = render(values=values).component("Secret", "secrets")
-    assert (set(secret["data"]) if secret else None) == stored_keys
-
-
-@pytest.mark.parametrize("scenario", SCENARIOS)
-def test_configmaps_hold_only_secret_references(render: Render, scenario: str) -> None:
-    """Password-like settings in rendered config files are ${env:...}/${file:...} references."""
-    for where, text in render(scenario).configmap_data().items():
-        for line in text.replace(",", "\n").splitlines():
-            key, sep, value = line.partition(":")
-            if sep and any(word in key.lower() for word in ("password", "secret")):
-                assert value.strip().strip('"').startswith(("${env:", "${file:")), f"{where}: {line.strip()}"
-
-
-def test_sasl_password_reaches_librdkafka_from_the_existing_secret(render: Render) -> None:
-    manifest = render("exactly-once-with-sasl")
-    conf = json.loads(manifest.component("ConfigMap", "config")["data"]["VIGIL_KAFKA_CONFIG"])
-    assert conf["sasl.password"] == "${env:VIGIL_KAFKA_SASL_PASSWORD}"
-    assert (conf["security.protocol"], conf["sasl.mechanism"], conf["sasl.username"]) == (
-        "SASL_SSL", "SCRAM-SHA-512", "vigil")
-    vigil_containers = _vigil_containers(manifest)
-    assert len(vigil_containers) >= 5
-    for workload, container in vigil_containers:
-        ref = env_of(container)["VIGIL_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
-        assert ref == {"name": "kafka-credentials", "key": "sasl-password"}, workload
-
-
-@pytest.mark.parametrize("scenario", SCENARIOS)
-def test_kafka_config_is_json_that_vigil_settings_accept(render: Render, scenario: str,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    env = render(scenario).component("ConfigMap", "config")["data"]
-    conf = json.loads(env["VIGIL_KAFKA_CONFIG"])
-    assert isinstance(conf, dict)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("VIGIL_KAFKA_SASL_PASSWORD", "from-the-secret")
-    settings = load_settings()
-    assert settings.kafka_bootstrap == env["VIGIL_KAFKA_BOOTSTRAP"]
-    assert settings.kafka_config == conf
-    if "sasl.password" in conf:  # ${file:...} references name files that exist only in the pod
-        assert resolve_secret_refs(conf["sasl.password"], where="sasl.password") == "from-the-secret"
-
-
-@pytest.mark.parametrize(("values", "message"), [
-    ({"kafka": {"config": {"sasl.password": "hunter2"}}}, "kafka.config.sasl.password: give secrets as"),
-    ({"kafka": {"config": {"ssl.key.password": "hunter2"}}}, "kafka.config.ssl.key.password: give secrets as"),
-    ({"kafka": {"config": {"sasl.oauthbearer.client.secret": "s"}}}, "kafka.config.sasl.oauthbearer.client.secret"),
-    ({"kafka": {"config": {"ssl": {"ca": {"location": "/x"}}}}}, "librdkafka settings are scalars"),
-    ({"kafka": {"sasl": {"enabled": True, "username": "vigil"}}}, "kafka.sasl.password.existingSecret"),
-    ({"kafka": {"bootstrap": ""}}, "kafka.bootstrap is required"),
-    ({"actionSigningKey": {"value": "short"}}, "at least 16 random bytes"),
-    ({"executor": {"config": {"smtp": {"host": "mx", "password": "hunter2"}}}}, "never inline"),
-    ({"executor": {"smtpPassword": {"value": "pw"}}}, "executor.config.smtp is not"),
-    ({"executor": {"config": {"require_signature": True}}}, "actionSigningKey is not set"),
-    ({"worker": {"guarantee": "at_most_once"}}, "worker.guarantee"),
-    ({"rules": {"files": {"../evil.yaml": "rules: []"}}}, "is not a rule file name"),
-], ids=lambda v: v if isinstance(v, str) else None)
-def test_unsafe_or_invalid_values_are_refused(render: Render, values: dict[str, Any], message: str) -> None:
-    with pytest.raises(HelmFailed) as failed:
-        render(values=values)
-    assert message in str(failed.value)
-
-
-@pytest.mark.parametrize(("scenario", "component", "env_name", "volume"), [
-    ("everything-enabled", "worker", "VIGIL_ACTION_SIGNING_KEY_FILE", "action-signing-key"),
-    ("everything-enabled", "executor", "VIGIL_ACTION_SIGNING_KEY_FILE", "action-signing-key"),
-    ("exactly-once-with-sasl", "worker", "VIGIL_ACTION_SIGNING_KEY_FILE", "action-signing-key"),
-    ("everything-enabled", "bridge-http", "VIGIL_GITHUB_SECRET_FILE", "github-secret"),
-])
-def test_secret_file_variables_point_into_their_mounted_secret(render: Render, scenario: str, component: str,
-                                                               env_name: str, volume: str) -> None:
-    manifest = render(scenario)
-    (workload,) = [w for w in manifest.workloads()
-                   if w["metadata"]["labels"]["app.kubernetes.io/component"] == component]
-    (container,) = containers(workload)
-    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume]
-    (secret_volume,) = [v for v in pod_spec(workload)["volumes"] if v["name"] == volume]
-    (item,) = secret_volume["secret"]["items"]
-    assert env_of(container)[env_name]["value"] == f"{mount['mountPath']}/{item['path']}"
-    assert mount["readOnly"] is True
-
-
-def test_signing_key_is_given_only_to_the_worker_and_executor(render: Render) -> None:
-    holders = {w["metadata"]["labels"]["app.kubernetes.io/component"]
-               for w in render("everything-enabled").workloads()
-               if any("VIGIL_ACTION_SIGNING_KEY_FILE" in env_of(c) for c in containers(w))}
-    assert holders == {"worker", "executor"}
 
 
 # --- executor, beacons, topics: rendered configs load in Vigil ----------------------------------
@@ -458,7 +268,7 @@ def test_executor_config_loads_with_the_password_from_the_environment(
     manifest = render("everything-enabled")
     deployment = manifest.component("Deployment", "executor")
     (container,) = containers(deployment)
-    config_path = Path(_parse_vigil_args(container["args"]).params["config_path"])
+    config_path = Path(parse_vigil_args(container["args"]).params["config_path"])
     (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(config_path.parent)]
     configmap = manifest.component("ConfigMap", "executor")
     assert {"name": mount["name"], "configMap": {"name": configmap["metadata"]["name"]}} in (
@@ -556,7 +366,7 @@ def test_chart_and_image_agree_on_user_and_data_files(render: Render) -> None:
 ])
 def test_readiness_is_healthz_on_the_port_the_process_serves(render: Render, kind: str, component: str) -> None:
     (container,) = containers(render("everything-enabled").component(kind, component))
-    params = _parse_vigil_args(container["args"]).params
+    params = parse_vigil_args(container["args"]).params
     listen = params.get("http_listen") or params["listen"]
     (port,) = container["ports"]
     assert listen == f"0.0.0.0:{port['containerPort']}"
