@@ -56,19 +56,21 @@ def worker_urls(given: tuple[str, ...]) -> list[str]:
 
 def _get(url: str, path: str, params: dict[str, Any]) -> WorkerAnswer:
     query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
-    full = f"{url}{path}?{query}"
     try:
-        with urllib.request.urlopen(full, timeout=_TIMEOUT_S) as resp:
-            return WorkerAnswer(url, resp.status, json.loads(resp.read()))
+        with urllib.request.urlopen(f"{url}{path}?{query}", timeout=_TIMEOUT_S) as resp:
+            status, raw = resp.status, resp.read()
     except urllib.error.HTTPError as exc:
-        try:
-            body = json.loads(exc.read())
-        except ValueError:
-            body = {"error": exc.reason}
-        return WorkerAnswer(url, exc.code, body if isinstance(body, dict) else {"error": str(body)})
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return WorkerAnswer(url, 0, None, f"cannot reach the worker at {url}: {reason}")
+        status, raw = exc.code, exc.read()
+    except (urllib.error.URLError, OSError) as exc:
+        return WorkerAnswer(url, 0, None, f"cannot reach the worker at {url}: {getattr(exc, 'reason', exc)}")
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return WorkerAnswer(url, 0, None, f"{url}{path} did not answer a JSON object (HTTP {status}): is it a "
+                                          "Vigil worker's HTTP API?")
+    return WorkerAnswer(url, status, body)
 
 
 def query_workers(urls: list[str], path: str, params: dict[str, Any]) -> list[WorkerAnswer]:
@@ -164,7 +166,7 @@ def metrics_command(subject: str, name: str, metric: str | None, window: str | N
             size_ms = parse_duration_ms(window)
         except DurationError as exc:
             raise click.BadParameter(str(exc), param_hint="--window") from None
-    answers = query_workers(worker_urls(workers), "/metrics", {"subject": subject, "name": name, "metric": metric,
+    answers = query_workers(worker_urls(workers), "/windows", {"subject": subject, "name": name, "metric": metric,
                                                                "window": size_ms, "last": last})
     merged: dict[tuple[int, int, str], dict[str, Any]] = {}
     for a in answers:

@@ -2,12 +2,13 @@
 CLI merges the answers of several workers):
 
     GET /status?subject=GLOB&name=GLOB&state=STATE          -> {"statuses": [...], "partitions": [...]}
-    GET /metrics?subject=S&name=N&metric=M&window=10s&last=N -> {"windows": [...], "partitions": [...]}
+    GET /windows?subject=S&name=N&metric=M&window=10s&last=N -> {"windows": [...], "partitions": [...]}
     GET /events/get?id=ID                                    -> {"event": {...}} or 404
     GET /events/find?subject=GLOB&name=GLOB&since_ms=&until_ms=&limit=N -> {"events": [...], ...}
     GET /pipeline/stats                                      -> rejected / late / misrouted counts
 
 Durations (`window`) are "10s"-style or plain ms. Bad parameters answer 400 with the reason.
+(Not /metrics: the worker serves its Prometheus metrics there.)
 """
 
 from __future__ import annotations
@@ -70,16 +71,16 @@ def pipeline_routes(pipeline: Pipeline) -> dict[str, Route]:
         return {"statuses": found, "partitions": partitions()}
 
     @_answering
-    def metrics(query: Query) -> dict[str, Any]:
+    def windows(query: Query) -> dict[str, Any]:
         """Open and recent windows of one identity's metrics."""
         size_ms = duration_param(query, "window")
         if size_ms is not None and size_ms not in pipeline.tracker.sizes_ms:
             sizes = ", ".join(format_duration_ms(s) for s in pipeline.tracker.sizes_ms)
             raise QueryError(f"window={text_param(query, 'window')}: the configured window sizes are {sizes}")
-        windows = pipeline.tracker.windows(subject=_required(query, "subject"), name=_required(query, "name"),
+        found = pipeline.tracker.windows(subject=_required(query, "subject"), name=_required(query, "name"),
                                          metric=text_param(query, "metric"), size_ms=size_ms,
                                          last=int_param(query, "last", DEFAULT_METRIC_WINDOWS, minimum=0))
-        return {"windows": windows, "partitions": partitions()}
+        return {"windows": found, "partitions": partitions()}
 
     def get_event(query: Query) -> tuple[int, Any]:
         """Where the event with this id is (partition, offset, time, type, identity)."""
@@ -104,5 +105,5 @@ def pipeline_routes(pipeline: Pipeline) -> dict[str, Route]:
                                              until_ms=until_ms, limit=min(limit, MAX_FIND_LIMIT))
         return {"events": [f.to_json(pipeline.agent.topic) for f in found], "partitions": partitions()}
 
-    return {"/status": status, "/metrics": metrics, "/events/get": get_event, "/events/find": find_events,
+    return {"/status": status, "/windows": windows, "/events/get": get_event, "/events/find": find_events,
             "/pipeline/stats": lambda query: (200, pipeline.stats())}
