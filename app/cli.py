@@ -35,6 +35,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "actions": "app.actions.cli:actions_command",
     "trace": "app.actions.cli:trace_command",
     "silence": "app.actions.cli:silence_group",
+    "executor": "app.executor.cli:executor_command",
 }
 
 # Hoisted from anywhere on the line. Not --config: subcommands have their own (beacon run --config).

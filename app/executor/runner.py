@@ -43,6 +43,7 @@ from app.model.events import Action, ActionResult, ResultStatus
 from app.model.ids import deterministic_id, new_id
 from app.model.signing import verify_action
 from app.runtime.context import AgentContext
+from app.runtime.engine import CheckpointFailed  # re-exported: raised when 'started' is not durable
 from app.runtime.tables import Table
 
 __all__ = [
@@ -62,12 +63,6 @@ DLQ_TOPIC = "actions-dlq"
 #: A plugin that enforces its own time limit gets this long (at most the limit itself) beyond it to
 #: report, with its output, before the executor stops waiting.
 _GRACE_S = 1.0
-
-
-class CheckpointFailed(BaseException):
-    """ctx.checkpoint() failed, so "started" is not durable and nothing may run. A BaseException
-    on purpose: the runtime rolls back and re-runs records for ordinary exceptions, which must not
-    happen to actions; this one stops the executor (its supervisor restarts it)."""
 
 
 class GroupCheckpoint:
@@ -90,7 +85,7 @@ class GroupCheckpoint:
         assert waiting is not None
         try:
             self._checkpoint()
-        except Exception as exc:
+        except (Exception, CheckpointFailed) as exc:  # the runtime raises CheckpointFailed itself
             failed = CheckpointFailed(f"cannot make 'started' durable, not running actions: {exc}")
             failed.__cause__ = exc
             waiting.set_exception(failed)

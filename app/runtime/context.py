@@ -27,7 +27,7 @@ class AgentContext:
     """Per agent-partition context, updated in place for each event (cheap on the hot path)."""
 
     __slots__ = ("_checkpoint", "_clock", "_outputs", "agent_name", "key", "offset", "partition", "raw_value",
-                 "settings", "tables", "timers", "timestamp", "topic", "type_name", "watermark")
+                 "records", "settings", "tables", "timers", "timestamp", "topic", "type_name", "watermark")
 
     def __init__(self, agent_name: str, topic: str, partition: int, tables: dict[str, Any],
                  timers: PartitionTimers, outputs: list[Output], clock: Any) -> None:
@@ -44,6 +44,8 @@ class AgentContext:
         self.type_name: str | None = None
         #: the record's value as consumed (e.g. Confluent-framed Avro), to forward it without re-encoding
         self.raw_value: bytes | None = None
+        #: batch agents: the records of the batch (key, offset, raw_value, type_name, ... per record)
+        self.records: list[Any] = []
         self.watermark = timers.watermark_ms
         self._checkpoint: Any = None
         #: the worker's Settings (Kafka, registry, prefix) for agents that talk to Kafka themselves;

@@ -24,11 +24,18 @@ from app.runtime.tables import Table
 from app.runtime.timers import PartitionTimers
 from app.runtime.windowed import WindowedTable
 
-__all__ = ["AgentStats", "DeadLetter", "Engine", "InRecord"]
+__all__ = ["AgentStats", "CheckpointFailed", "DeadLetter", "Engine", "InRecord"]
 
 log = logging.getLogger(__name__)
 
 BackendFactory = Callable[[Table, int], StoreBackend]
+
+
+class CheckpointFailed(BaseException):
+    """ctx.checkpoint() could not make state durable. A BaseException on purpose: the agent must not
+    go on (it may be about to cause a side effect it could not record), and the engine's per-record
+    error isolation must not catch it and re-run the batch. The worker stops; a restart resumes
+    from the last durable point."""
 
 
 @dataclass(slots=True)
@@ -110,7 +117,10 @@ class _AgentPartition:
     def checkpoint(self) -> None:
         """ctx.checkpoint(): commit through the I/O layer, then restart journaling from here."""
         if self.engine.checkpoint_hook is not None:
-            self.engine.checkpoint_hook()
+            try:
+                self.engine.checkpoint_hook()
+            except Exception as exc:
+                raise CheckpointFailed(f"checkpoint failed: {type(exc).__name__}: {exc}") from exc
         for st in self.store_list:
             st.begin()
 
@@ -305,6 +315,7 @@ class Engine:
         ts_fn = agent.timestamp or _event_time
         last = records[-1]
         ctx.key, ctx.offset, ctx.type_name, ctx.raw_value = last.key, last.offset, last.type_name, last.raw_value
+        ctx.records = records
         max_ts = max(ts_fn(r.value, r.timestamp_ms) for r in records)
         ctx.timestamp = max_ts
         result = agent.fn([r.value for r in records], ctx)
