@@ -28,13 +28,17 @@ $(KAFKA_LIBS)/.installed: app/devstack/pom.xml
 
 # helm CLI for chart tests, built from source with the Go toolchain.
 helm: $(GOBIN)/helm
+# Release builds stamp the Kubernetes version helm assumes; `go install` must do it too (else v1.20).
+HELM_LDFLAGS := -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=34 \
+	-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=34
 $(GOBIN)/helm:
-	GOBIN=$(GOBIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	GOBIN=$(GOBIN) go install -ldflags "$(HELM_LDFLAGS)" helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 # A third-party Confluent-API schema registry, to prove Vigil works against one it did not write.
 # Best effort: the Go module proxy reachable here answers 403 for this module; the peer-registry
 # test skips with that error when the binary is missing.
 registry-peer:
+	@mkdir -p .vigil
 	@test -x $(GOBIN)/schema-registry || GOBIN=$(GOBIN) go install github.com/axonops/axonops-schema-registry/cmd/schema-registry@$(REGISTRY_VERSION) > .vigil/registry-peer-install.log 2>&1 || echo "note: peer schema registry unavailable (see .vigil/registry-peer-install.log)"
 
 run: deps
