@@ -1,7 +1,8 @@
 """`fire_event`: produce a vigil.Event back onto `events` (e.g. "remediation done").
 
 Params: name (required), subject (default: the action's target), kind, severity, text, tags,
-metrics, ttl, extended. The event carries the action's trace id, a tag `action_id` and, in
+metrics, ttl, and `data` (the event's extended data; `extended` is accepted as a synonym, and
+both merge). The event carries the action's trace id, a tag `action_id` and, in
 `extended.action`, the action id, rule and cause event, so the trace can be followed across hops.
 
 The event is sent through the executor's commit (ActionCall.send), not a separate producer:
@@ -25,14 +26,15 @@ __all__ = ["EVENTS_TOPIC", "ORIGIN", "build_event", "fire_event"]
 
 EVENTS_TOPIC = "events"
 ORIGIN = "vigil-executor"
-_FIELDS = ("subject", "name", "kind", "severity", "text", "tags", "metrics", "ttl", "extended")
+_FIELDS = ("subject", "name", "kind", "severity", "text", "tags", "metrics", "ttl", "data", "extended")
 
 
 def build_event(call: ActionCall) -> Event:
     """The event an action asks for (ActionRejected when the params do not make a valid event)."""
     p, a = call.params, call.action
     check_keys(p, _FIELDS, plugin="fire_event")
-    extended = get_param(p, "extended", dict, default={}, plugin="fire_event")
+    extended = {**get_param(p, "extended", dict, default={}, plugin="fire_event"),
+                **get_param(p, "data", dict, default={}, plugin="fire_event")}
     fields: dict[str, Any] = {k: p[k] for k in ("kind", "severity", "text", "metrics", "ttl") if p.get(k) is not None}
     if isinstance(fields.get("kind"), str):
         fields["kind"] = fields["kind"].upper()

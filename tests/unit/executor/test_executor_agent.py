@@ -246,6 +246,17 @@ def test_fire_event__event_carries_trace_action_and_a_stable_id(executor) -> Non
     assert h2.outputs("events")[0].value.id == event.id, "a re-run would produce the same event id"
 
 
+def test_fire_event__data_param_is_the_extended_data_as_in_the_example_rule(executor) -> None:
+    # rules/load.yaml (the example, verbatim): fire_event: {subject: "lb", ..., data: {reason: ...}}
+    h = executor()
+    h.run(make_action("f2", type="fire_event", target="web1", params={
+        "subject": "lb", "name": "reconfig", "kind": "archive", "data": {"reason": "load on web1 is 25.0"}}))
+    [out] = h.outputs("events")
+    assert (out.value.subject, out.value.name, out.value.kind) == ("lb", "reconfig", "ARCHIVE")
+    assert out.value.extended["reason"] == "load on web1 is 25.0"
+    assert h.results()[0].status == "SUCCEEDED"
+
+
 def test_ledger_sweep__forgets_ids_after_retention(executor) -> None:
     h = executor(ledger_retention="1h", wall_clock_ms=0)
     h.run(make_action("a1", type="work"))
