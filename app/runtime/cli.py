@@ -42,10 +42,13 @@ def load_builtin_agents() -> list[str]:
 @click.option("--http", "http_listen", default="127.0.0.1:8088", show_default=True,
               help="HOST:PORT for /healthz, /metrics and the query API ('' disables)")
 @click.option("--commit-interval-ms", type=int, help="default: 100 (exactly-once) / 1000 (at-least-once)")
+@click.option("--wait-for-topics", "topics_wait_s", type=float, default=300, show_default=True,
+              help="seconds to wait for source topics to exist (e.g. while a deployment's topics job runs)")
 @click.option("--log-level", default="INFO", show_default=True)
 @pass_cli
 def worker_command(cli: CliContext, plugins: tuple[str, ...], no_builtins: bool, guarantee: str, app_id: str,
-                   instance_id: str | None, http_listen: str, commit_interval_ms: int | None, log_level: str) -> None:
+                   instance_id: str | None, http_listen: str, commit_interval_ms: int | None, topics_wait_s: float,
+                   log_level: str) -> None:
     """Run all agents with graceful shutdown on SIGTERM (finish the batch, flush, commit)."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     builtins = [] if no_builtins else load_builtin_agents()
@@ -63,7 +66,8 @@ def worker_command(cli: CliContext, plugins: tuple[str, ...], no_builtins: bool,
             raise click.BadParameter(f"{http_listen!r}: expected HOST:PORT", param_hint="--http")
         port = int(port_text)
     options = WorkerOptions(app_id=app_id, guarantee=Guarantee(guarantee), instance_id=instance_id,
-                            commit_interval_ms=commit_interval_ms, http_host=host or "127.0.0.1", http_port=port)
+                            commit_interval_ms=commit_interval_ms, http_host=host or "127.0.0.1", http_port=port,
+                            topics_wait_s=topics_wait_s)
     worker = Worker(cli.settings, agents, options)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.stop())

@@ -61,6 +61,7 @@ class WorkerOptions:
     http_host: str = "127.0.0.1"
     http_port: int | None = None  # None: no HTTP server; 0: any free port
     clock: Callable[[], int] | None = None  # wall clock in ms (tests control it); default: time.time()
+    topics_wait_s: float = 15.0  # how long to wait for source topics to exist (deployments: minutes)
 
     @property
     def commit_interval(self) -> int:
@@ -120,11 +121,18 @@ class Worker:
     def _ensure_changelogs(self) -> None:
         admin = make_admin(self.settings)
         wanted = [self.settings.topic(t) for t in self.engine.topics]
-        deadline = time.monotonic() + 15  # a topic created a moment ago may not be in metadata yet
+        # A topic created a moment ago may not be in metadata yet; in a fresh deployment the topics
+        # job may still be running. Wait (saying for what), then fail with what to do.
+        deadline = time.monotonic() + self.options.topics_wait_s
+        next_log = time.monotonic() + 5
         while True:
             md = admin.list_topics(timeout=30)
-            if all(t in md.topics and md.topics[t].error is None for t in wanted) or time.monotonic() > deadline:
+            missing = [t for t in wanted if t not in md.topics or md.topics[t].error is not None]
+            if not missing or time.monotonic() > deadline or self._stop.is_set():
                 break
+            if time.monotonic() > next_log:
+                log.warning("waiting for topic(s) %s to exist (vigil topics apply)", ", ".join(missing))
+                next_log = time.monotonic() + 10
             time.sleep(0.2)
         specs = []
         for logical in self.engine.topics:
