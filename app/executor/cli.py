@@ -95,7 +95,7 @@ def executor_command(cli: CliContext, config_path: Path | None, plugins: tuple[s
     agent = build_executor_agent(config, plugins=registry, signing_key=key)
     options = WorkerOptions(app_id=app_id, guarantee=Guarantee(guarantee), instance_id=instance_id,
                             commit_interval_ms=commit_interval_ms, max_batch=config.batch_size,
-                            http_host=host or "127.0.0.1", http_port=port)
+                            http_host=host or "127.0.0.1", http_port=port, topics_wait_s=300)
     worker = Worker(cli.settings, [agent], options)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.stop())
