@@ -183,7 +183,7 @@ def test_pod_disruption_budget_covers_the_worker_pods(render: Render) -> None:
 #: component -> (values that switch it, the objects it brings as (kind, component label)).
 COMPONENTS = {
     "executor": ({"executor": {"enabled": "?"}},
-                 [("Deployment", "executor"), ("ConfigMap", "executor"), ("Service", "executor")]),
+                 [("StatefulSet", "executor"), ("ConfigMap", "executor"), ("Service", "executor")]),
     "bridge-http": ({"bridges": {"http": {"enabled": "?"}}},
                     [("Deployment", "bridge-http"), ("Service", "bridge-http")]),
     "bridge-syslog": ({"bridges": {"syslog": {"enabled": "?"}}},
@@ -209,9 +209,9 @@ def test_component_is_rendered_only_when_enabled(render: Render, component: str,
 
 
 @pytest.mark.parametrize(("scenario", "expected"), [
-    ("default", {"executor", "registry"}),
+    ("default", {"registry"}),
     ("minimal-external-registry", set()),
-    ("everything-enabled", {"executor", "registry", "bridge-http", "bridge-syslog"}),
+    ("everything-enabled", {"registry", "bridge-http", "bridge-syslog"}),
 ])
 def test_deployments_per_scenario(render: Render, scenario: str, expected: set[str]) -> None:
     deployments = {d["metadata"]["labels"]["app.kubernetes.io/component"]
@@ -266,7 +266,7 @@ def test_external_registry_password_comes_from_its_secret(render: Render) -> Non
 def test_executor_config_loads_with_the_password_from_the_environment(
         render: Render, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     manifest = render("everything-enabled")
-    deployment = manifest.component("Deployment", "executor")
+    deployment = manifest.component("StatefulSet", "executor")
     (container,) = containers(deployment)
     config_path = Path(parse_vigil_args(container["args"]).params["config_path"])
     (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(config_path.parent)]
@@ -361,7 +361,7 @@ def test_chart_and_image_agree_on_user_and_data_files(render: Render) -> None:
 
 @pytest.mark.parametrize(("kind", "component"), [
     ("StatefulSet", "worker"),
-    ("Deployment", "executor"),
+    ("StatefulSet", "executor"),
     ("Deployment", "bridge-http"),
 ])
 def test_readiness_is_healthz_on_the_port_the_process_serves(render: Render, kind: str, component: str) -> None:
@@ -400,8 +400,8 @@ def test_names_fit_kubernetes_limits_for_the_longest_release_name(render: Render
     for obj in manifest.objects:
         name = obj["metadata"]["name"]
         assert len(name) <= 63 and not name.endswith("-"), f"{obj['kind']} {name}"
-    (worker,) = manifest.of_kind("StatefulSet")
-    assert len(worker["metadata"]["name"]) <= 52  # pods get controller-revision-hash=<name>-<10 chars>
+    for stateful in manifest.of_kind("StatefulSet"):  # worker and executor
+        assert len(stateful["metadata"]["name"]) <= 52  # pods get controller-revision-hash=<name>-<10 chars>
     for kind in {obj["kind"] for obj in manifest.objects}:
         names = [obj["metadata"]["name"] for obj in manifest.of_kind(kind)]
         assert len(names) == len(set(names)), f"{kind} names collide after cutting: {names}"
