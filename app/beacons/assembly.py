@@ -5,6 +5,7 @@ Shared by `vigil beacon run` and benchmarks/beacons.py so both run exactly the s
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,7 +21,15 @@ __all__ = ["build_beacons", "open_publisher", "spool_dir"]
 
 
 def build_beacons(config: BeaconsConfig, *, plugins: Iterable[str] = (), env: BuildEnv | None = None) -> list[Beacon]:
-    """Enabled built-ins, then the @beacon functions of the config's and the given plugin modules."""
+    """Enabled built-ins, then the @beacon functions of the config's and the given plugin modules.
+
+    In a container, VIGIL_HOST_PROC (e.g. /host/proc, the node's /proc mounted read-only) makes
+    the host beacons read the node rather than the container."""
+    host_proc = os.environ.get("VIGIL_HOST_PROC")
+    if host_proc:
+        import psutil
+
+        psutil.PROCFS_PATH = host_proc
     specs = [*config.plugins, *(p for p in plugins if p not in config.plugins)]
     custom = load_plugins(specs) if specs else []
     return [*build_builtin(config.beacons, env), *build_custom(custom, config.beacons.custom)]
