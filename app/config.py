@@ -18,6 +18,8 @@ import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from app.yamlfile import yaml_error_line
+
 __all__ = ["ConfigError", "Settings", "load_settings", "resolve_secret_refs"]
 
 DEFAULT_CONFIG_FILE = "vigil.yaml"
@@ -62,9 +64,7 @@ class _YamlFileSource(PydanticBaseSettingsSource):
         try:
             data = yaml.safe_load(self.path.read_text()) or {}
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark else ""
-            raise ConfigError(f"{self.path}{line}: not valid YAML: {exc}") from exc
+            raise ConfigError(f"{self.path}{yaml_error_line(exc)}: not valid YAML: {exc}") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"{self.path}: top level must be a mapping of settings")
         return data

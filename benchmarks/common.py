@@ -12,7 +12,6 @@ import io
 import json
 import os
 import random
-import socket
 import sys
 import tempfile
 import time
@@ -43,12 +42,6 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def bench_stack() -> Iterator[Settings]:
     """Settings for an existing stack (VIGIL_KAFKA_BOOTSTRAP + VIGIL_SCHEMA_REGISTRY_URL), or a
@@ -58,20 +51,15 @@ def bench_stack() -> Iterator[Settings]:
         wait_for_kafka(settings, timeout_s=30)
         yield settings
         return
-    from app.devstack.kafka import LocalKafka, ensure_kafka_jars
+    from app.devstack.kafka import free_port, start_private_kafka
     from app.registry.server import start_registry_in_thread
 
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
         home = Path(tmp)
-        libs = ensure_kafka_jars(REPO / ".vigil" / "kafka" / "libs")
-        (home / "kafka").mkdir()
-        (home / "kafka" / "libs").symlink_to(libs.resolve())
-        node = LocalKafka(home, port=_free_port(), controller_port=_free_port(), heap="-Xms512m -Xmx2g")
-        node.start()
+        node = start_private_kafka(home, libs_dir=REPO / ".vigil" / "kafka" / "libs", heap="-Xms512m -Xmx2g")
         try:
             settings = load_settings(kafka_bootstrap=node.bootstrap, state_dir=home / "state", home=home)
-            wait_for_kafka(settings, timeout_s=90)
-            reg = start_registry_in_thread(settings, host="127.0.0.1", port=_free_port())
+            reg = start_registry_in_thread(settings, host="127.0.0.1", port=free_port())
             try:
                 yield settings.model_copy(update={"schema_registry_url": reg.url})
             finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,14 +10,9 @@ from typing import Any
 
 import pytest
 
+from app.devstack.kafka import free_port as free_port  # re-exported: tests import it from here
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    """An ephemeral TCP port on loopback that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(predicate: Callable[[], Any], *, timeout_s: float = 30.0, interval_s: float = 0.05,

@@ -12,12 +12,12 @@ import socket
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from app.beacons.base import Thresholds
 from app.config import ConfigError, resolve_secret_refs
 from app.durations import DurationError, parse_duration_ms
+from app.yamlfile import load_yaml_model
 
 __all__ = [
     "BUILTIN_BEACONS",
@@ -424,59 +424,12 @@ class BeaconsConfig(_Model):
 
 def load_beacons_config(path: Path | str | None) -> BeaconsConfig:
     """Read and validate a beacons file; None means every default. Raises BeaconConfigError."""
-    if path is None:
-        return BeaconsConfig()
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise BeaconConfigError(f"cannot read beacons config {path}: {exc.strerror}") from exc
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise BeaconConfigError(f"{path}{line}: not valid YAML: {exc}") from exc
-    if data is None:
-        return BeaconsConfig()
-    if not isinstance(data, dict):
-        raise BeaconConfigError(f"{path}:1: the top level must be a mapping (subject, tags, beacons, spool, plugins)")
-    try:
-        return BeaconsConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = [_describe(path, root, err) for err in exc.errors()]
-        raise BeaconConfigError("\n".join(problems)) from exc
+    return load_yaml_model(path, BeaconsConfig, error=BeaconConfigError, what="beacons config",
+                           top_level="a mapping (subject, tags, beacons, spool, plugins)", unknown_hint=_hint)
 
 
-def _describe(path: Path, root: yaml.Node | None, err: Any) -> str:
-    loc = tuple(err["loc"])
-    where = ".".join(str(p) for p in loc) or "top level"
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown setting"
-        if len(loc) == 2 and loc[0] == "beacons":
-            msg += (f" (built-in beacons: {', '.join(BUILTIN_BEACONS)}; settings of @beacon functions go "
-                    f"under beacons.custom.<name>)")
-    line = f":{_line_of(root, loc)}" if root is not None else ""
-    return f"{path}{line}: {where}: {msg}"
-
-
-def _line_of(node: yaml.Node, loc: tuple[Any, ...]) -> int:
-    """1-based line a validation error points at (or the nearest enclosing part that exists).
-
-    A whole section (a mapping or a list) is shown at its key, a scalar at its value.
-    """
-    key: yaml.Node | None = None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            found = next(((k, v) for k, v in node.value if k.value == str(part)), None)
-            if found is None:
-                break
-            key, node = found
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            key, node = None, node.value[part]
-        else:
-            break
-    shown = key if key is not None and isinstance(node, yaml.CollectionNode) else node
-    return shown.start_mark.line + 1
+def _hint(loc: tuple[Any, ...]) -> str:
+    if len(loc) == 2 and loc[0] == "beacons":
+        return (f" (built-in beacons: {', '.join(BUILTIN_BEACONS)}; settings of @beacon functions go "
+                f"under beacons.custom.<name>)")
+    return ""

@@ -16,7 +16,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DevStackError", "LocalKafka", "ensure_kafka_jars", "pid_alive", "stop_pid"]
+__all__ = ["DevStackError", "LocalKafka", "ensure_kafka_jars", "free_port", "pid_alive", "running_pid",
+           "start_private_kafka", "stop_pid"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,15 @@ def pid_alive(pid: int) -> bool:
             return fh.read().split(") ", 1)[1][0] != "Z"
     except OSError:
         return True
+
+
+def running_pid(pid_file: Path) -> int | None:
+    """The pid in a pid file if that process is alive (None if the file is missing or stale)."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
 
 
 def stop_pid(pid: int, *, timeout_s: float = 30.0) -> None:
@@ -189,11 +199,7 @@ class LocalKafka:
 
     def running_pid(self) -> int | None:
         """Pid of our broker if its pid file points at a live process."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if pid_alive(pid) else None
+        return running_pid(self.pid_file)
 
     def start(self) -> int:
         """Start the broker in the background (no-op if already running); return its pid."""
@@ -239,3 +245,35 @@ def _kafka_cluster_id() -> str:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not cluster_id.startswith("-"):
             return cluster_id
+
+
+def free_port() -> int:
+    """An ephemeral TCP port on loopback that is free right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_private_kafka(home: Path, *, libs_dir: Path, heap: str = "-Xms256m -Xmx1g",
+                        timeout_s: float = 90.0) -> LocalKafka:
+    """A throwaway broker (tests, benchmarks): jars shared from `libs_dir`, data under `home`, free
+    ports; returns once it answers (stopped again, with its log in the error, if it does not)."""
+    from app.bus.clients import wait_for_kafka
+    from app.config import load_settings
+
+    libs = ensure_kafka_jars(libs_dir)
+    (home / "kafka").mkdir(parents=True, exist_ok=True)
+    link = home / "kafka" / "libs"
+    if not link.exists():
+        link.symlink_to(libs.resolve())
+    node = LocalKafka(home, port=free_port(), controller_port=free_port(), heap=heap)
+    node.start()
+    try:
+        wait_for_kafka(load_settings(kafka_bootstrap=node.bootstrap), timeout_s=timeout_s)
+    except Exception as exc:
+        log_tail = node.tail_log(60)
+        node.stop()
+        raise DevStackError(f"private Kafka did not start: {exc}\n{log_tail}") from exc
+    return node

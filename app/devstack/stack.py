@@ -14,7 +14,7 @@ from pathlib import Path
 
 from app.bus.clients import BusUnavailable, make_admin, wait_for_kafka
 from app.config import Settings
-from app.devstack.kafka import DevStackError, LocalKafka, pid_alive, stop_pid
+from app.devstack.kafka import DevStackError, LocalKafka, running_pid, stop_pid
 from app.model.schemas import SchemaFileError
 from app.registry.client import RegistryClient
 from app.registry.files import collect_schema_files, register_schemas
@@ -53,11 +53,7 @@ class DevStack:
         return self.settings.home / "run" / "registry.pid"
 
     def _registry_pid(self) -> int | None:
-        try:
-            pid = int(self._registry_pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if pid_alive(pid) else None
+        return running_pid(self._registry_pid_file)
 
     def up(self, *, timeout_s: float = 120.0, log=print) -> StackStatus:
         """Start what is local, create topics, register schemas; wait until everything answers."""

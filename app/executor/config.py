@@ -13,14 +13,12 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -28,6 +26,7 @@ from pydantic import (
 from app.config import ConfigError, resolve_secret_refs
 from app.durations import DurationError, parse_duration_ms
 from app.executor.argv import ArgvError, ArgvTemplate, parse_argv_template
+from app.yamlfile import load_yaml_model
 
 __all__ = [
     "CommandConfig",
@@ -196,52 +195,4 @@ class ExecutorConfig(_Model):
 
 def load_executor_config(path: Path | str | None) -> ExecutorConfig:
     """Read and validate executor.yaml; None means every default. Raises ExecutorConfigError."""
-    if path is None:
-        return ExecutorConfig()
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ExecutorConfigError(f"cannot read executor config {path}: {exc.strerror}") from exc
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise ExecutorConfigError(f"{path}{line}: not valid YAML: {exc}") from exc
-    if data is None:
-        return ExecutorConfig()
-    if not isinstance(data, dict):
-        raise ExecutorConfigError(f"{path}:1: the top level must be a mapping of settings")
-    try:
-        return ExecutorConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ExecutorConfigError("\n".join(_describe(path, root, err) for err in exc.errors())) from exc
-
-
-def _describe(path: Path, root: yaml.Node | None, err: Any) -> str:
-    loc = tuple(err["loc"])
-    where = ".".join(str(p) for p in loc) or "top level"
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown setting"
-    line = f":{_line_of(root, loc)}" if root is not None else ""
-    return f"{path}{line}: {where}: {msg}"
-
-
-def _line_of(node: yaml.Node, loc: tuple[Any, ...]) -> int:
-    """1-based line of the part of the document an error is about (or its nearest existing parent)."""
-    key: yaml.Node | None = None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            found = next(((k, v) for k, v in node.value if k.value == str(part)), None)
-            if found is None:
-                break
-            key, node = found
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            key, node = None, node.value[part]
-        else:
-            break
-    shown = key if key is not None and isinstance(node, yaml.CollectionNode) else node
-    return shown.start_mark.line + 1
+    return load_yaml_model(path, ExecutorConfig, error=ExecutorConfigError, what="executor config")

@@ -23,7 +23,7 @@ from app.runtime.context import Output
 from app.runtime.engine import DeadLetter, Engine, InRecord
 from app.runtime.tables import Table
 
-__all__ = ["AgentHarness", "partition_for"]
+__all__ = ["AgentHarness", "find_table", "identity_key", "partition_for"]
 
 
 def partition_for(key: str | bytes | None, partitions: int) -> int:
@@ -32,6 +32,22 @@ def partition_for(key: str | bytes | None, partitions: int) -> int:
         return 0
     raw = key.encode() if isinstance(key, str) else key
     return zlib.crc32(raw) % partitions
+
+
+def identity_key(value: Any, key: str | None = None) -> str | None:
+    """The key a record is fed with: the given one, else 'subject/name' of an event dict."""
+    if key is None and isinstance(value, dict) and "subject" in value and "name" in value:
+        return f"{value['subject']}/{value['name']}"
+    return key
+
+
+def find_table(agents: list[Agent], name: str) -> Table:
+    """A table (user or internal) of these agents by name."""
+    for a in agents:
+        for t in a.all_tables:
+            if t.name == name:
+                return t
+    raise KeyError(f"no table named {name!r} in these agents")
 
 
 class AgentHarness:
@@ -74,9 +90,7 @@ class AgentHarness:
         """Process records as consumed batches (one batch per partition, order kept)."""
         batches: dict[int, list[InRecord]] = {}
         for value in values:
-            k = key
-            if k is None and isinstance(value, dict) and "subject" in value and "name" in value:
-                k = f"{value['subject']}/{value['name']}"
+            k = identity_key(value, key)
             p = partition if partition is not None else partition_for(k, self.partitions)
             offset = self._offsets.get((topic, p), 0)
             self._offsets[(topic, p)] = offset + 1
@@ -107,11 +121,7 @@ class AgentHarness:
         return list(self._dead)
 
     def table(self, name: str) -> Table:
-        for a in self.agents:
-            for t in a.all_tables:
-                if t.name == name:
-                    return t
-        raise KeyError(f"no table named {name!r} in these agents")
+        return find_table(self.agents, name)
 
     def _checkpoint(self) -> None:
         self.checkpoints += 1

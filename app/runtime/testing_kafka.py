@@ -29,6 +29,7 @@ from app.runtime.agent import Agent
 from app.runtime.context import Output
 from app.runtime.engine import DeadLetter
 from app.runtime.tables import Table
+from app.runtime.testing import find_table, identity_key
 from app.runtime.worker import Worker, WorkerOptions
 from app.topics.admin import reconcile
 from app.topics.spec import TopicSpec
@@ -97,9 +98,7 @@ class KafkaHarness:
     def feed_many(self, topic: str, values: list[Any], *, key: str | None = None, partition: int | None = None,
                   timestamp_ms: int | None = None, type_name: str | None = "vigil.Event") -> None:
         for value in values:
-            k = key
-            if k is None and isinstance(value, dict) and "subject" in value and "name" in value:
-                k = f"{value['subject']}/{value['name']}"
+            k = identity_key(value, key)
             if isinstance(value, bytes):
                 raw = value
             elif type_name is None:
@@ -187,11 +186,7 @@ class KafkaHarness:
         return out
 
     def table(self, name: str) -> Table:
-        for a in self.agents:
-            for t in a.all_tables:
-                if t.name == name:
-                    return t
-        raise KeyError(f"no table named {name!r} in these agents")
+        return find_table(self.agents, name)
 
     def restart(self) -> None:
         """Stop the worker (commit, close) and start a new one on the same state and topics."""

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from app.bus.clients import make_admin, wait_for_kafka
+from app.bus.clients import make_admin
 from app.config import Settings, load_settings
-from app.devstack.kafka import LocalKafka, ensure_kafka_jars
+from app.devstack.kafka import start_private_kafka
 from app.topics.admin import reconcile
 from app.topics.spec import TopicSpec, load_topics_file
 from tests.conftest import REPO, free_port
@@ -24,18 +24,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if existing:
         yield existing
         return
-    home = tmp_path_factory.mktemp("kafka-home")
-    libs = ensure_kafka_jars(REPO / ".vigil" / "kafka" / "libs")
-    (home / "kafka").mkdir()
-    (home / "kafka" / "libs").symlink_to(libs.resolve())
-    node = LocalKafka(home, port=free_port(), controller_port=free_port(), heap="-Xms256m -Xmx1g")
-    node.start()
-    try:
-        wait_for_kafka(load_settings(kafka_bootstrap=node.bootstrap), timeout_s=90)
-    except Exception:
-        print(node.tail_log(60))
-        node.stop()
-        raise
+    node = start_private_kafka(tmp_path_factory.mktemp("kafka-home"), libs_dir=REPO / ".vigil" / "kafka" / "libs")
     yield node.bootstrap
     node.stop()
 
