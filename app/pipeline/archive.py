@@ -57,8 +57,8 @@ class ArchiveIndex:
                                   help="hour + identity + time + id -> id")
 
     @property
-    def tables(self) -> tuple[Table, Table]:
-        return self.ids, self.find.table
+    def tables(self) -> tuple[Table, ...]:
+        return self.ids, *self.find.tables
 
     # -- inside the agent -----------------------------------------------------------------------------
     def add(self, ev: NormalizedEvent, ctx: Any) -> None:
@@ -94,8 +94,8 @@ class ArchiveIndex:
         match_subject, match_name = glob_matcher(subject), glob_matcher(name)
         prefix = key_prefix(subject, name, separator=_IDENTITY_SEP)
         candidates: list[tuple[int, str, int]] = []
-        for partition, store in self.find.stores():
-            for rest, event_id in self.find.scan(store, since_ms=since_ms, until_ms=until_ms, prefix=prefix):
+        for partition in self.find.partitions():
+            for rest, event_id in self.find.scan(partition, since_ms=since_ms, until_ms=until_ms, prefix=prefix):
                 id_at = len(rest) - len(event_id) - 1
                 time_ms = int(rest[id_at - 16:id_at], 16) - _TIME_OFFSET
                 if not since_ms <= time_ms <= until_ms:

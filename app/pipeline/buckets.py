@@ -2,13 +2,13 @@
 
     windows = BucketedTable("metric-windows", retention_ms=3_600_000)
     windows.put(time_ms, "web1\\x1eload\\x1f...", value, ctx)      # inside the agent
-    windows.scan(store, since_ms=..., until_ms=..., prefix="web1\\x1e")  # a query
+    windows.scan(partition, since_ms=..., until_ms=..., prefix="web1\\x1e")  # a query
 
 Keys are `<bucket>\\x1f<rest>` with the bucket as fixed-width hex, so one bucket is one key prefix.
 Each bucket of a partition arms an event-time timer at bucket end + retention; when the partition's
 watermark passes it the agent calls `prune`, which deletes the bucket. The sorted list of live
-buckets is stored in the table itself (LIVE_BUCKETS_KEY), so queries read only buckets that exist
-and the check per write is one cached lookup. Used by the archive's find index and by retained
+buckets of a partition is kept in a small companion table (`<name>-buckets`), so queries read only
+buckets that exist and the check per write is one cached lookup. Used by the archive's find index and by retained
 closed metric windows.
 """
 
@@ -18,15 +18,14 @@ from collections.abc import Iterator
 from typing import Any, Final
 
 from app.runtime.codecs import Codec
-from app.runtime.store import PartitionStore
 from app.runtime.tables import Table
 
 __all__ = ["BUCKET_MS", "LIVE_BUCKETS_KEY", "BucketedTable"]
 
 #: Event time covered by one bucket (the unit of range reads and of pruning).
 BUCKET_MS: Final = 3_600_000
-#: The sorted list of live buckets of a partition (no bucket prefix starts with "~").
-LIVE_BUCKETS_KEY: Final = "~live-buckets"
+#: Key of the sorted list of live buckets of a partition, in the companion table.
+LIVE_BUCKETS_KEY: Final = "live"
 _BUCKET_OFFSET: Final = 1 << 28  # keeps hex buckets non-negative and sorted for any ms time
 _SEP: Final = "\x1f"
 
@@ -36,6 +35,7 @@ class BucketedTable:
 
     def __init__(self, name: str, *, retention_ms: int, codec: str | Codec | None = "json", help: str = "") -> None:
         self.table = Table(name, codec=codec, help=help)
+        self.buckets = Table(f"{name}-buckets", help=f"live hour buckets of {name} per partition")
         self.retention_ms = retention_ms
         #: timers of this table's buckets are named `<prefix><bucket>` (never contains "/")
         self.timer_prefix = f"prune:{name}:"
@@ -54,10 +54,10 @@ class BucketedTable:
         """Store `value` under the bucket of `time_ms`, arming the bucket's prune timer if it is new."""
         bucket = time_ms // BUCKET_MS
         self.table[f"{bucket + _BUCKET_OFFSET:08x}{_SEP}{rest}"] = value
-        live = self.table.get(LIVE_BUCKETS_KEY)
+        live = self.buckets.get(LIVE_BUCKETS_KEY)
         if live and (live[-1] == bucket or bucket in live):  # usually the newest bucket: one comparison
             return
-        self.table[LIVE_BUCKETS_KEY] = sorted({*(live or ()), bucket})
+        self.buckets[LIVE_BUCKETS_KEY] = sorted({*(live or ()), bucket})
         ctx.timers.schedule(f"{self.timer_prefix}{bucket}", (bucket + 1) * BUCKET_MS + self.retention_ms,
                             kind="event")
 
@@ -75,20 +75,27 @@ class BucketedTable:
         doomed = list(self.table.items(prefix))
         for key, _ in doomed:
             del self.table[key]
-        self.table[LIVE_BUCKETS_KEY] = [b for b in self.table.get(LIVE_BUCKETS_KEY) or () if b != bucket]
+        self.buckets[LIVE_BUCKETS_KEY] = [b for b in self.buckets.get(LIVE_BUCKETS_KEY) or () if b != bucket]
         return [(key[len(prefix):], value) for key, value in doomed]
 
     # -- outside agents -------------------------------------------------------------------------------
-    def stores(self) -> list[tuple[int, PartitionStore]]:
-        """(partition, store) of every locally assigned partition."""
-        return [(p, self.table.partition(p)) for p in sorted(self.table.stores)]
+    @property
+    def tables(self) -> tuple[Table, Table]:
+        return self.table, self.buckets
 
-    def scan(self, store: PartitionStore, *, since_ms: int, until_ms: int, prefix: str = "",
+    def partitions(self) -> list[int]:
+        """The locally assigned partitions."""
+        return sorted(self.table.stores)
+
+    def scan(self, partition: int, *, since_ms: int | None = None, until_ms: int | None = None, prefix: str = "",
              newest_first: bool = False) -> Iterator[tuple[str, Any]]:
-        """(rest of key, value) of entries in the buckets overlapping [since_ms, until_ms] whose rest
-        starts with `prefix`, bucket by bucket (callers filter exact times themselves)."""
-        first, last = since_ms // BUCKET_MS, until_ms // BUCKET_MS
-        buckets = [b for b in store.get(LIVE_BUCKETS_KEY) or () if first <= b <= last]
+        """(rest of key, value) of one local partition's entries in the buckets overlapping
+        [since_ms, until_ms] (None: unbounded) whose rest starts with `prefix`, bucket by bucket
+        (callers filter exact times themselves)."""
+        live = self.buckets.partition(partition).get(LIVE_BUCKETS_KEY) or ()
+        buckets = [b for b in live if (since_ms is None or b >= since_ms // BUCKET_MS)
+                   and (until_ms is None or b <= until_ms // BUCKET_MS)]
+        store = self.table.partition(partition)
         for bucket in reversed(buckets) if newest_first else buckets:
             head = self.prefix(bucket)
             for key, value in store.items(head + prefix):

@@ -103,8 +103,8 @@ class Tracker:
         self.late_dropped = 0
 
     @property
-    def tables(self) -> tuple[Table, Table]:
-        return self.table, self.closed.table
+    def tables(self) -> tuple[Table, ...]:
+        return self.table, *self.closed.tables
 
     # -- inside the agent -----------------------------------------------------------------------------
     def apply(self, key: str, ev: NormalizedEvent, ctx: Any) -> None:
@@ -221,8 +221,8 @@ class Tracker:
         first, as WindowAggregate fields without the sketch bytes plus `closed`."""
         found: dict[int, dict[int, tuple[WindowValue, bool]]] = {size: {} for size in self.sizes_ms}
         prefix = f"{subject}{_IDENTITY_SEP}{name}{_SEP}"
-        for _, store in self.closed.stores():
-            for rest, value in self.closed.scan(store, since_ms=-_TIME_OFFSET, until_ms=_TIME_OFFSET, prefix=prefix):
+        for partition in self.closed.partitions():
+            for rest, value in self.closed.scan(partition, prefix=prefix):
                 size_hex, start_hex = rest[len(prefix):].split(_SEP)
                 size = int(size_hex, 16)
                 if size in found:

@@ -39,6 +39,7 @@ class Bench:
 
     def feed(self, *records: dict[str, Any], type_name: str = "vigil.Event") -> None:
         self.harness.feed_many("events", list(records), type_name=type_name)
+        self.harness.commit()  # encodes every changed value with its table's codec, as a worker commit does
 
     def out(self, topic: str) -> list[dict[str, Any]]:
         return [o.value for o in self.harness.outputs(topic)]
@@ -47,7 +48,9 @@ class Bench:
         return [(a["from_state"], a["to_state"], a["cause_event_id"]) for a in self.out("alerts")]
 
     def wall(self, ms: int) -> int:
-        return self.harness.advance_wall_clock(ms)
+        fired = self.harness.advance_wall_clock(ms)
+        self.harness.commit()
+        return fired
 
     def status(self, subject: str = "web1", name: str = "load") -> dict[str, Any]:
         [found] = self.pipeline.tracker.statuses(subject=subject, name=name)
