@@ -36,6 +36,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "trace": "app.actions.cli:trace_command",
     "silence": "app.actions.cli:silence_group",
     "executor": "app.executor.cli:executor_command",
+    "status": "app.pipeline.cli:status_command",
+    "metrics": "app.pipeline.cli:metrics_command",
 }
 
 # Hoisted from anywhere on the line. Not --config: subcommands have their own (beacon run --config).

@@ -102,3 +102,14 @@ def events_tail(cli: CliContext, from_beginning: bool, subject: str, name: str, 
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
         pass
+
+
+def _attach_pipeline_commands() -> None:
+    """`events get` / `events find` live with the archive index they query (app/pipeline)."""
+    from app.pipeline.cli import events_find_command, events_get_command
+
+    events_group.add_command(events_get_command, "get")
+    events_group.add_command(events_find_command, "find")
+
+
+_attach_pipeline_commands()
