@@ -121,6 +121,10 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee) -> dict[str, An
                                                        guarantee=guarantee, instance_id="bench"))
     stats = worker.engine.stats[PIPELINE.agent.name]
     thread = threading.Thread(target=worker.run, daemon=True)
+    if os.environ.get("BENCH_GC"):
+        import gc
+        gc.freeze()
+        gc.set_threshold(*map(int, os.environ["BENCH_GC"].split(",")))
     thread.start()
     try:
         first = done = 0.0
@@ -139,10 +143,7 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee) -> dict[str, An
             time.sleep(0.005)
         else:
             raise TimeoutError(f"only {stats.events_in} of {events} processed")
-        late = sum(t.late_dropped for t in PIPELINE.windows.tables)
-        return {"eps": events / (done - first), "windows_closed": stats.windows_closed,
-                "timers_fired": stats.timers_fired, "late_dropped": late,
-                "rejected": sum(PIPELINE.rejected.values())}
+        return {"eps": events / (done - first), "timers_fired": stats.timers_fired, **PIPELINE.stats()}
     finally:
         worker.stop()
         thread.join(120)

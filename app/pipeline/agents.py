@@ -16,7 +16,7 @@ import logging
 from collections import Counter
 from typing import Any, Final
 
-from app.pipeline.archive import ArchiveIndex
+from app.pipeline.archive import ArchiveIndex, FoundEvent
 from app.pipeline.config import PipelineConfig
 from app.pipeline.routes import pipeline_routes
 from app.pipeline.tracker import Tracker
@@ -44,7 +44,7 @@ class Pipeline:
         self.config = config
         self.max_future_ms = config.max_future_ms
         self.archive = ArchiveIndex(retention_ms=config.archive_retention_ms)
-        self.tracker = Tracker(config)
+        self.tracker = Tracker(config, on_page=self.archive.write_page)
         #: rejected records by the field that failed ("" for a record that is not a mapping)
         self.rejected: Counter[str] = Counter()
         #: events whose Kafka key is not their identity (their state may be split across partitions)
@@ -53,6 +53,13 @@ class Pipeline:
         self.agent: Agent = agent(EVENTS_TOPIC, name=name, tables=tables, dlq_topic=DLQ_TOPIC,
                                   timestamp=self._event_time, registry=registry)(self.process)
         self.agent.on_timer(self.on_timer)
+
+    def find_events(self, *, subject: str = "*", name: str = "*", since_ms: int, until_ms: int,
+                    limit: int) -> list[FoundEvent]:
+        """Indexed events of matching identities in [since_ms, until_ms] on the local partitions,
+        newest first (archive pages plus the references still waiting in identity states)."""
+        return self.archive.find_events(subject=subject, name=name, since_ms=since_ms, until_ms=until_ms, limit=limit,
+                                        waiting=self.tracker.waiting_refs(subject=subject, name=name))
 
     def stats(self) -> dict[str, Any]:
         """Counts since the worker started: rejected records by field, events dropped from windows as

@@ -1,19 +1,24 @@
 """The archive index: where every accepted event on `events` is (partition, offset), found by id
 or by identity and time, without scanning the topic.
 
-Two tables, co-partitioned with `events`:
+- `event-ids`: event id -> (partition, offset, time_ms, type, subject, name) (`vigil events get`).
+- `event-find` (a BucketedTable): pages of an identity's event references [[time_ms, id], ...] under
+  `<hour>\x1f<subject>\x1e<name>\x1f<time>\x1f<id>` (the hour, time and id of the page's newest
+  event), sorted by hour, identity and time (`vigil events find`). The identity's newest references
+  wait in its tracker state (app.pipeline.tracker) until PAGE_SIZE of them, or the next hour,
+  make a page: one write per page instead of one per event. A query reads the pages from the hour
+  of `since` on, only under the literal prefix of its globs, plus the waiting references of the
+  matching identities.
 
-- `event-ids`: event id -> [partition, offset, time_ms, type, subject, name] (`vigil events get`).
-- `event-find` (a BucketedTable): `<hour>\\x1f<subject>\\x1e<name>\\x1f<time>\\x1f<id>` -> id, sorted by
-  hour of event time, then identity, then time (`vigil events find`). A query reads only the hours
-  it asks for, and within an hour only the identities under the literal prefix of its globs.
-
-Retention: an hour of the find index is deleted, with the ids it lists, once the partition's event
-time is `retention` past its end, so the index keeps what Kafka keeps instead of growing forever.
+Retention: an hour of pages is deleted, with the ids they list, once the partition's event time is
+`retention` past its end, so the index keeps what Kafka keeps instead of growing forever. (The
+last references of an identity that fell silent wait, with their ids, until its next event.)
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -23,7 +28,12 @@ from app.pipeline.query import key_prefix
 from app.pipeline.validate import NormalizedEvent
 from app.runtime.tables import Table
 
-__all__ = ["ArchiveIndex", "FoundEvent"]
+__all__ = ["PAGE_SIZE", "ArchiveIndex", "EventRef", "FoundEvent"]
+
+#: Event references per page of the find index.
+PAGE_SIZE: Final = 16
+#: (time_ms, event id)
+EventRef = tuple[int, str]
 
 _TIME_OFFSET: Final = 1 << 62  # hex times stay non-negative (and sorted) for any ms time
 _SEP: Final = "\x1f"
@@ -62,21 +72,28 @@ class ArchiveIndex:
 
     # -- inside the agent -----------------------------------------------------------------------------
     def add(self, ev: NormalizedEvent, ctx: Any) -> None:
-        """Index one accepted event at the context's partition and offset."""
-        time_ms = ev.time_ms
-        self.ids[ev.id] = [ctx.partition, ctx.offset, time_ms, ev.type_name, ev.subject, ev.name]
-        self.find.put(time_ms, f"{ev.subject}{_IDENTITY_SEP}{ev.name}{_SEP}{time_ms + _TIME_OFFSET:016x}{_SEP}{ev.id}",
-                      ev.id, ctx)
+        """Index one accepted event's id at the context's partition and offset (its reference goes to
+        a page through the tracker: `write_page`)."""
+        # A tuple: the garbage collector stops tracking tuples of plain values (there are many).
+        self.ids[ev.id] = (ctx.partition, ctx.offset, ev.time_ms, ev.type_name, ev.subject, ev.name)
+
+    def write_page(self, subject: str, name: str, refs: tuple[EventRef, ...], ctx: Any) -> None:
+        """Store a page of one identity's event references."""
+        newest_ms, newest_id = max(refs)
+        rest = f"{subject}{_IDENTITY_SEP}{name}{_SEP}{newest_ms + _TIME_OFFSET:016x}{_SEP}{newest_id}"
+        self.find.put(newest_ms, rest, [subject, name, refs], ctx)
 
     def owns_timer(self, timer_key: str) -> bool:
         return self.find.owns_timer(timer_key)
 
     def prune(self, timer_key: str) -> int:
-        """An hour of the index aged out: forget its events; returns how many."""
-        doomed = self.find.prune(timer_key)
-        for _, event_id in doomed:
-            self.ids.pop(event_id)
-        return len(doomed)
+        """An hour of pages aged out: forget their events; returns how many."""
+        forgotten = 0
+        for _, (_, _, refs) in self.find.prune(timer_key):
+            for _, event_id in refs:
+                self.ids.pop(event_id)
+            forgotten += len(refs)
+        return forgotten
 
     # -- outside agents (HTTP queries) ----------------------------------------------------------------
     def lookup(self, event_id: str) -> FoundEvent | None:
@@ -87,27 +104,22 @@ class ArchiveIndex:
         partition, offset, time_ms, type_name, subject, name = entry
         return FoundEvent(event_id, partition, offset, time_ms, type_name, subject, name)
 
-    def find_events(self, *, subject: str = "*", name: str = "*", since_ms: int, until_ms: int,
-                    limit: int) -> list[FoundEvent]:
-        """Events of matching identities with since_ms <= time <= until_ms in the local
-        partitions, newest first, at most `limit`."""
+    def find_events(self, *, subject: str = "*", name: str = "*", since_ms: int, until_ms: int, limit: int,
+                    waiting: Iterable[tuple[str, str, tuple[EventRef, ...]]] = ()) -> list[FoundEvent]:
+        """Events of matching identities with since_ms <= time <= until_ms in the local partitions,
+        newest first, at most `limit`. `waiting`: (subject, name, references) not yet in a page."""
         match_subject, match_name = glob_matcher(subject), glob_matcher(name)
         prefix = key_prefix(subject, name, separator=_IDENTITY_SEP)
-        candidates: list[tuple[int, str, int]] = []
-        for partition in self.find.partitions():
-            for rest, event_id in self.find.scan(partition, since_ms=since_ms, until_ms=until_ms, prefix=prefix):
-                id_at = len(rest) - len(event_id) - 1
-                time_ms = int(rest[id_at - 16:id_at], 16) - _TIME_OFFSET
-                if not since_ms <= time_ms <= until_ms:
-                    continue
-                ev_subject, _, ev_name = rest[:id_at - 17].partition(_IDENTITY_SEP)
-                if match_subject(ev_subject) and match_name(ev_name):
-                    candidates.append((time_ms, event_id, partition))
+        candidates: list[EventRef] = []
+        pages = ((page_subject, page_name, refs) for partition in self.find.partitions()
+                 for _, (page_subject, page_name, refs) in self.find.scan(partition, since_ms=since_ms, prefix=prefix))
+        for ref_subject, ref_name, refs in itertools.chain(pages, waiting):
+            if match_subject(ref_subject) and match_name(ref_name):
+                candidates += [(t, i) for t, i in refs if since_ms <= t <= until_ms]
         candidates.sort(reverse=True)
         found = []
-        for time_ms, event_id, partition in candidates[:limit]:
-            entry = self.ids.partition(partition).get(event_id)
-            if entry is not None:
-                _, offset, _, type_name, ev_subject, ev_name = entry
-                found.append(FoundEvent(event_id, partition, offset, time_ms, type_name, ev_subject, ev_name))
+        for _, event_id in candidates[:limit]:
+            event = self.lookup(event_id)
+            if event is not None:
+                found.append(event)
         return found

@@ -100,9 +100,9 @@ def pipeline_routes(pipeline: Pipeline) -> dict[str, Route]:
         since_ms = int_param(query, "since_ms", now_ms - DEFAULT_FIND_SINCE_MS)
         until_ms = int_param(query, "until_ms", now_ms + pipeline.max_future_ms)
         limit = int_param(query, "limit", DEFAULT_FIND_LIMIT, minimum=1)
-        found = pipeline.archive.find_events(subject=text_param(query, "subject", "*"),
-                                             name=text_param(query, "name", "*"), since_ms=since_ms,
-                                             until_ms=until_ms, limit=min(limit, MAX_FIND_LIMIT))
+        subject, name = text_param(query, "subject", "*"), text_param(query, "name", "*")
+        found = pipeline.find_events(subject=subject, name=name, since_ms=since_ms, until_ms=until_ms,
+                                     limit=min(limit, MAX_FIND_LIMIT))
         return {"events": [f.to_json(pipeline.agent.topic) for f in found], "partitions": partitions()}
 
     return {"/status": status, "/windows": windows, "/events/get": get_event, "/events/find": find_events,

@@ -10,22 +10,26 @@ write, and a commit writes each changed identity once, instead of once per conce
 - Windows: an event-time timer (key: CLOSE_TIMER_PREFIX + identity) at the earliest end + grace
   of its open windows; closed windows go to `metrics` (vigil.WindowAggregate) and, for queries,
   to the `metric-windows` table for `window_retention`.
+- Archive: the references (time, id) of its newest events, handed to the archive index as a page
+  once there are PAGE_SIZE of them (app.pipeline.archive).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Final, NamedTuple
 
 import orjson
 
 from app.globs import glob_matcher, is_glob
-from app.pipeline.buckets import BucketedTable
+from app.pipeline.archive import PAGE_SIZE, EventRef
+from app.pipeline.buckets import BUCKET_MS, BucketedTable
 from app.pipeline.config import PipelineConfig
 from app.pipeline.query import key_prefix
 from app.pipeline.status import StatusState, StatusUpdate, expire, fold_status, to_status_record
 from app.pipeline.validate import NormalizedEvent
 from app.pipeline.windows import (
+    JSON_OPTIONS,
     Binned,
     OpenWindows,
     WindowCodec,
@@ -35,7 +39,6 @@ from app.pipeline.windows import (
     close_due,
     to_aggregate,
     window_from_json,
-    window_to_json,
 )
 from app.runtime.tables import Table
 
@@ -52,6 +55,8 @@ ABSENCE_RECHECK_MS: Final = 1000
 _TIME_OFFSET: Final = 1 << 62
 _SEP: Final = "\x1f"
 _IDENTITY_SEP: Final = "\x1e"
+#: (subject, name, references, ctx) -> None
+PageWriter = Callable[[str, str, tuple[EventRef, ...], Any], None]
 
 
 class Tracked(NamedTuple):
@@ -62,11 +67,14 @@ class Tracked(NamedTuple):
     windows: OpenWindows
     #: when the identity's window-closing timer is armed for, None when none is
     close_at_ms: int | None
+    #: (time_ms, event id) of the events not yet in a page of the archive's find index
+    recent: tuple[EventRef, ...] = ()
 
 
 class TrackedCodec:
-    """Table codec for Tracked: JSON, windows stored by size so changing the configured sizes
-    keeps the windows of sizes still configured."""
+    """Table codec for Tracked: JSON written by orjson directly (StatusState as an object), with the
+    window sizes alongside, so changing the configured sizes keeps the windows of sizes still
+    configured."""
 
     name = "vigil-tracked"
 
@@ -74,22 +82,24 @@ class TrackedCodec:
         self.sizes_ms = sizes_ms
 
     def encode(self, value: Tracked) -> bytes:
-        windows = {str(size): [[start, window_to_json(v)] for start, v in open_]
-                   for size, open_ in zip(self.sizes_ms, value.windows, strict=True) if open_}
-        return orjson.dumps({"status": value.status.to_dict(), "windows": windows, "close_at": value.close_at_ms})
+        # A plain tuple: orjson writes dataclasses natively but not NamedTuples.
+        return orjson.dumps((self.sizes_ms, value.status, value.windows, value.close_at_ms, value.recent),
+                            option=JSON_OPTIONS)
 
     def decode(self, data: bytes) -> Tracked:
-        raw = orjson.loads(data)
-        stored = raw.get("windows") or {}
-        windows = tuple(tuple((start, window_from_json(v)) for start, v in stored.get(str(size), ()))
+        sizes, status, stored, close_at_ms, recent = orjson.loads(data)
+        by_size = dict(zip(sizes, stored, strict=True))
+        windows = tuple(tuple((start, window_from_json(v)) for start, v in by_size.get(size, ()))
                         for size in self.sizes_ms)
-        return Tracked(StatusState.from_dict(raw["status"]), windows, raw.get("close_at"))
+        return Tracked(StatusState.from_dict(status), windows, close_at_ms, tuple(map(tuple, recent)))
 
 
 class Tracker:
     """Status, alerts, absence and metric windows per identity."""
 
-    def __init__(self, config: PipelineConfig) -> None:
+    def __init__(self, config: PipelineConfig, *, on_page: PageWriter) -> None:
+        #: called with (subject, name, references, ctx) when PAGE_SIZE references are waiting
+        self.on_page = on_page
         self.flap = config.flap_policy
         self.sizes_ms: tuple[int, ...] = config.window_sizes_ms
         self.grace_ms = config.grace_ms
@@ -113,11 +123,16 @@ class Tracker:
         update = fold_status(old.status if old is not None else None, ev, flap=self.flap)
         new_status = update.state
         if old is None:
-            windows, close_at_ms = self._no_windows, None
+            windows, close_at_ms, recent = self._no_windows, None, ((ev.time_ms, ev.id),)
         elif new_status is old.status:
             return  # a duplicate delivery of the last event: nothing changes, windows included
         else:
-            windows, close_at_ms = old.windows, old.close_at_ms
+            windows, close_at_ms, recent = old.windows, old.close_at_ms, old.recent
+            # A page holds one hour of one identity (so it ages out with its hour) and at most PAGE_SIZE.
+            if recent and (len(recent) >= PAGE_SIZE or recent[0][0] // BUCKET_MS != ev.time_ms // BUCKET_MS):
+                self.on_page(new_status.subject, new_status.name, recent, ctx)
+                recent = ()
+            recent = (*recent, (ev.time_ms, ev.id))
         if ev.metrics:
             binned: list[Binned] = bin_metrics(ev.metrics)
             windows, late, opened_close_ms = add_to_windows(windows, self.sizes_ms, binned, ev.time_ms,
@@ -126,7 +141,7 @@ class Tracker:
             if opened_close_ms is not None and (close_at_ms is None or opened_close_ms < close_at_ms):
                 close_at_ms = opened_close_ms
                 ctx.timers.schedule(CLOSE_TIMER_PREFIX + key, close_at_ms, kind="event")
-        self.table[key] = Tracked(new_status, windows, close_at_ms)
+        self.table[key] = Tracked(new_status, windows, close_at_ms, recent)
         self._publish(key, update, ctx)
         old_status = old.status if old is not None else None
         deadline = new_status.expected_by_ms
@@ -183,7 +198,7 @@ class Tracker:
                 ctx.send(METRICS_TOPIC, key, record, schema="vigil.WindowAggregate")
             if self.keep_closed:
                 self.closed.put(start_ms, _closed_key(status.subject, status.name, size_ms, start_ms), value, ctx)
-        self.table[key] = Tracked(status, remaining, next_close_ms)
+        self.table[key] = tracked._replace(windows=remaining, close_at_ms=next_close_ms)
         if next_close_ms is not None:
             ctx.timers.schedule(CLOSE_TIMER_PREFIX + key, next_close_ms, kind="event")
 
@@ -214,6 +229,11 @@ class Tracker:
             return
         for _, tracked in self.table.all_items(key_prefix(subject, name, separator="/")):
             yield tracked
+
+    def waiting_refs(self, *, subject: str = "*", name: str = "*") -> list[tuple[str, str, tuple[EventRef, ...]]]:
+        """(subject, name, event references not yet in an archive page) of identities that may match
+        the globs (the archive's find filters them exactly)."""
+        return [(t.status.subject, t.status.name, t.recent) for t in self._candidates(subject, name) if t.recent]
 
     def windows(self, *, subject: str, name: str, metric: str | None = None, size_ms: int | None = None,
                 last: int = 10) -> list[dict[str, Any]]:

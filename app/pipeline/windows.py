@@ -27,6 +27,7 @@ import orjson
 from app.pipeline.aggregate import SKETCH_MIN_MAGNITUDE, MetricAggregate, sketch_key
 
 __all__ = [
+    "JSON_OPTIONS",
     "NEGATIVE_BIN_BASE",
     "ZERO_BIN",
     "Binned",
@@ -40,7 +41,6 @@ __all__ = [
     "close_due",
     "to_aggregate",
     "window_from_json",
-    "window_to_json",
 ]
 
 #: Sketch keys of either sign stay within about +-36k at 1% accuracy; negative values' keys are
@@ -163,25 +163,23 @@ def to_aggregate(obs: Observations) -> MetricAggregate:
                                      positive=positive, negative=negative, zero_count=zero)
 
 
-def window_to_json(value: WindowValue) -> dict[str, list[Any]]:
-    """JSON-compatible form of a window value (each bins dict as two lists: keys, counts)."""
-    return {metric: [count, total, lo, hi, last, last_time_ms, list(bins), list(bins.values())]
-            for metric, (count, total, lo, hi, last, last_time_ms, bins) in value.items()}
+#: orjson writes a window value as it is (tuples as arrays, the bins' int keys as strings).
+JSON_OPTIONS: Final = orjson.OPT_NON_STR_KEYS
 
 
 def window_from_json(data: dict[str, list[Any]]) -> WindowValue:
-    """Inverse of window_to_json."""
-    return {metric: (count, total, lo, hi, last, last_time_ms, dict(zip(keys, counts, strict=True)))
-            for metric, (count, total, lo, hi, last, last_time_ms, keys, counts) in data.items()}
+    """A window value from its JSON (`orjson.dumps(value, option=JSON_OPTIONS)`, parsed)."""
+    return {metric: (count, total, lo, hi, last, last_time_ms, {int(k): n for k, n in bins.items()})
+            for metric, (count, total, lo, hi, last, last_time_ms, bins) in data.items()}
 
 
 class WindowCodec:
-    """Table codec for a WindowValue (JSON of window_to_json)."""
+    """Table codec for a WindowValue (JSON, encoded by orjson directly)."""
 
     name = "vigil-window"
 
     def encode(self, value: WindowValue) -> bytes:
-        return orjson.dumps(window_to_json(value))
+        return orjson.dumps(value, option=JSON_OPTIONS)
 
     def decode(self, data: bytes) -> WindowValue:
         return window_from_json(orjson.loads(data))

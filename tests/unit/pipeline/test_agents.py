@@ -235,8 +235,8 @@ def test_archive__get_by_id_and_find_by_identity_and_time(bench: Callable[..., B
     hour_ago = NOW_MS - 3600 * S
 
     def find(**query: Any) -> list[str]:
-        return [f.id for f in b.pipeline.archive.find_events(**{"since_ms": hour_ago, "until_ms": NOW_MS,
-                                                                "limit": 10, **query})]
+        return [f.id for f in b.pipeline.find_events(**{"since_ms": hour_ago, "until_ms": NOW_MS, "limit": 10,
+                                                        **query})]
 
     assert find() == ["a4", "a3", "a2", "a1"]
     assert find(subject="web*") == ["a4", "a2", "a1"]
@@ -248,6 +248,16 @@ def test_archive__get_by_id_and_find_by_identity_and_time(bench: Callable[..., B
 
 def test_archive__retention_forgets_old_hours(bench: Callable[..., Bench]) -> None:
     b = bench(partitions=1, archive_retention="1h")
-    b.feed(b.event(id="old", at_s=-3 * 3600), b.event(id="new"))
-    assert b.pipeline.archive.lookup("old") is None
+    b.feed(b.event(id="old", at_s=-3 * 3600), b.event(id="new"), b.event(id="newer", at_s=1))
+    assert b.pipeline.archive.lookup("old") is None  # its hour ended more than the retention ago
     assert b.pipeline.archive.lookup("new") is not None
+
+
+def test_archive__find_reads_pages_and_waiting_references_alike(bench: Callable[..., Bench]) -> None:
+    b = bench(partitions=1)
+    b.feed(*[b.event(id=f"p{i:02d}", at_s=-100 + i) for i in range(40)])  # two full pages and 8 waiting
+    b.harness.restart()
+    found = b.pipeline.find_events(subject="web1", name="load", since_ms=NOW_MS - 3600 * S, until_ms=NOW_MS,
+                                   limit=100)
+    assert [f.id for f in found] == [f"p{i:02d}" for i in reversed(range(40))]
+    assert {(f.partition, f.offset) for f in found} == {(0, i) for i in range(40)}
