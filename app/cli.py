@@ -38,6 +38,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "executor": "app.executor.cli:executor_command",
     "status": "app.pipeline.cli:status_command",
     "metrics": "app.pipeline.cli:metrics_command",
+    "members": "app.members.cli:members_command",
 }
 
 # Hoisted from anywhere on the line. Not --config: subcommands have their own (beacon run --config).

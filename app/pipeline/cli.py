@@ -26,8 +26,8 @@ from app.durations import DurationError, format_duration_ms, parse_duration_ms
 from app.model.events import State
 from app.pipeline.validate import format_time_ms
 
-__all__ = ["DEFAULT_WORKER_URL", "events_find_command", "events_get_command", "metrics_command", "query_workers",
-           "status_command"]
+__all__ = ["DEFAULT_WORKER_URL", "events_find_command", "events_get_command", "fetch_statuses", "metrics_command",
+           "query_workers", "status_command", "table_rows", "worker_option"]
 
 DEFAULT_WORKER_URL: Final = "http://127.0.0.1:8088"
 _TIMEOUT_S: Final = 30.0
@@ -92,7 +92,7 @@ def query_workers(urls: list[str], path: str, params: dict[str, Any]) -> list[Wo
     return reached
 
 
-def _worker_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+def worker_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--worker", "workers", multiple=True, metavar="URL",
                         help=f"worker HTTP API (repeatable; env VIGIL_WORKER_URL; default {DEFAULT_WORKER_URL})")(fn)
 
@@ -107,7 +107,7 @@ def _age(now_ms: int, then_ms: int | None) -> str:
     return f"{text} ago" if delta >= 0 else f"in {text}"
 
 
-def _table(rows: list[list[str]], headers: list[str]) -> None:
+def table_rows(rows: list[list[str]], headers: list[str]) -> None:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     for line in [headers, *rows]:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
@@ -117,15 +117,9 @@ def _number(value: Any) -> str:
     return "-" if value is None else f"{value:.6g}"
 
 
-# -- vigil status ---------------------------------------------------------------------------------------
-@click.command("status")
-@click.argument("subject", default="*")
-@click.option("--name", default="*", show_default=True, help="glob")
-@click.option("--state", type=click.Choice([s.value for s in State], case_sensitive=False), help="only this state")
-@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
-@_worker_option
-def status_command(subject: str, name: str, state: str | None, as_json: bool, workers: tuple[str, ...]) -> None:
-    """Current status of identities (SUBJECT is a glob, default all)."""
+def fetch_statuses(workers: tuple[str, ...], *, subject: str, name: str, state: str | None = None,
+                   ) -> list[dict[str, Any]]:
+    """Current statuses matching the globs, from every worker's /status, merged and sorted."""
     answers = query_workers(worker_urls(workers), "/status", {"subject": subject, "name": name, "state": state})
     merged: dict[tuple[str, str], dict[str, Any]] = {}
     for a in answers:
@@ -134,7 +128,19 @@ def status_command(subject: str, name: str, state: str | None, as_json: bool, wo
             # two workers may both answer for a partition while it moves: keep the fresher one
             if key not in merged or s["last_seen"] > merged[key]["last_seen"]:
                 merged[key] = s
-    statuses = [merged[k] for k in sorted(merged)]
+    return [merged[k] for k in sorted(merged)]
+
+
+# -- vigil status ---------------------------------------------------------------------------------------
+@click.command("status")
+@click.argument("subject", default="*")
+@click.option("--name", default="*", show_default=True, help="glob")
+@click.option("--state", type=click.Choice([s.value for s in State], case_sensitive=False), help="only this state")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@worker_option
+def status_command(subject: str, name: str, state: str | None, as_json: bool, workers: tuple[str, ...]) -> None:
+    """Current status of identities (SUBJECT is a glob, default all)."""
+    statuses = fetch_statuses(workers, subject=subject, name=name, state=state)
     if as_json:
         for s in statuses:
             print_json(s)
@@ -145,7 +151,7 @@ def status_command(subject: str, name: str, state: str | None, as_json: bool, wo
     now = int(time.time() * 1000)
     rows = [[s["state"] + (" (flapping)" if s["flapping"] else ""), s["subject"], s["name"], _age(now, s["since"]),
              _age(now, s["last_seen"]), str(s["event_count"]), s["text"][:60]] for s in statuses]
-    _table(rows, ["STATE", "SUBJECT", "NAME", "SINCE", "LAST SEEN", "EVENTS", "TEXT"])
+    table_rows(rows, ["STATE", "SUBJECT", "NAME", "SINCE", "LAST SEEN", "EVENTS", "TEXT"])
 
 
 # -- vigil metrics --------------------------------------------------------------------------------------
@@ -156,7 +162,7 @@ def status_command(subject: str, name: str, state: str | None, as_json: bool, wo
 @click.option("--window", "window", metavar="DURATION", help="only windows of this size, e.g. 10s")
 @click.option("--last", type=click.IntRange(min=1), default=10, show_default=True, help="windows per size")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
-@_worker_option
+@worker_option
 def metrics_command(subject: str, name: str, metric: str | None, window: str | None, last: int, as_json: bool,
                     workers: tuple[str, ...]) -> None:
     """Open and recent metric windows of one identity."""
@@ -183,13 +189,13 @@ def metrics_command(subject: str, name: str, metric: str | None, window: str | N
     rows = [[format_duration_ms(w["size_ms"]), format_time_ms(w["window_start"]), w["metric"], str(w["count"]),
              _number(w["mean"]), _number(w["min"]), _number(w["max"]), _number(w["last"]), _number(w["p50"]),
              _number(w["p95"]), _number(w["p99"]), "closed" if w.get("closed") else "open"] for w in windows]
-    _table(rows, ["WINDOW", "START", "METRIC", "COUNT", "MEAN", "MIN", "MAX", "LAST", "P50", "P95", "P99", ""])
+    table_rows(rows, ["WINDOW", "START", "METRIC", "COUNT", "MEAN", "MIN", "MAX", "LAST", "P50", "P95", "P99", ""])
 
 
 # -- vigil events get / find ----------------------------------------------------------------------------
 @click.command("get")
 @click.argument("event_id")
-@_worker_option
+@worker_option
 @pass_cli
 def events_get_command(cli: CliContext, event_id: str, workers: tuple[str, ...]) -> None:
     """Print one event, found by id through the archive index, as JSON."""
@@ -213,7 +219,7 @@ def events_get_command(cli: CliContext, event_id: str, workers: tuple[str, ...])
 @click.option("--since", default="1h", show_default=True, metavar="DURATION", help="events newer than this")
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
-@_worker_option
+@worker_option
 def events_find_command(subject: str, name: str, since: str, limit: int, as_json: bool,
                         workers: tuple[str, ...]) -> None:
     """List indexed events of matching identities, newest first."""
@@ -234,4 +240,4 @@ def events_find_command(subject: str, name: str, since: str, limit: int, as_json
         return
     rows = [[format_time_ms(e["time"]), e["subject"], e["name"], e["type"], e["id"], f"{e['partition']}@{e['offset']}"]
             for e in events]
-    _table(rows, ["TIME", "SUBJECT", "NAME", "TYPE", "ID", "PARTITION@OFFSET"])
+    table_rows(rows, ["TIME", "SUBJECT", "NAME", "TYPE", "ID", "PARTITION@OFFSET"])

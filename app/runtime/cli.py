@@ -15,7 +15,7 @@ from app.runtime.worker import Guarantee, Worker, WorkerOptions
 __all__ = ["BUILTIN_AGENT_MODULES", "worker_command"]
 
 #: Built-in stages, written on the same public agent API as plugins.
-BUILTIN_AGENT_MODULES = ("app.pipeline.agents", "app.rules.agent")
+BUILTIN_AGENT_MODULES = ("app.pipeline.agents", "app.rules.agent", "app.members.agent")
 
 
 def load_builtin_agents() -> list[str]:

@@ -98,15 +98,18 @@ def worker_thread(settings: Settings, agents: list[Agent], options: WorkerOption
             raise errors[0]
 
 
-def spawn_worker(settings: Settings, *, plugin: str, app_id: str, instance_id: str, state_dir: Path,
+def spawn_worker(settings: Settings, *, plugin: str | list[str], app_id: str, instance_id: str, state_dir: Path,
                  guarantee: str = "at_least_once", env: dict[str, str] | None = None,
-                 log_path: Path | None = None) -> subprocess.Popen:
+                 log_path: Path | None = None, http: str = "") -> subprocess.Popen:
     """Start `vigil worker` in a subprocess with only the given plugin agents."""
+    plugins = [plugin] if isinstance(plugin, str) else plugin
     cmd = [sys.executable, "-m", "app", "--bootstrap", settings.kafka_bootstrap,
-           "--registry", settings.schema_registry_url, "worker", "--no-builtins", "--plugins", plugin,
-           "--app-id", app_id, "--instance-id", instance_id, "--guarantee", guarantee, "--http", "",
+           "--registry", settings.schema_registry_url, "worker", "--no-builtins",
+           *[arg for p in plugins for arg in ("--plugins", p)],
+           "--app-id", app_id, "--instance-id", instance_id, "--guarantee", guarantee, "--http", http,
            "--log-level", "INFO"]
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), "VIGIL_STATE_DIR": str(state_dir), **(env or {})}
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), "VIGIL_STATE_DIR": str(state_dir),
+                "VIGIL_TOPIC_PREFIX": settings.topic_prefix, **(env or {})}
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 (owned by the child)
     return subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)

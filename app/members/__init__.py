@@ -1,0 +1,1 @@
+"""Members: hosts seen through heartbeat events (the `heartbeat` beacon), alive or failed."""
