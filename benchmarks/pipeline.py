@@ -112,19 +112,22 @@ def _first_time(consumer: Any, serde: AvroSerde, partitions: int) -> int:
     return min(firsts.values())
 
 
-def pipeline_eps(s: Settings, events: int, guarantee: Guarantee) -> dict[str, Any]:
+def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
+                 gc_threshold: tuple[int, ...] | None = None) -> dict[str, Any]:
     """Events/s of the built-in pipeline agent in a Worker (tables in RocksDB with changelogs), on
-    the `events` topic of settings `s`."""
+    the `events` topic of settings `s`. `gc_threshold`: an experiment, gc.set_threshold for the run
+    (the worker itself does not tune the garbage collector)."""
     from app.pipeline.agents import PIPELINE
 
     worker = Worker(s, [PIPELINE.agent], WorkerOptions(app_id=f"bench-pl-{uuid.uuid4().hex[:6]}",
                                                        guarantee=guarantee, instance_id="bench"))
     stats = worker.engine.stats[PIPELINE.agent.name]
     thread = threading.Thread(target=worker.run, daemon=True)
-    if os.environ.get("BENCH_GC"):
+    gc_seconds = _time_gc()
+    if gc_threshold:
         import gc
-        gc.freeze()
-        gc.set_threshold(*map(int, os.environ["BENCH_GC"].split(",")))
+
+        gc.set_threshold(*gc_threshold)
     thread.start()
     try:
         first = done = 0.0
@@ -143,10 +146,27 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee) -> dict[str, An
             time.sleep(0.005)
         else:
             raise TimeoutError(f"only {stats.events_in} of {events} processed")
-        return {"eps": events / (done - first), "timers_fired": stats.timers_fired, **PIPELINE.stats()}
+        return {"eps": events / (done - first), "gc_s": round(gc_seconds(), 2), "timers_fired": stats.timers_fired,
+                **PIPELINE.stats()}
     finally:
         worker.stop()
         thread.join(120)
+
+
+def _time_gc() -> Any:
+    """Start timing the garbage collector (all threads); returns a function giving seconds so far."""
+    import gc
+
+    spent = [0.0, 0.0]
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            spent[1] = time.perf_counter()
+        else:
+            spent[0] += time.perf_counter() - spent[1]
+
+
+    gc.callbacks.append(on_gc)
+    return lambda: spent[0]
 
 
 # -- latency ------------------------------------------------------------------------------------------
@@ -280,6 +300,8 @@ def main() -> None:
     parser.add_argument("--latency-rate", type=int, default=5000, help="events/s for the latency run (0: skip)")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--gc-threshold", type=lambda t: tuple(int(x) for x in t.split(",")), metavar="G0,G1,G2",
+                        help="experiment: gc.set_threshold for the pipeline run (default: Python's)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result: dict[str, Any] = {"events": args.events, "identities": args.identities, "guarantee": args.guarantee,
@@ -292,7 +314,7 @@ def main() -> None:
             retimed_copy(settings, dataset, s.topic("events"), args.events, event_rate=args.event_rate)
             result["raw_eps"] = raw_consume(s, s.topic("events"), args.events)
             log(f"raw: {result['raw_eps']:,.0f} ev/s")
-            run = pipeline_eps(s, args.events, Guarantee(args.guarantee))
+            run = pipeline_eps(s, args.events, Guarantee(args.guarantee), args.gc_threshold)
             result["pipeline_eps"] = run.pop("eps")
             result.update(run)
             result["ratio"] = round(result["pipeline_eps"] / result["raw_eps"], 3)

@@ -192,7 +192,7 @@ class Tracker:
                                                      watermark_ms=ctx.watermark)
         status = tracked.status
         for size_ms, start_ms, value in closed:
-            for metric, obs in value.items():
+            for metric, obs in value:
                 record = to_aggregate(obs).to_window_record(subject=status.subject, name=status.name, metric=metric,
                                                             window_start_ms=start_ms, size_ms=size_ms)
                 ctx.send(METRICS_TOPIC, key, record, schema="vigil.WindowAggregate")
@@ -258,7 +258,7 @@ class Tracker:
                 continue
             for start in sorted(by_start)[-last:] if last > 0 else []:
                 value, closed = by_start[start]
-                for m, obs in sorted(value.items()):
+                for m, obs in value:
                     if metric is None or m == metric:
                         record = to_aggregate(obs).to_window_record(subject=subject, name=name, metric=m,
                                                                     window_start_ms=start, size_ms=size)

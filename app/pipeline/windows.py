@@ -1,11 +1,12 @@
 """Metric windows as the pipeline keeps them: cheap to update per event, exact to turn into a
 MetricAggregate (and a vigil.WindowAggregate) when a window closes or is queried. Pure.
 
-A window value is `{metric: Observations}` for one identity and one window. `Observations` is a
-tuple `(count, sum, min, max, last, last_time_ms, bins)`: `bins` maps a sketch bin to its count in
-one dict (positive-value keys as they are, negative-value keys moved up by NEGATIVE_BIN_BASE, the
-zero bin at ZERO_BIN). The bin of a value is computed once per event and reused for every window
-size, and no DDSketch object exists on the hot path; `to_aggregate` builds one when needed.
+A window value is `((metric, Observations), ...)` (sorted by metric) for one identity and one
+window. `Observations` is a tuple `(count, sum, min, max, last, last_time_ms, bins)`: `bins` maps a
+sketch bin to its count in one dict (positive-value keys as they are, negative-value keys moved up
+by NEGATIVE_BIN_BASE, the zero bin at ZERO_BIN). The bin of a value is computed once per event and
+reused for every window size, and no DDSketch object exists on the hot path; `to_aggregate` builds
+one when needed.
 
 The open windows of an identity are `OpenWindows`: per configured size (in the order of the
 sizes), a tuple of `(start_ms, WindowValue)` sorted by start -- usually one, more while an older
@@ -13,8 +14,8 @@ window waits out its grace period. `add_to_windows` and `close_due` do tumbling-
 on them: a window [start, start + size) closes once the event-time watermark reaches end + grace.
 
 Values in a table must never change once stored (the store's undo journal keeps references to
-old values to roll back a failed agent call), so every function here returns new tuples and dicts
-instead of updating them in place.
+old values to roll back a failed agent call), so every function here returns new tuples and bins
+dicts instead of updating them in place.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ ZERO_BIN: Final = 3 * NEGATIVE_BIN_BASE
 
 #: (count, sum, min, max, last, last_time_ms, bins)
 Observations = tuple[int, float, float, float, float, int, dict[int, int]]
-#: metric -> Observations of one identity in one window
-WindowValue = dict[str, Observations]
+#: ((metric, Observations), ...) of one identity in one window, sorted by metric
+WindowValue = tuple[tuple[str, Observations], ...]
 #: (metric, value, bin) of one event's metric, prepared once for every window size
 Binned = tuple[str, float, int]
 #: per window size: ((start_ms, value), ...) sorted by start
@@ -72,29 +73,41 @@ def value_bin(value: float) -> int:
 
 
 def bin_metrics(metrics: Mapping[str, float]) -> list[Binned]:
-    """The metrics of one event with their bins (finite values: normalize_event checked them)."""
-    return [(metric, value, value_bin(value)) for metric, value in metrics.items()]
+    """The metrics of one event with their bins, sorted by metric (finite values: normalize_event
+    checked them)."""
+    binned = [(metric, value, value_bin(value)) for metric, value in metrics.items()]
+    if len(binned) > 1:
+        binned.sort()
+    return binned
+
+
+def _observed(obs: Observations | None, value: float, bin_: int, time_ms: int) -> Observations:
+    """`obs` with one more value (a new tuple and bins dict)."""
+    if obs is None:
+        return (1, value, value, value, value, time_ms, {bin_: 1})
+    count, total, lo, hi, last, last_time_ms, bins = obs
+    bins = bins.copy()
+    bins[bin_] = bins.get(bin_, 0) + 1
+    if time_ms >= last_time_ms:
+        last, last_time_ms = value, time_ms
+    return (count + 1, total + value, value if value < lo else lo, value if value > hi else hi, last, last_time_ms,
+            bins)
 
 
 def add_observations(window: WindowValue | None, binned: list[Binned], time_ms: int) -> WindowValue:
-    """A new window value with one event's metrics added; `window` is left unchanged.
+    """A new window value with one event's metrics (`bin_metrics`) added; `window` is unchanged.
 
     Order-independent except for `last`, which keeps the value with the latest event time (ties:
     the one added later), so out-of-order events within grace give the same result."""
-    new: WindowValue = dict(window) if window else {}
+    if window is not None and len(window) == 1 and len(binned) == 1:  # one metric, as most identities have
+        ((metric, obs),) = window
+        name, value, bin_ = binned[0]
+        if metric == name:
+            return ((metric, _observed(obs, value, bin_, time_ms)),)
+    new: dict[str, Observations] = dict(window) if window else {}
     for metric, value, bin_ in binned:
-        obs = new.get(metric)
-        if obs is None:
-            new[metric] = (1, value, value, value, value, time_ms, {bin_: 1})
-            continue
-        count, total, lo, hi, last, last_time_ms, bins = obs
-        bins = bins.copy()
-        bins[bin_] = bins.get(bin_, 0) + 1
-        if time_ms >= last_time_ms:
-            last, last_time_ms = value, time_ms
-        new[metric] = (count + 1, total + value, value if value < lo else lo, value if value > hi else hi,
-                       last, last_time_ms, bins)
-    return new
+        new[metric] = _observed(new.get(metric), value, bin_, time_ms)
+    return tuple(sorted(new.items()))
 
 
 def add_to_windows(windows: OpenWindows, sizes_ms: tuple[int, ...], binned: list[Binned], time_ms: int, *,
@@ -106,7 +119,7 @@ def add_to_windows(windows: OpenWindows, sizes_ms: tuple[int, ...], binned: list
     out = []
     late = 0
     opened_close_ms: int | None = None
-    for size, open_ in zip(sizes_ms, windows, strict=True):
+    for size, open_ in zip(sizes_ms, windows):  # noqa: B905 (equal lengths; per event, so no strict check)
         start = time_ms - time_ms % size
         close_ms = start + size + grace_ms
         if close_ms <= watermark_ms:
@@ -167,10 +180,10 @@ def to_aggregate(obs: Observations) -> MetricAggregate:
 JSON_OPTIONS: Final = orjson.OPT_NON_STR_KEYS
 
 
-def window_from_json(data: dict[str, list[Any]]) -> WindowValue:
+def window_from_json(data: list[list[Any]]) -> WindowValue:
     """A window value from its JSON (`orjson.dumps(value, option=JSON_OPTIONS)`, parsed)."""
-    return {metric: (count, total, lo, hi, last, last_time_ms, {int(k): n for k, n in bins.items()})
-            for metric, (count, total, lo, hi, last, last_time_ms, bins) in data.items()}
+    return tuple((metric, (count, total, lo, hi, last, last_time_ms, {int(k): n for k, n in bins.items()}))
+                 for metric, (count, total, lo, hi, last, last_time_ms, bins) in data)
 
 
 class WindowCodec:
