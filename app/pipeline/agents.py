@@ -1,7 +1,7 @@
 """The worker's built-in pipeline on `events`, written on the public agent API: validation (bad
 records to `events-dlq` with the reason), the archive index, status with alerts and flap detection,
 metric windows, and absence (ttl) expiry on wall-clock timers. `vigil worker` imports this module;
-its agent and its HTTP query routes (/status, /metrics, /events/get, /events/find) register on import.
+its agent and its HTTP query routes (app.pipeline.routes) register on import.
 
 One agent runs every stage for each event: the event is normalised once and each stage is a plain
 method call (app.pipeline.archive, app.pipeline.tracker), which keeps the per-event cost to what the
