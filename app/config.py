@@ -18,6 +18,7 @@ import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from app.pipeline.config import PipelineConfig
 from app.yamlfile import yaml_error_line
 
 __all__ = ["ConfigError", "Settings", "load_settings", "resolve_secret_refs"]
@@ -92,6 +93,8 @@ class Settings(BaseSettings):
     dev_controller_port: int = 9093
     dev_registry_port: int = 8081
     dev_kafka_heap: str = "-Xms256m -Xmx1g"
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig,
+                                     description="built-in pipeline: window sizes, grace, flap policy, retention")
 
     @field_validator("kafka_bootstrap")
     @classmethod

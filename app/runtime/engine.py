@@ -128,6 +128,11 @@ class _AgentPartition:
         if self.next_due is None or due_ms < self.next_due:
             self.next_due = due_ms
 
+    def unbind(self) -> None:
+        """After an agent call: tables read from outside agents must see every partition."""
+        for table in self.agent.all_tables:
+            table.active = None
+
     def bind(self) -> None:
         for table in self.agent.all_tables:
             table.active = self.stores[table.name]
@@ -286,6 +291,7 @@ class Engine:
             else:
                 for st in ap.store_list:
                     st.end()
+            ap.unbind()
 
     def _run_each(self, ap: _AgentPartition, records: list[InRecord]) -> None:
         agent, ctx = ap.agent, ap.ctx
@@ -381,6 +387,7 @@ class Engine:
                         for st in ap.store_list:
                             st.end()
                         fired += 1
+                ap.unbind()
         return fired
 
     def take_outputs(self) -> list[Output]:

@@ -101,8 +101,12 @@ class PartitionStore:
         return (k for k, _ in self.items(prefix))
 
     def _evict(self) -> None:
-        # Keep only what is pending; the rest is re-read from the backend on demand.
+        # Keep what is pending plus the newer half of the rest (dicts keep insertion order, a cheap
+        # approximation of recency); everything else is re-read from the backend on demand.
+        keep = self.cache_limit // 2
+        recent = list(self._cache.items())[-keep:] if keep else []
         self._cache = {k: v for k, v in self._cache.items() if k in self._dirty}
+        self._cache.update(recent)
 
     # -- agent-call transactions ------------------------------------------------------------------
     def begin(self) -> None:
@@ -146,6 +150,8 @@ class PartitionStore:
             batch[CHECKPOINT_KEY] = str(checkpoint).encode()
             self.checkpoint = checkpoint
         self.backend.write(batch)
+        if len(self._cache) > self.cache_limit:  # write-mostly tables never miss on read: evict here too
+            self._evict()
 
     def apply_changelog(self, records: list[tuple[bytes, bytes | None]], last_offset: int) -> None:
         """Restore: apply changelog records (value None = tombstone) up to `last_offset`."""

