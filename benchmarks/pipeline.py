@@ -37,6 +37,7 @@ from common import REPO, bench_stack, emit_json, log, produce_dataset, raw_consu
 
 from app.bus.clients import make_admin, make_consumer, make_producer
 from app.config import Settings
+from app.devstack.kafka import free_port
 from app.model.ids import new_id
 from app.model.schemas import builtin_schema
 from app.model.serde import AvroSerde
@@ -209,7 +210,7 @@ def alert_latency_ms(settings: Settings, *, rate_eps: int, seconds: float, ident
 
     with tempfile.TemporaryDirectory(prefix="vigil-bench-latency-") as state:
         s = _isolated(settings, Path(state))
-        port = _free_port()
+        port = free_port()
         proc = _spawn_worker(s, Path(state), port, guarantee, only_pipeline)
         try:
             _wait_healthy(port, proc)
@@ -283,14 +284,6 @@ def _alert_reader(settings: Settings, guarantee: str) -> Any:
         consumer.close()
 
     return read
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main() -> None:
