@@ -87,8 +87,8 @@ class KafkaHarness:
     def _settle(self) -> None:
         """Wait until everything fed was processed and committed (outputs are in Kafka)."""
         self._wait(lambda: self._processed() >= self._fed, "the worker to process what was fed")
-        commits = self.worker.metrics.commits._value.get()
-        self._wait(lambda: self.worker.metrics.commits._value.get() >= commits + 2, "a commit")
+        commits = self.worker.commit_count
+        self._wait(lambda: self.worker.commit_count >= commits + 2, "a commit")
 
     # -- input ---------------------------------------------------------------------------------------
     def feed(self, topic: str, value: Any, *, key: str | None = None, partition: int | None = None,
@@ -129,8 +129,8 @@ class KafkaHarness:
         """Move the worker's wall clock; returns how many timers fired."""
         before = sum(s.timers_fired for s in self.worker.engine.stats.values())
         self.wall_clock_ms += ms
-        commits = self.worker.metrics.commits._value.get()
-        self._wait(lambda: self.worker.metrics.commits._value.get() >= commits + 2, "the timers to fire and commit")
+        commits = self.worker.commit_count
+        self._wait(lambda: self.worker.commit_count >= commits + 2, "the timers to fire and commit")
         return sum(s.timers_fired for s in self.worker.engine.stats.values()) - before
 
     # -- inspection ----------------------------------------------------------------------------------
