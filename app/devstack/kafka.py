@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["DevStackError", "LocalKafka", "ensure_kafka_jars", "free_port", "pid_alive", "running_pid",
-           "start_private_kafka", "stop_pid"]
+           "start_private_kafka", "stop_pid", "tail_file"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,14 @@ def pid_alive(pid: int) -> bool:
             return fh.read().split(") ", 1)[1][0] != "Z"
     except OSError:
         return True
+
+
+def tail_file(path: Path, lines: int = 30) -> str:
+    """Last lines of a log file ('' if it cannot be read), for error messages."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def running_pid(pid_file: Path) -> int | None:
@@ -231,10 +239,7 @@ class LocalKafka:
 
     def tail_log(self, lines: int = 30) -> str:
         """Last lines of the broker log, for error messages."""
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return tail_file(self.log_file, lines)
 
 
 def _kafka_cluster_id() -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from app.bus.clients import BusUnavailable, make_admin, wait_for_kafka
 from app.config import Settings
-from app.devstack.kafka import DevStackError, LocalKafka, running_pid, stop_pid
+from app.devstack.kafka import DevStackError, LocalKafka, running_pid, stop_pid, tail_file
 from app.model.schemas import SchemaFileError
 from app.registry.client import RegistryClient
 from app.registry.files import collect_schema_files, register_schemas
@@ -77,7 +77,7 @@ class DevStack:
         while not client.ping():
             if time.monotonic() > deadline or (not self.external_registry and not self._registry_pid()):
                 raise DevStackError(f"schema registry at {s.schema_registry_url} did not answer\n"
-                                    f"--- {self._registry_log} ---\n{_tail(self._registry_log)}")
+                                    f"--- {self._registry_log} ---\n{tail_file(self._registry_log)}")
             time.sleep(0.2)
         try:
             for reg in register_schemas(client, collect_schema_files([s.schemas_dir])):
@@ -130,9 +130,3 @@ class DevStack:
         client.close()
         return StackStatus(bootstrap, url, kafka_ok, registry_ok, notes)
 
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
