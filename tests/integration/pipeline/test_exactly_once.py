@@ -28,6 +28,7 @@ from tests.integration.runtime.kafka_helpers import group_lag, produce_events
 
 IDENTITIES = 24
 EVENTS = 1200
+EVENT_SPACING_MS = 20
 HEARTBEAT_TTL_S = 3.0
 PARTITIONS = 6  # of `events` in topics.yaml
 #: The heartbeat's partition: no other identity uses it, so its (newer) time makes nothing late.
@@ -49,7 +50,9 @@ def make_events(start_ms: int) -> list[Event]:
     """Events in time order (so none is late), with frequent state changes and one metric."""
     rng = random.Random(11)
     subjects = _subjects("host", IDENTITIES, on_heartbeat_partition=False)
-    return [Event(subject=rng.choice(subjects), name="svc", time=start_ms + i * 10,
+    # 20 ms apart: 24 s of event time, so whatever the alignment of the 10 s windows to the epoch,
+    # at least one closes (end + 5 s grace is reached); 10 ms spans left it to chance.
+    return [Event(subject=rng.choice(subjects), name="svc", time=start_ms + i * EVENT_SPACING_MS,
                   severity=rng.choice((0, 0, 0, 1, 2)), metrics={"v": float(rng.randint(0, 100))})
             for i in range(EVENTS)]
 
