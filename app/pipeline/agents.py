@@ -3,9 +3,14 @@ records to `events-dlq` with the reason), the archive index, status with alerts 
 metric windows, and absence (ttl) expiry on wall-clock timers. `vigil worker` imports this module;
 its agent and its HTTP query routes (app.pipeline.routes) register on import.
 
-One agent runs every stage for each event: the event is normalised once and each stage is a plain
-method call (app.pipeline.archive, app.pipeline.tracker), which keeps the per-event cost to what the
-stages themselves do. Tables are co-partitioned with `events` (keyed by identity).
+One batch agent runs every stage: each event is normalised once and each stage is a plain method
+call (app.pipeline.archive, app.pipeline.tracker), which keeps the per-event cost to what the
+stages themselves do. Per batch (the records of one partition the worker consumed together), an
+identity's state is read and copied once, updated in place by each of its events in offset order,
+and stored once; its timers are armed once. The partition's event-time watermark is followed
+event by event, so window lateness is decided exactly as if events came one at a time; windows
+that close within the batch are published right after it. Tables are co-partitioned with `events`
+(keyed by identity).
 
 `build_pipeline(config, registry=...)` builds an independent copy (tests use small windows).
 """
@@ -19,9 +24,10 @@ from typing import Any, Final
 from app.pipeline.archive import ArchiveIndex, FoundEvent
 from app.pipeline.config import PipelineConfig
 from app.pipeline.routes import pipeline_routes
-from app.pipeline.tracker import Tracker
+from app.pipeline.tracker import Tracker, TrackerBatch
 from app.pipeline.validate import EVENT_TYPE, Rejection, normalize_event
 from app.runtime.agent import Agent, AgentRegistry, agent, default_registry
+from app.runtime.engine import InRecord
 from app.runtime.http import route
 from app.runtime.tables import Table
 
@@ -50,7 +56,7 @@ class Pipeline:
         #: events whose Kafka key is not their identity (their state may be split across partitions)
         self.misrouted = 0
         tables: tuple[Table, ...] = (*self.archive.tables, *self.tracker.tables)
-        self.agent: Agent = agent(EVENTS_TOPIC, name=name, tables=tables, dlq_topic=DLQ_TOPIC,
+        self.agent: Agent = agent(EVENTS_TOPIC, name=name, tables=tables, dlq_topic=DLQ_TOPIC, batch=True,
                                   timestamp=self._event_time, registry=registry)(self.process)
         self.agent.on_timer(self.on_timer)
 
@@ -77,18 +83,31 @@ class Pipeline:
                 return time_ms
         return kafka_timestamp_ms
 
-    def process(self, record: Any, ctx: Any) -> None:
-        """Validate, index, fold status, update metric windows (the built-in pipeline)."""
-        ev = normalize_event(record, ctx.type_name or EVENT_TYPE, now_ms=ctx.now_ms(),
-                             max_future_ms=self.max_future_ms)
-        if type(ev) is Rejection:
-            self._reject(ev, ctx)
-            return
-        key = f"{ev.subject}/{ev.name}"
-        if key != ctx.key:
-            self._misrouted(ctx.key, key)
-        self.archive.add(ev, ctx)
-        self.tracker.apply(key, ev, ctx)
+    def process(self, values: list[Any], ctx: Any) -> None:
+        """Validate, index, fold status, update metric windows (the built-in pipeline), for a batch
+        of records of one partition (`ctx.records`, in offset order)."""
+        now_ms = ctx.now_ms()
+        max_future_ms = self.max_future_ms
+        event_time = self._event_time
+        archive_add = self.archive.add
+        apply = self.tracker.apply
+        batch = TrackerBatch(ctx.watermark)
+        partition = ctx.partition
+        for record in ctx.records:
+            value = record.value
+            time_ms = event_time(value, record.timestamp_ms)
+            if time_ms > batch.watermark_ms:
+                batch.watermark_ms = time_ms
+            ev = normalize_event(value, record.type_name or EVENT_TYPE, now_ms=now_ms, max_future_ms=max_future_ms)
+            if type(ev) is Rejection:
+                self._reject(ev, record, ctx)
+                continue
+            key = f"{ev.subject}/{ev.name}"
+            if key != record.key:
+                self._misrouted(record.key, key)
+            archive_add(ev, partition, record.offset)
+            apply(key, ev, ctx, batch)
+        self.tracker.finish(batch, ctx)
 
     def on_timer(self, key: str, payload: Any, ctx: Any) -> None:
         """An absence deadline (identity keys), a window close or an index prune is due."""
@@ -99,20 +118,20 @@ class Pipeline:
         else:
             self.tracker.absence_due(key, payload, ctx)
 
-    def _reject(self, rejection: Rejection, ctx: Any) -> None:
+    def _reject(self, rejection: Rejection, record: InRecord, ctx: Any) -> None:
         """Dead-letter the record as consumed, with the reason in headers (like the runtime does for
         records an agent raised on, without re-running the batch record by record)."""
         self.rejected[rejection.field] += 1
         count = self.rejected[rejection.field]
         if count <= 10 or count % _LOG_EVERY == 0:
             log.warning("rejected %s[%d]@%d (%s, %d so far with this problem): %s", ctx.topic, ctx.partition,
-                        ctx.offset, rejection.type_name, count, rejection.reason)
+                        record.offset, rejection.type_name, count, rejection.reason)
         headers = {"vigil.agent": self.agent.name, "vigil.error": rejection.reason[:4000],
                    "vigil.field": rejection.field, "vigil.type": rejection.type_name, "vigil.topic": ctx.topic,
-                   "vigil.partition": str(ctx.partition), "vigil.offset": str(ctx.offset)}
+                   "vigil.partition": str(ctx.partition), "vigil.offset": str(record.offset)}
         if rejection.event_id is not None:
             headers["vigil.event_id"] = rejection.event_id
-        ctx.send(DLQ_TOPIC, ctx.key, ctx.raw_value, headers=headers)
+        ctx.send(DLQ_TOPIC, record.key, record.raw_value, headers=headers)
 
     def _misrouted(self, kafka_key: str | None, identity: str) -> None:
         self.misrouted += 1

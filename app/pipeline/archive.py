@@ -71,11 +71,11 @@ class ArchiveIndex:
         return self.ids, *self.find.tables
 
     # -- inside the agent -----------------------------------------------------------------------------
-    def add(self, ev: NormalizedEvent, ctx: Any) -> None:
-        """Index one accepted event's id at the context's partition and offset (its reference goes to
-        a page through the tracker: `write_page`)."""
+    def add(self, ev: NormalizedEvent, partition: int, offset: int) -> None:
+        """Index one accepted event's id at its partition and offset (its reference goes to a page
+        through the tracker: `write_page`)."""
         # A tuple: the garbage collector stops tracking tuples of plain values (there are many).
-        self.ids[ev.id] = (ctx.partition, ctx.offset, ev.time_ms, ev.type_name, ev.subject, ev.name)
+        self.ids[ev.id] = (partition, offset, ev.time_ms, ev.type_name, ev.subject, ev.name)
 
     def write_page(self, subject: str, name: str, refs: tuple[EventRef, ...], ctx: Any) -> None:
         """Store a page of one identity's event references."""

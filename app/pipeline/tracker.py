@@ -17,7 +17,8 @@ write, and a commit writes each changed identity once, instead of once per conce
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, Final, NamedTuple
+from dataclasses import dataclass
+from typing import Any, Final
 
 import orjson
 
@@ -30,19 +31,21 @@ from app.pipeline.status import StatusState, StatusUpdate, expire, fold_status, 
 from app.pipeline.validate import NormalizedEvent
 from app.pipeline.windows import (
     JSON_OPTIONS,
-    Binned,
     OpenWindows,
     WindowCodec,
     WindowValue,
     add_to_windows,
     bin_metrics,
     close_due,
+    copy_windows,
+    new_windows,
     to_aggregate,
     window_from_json,
 )
 from app.runtime.tables import Table
 
-__all__ = ["ALERTS_TOPIC", "CLOSE_TIMER_PREFIX", "METRICS_TOPIC", "STATUS_TOPIC", "Tracked", "Tracker"]
+__all__ = ["ALERTS_TOPIC", "CLOSE_TIMER_PREFIX", "METRICS_TOPIC", "STATUS_TOPIC", "Tracked", "Tracker",
+           "TrackerBatch"]
 
 STATUS_TOPIC: Final = "status"
 ALERTS_TOPIC: Final = "alerts"
@@ -59,8 +62,10 @@ _IDENTITY_SEP: Final = "\x1e"
 PageWriter = Callable[[str, str, tuple[EventRef, ...], Any], None]
 
 
-class Tracked(NamedTuple):
-    """What the tracker keeps per identity (immutable: updates build a new one)."""
+@dataclass(slots=True)
+class Tracked:
+    """What the tracker keeps per identity. Once in the table a value never changes: updates work
+    on a private `copy()` and store that (the status itself is immutable and shared)."""
 
     status: StatusState
     #: open windows per configured size (app.pipeline.windows.OpenWindows)
@@ -68,7 +73,11 @@ class Tracked(NamedTuple):
     #: when the identity's window-closing timer is armed for, None when none is
     close_at_ms: int | None
     #: (time_ms, event id) of the events not yet in a page of the archive's find index
-    recent: tuple[EventRef, ...] = ()
+    recent: list[EventRef]
+
+    def copy(self) -> Tracked:
+        """A private copy to update in place."""
+        return Tracked(self.status, copy_windows(self.windows), self.close_at_ms, self.recent.copy())
 
 
 class TrackedCodec:
@@ -82,16 +91,29 @@ class TrackedCodec:
         self.sizes_ms = sizes_ms
 
     def encode(self, value: Tracked) -> bytes:
-        # A plain tuple: orjson writes dataclasses natively but not NamedTuples.
         return orjson.dumps((self.sizes_ms, value.status, value.windows, value.close_at_ms, value.recent),
                             option=JSON_OPTIONS)
 
     def decode(self, data: bytes) -> Tracked:
         sizes, status, stored, close_at_ms, recent = orjson.loads(data)
         by_size = dict(zip(sizes, stored, strict=True))
-        windows = tuple(tuple((start, window_from_json(v)) for start, v in by_size.get(size, ()))
-                        for size in self.sizes_ms)
-        return Tracked(StatusState.from_dict(status), windows, close_at_ms, tuple(map(tuple, recent)))
+        windows = [[[start, window_from_json(v)] for start, v in by_size.get(size, ())] for size in self.sizes_ms]
+        return Tracked(StatusState.from_dict(status), windows, close_at_ms, [(t, i) for t, i in recent])
+
+
+class TrackerBatch:
+    """The identities one batch of events touched: a private copy of each one's state (updated in
+    place, event after event) and what it was before, to arm or move its timers once at the end."""
+
+    __slots__ = ("before", "states", "watermark_ms")
+
+    def __init__(self, watermark_ms: int) -> None:
+        #: identity -> its state as updated so far (None until its first event is accepted)
+        self.states: dict[str, Tracked | None] = {}
+        #: identity -> (absence deadline, close timer) before the batch
+        self.before: dict[str, tuple[int | None, int | None]] = {}
+        #: the partition's event-time watermark at the event being applied
+        self.watermark_ms = watermark_ms
 
 
 class Tracker:
@@ -108,7 +130,6 @@ class Tracker:
         self.closed = BucketedTable("metric-windows", retention_ms=config.window_retention_ms, codec=WindowCodec(),
                                     help="closed windows kept for queries")
         self.keep_closed = config.window_retention_ms > 0
-        self._no_windows: OpenWindows = tuple(() for _ in self.sizes_ms)
         #: events dropped from windows as late (per window size), since start
         self.late_dropped = 0
 
@@ -117,41 +138,59 @@ class Tracker:
         return self.table, *self.closed.tables
 
     # -- inside the agent -----------------------------------------------------------------------------
-    def apply(self, key: str, ev: NormalizedEvent, ctx: Any) -> None:
-        """Fold one accepted event into its identity: status, alerts, absence timer, windows."""
-        old = self.table.get(key)
-        update = fold_status(old.status if old is not None else None, ev, flap=self.flap)
+    def apply(self, key: str, ev: NormalizedEvent, ctx: Any, batch: TrackerBatch) -> None:
+        """Fold one accepted event into its identity: status and alerts now, windows in the batch's
+        copy; `finish` stores the copies and arms timers."""
+        states = batch.states
+        tracked = states.get(key, False)
+        if tracked is False:
+            stored = self.table.get(key)
+            if stored is None:
+                tracked = None
+                batch.before[key] = (None, None)
+            else:
+                tracked = stored.copy()
+                batch.before[key] = (stored.status.expected_by_ms, stored.close_at_ms)
+            states[key] = tracked
+        update = fold_status(tracked.status if tracked is not None else None, ev, flap=self.flap)
         new_status = update.state
-        if old is None:
-            windows, close_at_ms, recent = self._no_windows, None, ((ev.time_ms, ev.id),)
-        elif new_status is old.status:
+        if tracked is None:
+            tracked = states[key] = Tracked(new_status, new_windows(self.sizes_ms), None, [(ev.time_ms, ev.id)])
+        elif new_status is tracked.status:
             return  # a duplicate delivery of the last event: nothing changes, windows included
         else:
-            windows, close_at_ms, recent = old.windows, old.close_at_ms, old.recent
+            tracked.status = new_status
+            recent = tracked.recent
             # A page holds one hour of one identity (so it ages out with its hour) and at most PAGE_SIZE.
             if recent and (len(recent) >= PAGE_SIZE or recent[0][0] // BUCKET_MS != ev.time_ms // BUCKET_MS):
-                self.on_page(new_status.subject, new_status.name, recent, ctx)
-                recent = ()
-            recent = (*recent, (ev.time_ms, ev.id))
+                self.on_page(new_status.subject, new_status.name, tuple(recent), ctx)
+                recent.clear()
+            recent.append((ev.time_ms, ev.id))
         if ev.metrics:
-            binned: list[Binned] = bin_metrics(ev.metrics)
-            windows, late, opened_close_ms = add_to_windows(windows, self.sizes_ms, binned, ev.time_ms,
-                                                            grace_ms=self.grace_ms, watermark_ms=ctx.watermark)
+            late, opened_close_ms = add_to_windows(tracked.windows, self.sizes_ms, bin_metrics(ev.metrics), ev.time_ms,
+                                                   grace_ms=self.grace_ms, watermark_ms=batch.watermark_ms)
             self.late_dropped += late
-            if opened_close_ms is not None and (close_at_ms is None or opened_close_ms < close_at_ms):
-                close_at_ms = opened_close_ms
-                ctx.timers.schedule(CLOSE_TIMER_PREFIX + key, close_at_ms, kind="event")
-        self.table[key] = Tracked(new_status, windows, close_at_ms, recent)
+            if opened_close_ms is not None and (tracked.close_at_ms is None or opened_close_ms < tracked.close_at_ms):
+                tracked.close_at_ms = opened_close_ms
         self._publish(key, update, ctx)
-        old_status = old.status if old is not None else None
-        deadline = new_status.expected_by_ms
-        if old_status is None or deadline != old_status.expected_by_ms:
-            if deadline is not None:
-                # The payload names the deadline the timer was armed for: `expire` ignores a timer
-                # that a newer event has since replaced (exactly one expiry per silence).
-                ctx.timers.schedule(key, deadline, kind="wall", payload=[deadline, None])
-            elif old_status is not None and old_status.expected_by_ms is not None:
-                ctx.timers.cancel(key)
+
+    def finish(self, batch: TrackerBatch, ctx: Any) -> None:
+        """Store the batch's updated identities and arm, move or cancel their timers."""
+        for key, tracked in batch.states.items():
+            if tracked is None:
+                continue
+            self.table[key] = tracked
+            deadline_before, close_before = batch.before[key]
+            if tracked.close_at_ms is not None and tracked.close_at_ms != close_before:
+                ctx.timers.schedule(CLOSE_TIMER_PREFIX + key, tracked.close_at_ms, kind="event")
+            deadline = tracked.status.expected_by_ms
+            if deadline != deadline_before:
+                if deadline is not None:
+                    # The payload names the deadline the timer was armed for: `expire` ignores a timer
+                    # that a newer event has since replaced (exactly one expiry per silence).
+                    ctx.timers.schedule(key, deadline, kind="wall", payload=[deadline, None])
+                else:
+                    ctx.timers.cancel(key)
 
     def owns_timer(self, timer_key: str) -> bool:
         return timer_key.startswith(CLOSE_TIMER_PREFIX) or self.closed.owns_timer(timer_key)
@@ -181,24 +220,27 @@ class Tracker:
             return
         update = expire(tracked.status, deadline_ms=deadline_ms, flap=self.flap)
         if update.changed:
-            self.table[key] = tracked._replace(status=update.state)
+            # windows and references are shared with the stored value, which nothing changes
+            self.table[key] = Tracked(update.state, tracked.windows, tracked.close_at_ms, tracked.recent)
             self._publish(key, update, ctx)
 
     def _close_windows(self, key: str, ctx: Any) -> None:
-        tracked = self.table.get(key)
-        if tracked is None:
+        stored = self.table.get(key)
+        if stored is None:
             return
-        closed, remaining, next_close_ms = close_due(tracked.windows, self.sizes_ms, grace_ms=self.grace_ms,
-                                                     watermark_ms=ctx.watermark)
+        tracked = stored.copy()
+        closed, next_close_ms = close_due(tracked.windows, self.sizes_ms, grace_ms=self.grace_ms,
+                                          watermark_ms=ctx.watermark)
         status = tracked.status
         for size_ms, start_ms, value in closed:
-            for metric, obs in value:
+            for metric, obs in value.items():
                 record = to_aggregate(obs).to_window_record(subject=status.subject, name=status.name, metric=metric,
                                                             window_start_ms=start_ms, size_ms=size_ms)
                 ctx.send(METRICS_TOPIC, key, record, schema="vigil.WindowAggregate")
             if self.keep_closed:
                 self.closed.put(start_ms, _closed_key(status.subject, status.name, size_ms, start_ms), value, ctx)
-        self.table[key] = tracked._replace(windows=remaining, close_at_ms=next_close_ms)
+        tracked.close_at_ms = next_close_ms
+        self.table[key] = tracked
         if next_close_ms is not None:
             ctx.timers.schedule(CLOSE_TIMER_PREFIX + key, next_close_ms, kind="event")
 
@@ -233,7 +275,7 @@ class Tracker:
     def waiting_refs(self, *, subject: str = "*", name: str = "*") -> list[tuple[str, str, tuple[EventRef, ...]]]:
         """(subject, name, event references not yet in an archive page) of identities that may match
         the globs (the archive's find filters them exactly)."""
-        return [(t.status.subject, t.status.name, t.recent) for t in self._candidates(subject, name) if t.recent]
+        return [(t.status.subject, t.status.name, tuple(t.recent)) for t in self._candidates(subject, name) if t.recent]
 
     def windows(self, *, subject: str, name: str, metric: str | None = None, size_ms: int | None = None,
                 last: int = 10) -> list[dict[str, Any]]:
@@ -258,7 +300,7 @@ class Tracker:
                 continue
             for start in sorted(by_start)[-last:] if last > 0 else []:
                 value, closed = by_start[start]
-                for m, obs in value:
+                for m, obs in value.items():
                     if metric is None or m == metric:
                         record = to_aggregate(obs).to_window_record(subject=subject, name=name, metric=m,
                                                                     window_start_ms=start, size_ms=size)

@@ -1,21 +1,21 @@
 """Metric windows as the pipeline keeps them: cheap to update per event, exact to turn into a
 MetricAggregate (and a vigil.WindowAggregate) when a window closes or is queried. Pure.
 
-A window value is `((metric, Observations), ...)` (sorted by metric) for one identity and one
-window. `Observations` is a tuple `(count, sum, min, max, last, last_time_ms, bins)`: `bins` maps a
-sketch bin to its count in one dict (positive-value keys as they are, negative-value keys moved up
-by NEGATIVE_BIN_BASE, the zero bin at ZERO_BIN). The bin of a value is computed once per event and
-reused for every window size, and no DDSketch object exists on the hot path; `to_aggregate` builds
-one when needed.
+A window value is `{metric: Observations}` for one identity and one window. `Observations` is a list
+`[count, sum, min, max, last, last_time_ms, bins]`: `bins` maps a sketch bin to its count in one
+dict (positive-value keys as they are, negative-value keys moved up by NEGATIVE_BIN_BASE, the zero
+bin at ZERO_BIN). The bin of a value is computed once per event and reused for every window size,
+and no DDSketch object exists on the hot path; `to_aggregate` builds one when needed.
 
 The open windows of an identity are `OpenWindows`: per configured size (in the order of the
-sizes), a tuple of `(start_ms, WindowValue)` sorted by start -- usually one, more while an older
+sizes), a list of `[start_ms, WindowValue]` sorted by start -- usually one, more while an older
 window waits out its grace period. `add_to_windows` and `close_due` do tumbling-window arithmetic
 on them: a window [start, start + size) closes once the event-time watermark reaches end + grace.
 
-Values in a table must never change once stored (the store's undo journal keeps references to
-old values to roll back a failed agent call), so every function here returns new tuples and bins
-dicts instead of updating them in place.
+Both update in place, because an event costs a few integer and dict updates that way instead of
+new containers. Values in a table must never change once stored (the store's undo journal keeps
+references to old values to roll back a failed agent call), so callers update a private copy
+(`copy_windows`) and store that.
 """
 
 from __future__ import annotations
@@ -36,10 +36,12 @@ __all__ = [
     "OpenWindows",
     "WindowCodec",
     "WindowValue",
-    "add_observations",
     "add_to_windows",
     "bin_metrics",
     "close_due",
+    "copy_windows",
+    "new_windows",
+    "observe",
     "to_aggregate",
     "window_from_json",
 ]
@@ -51,14 +53,14 @@ _NEGATIVE_FROM: Final = NEGATIVE_BIN_BASE // 2
 #: The bin of values within SKETCH_MIN_MAGNITUDE of zero.
 ZERO_BIN: Final = 3 * NEGATIVE_BIN_BASE
 
-#: (count, sum, min, max, last, last_time_ms, bins)
-Observations = tuple[int, float, float, float, float, int, dict[int, int]]
-#: ((metric, Observations), ...) of one identity in one window, sorted by metric
-WindowValue = tuple[tuple[str, Observations], ...]
+#: [count, sum, min, max, last, last_time_ms, bins]
+Observations = list[Any]
+#: {metric: Observations} of one identity in one window
+WindowValue = dict[str, Observations]
 #: (metric, value, bin) of one event's metric, prepared once for every window size
 Binned = tuple[str, float, int]
-#: per window size: ((start_ms, value), ...) sorted by start
-OpenWindows = tuple[tuple[tuple[int, WindowValue], ...], ...]
+#: per window size: [[start_ms, value], ...] sorted by start
+OpenWindows = list[list[list[Any]]]
 #: (size_ms, start_ms, value) of a window that closed
 ClosedWindow = tuple[int, int, WindowValue]
 
@@ -73,50 +75,54 @@ def value_bin(value: float) -> int:
 
 
 def bin_metrics(metrics: Mapping[str, float]) -> list[Binned]:
-    """The metrics of one event with their bins, sorted by metric (finite values: normalize_event
-    checked them)."""
-    binned = [(metric, value, value_bin(value)) for metric, value in metrics.items()]
-    if len(binned) > 1:
-        binned.sort()
-    return binned
+    """The metrics of one event with their bins (finite values: normalize_event checked them)."""
+    return [(metric, value, value_bin(value)) for metric, value in metrics.items()]
 
 
-def _observed(obs: Observations | None, value: float, bin_: int, time_ms: int) -> Observations:
-    """`obs` with one more value (a new tuple and bins dict)."""
-    if obs is None:
-        return (1, value, value, value, value, time_ms, {bin_: 1})
-    count, total, lo, hi, last, last_time_ms, bins = obs
-    bins = bins.copy()
-    bins[bin_] = bins.get(bin_, 0) + 1
-    if time_ms >= last_time_ms:
-        last, last_time_ms = value, time_ms
-    return (count + 1, total + value, value if value < lo else lo, value if value > hi else hi, last, last_time_ms,
-            bins)
-
-
-def add_observations(window: WindowValue | None, binned: list[Binned], time_ms: int) -> WindowValue:
-    """A new window value with one event's metrics (`bin_metrics`) added; `window` is unchanged.
+def observe(window: WindowValue, binned: list[Binned], time_ms: int) -> None:
+    """Add one event's metrics (`bin_metrics`) to a window value, in place.
 
     Order-independent except for `last`, which keeps the value with the latest event time (ties:
     the one added later), so out-of-order events within grace give the same result."""
-    if window is not None and len(window) == 1 and len(binned) == 1:  # one metric, as most identities have
-        ((metric, obs),) = window
-        name, value, bin_ = binned[0]
-        if metric == name:
-            return ((metric, _observed(obs, value, bin_, time_ms)),)
-    new: dict[str, Observations] = dict(window) if window else {}
     for metric, value, bin_ in binned:
-        new[metric] = _observed(new.get(metric), value, bin_, time_ms)
-    return tuple(sorted(new.items()))
+        obs = window.get(metric)
+        if obs is None:
+            window[metric] = [1, value, value, value, value, time_ms, {bin_: 1}]
+            continue
+        obs[0] += 1
+        obs[1] += value
+        if value < obs[2]:
+            obs[2] = value
+        if value > obs[3]:
+            obs[3] = value
+        if time_ms >= obs[5]:
+            obs[4] = value
+            obs[5] = time_ms
+        bins = obs[6]
+        bins[bin_] = bins.get(bin_, 0) + 1
+
+
+def new_windows(sizes_ms: tuple[int, ...]) -> OpenWindows:
+    """No open window of any size."""
+    return [[] for _ in sizes_ms]
+
+
+def copy_windows(windows: OpenWindows) -> OpenWindows:
+    """A private copy to update in place (nothing shared with `windows` that an update changes)."""
+    return [[[start, {metric: [*obs[:6], obs[6].copy()] for metric, obs in value.items()}]
+             for start, value in open_] for open_ in windows]
+
+
+def _start_of(entry: list[Any]) -> int:
+    return entry[0]
 
 
 def add_to_windows(windows: OpenWindows, sizes_ms: tuple[int, ...], binned: list[Binned], time_ms: int, *,
-                   grace_ms: int, watermark_ms: int) -> tuple[OpenWindows, int, int | None]:
-    """Add one event's metrics to its window of every size.
+                   grace_ms: int, watermark_ms: int) -> tuple[int, int | None]:
+    """Add one event's metrics to its window of every size, in place.
 
-    Returns (new open windows, how many sizes dropped it as late, the close time of the earliest
-    window it opened or None). Late: its window already closed (watermark >= end + grace)."""
-    out = []
+    Returns (how many sizes dropped it as late, the close time of the earliest window it opened or
+    None). Late: its window already closed (watermark >= end + grace)."""
     late = 0
     opened_close_ms: int | None = None
     for size, open_ in zip(sizes_ms, windows):  # noqa: B905 (equal lengths; per event, so no strict check)
@@ -124,39 +130,46 @@ def add_to_windows(windows: OpenWindows, sizes_ms: tuple[int, ...], binned: list
         close_ms = start + size + grace_ms
         if close_ms <= watermark_ms:
             late += 1
-            out.append(open_)
-        elif open_ and open_[-1][0] == start:  # the common case: the newest open window
-            out.append((*open_[:-1], (start, add_observations(open_[-1][1], binned, time_ms))))
+            continue
+        if open_ and open_[-1][0] == start:  # the common case: the newest open window
+            observe(open_[-1][1], binned, time_ms)
+            continue
+        for entry in open_:
+            if entry[0] == start:
+                observe(entry[1], binned, time_ms)
+                break
         else:
-            entries = dict(open_)
-            entries[start] = add_observations(entries.get(start), binned, time_ms)
-            out.append(tuple(sorted(entries.items())))
-            if len(entries) > len(open_) and (opened_close_ms is None or close_ms < opened_close_ms):
+            value: WindowValue = {}
+            observe(value, binned, time_ms)
+            open_.append([start, value])
+            open_.sort(key=_start_of)
+            if opened_close_ms is None or close_ms < opened_close_ms:
                 opened_close_ms = close_ms
-    return tuple(out), late, opened_close_ms
+    return late, opened_close_ms
 
 
 def close_due(windows: OpenWindows, sizes_ms: tuple[int, ...], *, grace_ms: int,
-              watermark_ms: int) -> tuple[list[ClosedWindow], OpenWindows, int | None]:
-    """Split off the windows that closed at `watermark_ms` (end + grace <= watermark).
+              watermark_ms: int) -> tuple[list[ClosedWindow], int | None]:
+    """Remove (in place) the windows that closed at `watermark_ms` (end + grace <= watermark).
 
-    Returns (closed windows oldest first per size, the still open ones, the earliest close time
-    among those or None)."""
+    Returns (the closed windows, oldest first per size; the earliest close time among the windows
+    still open, or None)."""
     closed: list[ClosedWindow] = []
-    remaining = []
     next_close_ms: int | None = None
     for size, open_ in zip(sizes_ms, windows, strict=True):
         keep = []
-        for start, value in open_:
+        for entry in open_:
+            start = entry[0]
             close_ms = start + size + grace_ms
             if close_ms <= watermark_ms:
-                closed.append((size, start, value))
+                closed.append((size, start, entry[1]))
             else:
-                keep.append((start, value))
+                keep.append(entry)
                 if next_close_ms is None or close_ms < next_close_ms:
                     next_close_ms = close_ms
-        remaining.append(tuple(keep) if len(keep) != len(open_) else open_)
-    return closed, tuple(remaining), next_close_ms
+        if len(keep) != len(open_):
+            open_[:] = keep
+    return closed, next_close_ms
 
 
 def to_aggregate(obs: Observations) -> MetricAggregate:
@@ -176,14 +189,16 @@ def to_aggregate(obs: Observations) -> MetricAggregate:
                                      positive=positive, negative=negative, zero_count=zero)
 
 
-#: orjson writes a window value as it is (tuples as arrays, the bins' int keys as strings).
+#: orjson writes a window value as it is (lists as arrays, the bins' int keys as strings).
 JSON_OPTIONS: Final = orjson.OPT_NON_STR_KEYS
 
 
-def window_from_json(data: list[list[Any]]) -> WindowValue:
-    """A window value from its JSON (`orjson.dumps(value, option=JSON_OPTIONS)`, parsed)."""
-    return tuple((metric, (count, total, lo, hi, last, last_time_ms, {int(k): n for k, n in bins.items()}))
-                 for metric, (count, total, lo, hi, last, last_time_ms, bins) in data)
+def window_from_json(data: dict[str, list[Any]] | list[list[Any]]) -> WindowValue:
+    """A window value from its JSON (`orjson.dumps(value, option=JSON_OPTIONS)`, parsed). Also reads
+    the [[metric, observations], ...] that earlier versions stored."""
+    pairs = data.items() if isinstance(data, dict) else data
+    return {metric: [count, total, lo, hi, last, last_time_ms, {int(k): n for k, n in bins.items()}]
+            for metric, (count, total, lo, hi, last, last_time_ms, bins) in pairs}
 
 
 class WindowCodec:

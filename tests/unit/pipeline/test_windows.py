@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,11 +15,14 @@ from app.pipeline.status import StatusState
 from app.pipeline.tracker import Tracked, TrackedCodec
 from app.pipeline.validate import EVENT_TYPE, Rejection, _Invalid, _normalize, normalize_event
 from app.pipeline.windows import (
+    JSON_OPTIONS,
     WindowCodec,
-    add_observations,
     add_to_windows,
     bin_metrics,
     close_due,
+    copy_windows,
+    new_windows,
+    observe,
     to_aggregate,
 )
 from tests.unit.pipeline.conftest import NOW_MS
@@ -28,10 +32,10 @@ finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_v
 
 
 def _windows(events: list[tuple[int, float]], *, grace_ms: int = 5_000, watermark_ms: int = -1):
-    windows = tuple(() for _ in SIZES)
+    windows = new_windows(SIZES)
     for time_ms, value in events:
-        windows, _, _ = add_to_windows(windows, SIZES, bin_metrics({"x": value}), time_ms, grace_ms=grace_ms,
-                                       watermark_ms=watermark_ms)
+        add_to_windows(windows, SIZES, bin_metrics({"x": value}), time_ms, grace_ms=grace_ms,
+                       watermark_ms=watermark_ms)
     return windows
 
 
@@ -49,32 +53,54 @@ def test_add_to_windows__tumbling_windows_aligned_to_the_epoch(time_ms: int, sta
 
 
 def test_add_to_windows__reports_late_and_the_close_time_of_new_windows() -> None:
-    windows, late, close_ms = add_to_windows(((), ()), SIZES, bin_metrics({"x": 1.0}), NOW_MS + 1, grace_ms=5_000,
-                                             watermark_ms=NOW_MS)
+    windows = new_windows(SIZES)
+    late, close_ms = add_to_windows(windows, SIZES, bin_metrics({"x": 1.0}), NOW_MS + 1, grace_ms=5_000,
+                                    watermark_ms=NOW_MS)
     assert (late, close_ms) == (0, NOW_MS + 15_000)
-    _, late, close_ms = add_to_windows(windows, SIZES, bin_metrics({"x": 1.0}), NOW_MS + 2, grace_ms=5_000,
-                                       watermark_ms=NOW_MS)
+    late, close_ms = add_to_windows(windows, SIZES, bin_metrics({"x": 1.0}), NOW_MS + 2, grace_ms=5_000,
+                                    watermark_ms=NOW_MS)
     assert (late, close_ms) == (0, None)  # no new window
     # watermark at 15 s: the 10 s window [0, 10) closed (10 + 5 grace), the minute is open
-    _, late, _ = add_to_windows(windows, SIZES, bin_metrics({"x": 1.0}), NOW_MS + 3, grace_ms=5_000,
-                                watermark_ms=NOW_MS + 15_000)
+    late, _ = add_to_windows(windows, SIZES, bin_metrics({"x": 1.0}), NOW_MS + 3, grace_ms=5_000,
+                             watermark_ms=NOW_MS + 15_000)
     assert late == 1
+    assert [window[1]["x"][0] for open_ in windows for window in open_] == [2, 3]  # the late one counted once
+
+
+def test_add_to_windows__an_older_open_window_within_grace_still_counts() -> None:
+    windows = _windows([(NOW_MS + 12_000, 1.0)])
+    late, close_ms = add_to_windows(windows, SIZES, bin_metrics({"x": 5.0}), NOW_MS + 9_000, grace_ms=5_000,
+                                    watermark_ms=NOW_MS + 12_000)
+    assert (late, close_ms) == (0, NOW_MS + 15_000)  # [0, 10 s) opened behind the newest one
+    assert [start - NOW_MS for start, _ in windows[0]] == [0, 10_000]
+    assert windows[1][0][1]["x"][:4] == [2, 6.0, 1.0, 5.0]
 
 
 def test_close_due__splits_closed_from_open_oldest_first() -> None:
     windows = _windows([(NOW_MS, 1.0), (NOW_MS + 12_000, 2.0), (NOW_MS + 25_000, 3.0)])
-    closed, remaining, next_close = close_due(windows, SIZES, grace_ms=5_000, watermark_ms=NOW_MS + 27_000)
+    closed, next_close = close_due(windows, SIZES, grace_ms=5_000, watermark_ms=NOW_MS + 27_000)
     assert [(size, start - NOW_MS) for size, start, _ in closed] == [(10_000, 0), (10_000, 10_000)]
-    assert [[start - NOW_MS for start, _ in open_] for open_ in remaining] == [[20_000], [0]]
+    assert [[start - NOW_MS for start, _ in open_] for open_ in windows] == [[20_000], [0]]
     assert next_close == NOW_MS + 35_000
-    assert close_due(remaining, SIZES, grace_ms=5_000, watermark_ms=NOW_MS + 27_000)[0] == []
+    assert close_due(windows, SIZES, grace_ms=5_000, watermark_ms=NOW_MS + 27_000)[0] == []
 
 
-def test_add_observations__never_changes_its_input() -> None:
-    before = add_observations(None, bin_metrics({"x": 1.0, "y": 2.0}), NOW_MS)
-    snapshot = repr(before)
-    add_observations(before, bin_metrics({"x": 5.0, "y": 1.0}), NOW_MS + 1)
-    assert repr(before) == snapshot
+def test_copy_windows__updating_the_copy_never_changes_the_original() -> None:
+    original = _windows([(NOW_MS, 1.0), (NOW_MS + 12_000, 2.0)])
+    snapshot = repr(original)
+    copy = copy_windows(original)
+    for time_ms in (NOW_MS + 1, NOW_MS + 13_000, NOW_MS + 61_000):
+        add_to_windows(copy, SIZES, bin_metrics({"x": 5.0, "y": -1.0}), time_ms, grace_ms=5_000, watermark_ms=-1)
+    close_due(copy, SIZES, grace_ms=5_000, watermark_ms=NOW_MS + 100_000)
+    assert repr(original) == snapshot
+
+
+def test_observe__adds_every_metric_of_an_event() -> None:
+    window: dict = {}
+    observe(window, bin_metrics({"x": 1.0, "y": 2.0}), NOW_MS)
+    observe(window, bin_metrics({"x": 5.0}), NOW_MS - 1)  # older: `last` stays
+    assert window["x"][:6] == [2, 6.0, 1.0, 5.0, 1.0, NOW_MS]
+    assert window["y"][:6] == [1, 2.0, 2.0, 2.0, 2.0, NOW_MS]
 
 
 @settings(deadline=None, max_examples=60)
@@ -85,7 +111,7 @@ def test_window__equals_metric_aggregate_in_any_order(events: list[tuple[int, fl
         expected.add(value, NOW_MS + time_ms)
     shuffled = [(NOW_MS + t, v) for t, v in events]
     rnd.shuffle(shuffled)
-    obs = dict(_windows(shuffled)[0][0][1])["x"]
+    obs = _windows(shuffled)[0][0][1]["x"]
     agg = to_aggregate(obs)
     assert (agg.count, agg.min, agg.max) == (expected.count, expected.min, expected.max)
     assert agg.sum == pytest.approx(expected.sum, rel=1e-9, abs=1e-6)
@@ -102,7 +128,7 @@ def test_window__negative_and_zero_values_land_in_the_right_bins(values: list[fl
     expected = MetricAggregate()
     for i, v in enumerate(values):
         expected.add(v, NOW_MS + i)
-    obs = dict(_windows([(NOW_MS + i, v) for i, v in enumerate(values)])[0][0][1])["x"]
+    obs = _windows([(NOW_MS + i, v) for i, v in enumerate(values)])[0][0][1]["x"]
     assert to_aggregate(obs).sketch_bytes() == expected.sketch_bytes()
 
 
@@ -112,11 +138,14 @@ def test_codecs__round_trip() -> None:
     assert codec.decode(codec.encode(windows[0][0][1])) == windows[0][0][1]
     status = StatusState(subject="a/b", name="c", state="OK", reported_state="OK", since_ms=1, last_seen_ms=2,
                          recent_transitions_ms=(1,), expected_by_ms=5)
-    tracked = Tracked(status, windows, NOW_MS + 15_000)
+    tracked = Tracked(status, windows, NOW_MS + 15_000, [(NOW_MS, "e1")])
     tracked_codec = TrackedCodec(SIZES)
     assert tracked_codec.decode(tracked_codec.encode(tracked)) == tracked
     # a configured size dropped: its windows are dropped, the others kept
-    assert TrackedCodec((60_000,)).decode(tracked_codec.encode(tracked)).windows == (windows[1],)
+    assert TrackedCodec((60_000,)).decode(tracked_codec.encode(tracked)).windows == [windows[1]]
+    # the window format of earlier versions ([[metric, observations], ...]) still reads
+    old = [[metric, obs] for metric, obs in windows[0][0][1].items()]
+    assert codec.decode(orjson.dumps(old, option=JSON_OPTIONS)) == windows[0][0][1]
 
 
 event_records = st.fixed_dictionaries({
