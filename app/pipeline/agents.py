@@ -59,6 +59,7 @@ class Pipeline:
         self.agent: Agent = agent(EVENTS_TOPIC, name=name, tables=tables, dlq_topic=DLQ_TOPIC, batch=True,
                                   timestamp=self._event_time, registry=registry)(self.process)
         self.agent.on_timer(self.on_timer)
+        self.agent.on_rebuild(self.rebuild)
 
     def find_events(self, *, subject: str = "*", name: str = "*", since_ms: int, until_ms: int,
                     limit: int) -> list[FoundEvent]:
@@ -90,6 +91,7 @@ class Pipeline:
         max_future_ms = self.max_future_ms
         event_time = self._event_time
         archive_add = self.archive.add
+        event_ref = self.archive.ref
         apply = self.tracker.apply
         batch = TrackerBatch(ctx.watermark)
         partition = ctx.partition
@@ -105,9 +107,15 @@ class Pipeline:
             key = f"{ev.subject}/{ev.name}"
             if key != record.key:
                 self._misrouted(record.key, key)
-            archive_add(ev, partition, record.offset)
-            apply(key, ev, ctx, batch)
+            ref = event_ref(ev, record.offset)
+            archive_add(ev.subject, ev.name, partition, ref)
+            apply(key, ev, ref, ctx, batch)
         self.tracker.finish(batch, ctx)
+
+    def rebuild(self, ctx: Any) -> None:
+        """The id index is local-only: re-derive it from the pages and waiting references."""
+        indexed = self.archive.rebuild(ctx.partition, self.tracker.bound_refs())
+        log.info("re-indexed %d event ids of %s[%d]", indexed, ctx.topic, ctx.partition)
 
     def on_timer(self, key: str, payload: Any, ctx: Any) -> None:
         """An absence deadline (identity keys), a window close or an index prune is due."""

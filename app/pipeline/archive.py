@@ -2,7 +2,10 @@
 or by identity and time, without scanning the topic.
 
 - `event-ids`: event id -> (partition, offset, time_ms, type, subject, name) (`vigil events get`).
-- `event-find` (a BucketedTable): pages of an identity's event references [[time_ms, id], ...] under
+  A local-only table (no changelog: an event costs no Kafka record for it): everything in it is
+  also in the references below, which are changelogged, so after a restore `rebuild` re-derives it.
+- `event-find` (a BucketedTable): pages of an identity's event references
+  [[time_ms, id, offset, type], ...] (type "" for vigil.Event) under
   `<hour>\x1f<subject>\x1e<name>\x1f<time>\x1f<id>` (the hour, time and id of the page's newest
   event), sorted by hour, identity and time (`vigil events find`). The identity's newest references
   wait in its tracker state (app.pipeline.tracker) until PAGE_SIZE of them, or the next hour,
@@ -25,15 +28,15 @@ from typing import Any, Final
 from app.globs import glob_matcher
 from app.pipeline.buckets import BucketedTable
 from app.pipeline.query import key_prefix
-from app.pipeline.validate import NormalizedEvent
+from app.pipeline.validate import EVENT_TYPE, NormalizedEvent
 from app.runtime.tables import Table
 
 __all__ = ["PAGE_SIZE", "ArchiveIndex", "EventRef", "FoundEvent"]
 
 #: Event references per page of the find index.
 PAGE_SIZE: Final = 16
-#: (time_ms, event id)
-EventRef = tuple[int, str]
+#: (time_ms, event id, offset, type name or "" for vigil.Event)
+EventRef = tuple[int, str, int, str]
 
 _TIME_OFFSET: Final = 1 << 62  # hex times stay non-negative (and sorted) for any ms time
 _SEP: Final = "\x1f"
@@ -62,7 +65,8 @@ class ArchiveIndex:
     """Indexes events as the pipeline agent sees them; answers lookups from outside agents."""
 
     def __init__(self, *, retention_ms: int) -> None:
-        self.ids = Table("event-ids", help="event id -> [partition, offset, time_ms, type, subject, name]")
+        self.ids = Table("event-ids", changelog=False, cache_limit=10_000,
+                         help="event id -> [partition, offset, time_ms, type, subject, name]")
         self.find = BucketedTable("event-find", retention_ms=retention_ms,
                                   help="hour + identity + time + id -> id")
 
@@ -71,15 +75,33 @@ class ArchiveIndex:
         return self.ids, *self.find.tables
 
     # -- inside the agent -----------------------------------------------------------------------------
-    def add(self, ev: NormalizedEvent, partition: int, offset: int) -> None:
-        """Index one accepted event's id at its partition and offset (its reference goes to a page
-        through the tracker: `write_page`)."""
+    @staticmethod
+    def ref(ev: NormalizedEvent, offset: int) -> EventRef:
+        """The reference of an accepted event at `offset` (in pages, and waiting in its identity)."""
+        return ev.time_ms, ev.id, offset, "" if ev.type_name == EVENT_TYPE else ev.type_name
+
+    def add(self, subject: str, name: str, partition: int, ref: EventRef) -> None:
+        """Index one event's id (its reference goes to a page through the tracker: `write_page`)."""
+        time_ms, event_id, offset, type_name = ref
         # A tuple: the garbage collector stops tracking tuples of plain values (there are many).
-        self.ids[ev.id] = (partition, offset, ev.time_ms, ev.type_name, ev.subject, ev.name)
+        self.ids[event_id] = (partition, offset, time_ms, type_name, subject, name)
+
+    def rebuild(self, partition: int, waiting: Iterable[tuple[str, str, Iterable[EventRef]]]) -> int:
+        """Re-index the ids of the bound partition from its pages and the references still waiting
+        in identities; returns how many. References written by versions that kept no offset are
+        skipped (their events cannot be fetched)."""
+        indexed = 0
+        pages = (page for _, page in self.find.table.items())
+        for subject, name, refs in itertools.chain(pages, waiting):
+            for ref in refs:
+                if len(ref) == 4:
+                    self.add(subject, name, partition, ref)
+                    indexed += 1
+        return indexed
 
     def write_page(self, subject: str, name: str, refs: tuple[EventRef, ...], ctx: Any) -> None:
         """Store a page of one identity's event references."""
-        newest_ms, newest_id = max(refs)
+        newest_ms, newest_id = max(refs)[:2]
         rest = f"{subject}{_IDENTITY_SEP}{name}{_SEP}{newest_ms + _TIME_OFFSET:016x}{_SEP}{newest_id}"
         self.find.put(newest_ms, rest, (subject, name, refs), ctx)  # tuples: see `add`
 
@@ -90,8 +112,8 @@ class ArchiveIndex:
         """An hour of pages aged out: forget their events; returns how many."""
         forgotten = 0
         for _, (_, _, refs) in self.find.prune(timer_key):
-            for _, event_id in refs:
-                self.ids.pop(event_id)
+            for ref in refs:
+                self.ids.pop(ref[1])
             forgotten += len(refs)
         return forgotten
 
@@ -102,20 +124,20 @@ class ArchiveIndex:
         if entry is None:
             return None
         partition, offset, time_ms, type_name, subject, name = entry
-        return FoundEvent(event_id, partition, offset, time_ms, type_name, subject, name)
+        return FoundEvent(event_id, partition, offset, time_ms, type_name or EVENT_TYPE, subject, name)
 
     def find_events(self, *, subject: str = "*", name: str = "*", since_ms: int, until_ms: int, limit: int,
-                    waiting: Iterable[tuple[str, str, tuple[EventRef, ...]]] = ()) -> list[FoundEvent]:
+                    waiting: Iterable[tuple[str, str, Iterable[EventRef]]] = ()) -> list[FoundEvent]:
         """Events of matching identities with since_ms <= time <= until_ms in the local partitions,
         newest first, at most `limit`. `waiting`: (subject, name, references) not yet in a page."""
         match_subject, match_name = glob_matcher(subject), glob_matcher(name)
         prefix = key_prefix(subject, name, separator=_IDENTITY_SEP)
-        candidates: list[EventRef] = []
+        candidates: list[tuple[int, str]] = []
         pages = ((page_subject, page_name, refs) for partition in self.find.partitions()
                  for _, (page_subject, page_name, refs) in self.find.scan(partition, since_ms=since_ms, prefix=prefix))
         for ref_subject, ref_name, refs in itertools.chain(pages, waiting):
             if match_subject(ref_subject) and match_name(ref_name):
-                candidates += [(t, i) for t, i in refs if since_ms <= t <= until_ms]
+                candidates += [(ref[0], ref[1]) for ref in refs if since_ms <= ref[0] <= until_ms]
         candidates.sort(reverse=True)
         found = []
         for _, event_id in candidates[:limit]:

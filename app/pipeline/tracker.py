@@ -72,7 +72,7 @@ class Tracked:
     windows: OpenWindows
     #: when the identity's window-closing timer is armed for, None when none is
     close_at_ms: int | None
-    #: (time_ms, event id) of the events not yet in a page of the archive's find index
+    #: references (app.pipeline.archive.EventRef) of the events not yet in a page of the archive's find index
     recent: list[EventRef]
 
     def copy(self) -> Tracked:
@@ -98,7 +98,7 @@ class TrackedCodec:
         sizes, status, stored, close_at_ms, recent = orjson.loads(data)
         by_size = dict(zip(sizes, stored, strict=True))
         windows = [[[start, window_from_json(v)] for start, v in by_size.get(size, ())] for size in self.sizes_ms]
-        return Tracked(StatusState.from_dict(status), windows, close_at_ms, [(t, i) for t, i in recent])
+        return Tracked(StatusState.from_dict(status), windows, close_at_ms, [tuple(ref) for ref in recent])
 
 
 class TrackerBatch:
@@ -138,7 +138,7 @@ class Tracker:
         return self.table, *self.closed.tables
 
     # -- inside the agent -----------------------------------------------------------------------------
-    def apply(self, key: str, ev: NormalizedEvent, ctx: Any, batch: TrackerBatch) -> None:
+    def apply(self, key: str, ev: NormalizedEvent, ref: EventRef, ctx: Any, batch: TrackerBatch) -> None:
         """Fold one accepted event into its identity: status and alerts now, windows in the batch's
         copy; `finish` stores the copies and arms timers."""
         states = batch.states
@@ -155,7 +155,7 @@ class Tracker:
         update = fold_status(tracked.status if tracked is not None else None, ev, flap=self.flap)
         new_status = update.state
         if tracked is None:
-            tracked = states[key] = Tracked(new_status, new_windows(self.sizes_ms), None, [(ev.time_ms, ev.id)])
+            tracked = states[key] = Tracked(new_status, new_windows(self.sizes_ms), None, [ref])
         elif new_status is tracked.status:
             return  # a duplicate delivery of the last event: nothing changes, windows included
         else:
@@ -165,7 +165,7 @@ class Tracker:
             if recent and (len(recent) >= PAGE_SIZE or recent[0][0] // BUCKET_MS != ev.time_ms // BUCKET_MS):
                 self.on_page(new_status.subject, new_status.name, tuple(recent), ctx)
                 recent.clear()
-            recent.append((ev.time_ms, ev.id))
+            recent.append(ref)
         if ev.metrics:
             late, opened_close_ms = add_to_windows(tracked.windows, self.sizes_ms, bin_metrics(ev.metrics), ev.time_ms,
                                                    grace_ms=self.grace_ms, watermark_ms=batch.watermark_ms)
@@ -250,6 +250,12 @@ class Tracker:
             ctx.send(STATUS_TOPIC, key, to_status_record(update.state), schema="vigil.Status")
         if update.alert is not None:
             ctx.send(ALERTS_TOPIC, key, update.alert, schema="vigil.Alert")
+
+    def bound_refs(self) -> Iterator[tuple[str, str, list[EventRef]]]:
+        """(subject, name, waiting references) of every identity of the bound partition (inside
+        the agent: on_rebuild)."""
+        for _, tracked in self.table.items():
+            yield tracked.status.subject, tracked.status.name, tracked.recent
 
     # -- outside agents (HTTP queries) ----------------------------------------------------------------
     def statuses(self, *, subject: str = "*", name: str = "*", state: str | None = None) -> list[dict[str, Any]]:

@@ -45,6 +45,7 @@ class Agent:
     timestamp: Callable[[Any, int], int] | None = None
     help: str = ""
     timer_fn: Callable[..., Any] | None = None
+    rebuild_fn: Callable[..., Any] | None = None
     meta: Table = field(init=False)
 
     def __post_init__(self) -> None:
@@ -66,6 +67,14 @@ class Agent:
         """Decorator: `fn(key, payload, ctx)` runs when a timer set with ctx.timers.schedule fires."""
         self.timer_fn = fn
         self.timer_is_async = inspect.iscoroutinefunction(fn)
+        return fn
+
+    def on_rebuild(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: `fn(ctx)` refills the agent's local-only tables (`Table(changelog=False)`) of
+        `ctx.partition` from its other tables, which are bound to that partition. It runs when the
+        partition is assigned and its changelogged tables were restored from Kafka (or its local-only
+        tables were never written here), with the local-only tables emptied first."""
+        self.rebuild_fn = fn
         return fn
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -19,7 +19,7 @@ from typing import Any
 from app.runtime.agent import Agent
 from app.runtime.backends import StoreBackend
 from app.runtime.context import AgentContext, Output
-from app.runtime.store import PartitionStore
+from app.runtime.store import PartitionStore, clear_store
 from app.runtime.tables import Table
 from app.runtime.timers import PartitionTimers
 from app.runtime.windowed import WindowedTable
@@ -245,6 +245,22 @@ class Engine:
             stores = {t.name: t.stores[partition] for t in a.all_tables}
             parts.append(_AgentPartition(self, a, partition, stores))
         self._parts[(topic, partition)] = parts
+
+    def rebuild(self, topic: str, partition: int) -> None:
+        """Refill the local-only tables of an activated partition: empty them, then run each agent's
+        on_rebuild with the partition's tables bound (the worker calls this after a restore)."""
+        for t in self.tables_of(topic):
+            if not t.changelog and partition in t.stores:
+                clear_store(t.stores[partition])
+        for ap in self._parts.get((topic, partition), ()):
+            fn = ap.agent.rebuild_fn
+            if fn is None:
+                continue
+            ap.bind()
+            try:
+                fn(ap.ctx)
+            finally:
+                ap.unbind()
 
     def close_partition(self, topic: str, partition: int) -> None:
         """Forget a revoked partition (call after its pending writes are committed)."""

@@ -9,6 +9,11 @@
 Inside an agent, a table reads and writes the partition of the event being processed (tables are
 co-partitioned with the agent's source topic, whose key is the identity). Assign values back after
 changing a mutable value (`d = t[k]; d["x"] = 1; t[k] = d`): in-place mutation is not tracked.
+
+`changelog=False` makes a local-only table: stored in RocksDB with the others, but with no
+changelog topic, so a write costs no Kafka record. Use it for what can be derived from the agent's
+other tables (an index): when a partition's changelogged tables had to be restored from Kafka, its
+local-only tables are emptied and the agent's `@agent.on_rebuild` function refills them.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ class Table:
     """Keyed state with a compacted changelog topic per table."""
 
     def __init__(self, name: str, *, default: Any = None, codec: str | Codec | None = "json",
-                 cache_limit: int = 200_000, help: str = "") -> None:
+                 cache_limit: int = 200_000, changelog: bool = True, help: str = "") -> None:
         if not name or "/" in name:
             raise ValueError(f"table name {name!r} must be non-empty and contain no '/'")
         self.name = name
@@ -38,6 +43,8 @@ class Table:
         self._default_factory: Callable[[], Any] | None = default if callable(default) else None
         self.codec = codec_for(codec)
         self.cache_limit = cache_limit
+        #: False: local only, rebuilt by the agent's on_rebuild after a restore (see the module docstring)
+        self.changelog = changelog
         self.help = help
         self.stores: dict[int, PartitionStore] = {}
         self.active: PartitionStore | None = None

@@ -46,6 +46,11 @@ __all__ = ["Guarantee", "Worker", "WorkerOptions"]
 log = logging.getLogger(__name__)
 
 
+#: The checkpoint a local-only store records when written (it has no changelog offset): it tells
+#: "written here" from "never written", see Worker._needs_rebuild.
+LOCAL_ONLY_CHECKPOINT = 0
+
+
 class Guarantee(str, Enum):
     AT_LEAST_ONCE = "at_least_once"
     EXACTLY_ONCE = "exactly_once"
@@ -147,6 +152,8 @@ class Worker:
             parts = md.topics[real].partitions
             replication = len(next(iter(parts.values())).replicas)
             for t in self.engine.tables_of(logical):
+                if not t.changelog:
+                    continue
                 specs.append(TopicSpec(name=self.changelog(t), partitions=len(parts), replication=replication,
                                        config={"cleanup.policy": "compact"}))
         reconcile(admin, specs, dry_run=False)
@@ -199,9 +206,13 @@ class Worker:
             for tp in partitions:
                 logical = self._source[tp.topic]
                 opened += [(t, tp.partition, st) for t, st in self.engine.open_partition(logical, tp.partition)]
-            self._restore(opened)
+            restored = self._restore(opened)
             for tp in partitions:
-                self.engine.activate(self._source[tp.topic], tp.partition)
+                logical = self._source[tp.topic]
+                self.engine.activate(logical, tp.partition)
+                if self._needs_rebuild(logical, tp.partition, restored):
+                    log.info("rebuilding the local-only tables of %s[%d]", logical, tp.partition)
+                    self.engine.rebuild(logical, tp.partition)
             self.metrics.assigned.set(len(self.engine.assigned()))
             log.info("assigned %s", [(tp.topic, tp.partition) for tp in partitions])
         finally:
@@ -214,10 +225,26 @@ class Worker:
             self._offsets.pop((tp.topic, tp.partition), None)
         self.metrics.assigned.set(len(self.engine.assigned()))
 
-    def _restore(self, opened: list[tuple[Table, int, PartitionStore]]) -> None:
-        """Bring each store up to its changelog's end, reading only what is missing locally."""
+    def _needs_rebuild(self, topic: str, partition: int, restored: set[tuple[str, int]]) -> bool:
+        """Local-only tables are derived from the changelogged ones: rebuild them when those were
+        restored from Kafka, or when they were never written here but the others hold state."""
+        tables = self.engine.tables_of(topic)
+        local = [t.stores[partition] for t in tables if not t.changelog]
+        if not local:
+            return False
+        changelogged = [t for t in tables if t.changelog]
+        if any((t.name, partition) in restored for t in changelogged):
+            return True
+        return any(st.checkpoint is None for st in local) and any(
+            t.stores[partition].checkpoint is not None for t in changelogged)
+
+    def _restore(self, opened: list[tuple[Table, int, PartitionStore]]) -> set[tuple[str, int]]:
+        """Bring each store up to its changelog's end, reading only what is missing locally.
+        Returns (table name, partition) of the stores that read anything or were wiped."""
+        restored: set[tuple[str, int]] = set()
+        opened = [(t, p, st) for t, p, st in opened if t.changelog]
         if not opened:
-            return
+            return restored
         rc = make_consumer(self.settings, f"{self.app_id}-restore-{self.instance_id}", **{
             "isolation.level": "read_committed", "enable.partition.eof": True, "enable.auto.commit": False})
         try:
@@ -230,14 +257,16 @@ class Worker:
                 if plan.wipe_local:
                     log.warning("table %s[%d]: %s", table.name, p, plan.reason)
                     clear_store(store)
+                    restored.add((table.name, p))
                 if plan.start_offset is None:
                     continue
+                restored.add((table.name, p))
                 targets[(topic, p)] = (table, store, hi)
                 start = plan.start_offset if plan.start_offset > 0 else OFFSET_BEGINNING
                 assign.append(TopicPartition(topic, p, start))
                 self.metrics.restore_remaining.labels(table.name, str(p)).set(hi - plan.start_offset)
             if not assign:
-                return
+                return restored
             rc.assign(assign)
             log.info("restoring %s", [(tp.topic, tp.partition, tp.offset) for tp in assign])
             pending = set(targets)
@@ -267,6 +296,7 @@ class Worker:
             log.info("restore done")
         finally:
             rc.close()
+        return restored
 
     # -- main loop ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -401,10 +431,14 @@ class Worker:
         started = time.monotonic()
         self._flush_engine()
         written: list[tuple[PartitionStore, list[tuple[bytes, bytes | None]], tuple[str, int]]] = []
+        local: list[tuple[PartitionStore, list[tuple[bytes, bytes | None]]]] = []
         for table, p, store in self.engine.stores():
             if not store.has_pending:
                 continue
             writes = store.take_pending()
+            if not table.changelog:
+                local.append((store, writes))
+                continue
             topic = self.changelog(table)
             for key, value in writes:
                 self._produce(topic, value, key, partition=p, callback=self._on_changelog_delivery)
@@ -423,6 +457,10 @@ class Worker:
         if self._delivery_errors:
             errors, self._delivery_errors = self._delivery_errors[:5], []
             raise RuntimeError(f"produce failed, not committing: {'; '.join(errors)}")
+        # Local-only tables first: after a crash between the two, the changelogged stores are behind
+        # their changelogs, so the next assignment restores them and rebuilds the local-only ones.
+        for store, writes in local:
+            store.persist(writes, LOCAL_ONLY_CHECKPOINT)
         for store, writes, key in written:
             store.persist(writes, self._changelog_offsets.get(key))
         if not self.eos and offsets:

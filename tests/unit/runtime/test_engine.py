@@ -48,6 +48,30 @@ def test_table__survives_restart(reg: AgentRegistry) -> None:
     assert totals.lookup("a/load") == 4.0
 
 
+def test_local_only_table__emptied_and_refilled_by_on_rebuild(reg: AgentRegistry) -> None:
+    latest = Table("latest")
+    by_time = Table("by-time", changelog=False)  # derived from `latest`: no changelog needed
+
+    @agent("events", tables=[latest, by_time], registry=reg)
+    def track(event, ctx):
+        latest[ctx.key] = event["time"]
+        by_time[str(event["time"])] = ctx.key
+
+    @track.on_rebuild
+    def rebuild(ctx):
+        for key, time_ms in latest.items():
+            by_time[str(time_ms)] = key
+
+    h = AgentHarness(reg.agents(), partitions=2)
+    h.feed_many("events", [ev("a", time=1), ev("b", time=2), ev("a", time=3)])
+    assert sorted(by_time.all_items()) == [("1", "a/load"), ("2", "b/load"), ("3", "a/load")]
+    for p in range(2):
+        h.engine.rebuild("events", p)
+    # the stale entry ("1") is gone: rebuilt from `latest` alone, outside any agent call
+    assert sorted(by_time.all_items()) == [("2", "b/load"), ("3", "a/load")]
+    assert latest.active is None and by_time.active is None
+
+
 def test_table__outside_agent_raises_clear_error() -> None:
     t = Table("lonely")
     with pytest.raises(TableNotActive, match="outside an agent"):
