@@ -4,6 +4,8 @@ offset checkpoint stored atomically with the data (so restore reads only what is
 
 Writes stay in memory until the worker commits: then the dirty keys are encoded once, sent to the
 changelog (one record per key, however often it changed) and written to the backend in one batch.
+Between the two (`take_pending` ... `persist`) the writes are "in flight": the worker goes on
+processing while Kafka acknowledges them, so reads and scans see them, and the cache keeps them.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class PartitionStore:
         self.cache_limit = cache_limit
         self._cache: dict[str, Any] = {}
         self._dirty: dict[str, Any] = {}
+        #: writes handed to take_pending and not yet persisted, oldest first
+        self._inflight: list[dict[str, Any]] = []
         self._undo: dict[str, tuple[Any, Any]] | None = None
         raw = backend.get(CHECKPOINT_KEY)
         self.checkpoint: int | None = int(raw) if raw is not None else None
@@ -85,7 +89,9 @@ class PartitionStore:
 
     def items(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
         """Live entries (committed and pending), sorted by key, optionally under a key prefix."""
-        pending = {k: v for k, v in self._dirty.items() if k.startswith(prefix)}
+        pending = {}
+        for writes in (*self._inflight, self._dirty):
+            pending.update((k, v) for k, v in writes.items() if k.startswith(prefix))
         merged: dict[str, Any] = {}
         for raw_key, raw_value in self.backend.iterate(prefix.encode()):
             if raw_key.startswith(b"\x00\x00"):
@@ -101,11 +107,13 @@ class PartitionStore:
         return (k for k, _ in self.items(prefix))
 
     def _evict(self) -> None:
-        # Keep what is pending plus the newer half of the rest (dicts keep insertion order, a cheap
-        # approximation of recency); everything else is re-read from the backend on demand.
+        # Keep what is pending or in flight (the backend does not have it yet) plus the newer half of
+        # the rest (dicts keep insertion order, a cheap approximation of recency); everything else
+        # is re-read from the backend on demand.
         keep = self.cache_limit // 2
         recent = list(self._cache.items())[-keep:] if keep else []
-        self._cache = {k: v for k, v in self._cache.items() if k in self._dirty}
+        unwritten = [self._dirty, *self._inflight]
+        self._cache = {k: v for k, v in self._cache.items() if any(k in w for w in unwritten)}
         self._cache.update(recent)
 
     # -- agent-call transactions ------------------------------------------------------------------
@@ -137,14 +145,21 @@ class PartitionStore:
 
     def take_pending(self) -> list[tuple[bytes, bytes | None]]:
         """Encode and hand over every pending write (for the changelog), clearing the pending set.
-        Call `persist` with the same list once the changelog write is durable."""
+        Call `persist` with the same list once the changelog write is durable (calls to `persist`
+        follow the order of the calls to `take_pending`)."""
         encode = self.codec.encode
-        out = [(k.encode(), None if v is _DELETED else encode(v)) for k, v in self._dirty.items()]
-        self._dirty = {}
-        return out
+        dirty, self._dirty = self._dirty, {}
+        self._inflight.append(dirty)
+        return [(k.encode(), None if v is _DELETED else encode(v)) for k, v in dirty.items()]
 
     def persist(self, writes: list[tuple[bytes, bytes | None]], checkpoint: int | None) -> None:
-        """Write to the backend atomically with the changelog offset they correspond to."""
+        """Write the oldest writes taken by `take_pending` to the backend, atomically with the
+        changelog offset they correspond to."""
+        if self._inflight:
+            self._inflight.pop(0)
+        self._write(writes, checkpoint)
+
+    def _write(self, writes: list[tuple[bytes, bytes | None]], checkpoint: int | None) -> None:
         batch: dict[bytes, bytes | None] = dict(writes)
         if checkpoint is not None:
             batch[CHECKPOINT_KEY] = str(checkpoint).encode()
@@ -157,7 +172,7 @@ class PartitionStore:
         """Restore: apply changelog records (value None = tombstone) up to `last_offset`."""
         for key, _ in records:
             self._cache.pop(key.decode(errors="replace"), None)
-        self.persist(records, last_offset)
+        self._write(records, last_offset)
 
     def close(self) -> None:
         self.backend.close()
@@ -169,4 +184,5 @@ def clear_store(store: PartitionStore) -> None:
     store.backend.write(deletes)
     store._cache.clear()
     store._dirty.clear()
+    store._inflight.clear()
     store.checkpoint = None

@@ -1,8 +1,11 @@
 """The Kafka worker: consume → decode → engine → produce, with changelogs, restore on assignment,
 and commits under at-least-once or exactly-once.
 
-At-least-once: outputs and changelog records are produced, the producer is flushed (all acked),
-stores are written with their changelog checkpoint, then consumer offsets are committed.
+At-least-once: at each commit interval, outputs and changelog records are produced and the
+offsets processed so far noted; processing goes on while Kafka acknowledges them. Once every
+record up to that point is acknowledged (app.runtime.deliveries), the stores are written with
+their changelog checkpoint, then the noted consumer offsets are committed. A rebalance, a
+checkpoint() and shutdown wait for that instead (the producer is flushed).
 Exactly-once: everything (outputs, changelogs, dead letters, consumer offsets) goes in one Kafka
 transaction per commit interval; stores are written locally only after the commit succeeded, so
 local state never holds anything a crash could roll back. The transactional.id is stable per
@@ -16,6 +19,7 @@ import logging
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -31,6 +35,7 @@ from app.model.serde import AvroSerde, DecodeError
 from app.registry.client import RegistryClient
 from app.runtime.agent import Agent
 from app.runtime.backends import RocksBackend
+from app.runtime.deliveries import DeliveryTracker
 from app.runtime.engine import DeadLetter, Engine, InRecord
 from app.runtime.metrics import WorkerMetrics
 from app.runtime.outputs import OutputEncoder
@@ -49,11 +54,26 @@ log = logging.getLogger(__name__)
 #: The checkpoint a local-only store records when written (it has no changelog offset): it tells
 #: "written here" from "never written", see Worker._needs_rebuild.
 LOCAL_ONLY_CHECKPOINT = 0
+#: Commits whose records may still await acknowledgement before the worker blocks on the producer.
+MAX_PENDING_COMMITS = 3
 
 
 class Guarantee(str, Enum):
     AT_LEAST_ONCE = "at_least_once"
     EXACTLY_ONCE = "exactly_once"
+
+
+@dataclass
+class _PendingCommit:
+    """A commit point whose records are produced but maybe not acknowledged yet."""
+
+    epoch: int
+    offsets: list[TopicPartition]
+    #: (store, writes, its changelog partition) of changelogged stores
+    written: list[tuple[PartitionStore, list[tuple[bytes, bytes | None]], tuple[str, int]]]
+    #: (store, writes) of local-only stores
+    local: list[tuple[PartitionStore, list[tuple[bytes, bytes | None]]]]
+    started: float
 
 
 @dataclass
@@ -98,8 +118,8 @@ class Worker:
         self._decode_mode = self._decode_modes(agents)
         self._stop = threading.Event()
         self._offsets: dict[tuple[str, int], int] = {}
-        self._changelog_offsets: dict[tuple[str, int], int] = {}
-        self._delivery_errors: list[str] = []
+        self.deliveries = DeliveryTracker()
+        self._pending: deque[_PendingCommit] = deque()
         self._in_txn = False
         self._last_commit = time.monotonic()
         self._restoring = False
@@ -172,19 +192,7 @@ class Worker:
         if self.eos:
             self.producer.init_transactions(60)
 
-    # -- delivery bookkeeping -------------------------------------------------------------------------
-    def _on_changelog_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self._delivery_errors.append(f"changelog {msg.topic()}[{msg.partition()}]: {err.str()}")
-            return
-        key = (msg.topic(), msg.partition())
-        if msg.offset() > self._changelog_offsets.get(key, -1):
-            self._changelog_offsets[key] = msg.offset()
-
-    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self._delivery_errors.append(f"{msg.topic()}[{msg.partition()}]: {err.str()}")
-
+    # -- producing ------------------------------------------------------------------------------------
     def _produce(self, topic: str, value: bytes | None, key: bytes | None, *, partition: int = -1,
                  headers: list[tuple[str, bytes]] | None = None, callback: Callable | None = None) -> None:
         if self.eos and not self._in_txn:
@@ -193,7 +201,8 @@ class Worker:
         while True:
             try:
                 self.producer.produce(topic, value, key, partition=partition, headers=headers,
-                                      on_delivery=callback or self._on_delivery)
+                                      on_delivery=callback or self.deliveries.on_delivery)
+                self.deliveries.count += 1
                 return
             except BufferError:
                 self.producer.poll(0.05)  # local queue full: let deliveries drain
@@ -349,7 +358,9 @@ class Worker:
                         self._flush_engine()
                     now = time.monotonic()
                     if now - self._last_commit >= interval_s:
-                        self.commit()
+                        self.commit(wait=False)
+                    elif self._pending:
+                        self._finish_commits(block=False)
                 if now >= lag_due:
                     self._update_lag()
                     lag_due = now + 5
@@ -426,8 +437,9 @@ class Worker:
         self.producer.poll(0)
 
     # -- commit ---------------------------------------------------------------------------------------
-    def commit(self) -> None:
-        """Make processed input, state and outputs durable together (see module docstring)."""
+    def commit(self, *, wait: bool = True) -> None:
+        """Make processed input, state and outputs durable together (see module docstring).
+        wait=False (at-least-once): produce and note the commit point, finish it once acknowledged."""
         started = time.monotonic()
         self._flush_engine()
         written: list[tuple[PartitionStore, list[tuple[bytes, bytes | None]], tuple[str, int]]] = []
@@ -440,35 +452,48 @@ class Worker:
                 local.append((store, writes))
                 continue
             topic = self.changelog(table)
+            on_changelog = self.deliveries.on_changelog
             for key, value in writes:
-                self._produce(topic, value, key, partition=p, callback=self._on_changelog_delivery)
+                self._produce(topic, value, key, partition=p, callback=on_changelog)
             written.append((store, writes, (topic, p)))
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._offsets.items()]
-        if self.eos:
-            if self._in_txn:
-                if offsets:
-                    self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
-                self.producer.commit_transaction(60)
-                self._in_txn = False
-        else:
+        if self.eos and self._in_txn:
+            if offsets:
+                self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
+            self.producer.commit_transaction(60)
+            self._in_txn = False
+        self._pending.append(_PendingCommit(self.deliveries.close_epoch(), offsets, written, local, started))
+        self._last_commit = time.monotonic()
+        self._finish_commits(block=wait or self.eos or len(self._pending) > MAX_PENDING_COMMITS)
+
+    def _finish_commits(self, *, block: bool) -> None:
+        """Finish the commit points whose records are all acknowledged, oldest first: write the
+        stores (local-only ones first), then commit the consumer offsets. block: flush the
+        producer first, so every pending point finishes."""
+        if block:
             left = self.producer.flush(60)
             if left:
                 raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"{left} records not acknowledged"))
-        if self._delivery_errors:
-            errors, self._delivery_errors = self._delivery_errors[:5], []
-            raise RuntimeError(f"produce failed, not committing: {'; '.join(errors)}")
-        # Local-only tables first: after a crash between the two, the changelogged stores are behind
-        # their changelogs, so the next assignment restores them and rebuilds the local-only ones.
-        for store, writes in local:
-            store.persist(writes, LOCAL_ONLY_CHECKPOINT)
-        for store, writes, key in written:
-            store.persist(writes, self._changelog_offsets.get(key))
-        if not self.eos and offsets:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
-        self._last_commit = time.monotonic()
-        self.commit_count += 1
-        self.metrics.commits.inc()
-        self.metrics.commit_seconds.observe(self._last_commit - started)
+        else:
+            self.producer.poll(0)
+        while self._pending and self.deliveries.acknowledged(self._pending[0].epoch):
+            if self.deliveries.errors:
+                errors = self.deliveries.errors[:5]
+                self.deliveries.errors.clear()
+                raise RuntimeError(f"produce failed, not committing: {'; '.join(errors)}")
+            point = self._pending.popleft()
+            changelog_offsets = self.deliveries.release(point.epoch)
+            # Local-only tables first: after a crash between the two, the changelogged stores are behind
+            # their changelogs, so the next assignment restores them and rebuilds the local-only ones.
+            for store, writes in point.local:
+                store.persist(writes, LOCAL_ONLY_CHECKPOINT)
+            for store, writes, key in point.written:
+                store.persist(writes, changelog_offsets.get(key))
+            if not self.eos and point.offsets:
+                self.consumer.commit(offsets=point.offsets, asynchronous=not block)
+            self.commit_count += 1
+            self.metrics.commits.inc()
+            self.metrics.commit_seconds.observe(time.monotonic() - point.started)
         self._export_stats()
 
     def _export_stats(self) -> None:
