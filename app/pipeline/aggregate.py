@@ -11,25 +11,32 @@ Two serialisations:
 - the `sketch` bytes of a vigil.WindowAggregate record: ddsketch's protobuf format (the one
   DataDog's Go/Java/JS sketches read).
 Both keep only the occupied bins, as a dense run or as (key, count) pairs, whichever is smaller.
+
+`record_from_bins` builds a vigil.WindowAggregate straight from bin counts kept elsewhere (the
+windows stage), without a DDSketch object: closing a window is on the hot path. It computes the
+quantiles with DDSketch's own rank rule over the same bins and the library's mapping, so they equal
+`MetricAggregate.quantile` bit for bit (the tests check it).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from ddsketch import LogarithmicMapping
 from ddsketch.ddsketch import BaseDDSketch
-from ddsketch.pb.proto import DDSketchProto
+from ddsketch.pb.proto import KeyMappingProto
 from ddsketch.pb.proto import pb as ddsketch_pb
 from ddsketch.store import DenseStore
 from google.protobuf.message import DecodeError
 
 from app.pipeline.validate import format_time_ms
 
-__all__ = ["RELATIVE_ACCURACY", "SKETCH_MIN_MAGNITUDE", "WINDOW_QUANTILES", "MetricAggregate", "sketch_key"]
+__all__ = ["RELATIVE_ACCURACY", "SKETCH_MIN_MAGNITUDE", "WINDOW_QUANTILES", "MetricAggregate", "SketchBins",
+           "record_from_bins", "sketch_key"]
 
 #: Relative accuracy of every sketch (DDSketch "alpha"); all Vigil sketches share it to stay mergeable.
 RELATIVE_ACCURACY: Final = 0.01
@@ -43,6 +50,11 @@ _MAPPING: Final = LogarithmicMapping(RELATIVE_ACCURACY)
 _MAX_KEY_SPAN: Final = _MAPPING.key(_MAPPING.max_possible) - _MAPPING.key(_MAPPING.min_possible) + 1
 #: Magnitudes at or below this count in a sketch's zero bin (as DDSketch.add decides).
 SKETCH_MIN_MAGNITUDE: Final = _MAPPING.min_possible
+# The mapping's protobuf form, as the library writes it; every sketch message copies it.
+_PB_MAPPING: Final = KeyMappingProto.to_proto(_MAPPING)
+
+#: One sign of a sketch as its occupied bins: (keys ascending, their counts, each > 0).
+SketchBins = tuple[Sequence[int], Sequence[float]]
 
 
 def sketch_key(magnitude: float) -> int:
@@ -112,20 +124,122 @@ def _store_from_state(state: dict[str, Any] | None) -> DenseStore:
     return _store_from_counts(state["first_key"], state["counts"])
 
 
-def _fill_proto_store(pb_store: Any, store: DenseStore) -> None:
-    """Write `store` into a protobuf Store message (contiguous or sparse, whichever is smaller)."""
-    del pb_store.contiguousBinCounts[:]
-    pb_store.contiguousBinIndexOffset = 0
-    pb_store.binCounts.clear()
+def _bins_of(store: DenseStore) -> SketchBins:
+    """The occupied bins of a DenseStore as (keys, counts) pairs."""
     occupied = _occupied(store)
     if occupied is None:
+        return (), ()
+    first_key, counts = occupied
+    return list(itertools.compress(itertools.count(first_key), counts)), list(itertools.compress(counts, counts))
+
+
+def _fill_pb_store(pb_store: Any, bins: SketchBins) -> None:
+    """Write the bins into an empty protobuf Store of a DDSketch message: contiguous or sparse,
+    whichever is smaller (as `_sparse` decides for the occupied key range)."""
+    pb_store.SetInParent()  # present even when empty, as DDSketchProto.to_proto writes it
+    keys, counts = bins
+    if not keys:
         return
-    sparse = _sparse(*occupied)
-    if sparse is None:
-        pb_store.contiguousBinIndexOffset = occupied[0]
-        pb_store.contiguousBinCounts.extend(occupied[1])
-    else:
-        pb_store.binCounts.update(zip(*sparse, strict=True))
+    first = keys[0]
+    span = keys[-1] - first + 1
+    # float counts: upb takes ints for a double field too, but converts them about twice as slowly
+    float_counts = map(float, counts)
+    if 2 * len(keys) < span:
+        # Filled in place, in key order: upb writes a map in its hash-table order, which a copy of
+        # the Store (say, passed to the DDSketch constructor) would change, and so the bytes.
+        pb_store.binCounts.update(zip(keys, float_counts, strict=True))
+        return
+    dense = [0.0] * span
+    for key, count in zip(keys, float_counts, strict=True):
+        dense[key - first] = count
+    pb_store.contiguousBinIndexOffset = first
+    pb_store.contiguousBinCounts.extend(dense)
+
+
+def _sketch_bytes(positive: SketchBins, negative: SketchBins, zero_count: float) -> bytes:
+    """ddsketch's protobuf DDSketch of the bins, built once (what DDSketchProto.to_proto writes, with
+    the stores trimmed to their occupied bins)."""
+    message = ddsketch_pb.DDSketch(mapping=_PB_MAPPING, zeroCount=zero_count)
+    _fill_pb_store(message.positiveValues, positive)
+    _fill_pb_store(message.negativeValues, negative)
+    return message.SerializeToString()
+
+
+def _bins_quantiles(qs: Iterable[float], positive: SketchBins, negative: SketchBins, zero_count: float, *,
+                    lo: float, hi: float) -> list[float]:
+    """The q-quantiles (0 <= q <= 1) of a non-empty sketch given by its bins, exactly as
+    MetricAggregate.quantile computes them with DDSketch.get_quantile_value, for several q at once.
+
+    DenseStore.key_at_rank walks the bins until the running count passes the rank; running counts
+    only grow at occupied bins, so a binary search over the running counts of the occupied bins
+    finds the same key. Every float operation below is the library's, in the library's order.
+    """
+    pos_keys, pos_counts = positive
+    neg_keys, neg_counts = negative
+    # The same left-to-right sums as DenseStore.key_at_rank's running count and its `count` (empty bins add 0).
+    pos_running = list(itertools.accumulate(pos_counts))
+    neg_running = list(itertools.accumulate(neg_counts))
+    pos_total = float(pos_running[-1]) if pos_running else 0.0
+    neg_total = float(neg_running[-1]) if neg_running else 0.0
+    count = neg_total + zero_count + pos_total
+    values: list[float] = []
+    for q in qs:
+        if q == 0.0:
+            values.append(float(lo))
+            continue
+        if q == 1.0:
+            values.append(float(hi))
+            continue
+        rank = q * (count - 1)
+        estimate: float
+        if rank < neg_total:
+            reversed_rank = neg_total - rank - 1
+            i = bisect_left(neg_running, reversed_rank + 1)  # key_at_rank(lower=False): running >= rank + 1
+            estimate = -_MAPPING.value(neg_keys[i] if i < len(neg_keys) else neg_keys[-1])
+        elif rank < zero_count + neg_total:
+            estimate = 0
+        else:
+            i = bisect_right(pos_running, rank - zero_count - neg_total)  # key_at_rank(lower=True): running > rank
+            estimate = _MAPPING.value(pos_keys[i] if i < len(pos_keys) else pos_keys[-1])
+        values.append(float(min(max(estimate, lo), hi)))
+    return values
+
+
+def _window_record(*, subject: str, name: str, metric: str, window_start_ms: int, size_ms: int, count: int,
+                   sum: float, min: float, max: float, last: float) -> dict[str, Any]:
+    """The summary fields of a vigil.WindowAggregate (the caller adds quantiles and sketch)."""
+    if count == 0:
+        raise ValueError(f"{_window_label(subject, name, metric, window_start_ms)} is empty: "
+                         "only windows that saw a value are published")
+    return {
+        "subject": subject,
+        "name": name,
+        "metric": metric,
+        "window_start": window_start_ms,
+        "window_end": window_start_ms + size_ms,
+        "size_ms": size_ms,
+        "count": count,
+        "sum": sum,
+        "min": min,
+        "max": max,
+        "mean": sum / count,
+        "last": last,
+    }
+
+
+def record_from_bins(*, subject: str, name: str, metric: str, window_start_ms: int, size_ms: int, count: int,
+                     sum: float, min: float, max: float, last: float, positive: SketchBins, negative: SketchBins,
+                     zero_count: float) -> dict[str, Any]:
+    """The vigil.WindowAggregate record of a window kept as summary values and sketch bins (keys as
+    in MetricAggregate.from_bins), equal to `MetricAggregate.from_bins(...).to_window_record(...)`
+    but without building a DDSketch: quantiles in one pass over the bins, the sketch message once."""
+    record = _window_record(subject=subject, name=name, metric=metric, window_start_ms=window_start_ms,
+                            size_ms=size_ms, count=count, sum=sum, min=min, max=max, last=last)
+    zero = float(zero_count)  # as from_bins hands it to the sketch
+    quantiles = _bins_quantiles(WINDOW_QUANTILES.values(), positive, negative, zero, lo=min, hi=max)
+    record.update(zip(WINDOW_QUANTILES, quantiles, strict=True))
+    record["sketch"] = _sketch_bytes(positive, negative, zero)
+    return record
 
 
 def _store_from_proto(pb_store: Any) -> DenseStore:
@@ -282,31 +396,15 @@ class MetricAggregate:
     # -- vigil.WindowAggregate ----------------------------------------------------------------------
     def sketch_bytes(self) -> bytes:
         """The sketch in ddsketch's protobuf format, bins trimmed to the occupied range."""
-        message = DDSketchProto.to_proto(self._sketch)
-        _fill_proto_store(message.positiveValues, self._positive)
-        _fill_proto_store(message.negativeValues, self._negative)
-        return message.SerializeToString()
+        # the zero count as DDSketchProto.to_proto reads it (the sketch keeps no public accessor for it)
+        return _sketch_bytes(_bins_of(self._positive), _bins_of(self._negative), self._sketch._zero_count)
 
     def to_window_record(self, *, subject: str, name: str, metric: str, window_start_ms: int,
                          size_ms: int) -> dict[str, Any]:
         """The vigil.WindowAggregate record of this (non-empty) aggregate for the given window."""
-        if self.count == 0:
-            raise ValueError(f"{_window_label(subject, name, metric, window_start_ms)} is empty: "
-                             "only windows that saw a value are published")
-        record: dict[str, Any] = {
-            "subject": subject,
-            "name": name,
-            "metric": metric,
-            "window_start": window_start_ms,
-            "window_end": window_start_ms + size_ms,
-            "size_ms": size_ms,
-            "count": self.count,
-            "sum": self.sum,
-            "min": self.min,
-            "max": self.max,
-            "mean": self.sum / self.count,
-            "last": self.last,
-        }
+        record = _window_record(subject=subject, name=name, metric=metric, window_start_ms=window_start_ms,
+                                size_ms=size_ms, count=self.count, sum=self.sum, min=self.min, max=self.max,
+                                last=self.last)
         for field, q in WINDOW_QUANTILES.items():
             record[field] = self.quantile(q)
         record["sketch"] = self.sketch_bytes()

@@ -39,7 +39,7 @@ from app.pipeline.windows import (
     close_due,
     copy_windows,
     new_windows,
-    to_aggregate,
+    to_window_record,
     window_from_json,
 )
 from app.runtime.tables import Table
@@ -76,7 +76,7 @@ class Tracked:
     recent: list[EventRef]
 
     def copy(self) -> Tracked:
-        """A private copy to update in place."""
+        """A private copy to update in place (windows copy-on-write: see app.pipeline.windows)."""
         return Tracked(self.status, copy_windows(self.windows), self.close_at_ms, self.recent.copy())
 
 
@@ -234,8 +234,8 @@ class Tracker:
         status = tracked.status
         for size_ms, start_ms, value in closed:
             for metric, obs in value.items():
-                record = to_aggregate(obs).to_window_record(subject=status.subject, name=status.name, metric=metric,
-                                                            window_start_ms=start_ms, size_ms=size_ms)
+                record = to_window_record(obs, subject=status.subject, name=status.name, metric=metric,
+                                          window_start_ms=start_ms, size_ms=size_ms)
                 ctx.send(METRICS_TOPIC, key, record, schema="vigil.WindowAggregate")
             if self.keep_closed:
                 self.closed.put(start_ms, _closed_key(status.subject, status.name, size_ms, start_ms), value, ctx)
@@ -308,8 +308,8 @@ class Tracker:
                 value, closed = by_start[start]
                 for m, obs in value.items():
                     if metric is None or m == metric:
-                        record = to_aggregate(obs).to_window_record(subject=subject, name=name, metric=m,
-                                                                    window_start_ms=start, size_ms=size)
+                        record = to_window_record(obs, subject=subject, name=name, metric=m, window_start_ms=start,
+                                                  size_ms=size)
                         del record["sketch"]
                         out.append({**record, "closed": closed})
         return out

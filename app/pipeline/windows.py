@@ -5,7 +5,9 @@ A window value is `{metric: Observations}` for one identity and one window. `Obs
 `[count, sum, min, max, last, last_time_ms, bins]`: `bins` maps a sketch bin to its count in one
 dict (positive-value keys as they are, negative-value keys moved up by NEGATIVE_BIN_BASE, the zero
 bin at ZERO_BIN). The bin of a value is computed once per event and reused for every window size,
-and no DDSketch object exists on the hot path; `to_aggregate` builds one when needed.
+and no DDSketch object exists on the hot path: `to_window_record` turns the bins into a
+vigil.WindowAggregate directly, `to_aggregate` builds a MetricAggregate (with its DDSketch) when one
+is needed.
 
 The open windows of an identity are `OpenWindows`: per configured size (in the order of the
 sizes), a list of `[start_ms, WindowValue]` sorted by start -- usually one, more while an older
@@ -15,17 +17,22 @@ on them: a window [start, start + size) closes once the event-time watermark rea
 Both update in place, because an event costs a few integer and dict updates that way instead of
 new containers. Values in a table must never change once stored (the store's undo journal keeps
 references to old values to roll back a failed agent call), so callers update a private copy
-(`copy_windows`) and store that.
+(`copy_windows`) and store that. The copy is copy-on-write: it shares every window value with the
+original, and `add_to_windows` copies a value just before its first update (an event touches only
+its own window of each size, and `close_due` removes windows without changing any). An entry whose
+value is private to the copy is marked by its type (`_Owned`, serialised as a plain list);
+`copy_windows` makes every entry of the new copy unmarked again.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping
 from typing import Any, Final
 
 import orjson
 
-from app.pipeline.aggregate import SKETCH_MIN_MAGNITUDE, MetricAggregate, sketch_key
+from app.pipeline.aggregate import SKETCH_MIN_MAGNITUDE, MetricAggregate, SketchBins, record_from_bins, sketch_key
 
 __all__ = [
     "JSON_OPTIONS",
@@ -43,6 +50,7 @@ __all__ = [
     "new_windows",
     "observe",
     "to_aggregate",
+    "to_window_record",
     "window_from_json",
 ]
 
@@ -107,10 +115,31 @@ def new_windows(sizes_ms: tuple[int, ...]) -> OpenWindows:
     return [[] for _ in sizes_ms]
 
 
+class _Owned(list[Any]):
+    """An open-window entry [start_ms, value] whose value belongs to this copy of the windows alone
+    (add_to_windows made or copied it), so it may be updated in place. Any other entry's value may be
+    shared with a stored state. A plain list to orjson and to ==."""
+
+    __slots__ = ()
+
+
+def _copy_value(value: WindowValue) -> WindowValue:
+    return {metric: [*obs[:6], obs[6].copy()] for metric, obs in value.items()}
+
+
 def copy_windows(windows: OpenWindows) -> OpenWindows:
-    """A private copy to update in place (nothing shared with `windows` that an update changes)."""
-    return [[[start, {metric: [*obs[:6], obs[6].copy()] for metric, obs in value.items()}]
-             for start, value in open_] for open_ in windows]
+    """A private copy to update in place with add_to_windows and close_due. Copy-on-write: the window
+    values stay shared with `windows` (nothing changes them) until add_to_windows updates one."""
+    return [[[start, value] for start, value in open_] for open_ in windows]
+
+
+def _writable(open_: list[list[Any]], i: int) -> WindowValue:
+    """The value of open_[i], ready to update: copied first (and the entry replaced) unless it is
+    already private to these windows."""
+    entry = open_[i]
+    if type(entry) is not _Owned:
+        entry = open_[i] = _Owned((entry[0], _copy_value(entry[1])))
+    return entry[1]
 
 
 def _start_of(entry: list[Any]) -> int:
@@ -132,16 +161,18 @@ def add_to_windows(windows: OpenWindows, sizes_ms: tuple[int, ...], binned: list
             late += 1
             continue
         if open_ and open_[-1][0] == start:  # the common case: the newest open window
-            observe(open_[-1][1], binned, time_ms)
+            newest = open_[-1]
+            # after its first event in a batch the window is private: no call per event and size to learn that
+            observe(newest[1] if type(newest) is _Owned else _writable(open_, -1), binned, time_ms)
             continue
-        for entry in open_:
+        for i, entry in enumerate(open_):
             if entry[0] == start:
-                observe(entry[1], binned, time_ms)
+                observe(_writable(open_, i), binned, time_ms)
                 break
         else:
             value: WindowValue = {}
             observe(value, binned, time_ms)
-            open_.append([start, value])
+            open_.append(_Owned((start, value)))
             open_.sort(key=_start_of)
             if opened_close_ms is None or close_ms < opened_close_ms:
                 opened_close_ms = close_ms
@@ -150,7 +181,8 @@ def add_to_windows(windows: OpenWindows, sizes_ms: tuple[int, ...], binned: list
 
 def close_due(windows: OpenWindows, sizes_ms: tuple[int, ...], *, grace_ms: int,
               watermark_ms: int) -> tuple[list[ClosedWindow], int | None]:
-    """Remove (in place) the windows that closed at `watermark_ms` (end + grace <= watermark).
+    """Remove (in place) the windows that closed at `watermark_ms` (end + grace <= watermark). Only
+    the lists of `windows` change, never a window value: the closed values may still be shared.
 
     Returns (the closed windows, oldest first per size; the earliest close time among the windows
     still open, or None)."""
@@ -172,21 +204,37 @@ def close_due(windows: OpenWindows, sizes_ms: tuple[int, ...], *, grace_ms: int,
     return closed, next_close_ms
 
 
+def _split_bins(bins: dict[int, int]) -> tuple[SketchBins, SketchBins, int]:
+    """(positive bins, negative bins, zero count) of a window's bins dict, keys as in a DDSketch."""
+    keys = sorted(bins)
+    zero = bins.get(ZERO_BIN, 0)
+    # sorted: positive-value keys (below _NEGATIVE_FROM), then negative-value keys, then ZERO_BIN
+    split = bisect_left(keys, _NEGATIVE_FROM)
+    positive = keys[:split]
+    negative = keys[split:len(keys) - 1] if zero else keys[split:]
+    return ((positive, list(map(bins.__getitem__, positive))),
+            ([key - NEGATIVE_BIN_BASE for key in negative], list(map(bins.__getitem__, negative))), zero)
+
+
 def to_aggregate(obs: Observations) -> MetricAggregate:
     """The MetricAggregate (with its DDSketch) of one metric's observations in a window."""
     count, total, lo, hi, last, last_time_ms, bins = obs
-    positive: dict[int, float] = {}
-    negative: dict[int, float] = {}
-    zero = 0
-    for key, n in bins.items():
-        if key == ZERO_BIN:
-            zero = n
-        elif key >= _NEGATIVE_FROM:
-            negative[key - NEGATIVE_BIN_BASE] = n
-        else:
-            positive[key] = n
+    positive, negative, zero = _split_bins(bins)
     return MetricAggregate.from_bins(count=count, sum=total, min=lo, max=hi, last=last, last_time_ms=last_time_ms,
-                                     positive=positive, negative=negative, zero_count=zero)
+                                     positive=dict(zip(*positive, strict=True)),
+                                     negative=dict(zip(*negative, strict=True)), zero_count=zero)
+
+
+def to_window_record(obs: Observations, *, subject: str, name: str, metric: str, window_start_ms: int,
+                     size_ms: int) -> dict[str, Any]:
+    """The vigil.WindowAggregate record of one metric's observations in a window: the record of
+    `to_aggregate(obs).to_window_record(...)`, bit for bit, without building the aggregate (closing
+    windows is on the hot path)."""
+    count, total, lo, hi, last, _, bins = obs
+    positive, negative, zero = _split_bins(bins)
+    return record_from_bins(subject=subject, name=name, metric=metric, window_start_ms=window_start_ms,
+                            size_ms=size_ms, count=count, sum=total, min=lo, max=hi, last=last, positive=positive,
+                            negative=negative, zero_count=zero)
 
 
 #: orjson writes a window value as it is (lists as arrays, the bins' int keys as strings).

@@ -13,12 +13,25 @@ from ddsketch.pb.proto import DDSketchProto
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.pipeline.aggregate import RELATIVE_ACCURACY, WINDOW_QUANTILES, MetricAggregate
+from app.pipeline.aggregate import (
+    RELATIVE_ACCURACY,
+    WINDOW_QUANTILES,
+    MetricAggregate,
+    _bins_of,
+    _bins_quantiles,
+    _occupied,
+    _sparse,
+    record_from_bins,
+)
 
 QUANTILES = (0.0, 0.01, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 # Magnitudes below ~2.2e-308 are indistinguishable from 0 to DDSketch: allow that absolute slack.
 TINY = 1e-300
 VALUES = st.lists(st.floats(min_value=-1e12, max_value=1e12, allow_nan=False), min_size=1, max_size=200)
+#: also zeros of both signs, magnitudes at and below the sketch's zero bin, and extremes
+EDGY_VALUES = st.lists(st.floats(min_value=-1e12, max_value=1e12, allow_nan=False)
+                       | st.sampled_from([0.0, -0.0, 5e-324, -5e-324, 2.3e-308, -2.3e-308, 1e300, -1e300]),
+                       min_size=1, max_size=200)
 
 
 def aggregate(values: list[float], times_ms: list[int] | None = None) -> MetricAggregate:
@@ -259,3 +272,45 @@ def test_window_record__unmergeable_sketches_are_refused_with_a_reason(sketch: b
 def test_window_record__a_plain_ddsketch_of_the_same_accuracy_is_accepted() -> None:
     rebuilt = MetricAggregate.from_window_record(_record_with_sketch(_foreign_sketch_bytes(RELATIVE_ACCURACY)))
     assert rebuilt.quantile(0.5) == 1.0
+
+
+def ddsketch_reference_bytes(agg: MetricAggregate) -> bytes:
+    """The sketch bytes as the library writes them (DDSketchProto.to_proto), then trimmed to the
+    occupied bins, contiguous or sparse: how sketch_bytes built them before it wrote the message once."""
+    message = DDSketchProto.to_proto(agg._sketch)
+    for pb_store, store in ((message.positiveValues, agg._positive), (message.negativeValues, agg._negative)):
+        del pb_store.contiguousBinCounts[:]
+        pb_store.contiguousBinIndexOffset = 0
+        occupied = _occupied(store)
+        if occupied is None:
+            continue
+        sparse = _sparse(*occupied)
+        if sparse is None:
+            pb_store.contiguousBinIndexOffset = occupied[0]
+            pb_store.contiguousBinCounts.extend(occupied[1])
+        else:
+            pb_store.binCounts.update(zip(*sparse, strict=True))
+    return message.SerializeToString()
+
+
+@settings(deadline=None, max_examples=200)
+@given(values=EDGY_VALUES, qs=st.lists(st.floats(min_value=0.0, max_value=1.0) | st.sampled_from([0.0, 1.0]),
+                                       min_size=1, max_size=5))
+def test_bins_quantiles__equal_ddsketch_quantiles_bit_for_bit(values: list[float], qs: list[float]) -> None:
+    agg = aggregate(values)
+    fast = _bins_quantiles(qs, _bins_of(agg._positive), _bins_of(agg._negative), agg._sketch._zero_count,
+                           lo=agg.min, hi=agg.max)
+    assert [repr(v) for v in fast] == [repr(agg.quantile(q)) for q in qs]  # repr: -0.0 and types count too
+
+
+@settings(deadline=None, max_examples=200)
+@given(values=EDGY_VALUES)
+def test_record_from_bins__equals_the_ddsketch_record_bit_for_bit(values: list[float]) -> None:
+    agg = aggregate(values)
+    assert agg.sketch_bytes() == ddsketch_reference_bytes(agg)
+    expected = agg.to_window_record(subject="s", name="n", metric="m", window_start_ms=0, size_ms=10_000)
+    assert [expected[field] for field in WINDOW_QUANTILES] == [agg.quantile(q) for q in WINDOW_QUANTILES.values()]
+    fast = record_from_bins(subject="s", name="n", metric="m", window_start_ms=0, size_ms=10_000, count=agg.count,
+                            sum=agg.sum, min=agg.min, max=agg.max, last=agg.last, positive=_bins_of(agg._positive),
+                            negative=_bins_of(agg._negative), zero_count=agg._sketch._zero_count)
+    assert {k: (type(v), repr(v)) for k, v in fast.items()} == {k: (type(v), repr(v)) for k, v in expected.items()}

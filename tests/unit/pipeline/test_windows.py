@@ -3,7 +3,9 @@ MetricAggregate (and its sketch), codecs; the fast vigil.Event normalisation pat
 
 from __future__ import annotations
 
+import copy
 import random
+from typing import Any
 
 import orjson
 import pytest
@@ -24,11 +26,14 @@ from app.pipeline.windows import (
     new_windows,
     observe,
     to_aggregate,
+    to_window_record,
 )
 from tests.unit.pipeline.conftest import NOW_MS
 
 SIZES = (10_000, 60_000)
 finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_value=1e12)
+#: also zeros of both signs, magnitudes at and below the sketch's zero bin, and extremes
+edgy = finite | st.sampled_from([0.0, -0.0, 5e-324, -5e-324, 2.3e-308, -2.3e-308, 1e300, -1e300])
 
 
 def _windows(events: list[tuple[int, float]], *, grace_ms: int = 5_000, watermark_ms: int = -1):
@@ -95,6 +100,51 @@ def test_copy_windows__updating_the_copy_never_changes_the_original() -> None:
     assert repr(original) == snapshot
 
 
+def test_copy_windows__shares_window_values_until_one_is_updated() -> None:
+    original = _windows([(NOW_MS, 1.0), (NOW_MS + 12_000, 2.0)])  # 10 s: [0, 10) and [10, 20); 1 min: [0, 60)
+    copy = copy_windows(original)
+    assert all(c[1] is o[1] for c_open, o_open in zip(copy, original, strict=True)
+               for c, o in zip(c_open, o_open, strict=True))
+    add_to_windows(copy, SIZES, bin_metrics({"x": 5.0}), NOW_MS + 13_000, grace_ms=5_000, watermark_ms=-1)
+    assert copy[0][0][1] is original[0][0][1]  # the older 10 s window was not touched: still shared
+    assert copy[0][1][1] is not original[0][1][1] and copy[1][0][1] is not original[1][0][1]
+    updated = copy[0][1][1]
+    add_to_windows(copy, SIZES, bin_metrics({"x": 6.0}), NOW_MS + 14_000, grace_ms=5_000, watermark_ms=-1)
+    assert copy[0][1][1] is updated  # copied once per copy_windows, then updated in place
+    assert copy[0][1][1]["x"][:4] == [3, 13.0, 2.0, 6.0] and original[0][1][1]["x"][:4] == [1, 2.0, 2.0, 2.0]
+
+
+events_strategy = st.lists(st.tuples(st.integers(0, 130_000), st.sampled_from(["x", "y"]), edgy), max_size=12)
+
+
+@settings(deadline=None, max_examples=150)
+@given(first=events_strategy, batches=st.lists(st.tuples(events_strategy, st.integers(-1, 140_000)), max_size=4))
+def test_copy_windows__copies_of_copies_never_change_any_earlier_state(
+        first: list[tuple[int, str, float]], batches: list[tuple[list[tuple[int, str, float]], int]]) -> None:
+    """Batch after batch (events within or past grace, windows opening and closing), each batch
+    updates a copy of the previous state, as the tracker does: no earlier state ever changes, and
+    each result equals updating a deep copy."""
+
+    def apply(windows: Any, events: list[tuple[int, str, float]], watermark_ms: int) -> None:
+        for time_ms, metric, value in events:
+            add_to_windows(windows, SIZES, bin_metrics({metric: value}), NOW_MS + time_ms, grace_ms=5_000,
+                           watermark_ms=NOW_MS + watermark_ms)
+        close_due(windows, SIZES, grace_ms=5_000, watermark_ms=NOW_MS + watermark_ms)
+
+    state = new_windows(SIZES)
+    apply(state, first, -1)
+    history = [(state, orjson.dumps(state, option=JSON_OPTIONS))]
+    for events, watermark_ms in batches:
+        expected = copy.deepcopy(state)
+        apply(expected, events, watermark_ms)
+        state = copy_windows(state)
+        apply(state, events, watermark_ms)
+        assert state == expected
+        history.append((state, orjson.dumps(state, option=JSON_OPTIONS)))
+    for earlier, encoded in history:
+        assert orjson.dumps(earlier, option=JSON_OPTIONS) == encoded
+
+
 def test_observe__adds_every_metric_of_an_event() -> None:
     window: dict = {}
     observe(window, bin_metrics({"x": 1.0, "y": 2.0}), NOW_MS)
@@ -121,6 +171,17 @@ def test_window__equals_metric_aggregate_in_any_order(events: list[tuple[int, fl
     for q in (0.5, 0.95, 0.99):
         assert agg.quantile(q) == expected.quantile(q)
     assert agg.sketch_bytes() == expected.sketch_bytes()
+
+
+@settings(deadline=None, max_examples=200)
+@given(st.lists(edgy, min_size=1, max_size=120))
+def test_to_window_record__equals_the_metric_aggregate_record_bit_for_bit(values: list[float]) -> None:
+    obs = _windows([(NOW_MS + i, v) for i, v in enumerate(values)])[0][0][1]["x"]
+    expected = to_aggregate(obs).to_window_record(subject="s", name="n", metric="x", window_start_ms=NOW_MS,
+                                                  size_ms=10_000)
+    record = to_window_record(obs, subject="s", name="n", metric="x", window_start_ms=NOW_MS, size_ms=10_000)
+    # repr: -0.0 against 0.0 and int against float count as differences too
+    assert {k: (type(v), repr(v)) for k, v in record.items()} == {k: (type(v), repr(v)) for k, v in expected.items()}
 
 
 @pytest.mark.parametrize("values", [[0.0, -0.0], [-3.5, 2.0, 0.0, -1e-300, 1e300], [1.0] * 5])
