@@ -494,7 +494,7 @@ class Worker:
             self.commit_count += 1
             self.metrics.commits.inc()
             self.metrics.commit_seconds.observe(time.monotonic() - point.started)
-        self._export_stats()
+            self._export_stats()
 
     def _export_stats(self) -> None:
         for name, st in self.engine.stats.items():
