@@ -16,6 +16,7 @@ write, and a commit writes each changed identity once, instead of once per conce
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -52,6 +53,11 @@ ALERTS_TOPIC: Final = "alerts"
 METRICS_TOPIC: Final = "metrics"
 #: Window-closing timers are keyed by this + the identity (absence timers by the identity itself).
 CLOSE_TIMER_PREFIX: Final = "\x1fclose\x1f"
+#: Every identity's windows close at the same watermark; publishing them all in one batch stalls
+#: the worker (hundreds of ms for thousands of identities). So each identity's closing timer fires
+#: up to this much event time later (a fixed delay per identity). Lateness is unaffected: it is
+#: decided by the window's end + grace, not by the timer.
+CLOSE_SPREAD_MS: Final = 1000
 #: How often an absence deadline that passed on the wall clock is checked again while the
 #: partition's event time is still catching up (see Tracker.absence_due).
 ABSENCE_RECHECK_MS: Final = 1000
@@ -60,6 +66,11 @@ _SEP: Final = "\x1f"
 _IDENTITY_SEP: Final = "\x1e"
 #: (subject, name, references, ctx) -> None
 PageWriter = Callable[[str, str, tuple[EventRef, ...], Any], None]
+
+
+def close_delay_ms(key: str) -> int:
+    """The fixed delay (0 <= delay < CLOSE_SPREAD_MS) of an identity's window-closing timer."""
+    return zlib.crc32(key.encode()) % CLOSE_SPREAD_MS
 
 
 @dataclass(slots=True)
@@ -182,7 +193,7 @@ class Tracker:
             self.table[key] = tracked
             deadline_before, close_before = batch.before[key]
             if tracked.close_at_ms is not None and tracked.close_at_ms != close_before:
-                ctx.timers.schedule(CLOSE_TIMER_PREFIX + key, tracked.close_at_ms, kind="event")
+                ctx.timers.schedule(CLOSE_TIMER_PREFIX + key, tracked.close_at_ms + close_delay_ms(key), kind="event")
             deadline = tracked.status.expected_by_ms
             if deadline != deadline_before:
                 if deadline is not None:
@@ -242,7 +253,7 @@ class Tracker:
         tracked.close_at_ms = next_close_ms
         self.table[key] = tracked
         if next_close_ms is not None:
-            ctx.timers.schedule(CLOSE_TIMER_PREFIX + key, next_close_ms, kind="event")
+            ctx.timers.schedule(CLOSE_TIMER_PREFIX + key, next_close_ms + close_delay_ms(key), kind="event")
 
     @staticmethod
     def _publish(key: str, update: StatusUpdate, ctx: Any) -> None:

@@ -126,7 +126,8 @@ def test_closed_windows__published_with_exact_stats_and_sketch_quantiles(bench: 
     b = bench(window_sizes=["10s", "1m"], grace="2s")
     values = [float(v) for v in range(1, 101)]
     b.feed(*[b.event(at_s=i * 0.05, metrics={"lat": v, "n": 1.0}) for i, v in enumerate(values)])
-    b.feed(b.event(at_s=12, metrics={"lat": 1.0}))  # watermark 12s: the first 10 s window closed at 10 + 2
+    # watermark 13 s: the first 10 s window closed at 10 + 2, published within CLOSE_SPREAD_MS (1 s) after
+    b.feed(b.event(at_s=13, metrics={"lat": 1.0}))
     closed = {(r["size_ms"], r["metric"]): r for r in b.out("metrics")}
     assert set(closed) == {(10_000, "lat"), (10_000, "n")}
     lat = closed[(10_000, "lat")]
@@ -261,3 +262,12 @@ def test_archive__find_reads_pages_and_waiting_references_alike(bench: Callable[
                                    limit=100)
     assert [f.id for f in found] == [f"p{i:02d}" for i in reversed(range(40))]
     assert {(f.partition, f.offset) for f in found} == {(0, i) for i in range(40)}
+
+
+def test_close_timers__spread_per_identity_within_a_second_of_event_time() -> None:
+    from app.pipeline.tracker import CLOSE_SPREAD_MS, close_delay_ms
+
+    delays = [close_delay_ms(f"host-{i}/load") for i in range(500)]
+    assert all(0 <= d < CLOSE_SPREAD_MS for d in delays)
+    assert len(set(delays)) > 300  # identities closing at one boundary do not all fire in one batch
+    assert close_delay_ms("host-1/load") == close_delay_ms("host-1/load")  # fixed: replays agree
