@@ -89,15 +89,13 @@ class Pipeline:
         of records of one partition (`ctx.records`, in offset order)."""
         now_ms = ctx.now_ms()
         max_future_ms = self.max_future_ms
-        event_time = self._event_time
         archive_add = self.archive.add
         event_ref = self.archive.ref
         apply = self.tracker.apply
         batch = TrackerBatch(ctx.watermark)
         partition = ctx.partition
-        for record in ctx.records:
+        for record, time_ms in zip(ctx.records, ctx.event_times, strict=True):
             value = record.value
-            time_ms = event_time(value, record.timestamp_ms)
             if time_ms > batch.watermark_ms:
                 batch.watermark_ms = time_ms
             ev = normalize_event(value, record.type_name or EVENT_TYPE, now_ms=now_ms, max_future_ms=max_future_ms)

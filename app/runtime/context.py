@@ -26,8 +26,8 @@ class Output:
 class AgentContext:
     """Per agent-partition context, updated in place for each event (cheap on the hot path)."""
 
-    __slots__ = ("_checkpoint", "_clock", "_outputs", "agent_name", "key", "offset", "partition", "raw_value",
-                 "records", "settings", "tables", "timers", "timestamp", "topic", "type_name", "watermark")
+    __slots__ = ("_checkpoint", "_clock", "_outputs", "agent_name", "event_times", "key", "offset", "partition",
+                 "raw_value", "records", "settings", "tables", "timers", "timestamp", "topic", "type_name", "watermark")
 
     def __init__(self, agent_name: str, topic: str, partition: int, tables: dict[str, Any],
                  timers: PartitionTimers, outputs: list[Output], clock: Any) -> None:
@@ -46,6 +46,8 @@ class AgentContext:
         self.raw_value: bytes | None = None
         #: batch agents: the records of the batch (key, offset, raw_value, type_name, ... per record)
         self.records: list[Any] = []
+        #: batch agents: the event time of each record of the batch (as the agent's timestamp function gives it)
+        self.event_times: list[int] = []
         self.watermark = timers.watermark_ms
         self._checkpoint: Any = None
         #: the worker's Settings (Kafka, registry, prefix) for agents that talk to Kafka themselves;

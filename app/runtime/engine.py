@@ -338,7 +338,8 @@ class Engine:
         last = records[-1]
         ctx.key, ctx.offset, ctx.type_name, ctx.raw_value = last.key, last.offset, last.type_name, last.raw_value
         ctx.records = records
-        max_ts = max(ts_fn(r.value, r.timestamp_ms) for r in records)
+        ctx.event_times = times = [ts_fn(r.value, r.timestamp_ms) for r in records]
+        max_ts = max(times)
         ctx.timestamp = max_ts
         result = agent.fn([r.value for r in records], ctx)
         if asyncio.iscoroutine(result):

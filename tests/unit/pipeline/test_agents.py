@@ -270,4 +270,5 @@ def test_close_timers__spread_per_identity_within_a_second_of_event_time() -> No
     delays = [close_delay_ms(f"host-{i}/load") for i in range(500)]
     assert all(0 <= d < CLOSE_SPREAD_MS for d in delays)
     assert len(set(delays)) > 300  # identities closing at one boundary do not all fire in one batch
-    assert close_delay_ms("host-1/load") == close_delay_ms("host-1/load")  # fixed: replays agree
+    # fixed across processes and versions (not Python's salted hash): replays publish at the same point
+    assert close_delay_ms("host-1/load") == 398
