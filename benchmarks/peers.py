@@ -37,7 +37,7 @@ def quix_eps(settings: Settings, topic: str, events: int) -> float:
     with tempfile.TemporaryDirectory(prefix="quix-state-") as state:
         app = Application(broker_address=settings.kafka_bootstrap, consumer_group=f"quix-{uuid.uuid4().hex[:6]}",
                           auto_offset_reset="earliest", state_dir=state, loglevel="WARNING",
-                          processing_guarantee="at-least-once", commit_interval=1.0)
+                          processing_guarantee="at-least-once", commit_interval=5.0)  # as Vigil's default
         sdf = app.dataframe(app.topic(topic, value_deserializer=ConfluentAvro()))
 
         def add(value: dict, state) -> None:

@@ -93,7 +93,6 @@ class Pipeline:
         event_ref = self.archive.ref
         apply = self.tracker.apply
         batch = TrackerBatch(ctx.watermark)
-        partition = ctx.partition
         for record, time_ms in zip(ctx.records, ctx.event_times, strict=True):
             value = record.value
             if time_ms > batch.watermark_ms:
@@ -106,13 +105,13 @@ class Pipeline:
             if key != record.key:
                 self._misrouted(record.key, key)
             ref = event_ref(ev, record.offset)
-            archive_add(ev.subject, ev.name, partition, ref)
+            archive_add(ev.subject, ev.name, ref)
             apply(key, ev, ref, ctx, batch)
         self.tracker.finish(batch, ctx)
 
     def rebuild(self, ctx: Any) -> None:
         """The id index is local-only: re-derive it from the pages and waiting references."""
-        indexed = self.archive.rebuild(ctx.partition, self.tracker.bound_refs())
+        indexed = self.archive.rebuild(self.tracker.bound_refs())
         log.info("re-indexed %d event ids of %s[%d]", indexed, ctx.topic, ctx.partition)
 
     def on_timer(self, key: str, payload: Any, ctx: Any) -> None:

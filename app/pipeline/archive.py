@@ -1,9 +1,11 @@
 """The archive index: where every accepted event on `events` is (partition, offset), found by id
 or by identity and time, without scanning the topic.
 
-- `event-ids`: event id -> (partition, offset, time_ms, type, subject, name) (`vigil events get`).
-  A local-only table (no changelog: an event costs no Kafka record for it): everything in it is
-  also in the references below, which are changelogged, so after a restore `rebuild` re-derives it.
+- `event-ids`: event id -> its offset, time, type, subject and name in the partition of the store
+  (`vigil events get`), as one short string (see `_location`): an entry per event is the index's
+  main cost, and a string is the cheapest value to build, keep and encode. A local-only table (no
+  changelog: an event costs no Kafka record for it): everything in it is also in the references
+  below, which are changelogged, so after a restore `rebuild` re-derives it.
 - `event-find` (a BucketedTable): pages of an identity's event references
   [[time_ms, id, offset, type], ...] (type "" for vigil.Event) under
   `<hour>\x1f<subject>\x1e<name>\x1f<time>\x1f<id>` (the hour, time and id of the page's newest
@@ -24,6 +26,8 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
+
+import orjson
 
 from app.globs import glob_matcher
 from app.pipeline.buckets import BucketedTable
@@ -61,12 +65,41 @@ class FoundEvent:
                 "time": self.time_ms, "type": self.type, "subject": self.subject, "name": self.name}
 
 
+def _location(offset: int, time_ms: int, type_name: str, subject: str, name: str) -> str:
+    """An event-ids value. The subject's length is written out, so subject and name may hold any
+    character (the other fields cannot hold the separator)."""
+    return f"{offset}{_SEP}{time_ms}{_SEP}{type_name}{_SEP}{len(subject)}{_SEP}{subject}{name}"
+
+
+def _parse_location(value: str) -> tuple[int, int, str, str, str]:
+    """(offset, time_ms, type name, subject, name) of an event-ids value."""
+    offset, time_ms, type_name, subject_len, identity = value.split(_SEP, 4)
+    cut = int(subject_len)
+    return int(offset), int(time_ms), type_name, identity[:cut], identity[cut:]
+
+
+class LocationCodec:
+    """Codec of event-ids values: the string as UTF-8. Also reads the JSON lists
+    [partition, offset, time_ms, type, subject, name] that earlier versions stored."""
+
+    name = "vigil-event-location"
+
+    def encode(self, value: str) -> bytes:
+        return value.encode()
+
+    def decode(self, data: bytes) -> str:
+        if data[:1] == b"[":
+            _, offset, time_ms, type_name, subject, name = orjson.loads(data)
+            return _location(offset, time_ms, type_name, subject, name)
+        return data.decode()
+
+
 class ArchiveIndex:
     """Indexes events as the pipeline agent sees them; answers lookups from outside agents."""
 
     def __init__(self, *, retention_ms: int) -> None:
-        self.ids = Table("event-ids", changelog=False, cache_limit=10_000,
-                         help="event id -> [partition, offset, time_ms, type, subject, name]")
+        self.ids = Table("event-ids", codec=LocationCodec(), changelog=False, cache_limit=10_000,
+                         help="event id -> offset, time_ms, type, subject, name")
         self.find = BucketedTable("event-find", retention_ms=retention_ms,
                                   help="hour + identity + time + id -> id")
 
@@ -80,13 +113,12 @@ class ArchiveIndex:
         """The reference of an accepted event at `offset` (in pages, and waiting in its identity)."""
         return ev.time_ms, ev.id, offset, "" if ev.type_name == EVENT_TYPE else ev.type_name
 
-    def add(self, subject: str, name: str, partition: int, ref: EventRef) -> None:
+    def add(self, subject: str, name: str, ref: EventRef) -> None:
         """Index one event's id (its reference goes to a page through the tracker: `write_page`)."""
         time_ms, event_id, offset, type_name = ref
-        # A tuple: the garbage collector stops tracking tuples of plain values (there are many).
-        self.ids[event_id] = (partition, offset, time_ms, type_name, subject, name)
+        self.ids[event_id] = _location(offset, time_ms, type_name, subject, name)
 
-    def rebuild(self, partition: int, waiting: Iterable[tuple[str, str, Iterable[EventRef]]]) -> int:
+    def rebuild(self, waiting: Iterable[tuple[str, str, Iterable[EventRef]]]) -> int:
         """Re-index the ids of the bound partition from its pages and the references still waiting
         in identities; returns how many. References written by versions that kept no offset are
         skipped (their events cannot be fetched)."""
@@ -95,7 +127,7 @@ class ArchiveIndex:
         for subject, name, refs in itertools.chain(pages, waiting):
             for ref in refs:
                 if len(ref) == 4:
-                    self.add(subject, name, partition, ref)
+                    self.add(subject, name, ref)
                     indexed += 1
         return indexed
 
@@ -120,10 +152,11 @@ class ArchiveIndex:
     # -- outside agents (HTTP queries) ----------------------------------------------------------------
     def lookup(self, event_id: str) -> FoundEvent | None:
         """Where an event is, if one of the locally assigned partitions indexed it."""
-        entry = self.ids.lookup(event_id)
-        if entry is None:
+        found = self.ids.locate(event_id)
+        if found is None:
             return None
-        partition, offset, time_ms, type_name, subject, name = entry
+        partition, location = found
+        offset, time_ms, type_name, subject, name = _parse_location(location)
         return FoundEvent(event_id, partition, offset, time_ms, type_name or EVENT_TYPE, subject, name)
 
     def find_events(self, *, subject: str = "*", name: str = "*", since_ms: int, until_ms: int, limit: int,

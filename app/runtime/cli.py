@@ -41,7 +41,8 @@ def load_builtin_agents() -> list[str]:
 @click.option("--instance-id", help="stable id of this worker (transactional id, state dir); default: host name")
 @click.option("--http", "http_listen", default="127.0.0.1:8088", show_default=True,
               help="HOST:PORT for /healthz, /metrics and the query API ('' disables)")
-@click.option("--commit-interval-ms", type=int, help="default: 100 (exactly-once) / 1000 (at-least-once)")
+@click.option("--commit-interval-ms", type=int,
+              help="default: 100 (exactly-once) / 5000 (at-least-once; also whenever caught up)")
 @click.option("--wait-for-topics", "topics_wait_s", type=float, default=300, show_default=True,
               help="seconds to wait for source topics to exist (e.g. while a deployment's topics job runs)")
 @click.option("--log-level", default="INFO", show_default=True)

@@ -95,11 +95,16 @@ class Table:
 
     def lookup(self, key: str, default: Any = None) -> Any:
         """Find a key in any locally assigned partition."""
-        for store in list(self.stores.values()):
+        found = self.locate(key)
+        return default if found is None else found[1]
+
+    def locate(self, key: str) -> tuple[int, Any] | None:
+        """(partition, value) of a key in the locally assigned partitions, or None."""
+        for partition, store in list(self.stores.items()):
             value = store.get(key, MISSING)
             if value is not MISSING:
-                return value
-        return default
+                return partition, value
+        return None
 
     def all_items(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
         """Entries of every locally assigned partition."""
