@@ -34,6 +34,7 @@ class DeliveryTracker:
         self._produced: dict[int, int] = {}
         self._delivered: dict[int, int] = {}
         self._changelog: dict[int, dict[tuple[str, int], int]] = {}
+        self._late_changelog: dict[int, DeliveryCallback] = {}
         self.on_delivery: DeliveryCallback
         self.on_changelog: DeliveryCallback
         self._open(0)
@@ -64,11 +65,21 @@ class DeliveryTracker:
         self.on_changelog = on_changelog
 
     def close_epoch(self) -> int:
-        """End the open epoch (a commit point) and open the next; returns the one ended."""
+        """End the open epoch (a commit point) and open the next; returns the one ended. Records
+        may still be added to the ended epoch (`changelog_callback`, `add`) until it is checked."""
         ended = self.epoch
         self._produced[ended] = self.count
+        self._late_changelog[ended] = self.on_changelog
         self._open(ended + 1)
         return ended
+
+    def changelog_callback(self, epoch: int) -> DeliveryCallback:
+        """The changelog delivery callback of an ended epoch (its changelog records produced late)."""
+        return self._late_changelog[epoch]
+
+    def add(self, epoch: int, records: int) -> None:
+        """Count records produced for an ended epoch."""
+        self._produced[epoch] += records
 
     def acknowledged(self, epoch: int) -> bool:
         """Whether every record of an ended epoch was acknowledged (successfully or not)."""
@@ -76,5 +87,5 @@ class DeliveryTracker:
 
     def release(self, epoch: int) -> dict[tuple[str, int], int]:
         """Forget an acknowledged epoch; returns its last offset per changelog partition."""
-        del self._produced[epoch], self._delivered[epoch]
+        del self._produced[epoch], self._delivered[epoch], self._late_changelog[epoch]
         return self._changelog.pop(epoch)

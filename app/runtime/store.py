@@ -10,7 +10,7 @@ processing while Kafka acknowledges them, so reads and scans see them, and the c
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from app.runtime.backends import StoreBackend
@@ -147,10 +147,20 @@ class PartitionStore:
         """Encode and hand over every pending write (for the changelog), clearing the pending set.
         Call `persist` with the same list once the changelog write is durable (calls to `persist`
         follow the order of the calls to `take_pending`)."""
-        encode = self.codec.encode
+        return self.encode_writes(self.take_pending_values().items())
+
+    def take_pending_values(self) -> dict[str, Any]:
+        """Hand over every pending write unencoded, clearing the pending set: a snapshot, since
+        stored values never change. Encode it with `encode_writes` (all at once or in slices), then
+        `persist` the encoded writes as with take_pending."""
         dirty, self._dirty = self._dirty, {}
         self._inflight.append(dirty)
-        return [(k.encode(), None if v is _DELETED else encode(v)) for k, v in dirty.items()]
+        return dirty
+
+    def encode_writes(self, writes: Iterable[tuple[str, Any]]) -> list[tuple[bytes, bytes | None]]:
+        """(key, value) writes as backend/changelog bytes (value None: a delete)."""
+        encode = self.codec.encode
+        return [(k.encode(), None if v is _DELETED else encode(v)) for k, v in writes]
 
     def persist(self, writes: list[tuple[bytes, bytes | None]], checkpoint: int | None) -> None:
         """Write the oldest writes taken by `take_pending` to the backend, atomically with the
@@ -158,6 +168,13 @@ class PartitionStore:
         if self._inflight:
             self._inflight.pop(0)
         self._write(writes, checkpoint)
+
+    def write_ahead(self, writes: list[tuple[bytes, bytes | None]]) -> None:
+        """Write part of the oldest writes taken by `take_pending` to the backend early, without a
+        checkpoint (to spread a large commit over several calls); `persist` the rest. Safe after a
+        crash: the backend is then ahead of its checkpoint, and a restore re-applies those keys from
+        the changelog."""
+        self.backend.write(dict(writes))
 
     def _write(self, writes: list[tuple[bytes, bytes | None]], checkpoint: int | None) -> None:
         batch: dict[bytes, bytes | None] = dict(writes)

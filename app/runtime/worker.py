@@ -16,13 +16,14 @@ instance, so a restarted worker fences its previous incarnation and aborts its o
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
 import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,14 @@ log = logging.getLogger(__name__)
 LOCAL_ONLY_CHECKPOINT = 0
 #: Commits whose records may still await acknowledgement before the worker blocks on the producer.
 MAX_PENDING_COMMITS = 3
+#: At-least-once: per loop turn, a commit's writes are encoded and produced for this long plus a
+#: quarter of the turn's processing time (more when the consumer found nothing), so a commit of
+#: thousands of changed keys does not stall the records behind it.
+COMMIT_SLICE_S = 0.005
+#: Writes encoded between two looks at the clock.
+_SLICE_CHECK_EVERY = 64
+#: Writes per backend write when a commit point's stores are persisted in slices.
+_PERSIST_CHUNK = 2000
 
 
 class Guarantee(str, Enum):
@@ -65,16 +74,39 @@ class Guarantee(str, Enum):
 
 
 @dataclass
+class _StoreWrites:
+    """One store's writes of a commit point: taken as values, encoded and produced in slices."""
+
+    store: PartitionStore
+    #: the changelog partition; None for a local-only store
+    changelog: tuple[str, int] | None
+    #: the values not encoded yet (the store's snapshot of its pending writes)
+    left: Iterator[tuple[str, Any]]
+    #: encoded so far, in order
+    encoded: list[tuple[bytes, bytes | None]] = field(default_factory=list)
+    #: how many of `encoded` are written to the store's backend
+    written: int = 0
+
+
+@dataclass
 class _PendingCommit:
-    """A commit point whose records are produced but maybe not acknowledged yet."""
+    """A commit point: its writes are encoded and produced (maybe over several loop turns), then
+    it is finished once every record of its epoch is acknowledged."""
 
     epoch: int
     offsets: list[TopicPartition]
-    #: (store, writes, its changelog partition) of changelogged stores
-    written: list[tuple[PartitionStore, list[tuple[bytes, bytes | None]], tuple[str, int]]]
-    #: (store, writes) of local-only stores
-    local: list[tuple[PartitionStore, list[tuple[bytes, bytes | None]]]]
+    stores: list[_StoreWrites]
     started: float
+    #: index in `stores` of the first store with writes left to encode
+    next_store: int = 0
+    #: index in `stores` of the first store not persisted yet
+    next_persist: int = 0
+    #: last changelog offset per changelog partition, once every record is acknowledged
+    changelog_offsets: dict[tuple[str, int], int] | None = None
+
+    @property
+    def produced(self) -> bool:
+        return self.next_store >= len(self.stores)
 
 
 @dataclass
@@ -201,7 +233,9 @@ class Worker:
 
     # -- producing ------------------------------------------------------------------------------------
     def _produce(self, topic: str, value: bytes | None, key: bytes | None, *, partition: int = -1,
-                 headers: list[tuple[str, bytes]] | None = None, callback: Callable | None = None) -> None:
+                 headers: list[tuple[str, bytes]] | None = None, callback: Callable | None = None,
+                 epoch: int | None = None) -> None:
+        """Produce one record, counted in the open epoch, or in `epoch` (an ended one) if given."""
         if self.eos and not self._in_txn:
             self.producer.begin_transaction()
             self._in_txn = True
@@ -209,7 +243,10 @@ class Worker:
             try:
                 self.producer.produce(topic, value, key, partition=partition, headers=headers,
                                       on_delivery=callback or self.deliveries.on_delivery)
-                self.deliveries.count += 1
+                if epoch is None:
+                    self.deliveries.count += 1
+                else:
+                    self.deliveries.add(epoch, 1)
                 return
             except BufferError:
                 self.producer.poll(0.05)  # local queue full: let deliveries drain
@@ -359,6 +396,7 @@ class Worker:
                 msgs = consumer.consume(self.options.max_batch, timeout=timeout_s)
                 timeout_s = busy_timeout_s if msgs else idle_timeout_s
                 with self.lock:
+                    turn_started = time.monotonic()
                     if msgs:
                         self._process(msgs)
                     if self.engine.fire_wall_timers():
@@ -368,8 +406,10 @@ class Worker:
                     # Caught up (nothing new): commit now rather than at the interval.
                     if now - self._last_commit >= interval_s or (not msgs and self._uncommitted):
                         self.commit(wait=False)
-                    elif self._pending:
-                        self._finish_commits(block=False)
+                    if self._pending:
+                        budget_s = COMMIT_SLICE_S * (1 if msgs else 4) + (now - turn_started) / 4
+                        self._produce_writes(budget_s)
+                        self._finish_commits(block=False, budget_s=budget_s)
                 if now >= lag_due:
                     self._update_lag()
                     lag_due = now + 5
@@ -449,63 +489,110 @@ class Worker:
     # -- commit ---------------------------------------------------------------------------------------
     def commit(self, *, wait: bool = True) -> None:
         """Make processed input, state and outputs durable together (see module docstring).
-        wait=False (at-least-once): produce and note the commit point, finish it once acknowledged."""
+        wait=False (at-least-once): take the commit point, then encode and produce its writes in
+        slices between batches (`_produce_writes`) and finish it once acknowledged."""
         started = time.monotonic()
         self._flush_engine()
-        written: list[tuple[PartitionStore, list[tuple[bytes, bytes | None]], tuple[str, int]]] = []
-        local: list[tuple[PartitionStore, list[tuple[bytes, bytes | None]]]] = []
+        stores: list[_StoreWrites] = []
         for table, p, store in self.engine.stores():
-            if not store.has_pending:
-                continue
-            writes = store.take_pending()
-            if not table.changelog:
-                local.append((store, writes))
-                continue
-            topic = self.changelog(table)
-            on_changelog = self.deliveries.on_changelog
-            for key, value in writes:
-                self._produce(topic, value, key, partition=p, callback=on_changelog)
-            written.append((store, writes, (topic, p)))
+            if store.has_pending:
+                where = (self.changelog(table), p) if table.changelog else None
+                stores.append(_StoreWrites(store, where, iter(store.take_pending_values().items())))
+        # Local-only stores first: see _finish_commits.
+        stores.sort(key=lambda w: w.changelog is not None)
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._offsets.items()]
+        point = _PendingCommit(self.deliveries.close_epoch(), offsets, stores, started)
+        self._pending.append(point)
+        self._last_commit = time.monotonic()
+        self._uncommitted = False
+        block = wait or self.eos or len(self._pending) > MAX_PENDING_COMMITS
+        if block:
+            self._produce_writes(None)
         if self.eos and self._in_txn:
             if offsets:
                 self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
             self.producer.commit_transaction(60)
             self._in_txn = False
-        self._pending.append(_PendingCommit(self.deliveries.close_epoch(), offsets, written, local, started))
-        self._last_commit = time.monotonic()
-        self._uncommitted = False
-        self._finish_commits(block=wait or self.eos or len(self._pending) > MAX_PENDING_COMMITS)
+        if block:  # else the run loop finishes it, in slices
+            self._finish_commits(block=True)
 
-    def _finish_commits(self, *, block: bool) -> None:
-        """Finish the commit points whose records are all acknowledged, oldest first: write the
-        stores (local-only ones first), then commit the consumer offsets. block: flush the
-        producer first, so every pending point finishes."""
+    def _produce_writes(self, budget_s: float | None) -> None:
+        """Encode and produce the writes of pending commit points, oldest first (so a key's changelog
+        records keep their order), for about `budget_s` (None: all)."""
+        deadline = None if budget_s is None else time.monotonic() + budget_s
+        for point in self._pending:
+            if point.produced:
+                continue
+            callback = self.deliveries.changelog_callback(point.epoch)
+            while not point.produced:
+                writes = point.stores[point.next_store]
+                store = writes.store
+                while chunk := list(itertools.islice(writes.left, _SLICE_CHECK_EVERY)):
+                    encoded = store.encode_writes(chunk)
+                    writes.encoded += encoded
+                    if writes.changelog is not None:
+                        topic, partition = writes.changelog
+                        for key, value in encoded:
+                            self._produce(topic, value, key, partition=partition, callback=callback, epoch=point.epoch)
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return
+                point.next_store += 1
+
+    def _finish_commits(self, *, block: bool, budget_s: float | None = None) -> None:
+        """Finish the commit points whose writes are all produced and acknowledged, oldest first:
+        write the stores (local-only ones first), then commit the consumer offsets. block: produce
+        what is left and flush the producer first, so every pending point finishes. budget_s: stop
+        writing stores after about this long (the next call goes on)."""
         if block:
+            self._produce_writes(None)
             left = self.producer.flush(60)
             if left:
                 raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"{left} records not acknowledged"))
         else:
             self.producer.poll(0)
-        while self._pending and self.deliveries.acknowledged(self._pending[0].epoch):
-            if self.deliveries.errors:
-                errors = self.deliveries.errors[:5]
-                self.deliveries.errors.clear()
-                raise RuntimeError(f"produce failed, not committing: {'; '.join(errors)}")
-            point = self._pending.popleft()
-            changelog_offsets = self.deliveries.release(point.epoch)
-            # Local-only tables first: after a crash between the two, the changelogged stores are behind
-            # their changelogs, so the next assignment restores them and rebuilds the local-only ones.
-            for store, writes in point.local:
-                store.persist(writes, LOCAL_ONLY_CHECKPOINT)
-            for store, writes, key in point.written:
-                store.persist(writes, changelog_offsets.get(key))
+        deadline = None if block or budget_s is None else time.monotonic() + budget_s
+        while self._pending:
+            point = self._pending[0]
+            if point.changelog_offsets is None:  # not acknowledged yet when last looked at
+                if not point.produced or not self.deliveries.acknowledged(point.epoch):
+                    return
+                if self.deliveries.errors:
+                    errors = self.deliveries.errors[:5]
+                    self.deliveries.errors.clear()
+                    raise RuntimeError(f"produce failed, not committing: {'; '.join(errors)}")
+                point.changelog_offsets = self.deliveries.release(point.epoch)
+            if not self._persist(point, deadline):
+                return
+            self._pending.popleft()
             if not self.eos and point.offsets:
                 self.consumer.commit(offsets=point.offsets, asynchronous=not block)
             self.commit_count += 1
             self.metrics.commits.inc()
             self.metrics.commit_seconds.observe(time.monotonic() - point.started)
             self._export_stats()
+
+    @staticmethod
+    def _persist(point: _PendingCommit, deadline: float | None) -> bool:
+        """Write a commit point's stores, in slices of _PERSIST_CHUNK until `deadline`; True when done.
+
+        Local-only stores first (they sort first): after a crash between the two, the changelogged
+        stores are behind their changelogs, so the next assignment restores them and rebuilds the
+        local-only ones."""
+        assert point.changelog_offsets is not None
+        while point.next_persist < len(point.stores):
+            writes = point.stores[point.next_persist]
+            while len(writes.encoded) - writes.written > _PERSIST_CHUNK:
+                writes.store.write_ahead(writes.encoded[writes.written:writes.written + _PERSIST_CHUNK])
+                writes.written += _PERSIST_CHUNK
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False  # at least one slice per call: progress even on a zero budget
+            where = writes.changelog
+            writes.store.persist(writes.encoded[writes.written:],
+                                 LOCAL_ONLY_CHECKPOINT if where is None else point.changelog_offsets.get(where))
+            point.next_persist += 1
+            if deadline is not None and time.monotonic() >= deadline:
+                return point.next_persist >= len(point.stores)
+        return True
 
     def _export_stats(self) -> None:
         for name, st in self.engine.stats.items():

@@ -54,3 +54,22 @@ def test_failures_are_reported_with_topic_and_partition() -> None:
     epoch = d.close_epoch()
     assert d.acknowledged(epoch)
     assert d.errors == ["changelog cl[3]: Broker: Message size too large"]
+
+
+def test_records_produced_for_an_ended_epoch_count_in_it() -> None:
+    """A commit point's changelog records are produced in slices after its epoch ended: they count,
+    and their offsets checkpoint, in that epoch, not the open one."""
+    d = DeliveryTracker()
+    d.count += 1
+    output = d.on_delivery
+    epoch = d.close_epoch()
+    d.count += 1  # an output of the open epoch
+    late = d.changelog_callback(epoch)
+    d.add(epoch, 2)
+    output(None, Msg("alerts", 0, 5))
+    late(None, Msg("cl", 1, 40))
+    assert not d.acknowledged(epoch)
+    late(None, Msg("cl", 1, 41))
+    assert d.acknowledged(epoch)
+    assert d.release(epoch) == {("cl", 1): 41}
+    assert not d.acknowledged(d.close_epoch())  # the open epoch's output is still unacknowledged
