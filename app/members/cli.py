@@ -6,9 +6,8 @@ import time
 
 import click
 
-from app.cli import print_json
 from app.members.model import HEARTBEAT, member_from_status
-from app.pipeline.cli import fetch_statuses, table_rows, worker_option
+from app.pipeline.cli import fetch_statuses, show_items, worker_option
 
 __all__ = ["members_command"]
 
@@ -18,16 +17,10 @@ __all__ = ["members_command"]
 @worker_option
 def members_command(as_json: bool, workers: tuple[str, ...]) -> None:
     """Hosts seen through heartbeats with their tags and state (alive, or failed when the heartbeat expired)."""
-    members = [member_from_status(s) for s in fetch_statuses(workers, subject="*", name=HEARTBEAT)]
-    if as_json:
-        for m in members:
-            print_json(m.model_dump())
-        return
-    if not members:
-        click.echo("no hosts have sent heartbeats (is `vigil beacon run` running with the heartbeat beacon?)", err=True)
-        return
     now = int(time.time() * 1000)
-    rows = [[m.host, str(m.state).lower(),
-             f"{(now - m.last_seen) // 1000}s ago", ",".join(f"{k}={v}" for k, v in sorted(m.tags.items()))]
-            for m in members]
-    table_rows(rows, ["HOST", "STATE", "LAST HEARTBEAT", "TAGS"])
+    show_items([member_from_status(s).model_dump() for s in fetch_statuses(workers, subject="*", name=HEARTBEAT)],
+               as_json=as_json,
+               empty="no hosts have sent heartbeats (is `vigil beacon run` running with the heartbeat beacon?)",
+               headers=["HOST", "STATE", "LAST HEARTBEAT", "TAGS"],
+               row=lambda m: [m["host"], str(m["state"]).lower(), f"{(now - m['last_seen']) // 1000}s ago",
+                              ",".join(f"{k}={v}" for k, v in sorted(m["tags"].items()))])

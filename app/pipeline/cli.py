@@ -27,7 +27,7 @@ from app.model.events import State
 from app.pipeline.validate import format_time_ms
 
 __all__ = ["DEFAULT_WORKER_URL", "events_find_command", "events_get_command", "fetch_statuses", "metrics_command",
-           "query_workers", "status_command", "table_rows", "worker_option"]
+           "query_workers", "show_items", "status_command", "worker_option"]
 
 DEFAULT_WORKER_URL: Final = "http://127.0.0.1:8088"
 _TIMEOUT_S: Final = 30.0
@@ -107,7 +107,20 @@ def _age(now_ms: int, then_ms: int | None) -> str:
     return f"{text} ago" if delta >= 0 else f"in {text}"
 
 
-def table_rows(rows: list[list[str]], headers: list[str]) -> None:
+def show_items(items: list[dict[str, Any]], *, as_json: bool, empty: str, headers: list[str],
+               row: Callable[[dict[str, Any]], list[str]]) -> None:
+    """Items as JSON lines (--json), else a table of `row(item)` under `headers`, or `empty` on
+    stderr when there is none."""
+    if as_json:
+        for item in items:
+            print_json(item)
+    elif not items:
+        click.echo(empty, err=True)
+    else:
+        _table([row(item) for item in items], headers)
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> None:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     for line in [headers, *rows]:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
@@ -140,18 +153,12 @@ def fetch_statuses(workers: tuple[str, ...], *, subject: str, name: str, state: 
 @worker_option
 def status_command(subject: str, name: str, state: str | None, as_json: bool, workers: tuple[str, ...]) -> None:
     """Current status of identities (SUBJECT is a glob, default all)."""
-    statuses = fetch_statuses(workers, subject=subject, name=name, state=state)
-    if as_json:
-        for s in statuses:
-            print_json(s)
-        return
-    if not statuses:
-        click.echo("no matching identities", err=True)
-        return
     now = int(time.time() * 1000)
-    rows = [[s["state"] + (" (flapping)" if s["flapping"] else ""), s["subject"], s["name"], _age(now, s["since"]),
-             _age(now, s["last_seen"]), str(s["event_count"]), s["text"][:60]] for s in statuses]
-    table_rows(rows, ["STATE", "SUBJECT", "NAME", "SINCE", "LAST SEEN", "EVENTS", "TEXT"])
+    show_items(fetch_statuses(workers, subject=subject, name=name, state=state), as_json=as_json,
+               empty="no matching identities",
+               headers=["STATE", "SUBJECT", "NAME", "SINCE", "LAST SEEN", "EVENTS", "TEXT"],
+               row=lambda s: [s["state"] + (" (flapping)" if s["flapping"] else ""), s["subject"], s["name"],
+                              _age(now, s["since"]), _age(now, s["last_seen"]), str(s["event_count"]), s["text"][:60]])
 
 
 # -- vigil metrics --------------------------------------------------------------------------------------
@@ -178,18 +185,13 @@ def metrics_command(subject: str, name: str, metric: str | None, window: str | N
     for a in answers:
         for w in a.body.get("windows", []) if a.body else []:
             merged[(w["size_ms"], w["window_start"], w["metric"])] = w
-    windows = [merged[k] for k in sorted(merged)]
-    if as_json:
-        for w in windows:
-            print_json(w)
-        return
-    if not windows:
-        click.echo(f"no windows of {subject}/{name}" + (f" metric {metric}" if metric else ""), err=True)
-        return
-    rows = [[format_duration_ms(w["size_ms"]), format_time_ms(w["window_start"]), w["metric"], str(w["count"]),
-             _number(w["mean"]), _number(w["min"]), _number(w["max"]), _number(w["last"]), _number(w["p50"]),
-             _number(w["p95"]), _number(w["p99"]), "closed" if w.get("closed") else "open"] for w in windows]
-    table_rows(rows, ["WINDOW", "START", "METRIC", "COUNT", "MEAN", "MIN", "MAX", "LAST", "P50", "P95", "P99", ""])
+    show_items([merged[k] for k in sorted(merged)], as_json=as_json,
+               empty=f"no windows of {subject}/{name}" + (f" metric {metric}" if metric else ""),
+               headers=["WINDOW", "START", "METRIC", "COUNT", "MEAN", "MIN", "MAX", "LAST", "P50", "P95", "P99", ""],
+               row=lambda w: [format_duration_ms(w["size_ms"]), format_time_ms(w["window_start"]), w["metric"],
+                              str(w["count"]), _number(w["mean"]), _number(w["min"]), _number(w["max"]),
+                              _number(w["last"]), _number(w["p50"]), _number(w["p95"]), _number(w["p99"]),
+                              "closed" if w.get("closed") else "open"])
 
 
 # -- vigil events get / find ----------------------------------------------------------------------------
@@ -230,14 +232,7 @@ def events_find_command(subject: str, name: str, since: str, limit: int, as_json
     answers = query_workers(worker_urls(workers), "/events/find",
                             {"subject": subject, "name": name, "since_ms": since_ms, "limit": limit})
     merged = {e["id"]: e for a in answers for e in (a.body or {}).get("events", [])}
-    events = sorted(merged.values(), key=lambda e: (e["time"], e["id"]), reverse=True)[:limit]
-    if as_json:
-        for e in events:
-            print_json(e)
-        return
-    if not events:
-        click.echo("no matching events", err=True)
-        return
-    rows = [[format_time_ms(e["time"]), e["subject"], e["name"], e["type"], e["id"], f"{e['partition']}@{e['offset']}"]
-            for e in events]
-    table_rows(rows, ["TIME", "SUBJECT", "NAME", "TYPE", "ID", "PARTITION@OFFSET"])
+    show_items(sorted(merged.values(), key=lambda e: (e["time"], e["id"]), reverse=True)[:limit], as_json=as_json,
+               empty="no matching events", headers=["TIME", "SUBJECT", "NAME", "TYPE", "ID", "PARTITION@OFFSET"],
+               row=lambda e: [format_time_ms(e["time"]), e["subject"], e["name"], e["type"], e["id"],
+                              f"{e['partition']}@{e['offset']}"])

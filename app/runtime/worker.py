@@ -498,7 +498,7 @@ class Worker:
             if store.has_pending:
                 where = (self.changelog(table), p) if table.changelog else None
                 stores.append(_StoreWrites(store, where, iter(store.take_pending_values().items())))
-        # Local-only stores first: see _finish_commits.
+        # Local-only stores first: see _persist.
         stores.sort(key=lambda w: w.changelog is not None)
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._offsets.items()]
         point = _PendingCommit(self.deliveries.close_epoch(), offsets, stores, started)
@@ -507,7 +507,7 @@ class Worker:
         self._uncommitted = False
         block = wait or self.eos or len(self._pending) > MAX_PENDING_COMMITS
         if block:
-            self._produce_writes(None)
+            self._produce_writes(None)  # under exactly-once: inside the transaction committed next
         if self.eos and self._in_txn:
             if offsets:
                 self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
@@ -540,11 +540,10 @@ class Worker:
 
     def _finish_commits(self, *, block: bool, budget_s: float | None = None) -> None:
         """Finish the commit points whose writes are all produced and acknowledged, oldest first:
-        write the stores (local-only ones first), then commit the consumer offsets. block: produce
-        what is left and flush the producer first, so every pending point finishes. budget_s: stop
-        writing stores after about this long (the next call goes on)."""
+        write the stores (local-only ones first), then commit the consumer offsets. block (every
+        write produced, see commit): flush the producer first, so every pending point finishes.
+        budget_s: stop writing stores after about this long (the next call goes on)."""
         if block:
-            self._produce_writes(None)
             left = self.producer.flush(60)
             if left:
                 raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"{left} records not acknowledged"))
