@@ -93,6 +93,7 @@ class Pipeline:
         event_ref = self.archive.ref
         apply = self.tracker.apply
         batch = TrackerBatch(ctx.watermark)
+        ids: dict[str, str] = {}
         for record, time_ms in zip(ctx.records, ctx.event_times, strict=True):
             value = record.value
             if time_ms > batch.watermark_ms:
@@ -105,8 +106,9 @@ class Pipeline:
             if key != record.key:
                 self._misrouted(record.key, key)
             ref = event_ref(ev, record.offset)
-            archive_add(ev.subject, ev.name, ref)
+            archive_add(ids, ev.subject, ev.name, ref)
             apply(key, ev, ref, ctx, batch)
+        self.archive.index(ids)
         self.tracker.finish(batch, ctx)
 
     def rebuild(self, ctx: Any) -> None:

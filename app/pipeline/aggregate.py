@@ -63,6 +63,19 @@ def sketch_key(magnitude: float) -> int:
     return _MAPPING.key(magnitude)
 
 
+# LogarithmicMapping.key(v) is int(ceil(log(v, 2) * multiplier) + offset); these are its own
+# attributes, and the tests check that sketch_key_function agrees with it for any value.
+_KEY_MULTIPLIER: Final[float] = _MAPPING._multiplier
+_KEY_OFFSET: Final[float] = _MAPPING._offset
+
+
+def sketch_key_function() -> tuple[float, float]:
+    """(multiplier, offset) such that `int(math.ceil(math.log(m, 2) * multiplier) + offset)` is
+    `sketch_key(m)`, the same float operations in the same order: for code that bins many values
+    in one expression instead of one call per value."""
+    return _KEY_MULTIPLIER, _KEY_OFFSET
+
+
 def _store_from_counts(first_key: int, counts: Sequence[float]) -> DenseStore:
     """A DenseStore holding `counts` for keys first_key, first_key+1, ... (set via its documented
     attributes, as DenseStore.copy does: restoring must not cost one add() per bin)."""

@@ -42,6 +42,8 @@ PAGE_SIZE: Final = 16
 #: (time_ms, event id, offset, type name or "" for vigil.Event)
 EventRef = tuple[int, str, int, str]
 
+#: Entries re-indexed per write while rebuilding (bounds the memory a rebuild of millions takes).
+_REBUILD_CHUNK: Final = 10_000
 _TIME_OFFSET: Final = 1 << 62  # hex times stay non-negative (and sorted) for any ms time
 _SEP: Final = "\x1f"
 _IDENTITY_SEP: Final = "\x1e"
@@ -113,22 +115,33 @@ class ArchiveIndex:
         """The reference of an accepted event at `offset` (in pages, and waiting in its identity)."""
         return ev.time_ms, ev.id, offset, "" if ev.type_name == EVENT_TYPE else ev.type_name
 
-    def add(self, subject: str, name: str, ref: EventRef) -> None:
-        """Index one event's id (its reference goes to a page through the tracker: `write_page`)."""
+    @staticmethod
+    def add(ids: dict[str, str], subject: str, name: str, ref: EventRef) -> None:
+        """Note one event's id in `ids`, a batch of id index entries for `index` (its reference goes
+        to a page through the tracker: `write_page`)."""
         time_ms, event_id, offset, type_name = ref
-        self.ids[event_id] = _location(offset, time_ms, type_name, subject, name)
+        ids[event_id] = _location(offset, time_ms, type_name, subject, name)
+
+    def index(self, ids: dict[str, str]) -> None:
+        """Write a batch of id index entries (`add`) to the active partition."""
+        self.ids.update(ids)
 
     def rebuild(self, waiting: Iterable[tuple[str, str, Iterable[EventRef]]]) -> int:
         """Re-index the ids of the bound partition from its pages and the references still waiting
         in identities; returns how many. References written by versions that kept no offset are
         skipped (their events cannot be fetched)."""
         indexed = 0
+        ids: dict[str, str] = {}
         pages = (page for _, page in self.find.table.items())
         for subject, name, refs in itertools.chain(pages, waiting):
             for ref in refs:
                 if len(ref) == 4:
-                    self.add(subject, name, ref)
+                    self.add(ids, subject, name, ref)
                     indexed += 1
+            if len(ids) >= _REBUILD_CHUNK:
+                self.index(ids)
+                ids = {}
+        self.index(ids)
         return indexed
 
     def write_page(self, subject: str, name: str, refs: tuple[EventRef, ...], ctx: Any) -> None:

@@ -56,8 +56,8 @@ _EXPIRY_SEVERITY: Final = int(Severity.UNKNOWN)
 class StatusState:
     """Everything the status agent keeps per identity (JSON-serialisable via to_dict/from_dict).
 
-    Treat it as immutable: folding returns new objects and never changes one (a table's undo journal
-    keeps references to old values). Not `frozen` only because a frozen dataclass is several times
+    Treat it as immutable: folding returns new objects and never changes one (commits in progress
+    keep references to stored values). Not `frozen` only because a frozen dataclass is several times
     slower to construct, and one is constructed per event."""
 
     subject: str

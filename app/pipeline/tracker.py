@@ -33,10 +33,10 @@ from app.pipeline.validate import NormalizedEvent
 from app.pipeline.windows import (
     JSON_OPTIONS,
     OpenWindows,
+    Sample,
     WindowCodec,
     WindowValue,
-    add_to_windows,
-    bin_metrics,
+    add_samples,
     close_due,
     copy_windows,
     new_windows,
@@ -113,14 +113,18 @@ class TrackedCodec:
 
 
 class TrackerBatch:
-    """The identities one batch of events touched: a private copy of each one's state (updated in
-    place, event after event) and what it was before, to arm or move its timers once at the end."""
+    """The identities one batch of events touched: a private copy of each one's state (status
+    updated in place, event after event), the metrics of their events (added to their windows at
+    the end, all of an identity's at once), and what their timers were before, to arm or move them
+    once at the end."""
 
-    __slots__ = ("before", "states", "watermark_ms")
+    __slots__ = ("before", "samples", "states", "watermark_ms")
 
     def __init__(self, watermark_ms: int) -> None:
         #: identity -> its state as updated so far (None until its first event is accepted)
         self.states: dict[str, Tracked | None] = {}
+        #: identity -> the metrics of its events in this batch, for its windows
+        self.samples: dict[str, list[Sample]] = {}
         #: identity -> (absence deadline, close timer) before the batch
         self.before: dict[str, tuple[int | None, int | None]] = {}
         #: the partition's event-time watermark at the event being applied
@@ -150,8 +154,8 @@ class Tracker:
 
     # -- inside the agent -----------------------------------------------------------------------------
     def apply(self, key: str, ev: NormalizedEvent, ref: EventRef, ctx: Any, batch: TrackerBatch) -> None:
-        """Fold one accepted event into its identity: status and alerts now, windows in the batch's
-        copy; `finish` stores the copies and arms timers."""
+        """Fold one accepted event into its identity: status and alerts now; its metrics are kept
+        for `finish`, which adds them to the windows, stores the copies and arms timers."""
         states = batch.states
         tracked = states.get(key, False)
         if tracked is False:
@@ -178,18 +182,28 @@ class Tracker:
                 recent.clear()
             recent.append(ref)
         if ev.metrics:
-            late, opened_close_ms = add_to_windows(tracked.windows, self.sizes_ms, bin_metrics(ev.metrics), ev.time_ms,
-                                                   grace_ms=self.grace_ms, watermark_ms=batch.watermark_ms)
-            self.late_dropped += late
-            if opened_close_ms is not None and (tracked.close_at_ms is None or opened_close_ms < tracked.close_at_ms):
-                tracked.close_at_ms = opened_close_ms
+            sample = (ev.time_ms, ev.metrics, batch.watermark_ms)
+            samples = batch.samples.get(key)
+            if samples is None:
+                batch.samples[key] = [sample]
+            else:
+                samples.append(sample)
         self._publish(key, update, ctx)
 
     def finish(self, batch: TrackerBatch, ctx: Any) -> None:
-        """Store the batch's updated identities and arm, move or cancel their timers."""
+        """Add the batch's metrics to the windows, store the updated identities and arm, move or
+        cancel their timers."""
+        all_samples = batch.samples
         for key, tracked in batch.states.items():
             if tracked is None:
                 continue
+            samples = all_samples.get(key)
+            if samples is not None:
+                late, opened_close_ms = add_samples(tracked.windows, self.sizes_ms, samples, grace_ms=self.grace_ms)
+                self.late_dropped += late
+                if opened_close_ms is not None and (tracked.close_at_ms is None
+                                                    or opened_close_ms < tracked.close_at_ms):
+                    tracked.close_at_ms = opened_close_ms
             self.table[key] = tracked
             deadline_before, close_before = batch.before[key]
             if tracked.close_at_ms is not None and tracked.close_at_ms != close_before:

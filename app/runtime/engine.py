@@ -2,8 +2,8 @@
 partition, keeps per-partition stores, watermarks, windows and timers, and collects outputs and
 dead letters. The Kafka worker and the test harness are thin I/O layers around it.
 
-Failure isolation: a batch runs with store journaling; if an agent raises, the batch's state
-changes and outputs are rolled back and the batch is re-run one record at a time, so only the
+Failure isolation: a batch runs as a store transaction (its writes in an overlay); if an agent
+raises, the batch's state changes and outputs are dropped and the batch is re-run one record at a time, so only the
 poison record goes to the dead-letter list — it never loops.
 """
 
@@ -115,7 +115,10 @@ class _AgentPartition:
         self.next_due = min(dues) if dues else None
 
     def checkpoint(self) -> None:
-        """ctx.checkpoint(): commit through the I/O layer, then restart journaling from here."""
+        """ctx.checkpoint(): commit through the I/O layer (the call's writes so far included), then
+        start a new transaction from here."""
+        for st in self.store_list:
+            st.end()
         if self.engine.checkpoint_hook is not None:
             try:
                 self.engine.checkpoint_hook()

@@ -1,6 +1,7 @@
 """PartitionStore: the mapping API over a byte backend, with a decoded-value cache, dirty tracking
-for changelog batching, an undo journal for rolling back a failed agent call, and the changelog
-offset checkpoint stored atomically with the data (so restore reads only what is missing locally).
+for changelog batching, agent-call transactions (an overlay of the call's writes, merged when the
+call succeeds and dropped when it fails), and the changelog offset checkpoint stored atomically with
+the data (so restore reads only what is missing locally).
 
 Writes stay in memory until the worker commits: then the dirty keys are encoded once, sent to the
 changelog (one record per key, however often it changed) and written to the backend in one batch.
@@ -44,13 +45,17 @@ class PartitionStore:
         self._dirty: dict[str, Any] = {}
         #: writes handed to take_pending and not yet persisted, oldest first
         self._inflight: list[dict[str, Any]] = []
-        self._undo: dict[str, tuple[Any, Any]] | None = None
+        #: the writes of the agent call in progress (begin ... end/rollback), None outside calls
+        self._txn: dict[str, Any] | None = None
         raw = backend.get(CHECKPOINT_KEY)
         self.checkpoint: int | None = int(raw) if raw is not None else None
 
     # -- mapping API ------------------------------------------------------------------------------
     def get(self, key: str, default: Any = None) -> Any:
-        value = self._cache.get(key, MISSING)
+        txn = self._txn
+        value = txn.get(key, MISSING) if txn else MISSING
+        if value is MISSING:
+            value = self._cache.get(key, MISSING)
         if value is not MISSING and value is not _DELETED:
             return value
         if value is MISSING:
@@ -71,11 +76,21 @@ class PartitionStore:
         return isinstance(key, str) and self.get(key, MISSING) is not MISSING
 
     def __setitem__(self, key: str, value: Any) -> None:
-        undo = self._undo
-        if undo is not None and key not in undo:
-            undo[key] = (self._cache.get(key, MISSING), self._dirty.get(key, MISSING))
-        self._cache[key] = value
-        self._dirty[key] = value
+        txn = self._txn
+        if txn is not None:
+            txn[key] = value
+        else:
+            self._cache[key] = value
+            self._dirty[key] = value
+
+    def update(self, writes: dict[str, Any]) -> None:
+        """Write several keys at once (as `self[key] = value` for each, in one C-level call)."""
+        txn = self._txn
+        if txn is not None:
+            txn.update(writes)
+        else:
+            self._cache.update(writes)
+            self._dirty.update(writes)
 
     def __delitem__(self, key: str) -> None:
         self[key] = _DELETED
@@ -90,7 +105,7 @@ class PartitionStore:
     def items(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
         """Live entries (committed and pending), sorted by key, optionally under a key prefix."""
         pending = {}
-        for writes in (*self._inflight, self._dirty):
+        for writes in (*self._inflight, self._dirty, self._txn or {}):
             pending.update((k, v) for k, v in writes.items() if k.startswith(prefix))
         merged: dict[str, Any] = {}
         for raw_key, raw_value in self.backend.iterate(prefix.encode()):
@@ -117,26 +132,24 @@ class PartitionStore:
         self._cache.update(recent)
 
     # -- agent-call transactions ------------------------------------------------------------------
+    # A call's writes go to an overlay instead of a journal of what they replaced: a write costs one
+    # dict store (an index table writes a key per event), and ending the call merges the overlay
+    # at C speed.
     def begin(self) -> None:
-        """Start journaling so a failed agent call can be rolled back."""
-        self._undo = {}
+        """Start an agent call: its writes stay apart until `end` (kept) or `rollback` (dropped)."""
+        self.end()
+        self._txn = {}
 
     def end(self) -> None:
-        self._undo = None
+        """The agent call succeeded: its writes become pending (for the next commit)."""
+        txn, self._txn = self._txn, None
+        if txn:
+            self._cache.update(txn)
+            self._dirty.update(txn)
 
     def rollback(self) -> None:
-        """Undo every write since begin()."""
-        if self._undo:
-            for key, (cached, dirty) in self._undo.items():
-                if cached is MISSING:
-                    self._cache.pop(key, None)
-                else:
-                    self._cache[key] = cached
-                if dirty is MISSING:
-                    self._dirty.pop(key, None)
-                else:
-                    self._dirty[key] = dirty
-        self._undo = None
+        """Drop every write since begin()."""
+        self._txn = None
 
     # -- commit and restore -----------------------------------------------------------------------
     @property

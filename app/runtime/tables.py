@@ -76,6 +76,11 @@ class Table:
     def __setitem__(self, key: str, value: Any) -> None:
         (self.active or self._store())[key] = value
 
+    def update(self, writes: dict[str, Any]) -> None:
+        """Write several keys of the active partition at once: `table[key] = value` for each, at a
+        fraction of the cost (an index that writes a key per event writes its batch this way)."""
+        (self.active or self._store()).update(writes)
+
     def __delitem__(self, key: str) -> None:
         del self._store()[key]
 

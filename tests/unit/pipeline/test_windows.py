@@ -19,14 +19,17 @@ from app.pipeline.validate import EVENT_TYPE, Rejection, _Invalid, _normalize, n
 from app.pipeline.windows import (
     JSON_OPTIONS,
     WindowCodec,
+    add_samples,
     add_to_windows,
-    bin_metrics,
     close_due,
     copy_windows,
+    folded,
     new_windows,
     observe,
     to_aggregate,
     to_window_record,
+    value_bin,
+    value_bins,
 )
 from tests.unit.pipeline.conftest import NOW_MS
 
@@ -39,7 +42,7 @@ edgy = finite | st.sampled_from([0.0, -0.0, 5e-324, -5e-324, 2.3e-308, -2.3e-308
 def _windows(events: list[tuple[int, float]], *, grace_ms: int = 5_000, watermark_ms: int = -1):
     windows = new_windows(SIZES)
     for time_ms, value in events:
-        add_to_windows(windows, SIZES, bin_metrics({"x": value}), time_ms, grace_ms=grace_ms,
+        add_to_windows(windows, SIZES, {"x": value}, time_ms, grace_ms=grace_ms,
                        watermark_ms=watermark_ms)
     return windows
 
@@ -59,26 +62,26 @@ def test_add_to_windows__tumbling_windows_aligned_to_the_epoch(time_ms: int, sta
 
 def test_add_to_windows__reports_late_and_the_close_time_of_new_windows() -> None:
     windows = new_windows(SIZES)
-    late, close_ms = add_to_windows(windows, SIZES, bin_metrics({"x": 1.0}), NOW_MS + 1, grace_ms=5_000,
+    late, close_ms = add_to_windows(windows, SIZES, {"x": 1.0}, NOW_MS + 1, grace_ms=5_000,
                                     watermark_ms=NOW_MS)
     assert (late, close_ms) == (0, NOW_MS + 15_000)
-    late, close_ms = add_to_windows(windows, SIZES, bin_metrics({"x": 1.0}), NOW_MS + 2, grace_ms=5_000,
+    late, close_ms = add_to_windows(windows, SIZES, {"x": 1.0}, NOW_MS + 2, grace_ms=5_000,
                                     watermark_ms=NOW_MS)
     assert (late, close_ms) == (0, None)  # no new window
     # watermark at 15 s: the 10 s window [0, 10) closed (10 + 5 grace), the minute is open
-    late, _ = add_to_windows(windows, SIZES, bin_metrics({"x": 1.0}), NOW_MS + 3, grace_ms=5_000,
+    late, _ = add_to_windows(windows, SIZES, {"x": 1.0}, NOW_MS + 3, grace_ms=5_000,
                              watermark_ms=NOW_MS + 15_000)
     assert late == 1
-    assert [window[1]["x"][0] for open_ in windows for window in open_] == [2, 3]  # the late one counted once
+    assert [folded(window[1]["x"])[0] for open_ in windows for window in open_] == [2, 3]  # the late one counted once
 
 
 def test_add_to_windows__an_older_open_window_within_grace_still_counts() -> None:
     windows = _windows([(NOW_MS + 12_000, 1.0)])
-    late, close_ms = add_to_windows(windows, SIZES, bin_metrics({"x": 5.0}), NOW_MS + 9_000, grace_ms=5_000,
+    late, close_ms = add_to_windows(windows, SIZES, {"x": 5.0}, NOW_MS + 9_000, grace_ms=5_000,
                                     watermark_ms=NOW_MS + 12_000)
     assert (late, close_ms) == (0, NOW_MS + 15_000)  # [0, 10 s) opened behind the newest one
     assert [start - NOW_MS for start, _ in windows[0]] == [0, 10_000]
-    assert windows[1][0][1]["x"][:4] == [2, 6.0, 1.0, 5.0]
+    assert folded(windows[1][0][1]["x"])[:4] == [2, 6.0, 1.0, 5.0]
 
 
 def test_close_due__splits_closed_from_open_oldest_first() -> None:
@@ -95,7 +98,7 @@ def test_copy_windows__updating_the_copy_never_changes_the_original() -> None:
     snapshot = repr(original)
     copy = copy_windows(original)
     for time_ms in (NOW_MS + 1, NOW_MS + 13_000, NOW_MS + 61_000):
-        add_to_windows(copy, SIZES, bin_metrics({"x": 5.0, "y": -1.0}), time_ms, grace_ms=5_000, watermark_ms=-1)
+        add_to_windows(copy, SIZES, {"x": 5.0, "y": -1.0}, time_ms, grace_ms=5_000, watermark_ms=-1)
     close_due(copy, SIZES, grace_ms=5_000, watermark_ms=NOW_MS + 100_000)
     assert repr(original) == snapshot
 
@@ -105,13 +108,14 @@ def test_copy_windows__shares_window_values_until_one_is_updated() -> None:
     copy = copy_windows(original)
     assert all(c[1] is o[1] for c_open, o_open in zip(copy, original, strict=True)
                for c, o in zip(c_open, o_open, strict=True))
-    add_to_windows(copy, SIZES, bin_metrics({"x": 5.0}), NOW_MS + 13_000, grace_ms=5_000, watermark_ms=-1)
+    add_to_windows(copy, SIZES, {"x": 5.0}, NOW_MS + 13_000, grace_ms=5_000, watermark_ms=-1)
     assert copy[0][0][1] is original[0][0][1]  # the older 10 s window was not touched: still shared
     assert copy[0][1][1] is not original[0][1][1] and copy[1][0][1] is not original[1][0][1]
     updated = copy[0][1][1]
-    add_to_windows(copy, SIZES, bin_metrics({"x": 6.0}), NOW_MS + 14_000, grace_ms=5_000, watermark_ms=-1)
+    add_to_windows(copy, SIZES, {"x": 6.0}, NOW_MS + 14_000, grace_ms=5_000, watermark_ms=-1)
     assert copy[0][1][1] is updated  # copied once per copy_windows, then updated in place
-    assert copy[0][1][1]["x"][:4] == [3, 13.0, 2.0, 6.0] and original[0][1][1]["x"][:4] == [1, 2.0, 2.0, 2.0]
+    assert folded(copy[0][1][1]["x"])[:4] == [3, 13.0, 2.0, 6.0]
+    assert folded(original[0][1][1]["x"])[:4] == [1, 2.0, 2.0, 2.0]
 
 
 events_strategy = st.lists(st.tuples(st.integers(0, 130_000), st.sampled_from(["x", "y"]), edgy), max_size=12)
@@ -127,7 +131,7 @@ def test_copy_windows__copies_of_copies_never_change_any_earlier_state(
 
     def apply(windows: Any, events: list[tuple[int, str, float]], watermark_ms: int) -> None:
         for time_ms, metric, value in events:
-            add_to_windows(windows, SIZES, bin_metrics({metric: value}), NOW_MS + time_ms, grace_ms=5_000,
+            add_to_windows(windows, SIZES, {metric: value}, NOW_MS + time_ms, grace_ms=5_000,
                            watermark_ms=NOW_MS + watermark_ms)
         close_due(windows, SIZES, grace_ms=5_000, watermark_ms=NOW_MS + watermark_ms)
 
@@ -147,10 +151,59 @@ def test_copy_windows__copies_of_copies_never_change_any_earlier_state(
 
 def test_observe__adds_every_metric_of_an_event() -> None:
     window: dict = {}
-    observe(window, bin_metrics({"x": 1.0, "y": 2.0}), NOW_MS)
-    observe(window, bin_metrics({"x": 5.0}), NOW_MS - 1)  # older: `last` stays
-    assert window["x"][:6] == [2, 6.0, 1.0, 5.0, 1.0, NOW_MS]
-    assert window["y"][:6] == [1, 2.0, 2.0, 2.0, 2.0, NOW_MS]
+    observe(window, {"x": 1.0, "y": 2.0}, NOW_MS)
+    observe(window, {"x": 5.0}, NOW_MS - 1)  # older: `last` stays
+    assert folded(window["x"])[:6] == [2, 6.0, 1.0, 5.0, 1.0, NOW_MS]
+    assert folded(window["y"])[:6] == [1, 2.0, 2.0, 2.0, 2.0, NOW_MS]
+
+
+@settings(deadline=None, max_examples=150)
+@given(st.lists(edgy, min_size=1, max_size=100))
+def test_observe__folding_pending_values_equals_adding_one_at_a_time(values: list[float]) -> None:
+    """Values wait in `pending` and are folded FOLD_AT at a time: the summary is exactly (bit for
+    bit, -0.0 included) what adding each value in order gives."""
+    window: dict = {}
+    for i, v in enumerate(values):
+        observe(window, {"x": v}, NOW_MS + i)
+    count, total, lo, hi, last, last_time, bins, pending = folded(window["x"])
+    expected_total, expected_lo, expected_hi = values[0], values[0], values[0]
+    for v in values[1:]:
+        expected_total += v
+        expected_lo = v if v < expected_lo else expected_lo
+        expected_hi = v if v > expected_hi else expected_hi
+    assert [repr(x) for x in (count, total, lo, hi, last)] == [
+        repr(x) for x in (len(values), expected_total, expected_lo, expected_hi, values[-1])]
+    assert (last_time, pending) == (NOW_MS + len(values) - 1, [])
+    expected_bins: dict[int, int] = {}
+    for v in values:
+        expected_bins[value_bin(v)] = expected_bins.get(value_bin(v), 0) + 1
+    assert bins == expected_bins
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.lists(edgy, max_size=20))
+def test_value_bins__equal_value_bin_of_each(values: list[float]) -> None:
+    assert value_bins(values) == [value_bin(v) for v in values]
+
+
+@settings(deadline=None, max_examples=150)
+@given(st.lists(st.tuples(st.integers(0, 130_000), st.sampled_from(["x", "y"]), edgy, st.integers(-1, 140_000)),
+                max_size=40))
+def test_add_samples__equals_adding_events_one_at_a_time(events: list[tuple[int, str, float, int]]) -> None:
+    """An identity's events of a batch, added at once (one size after the other), give the windows,
+    late counts and opened close time of adding them one by one."""
+    one_by_one = new_windows(SIZES)
+    late, opened = 0, None
+    for time_ms, metric, value, watermark_ms in events:
+        n, close_ms = add_to_windows(one_by_one, SIZES, {metric: value}, NOW_MS + time_ms, grace_ms=5_000,
+                                     watermark_ms=NOW_MS + watermark_ms)
+        late += n
+        if close_ms is not None and (opened is None or close_ms < opened):
+            opened = close_ms
+    at_once = new_windows(SIZES)
+    samples = [(NOW_MS + t, {metric: value}, NOW_MS + w) for t, metric, value, w in events]
+    assert add_samples(at_once, SIZES, samples, grace_ms=5_000) == (late, opened)
+    assert orjson.dumps(at_once, option=JSON_OPTIONS) == orjson.dumps(one_by_one, option=JSON_OPTIONS)
 
 
 @settings(deadline=None, max_examples=60)
@@ -204,9 +257,12 @@ def test_codecs__round_trip() -> None:
     assert tracked_codec.decode(tracked_codec.encode(tracked)) == tracked
     # a configured size dropped: its windows are dropped, the others kept
     assert TrackedCodec((60_000,)).decode(tracked_codec.encode(tracked)).windows == [windows[1]]
-    # the window format of earlier versions ([[metric, observations], ...]) still reads
-    old = [[metric, obs] for metric, obs in windows[0][0][1].items()]
-    assert codec.decode(orjson.dumps(old, option=JSON_OPTIONS)) == windows[0][0][1]
+    # the window formats of earlier versions ([[metric, observations], ...]; no pending values) still read
+    value = {metric: folded(obs) for metric, obs in windows[0][0][1].items()}
+    old = [[metric, obs] for metric, obs in value.items()]
+    assert codec.decode(orjson.dumps(old, option=JSON_OPTIONS)) == value
+    older = {metric: obs[:7] for metric, obs in value.items()}
+    assert codec.decode(orjson.dumps(older, option=JSON_OPTIONS)) == value
 
 
 event_records = st.fixed_dictionaries({
