@@ -100,7 +100,7 @@ class ArchiveIndex:
     """Indexes events as the pipeline agent sees them; answers lookups from outside agents."""
 
     def __init__(self, *, retention_ms: int) -> None:
-        self.ids = Table("event-ids", codec=LocationCodec(), changelog=False, cache_limit=10_000,
+        self.ids = Table("event-ids", codec=LocationCodec(), changelog=False, cache_limit=0,
                          help="event id -> offset, time_ms, type, subject, name")
         self.find = BucketedTable("event-find", retention_ms=retention_ms,
                                   help="hour + identity + time + id -> id")

@@ -56,15 +56,27 @@ class PartitionStore:
         value = txn.get(key, MISSING) if txn else MISSING
         if value is MISSING:
             value = self._cache.get(key, MISSING)
-        if value is not MISSING and value is not _DELETED:
-            return value
-        if value is MISSING:
-            raw = self.backend.get(key.encode())
-            value = _DELETED if raw is None else self.codec.decode(raw)
-            if len(self._cache) >= self.cache_limit:
-                self._evict()
-            self._cache[key] = value
+            if value is MISSING:
+                value = self._unwritten(key)
+                if value is MISSING:
+                    raw = self.backend.get(key.encode())
+                    value = _DELETED if raw is None else self.codec.decode(raw)
+                    if self.cache_limit:
+                        if len(self._cache) >= self.cache_limit:
+                            self._evict()
+                        self._cache[key] = value
         return default if value is _DELETED else value
+
+    def _unwritten(self, key: str) -> Any:
+        """The newest value of `key` that the backend does not have yet (pending or in flight), or
+        MISSING. The cache usually has it too, but need not: eviction and `cache_limit=0` drop it."""
+        value = self._dirty.get(key, MISSING)
+        if value is MISSING:
+            for writes in reversed(self._inflight):
+                value = writes.get(key, MISSING)
+                if value is not MISSING:
+                    break
+        return value
 
     def __getitem__(self, key: str) -> Any:
         value = self.get(key, MISSING)
@@ -80,8 +92,7 @@ class PartitionStore:
         if txn is not None:
             txn[key] = value
         else:
-            self._cache[key] = value
-            self._dirty[key] = value
+            self._keep(key, value)
 
     def update(self, writes: dict[str, Any]) -> None:
         """Write several keys at once (as `self[key] = value` for each, in one C-level call)."""
@@ -89,8 +100,17 @@ class PartitionStore:
         if txn is not None:
             txn.update(writes)
         else:
+            self._keep_all(writes)
+
+    def _keep(self, key: str, value: Any) -> None:
+        self._dirty[key] = value
+        if self.cache_limit:
+            self._cache[key] = value
+
+    def _keep_all(self, writes: dict[str, Any]) -> None:
+        self._dirty.update(writes)
+        if self.cache_limit:
             self._cache.update(writes)
-            self._dirty.update(writes)
 
     def __delitem__(self, key: str) -> None:
         self[key] = _DELETED
@@ -122,14 +142,10 @@ class PartitionStore:
         return (k for k, _ in self.items(prefix))
 
     def _evict(self) -> None:
-        # Keep what is pending or in flight (the backend does not have it yet) plus the newer half of
-        # the rest (dicts keep insertion order, a cheap approximation of recency); everything else
-        # is re-read from the backend on demand.
+        # Keep the newer half (dicts keep insertion order, a cheap approximation of recency); the
+        # rest is found among the unwritten writes or re-read from the backend on demand.
         keep = self.cache_limit // 2
-        recent = list(self._cache.items())[-keep:] if keep else []
-        unwritten = [self._dirty, *self._inflight]
-        self._cache = {k: v for k, v in self._cache.items() if any(k in w for w in unwritten)}
-        self._cache.update(recent)
+        self._cache = dict(list(self._cache.items())[-keep:]) if keep else {}
 
     # -- agent-call transactions ------------------------------------------------------------------
     # A call's writes go to an overlay instead of a journal of what they replaced: a write costs one
@@ -144,8 +160,7 @@ class PartitionStore:
         """The agent call succeeded: its writes become pending (for the next commit)."""
         txn, self._txn = self._txn, None
         if txn:
-            self._cache.update(txn)
-            self._dirty.update(txn)
+            self._keep_all(txn)
 
     def rollback(self) -> None:
         """Drop every write since begin()."""

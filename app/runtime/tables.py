@@ -10,6 +10,9 @@ Inside an agent, a table reads and writes the partition of the event being proce
 co-partitioned with the agent's source topic, whose key is the identity). Assign values back after
 changing a mutable value (`d = t[k]; d["x"] = 1; t[k] = d`): in-place mutation is not tracked.
 
+`cache_limit` is how many decoded values per partition stay in memory for reads (0: none, for a
+write-mostly table such as an index: its writes then cost no cache upkeep).
+
 `changelog=False` makes a local-only table: stored in RocksDB with the others, but with no
 changelog topic, so a write costs no Kafka record. Use it for what can be derived from the agent's
 other tables (an index): when a partition's changelogged tables had to be restored from Kafka, its
