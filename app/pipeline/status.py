@@ -40,7 +40,8 @@ from app.model.ids import deterministic_id
 from app.pipeline.flap import FlapPolicy, is_flapping, record_transition
 from app.pipeline.validate import NormalizedEvent, format_time_ms
 
-__all__ = ["NO_STATE", "StatusState", "StatusUpdate", "alert_id", "expire", "fold_status", "to_status_record"]
+__all__ = ["NO_STATE", "StatusState", "StatusUpdate", "alert_id", "copy_status", "expire", "fold_into", "fold_status",
+           "to_status_record"]
 
 #: `from_state` of the alert for the first sighting of an identity.
 NO_STATE: Final = "NONE"
@@ -56,9 +57,8 @@ _EXPIRY_SEVERITY: Final = int(Severity.UNKNOWN)
 class StatusState:
     """Everything the status agent keeps per identity (JSON-serialisable via to_dict/from_dict).
 
-    Treat it as immutable: folding returns new objects and never changes one (commits in progress
-    keep references to stored values). Not `frozen` only because a frozen dataclass is several times
-    slower to construct, and one is constructed per event."""
+    Treat a stored one as immutable (commits in progress keep references to stored values):
+    `fold_status` returns new objects, and `fold_into` changes only a private `copy_status`."""
 
     subject: str
     name: str
@@ -110,6 +110,8 @@ class StatusState:
 
 
 _FIELDS: Final = frozenset(StatusState.__dataclass_fields__)
+#: a vigil.Alert record
+Alert = dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -129,29 +131,60 @@ def alert_id(subject: str, name: str, cause_event_id: str, to_state: str) -> str
 
 
 def fold_status(state: StatusState | None, ev: NormalizedEvent, *, flap: FlapPolicy) -> StatusUpdate:
-    """Fold one event into the status of its identity (`state` None: first sighting)."""
+    """Fold one event into the status of its identity (`state` None: first sighting). `state` is
+    not changed: the update holds a new state (or `state` itself when the event changes nothing)."""
     if state is None:
         return _first_sighting(ev)
-    if ev.id == state.last_event_id:
+    new = copy_status(state)
+    folded = fold_into(new, ev, flap=flap)
+    if folded is None:
         return StatusUpdate(state, changed=False)
-    if ev.time_ms < state.last_seen_ms:
-        return StatusUpdate(_evolve(state, event_count=state.event_count + 1), changed=False)
+    return StatusUpdate(new, changed=folded[0], alert=folded[1])
 
+
+def copy_status(state: StatusState) -> StatusState:
+    """A private copy of a status, to fold events into in place (`fold_into`)."""
+    s = state  # positional construction, in field order: once per identity and batch
+    return StatusState(s.subject, s.name, s.state, s.reported_state, s.since_ms, s.last_seen_ms, s.last_event_id,
+                       s.text, s.tags, s.event_count, s.transition_count, s.flapping, s.recent_transitions_ms,
+                       s.ttl_s, s.expected_by_ms)
+
+
+def fold_into(state: StatusState, ev: NormalizedEvent, *, flap: FlapPolicy) -> tuple[bool, Alert | None] | None:
+    """Fold one event into a private `state` (see `copy_status`), in place: what `fold_status`
+    does, without a new state per event. Returns None for a duplicate (nothing changed), else
+    (whether the published Status should be re-sent, the alert or None)."""
+    if ev.id == state.last_event_id:
+        return None
+    time_ms = ev.time_ms
+    if time_ms < state.last_seen_ms:
+        state.event_count += 1
+        return False, None
+
+    before, flapping_before = state.state, state.flapping
     reported = state.reported_state if ev.severity is None else _STATE_BY_SEVERITY[ev.severity]
-    transition = reported != state.state
+    transition = reported != before
     if transition:
-        recent = record_transition(state.recent_transitions_ms, ev.time_ms, flap)
-        flapping = is_flapping(state.flapping, recent, ev.time_ms, flap)
-    else:
-        recent = state.recent_transitions_ms
+        recent = state.recent_transitions_ms = record_transition(state.recent_transitions_ms, time_ms, flap)
+        state.flapping = is_flapping(flapping_before, recent, time_ms, flap)
+        state.since_ms = time_ms
+        state.transition_count += 1
+    elif state.recent_transitions_ms:
         # without a transition flapping can only end, and only while transitions are recorded
-        flapping = is_flapping(state.flapping, recent, ev.time_ms, flap) if recent else False
-    # Positional construction: this runs once per event (field order as declared above).
-    new = StatusState(state.subject, state.name, reported, reported, ev.time_ms if transition else state.since_ms,
-                      ev.time_ms, ev.id, ev.text, dict(ev.tags), state.event_count + 1,
-                      state.transition_count + transition, flapping, recent, ev.ttl_s, _deadline_ms(ev))
-    alert = _event_alert(new, ev, from_state=state.state) if transition else None
-    return StatusUpdate(new, changed=transition or flapping != state.flapping, alert=alert)
+        state.flapping = is_flapping(flapping_before, state.recent_transitions_ms, time_ms, flap)
+    else:
+        state.flapping = False
+    state.state = state.reported_state = reported
+    state.last_seen_ms = time_ms
+    state.last_event_id = ev.id
+    state.text = ev.text
+    state.tags = dict(ev.tags)
+    state.event_count += 1
+    state.ttl_s = ev.ttl_s
+    state.expected_by_ms = _deadline_ms(ev)
+    if transition:
+        return True, _event_alert(state, ev, from_state=before)
+    return state.flapping != flapping_before, None
 
 
 def expire(state: StatusState, *, deadline_ms: int, flap: FlapPolicy) -> StatusUpdate:

@@ -28,7 +28,7 @@ from app.pipeline.archive import PAGE_SIZE, EventRef
 from app.pipeline.buckets import BUCKET_MS, BucketedTable
 from app.pipeline.config import PipelineConfig
 from app.pipeline.query import key_prefix
-from app.pipeline.status import StatusState, StatusUpdate, expire, fold_status, to_status_record
+from app.pipeline.status import StatusState, copy_status, expire, fold_into, fold_status, to_status_record
 from app.pipeline.validate import NormalizedEvent
 from app.pipeline.windows import (
     JSON_OPTIONS,
@@ -76,7 +76,8 @@ def close_delay_ms(key: str) -> int:
 @dataclass(slots=True)
 class Tracked:
     """What the tracker keeps per identity. Once in the table a value never changes: updates work
-    on a private `copy()` and store that (the status itself is immutable and shared)."""
+    on a private `copy()` and store that (the copy shares the status: the tracker folds a batch's
+    events into a `copy_status` of it)."""
 
     status: StatusState
     #: open windows per configured size (app.pipeline.windows.OpenWindows)
@@ -165,20 +166,24 @@ class Tracker:
                 batch.before[key] = (None, None)
             else:
                 tracked = stored.copy()
+                tracked.status = copy_status(stored.status)  # the batch's events fold into it in place
                 batch.before[key] = (stored.status.expected_by_ms, stored.close_at_ms)
             states[key] = tracked
-        update = fold_status(tracked.status if tracked is not None else None, ev, flap=self.flap)
-        new_status = update.state
         if tracked is None:
-            tracked = states[key] = Tracked(new_status, new_windows(self.sizes_ms), None, [ref])
-        elif new_status is tracked.status:
-            return  # a duplicate delivery of the last event: nothing changes, windows included
+            update = fold_status(None, ev, flap=self.flap)
+            status = update.state
+            changed, alert = update.changed, update.alert
+            tracked = states[key] = Tracked(status, new_windows(self.sizes_ms), None, [ref])
         else:
-            tracked.status = new_status
+            status = tracked.status
+            folded = fold_into(status, ev, flap=self.flap)
+            if folded is None:
+                return  # a duplicate delivery of the last event: nothing changes, windows included
+            changed, alert = folded
             recent = tracked.recent
             # A page holds one hour of one identity (so it ages out with its hour) and at most PAGE_SIZE.
             if recent and (len(recent) >= PAGE_SIZE or recent[0][0] // BUCKET_MS != ev.time_ms // BUCKET_MS):
-                self.on_page(new_status.subject, new_status.name, tuple(recent), ctx)
+                self.on_page(status.subject, status.name, tuple(recent), ctx)
                 recent.clear()
             recent.append(ref)
         if ev.metrics:
@@ -188,7 +193,7 @@ class Tracker:
                 batch.samples[key] = [sample]
             else:
                 samples.append(sample)
-        self._publish(key, update, ctx)
+        self._publish(key, status, changed, alert, ctx)
 
     def finish(self, batch: TrackerBatch, ctx: Any) -> None:
         """Add the batch's metrics to the windows, store the updated identities and arm, move or
@@ -247,7 +252,7 @@ class Tracker:
         if update.changed:
             # windows and references are shared with the stored value, which nothing changes
             self.table[key] = Tracked(update.state, tracked.windows, tracked.close_at_ms, tracked.recent)
-            self._publish(key, update, ctx)
+            self._publish(key, update.state, update.changed, update.alert, ctx)
 
     def _close_windows(self, key: str, ctx: Any) -> None:
         stored = self.table.get(key)
@@ -270,11 +275,11 @@ class Tracker:
             ctx.timers.schedule(CLOSE_TIMER_PREFIX + key, next_close_ms + close_delay_ms(key), kind="event")
 
     @staticmethod
-    def _publish(key: str, update: StatusUpdate, ctx: Any) -> None:
-        if update.changed:
-            ctx.send(STATUS_TOPIC, key, to_status_record(update.state), schema="vigil.Status")
-        if update.alert is not None:
-            ctx.send(ALERTS_TOPIC, key, update.alert, schema="vigil.Alert")
+    def _publish(key: str, status: StatusState, changed: bool, alert: dict[str, Any] | None, ctx: Any) -> None:
+        if changed:
+            ctx.send(STATUS_TOPIC, key, to_status_record(status), schema="vigil.Status")
+        if alert is not None:
+            ctx.send(ALERTS_TOPIC, key, alert, schema="vigil.Alert")
 
     def bound_refs(self) -> Iterator[tuple[str, str, list[EventRef]]]:
         """(subject, name, waiting references) of every identity of the bound partition (inside

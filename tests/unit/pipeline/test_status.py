@@ -13,7 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.pipeline.flap import FlapPolicy
-from app.pipeline.status import NO_STATE, StatusState, alert_id, expire, fold_status, to_status_record
+from app.pipeline.status import (
+    NO_STATE,
+    StatusState,
+    alert_id,
+    copy_status,
+    expire,
+    fold_into,
+    fold_status,
+    to_status_record,
+)
 from app.pipeline.validate import NormalizedEvent
 from tests.unit.pipeline.conftest import NOW_MS
 
@@ -51,6 +60,12 @@ class Run:
         return [(a["from_state"], a["to_state"]) for a in self.alerts]
 
 
+def _event(step: Ev, n: int) -> NormalizedEvent:
+    return NormalizedEvent(id=step.id or f"e{n}", type_name="vigil.Event", subject="web1", name="load",
+                           time_ms=NOW_MS + round(step.at_s * S), kind="STATUS", severity=step.severity, metrics={},
+                           ttl_s=step.ttl_s, text=f"step {n}", tags={"n": str(n)})
+
+
 def run(steps: Sequence[Ev | Expire], *, flap: FlapPolicy = CALM) -> Run:
     """Fold the steps in order, through a JSON round trip of the state each time (as a table stores it)."""
     state: StatusState | None = None
@@ -58,10 +73,7 @@ def run(steps: Sequence[Ev | Expire], *, flap: FlapPolicy = CALM) -> Run:
     changed: list[bool] = []
     for n, step in enumerate(steps, start=1):
         if isinstance(step, Ev):
-            ev = NormalizedEvent(id=step.id or f"e{n}", type_name="vigil.Event", subject="web1", name="load",
-                                 time_ms=NOW_MS + round(step.at_s * S), kind="STATUS", severity=step.severity,
-                                 metrics={}, ttl_s=step.ttl_s, text=f"step {n}", tags={"n": str(n)})
-            update = fold_status(state, ev, flap=flap)
+            update = fold_status(state, _event(step, n), flap=flap)
         else:
             assert state is not None, "expire needs a state"
             update = expire(state, deadline_ms=NOW_MS + round(step.deadline_s * S), flap=flap)
@@ -264,3 +276,26 @@ def test_fold__arrival_order_never_regresses_the_state(data: st.DataObject, seve
     assert state.state == ["OK", "WARNING", "CRITICAL", "UNKNOWN"][severities[-1]]
     assert state.last_seen_ms == NOW_MS + (len(severities) - 1) * S
     assert state.event_count == len(severities)
+
+
+@settings(deadline=None)
+@given(steps=st.lists(st.builds(Ev, st.one_of(st.none(), st.integers(0, 3)), st.integers(0, 120),
+                                st.none() | st.just(30.0), st.none() | st.sampled_from(["x", "y"])),
+                      min_size=1, max_size=25))
+def test_fold_into__one_private_copy_gives_what_fold_status_gives(steps: list[Ev]) -> None:
+    """The tracker folds a batch's events into one copy_status, in place: same states, same alerts,
+    same re-sends as a new state per event (flapping included), and the stored state never changes."""
+    flappy = FlapPolicy(window_ms=60_000, enter_transitions=3, exit_transitions=1)
+    first = fold_status(None, _event(steps[0], 1), flap=flappy).state
+    stored = StatusState.from_dict(first.to_dict())
+    expected = run(steps, flap=flappy)
+    private = copy_status(stored)
+    alerts = run(steps[:1], flap=flappy).alerts
+    changed = [True]
+    for n, step in enumerate(steps[1:], start=2):
+        folded = fold_into(private, _event(step, n), flap=flappy)
+        changed.append(False if folded is None else folded[0])
+        if folded is not None and folded[1] is not None:
+            alerts.append(folded[1])
+    assert private == expected.state and alerts == expected.alerts and changed == expected.changed
+    assert stored == first
