@@ -129,11 +129,15 @@ def observe(window: WindowValue, metrics: Mapping[str, float], time_ms: int) -> 
 
 def _fold(obs: Observations) -> None:
     """Fold the pending values into count, sum, min, max and bins, in place (obs is private, but its
-    bins dict may be shared: it is replaced, not changed). Sequential: `sum` adds in order from the
-    current sum, and min/max keep the first of equal values, as one-at-a-time updates would."""
+    bins dict may be shared: it is replaced, not changed). Sequential, as one-at-a-time updates
+    would be: the sum adds in order (not `sum()`, which compensates rounding from Python 3.12 on),
+    and min/max keep the first of equal values."""
     pending = obs[7]
     obs[0] += len(pending)
-    obs[1] = sum(pending, obs[1])
+    total = obs[1]
+    for value in pending:
+        total += value
+    obs[1] = total
     lo, hi = min(pending), max(pending)
     if lo < obs[2]:
         obs[2] = lo
