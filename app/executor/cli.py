@@ -23,7 +23,7 @@ from app.executor.plugins import load_builtin_plugins
 from app.executor.runner import CheckpointFailed
 from app.rules.signing_key import SigningKeyError, load_signing_key
 from app.runtime.agent import load_plugins
-from app.runtime.worker import Guarantee, Worker, WorkerOptions
+from app.runtime.worker import COMMIT_INTERVAL_HELP, Guarantee, Worker, WorkerOptions
 
 __all__ = ["DEFAULT_CONFIG", "executor_command"]
 
@@ -71,8 +71,7 @@ def _summary(config: ExecutorConfig, plugins: PluginRegistry, key: bytes | None)
 @click.option("--instance-id", help="stable id of this executor (transactional id, state dir); default: host name")
 @click.option("--http", "http_listen", default="127.0.0.1:8089", show_default=True,
               help="HOST:PORT for /healthz and /metrics ('' disables)")
-@click.option("--commit-interval-ms", type=int,
-              help="default: 100 (exactly-once) / 5000 (at-least-once; also whenever caught up)")
+@click.option("--commit-interval-ms", type=int, help=COMMIT_INTERVAL_HELP)
 @click.option("--check", is_flag=True, help="validate the config and plugins, print a summary and exit")
 @click.option("--log-level", default="INFO", show_default=True)
 @pass_cli

@@ -148,7 +148,8 @@ class ArchiveIndex:
         """Store a page of one identity's event references."""
         newest_ms, newest_id = max(refs)[:2]
         rest = f"{subject}{_IDENTITY_SEP}{name}{_SEP}{newest_ms + _TIME_OFFSET:016x}{_SEP}{newest_id}"
-        self.find.put(newest_ms, rest, (subject, name, refs), ctx)  # tuples: see `add`
+        # tuples of plain values: the garbage collector stops tracking them (there are many pages)
+        self.find.put(newest_ms, rest, (subject, name, refs), ctx)
 
     def owns_timer(self, timer_key: str) -> bool:
         return self.find.owns_timer(timer_key)

@@ -235,12 +235,11 @@ def to_status_record(state: StatusState) -> dict[str, Any]:
 
 def _evolve(old: StatusState, /, **changes: Any) -> StatusState:
     """A copy of `old` with some fields changed (dataclasses.replace, minus its per-call checks)."""
-    values = {name: getattr(old, name) for name in _FIELD_ORDER}
-    values.update(changes)
-    return StatusState(**values)
+    new = copy_status(old)
+    for name, value in changes.items():
+        setattr(new, name, value)
+    return new
 
-
-_FIELD_ORDER: Final = tuple(StatusState.__dataclass_fields__)
 
 
 def _first_sighting(ev: NormalizedEvent) -> StatusUpdate:

@@ -5,22 +5,22 @@ A window value is `{metric: Observations}` for one identity and one window. `Obs
 `[count, sum, min, max, last, last_time_ms, bins, pending]`: `bins` maps a sketch bin to its count in
 one dict (positive-value keys as they are, negative-value keys moved up by NEGATIVE_BIN_BASE, the
 zero bin at ZERO_BIN). An event appends its value to `pending` (and updates `last`); every FOLD_AT
-values, pending values are folded into count, sum, min, max and bins at once, in one expression per
-field, which costs a fraction of doing it per event. Folding keeps the order of addition, so the
+values, pending values are folded into count, sum, min, max and bins at once (their bins in one
+expression), which costs a fraction of doing it per event. Folding keeps the order of addition, so the
 results are exactly those of adding one value at a time. Readers use `folded(obs)`. No DDSketch
 object exists on the hot path: `to_window_record` turns the bins into a vigil.WindowAggregate
 directly, `to_aggregate` builds a MetricAggregate (with its DDSketch) when one is needed.
 
 The open windows of an identity are `OpenWindows`: per configured size (in the order of the
 sizes), a list of `[start_ms, WindowValue]` sorted by start -- usually one, more while an older
-window waits out its grace period. `add_to_windows` and `close_due` do tumbling-window arithmetic
+window waits out its grace period. `add_samples` and `close_due` do tumbling-window arithmetic
 on them: a window [start, start + size) closes once the event-time watermark reaches end + grace.
 
 Both update in place, because an event costs a few list updates that way instead of new
 containers. Values in a table must never change once stored (a commit in progress keeps references
 to them, and a failed agent call is undone by dropping its writes), so callers update a private
 copy (`copy_windows`) and store that. The copy is copy-on-write: it shares every window value with
-the original, and `add_to_windows` copies a value just before its first update (an event touches
+the original, and `add_samples` copies a value just before its first update (an event touches
 only its own window of each size, and `close_due` removes windows without changing any). An entry
 whose value is private to the copy is marked by its type (`_Owned`, serialised as a plain list);
 `copy_windows` makes every entry of the new copy unmarked again. A value's copy shares its `bins`
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import orjson
@@ -41,7 +41,6 @@ from app.pipeline.aggregate import (
     MetricAggregate,
     SketchBins,
     record_from_bins,
-    sketch_key,
     sketch_key_function,
 )
 
@@ -64,6 +63,7 @@ __all__ = [
     "observe",
     "to_aggregate",
     "to_window_record",
+    "value_bins",
     "window_from_json",
 ]
 
@@ -87,20 +87,13 @@ OpenWindows = list[list[list[Any]]]
 ClosedWindow = tuple[int, int, WindowValue]
 
 
-def value_bin(value: float) -> int:
-    """The shared-dict bin of one (finite) value."""
-    if value > SKETCH_MIN_MAGNITUDE:
-        return sketch_key(value)
-    if value < -SKETCH_MIN_MAGNITUDE:
-        return NEGATIVE_BIN_BASE + sketch_key(-value)
-    return ZERO_BIN
-
-
 _KEY_MULTIPLIER, _KEY_OFFSET = sketch_key_function()
 
 
-def value_bins(values: list[float]) -> list[int]:
-    """`value_bin` of each value, in one expression (the same float operations as sketch_key)."""
+def value_bins(values: Sequence[float]) -> list[int]:
+    """The shared-dict bin of each (finite) value: `sketch_key` of its magnitude (the same float
+    operations, in one expression), moved up by NEGATIVE_BIN_BASE for a negative value, ZERO_BIN
+    within SKETCH_MIN_MAGNITUDE of zero."""
     log, ceil, mult, off, least = math.log, math.ceil, _KEY_MULTIPLIER, _KEY_OFFSET, SKETCH_MIN_MAGNITUDE
     return [int(ceil(log(v, 2) * mult) + off) if v > least
             else NEGATIVE_BIN_BASE + int(ceil(log(-v, 2) * mult) + off) if v < -least
@@ -116,7 +109,7 @@ def observe(window: WindowValue, metrics: Mapping[str, float], time_ms: int) -> 
     for metric, value in metrics.items():
         obs = window.get(metric)
         if obs is None:
-            window[metric] = [1, value, value, value, value, time_ms, {value_bin(value): 1}, []]
+            window[metric] = [1, value, value, value, value, time_ms, {value_bins((value,))[0]: 1}, []]
             continue
         pending = obs[7]
         pending.append(value)
@@ -177,8 +170,8 @@ def _copy_value(value: WindowValue) -> WindowValue:
 
 
 def copy_windows(windows: OpenWindows) -> OpenWindows:
-    """A private copy to update in place with add_to_windows and close_due. Copy-on-write: the window
-    values stay shared with `windows` (nothing changes them) until add_to_windows updates one."""
+    """A private copy to update in place with add_samples and close_due. Copy-on-write: the window
+    values stay shared with `windows` (nothing changes them) until add_samples updates one."""
     return [[[start, value] for start, value in open_] for open_ in windows]
 
 

@@ -10,7 +10,7 @@ import click
 
 from app.cli import CliContext, pass_cli
 from app.runtime.agent import default_registry, load_plugins
-from app.runtime.worker import Guarantee, Worker, WorkerOptions
+from app.runtime.worker import COMMIT_INTERVAL_HELP, Guarantee, Worker, WorkerOptions
 
 __all__ = ["BUILTIN_AGENT_MODULES", "worker_command"]
 
@@ -41,8 +41,7 @@ def load_builtin_agents() -> list[str]:
 @click.option("--instance-id", help="stable id of this worker (transactional id, state dir); default: host name")
 @click.option("--http", "http_listen", default="127.0.0.1:8088", show_default=True,
               help="HOST:PORT for /healthz, /metrics and the query API ('' disables)")
-@click.option("--commit-interval-ms", type=int,
-              help="default: 100 (exactly-once) / 5000 (at-least-once; also whenever caught up)")
+@click.option("--commit-interval-ms", type=int, help=COMMIT_INTERVAL_HELP)
 @click.option("--wait-for-topics", "topics_wait_s", type=float, default=300, show_default=True,
               help="seconds to wait for source topics to exist (e.g. while a deployment's topics job runs)")
 @click.option("--log-level", default="INFO", show_default=True)

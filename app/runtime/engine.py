@@ -3,8 +3,8 @@ partition, keeps per-partition stores, watermarks, windows and timers, and colle
 dead letters. The Kafka worker and the test harness are thin I/O layers around it.
 
 Failure isolation: a batch runs as a store transaction (its writes in an overlay); if an agent
-raises, the batch's state changes and outputs are dropped and the batch is re-run one record at a time, so only the
-poison record goes to the dead-letter list — it never loops.
+raises, the batch's state changes and outputs are dropped and the batch is re-run one record at a
+time, so only the poison record goes to the dead-letter list — it never loops.
 """
 
 from __future__ import annotations

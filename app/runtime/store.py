@@ -6,7 +6,8 @@ the data (so restore reads only what is missing locally).
 Writes stay in memory until the worker commits: then the dirty keys are encoded once, sent to the
 changelog (one record per key, however often it changed) and written to the backend in one batch.
 Between the two (`take_pending` ... `persist`) the writes are "in flight": the worker goes on
-processing while Kafka acknowledges them, so reads and scans see them, and the cache keeps them.
+processing while Kafka acknowledges them, and reads and scans still see them (from the cache, or
+where they wait when the cache dropped them).
 """
 
 from __future__ import annotations
@@ -92,7 +93,9 @@ class PartitionStore:
         if txn is not None:
             txn[key] = value
         else:
-            self._keep(key, value)
+            self._dirty[key] = value
+            if self.cache_limit:
+                self._cache[key] = value
 
     def update(self, writes: dict[str, Any]) -> None:
         """Write several keys at once (as `self[key] = value` for each, in one C-level call)."""
@@ -101,11 +104,6 @@ class PartitionStore:
             txn.update(writes)
         else:
             self._keep_all(writes)
-
-    def _keep(self, key: str, value: Any) -> None:
-        self._dirty[key] = value
-        if self.cache_limit:
-            self._cache[key] = value
 
     def _keep_all(self, writes: dict[str, Any]) -> None:
         self._dirty.update(writes)

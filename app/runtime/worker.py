@@ -68,6 +68,10 @@ _SLICE_CHECK_EVERY = 64
 _PERSIST_CHUNK = 2000
 
 
+#: The --commit-interval-ms help of the commands that run a Worker.
+COMMIT_INTERVAL_HELP = "default: 100 (exactly-once) / 5000 (at-least-once; also whenever caught up)"
+
+
 class Guarantee(str, Enum):
     AT_LEAST_ONCE = "at_least_once"
     EXACTLY_ONCE = "exactly_once"

@@ -219,6 +219,14 @@ def test_status_record__is_a_valid_vigil_status(assert_valid_record: Callable[..
     assert_valid_record("vigil.Status", record)
 
 
+def test_copy_status__copies_every_field_to_its_own_place() -> None:
+    state = StatusState(subject="s", name="n", state="CRITICAL", reported_state="WARNING", since_ms=1, last_seen_ms=2,
+                        last_event_id="e", text="t", tags={"k": "v"}, event_count=3, transition_count=4, flapping=True,
+                        recent_transitions_ms=(5,), ttl_s=6.0, expected_by_ms=7)
+    copy = copy_status(state)
+    assert copy == state and copy is not state
+
+
 def test_state__from_dict_ignores_unknown_fields_and_fills_new_ones() -> None:
     data = run([Ev(2)]).state.to_dict()
     data["added_in_a_later_version"] = 1

@@ -12,12 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.pipeline.aggregate import MetricAggregate
+from app.pipeline.aggregate import SKETCH_MIN_MAGNITUDE, MetricAggregate, sketch_key
 from app.pipeline.status import StatusState
 from app.pipeline.tracker import Tracked, TrackedCodec
 from app.pipeline.validate import EVENT_TYPE, Rejection, _Invalid, _normalize, normalize_event
 from app.pipeline.windows import (
     JSON_OPTIONS,
+    NEGATIVE_BIN_BASE,
+    ZERO_BIN,
     WindowCodec,
     add_samples,
     add_to_windows,
@@ -28,7 +30,6 @@ from app.pipeline.windows import (
     observe,
     to_aggregate,
     to_window_record,
-    value_bin,
     value_bins,
 )
 from tests.unit.pipeline.conftest import NOW_MS
@@ -176,14 +177,23 @@ def test_observe__folding_pending_values_equals_adding_one_at_a_time(values: lis
     assert (last_time, pending) == (NOW_MS + len(values) - 1, [])
     expected_bins: dict[int, int] = {}
     for v in values:
-        expected_bins[value_bin(v)] = expected_bins.get(value_bin(v), 0) + 1
+        expected_bins[_bin(v)] = expected_bins.get(_bin(v), 0) + 1
     assert bins == expected_bins
 
 
 @settings(deadline=None, max_examples=300)
 @given(st.lists(edgy, max_size=20))
-def test_value_bins__equal_value_bin_of_each(values: list[float]) -> None:
-    assert value_bins(values) == [value_bin(v) for v in values]
+def test_value_bins__are_the_sketch_keys_of_each_value(values: list[float]) -> None:
+    assert value_bins(values) == [_bin(v) for v in values]
+
+
+def _bin(value: float) -> int:
+    """The bin of one value, from the sketch's own mapping (what value_bins must compute)."""
+    if value > SKETCH_MIN_MAGNITUDE:
+        return sketch_key(value)
+    if value < -SKETCH_MIN_MAGNITUDE:
+        return NEGATIVE_BIN_BASE + sketch_key(-value)
+    return ZERO_BIN
 
 
 @settings(deadline=None, max_examples=150)
