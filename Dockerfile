@@ -18,7 +18,11 @@ RUN pip install -r /tmp/requirements.lock
 WORKDIR /opt/vigil
 COPY pyproject.toml ./
 COPY app ./app
+# gcc only in this stage: it compiles the pipeline's hot modules (app/native) into app/_native.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 RUN pip install --no-deps -e . \
+    && python -m app.native.build \
     && python -m compileall -q app
 
 FROM python:3.11-slim

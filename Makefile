@@ -9,9 +9,14 @@ HELM_VERSION := v3.19.0
 REGISTRY_VERSION := v1.4.0
 GOBIN := $(CURDIR)/.vigil/bin
 
-.PHONY: run test deps lint fmt bench clean-state helm registry-peer
+.PHONY: run test deps native lint fmt bench clean-state helm registry-peer
 
-deps: $(VENV)/.installed $(KAFKA_LIBS)/.installed
+deps: $(VENV)/.installed $(KAFKA_LIBS)/.installed native
+
+# The pipeline's hot modules compiled with mypyc (app/native); a no-op when up to date, and Vigil
+# runs its Python sources when there is no C compiler.
+native: $(VENV)/.installed
+	@$(VENV)/bin/python -m app.native.build
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)

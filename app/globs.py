@@ -16,8 +16,9 @@ def is_glob(pattern: str) -> bool:
 
 
 @lru_cache(maxsize=4096)
-def glob_matcher(pattern: str) -> Callable[[str], bool]:
-    """A case-sensitive predicate for a shell-style glob."""
+def glob_matcher(pattern: str) -> Callable[[str], object]:
+    """A case-sensitive predicate for a shell-style glob: truthy when the string matches (a bool or
+    a regex match, whichever is cheaper to get)."""
     if not is_glob(pattern):
         return pattern.__eq__
-    return re.compile(fnmatch.translate(pattern)).match  # type: ignore[return-value]
+    return re.compile(fnmatch.translate(pattern)).match

@@ -35,7 +35,7 @@ from app.pipeline.query import key_prefix
 from app.pipeline.validate import EVENT_TYPE, NormalizedEvent
 from app.runtime.tables import Table
 
-__all__ = ["PAGE_SIZE", "ArchiveIndex", "EventRef", "FoundEvent"]
+__all__ = ["PAGE_SIZE", "ArchiveIndex", "EventRef", "FoundEvent", "PageCodec", "refs_from_json"]
 
 #: Event references per page of the find index.
 PAGE_SIZE: Final = 16
@@ -96,13 +96,32 @@ class LocationCodec:
         return data.decode()
 
 
+def refs_from_json(refs: Iterable[Any]) -> list[EventRef]:
+    """Event references as stored (JSON arrays) back as tuples. References that versions before
+    the offset was kept wrote (2 fields) are dropped: their events cannot be fetched."""
+    return [(ref[0], ref[1], ref[2], ref[3]) for ref in refs if len(ref) == 4]
+
+
+class PageCodec:
+    """Codec of find-index pages, (subject, name, references): JSON, references read back as tuples."""
+
+    name = "json"
+
+    def encode(self, value: tuple[str, str, tuple[EventRef, ...]]) -> bytes:
+        return orjson.dumps(value)
+
+    def decode(self, data: bytes) -> tuple[str, str, tuple[EventRef, ...]]:
+        subject, name, refs = orjson.loads(data)
+        return subject, name, tuple(refs_from_json(refs))
+
+
 class ArchiveIndex:
     """Indexes events as the pipeline agent sees them; answers lookups from outside agents."""
 
     def __init__(self, *, retention_ms: int) -> None:
         self.ids = Table("event-ids", codec=LocationCodec(), changelog=False, cache_limit=0,
                          help="event id -> offset, time_ms, type, subject, name")
-        self.find = BucketedTable("event-find", retention_ms=retention_ms,
+        self.find = BucketedTable("event-find", retention_ms=retention_ms, codec=PageCodec(),
                                   help="hour + identity + time + id -> id")
 
     @property
@@ -128,16 +147,14 @@ class ArchiveIndex:
 
     def rebuild(self, waiting: Iterable[tuple[str, str, Iterable[EventRef]]]) -> int:
         """Re-index the ids of the bound partition from its pages and the references still waiting
-        in identities; returns how many. References written by versions that kept no offset are
-        skipped (their events cannot be fetched)."""
+        in identities; returns how many."""
         indexed = 0
         ids: dict[str, str] = {}
         pages = (page for _, page in self.find.table.items())
         for subject, name, refs in itertools.chain(pages, waiting):
             for ref in refs:
-                if len(ref) == 4:
-                    self.add(ids, subject, name, ref)
-                    indexed += 1
+                self.add(ids, subject, name, ref)
+                indexed += 1
             if len(ids) >= _REBUILD_CHUNK:
                 self.index(ids)
                 ids = {}

@@ -169,11 +169,9 @@ def fold_into(state: StatusState, ev: NormalizedEvent, *, flap: FlapPolicy) -> t
         state.flapping = is_flapping(flapping_before, recent, time_ms, flap)
         state.since_ms = time_ms
         state.transition_count += 1
-    elif state.recent_transitions_ms:
-        # without a transition flapping can only end, and only while transitions are recorded
-        state.flapping = is_flapping(flapping_before, state.recent_transitions_ms, time_ms, flap)
-    else:
-        state.flapping = False
+    elif flapping_before:
+        # without a transition flapping can only end (as recorded transitions age out of the window)
+        state.flapping = is_flapping(True, state.recent_transitions_ms, time_ms, flap)
     state.state = state.reported_state = reported
     state.last_seen_ms = time_ms
     state.last_event_id = ev.id

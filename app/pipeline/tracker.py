@@ -24,7 +24,7 @@ from typing import Any, Final
 import orjson
 
 from app.globs import glob_matcher, is_glob
-from app.pipeline.archive import PAGE_SIZE, EventRef
+from app.pipeline.archive import PAGE_SIZE, EventRef, refs_from_json
 from app.pipeline.buckets import BUCKET_MS, BucketedTable
 from app.pipeline.config import PipelineConfig
 from app.pipeline.query import key_prefix
@@ -110,7 +110,7 @@ class TrackedCodec:
         sizes, status, stored, close_at_ms, recent = orjson.loads(data)
         by_size = dict(zip(sizes, stored, strict=True))
         windows = [[[start, window_from_json(v)] for start, v in by_size.get(size, ())] for size in self.sizes_ms]
-        return Tracked(StatusState.from_dict(status), windows, close_at_ms, [tuple(ref) for ref in recent])
+        return Tracked(StatusState.from_dict(status), windows, close_at_ms, refs_from_json(recent))
 
 
 class TrackerBatch:
@@ -158,8 +158,10 @@ class Tracker:
         """Fold one accepted event into its identity: status and alerts now; its metrics are kept
         for `finish`, which adds them to the windows, stores the copies and arms timers."""
         states = batch.states
-        tracked = states.get(key, False)
-        if tracked is False:
+        tracked: Tracked | None
+        if key in states:
+            tracked = states[key]
+        else:
             stored = self.table.get(key)
             if stored is None:
                 tracked = None
@@ -232,7 +234,7 @@ class Tracker:
         else:
             self.closed.prune(timer_key)
 
-    def absence_due(self, key: str, payload: list[int | None], ctx: Any) -> None:
+    def absence_due(self, key: str, payload: list[Any], ctx: Any) -> None:
         """The wall clock passed the absence deadline of `key`.
 
         The wall clock alone cannot tell a silent identity from a partition whose backlog is still

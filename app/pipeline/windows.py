@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import orjson
+from mypy_extensions import mypyc_attr
 
 from app.pipeline.aggregate import (
     SKETCH_MIN_MAGNITUDE,
@@ -157,6 +158,7 @@ def new_windows(sizes_ms: tuple[int, ...]) -> OpenWindows:
     return [[] for _ in sizes_ms]
 
 
+@mypyc_attr(native_class=False)  # mypyc: a list subclass must stay a Python class
 class _Owned(list[Any]):
     """An open-window entry [start_ms, value] whose value belongs to this copy of the windows alone
     (add_samples made or copied it), so it may be updated in place. Any other entry's value may be

@@ -9,6 +9,7 @@ import signal
 import click
 
 from app.cli import CliContext, pass_cli
+from app.native import describe_native
 from app.runtime.agent import default_registry, load_plugins
 from app.runtime.worker import COMMIT_INTERVAL_HELP, Guarantee, Worker, WorkerOptions
 
@@ -73,5 +74,5 @@ def worker_command(cli: CliContext, plugins: tuple[str, ...], no_builtins: bool,
         signal.signal(sig, lambda *_: worker.stop())
     click.echo(f"worker {worker.instance_id}: {len(agents)} agent(s) "
                f"[{', '.join(a.name for a in agents)}] from {', '.join([*builtins, *plugins]) or '-'}; "
-               f"{guarantee}; http {http_listen or 'off'}", err=True)
+               f"{guarantee}; http {http_listen or 'off'}; {describe_native()}", err=True)
     worker.run()

@@ -7,7 +7,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.pipeline.archive import LocationCodec, _location, _parse_location
+from app.pipeline.archive import LocationCodec, PageCodec, _location, _parse_location, refs_from_json
 
 
 @given(offset=st.integers(0, 2**63 - 1), time_ms=st.integers(-(2**62), 2**62),
@@ -22,3 +22,12 @@ def test_location_round_trips_any_identity(offset: int, time_ms: int, type_name:
 def test_reads_the_json_lists_of_earlier_versions() -> None:
     old = orjson.dumps([3, 1234, 1_790_000_000_000, "", "host\x1f1", "load"])
     assert _parse_location(LocationCodec().decode(old)) == (1234, 1_790_000_000_000, "", "host\x1f1", "load")
+
+
+def test_pages_and_waiting_references_read_back_as_tuples() -> None:
+    """Stored as JSON arrays, read back as the EventRef tuples the (compiled) pipeline expects;
+    references without an offset (written before it was kept) are dropped: they cannot be fetched."""
+    codec = PageCodec()
+    refs = ((1_000, "e1", 7, ""), (2_000, "e2", 8, "acme.Deploy"))
+    assert codec.decode(codec.encode(("web1", "load", refs))) == ("web1", "load", refs)
+    assert refs_from_json([[1_000, "e1", 7, ""], [900, "old"]]) == [(1_000, "e1", 7, "")]

@@ -262,7 +262,7 @@ def test_codecs__round_trip() -> None:
     assert codec.decode(codec.encode(windows[0][0][1])) == windows[0][0][1]
     status = StatusState(subject="a/b", name="c", state="OK", reported_state="OK", since_ms=1, last_seen_ms=2,
                          recent_transitions_ms=(1,), expected_by_ms=5)
-    tracked = Tracked(status, windows, NOW_MS + 15_000, [(NOW_MS, "e1")])
+    tracked = Tracked(status, windows, NOW_MS + 15_000, [(NOW_MS, "e1", 3, "")])
     tracked_codec = TrackedCodec(SIZES)
     assert tracked_codec.decode(tracked_codec.encode(tracked)) == tracked
     # a configured size dropped: its windows are dropped, the others kept
