@@ -99,7 +99,7 @@ class Pipeline:
             if time_ms > batch.watermark_ms:
                 batch.watermark_ms = time_ms
             ev = normalize_event(value, record.type_name or EVENT_TYPE, now_ms=now_ms, max_future_ms=max_future_ms)
-            if type(ev) is Rejection:
+            if isinstance(ev, Rejection):
                 self._reject(ev, record, ctx)
                 continue
             key = f"{ev.subject}/{ev.name}"

@@ -271,11 +271,11 @@ class Engine:
             for table, store in ap.windowed:
                 table.detach(store)
         for t in self.tables_of(topic):
-            store = t.stores.pop(partition, None)
-            if store is not None:
-                if t.active is store:
+            revoked = t.stores.pop(partition, None)
+            if revoked is not None:
+                if t.active is revoked:
                     t.active = None
-                store.close()
+                revoked.close()
 
     def assigned(self) -> list[tuple[str, int]]:
         return list(self._parts)

@@ -122,7 +122,7 @@ class PartitionStore:
 
     def items(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
         """Live entries (committed and pending), sorted by key, optionally under a key prefix."""
-        pending = {}
+        pending: dict[str, Any] = {}
         for writes in (*self._inflight, self._dirty, self._txn or {}):
             pending.update((k, v) for k, v in writes.items() if k.startswith(prefix))
         merged: dict[str, Any] = {}
