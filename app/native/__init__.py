@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -75,7 +75,6 @@ class NativeFinder:
     sources: dict[str, str]
     #: None until checked: whether every source is unchanged
     fresh: bool | None = None
-    loaded: list[str] = field(default_factory=list)
 
     @classmethod
     def from_manifest(cls, directory: Path) -> NativeFinder | None:
@@ -107,7 +106,6 @@ class NativeFinder:
         if file is None or not self.is_fresh():
             return None
         location = str(self.directory / file)
-        self.loaded.append(name)
         return importlib.util.spec_from_file_location(name, location,
                                                       loader=importlib.machinery.ExtensionFileLoader(name, location))
 

@@ -122,8 +122,8 @@ class TrackerBatch:
     __slots__ = ("before", "samples", "states", "watermark_ms")
 
     def __init__(self, watermark_ms: int) -> None:
-        #: identity -> its state as updated so far (None until its first event is accepted)
-        self.states: dict[str, Tracked | None] = {}
+        #: identity -> its state as updated so far (a private copy)
+        self.states: dict[str, Tracked] = {}
         #: identity -> the metrics of its events in this batch, for its windows
         self.samples: dict[str, list[Sample]] = {}
         #: identity -> (absence deadline, close timer) before the batch
@@ -158,24 +158,19 @@ class Tracker:
         """Fold one accepted event into its identity: status and alerts now; its metrics are kept
         for `finish`, which adds them to the windows, stores the copies and arms timers."""
         states = batch.states
-        tracked: Tracked | None
-        if key in states:
-            tracked = states[key]
-        else:
+        tracked = states.get(key)
+        if tracked is None:
             stored = self.table.get(key)
-            if stored is None:
-                tracked = None
-                batch.before[key] = (None, None)
-            else:
-                tracked = stored.copy()
+            if stored is not None:
+                tracked = states[key] = stored.copy()
                 tracked.status = copy_status(stored.status)  # the batch's events fold into it in place
                 batch.before[key] = (stored.status.expected_by_ms, stored.close_at_ms)
-            states[key] = tracked
-        if tracked is None:
+        if tracked is None:  # the identity's first event
             update = fold_status(None, ev, flap=self.flap)
             status = update.state
             changed, alert = update.changed, update.alert
             tracked = states[key] = Tracked(status, new_windows(self.sizes_ms), None, [ref])
+            batch.before[key] = (None, None)
         else:
             status = tracked.status
             folded = fold_into(status, ev, flap=self.flap)
@@ -202,8 +197,6 @@ class Tracker:
         cancel their timers."""
         all_samples = batch.samples
         for key, tracked in batch.states.items():
-            if tracked is None:
-                continue
             samples = all_samples.get(key)
             if samples is not None:
                 late, opened_close_ms = add_samples(tracked.windows, self.sizes_ms, samples, grace_ms=self.grace_ms)
