@@ -4,7 +4,8 @@ Writers register their schema once (record-name subject strategy) and cache the 
 a writer schema by id once and cache the parsed form, so the hot path is one dict lookup plus
 one read: by the compiled reader (app.model.avro_reader) when it is compiled, else fastavro's
 schemaless reader. fastavro decides whenever the compiled reader declines a body, so both give
-the same records and the same errors.
+the same records and the same errors. Encoding is the same: the compiled writer
+(app.model.avro_writer) when compiled, fastavro for everything it declines.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from typing import Any, Protocol
 
 from fastavro import schemaless_reader, schemaless_writer
 
-from app.model import avro_reader
+from app.model import avro_reader, avro_writer
 from app.model.avro_reader import ReadPlan, read_body, read_plan
+from app.model.avro_writer import WritePlan, write_body, write_plan
 from app.model.schemas import SchemaFile, SchemaFileError, parse_schema_text, record_name_subject
 
 __all__ = [
     "COMPILED_READER",
+    "COMPILED_WRITER",
     "MAGIC_BYTE",
     "AvroSerde",
     "DecodeError",
@@ -37,6 +40,8 @@ MAGIC_BYTE = 0
 _HEADER = struct.Struct(">bI")
 #: Whether app.model.avro_reader runs compiled (app.native): as plain Python it is slower than fastavro.
 COMPILED_READER = not str(getattr(avro_reader, "__file__", "")).endswith(".py")
+#: Whether app.model.avro_writer runs compiled: the same reason, for encoding.
+COMPILED_WRITER = not str(getattr(avro_writer, "__file__", "")).endswith(".py")
 
 
 class SerdeError(Exception):
@@ -86,16 +91,26 @@ def schema_id_of(data: bytes) -> int:
 
 @dataclass
 class RecordWriter:
-    """Encodes dicts for one registered schema."""
+    """Encodes dicts for one registered schema: by the compiled writer (app.model.avro_writer)
+    when it is compiled, else, and for every record it declines, by fastavro (same bytes, and
+    fastavro's errors)."""
 
     schema: SchemaFile
     schema_id: int
     _prefix: bytes = field(init=False, repr=False)
+    #: the compiled writer's plan, None where fastavro writes (see COMPILED_WRITER, write_plan)
+    _plan: WritePlan | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._prefix = frame_header(self.schema_id)
+        self._plan = write_plan(self.schema.parsed) if COMPILED_WRITER else None
 
     def encode(self, record: dict[str, Any]) -> bytes:
+        if self._plan is not None:
+            try:
+                return write_body(record, self._plan, self._prefix)
+            except Exception:  # declined (or anything unforeseen): fastavro decides, bytes or error
+                pass
         buf = io.BytesIO()
         buf.write(self._prefix)
         try:

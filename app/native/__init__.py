@@ -33,7 +33,7 @@ __all__ = ["MANIFEST", "MODULES", "NATIVE_DIR", "NativeFinder", "describe_native
 log = logging.getLogger(__name__)
 
 #: The modules compiled together (one mypyc group). Pure, fully annotated, on the per-event path
-#: (the pipeline's, and the Avro reader every consumed record goes through).
+#: (the pipeline's, and the Avro reader and writer every consumed and produced record goes through).
 MODULES: Final = (
     "app.pipeline.windows",
     "app.pipeline.status",
@@ -42,6 +42,7 @@ MODULES: Final = (
     "app.pipeline.tracker",
     "app.pipeline.archive",
     "app.model.avro_reader",
+    "app.model.avro_writer",
 )
 APP_ROOT: Final = Path(__file__).resolve().parent.parent
 #: Where the build puts the extensions and the manifest (not in git).

@@ -4,12 +4,10 @@ for every body it accepts, BodyError for every body it leaves to fastavro."""
 from __future__ import annotations
 
 import io
-import math
-from pathlib import Path
 from typing import Any
 
 import pytest
-from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro import parse_schema, schemaless_reader
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,31 +15,7 @@ from app.model.avro_reader import BodyError, read_body, read_plan
 from app.model.schemas import builtin_schema
 from app.model.serde import COMPILED_READER, AvroSerde
 from app.registry.memory import InMemorySchemaSource
-
-SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas" / "vigil"
-BUILTIN = sorted(f"vigil.{p.stem}" for p in SCHEMA_DIR.glob("*.avsc"))
-
-#: every kind of node, named types referenced again, a recursive record, and nesting
-EVERY_KIND = parse_schema({
-    "type": "record", "name": "Every", "namespace": "t",
-    "fields": [
-        {"name": "flag", "type": "boolean"}, {"name": "i", "type": "int"}, {"name": "l", "type": "long"},
-        {"name": "f", "type": "float"}, {"name": "d", "type": "double"}, {"name": "b", "type": "bytes"},
-        {"name": "s", "type": "string"}, {"name": "nothing", "type": "null"},
-        {"name": "fx", "type": {"type": "fixed", "name": "Two", "size": 2}}, {"name": "fx2", "type": "Two"},
-        {"name": "e", "type": {"type": "enum", "name": "Color", "symbols": ["RED", "GREEN", "BLUE"]}},
-        {"name": "arr", "type": {"type": "array", "items": {"type": "map", "values": "long"}}},
-        {"name": "u", "type": ["null", "string", "Color", {"type": "array", "items": "double"}]},
-        {"name": "inner", "type": {"type": "record", "name": "Inner", "fields": [{"name": "x", "type": "string"}]}},
-        {"name": "next", "type": ["null", "Every"]},
-        {"name": "plain", "type": {"type": "string", "avro.java.string": "String"}},
-    ]})
-
-
-def _encode(schema: Any, value: Any) -> bytes:
-    buf = io.BytesIO()
-    schemaless_writer(buf, schema, value)
-    return buf.getvalue()
+from tests.unit.foundation.avro_values import BUILTIN, encode, same, schemas, values_of
 
 
 def _fastavro(schema: Any, body: bytes) -> Any:
@@ -53,54 +27,11 @@ def _fastavro(schema: Any, body: bytes) -> Any:
     return value
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Equal, NaN included (a float32 NaN read twice is NaN both times)."""
-    if isinstance(a, float) and isinstance(b, float):
-        return a == b or (math.isnan(a) and math.isnan(b))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    return type(a) is type(b) and a == b
-
-
-def _values(schema: Any, named: dict[str, Any], depth: int = 0) -> st.SearchStrategy[Any]:
-    """Values of a parsed schema (records nest at most 3 deep)."""
-    if isinstance(schema, list):
-        branches = [b for b in schema if depth < 3 or b == "null"] or schema[:1]
-        return st.one_of(*[_values(b, named, depth) for b in branches])
-    if isinstance(schema, str) and schema in named:
-        return _values(named[schema], named, depth)
-    kind = schema if isinstance(schema, str) else schema["type"]
-    ints = {"int": st.integers(-2**31, 2**31 - 1), "long": st.integers(-2**63, 2**63 - 1)}
-    if kind in ints:
-        return ints[kind]
-    simple = {"null": st.none(), "boolean": st.booleans(), "float": st.floats(width=32, allow_nan=False),
-              "double": st.floats(), "bytes": st.binary(max_size=20), "string": st.text(max_size=20)}
-    if kind in simple:
-        return simple[kind]
-    if kind in ("record", "error"):
-        return st.fixed_dictionaries({f["name"]: _values(f["type"], named, depth + 1) for f in schema["fields"]})
-    if kind == "enum":
-        return st.sampled_from(schema["symbols"])
-    if kind == "fixed":
-        return st.binary(min_size=schema["size"], max_size=schema["size"])
-    if kind == "array":
-        return st.lists(_values(schema["items"], named, depth + 1), max_size=4)
-    if kind == "map":
-        return st.dictionaries(st.text(max_size=8), _values(schema["values"], named, depth + 1), max_size=4)
-    raise AssertionError(f"no strategy for {schema!r}")
-
-
-def _schemas() -> list[Any]:
-    return [builtin_schema(name).parsed for name in BUILTIN] + [EVERY_KIND]
-
-
 @st.composite
 def _schema_and_body(draw: st.DrawFn) -> tuple[Any, bytes]:
-    schema = draw(st.sampled_from(_schemas()))
-    value = draw(_values(schema, schema["__named_schemas"]))
-    return schema, _encode(schema, value)
+    schema = draw(st.sampled_from(schemas()))
+    value = draw(values_of(schema, schema["__named_schemas"]))
+    return schema, encode(schema, value)
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -109,7 +40,7 @@ def test_valid_bodies_read_as_fastavro_reads_them(case: tuple[Any, bytes]) -> No
     schema, body = case
     plan = read_plan(schema)
     assert plan is not None
-    assert _same(read_body(b"\0" * 5 + body, 5, plan), _fastavro(schema, body))
+    assert same(read_body(b"\0" * 5 + body, 5, plan), _fastavro(schema, body))
 
 
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
@@ -133,7 +64,7 @@ def test_a_damaged_body_is_read_as_fastavro_reads_it_or_left_to_fastavro(case: t
         value = read_body(body, 0, plan)
     except BodyError:
         return  # fastavro decides (tested through the serde: the record, or its DecodeError)
-    assert _same(value, _fastavro(schema, body))
+    assert same(value, _fastavro(schema, body))
 
 
 def _block(count: int, items: bytes) -> bytes:
