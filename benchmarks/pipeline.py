@@ -8,8 +8,10 @@ run, plus event-to-alert latency at a steady rate.
 Throughput: the dataset of the runtime benchmark (benchmarks/common.py: 1 ms of event time apart,
 one metric, a ttl on a tenth of the identities, some non-OK severities, so there are transitions,
 alerts and flapping). `raw_eps` is common.raw_consume (confluent-kafka consume + fastavro decode +
-dict update); `pipeline_eps` is a Worker running the built-in pipeline agent with RocksDB tables and
-changelogs, from the first record processed to the commit after the N-th (start-up excluded).
+dict update); `raw_vigil_decode_eps` the same loop decoding with Vigil's serde, as the worker does
+(its compiled Avro reader when built), with `ratio_vigil_decode` against it; `pipeline_eps` is a
+Worker running the built-in pipeline agent with RocksDB tables and changelogs, from the first
+record processed to the commit after the N-th (start-up excluded).
 
 Latency: a fresh set of topics and `vigil worker` (built-in stages, as deployed) in a subprocess;
 events produced at a steady rate with their production time as event time, a fifth of them
@@ -319,10 +321,16 @@ def main() -> None:
             retimed_copy(settings, dataset, s.topic("events"), args.events, event_rate=args.event_rate)
             result["raw_eps"] = raw_consume(s, s.topic("events"), args.events)
             log(f"raw: {result['raw_eps']:,.0f} ev/s")
+            # The worker decodes with Vigil's serde (its compiled reader when built), raw with fastavro:
+            # the same raw loop with the worker's decoder shows what that difference is worth.
+            vigil_decode = AvroSerde(RegistryClient.from_settings(s)).decode
+            result["raw_vigil_decode_eps"] = raw_consume(s, s.topic("events"), args.events, vigil_decode)
+            log(f"raw with Vigil's decoder: {result['raw_vigil_decode_eps']:,.0f} ev/s")
             run = pipeline_eps(s, args.events, Guarantee(args.guarantee), args.gc_threshold)
             result["pipeline_eps"] = run.pop("eps")
             result.update(run)
             result["ratio"] = round(result["pipeline_eps"] / result["raw_eps"], 3)
+            result["ratio_vigil_decode"] = round(result["pipeline_eps"] / result["raw_vigil_decode_eps"], 3)
             log(f"pipeline: {result['pipeline_eps']:,.0f} ev/s ({result['ratio']} x raw, target {TARGET_RATIO})")
         if args.latency_rate > 0:
             lat = alert_latency_ms(settings, rate_eps=args.latency_rate, seconds=args.latency_seconds,
