@@ -1,8 +1,8 @@
 """A compiled reader for Avro binary bodies, as fast as the worker's per-record decode needs.
 
 fastavro decodes a vigil.Event in about 6 µs, most of it spent walking the schema's dicts per
-field; here a schema becomes a tree of `ReadPlan` nodes once, and `read_body` walks that tree over
-the bytes. Compiled by mypyc (app.native) it decodes the same record in about 1.3 µs; as plain
+field; here a schema becomes a tree of plan nodes once (app.model.avro_plan), and `read_body`
+walks that tree over the bytes. Compiled by mypyc (app.native) it decodes the same record in about 1.3 µs; as plain
 Python it would be slower than fastavro, so `AvroSerde` uses it only when compiled.
 
 fastavro stays the reference. A plan exists only for what this reader decodes exactly as fastavro
@@ -18,104 +18,45 @@ from __future__ import annotations
 import struct
 from typing import Any, Final
 
+from app.model.avro_plan import (
+    ARRAY,
+    BOOLEAN,
+    BYTES,
+    DOUBLE,
+    ENUM,
+    FIXED,
+    FLOAT,
+    INT,
+    LONG,
+    MAP,
+    NULL,
+    RECORD,
+    STRING,
+    UNION,
+    SchemaPlan,
+    schema_plan,
+)
+
 __all__ = ["BodyError", "ReadPlan", "read_body", "read_plan"]
 
-_NULL: Final = 0
-_BOOLEAN: Final = 1
-_LONG: Final = 2  # Avro int and long: both zig-zag varints
-_FLOAT: Final = 3
-_DOUBLE: Final = 4
-_BYTES: Final = 5
-_STRING: Final = 6
-_RECORD: Final = 7
-_ENUM: Final = 8
-_ARRAY: Final = 9
-_MAP: Final = 10
-_UNION: Final = 11
-_FIXED: Final = 12
-
-_PRIMITIVES: Final = {"null": _NULL, "boolean": _BOOLEAN, "int": _LONG, "long": _LONG, "float": _FLOAT,
-                      "double": _DOUBLE, "bytes": _BYTES, "string": _STRING}
 _DOUBLE_AT: Final = struct.Struct("<d").unpack_from
 _FLOAT_AT: Final = struct.Struct("<f").unpack_from
-#: A 64-bit varint has at most 10 bytes: a longer one is corrupt (fastavro decides what to do).
-_MAX_SHIFT: Final = 63
+#: A 64-bit varint has at most 10 bytes, the 10th holding one bit. Anything longer or wider is
+#: corrupt, and fastavro's C reader wraps it to 64 bits: it decides what such a body means.
+_LAST_SHIFT: Final = 63
+
+#: How to read a schema (app.model.avro_plan).
+ReadPlan = SchemaPlan
 
 
 class BodyError(Exception):
     """The body is not one this reader decodes exactly like fastavro: decode it with fastavro."""
 
 
-class ReadPlan:
-    """How to read one schema node: its kind, and per kind the field names (record), branches,
-    fields, items or values (children), symbols (enum) or size (fixed)."""
-
-    def __init__(self, kind: int) -> None:
-        self.kind = kind
-        self.names: list[str] = []
-        self.children: list[ReadPlan] = []
-        self.symbols: list[str] = []
-        self.size = 0
-
-
 def read_plan(schema: Any) -> ReadPlan | None:
     """The plan for a schema parsed by fastavro (`fastavro.parse_schema`), or None when it uses
     something only fastavro reads (logical types, unknown types)."""
-    named: dict[str, Any] = schema.get("__named_schemas", {}) if isinstance(schema, dict) else {}
-    try:
-        return _plan(schema, named, {})
-    except _Unsupported:
-        return None
-
-
-class _Unsupported(Exception):
-    pass
-
-
-def _plan(schema: Any, named: dict[str, Any], built: dict[str, ReadPlan]) -> ReadPlan:
-    if isinstance(schema, list):
-        node = ReadPlan(_UNION)
-        node.children = [_plan(branch, named, built) for branch in schema]
-        return node
-    if isinstance(schema, str):
-        kind = _PRIMITIVES.get(schema)
-        if kind is not None:
-            return ReadPlan(kind)
-        if schema in built:  # a named type already planned (also how recursive types end)
-            return built[schema]
-        if schema in named:
-            return _plan(named[schema], named, built)
-        raise _Unsupported(schema)
-    if not isinstance(schema, dict) or "logicalType" in schema:
-        raise _Unsupported(repr(schema))
-    type_name = schema.get("type")
-    if isinstance(type_name, str) and type_name in _PRIMITIVES:
-        return ReadPlan(_PRIMITIVES[type_name])
-    if type_name in ("record", "error"):
-        node = ReadPlan(_RECORD)
-        built[schema["name"]] = node
-        node.names = [f["name"] for f in schema["fields"]]
-        node.children = [_plan(f["type"], named, built) for f in schema["fields"]]
-        return node
-    if type_name == "enum":
-        node = ReadPlan(_ENUM)
-        node.symbols = list(schema["symbols"])
-        built[schema["name"]] = node
-        return node
-    if type_name == "fixed":
-        node = ReadPlan(_FIXED)
-        node.size = int(schema["size"])
-        built[schema["name"]] = node
-        return node
-    if type_name == "array":
-        node = ReadPlan(_ARRAY)
-        node.children = [_plan(schema["items"], named, built)]
-        return node
-    if type_name == "map":
-        node = ReadPlan(_MAP)
-        node.children = [_plan(schema["values"], named, built)]
-        return node
-    raise _Unsupported(repr(type_name))
+    return schema_plan(schema)
 
 
 class _Cursor:
@@ -135,10 +76,12 @@ class _Cursor:
         n = b & 0x7F
         shift = 7
         while b & 0x80:
-            if pos >= self.end or shift > _MAX_SHIFT:
+            if pos >= self.end or shift > _LAST_SHIFT:
                 raise BodyError("truncated or overlong varint")
             b = data[pos]
             pos += 1
+            if shift == _LAST_SHIFT and b > 1:
+                raise BodyError("varint wider than 64 bits")
             n |= (b & 0x7F) << shift
             shift += 7
         self.pos = pos
@@ -171,26 +114,26 @@ class _Cursor:
     def read(self, node: ReadPlan) -> Any:
         kind = node.kind
         # most frequent kinds first
-        if kind == _STRING:
+        if kind == STRING:
             return self.string()
-        if kind == _LONG:
+        if kind in (LONG, INT):
             return self.long()
-        if kind == _RECORD:
+        if kind == RECORD:
             out: dict[str, Any] = {}
             names, children = node.names, node.children
             for i in range(len(names)):
                 out[names[i]] = self.read(children[i])
             return out
-        if kind == _DOUBLE:
+        if kind == DOUBLE:
             return _DOUBLE_AT(self.data, self.take(8))[0]
-        if kind == _UNION:
+        if kind == UNION:
             branch = self.long()
             if branch < 0 or branch >= len(node.children):
                 raise BodyError("union branch out of range")
             return self.read(node.children[branch])
-        if kind == _NULL:
+        if kind == NULL:
             return None
-        if kind == _MAP:
+        if kind == MAP:
             values = node.children[0]
             mapping: dict[str, Any] = {}
             count = self.block_count()
@@ -200,14 +143,14 @@ class _Cursor:
                     mapping[key] = self.read(values)
                 count = self.block_count()
             return mapping
-        if kind == _ENUM:
+        if kind == ENUM:
             index = self.long()
             if index < 0 or index >= len(node.symbols):
                 raise BodyError("enum symbol out of range")
             return node.symbols[index]
-        if kind == _BOOLEAN:
+        if kind == BOOLEAN:
             return self.data[self.take(1)] != 0
-        if kind == _ARRAY:
+        if kind == ARRAY:
             items = node.children[0]
             array: list[Any] = []
             count = self.block_count()
@@ -216,13 +159,13 @@ class _Cursor:
                     array.append(self.read(items))
                 count = self.block_count()
             return array
-        if kind == _FLOAT:
+        if kind == FLOAT:
             return _FLOAT_AT(self.data, self.take(4))[0]
-        if kind == _BYTES:
+        if kind == BYTES:
             size = self.long()
             pos = self.take(size)
             return self.data[pos:pos + size]
-        if kind == _FIXED:
+        if kind == FIXED:
             pos = self.take(node.size)
             return self.data[pos:pos + node.size]
         raise BodyError(f"unknown plan kind {kind}")

@@ -1,8 +1,9 @@
 """A compiled writer for Avro binary bodies, the counterpart of app.model.avro_reader.
 
 fastavro encodes a vigil.WindowAggregate in about 6 µs, most of it spent walking the schema's dicts
-and checking types per field; here a schema becomes a tree of `WritePlan` nodes once, and
-`write_body` walks that tree over the value, collecting the encoded pieces and joining them once.
+and checking types per field; here a schema becomes a tree of plan nodes once (app.model.avro_plan),
+and `write_body` walks that tree over the value, collecting the encoded pieces and joining them
+once.
 Compiled by mypyc (app.native) it writes the same record in about 1.5 µs; as plain Python it is no
 faster than fastavro, so `RecordWriter` uses it only when compiled.
 
@@ -20,25 +21,27 @@ from __future__ import annotations
 import struct
 from typing import Any, Final
 
+from app.model.avro_plan import (
+    ARRAY,
+    BOOLEAN,
+    BYTES,
+    DOUBLE,
+    ENUM,
+    FIXED,
+    FLOAT,
+    INT,
+    LONG,
+    MAP,
+    NULL,
+    RECORD,
+    STRING,
+    UNION,
+    SchemaPlan,
+    Unsupported,
+    schema_plan,
+)
+
 __all__ = ["WritePlan", "WriterDeclined", "write_body", "write_plan"]
-
-_NULL: Final = 0
-_BOOLEAN: Final = 1
-_INT: Final = 2
-_LONG: Final = 3
-_FLOAT: Final = 4
-_DOUBLE: Final = 5
-_BYTES: Final = 6
-_STRING: Final = 7
-_RECORD: Final = 8
-_ENUM: Final = 9
-_ARRAY: Final = 10
-_MAP: Final = 11
-_UNION: Final = 12
-_FIXED: Final = 13
-
-_PRIMITIVES: Final = {"null": _NULL, "boolean": _BOOLEAN, "int": _INT, "long": _LONG, "float": _FLOAT,
-                      "double": _DOUBLE, "bytes": _BYTES, "string": _STRING}
 
 # The Python types a value may have here (any other type is declined), for choosing union branches.
 _T_NONE: Final = 0
@@ -54,9 +57,9 @@ _TYPES: Final = 8
 #: ambiguous union is declined, never guessed). Some fastavro versions count bools as numbers;
 #: arrays are in `_takes` (bytes are a Sequence of ints: fastavro may take them for an array).
 _TAKES: Final = {
-    _NULL: [_T_NONE], _BOOLEAN: [_T_BOOL], _INT: [_T_BOOL, _T_INT], _LONG: [_T_BOOL, _T_INT],
-    _FLOAT: [_T_BOOL, _T_INT, _T_FLOAT], _DOUBLE: [_T_BOOL, _T_INT, _T_FLOAT], _STRING: [_T_STR],
-    _ENUM: [_T_STR], _BYTES: [_T_BYTES], _FIXED: [_T_BYTES], _MAP: [_T_DICT], _RECORD: [_T_DICT],
+    NULL: [_T_NONE], BOOLEAN: [_T_BOOL], INT: [_T_BOOL, _T_INT], LONG: [_T_BOOL, _T_INT],
+    FLOAT: [_T_BOOL, _T_INT, _T_FLOAT], DOUBLE: [_T_BOOL, _T_INT, _T_FLOAT], STRING: [_T_STR],
+    ENUM: [_T_STR], BYTES: [_T_BYTES], FIXED: [_T_BYTES], MAP: [_T_DICT], RECORD: [_T_DICT],
 }
 
 #: The one-byte encodings, so a small varint is a list lookup rather than a new bytes object.
@@ -77,113 +80,59 @@ class WriterDeclined(Exception):
     """The value is not one this writer encodes exactly like fastavro: encode it with fastavro."""
 
 
-class WritePlan:
-    """How to write one schema node: its kind, and per kind the field names, children (fields,
-    branches, items or values), what a missing field is filled with (record), the symbols' indexes
-    (enum), the size (fixed) or the branch per value type (union, -1: declined)."""
-
-    def __init__(self, kind: int) -> None:
-        self.kind = kind
-        self.names: list[str] = []
-        self.children: list[WritePlan] = []
-        self.fills: list[bool] = []
-        self.fill_values: list[Any] = []
-        self.symbols: dict[str, int] = {}
-        self.size = 0
-        self.branches: list[int] = []
+#: How to write a schema (app.model.avro_plan; unions get their `branches` from `write_plan`).
+WritePlan = SchemaPlan
 
 
 def write_plan(schema: Any) -> WritePlan | None:
     """The plan for a schema parsed by fastavro (`fastavro.parse_schema`), or None when it uses
-    something only fastavro writes (logical types, unknown types)."""
-    named: dict[str, Any] = schema.get("__named_schemas", {}) if isinstance(schema, dict) else {}
-    try:
-        return _plan(schema, named, {})
-    except _Unsupported:
+    something only fastavro writes (logical types, unknown types, a union in a union)."""
+    plan = schema_plan(schema)
+    if plan is None:
         return None
+    try:
+        _choose_branches(plan, set())
+    except Unsupported:
+        return None
+    return plan
 
 
-class _Unsupported(Exception):
-    pass
+def _choose_branches(node: SchemaPlan, seen: set[int]) -> None:
+    """Set the branch per value type of every union in the tree (each node once: trees of
+    recursive types have cycles)."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if node.kind == UNION:
+        _union_branches(node)
+    for child in node.children:
+        _choose_branches(child, seen)
 
 
-def _plan(schema: Any, named: dict[str, Any], built: dict[str, WritePlan]) -> WritePlan:
-    if isinstance(schema, list):
-        return _union_plan([_plan(branch, named, built) for branch in schema])
-    if isinstance(schema, str):
-        kind = _PRIMITIVES.get(schema)
-        if kind is not None:
-            return WritePlan(kind)
-        if schema in built:  # a named type already planned (also how recursive types end)
-            return built[schema]
-        if schema in named:
-            return _plan(named[schema], named, built)
-        raise _Unsupported(schema)
-    if not isinstance(schema, dict) or "logicalType" in schema:
-        raise _Unsupported(repr(schema))
-    type_name = schema.get("type")
-    if isinstance(type_name, str) and type_name in _PRIMITIVES:
-        return WritePlan(_PRIMITIVES[type_name])
-    if type_name in ("record", "error"):
-        node = WritePlan(_RECORD)
-        built[schema["name"]] = node  # before the fields: they may refer to it
-        for f in schema["fields"]:
-            node.names.append(f["name"])
-            node.children.append(_plan(f["type"], named, built))
-            # fastavro writes a missing field's default; without one, null if the type allows it
-            # ("null", or a union with "null"), else it fails (declined here)
-            fill = "default" in f or f["type"] == "null" or (isinstance(f["type"], list) and "null" in f["type"])
-            node.fills.append(fill)
-            node.fill_values.append(f.get("default"))
-        return node
-    if type_name == "enum":
-        node = WritePlan(_ENUM)
-        for i, symbol in enumerate(schema["symbols"]):
-            node.symbols.setdefault(symbol, i)  # fastavro: list.index, the first one
-        built[schema["name"]] = node
-        return node
-    if type_name == "fixed":
-        node = WritePlan(_FIXED)
-        node.size = int(schema["size"])
-        built[schema["name"]] = node
-        return node
-    if type_name == "array":
-        node = WritePlan(_ARRAY)
-        node.children = [_plan(schema["items"], named, built)]
-        return node
-    if type_name == "map":
-        node = WritePlan(_MAP)
-        node.children = [_plan(schema["values"], named, built)]
-        return node
-    raise _Unsupported(repr(type_name))
-
-
-def _union_plan(children: list[WritePlan]) -> WritePlan:
-    """A union: per value type, the one branch that could take it, or -1 when none or several
-    could (fastavro picks the first that validates, or the record with most fields, or a double
-    over a float: only an unambiguous branch is surely its choice)."""
-    node = WritePlan(_UNION)
-    node.children = children
+def _union_branches(node: SchemaPlan) -> None:
+    """A union's branch per value type: the one branch that could take it, or -1 when none or
+    several could (fastavro picks the first that validates, or the record with most fields, or a
+    double over a float: only an unambiguous branch is surely its choice)."""
+    children = node.children
     node.branches = [-1] * _TYPES
     taken = [0] * _TYPES
     for i, child in enumerate(children):
-        if child.kind == _UNION:
-            raise _Unsupported("a union in a union")
+        if child.kind == UNION:
+            raise Unsupported("a union in a union")
         for t in _takes(child):
             taken[t] += 1
             node.branches[t] = i
     for t in range(_TYPES):
         if taken[t] != 1:
             node.branches[t] = -1
-    return node
 
 
 def _takes(node: WritePlan) -> list[int]:
     """The value types fastavro may validate against this (non-union) node (see _TAKES)."""
-    if node.kind != _ARRAY:
+    if node.kind != ARRAY:
         return _TAKES[node.kind]
     items = node.children[0]
-    item_types = ([t for child in items.children for t in _takes(child)] if items.kind == _UNION
+    item_types = ([t for child in items.children for t in _takes(child)] if items.kind == UNION
                   else _takes(items))
     return [_T_BYTES, _T_LIST] if _T_INT in item_types else [_T_LIST]
 
@@ -239,17 +188,17 @@ def _string(parts: list[bytes], value: object) -> None:
 def _write(parts: list[bytes], value: object, node: WritePlan) -> None:
     kind = node.kind
     # most frequent kinds first
-    if kind == _STRING:
+    if kind == STRING:
         _string(parts, value)
         return
-    if kind == _LONG:
+    if kind == LONG:
         if type(value) is not int:  # a bool is declined too
             raise WriterDeclined("not an int")
         if (value > _SHORT or value < -_SHORT) and (value > _LONG_MAX or value < _LONG_MIN):
             raise WriterDeclined("out of the long range")
         _long(parts, value)
         return
-    if kind == _DOUBLE:
+    if kind == DOUBLE:
         if type(value) is float:
             parts.append(_PACK_DOUBLE(value))
             return
@@ -260,7 +209,7 @@ def _write(parts: list[bytes], value: object, node: WritePlan) -> None:
                 raise WriterDeclined("too large for a double") from exc
             return
         raise WriterDeclined("not a float")
-    if kind == _RECORD:
+    if kind == RECORD:
         if type(value) is not dict:
             raise WriterDeclined("not a dict")
         if "-type" in value:  # fastavro's union validation reads it as the record's name
@@ -274,7 +223,7 @@ def _write(parts: list[bytes], value: object, node: WritePlan) -> None:
                 field = node.fill_values[i]
             _write(parts, field, children[i])
         return
-    if kind == _UNION:
+    if kind == UNION:
         t = _type_of(value)
         branch = node.branches[t] if t >= 0 else -1
         if branch < 0:
@@ -282,11 +231,11 @@ def _write(parts: list[bytes], value: object, node: WritePlan) -> None:
         _varint(parts, branch << 1)
         _write(parts, value, node.children[branch])
         return
-    if kind == _NULL:
+    if kind == NULL:
         if value is not None:
             raise WriterDeclined("not None")
         return
-    if kind == _MAP:
+    if kind == MAP:
         if type(value) is not dict:
             raise WriterDeclined("not a dict")
         if value:
@@ -297,27 +246,27 @@ def _write(parts: list[bytes], value: object, node: WritePlan) -> None:
                 _write(parts, item, values)
         parts.append(_BYTE[0])
         return
-    if kind == _INT:
+    if kind == INT:
         if type(value) is not int:
             raise WriterDeclined("not an int")
         if value > _INT_MAX or value < _INT_MIN:
             raise WriterDeclined("out of the int range")
         _long(parts, value)
         return
-    if kind == _BOOLEAN:
+    if kind == BOOLEAN:
         if type(value) is not bool:
             raise WriterDeclined("not a bool")
         parts.append(_BYTE[1] if value else _BYTE[0])
         return
-    if kind == _ENUM:
+    if kind == ENUM:
         if type(value) is not str:
             raise WriterDeclined("not a str")
-        index = node.symbols.get(value, -1)
+        index = node.symbol_index.get(value, -1)
         if index < 0:
             raise WriterDeclined("not a symbol")
         _varint(parts, index << 1)
         return
-    if kind == _ARRAY:
+    if kind == ARRAY:
         if type(value) is not list:
             raise WriterDeclined("not a list")
         if value:
@@ -327,7 +276,7 @@ def _write(parts: list[bytes], value: object, node: WritePlan) -> None:
                 _write(parts, item, items)
         parts.append(_BYTE[0])
         return
-    if kind == _FLOAT:
+    if kind == FLOAT:
         if type(value) is float:
             number = value
         elif type(value) is int:
@@ -342,13 +291,13 @@ def _write(parts: list[bytes], value: object, node: WritePlan) -> None:
         except OverflowError as exc:  # beyond the float range: fastavro writes infinity
             raise WriterDeclined("too large for a float") from exc
         return
-    if kind == _BYTES:
+    if kind == BYTES:
         if type(value) is not bytes:
             raise WriterDeclined("not bytes")
         _varint(parts, len(value) << 1)
         parts.append(value)
         return
-    if kind == _FIXED:
+    if kind == FIXED:
         if type(value) is not bytes or len(value) != node.size:
             raise WriterDeclined("not bytes of the fixed size")
         parts.append(value)

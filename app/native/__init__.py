@@ -41,6 +41,7 @@ MODULES: Final = (
     "app.pipeline.validate",
     "app.pipeline.tracker",
     "app.pipeline.archive",
+    "app.model.avro_plan",
     "app.model.avro_reader",
     "app.model.avro_writer",
 )

@@ -94,6 +94,7 @@ def test_blocks_with_byte_sizes_are_read() -> None:
     (["null", "string"], b"\x04", "union branch 2 of 2"),
     ({"type": "enum", "name": "E", "symbols": ["A"]}, b"\x01", "enum index -1"),
     ("long", b"\xff" * 11 + b"\x01", "a varint over 10 bytes"),
+    ("long", b"\x80" * 9 + b"\x03", "a varint over 64 bits (fastavro wraps it)"),
     ("string", b"\x04\xff\xfe", "invalid UTF-8"),
     ("string", b"\x08ab", "a string longer than the body"),
     ("long", b"\x02\x00", "a byte after the value"),
