@@ -95,11 +95,15 @@ class _Cursor:
         self.pos = pos + size
         return pos
 
-    def string(self) -> str:
+    def sized(self) -> bytes:
+        """A length-prefixed byte string (Avro bytes, and a string's UTF-8)."""
         size = self.long()
         pos = self.take(size)
+        return self.data[pos:pos + size]
+
+    def string(self) -> str:
         try:
-            return self.data[pos:pos + size].decode()
+            return self.sized().decode()
         except UnicodeDecodeError as exc:
             raise BodyError("invalid UTF-8") from exc
 
@@ -162,9 +166,7 @@ class _Cursor:
         if kind == FLOAT:
             return _FLOAT_AT(self.data, self.take(4))[0]
         if kind == BYTES:
-            size = self.long()
-            pos = self.take(size)
-            return self.data[pos:pos + size]
+            return self.sized()
         if kind == FIXED:
             pos = self.take(node.size)
             return self.data[pos:pos + node.size]

@@ -21,6 +21,7 @@ from app.model import avro_reader, avro_writer
 from app.model.avro_reader import ReadPlan, read_body, read_plan
 from app.model.avro_writer import WritePlan, write_body, write_plan
 from app.model.schemas import SchemaFile, SchemaFileError, parse_schema_text, record_name_subject
+from app.native import is_compiled
 
 __all__ = [
     "COMPILED_READER",
@@ -39,9 +40,9 @@ __all__ = [
 MAGIC_BYTE = 0
 _HEADER = struct.Struct(">bI")
 #: Whether app.model.avro_reader runs compiled (app.native): as plain Python it is slower than fastavro.
-COMPILED_READER = not str(getattr(avro_reader, "__file__", "")).endswith(".py")
+COMPILED_READER = is_compiled(avro_reader)
 #: Whether app.model.avro_writer runs compiled: the same reason, for encoding.
-COMPILED_WRITER = not str(getattr(avro_writer, "__file__", "")).endswith(".py")
+COMPILED_WRITER = is_compiled(avro_writer)
 
 
 class SerdeError(Exception):

@@ -25,10 +25,11 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Final
 
-__all__ = ["MANIFEST", "MODULES", "NATIVE_DIR", "NativeFinder", "describe_native", "install", "native_status",
-           "source_hashes", "source_path"]
+__all__ = ["MANIFEST", "MODULES", "NATIVE_DIR", "NativeFinder", "describe_native", "install", "is_compiled",
+           "native_status", "source_hashes", "source_path"]
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,11 @@ def install(directory: Path = NATIVE_DIR) -> NativeFinder | None:
     return _finder
 
 
+def is_compiled(module: ModuleType | None) -> bool:
+    """Whether an imported module was loaded from a compiled extension, not its Python source."""
+    return str(getattr(module, "__file__", "")).endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+
 def native_status() -> dict[str, Any]:
     """Which modules run compiled: {"compiled": [...], "reason": why not, when none are}."""
     if _finder is None:
@@ -138,8 +144,7 @@ def native_status() -> dict[str, Any]:
         return {"compiled": [], "reason": reason}
     if _finder.fresh is False:
         return {"compiled": [], "reason": "stale: sources changed since the build"}
-    compiled = [m for m in MODULES if getattr(sys.modules.get(m), "__file__", "").endswith(tuple(
-        importlib.machinery.EXTENSION_SUFFIXES))]
+    compiled = [m for m in MODULES if is_compiled(sys.modules.get(m))]
     return {"compiled": compiled, "reason": "" if compiled else "not imported yet"}
 
 
