@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeVar
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from app.bus.clients import BusUnavailable, make_admin, make_consumer, make_producer, wait_for_kafka
+from app.bus.clients import BusUnavailable, make_admin, make_consumer, make_producer, take_available, wait_for_kafka
 from app.config import ConfigError, Settings
 from app.registry.errors import ApiError
 from app.registry.state import Record, RegistryState
@@ -208,11 +208,9 @@ class KafkaSchemaStore:
     def _tail(self, consumer: Any) -> None:
         try:
             while not self._stopping.is_set():
-                first = consumer.poll(0.2)
-                if first is None:
+                batch = take_available(consumer, 500, 0.2)
+                if not batch:
                     continue
-                # consume() waits for a full batch or its timeout, so it only drains what is there.
-                batch = [first, *consumer.consume(num_messages=500, timeout=0)]
                 with self._cond:
                     for msg in batch:
                         err = msg.error()

@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from app.bus.clients import make_admin, make_consumer, make_producer
+from app.bus.clients import make_admin, make_consumer, make_producer, take_available
 from app.config import Settings
 from app.model.serde import AvroSerde, DecodeError
 from app.registry.client import RegistryClient
@@ -48,7 +48,7 @@ from app.runtime.windowed import WindowedTable
 from app.topics.admin import reconcile
 from app.topics.spec import TopicSpec
 
-__all__ = ["Guarantee", "Worker", "WorkerOptions"]
+__all__ = ["Guarantee", "Worker", "WorkerOptions", "commit_due"]
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,15 @@ class WorkerOptions:
         if self.commit_interval_ms is not None:
             return self.commit_interval_ms
         return 100 if self.guarantee == Guarantee.EXACTLY_ONCE else 5000
+
+
+def commit_due(*, since_commit_s: float, interval_s: float, got: bool, writing: bool, uncommitted: bool) -> bool:
+    """Whether the run loop commits now: at the interval, or as soon as the consumer is idle (a poll
+    that waited the whole poll timeout got nothing) with something uncommitted. A poll that got
+    nothing while a commit was still being written waited only briefly: a steady stream has such
+    gaps all the time, and committing at each one re-encoded and re-sent every changed key several
+    times a second (measured at 5,000 events/s: a commit every 0.2-0.5 s instead of every 5 s)."""
+    return since_commit_s >= interval_s or (not got and not writing and uncommitted)
 
 
 class Worker:
@@ -391,14 +400,15 @@ class Worker:
         self._started.set()
         interval_s = self.options.commit_interval / 1000
         idle_timeout_s = self.options.poll_timeout_ms / 1000
-        # While records flow, come back quickly with what has arrived (latency); when idle, wait longer.
-        busy_timeout_s = min(idle_timeout_s, 0.01)
-        timeout_s = idle_timeout_s
+        # Take what has arrived at once (latency); with nothing there, wait for the next record, but
+        # briefly while a commit is still being written in slices between batches.
+        slice_timeout_s = min(idle_timeout_s, 0.01)
         lag_due = 0.0
         try:
             while not self._stop.is_set():
-                msgs = consumer.consume(self.options.max_batch, timeout=timeout_s)
-                timeout_s = busy_timeout_s if msgs else idle_timeout_s
+                writing = bool(self._pending)
+                msgs = take_available(consumer, self.options.max_batch,
+                                      slice_timeout_s if writing else idle_timeout_s)
                 with self.lock:
                     turn_started = time.monotonic()
                     if msgs:
@@ -407,8 +417,8 @@ class Worker:
                         self._uncommitted = True
                         self._flush_engine()
                     now = time.monotonic()
-                    # Caught up (nothing new): commit now rather than at the interval.
-                    if now - self._last_commit >= interval_s or (not msgs and self._uncommitted):
+                    if commit_due(since_commit_s=now - self._last_commit, interval_s=interval_s, got=bool(msgs),
+                                  writing=writing, uncommitted=self._uncommitted):
                         self.commit(wait=False)
                     if self._pending:
                         budget_s = COMMIT_SLICE_S * (1 if msgs else 4) + (now - turn_started) / 4
