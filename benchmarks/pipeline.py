@@ -206,13 +206,15 @@ def _wait_healthy(port: int, proc: subprocess.Popen, timeout_s: float = 120) -> 
 
 
 def alert_latency_ms(settings: Settings, *, rate_eps: int, seconds: float, identities: int, guarantee: str,
-                     only_pipeline: bool = True, warmup_s: float = 3.0) -> dict[str, Any]:
+                     only_pipeline: bool = True, warmup_s: float = 3.0,
+                     linger_ms: float | None = None) -> dict[str, Any]:
     """Event-to-alert latency percentiles at a steady produce rate, through `vigil worker` running
     the pipeline only, or every built-in stage (rules, members, ...) as deployed.
 
     The first `warmup_s` of the stream are not measured: they include one-off start-up costs (the
     worker's first fetch, metadata of the output topics it produces to for the first time, schema
-    ids from the registry), not the steady state the figure describes."""
+    ids from the registry), not the steady state the figure describes. `linger_ms`: the event
+    producer's linger.ms (default: make_producer's, as Vigil's bridges and beacons use)."""
     from app.pipeline.agents import EVENTS_TOPIC
 
     with tempfile.TemporaryDirectory(prefix="vigil-bench-latency-") as state:
@@ -234,7 +236,7 @@ def alert_latency_ms(settings: Settings, *, rate_eps: int, seconds: float, ident
             # included in the latency). With linger 0 every event is a produce request of its own:
             # measured on this 2-core machine, that alone costs the broker over a core at 5,000/s
             # (116% against 44%), which starves the worker it shares the machine with.
-            producer = make_producer(s)
+            producer = make_producer(s, **({} if linger_ms is None else {"linger.ms": linger_ms}))
             topic = s.topic(EVENTS_TOPIC)
             total = int(rate_eps * (warmup_s + seconds))
             measured_from = int(rate_eps * warmup_s)
@@ -311,6 +313,8 @@ def main() -> None:
     parser.add_argument("--latency-warmup", type=float, default=3.0, help="seconds of the stream not measured")
     parser.add_argument("--latency-worker", choices=["pipeline", "builtins"], default="pipeline",
                         help="the worker of the latency run: the pipeline agent only, or every built-in stage")
+    parser.add_argument("--latency-linger-ms", type=float, default=None,
+                        help="linger.ms of the latency run's event producer (default: Vigil's producer default)")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--gc-threshold", type=lambda t: tuple(int(x) for x in t.split(",")), metavar="G0,G1,G2",
                         help="experiment: gc.set_threshold for the pipeline run (default: Python's)")
@@ -340,10 +344,12 @@ def main() -> None:
         if args.latency_rate > 0:
             lat = alert_latency_ms(settings, rate_eps=args.latency_rate, seconds=args.latency_seconds,
                                    identities=min(args.identities, 1000), guarantee=args.guarantee,
-                                   only_pipeline=args.latency_worker == "pipeline", warmup_s=args.latency_warmup)
+                                   only_pipeline=args.latency_worker == "pipeline", warmup_s=args.latency_warmup,
+                                   linger_ms=args.latency_linger_ms)
             result.update({f"latency_{k}": v for k, v in lat.items()})
             result["latency_rate_eps"] = args.latency_rate
             result["latency_worker"] = args.latency_worker
+            result["latency_linger_ms"] = args.latency_linger_ms
             log(f"event-to-alert latency at {args.latency_rate} ev/s: p50 {lat['p50_ms']:.1f} ms, "
                 f"p99 {lat['p99_ms']:.1f} ms (target p99 < {TARGET_P99_MS:.0f} ms)")
     result["repo"] = str(REPO)
