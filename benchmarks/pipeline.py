@@ -38,7 +38,7 @@ from typing import Any
 
 from common import REPO, bench_stack, emit_json, log, produce_dataset, raw_consume
 
-from app.bus.clients import make_admin, make_consumer, make_producer
+from app.bus.clients import PRODUCER_DEFAULTS, make_admin, make_consumer, make_producer
 from app.config import Settings
 from app.devstack.kafka import free_port
 from app.model.ids import new_id
@@ -349,7 +349,8 @@ def main() -> None:
             result.update({f"latency_{k}": v for k, v in lat.items()})
             result["latency_rate_eps"] = args.latency_rate
             result["latency_worker"] = args.latency_worker
-            result["latency_linger_ms"] = args.latency_linger_ms
+            result["latency_linger_ms"] = (PRODUCER_DEFAULTS["linger.ms"] if args.latency_linger_ms is None
+                                           else args.latency_linger_ms)
             log(f"event-to-alert latency at {args.latency_rate} ev/s: p50 {lat['p50_ms']:.1f} ms, "
                 f"p99 {lat['p99_ms']:.1f} ms (target p99 < {TARGET_P99_MS:.0f} ms)")
     result["repo"] = str(REPO)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Final
 
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from app.config import ConfigError, Settings
 
-__all__ = ["BusUnavailable", "make_admin", "make_consumer", "make_producer", "take_available", "wait_for_kafka"]
+__all__ = ["PRODUCER_DEFAULTS", "BusUnavailable", "make_admin", "make_consumer", "make_producer", "take_available",
+           "wait_for_kafka"]
 
 
 class BusUnavailable(Exception):
@@ -24,10 +25,15 @@ def _build(cls: type, conf: dict[str, Any], role: str) -> Any:
         raise ConfigError(f"invalid Kafka {role} configuration: {exc}") from exc
 
 
+#: What make_producer sets before the settings' and the caller's config (bridges and beacons use it as is).
+PRODUCER_DEFAULTS: Final[dict[str, Any]] = {"enable.idempotence": True, "linger.ms": 5, "compression.type": "lz4",
+                                            "batch.num.messages": 10000, "queue.buffering.max.kbytes": 1048576}
+
+
 def make_producer(settings: Settings, **overrides: Any) -> Producer:
-    """A producer with sensible defaults (idempotent, lz4, small linger) plus pass-through config."""
-    conf = {"enable.idempotence": True, "linger.ms": 5, "compression.type": "lz4",
-            "batch.num.messages": 10000, "queue.buffering.max.kbytes": 1048576}
+    """A producer with sensible defaults (idempotent, lz4, small linger: PRODUCER_DEFAULTS) plus
+    pass-through config."""
+    conf = dict(PRODUCER_DEFAULTS)
     conf.update(settings.client_config())
     conf.update(overrides)
     return _build(Producer, conf, "producer")
