@@ -42,6 +42,8 @@ MODULES: Final = (
     "app.pipeline.validate",
     "app.pipeline.tracker",
     "app.pipeline.archive",
+    "app.pipeline.intake",
+    "app.model.ids",
     "app.model.avro_plan",
     "app.model.avro_reader",
     "app.model.avro_writer",

@@ -4,13 +4,13 @@ metric windows, and absence (ttl) expiry on wall-clock timers. `vigil worker` im
 its agent and its HTTP query routes (app.pipeline.routes) register on import.
 
 One batch agent runs every stage: each event is normalised once and each stage is a plain method
-call (app.pipeline.archive, app.pipeline.tracker), which keeps the per-event cost to what the
-stages themselves do. Per batch (the records of one partition the worker consumed together), an
-identity's state is read and copied once, updated in place by each of its events in offset order,
-and stored once; its timers are armed once. The partition's event-time watermark is followed
-event by event, so window lateness is decided exactly as if events came one at a time; windows
-that close within the batch are published right after it. Tables are co-partitioned with `events`
-(keyed by identity).
+call (app.pipeline.archive, app.pipeline.tracker) from one compiled loop (app.pipeline.intake),
+which keeps the per-event cost to what the stages themselves do. Per batch (the records of one
+partition the worker consumed together), an identity's state is read and copied once, updated in
+place by each of its events in offset order, and stored once; its timers are armed once. The
+partition's event-time watermark is followed event by event, so window lateness is decided exactly
+as if events came one at a time; windows that close within the batch are published right after it.
+Tables are co-partitioned with `events` (keyed by identity).
 
 `build_pipeline(config, registry=...)` builds an independent copy (tests use small windows).
 """
@@ -23,9 +23,10 @@ from typing import Any, Final
 
 from app.pipeline.archive import ArchiveIndex, FoundEvent
 from app.pipeline.config import PipelineConfig
+from app.pipeline.intake import process_records
 from app.pipeline.routes import pipeline_routes
-from app.pipeline.tracker import Tracker, TrackerBatch
-from app.pipeline.validate import EVENT_TYPE, Rejection, normalize_event
+from app.pipeline.tracker import Tracker
+from app.pipeline.validate import EventClock, Rejection
 from app.runtime.agent import Agent, AgentRegistry, agent, default_registry
 from app.runtime.engine import InRecord
 from app.runtime.http import route
@@ -57,7 +58,7 @@ class Pipeline:
         self.misrouted = 0
         tables: tuple[Table, ...] = (*self.archive.tables, *self.tracker.tables)
         self.agent: Agent = agent(EVENTS_TOPIC, name=name, tables=tables, dlq_topic=DLQ_TOPIC, batch=True,
-                                  timestamp=self._event_time, registry=registry)(self.process)
+                                  timestamp=EventClock(self.max_future_ms), registry=registry)(self.process)
         self.agent.on_timer(self.on_timer)
         self.agent.on_rebuild(self.rebuild)
 
@@ -74,42 +75,11 @@ class Pipeline:
         return {"rejected": dict(self.rejected), "late_dropped": self.tracker.late_dropped,
                 "misrouted": self.misrouted}
 
-    def _event_time(self, value: Any, kafka_timestamp_ms: int) -> int:
-        """Event time for the partition watermark: the `time` field, except that one too far ahead of
-        the record's Kafka timestamp (a future time the pipeline rejects) must not move the
-        watermark, which would close every open window and make all later events late."""
-        if type(value) is dict:
-            time_ms = value.get("time")
-            if type(time_ms) is int and time_ms - kafka_timestamp_ms <= self.max_future_ms:
-                return time_ms
-        return kafka_timestamp_ms
-
     def process(self, values: list[Any], ctx: Any) -> None:
         """Validate, index, fold status, update metric windows (the built-in pipeline), for a batch
         of records of one partition (`ctx.records`, in offset order)."""
-        now_ms = ctx.now_ms()
-        max_future_ms = self.max_future_ms
-        archive_add = self.archive.add
-        event_ref = self.archive.ref
-        apply = self.tracker.apply
-        batch = TrackerBatch(ctx.watermark)
-        ids: dict[str, str] = {}
-        for record, time_ms in zip(ctx.records, ctx.event_times, strict=True):
-            value = record.value
-            if time_ms > batch.watermark_ms:
-                batch.watermark_ms = time_ms
-            ev = normalize_event(value, record.type_name or EVENT_TYPE, now_ms=now_ms, max_future_ms=max_future_ms)
-            if isinstance(ev, Rejection):
-                self._reject(ev, record, ctx)
-                continue
-            key = f"{ev.subject}/{ev.name}"
-            if key != record.key:
-                self._misrouted(record.key, key)
-            ref = event_ref(ev, record.offset)
-            archive_add(ids, ev.subject, ev.name, ref)
-            apply(key, ev, ref, ctx, batch)
-        self.archive.index(ids)
-        self.tracker.finish(batch, ctx)
+        process_records(ctx.records, ctx.event_times, ctx, archive=self.archive, tracker=self.tracker,
+                        max_future_ms=self.max_future_ms, on_reject=self._reject, on_misrouted=self._misrouted)
 
     def rebuild(self, ctx: Any) -> None:
         """The id index is local-only: re-derive it from the pages and waiting references."""

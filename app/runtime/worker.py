@@ -62,6 +62,14 @@ MAX_PENDING_COMMITS = 3
 #: quarter of the turn's processing time (more when the consumer found nothing), so a commit of
 #: thousands of changed keys does not stall the records behind it.
 COMMIT_SLICE_S = 0.005
+#: How much of one partition the consumer fetches at once (librdkafka's default is 1 MiB, about 7,000
+#: events). A turn hands the engine one batch per partition it took records of, and an agent pays
+#: per batch and key (the pipeline copies each identity's state once per batch): with 1 MiB a
+#: backlog arrives in chunks of three partitions per turn, ~9,000 records each; with 32 MiB a turn is
+#: mostly one partition's. Measured on the 1M-event pipeline benchmark: +13% events/s. It caps
+#: only what a fetch may return (`queued.max.messages.kbytes` still bounds memory); a consumer that
+#: has caught up fetches what arrived, as before.
+FETCH_PARTITION_BYTES = 32 << 20
 #: Writes encoded between two looks at the clock.
 _SLICE_CHECK_EVERY = 64
 #: Writes per backend write when a commit point's stores are persisted in slices.
@@ -234,7 +242,8 @@ class Worker:
         iso = "read_committed" if self.eos else "read_uncommitted"
         self.consumer = make_consumer(self.settings, self.app_id, **{
             "isolation.level": iso, "enable.partition.eof": False, "fetch.min.bytes": 1,
-            "queued.max.messages.kbytes": 262144, "partition.assignment.strategy": "range",
+            "queued.max.messages.kbytes": 262144, "max.partition.fetch.bytes": FETCH_PARTITION_BYTES,
+            "partition.assignment.strategy": "range",
             "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000, "max.poll.interval.ms": 300000,
         })
         extra: dict[str, Any] = {"linger.ms": 5}
