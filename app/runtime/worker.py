@@ -131,7 +131,12 @@ class WorkerOptions:
     #: records keep flowing; a commit costs one encode and changelog record per changed key, so a
     #: longer interval folds more updates of a key into one.
     commit_interval_ms: int | None = None
-    max_batch: int = 20_000
+    #: Records per loop turn at most. Only a backlog fills a turn (take_available takes what has
+    #: arrived), and there larger batches cost less per record: an agent pays per batch and key (the
+    #: pipeline copies each identity's state once per batch). 50,000 is a turn of about 1 s at full
+    #: speed, which is how late a wall-clock timer or an HTTP query may be served while catching up
+    #: (measured, 1M pipeline benchmark: +11% events/s over 20,000).
+    max_batch: int = 50_000
     poll_timeout_ms: int = 100
     http_host: str = "127.0.0.1"
     http_port: int | None = None  # None: no HTTP server; 0: any free port

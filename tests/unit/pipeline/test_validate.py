@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.model.ids import deterministic_id
-from app.pipeline.validate import EVENT_TYPE, NormalizedEvent, Rejection, format_time_ms, normalize_event
+from app.pipeline.validate import (
+    EVENT_TYPE,
+    EventClock,
+    NormalizedEvent,
+    Rejection,
+    format_time_ms,
+    normalize_event,
+)
 from tests.unit.pipeline.conftest import NOW_MS
 
 MAX_FUTURE_MS = 300_000
@@ -188,3 +195,17 @@ _ANY_VALUE = st.one_of(
 def test_normalize__never_raises_on_bad_input(record: dict[str, Any]) -> None:
     for type_name in (EVENT_TYPE, CUSTOM):
         assert isinstance(normalize(record, type_name), NormalizedEvent | Rejection)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ({"time": 1_000}, 1_000),                             # the event's time, also when older
+    ({"time": 5_000 + MAX_FUTURE_MS}, 5_000 + MAX_FUTURE_MS),  # at the limit ahead of Kafka's time
+    ({"time": 5_001 + MAX_FUTURE_MS}, 5_000),             # beyond it: rejected, must not move the watermark
+    ({"time": "soon"}, 5_000),
+    ({"time": 1.5}, 5_000),
+    ({}, 5_000),
+    ("not a record", 5_000),
+    (None, 5_000),
+])
+def test_event_clock__time_field_unless_too_far_ahead_else_kafka_time(value: Any, expected: int) -> None:
+    assert EventClock(MAX_FUTURE_MS)(value, 5_000) == expected
