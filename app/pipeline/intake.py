@@ -1,7 +1,8 @@
 """The pipeline agent's per-event loop: each record of a batch is validated once, indexed in the
 archive and folded into its identity by the tracker, in offset order; the batch's id index entries
 and identity states are written at the end. Pure (it calls the stages and the callbacks it is given)
-and compiled with the stages (app.native), so the loop itself costs no interpreter time per event.
+and compiled with the stages (app.native), so when built the loop itself costs no interpreter time
+per event.
 """
 
 from __future__ import annotations

@@ -65,10 +65,10 @@ COMMIT_SLICE_S = 0.005
 #: How much of one partition the consumer fetches at once (librdkafka's default is 1 MiB, about 7,000
 #: events). A turn hands the engine one batch per partition it took records of, and an agent pays
 #: per batch and key (the pipeline copies each identity's state once per batch): with 1 MiB a
-#: backlog arrives in chunks of three partitions per turn, ~9,000 records each; with 32 MiB a turn is
-#: mostly one partition's. Measured on the 1M-event pipeline benchmark: +13% events/s. It caps
-#: only what a fetch may return (`queued.max.messages.kbytes` still bounds memory); a consumer that
-#: has caught up fetches what arrived, as before.
+#: 20,000-record turn of a backlog spanned three partitions, ~9,000 records each; with 32 MiB a
+#: backlog comes a partition at a time. Measured on the 1M-event pipeline benchmark: +13-17% events/s
+#: (alternating runs). It caps only what a fetch may return (`queued.max.messages.kbytes` still
+#: bounds memory); a consumer that has caught up fetches what arrived, as before.
 FETCH_PARTITION_BYTES = 32 << 20
 #: Writes encoded between two looks at the clock.
 _SLICE_CHECK_EVERY = 64
@@ -135,7 +135,7 @@ class WorkerOptions:
     #: arrived), and there larger batches cost less per record: an agent pays per batch and key (the
     #: pipeline copies each identity's state once per batch). 50,000 is a turn of about 1 s at full
     #: speed, which is how late a wall-clock timer or an HTTP query may be served while catching up
-    #: (measured, 1M pipeline benchmark: +11% events/s over 20,000).
+    #: (measured, 1M pipeline benchmark: +5-16% events/s over 20,000, alternating runs).
     max_batch: int = 50_000
     poll_timeout_ms: int = 100
     http_host: str = "127.0.0.1"
