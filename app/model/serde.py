@@ -22,6 +22,7 @@ from app.model.avro_reader import ReadPlan, read_body, read_plan
 from app.model.avro_writer import WritePlan, write_body, write_plan
 from app.model.schemas import SchemaFile, SchemaFileError, parse_schema_text, record_name_subject
 from app.native import is_compiled
+from app.registry.errors import RegistryError
 
 __all__ = [
     "COMPILED_READER",
@@ -68,7 +69,9 @@ class EncodeError(SerdeError):
 
 
 class SchemaSource(Protocol):
-    """What the serde needs from a schema registry."""
+    """What the serde needs from a schema registry. Both raise app.registry.errors.RegistryError:
+    `schema_by_id` a 404/40403 one for an id that does not exist (only that makes a record
+    undecodable), a retriable one when the registry cannot answer now."""
 
     def register(self, subject: str, schema: str) -> int: ...
 
@@ -160,7 +163,9 @@ class AvroSerde:
         if reader is None:
             try:
                 text = self.registry.schema_by_id(schema_id)
-            except LookupError as exc:
+            except RegistryError as exc:
+                if not exc.is_schema_not_found():
+                    raise  # the registry failed, not the record: the caller retries it later
                 raise DecodeError(f"unknown schema id {schema_id}: {exc}", schema_id=schema_id) from exc
             try:
                 schema = parse_schema_text(text, where=f"schema id {schema_id}")
@@ -171,7 +176,9 @@ class AvroSerde:
 
     def decode_typed(self, data: bytes | None, *, topic: str | None = None, partition: int | None = None,
                      offset: int | None = None) -> tuple[str, dict[str, Any]]:
-        """Decode one framed message into (record full name, record dict)."""
+        """Decode one framed message into (record full name, record dict). Raises DecodeError when
+        the record is bad for good (dead-letter it), RegistryError when its writer schema cannot be
+        fetched now (keep it and retry: the record may be fine)."""
         # Fast path (known schema id, well-formed body); anything unusual takes the checked path.
         if data is not None and len(data) > 5 and data[0] == MAGIC_BYTE:
             reader = self._readers.get(int.from_bytes(data[1:5], "big"))

@@ -12,23 +12,11 @@ from typing import Any
 
 import httpx
 
+from app.registry.errors import RegistryError, RegistryUnavailable
+
 __all__ = ["CompatibilityReport", "RegisteredSchema", "RegistryClient", "RegistryError", "RegistryUnavailable"]
 
 _CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
-
-
-class RegistryError(LookupError):
-    """The registry answered with an error (HTTP status + Confluent error code + message)."""
-
-    def __init__(self, status: int, error_code: int, message: str) -> None:
-        super().__init__(f"schema registry error {error_code}: {message}")
-        self.status = status
-        self.error_code = error_code
-        self.message = message
-
-
-class RegistryUnavailable(RegistryError):
-    """The registry could not be reached."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +60,7 @@ class RegistryClient:
         try:
             resp = self._http.request(method, path, json=json, params=params)
         except httpx.HTTPError as exc:
-            raise RegistryUnavailable(0, 50003, f"cannot reach the schema registry at {self.url}: {exc}") from exc
+            raise RegistryUnavailable(f"cannot reach the schema registry at {self.url}: {exc}") from exc
         if resp.status_code >= 400:
             try:
                 body = resp.json()

@@ -1,12 +1,57 @@
-"""The registry server's errors, with Confluent Schema Registry error codes and HTTP statuses.
+"""Registry errors, on both sides of the wire, with Confluent Schema Registry error codes.
 
-Clients (confluent-kafka's among them) branch on `error_code`, so the codes must be Confluent's;
-the messages are ours and say what to do.
+Server side: `ApiError` is what Vigil's registry answers (HTTP status, Confluent error code, a
+message that says what to do); clients (confluent-kafka's among them) branch on `error_code`, so
+the codes must be Confluent's.
+
+Client side: `RegistryError` is what a registry answered (or `RegistryUnavailable`: that it could
+not be reached). Like confluent-kafka's `SchemaRegistryError` it answers `is_retriable()` and
+`is_not_found()`, so callers tell "this schema id does not exist" (a record framed with it is
+undecodable for good) from "the registry is down or overloaded" (retry later; the record is fine).
+This module imports nothing else so the serde can use it without an HTTP client.
 """
 
 from __future__ import annotations
 
-__all__ = ["ApiError"]
+__all__ = ["SCHEMA_NOT_FOUND", "ApiError", "RegistryError", "RegistryUnavailable"]
+
+#: Confluent's error code for "no schema with this id" (HTTP 404).
+SCHEMA_NOT_FOUND = 40403
+#: HTTP statuses worth retrying (timeout, rate limit); every 5xx is too.
+_RETRIABLE_STATUSES = frozenset({408, 429})
+
+
+class RegistryError(LookupError):
+    """The registry answered with an error (HTTP status + Confluent error code + message)."""
+
+    def __init__(self, status: int, error_code: int, message: str) -> None:
+        super().__init__(f"schema registry error {error_code}: {message}")
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+
+    def is_retriable(self) -> bool:
+        """A failure of the registry, not of the request: unreachable, 408, 429 or 5xx."""
+        return self.status in _RETRIABLE_STATUSES or self.status >= 500
+
+    def is_not_found(self) -> bool:
+        """A definite 404: the subject, version or schema id does not exist."""
+        return self.status == 404
+
+    def is_schema_not_found(self) -> bool:
+        """A definite "no schema with this id" (404 / 40403): the only error that makes a record
+        framed with that id undecodable."""
+        return self.status == 404 and self.error_code == SCHEMA_NOT_FOUND
+
+
+class RegistryUnavailable(RegistryError):
+    """The registry could not be reached (connection refused or reset, DNS, timeout): retriable."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, 50003, message)
+
+    def is_retriable(self) -> bool:
+        return True
 
 
 class ApiError(Exception):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from app.registry.errors import SCHEMA_NOT_FOUND, RegistryError
+
 __all__ = ["InMemorySchemaSource"]
 
 
@@ -31,7 +33,7 @@ class InMemorySchemaSource:
         try:
             return self._by_id[schema_id]
         except KeyError:
-            raise LookupError(f"no schema with id {schema_id}") from None
+            raise RegistryError(404, SCHEMA_NOT_FOUND, f"Schema {schema_id} not found") from None
 
     def subjects(self) -> list[str]:
         return sorted(self._subjects)

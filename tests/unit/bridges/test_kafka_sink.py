@@ -49,7 +49,7 @@ class StubRegistry(InMemorySchemaSource):
 
     def _check(self) -> None:
         if not self.reachable:
-            raise RegistryUnavailable(0, 50003, "cannot reach the schema registry at http://registry: refused")
+            raise RegistryUnavailable("cannot reach the schema registry at http://registry: refused")
 
 
 @pytest.fixture
