@@ -15,6 +15,7 @@ from app.devstack.kafka import start_private_kafka
 from app.topics.admin import reconcile
 from app.topics.spec import TopicSpec, load_topics_file
 from tests.conftest import REPO, free_port
+from tests.integration.outage import OutageStack
 
 
 @pytest.fixture(scope="session")
@@ -82,3 +83,18 @@ def isolated_settings(settings: Settings, tmp_path: Path) -> Settings:
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="module")
+def outage_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OutageStack]:
+    """A private broker + registry this module's tests may stop and start (see tests/integration/outage.py)."""
+    stack = OutageStack.start(tmp_path_factory.mktemp("outage-home"))
+    yield stack
+    stack.close()
+
+
+@pytest.fixture
+def outage(outage_stack: OutageStack) -> OutageStack:
+    """The module's outage stack, with broker and registry up at the start of the test."""
+    outage_stack.ensure_up()
+    return outage_stack
