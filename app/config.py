@@ -12,16 +12,15 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from app.pipeline.config import PipelineConfig
 from app.yamlfile import yaml_error_line
 
-__all__ = ["ConfigError", "Settings", "load_settings", "resolve_secret_refs"]
+__all__ = ["ConfigError", "Settings", "load_settings", "resolve_secret_refs", "section_model"]
 
 DEFAULT_CONFIG_FILE = "vigil.yaml"
 _SECRET_REF = re.compile(r"^\$\{(env|file):([^}]+)\}$")
@@ -93,7 +92,9 @@ class Settings(BaseSettings):
     dev_controller_port: int = 9093
     dev_registry_port: int = 8081
     dev_kafka_heap: str = "-Xms256m -Xmx1g"
-    pipeline: PipelineConfig = Field(default_factory=PipelineConfig,
+    #: Sections of the stages, validated by each stage's own model when it is built from these
+    #: settings (section_model): this module imports nothing from the stages.
+    pipeline: dict[str, Any] = Field(default_factory=dict,
                                      description="built-in pipeline: window sizes, grace, flap policy, retention")
 
     @field_validator("kafka_bootstrap")
@@ -144,16 +145,30 @@ class Settings(BaseSettings):
         return f"{self.topic_prefix}{name}"
 
 
+def _problems(exc: ValidationError, prefix: str = "") -> str:
+    return "; ".join(f"{'.'.join([prefix, *(str(p) for p in err['loc'])]).strip('.') or 'settings'}: {err['msg']}"
+                     for err in exc.errors())
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build Settings from file + env + explicit overrides (CLI flags); raise ConfigError on bad input."""
     clean = {k: v for k, v in overrides.items() if v is not None}
     try:
         return Settings(**clean)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"invalid configuration: {problems}") from exc
+        raise ConfigError(f"invalid configuration: {_problems(exc)}") from exc
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def section_model(model: type[M], settings: Settings, section: str) -> M:
+    """A stage's settings section (e.g. `pipeline`) validated by the stage's model; ConfigError
+    naming the field (`pipeline.grace: ...`) when it is wrong."""
+    try:
+        return model.model_validate(getattr(settings, section))
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {_problems(exc, section)}") from exc
 
 
 @lru_cache(maxsize=1)

@@ -121,11 +121,13 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
     """Events/s of the built-in pipeline agent in a Worker (tables in RocksDB with changelogs), on
     the `events` topic of settings `s`. `gc_threshold`: an experiment, gc.set_threshold for the run
     (the worker itself does not tune the garbage collector)."""
-    from app.pipeline.agents import PIPELINE
+    from app.pipeline.agents import Pipeline
+    from app.pipeline.config import PipelineConfig
 
-    worker = Worker(s, [PIPELINE.agent], WorkerOptions(app_id=f"bench-pl-{uuid.uuid4().hex[:6]}",
+    pipeline = Pipeline(PipelineConfig.from_settings(s))
+    worker = Worker(s, [pipeline.agent], WorkerOptions(app_id=f"bench-pl-{uuid.uuid4().hex[:6]}",
                                                        guarantee=guarantee, instance_id="bench"))
-    stats = worker.engine.stats[PIPELINE.agent.name]
+    stats = worker.engine.stats[pipeline.agent.name]
     thread = threading.Thread(target=worker.run, daemon=True)
     gc_seconds = _time_gc()
     if gc_threshold:
@@ -151,7 +153,7 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
         else:
             raise TimeoutError(f"only {stats.events_in} of {events} processed")
         return {"eps": events / (done - first), "gc_s": round(gc_seconds(), 2), "timers_fired": stats.timers_fired,
-                **PIPELINE.stats()}
+                **pipeline.stats()}
     finally:
         worker.stop()
         thread.join(120)
@@ -182,7 +184,7 @@ def _spawn_worker(settings: Settings, state_dir: Path, http_port: int, guarantee
            settings.schema_registry_url, "worker", "--app-id", f"lat-{uuid.uuid4().hex[:6]}", "--instance-id", "lat",
            "--guarantee", guarantee, "--http", f"127.0.0.1:{http_port}", "--log-level", "WARNING"]
     if only_pipeline:
-        cmd += ["--no-builtins", "--plugins", "app.pipeline.agents"]
+        cmd += ["--stage", "pipeline"]
     return subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True)
 
 

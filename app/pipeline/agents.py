@@ -1,7 +1,7 @@
 """The worker's built-in pipeline on `events`, written on the public agent API: validation (bad
 records to `events-dlq` with the reason), the archive index, status with alerts and flap detection,
-metric windows, and absence (ttl) expiry on wall-clock timers. `vigil worker` imports this module;
-its agent and its HTTP query routes (app.pipeline.routes) register on import.
+metric windows, and absence (ttl) expiry on wall-clock timers. `vigil worker` builds one from the
+settings (app.stages) and runs its agent and its HTTP query routes (app.pipeline.routes).
 
 One batch agent runs every stage: each event is normalised once and each stage is a plain method
 call (app.pipeline.archive, app.pipeline.tracker) from one compiled loop (app.pipeline.intake),
@@ -12,7 +12,8 @@ partition's event-time watermark is followed event by event, so window lateness 
 as if events came one at a time; windows that close within the batch are published right after it.
 Tables are co-partitioned with `events` (keyed by identity).
 
-`build_pipeline(config, registry=...)` builds an independent copy (tests use small windows).
+`build_pipeline(config)` builds an independent one (tests use small windows); several can live in
+one process.
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ from app.pipeline.intake import process_records
 from app.pipeline.routes import pipeline_routes
 from app.pipeline.tracker import Tracker
 from app.pipeline.validate import EventClock, Rejection
-from app.runtime.agent import Agent, AgentRegistry, agent, default_registry
+from app.runtime.agent import Agent, AgentRegistry, agent
 from app.runtime.engine import InRecord
-from app.runtime.http import route
+from app.runtime.stage import Stage
 from app.runtime.tables import Table
 
-__all__ = ["DLQ_TOPIC", "EVENTS_TOPIC", "PIPELINE", "Pipeline", "build_pipeline", "load_pipeline_config"]
+__all__ = ["DLQ_TOPIC", "EVENTS_TOPIC", "Pipeline", "build_pipeline"]
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,15 @@ class Pipeline:
         self.misrouted = 0
         tables: tuple[Table, ...] = (*self.archive.tables, *self.tracker.tables)
         self.agent: Agent = agent(EVENTS_TOPIC, name=name, tables=tables, dlq_topic=DLQ_TOPIC, batch=True,
-                                  timestamp=EventClock(self.max_future_ms), registry=registry)(self.process)
+                                  timestamp=EventClock(self.max_future_ms),
+                                  registry=registry or AgentRegistry())(self.process)
         self.agent.on_timer(self.on_timer)
         self.agent.on_rebuild(self.rebuild)
+
+    def stage(self) -> Stage:
+        """The pipeline's agent and its query routes, for a worker to run."""
+        log.debug("built-in pipeline: %s", self.config.describe())
+        return Stage("pipeline", [self.agent], pipeline_routes(self))
 
     def find_events(self, *, subject: str = "*", name: str = "*", since_ms: int, until_ms: int,
                     limit: int) -> list[FoundEvent]:
@@ -120,18 +127,3 @@ class Pipeline:
 def build_pipeline(config: PipelineConfig | None = None, *, registry: AgentRegistry | None = None) -> Pipeline:
     """A pipeline with its own tables and agent (registered in `registry`, default: none shared)."""
     return Pipeline(config or PipelineConfig(), registry=registry or AgentRegistry())
-
-
-def load_pipeline_config() -> PipelineConfig:
-    """`pipeline` from the settings (vigil.yaml / env) when Settings has it, else the defaults."""
-    from app.config import default_settings
-
-    config = getattr(default_settings(), "pipeline", None)
-    return config if isinstance(config, PipelineConfig) else PipelineConfig()
-
-
-#: The pipeline `vigil worker` runs (its agent is in the default registry, its routes in the worker API).
-PIPELINE: Final = Pipeline(load_pipeline_config(), registry=default_registry)
-for _path, _handler in pipeline_routes(PIPELINE).items():
-    route(_path)(_handler)
-log.debug("built-in pipeline: %s", PIPELINE.config.describe())

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from app.config import Settings, section_model
 from app.durations import format_duration_ms, parse_duration_ms
 from app.pipeline.flap import FlapPolicy
 
@@ -88,6 +89,11 @@ class FlapConfig(BaseModel):
 
 class PipelineConfig(BaseModel):
     """`pipeline` in vigil.yaml; every field has a working default."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PipelineConfig:
+        """The `pipeline` section of the settings (ConfigError naming the field when it is wrong)."""
+        return section_model(cls, settings, "pipeline")
 
     model_config = _MODEL_CONFIG
 

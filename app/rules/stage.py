@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from app.config import Settings
-from app.model.events import Action
+from app.model.events import Action, now_ms
 from app.model.signing import sign_action
 from app.rules.actions import RenderFailure, render_actions
 from app.rules.engine import ALERT_TYPE, Firing, RuleEngine, RuleIndex
@@ -45,6 +45,7 @@ from app.rules.topics import ACTIONS_DLQ_TOPIC, ACTIONS_TOPIC, REPARTITION_TOPIC
 from app.rules.triggers import Trigger
 from app.runtime.agent import Agent, AgentRegistry, agent
 from app.runtime.context import AgentContext
+from app.runtime.stage import Stage
 from app.runtime.tables import Table
 
 __all__ = [
@@ -167,7 +168,7 @@ class RulesStage:
 
     # -- agents ---------------------------------------------------------------------------------------
     def _build_agents(self) -> list[Agent]:
-        reg = self.registry
+        reg = self.registry or AgentRegistry()  # never the plugin registry: stages are built, not imported
 
         @agent("events", name="rules_route_events", registry=reg)
         def route_events(event: Any, ctx: AgentContext) -> None:
@@ -341,6 +342,15 @@ class RulesStage:
         if not self.silences.ready.wait(self.config.silences_wait_s):
             log.warning("rules: silences not loaded after %.0fs; sending actions without checking silences "
                         "until they are", self.config.silences_wait_s)
+
+    def stage(self) -> Stage:
+        """The stage's agents, its GET /rules route and its counters, for a worker to run."""
+
+        def rules_api(query: dict[str, list[str]]) -> tuple[int, Any]:
+            """Active rules, rule file errors (file:line: message), active silences and counters."""
+            return 200, self.describe(now_ms())
+
+        return Stage("rules", list(self.agents), {"/rules": rules_api}, [self.metrics.registry], self.close)
 
     def close(self) -> None:
         """Stop the silences reader (if started)."""

@@ -8,8 +8,9 @@
     @count.on_timer
     def expired(key, payload, ctx): ...
 
-Agents register themselves on import in `default_registry`; `vigil worker --plugins mymodule`
-imports plugin modules and runs every registered agent.
+Plugin agents register themselves on import in `default_registry` (the plugin registry);
+`vigil worker --plugins mymodule` imports plugin modules and runs every registered agent beside the
+built-in stages, which are built explicitly (app.stages) and register nowhere.
 """
 
 from __future__ import annotations
@@ -83,10 +84,22 @@ class Agent:
 
 
 class AgentRegistry:
-    """Agents by name; a name registered again replaces the earlier agent (module reloads)."""
+    """Agents by name (a name registered again replaces the earlier agent: module reloads), plus the
+    HTTP routes and Prometheus registries plugin modules declare for the worker that runs them."""
 
     def __init__(self) -> None:
         self._agents: dict[str, Agent] = {}
+        #: path -> handler(query) -> (status, body); see app.runtime.http.route
+        self.routes: dict[str, Callable[[dict[str, list[str]]], tuple[int, Any]]] = {}
+        #: prometheus_client CollectorRegistry objects; see app.runtime.http.serve_metrics
+        self.collectors: list[Any] = []
+
+    def add_route(self, path: str, handler: Callable[[dict[str, list[str]]], tuple[int, Any]]) -> None:
+        self.routes[path] = handler
+
+    def add_collector(self, collector: Any) -> None:
+        if collector not in self.collectors:
+            self.collectors.append(collector)
 
     def add(self, a: Agent) -> Agent:
         if a.name in self._agents and self._agents[a.name].fn.__qualname__ != a.fn.__qualname__:
@@ -102,6 +115,8 @@ class AgentRegistry:
 
     def clear(self) -> None:
         self._agents.clear()
+        self.routes.clear()
+        self.collectors.clear()
 
 
 default_registry = AgentRegistry()

@@ -1,39 +1,36 @@
-"""`vigil worker`: run every agent (built-in stages + plugins) until SIGTERM/SIGINT."""
+"""`vigil worker`: build the built-in stages from the settings, add plugin agents, and run them all
+until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 import signal
 
 import click
 
 from app.cli import CliContext, pass_cli
+from app.config import ConfigError
 from app.native import describe_native
 from app.runtime.agent import default_registry, load_plugins
+from app.runtime.stage import combine, plugin_stage
 from app.runtime.worker import COMMIT_INTERVAL_HELP, Guarantee, Worker, WorkerOptions
 
-__all__ = ["BUILTIN_AGENT_MODULES", "worker_command"]
-
-#: Built-in stages, written on the same public agent API as plugins.
-BUILTIN_AGENT_MODULES = ("app.pipeline.agents", "app.rules.agent", "app.members.agent")
+__all__ = ["parse_listen", "worker_command"]
 
 
-def load_builtin_agents() -> list[str]:
-    """Import the built-in stage modules that exist; returns their names."""
-    loaded = []
-    for module in BUILTIN_AGENT_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name and module.startswith(exc.name):
-                continue
-            raise
-        loaded.append(module)
-    return loaded
+def parse_listen(value: str, param_hint: str) -> tuple[str | None, int | None]:
+    """HOST:PORT of an --http option ('' disables: (None, None))."""
+    if not value:
+        return None, None
+    host, _, port_text = value.rpartition(":")
+    if not port_text.isdigit():
+        raise click.BadParameter(f"{value!r}: expected HOST:PORT", param_hint=param_hint)
+    return host or "127.0.0.1", int(port_text)
 
 
 @click.command("worker")
+@click.option("--stage", "stage_names", multiple=True, metavar="NAME",
+              help="built-in stage to run: pipeline, rules, members (repeatable; default: all)")
 @click.option("--plugins", multiple=True, metavar="MODULE", help="plugin module with @agent functions (repeatable)")
 @click.option("--no-builtins", is_flag=True, help="run only plugin agents")
 @click.option("--guarantee", type=click.Choice([g.value for g in Guarantee]), default=Guarantee.AT_LEAST_ONCE.value,
@@ -47,32 +44,34 @@ def load_builtin_agents() -> list[str]:
               help="seconds to wait for source topics to exist (e.g. while a deployment's topics job runs)")
 @click.option("--log-level", default="INFO", show_default=True)
 @pass_cli
-def worker_command(cli: CliContext, plugins: tuple[str, ...], no_builtins: bool, guarantee: str, app_id: str,
-                   instance_id: str | None, http_listen: str, commit_interval_ms: int | None, topics_wait_s: float,
-                   log_level: str) -> None:
-    """Run all agents with graceful shutdown on SIGTERM (finish the batch, flush, commit)."""
+def worker_command(cli: CliContext, stage_names: tuple[str, ...], plugins: tuple[str, ...], no_builtins: bool,
+                   guarantee: str, app_id: str, instance_id: str | None, http_listen: str,
+                   commit_interval_ms: int | None, topics_wait_s: float, log_level: str) -> None:
+    """Run the built-in stages and plugin agents with graceful shutdown on SIGTERM (finish the batch,
+    flush, commit)."""
+    from app.stages import build_stages
+
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    builtins = [] if no_builtins else load_builtin_agents()
     try:
         load_plugins(plugins)
-    except ImportError as exc:
+        stages = [] if no_builtins else build_stages(cli.settings, stage_names or None)
+    except (ImportError, ValueError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from exc
-    agents = default_registry.agents()
-    if not agents:
+    parts = combine([*stages, plugin_stage(default_registry)])
+    if not parts.agents:
         raise click.ClickException("no agents to run: pass --plugins MODULE (modules with @agent functions)")
-    host, port = None, None
-    if http_listen:
-        host, _, port_text = http_listen.rpartition(":")
-        if not port_text.isdigit():
-            raise click.BadParameter(f"{http_listen!r}: expected HOST:PORT", param_hint="--http")
-        port = int(port_text)
+    host, port = parse_listen(http_listen, "--http")
     options = WorkerOptions(app_id=app_id, guarantee=Guarantee(guarantee), instance_id=instance_id,
                             commit_interval_ms=commit_interval_ms, http_host=host or "127.0.0.1", http_port=port,
                             topics_wait_s=topics_wait_s)
-    worker = Worker(cli.settings, agents, options)
+    worker = Worker(cli.settings, parts.agents, options, routes=parts.routes, collectors=parts.collectors)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.stop())
-    click.echo(f"worker {worker.instance_id}: {len(agents)} agent(s) "
-               f"[{', '.join(a.name for a in agents)}] from {', '.join([*builtins, *plugins]) or '-'}; "
+    click.echo(f"worker {worker.instance_id}: {len(parts.agents)} agent(s) "
+               f"[{', '.join(a.name for a in parts.agents)}] from stages "
+               f"{', '.join(s.name for s in parts.stages if s.agents) or '-'}; "
                f"{guarantee}; http {http_listen or 'off'}; {describe_native()}", err=True)
-    worker.run()
+    try:
+        worker.run()
+    finally:
+        parts.close()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -378,11 +378,15 @@ class Engine:
         self.dead_letters.append(DeadLetter(agent.topic, partition, r.offset, r.raw_key, r.raw_value, agent.name,
                                             f"{type(exc).__name__}: {exc}{at}", agent.dlq_topic))
 
-    def fire_wall_timers(self, now_ms: int | None = None) -> int:
-        """Fire wall-clock timers due now on every assigned partition; returns how many fired."""
+    def fire_wall_timers(self, now_ms: int | None = None, *, skip: Container[tuple[str, int]] = ()) -> int:
+        """Fire wall-clock timers due now on every assigned partition except those in `skip`
+        ((topic, partition): e.g. held back while the records that would cancel the timers are
+        stuck); returns how many fired."""
         now = self.clock() if now_ms is None else now_ms
         fired = 0
-        for parts in self._parts.values():
+        for where, parts in self._parts.items():
+            if skip and where in skip:
+                continue
             for ap in parts:
                 nxt = ap.timers.next_due("wall")
                 if nxt is None or nxt > now:

@@ -1,5 +1,8 @@
-"""The worker's small HTTP server: /healthz, /metrics, and routes that stages register for
-queries of their tables (e.g. the status API). Runs in a thread; handlers only read."""
+"""The worker's small HTTP server: /healthz, /metrics, and the routes it is given for queries of
+its stages' tables (e.g. the status API). Runs in a thread; handlers only read.
+
+Built-in stages hand their routes and metrics to the worker explicitly. Plugin modules declare
+theirs with `@route` and `serve_metrics` (into the plugin registry, like `@agent`)."""
 
 from __future__ import annotations
 
@@ -13,46 +16,47 @@ from urllib.parse import parse_qs, urlparse
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-__all__ = ["HttpApi", "Route", "default_routes", "extra_metrics", "route", "serve_metrics"]
+from app.runtime.agent import AgentRegistry, default_registry
+
+__all__ = ["HttpApi", "Route", "route", "serve_metrics"]
 
 log = logging.getLogger(__name__)
 
 #: handler(query params) -> (HTTP status, JSON-serialisable body)
 Route = Callable[[dict[str, list[str]]], tuple[int, Any]]
 
-#: Routes declared by stage modules with @route; every worker serves them.
-default_routes: dict[str, Route] = {}
-#: Extra Prometheus registries (a stage's own counters) every worker serves at /metrics.
-extra_metrics: list[CollectorRegistry] = []
+def serve_metrics(collector: CollectorRegistry, *, registry: AgentRegistry | None = None) -> CollectorRegistry:
+    """A plugin module's Prometheus registry, served at /metrics by the worker that runs the
+    plugins of `registry` (default: the plugin registry `vigil worker --plugins` uses)."""
+    (registry or default_registry).add_collector(collector)
+    return collector
 
 
-def serve_metrics(registry: CollectorRegistry) -> CollectorRegistry:
-    """Add a stage's Prometheus registry to every worker's /metrics (idempotent)."""
-    if registry not in extra_metrics:
-        extra_metrics.append(registry)
-    return registry
+def route(path: str, *, registry: AgentRegistry | None = None) -> Callable[[Route], Route]:
+    """Declare a read-only JSON endpoint of the worker's HTTP API in a plugin module, e.g. for
+    querying a table:
 
-
-def route(path: str) -> Callable[[Route], Route]:
-    """Declare a read-only JSON endpoint of the worker's HTTP API, e.g. for querying a table:
-
-        @route("/status")
-        def status(query):            # query: dict of lists, as parse_qs returns
-            return 200, [v for _, v in statuses.all_items()]
+        @route("/counts")
+        def counts_api(query):            # query: dict of lists, as parse_qs returns
+            return 200, dict(counts.all_items())
 
     Handlers run under the worker's processing lock, so tables are consistent while read."""
 
     def wrap(fn: Route) -> Route:
-        default_routes[path] = fn
+        (registry or default_registry).add_route(path, fn)
         return fn
 
     return wrap
 
 
 class HttpApi:
+    """/healthz, /metrics (`registry` plus `collectors`) and `routes`, served from a thread."""
+
     def __init__(self, host: str, port: int, registry: CollectorRegistry, health: Callable[[], tuple[bool, dict]],
-                 lock: Any = None) -> None:
-        self.routes: dict[str, Route] = dict(default_routes)
+                 lock: Any = None, *, routes: dict[str, Route] | None = None,
+                 collectors: list[CollectorRegistry] | None = None) -> None:
+        self.routes: dict[str, Route] = dict(routes or {})
+        self.collectors = list(collectors or [])
         self.lock = lock or threading.Lock()
         self.registry = registry
         self.health = health
@@ -73,7 +77,7 @@ class HttpApi:
                 url = urlparse(self.path)
                 try:
                     if url.path == "/metrics":
-                        body = b"".join(generate_latest(r) for r in [api.registry, *extra_metrics])
+                        body = b"".join(generate_latest(r) for r in [api.registry, *api.collectors])
                         self._send(200, body, CONTENT_TYPE_LATEST)
                         return
                     if url.path == "/healthz":

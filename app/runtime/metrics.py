@@ -26,3 +26,12 @@ class WorkerMetrics:
         self.commit_seconds = Histogram("vigil_commit_seconds", "time per commit", registry=r,
                                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
         self.assigned = Gauge("vigil_assigned_partitions", "source partitions assigned", registry=r)
+        self.degraded = Gauge("vigil_degraded", "1 while a dependency (schema registry, Kafka) fails; see /healthz",
+                              registry=r)
+        self.held_partitions = Gauge("vigil_held_partitions",
+                                     "partitions paused at a record whose schema the registry cannot give now",
+                                     registry=r)
+        self.dependency_retries = Counter("vigil_dependency_retries", "retries of a failing dependency",
+                                          ["dependency"], registry=r)
+        self.rewinds = Counter("vigil_rewinds", "returns to the last committed point (uncommitted work redone)",
+                               ["reason"], registry=r)

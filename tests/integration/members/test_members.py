@@ -22,7 +22,7 @@ from tests.integration.runtime.kafka_helpers import read_topic, spawn_worker, st
 def test_members__alive_while_heartbeating_failed_after_silence(isolated_settings: Settings, tmp_path: Path) -> None:
     s = isolated_settings
     port = free_port()
-    proc = spawn_worker(s, plugin=["app.pipeline.agents", "app.members.agent"], app_id=f"m-{uuid.uuid4().hex[:6]}",
+    proc = spawn_worker(s, plugin=[], stages=["pipeline", "members"], app_id=f"m-{uuid.uuid4().hex[:6]}",
                         instance_id="w1", state_dir=tmp_path / "state", log_path=tmp_path / "worker.log",
                         http=f"127.0.0.1:{port}")
     emitter = Emitter(s)

@@ -92,7 +92,7 @@ class PipelineWorker:
 
     def start(self) -> PipelineWorker:
         cmd = [sys.executable, "-m", "app", "--bootstrap", self.settings.kafka_bootstrap, "--registry",
-               self.settings.schema_registry_url, "worker", "--no-builtins", "--plugins", "app.pipeline.agents",
+               self.settings.schema_registry_url, "worker", "--stage", "pipeline",
                "--app-id", self.app_id, "--instance-id", self.instance_id, "--guarantee", self.guarantee,
                "--http", f"127.0.0.1:{self.port}", "--log-level", "INFO"]
         env = {**os.environ, "PYTHONPATH": str(REPO), "VIGIL_STATE_DIR": str(self.state_dir),

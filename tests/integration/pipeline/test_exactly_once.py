@@ -19,11 +19,9 @@ from app.cli import CliContext
 from app.config import Settings
 from app.model.events import Event
 from app.pipeline.cli import events_find_command, status_command
-from app.pipeline.config import PipelineConfig
-from app.pipeline.status import StatusState, fold_status
-from app.pipeline.validate import normalize_event
 from app.runtime.testing import partition_for
 from tests.conftest import wait_until
+from tests.integration.pipeline.reference import reference
 from tests.integration.runtime.kafka_helpers import group_lag, produce_events
 
 IDENTITIES = 24
@@ -55,20 +53,6 @@ def make_events(start_ms: int) -> list[Event]:
     return [Event(subject=rng.choice(subjects), name="svc", time=start_ms + i * EVENT_SPACING_MS,
                   severity=rng.choice((0, 0, 0, 1, 2)), metrics={"v": float(rng.randint(0, 100))})
             for i in range(EVENTS)]
-
-
-def reference(events: list[Event]) -> tuple[list[dict[str, Any]], dict[str, StatusState]]:
-    """Alerts and final statuses by folding the events per identity, in order (app.pipeline.status)."""
-    flap = PipelineConfig().flap_policy
-    states: dict[str, StatusState] = {}
-    alerts = []
-    for ev in events:
-        normalized = normalize_event(ev.to_record(), "vigil.Event", now_ms=ev.time, max_future_ms=1)
-        update = fold_status(states.get(ev.key), normalized, flap=flap)
-        states[ev.key] = update.state
-        if update.alert:
-            alerts.append(update.alert)
-    return alerts, states
 
 
 def _cli(settings: Settings, command, *args: str) -> tuple[int, str, str]:

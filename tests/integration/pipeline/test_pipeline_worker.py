@@ -22,7 +22,7 @@ from app.config import Settings
 from app.model.events import Event, now_ms
 from app.model.schemas import builtin_schema, parse_schema_text
 from app.model.serde import AvroSerde
-from app.pipeline.agents import PIPELINE
+from app.pipeline.agents import build_pipeline
 from app.pipeline.cli import events_find_command, events_get_command, metrics_command, status_command
 from app.registry.client import RegistryClient
 from app.runtime.worker import Worker, WorkerOptions
@@ -59,7 +59,7 @@ def live(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     port = free_port()
     options = WorkerOptions(app_id=f"pl-{uuid.uuid4().hex[:6]}", instance_id="w1", commit_interval_ms=200,
                             http_port=port)
-    with worker_thread(s, [PIPELINE.agent], options) as worker:
+    with worker_thread(s, build_pipeline().stage(), options) as worker:
         wait_until(lambda: len(worker.engine.assigned()) == 6, timeout_s=60, message="partitions assigned")
         emitter = Emitter(s)
         yield Live(s, worker, f"http://127.0.0.1:{port}", emitter)

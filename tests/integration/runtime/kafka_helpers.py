@@ -24,6 +24,7 @@ from app.model.schemas import builtin_schema
 from app.model.serde import AvroSerde
 from app.registry.client import RegistryClient
 from app.runtime.agent import Agent
+from app.runtime.stage import Stage
 from app.runtime.worker import Worker, WorkerOptions
 from tests.conftest import REPO
 
@@ -76,9 +77,13 @@ def json_values(msgs: list[Any]) -> list[dict]:
 
 
 @contextmanager
-def worker_thread(settings: Settings, agents: list[Agent], options: WorkerOptions) -> Iterator[Worker]:
-    """Run a Worker in a background thread; stop and join it on exit."""
-    worker = Worker(settings, agents, options)
+def worker_thread(settings: Settings, agents: list[Agent] | Stage, options: WorkerOptions) -> Iterator[Worker]:
+    """Run a Worker (of agents, or of a stage with its routes) in a background thread; stop and join
+    it on exit."""
+    if isinstance(agents, Stage):
+        worker = Worker(settings, agents.agents, options, routes=agents.routes, collectors=agents.collectors)
+    else:
+        worker = Worker(settings, agents, options)
     errors: list[BaseException] = []
 
     def target() -> None:
@@ -100,11 +105,12 @@ def worker_thread(settings: Settings, agents: list[Agent], options: WorkerOption
 
 def spawn_worker(settings: Settings, *, plugin: str | list[str], app_id: str, instance_id: str, state_dir: Path,
                  guarantee: str = "at_least_once", env: dict[str, str] | None = None,
-                 log_path: Path | None = None, http: str = "") -> subprocess.Popen:
-    """Start `vigil worker` in a subprocess with only the given plugin agents."""
+                 log_path: Path | None = None, http: str = "", stages: list[str] | None = None) -> subprocess.Popen:
+    """Start `vigil worker` in a subprocess with only the given plugin agents and built-in stages."""
     plugins = [plugin] if isinstance(plugin, str) else plugin
+    chosen = ["--no-builtins"] if not stages else [arg for s in stages for arg in ("--stage", s)]
     cmd = [sys.executable, "-m", "app", "--bootstrap", settings.kafka_bootstrap,
-           "--registry", settings.schema_registry_url, "worker", "--no-builtins",
+           "--registry", settings.schema_registry_url, "worker", *chosen,
            *[arg for p in plugins for arg in ("--plugins", p)],
            "--app-id", app_id, "--instance-id", instance_id, "--guarantee", guarantee, "--http", http,
            "--log-level", "INFO"]

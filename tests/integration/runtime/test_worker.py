@@ -64,11 +64,12 @@ def test_restart__restores_only_missing_state_then_everything_after_wipe(setting
                                                                             tmp_path: Path, sliced: bool,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     if sliced:  # every commit point is encoded, produced and written one key per loop turn
-        import app.runtime.worker as worker_module
+        import app.runtime.worker.commits as worker_commits
+        import app.runtime.worker.loop as worker_loop
 
-        monkeypatch.setattr(worker_module, "COMMIT_SLICE_S", 0.0)
-        monkeypatch.setattr(worker_module, "_SLICE_CHECK_EVERY", 1)
-        monkeypatch.setattr(worker_module, "_PERSIST_CHUNK", 1)
+        monkeypatch.setattr(worker_loop, "COMMIT_SLICE_S", 0.0)
+        monkeypatch.setattr(worker_commits, "_SLICE_CHECK_EVERY", 1)
+        monkeypatch.setattr(worker_commits, "_PERSIST_CHUNK", 1)
     source, out = new_topic("src", partitions=3), new_topic("out", partitions=3)
     events = make_events(600, 20)
     produce_events(settings, source, events)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.members import agent as members_agent
+from app.members.agent import build_members_agent
 from app.members.model import member_from_status, member_state
 from app.runtime.testing import AgentHarness
 
@@ -27,7 +27,7 @@ def test_member_from_status__carries_host_tags_times_and_ttl() -> None:
 
 
 def test_agent__publishes_members_for_heartbeats_only_and_keeps_first_seen() -> None:
-    h = AgentHarness([members_agent.members])
+    h = AgentHarness([build_members_agent()])
     h.feed_many("status", [status("web1", "OK", last_seen=1_000), status("web1", "EXPIRED", last_seen=5_000),
                            status("web1", "CRITICAL", name="disk")], type_name="vigil.Status")
     out = [o.value for o in h.outputs("members")]

@@ -1,0 +1,805 @@
+"""The Kafka worker: consume → decode → engine → produce, with changelogs, restore on assignment,
+commits under at-least-once or exactly-once, and riding through registry and broker outages.
+
+At-least-once: at each commit interval (and whenever the consumer has caught up), outputs and
+changelog records are produced and the offsets processed so far noted; processing goes on while
+Kafka acknowledges them. Once every record up to that point is acknowledged
+(app.runtime.deliveries), the stores are written with their changelog checkpoint, then the noted
+consumer offsets are committed (app.runtime.worker.commits). A rebalance, a checkpoint() and
+shutdown wait for that instead (the producer is flushed).
+Exactly-once: everything (outputs, changelogs, dead letters, consumer offsets) goes in one Kafka
+transaction per commit interval; stores are written locally only after the commit succeeded, so
+local state never holds anything a crash could roll back. The transactional.id is stable per
+instance, so a restarted worker fences its previous incarnation and aborts its open transaction.
+
+Faults (see docs/runtime.md, "Outages"):
+- The schema registry cannot answer (down, 5xx, timeout) while a record is decoded: the record is
+  not bad, so its partition is held there (seek back, pause) and retried with backoff; other
+  partitions go on. Only a definite "no such schema id" dead-letters a record.
+- Kafka is unreachable: librdkafka keeps reconnecting and producers keep records; transactional
+  calls and blocking commits are retried while the error is transient. Wall-clock timers of held
+  partitions, and of all while the bus is down, wait (their events may be stuck, not absent).
+- A failure that leaves uncommitted work unusable (a delivery that failed, an aborted transaction,
+  a lost group membership, outputs that cannot be encoded now) rewinds: uncommitted state and
+  commit points are dropped, the stores are restored, and the partitions resume at their committed
+  offsets. Exactly-once stays exactly-once; at-least-once processes those records again.
+- An error during shutdown is logged and never replaces the one that stopped the loop.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from app.bus.clients import make_admin, make_consumer, make_producer, take_available
+from app.bus.faults import TxnAction, error_of, is_membership_lost, is_transient, txn_action
+from app.config import Settings
+from app.model.serde import AvroSerde
+from app.registry.client import RegistryClient
+from app.registry.errors import RegistryError
+from app.retry import Backoff, RetryGaveUp, retry_call
+from app.runtime.agent import Agent
+from app.runtime.backends import RocksBackend
+from app.runtime.deliveries import DeliveryCallback
+from app.runtime.engine import CheckpointFailed, DeadLetter, Engine
+from app.runtime.http import HttpApi, Route
+from app.runtime.metrics import WorkerMetrics
+from app.runtime.outputs import OutputEncoder
+from app.runtime.store import PartitionStore
+from app.runtime.tables import Table
+from app.runtime.windowed import WindowedTable
+from app.runtime.worker.commits import CommitPoints, DeliveryFailed, PendingCommit
+from app.runtime.worker.holds import Holds
+from app.runtime.worker.intake import Intake
+from app.runtime.worker.options import Guarantee, WorkerOptions, commit_due
+from app.runtime.worker.restore import Restorer, needs_rebuild
+from app.topics.admin import reconcile
+from app.topics.spec import TopicSpec
+
+__all__ = ["OutputsBlocked", "Worker"]
+
+log = logging.getLogger(__name__)
+
+#: Commits whose records may still await acknowledgement before the worker blocks on the producer.
+MAX_PENDING_COMMITS = 3
+#: At-least-once: per loop turn, a commit's writes are encoded and produced for this long plus a
+#: quarter of the turn's processing time (more when the consumer found nothing), so a commit of
+#: thousands of changed keys does not stall the records behind it.
+COMMIT_SLICE_S = 0.005
+#: How much of one partition the consumer fetches at once (librdkafka's default is 1 MiB, about 7,000
+#: events). A turn hands the engine one batch per partition it took records of, and an agent pays
+#: per batch and key (the pipeline copies each identity's state once per batch): with 1 MiB a
+#: 20,000-record turn of a backlog spanned three partitions, ~9,000 records each; with 32 MiB a
+#: backlog comes a partition at a time. Measured on the 1M-event pipeline benchmark (20,000-record
+#: turns): +13-17% events/s (alternating runs). It caps only what a fetch may return
+#: (`queued.max.messages.kbytes` still bounds memory); a consumer that has caught up fetches what
+#: arrived, as before.
+FETCH_PARTITION_BYTES = 32 << 20
+#: How long a producer keeps a record it cannot deliver (librdkafka: 5 min). Long enough to ride
+#: through a broker restart, shorter than max.poll.interval.ms, so a worker blocked on a flush in a
+#: long outage fails the delivery (and rewinds) before the group gives its partitions away.
+MESSAGE_TIMEOUT_MS = 120_000
+#: Exactly-once: a transaction open longer is aborted by the broker (then the worker rewinds).
+TRANSACTION_TIMEOUT_MS = 60_000
+#: One attempt of a transactional call: short, so that after an outage a call that librdkafka is still
+#: backing off inside is given up and made again (a timed-out commit_transaction may be called again).
+_TXN_CALL_S = 10.0
+#: On shutdown, how long to keep trying to commit while Kafka does not answer.
+SHUTDOWN_COMMIT_S = 30.0
+#: Seek refusals that pass (a partition whose fetcher is starting after assignment or resume).
+_SEEK_RETRY_CODES = frozenset({KafkaError._STATE})
+#: While Kafka is unreachable, how often the loop asks for metadata to notice it is back.
+_BUS_PROBE_EVERY_S = 2.0
+
+
+class OutputsBlocked(Exception):
+    """An output could not be encoded because the schema registry cannot answer now."""
+
+
+class _BusState:
+    """Whether Kafka is reachable, from the clients' error callbacks (served by poll/consume on the
+    worker's thread) and from anything that shows progress."""
+
+    def __init__(self) -> None:
+        self.down_since_s: float | None = None
+        self.reason = ""
+        self.fatal: KafkaError | None = None
+
+    def on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self.fatal = err
+            log.error("Kafka client fatal error: %s", err.str())
+        elif err.code() == KafkaError._ALL_BROKERS_DOWN:
+            if self.down_since_s is None:
+                log.warning("Kafka is unreachable (%s); retrying until it is back", err.str())
+                self.down_since_s = time.monotonic()
+            self.reason = err.str()
+        else:
+            log.debug("Kafka client error: %s", err.str())
+
+    def up(self) -> None:
+        if self.down_since_s is not None:
+            log.info("Kafka is reachable again after %.1f s", time.monotonic() - self.down_since_s)
+            self.down_since_s = None
+
+    @property
+    def down(self) -> bool:
+        return self.down_since_s is not None
+
+
+class Worker:
+    """Runs agents against Kafka until stopped.
+
+    `routes` are served on its HTTP API (beside /healthz and /metrics), `collectors` are extra
+    Prometheus registries it serves at /metrics (a stage's own counters)."""
+
+    def __init__(self, settings: Settings, agents: list[Agent], options: WorkerOptions | None = None, *,
+                 registry: RegistryClient | None = None, routes: dict[str, Route] | None = None,
+                 collectors: Iterable[CollectorRegistry] = ()) -> None:
+        self.settings = settings
+        self.options = options or WorkerOptions()
+        self.eos = self.options.guarantee == Guarantee.EXACTLY_ONCE
+        self.instance_id = self.options.instance_id or socket.gethostname()
+        self.app_id = self.options.app_id
+        self.registry = registry or RegistryClient.from_settings(settings)
+        self.serde = AvroSerde(self.registry)
+        self.encoder = OutputEncoder(self.serde, self.registry)
+        self.metrics = WorkerMetrics()
+        self.routes = dict(routes or {})
+        self.collectors = list(collectors)
+        self.state_dir = Path(settings.state_dir) / self.app_id / self.instance_id
+        self.engine = Engine(agents, backend_factory=self._backend,
+                             clock=self.options.clock or (lambda: int(time.time() * 1000)), checkpoint=self.commit,
+                             settings=settings)
+        self._stop = threading.Event()
+        self._source = {settings.topic(t): t for t in self.engine.topics}  # real name -> logical
+        self.intake = Intake(self.serde, self.engine, self._source, self._dead_letter)
+        self.commits = CommitPoints(changelog_of=self.changelog, produce_changelog=self._produce_changelog)
+        self.restorer = Restorer(settings, group_id=f"{self.app_id}-restore-{self.instance_id}",
+                                 changelog_of=self.changelog, metrics=self.metrics, stop=self._stop)
+        self.holds = Holds(Backoff(initial_s=0.5, max_s=self.options.max_retry_backoff_s))
+        self.bus = _BusState()
+        #: next offset to commit per (real topic, partition): everything before it is processed
+        self._offsets: dict[tuple[str, int], int] = {}
+        self._in_txn = False
+        self._last_commit = time.monotonic()
+        #: records processed or timers fired since the last commit point
+        self._uncommitted = False
+        self._restoring = False
+        self._shutting_down = False
+        self._started = threading.Event()
+        #: held while processing and committing; HTTP queries take it to read consistent tables
+        self.lock = threading.RLock()
+        #: commits done (tests and harnesses wait on it); events_in already exported per agent
+        self.commit_count = 0
+        #: times the worker went back to its last durable point (tests and /metrics)
+        self.rewind_count = 0
+        self._exported_in: dict[str, int] = {}
+        #: whether the run loop ended with an exception (shutdown then commits nothing)
+        self._failed = False
+        self.http: HttpApi | None = None
+        self.consumer: Consumer | None = None
+        self.producer: Producer | None = None
+
+    # -- setup ----------------------------------------------------------------------------------------
+    def _backend(self, table: Table, partition: int) -> RocksBackend:
+        return RocksBackend(self.state_dir / table.name / str(partition))
+
+    def changelog(self, table: Table) -> str:
+        return self.settings.topic(table.changelog_topic(self.app_id))
+
+    def _ensure_changelogs(self) -> None:
+        admin = make_admin(self.settings)
+        wanted = [self.settings.topic(t) for t in self.engine.topics]
+        # A topic created a moment ago may not be in metadata yet; in a fresh deployment the topics
+        # job may still be running. Wait (saying for what), then fail with what to do.
+        deadline = time.monotonic() + self.options.topics_wait_s
+        next_log = time.monotonic() + 5
+        while True:
+            md = retry_call(lambda: admin.list_topics(timeout=30), is_retriable=is_transient, deadline_s=300,
+                            on_retry=lambda exc, _: log.warning("waiting for Kafka: %s", exc))
+            missing = [t for t in wanted if t not in md.topics or md.topics[t].error is not None]
+            if not missing or time.monotonic() > deadline or self._stop.is_set():
+                break
+            if time.monotonic() > next_log:
+                log.warning("waiting for topic(s) %s to exist (vigil topics apply)", ", ".join(missing))
+                next_log = time.monotonic() + 10
+            time.sleep(0.2)
+        specs = []
+        for logical in self.engine.topics:
+            real = self.settings.topic(logical)
+            if real not in md.topics or md.topics[real].error is not None:
+                raise RuntimeError(f"source topic {real} does not exist: create it (vigil topics apply)")
+            parts = md.topics[real].partitions
+            replication = len(next(iter(parts.values())).replicas)
+            for t in self.engine.tables_of(logical):
+                if not t.changelog:
+                    continue
+                specs.append(TopicSpec(name=self.changelog(t), partitions=len(parts), replication=replication,
+                                       config={"cleanup.policy": "compact"}))
+        reconcile(admin, specs, dry_run=False)
+
+    def _make_clients(self) -> None:
+        iso = "read_committed" if self.eos else "read_uncommitted"
+        self.consumer = make_consumer(self.settings, self.app_id, **{
+            "isolation.level": iso, "enable.partition.eof": False, "fetch.min.bytes": 1,
+            "queued.max.messages.kbytes": 262144, "max.partition.fetch.bytes": FETCH_PARTITION_BYTES,
+            "partition.assignment.strategy": "range",
+            "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000, "max.poll.interval.ms": 300000,
+            "error_cb": self.bus.on_error,
+        })
+        self.producer = self._make_producer()
+
+    def _make_producer(self) -> Producer:
+        extra: dict[str, Any] = {"linger.ms": 5, "error_cb": self.bus.on_error}
+        if self.eos:
+            extra.update({"transactional.id": f"{self.app_id}-{self.instance_id}",
+                          "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
+                          "message.timeout.ms": TRANSACTION_TIMEOUT_MS})
+        else:
+            extra["message.timeout.ms"] = MESSAGE_TIMEOUT_MS
+        producer = make_producer(self.settings, **extra)
+        if self.eos:
+            self._retry_kafka(lambda: producer.init_transactions(_TXN_CALL_S), "initialise transactions")
+        return producer
+
+    # -- producing ------------------------------------------------------------------------------------
+    def _produce(self, topic: str, value: bytes | None, key: bytes | None, *, partition: int = -1,
+                 headers: list[tuple[str, bytes]] | None = None, callback: DeliveryCallback | None = None,
+                 epoch: int | None = None) -> None:
+        """Produce one record, counted in the open epoch, or in `epoch` (an ended one) if given."""
+        producer = self.producer
+        assert producer is not None
+        if self.eos and not self._in_txn:
+            producer.begin_transaction()
+            self._in_txn = True
+        deliveries = self.commits.deliveries
+        while True:
+            try:
+                producer.produce(topic, value, key, partition=partition, headers=headers,
+                                 on_delivery=callback or deliveries.on_delivery)
+                if epoch is None:
+                    deliveries.count += 1
+                else:
+                    deliveries.add(epoch, 1)
+                return
+            except BufferError:
+                producer.poll(0.05)  # local queue full: let deliveries drain
+
+    def _produce_changelog(self, topic: str, value: bytes | None, key: bytes, partition: int,
+                           callback: DeliveryCallback, epoch: int) -> None:
+        self._produce(topic, value, key, partition=partition, callback=callback, epoch=epoch)
+
+    # -- rebalance ------------------------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._restoring = True
+        try:
+            self._open_partitions(partitions)
+            self.metrics.assigned.set(len(self.engine.assigned()))
+            log.info("assigned %s", [(tp.topic, tp.partition) for tp in partitions])
+        finally:
+            self._restoring = False
+
+    def _open_partitions(self, partitions: list[TopicPartition]) -> None:
+        """Open, restore and activate the stores of partitions (on assignment and on a rewind)."""
+        opened: list[tuple[Table, int, PartitionStore]] = []
+        for tp in partitions:
+            logical = self._source[tp.topic]
+            opened += [(t, tp.partition, st) for t, st in self.engine.open_partition(logical, tp.partition)]
+        restored = self.restorer.restore(opened)
+        for tp in partitions:
+            logical = self._source[tp.topic]
+            self.engine.activate(logical, tp.partition)
+            if needs_rebuild(self.engine, logical, tp.partition, restored):
+                log.info("rebuilding the local-only tables of %s[%d]", logical, tp.partition)
+                self.engine.rebuild(logical, tp.partition)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._shutting_down and self._failed:
+            self._close_partitions(partitions)  # after a failure: nothing uncommitted is trusted
+            return
+        try:
+            self.commit()
+        except (Exception, CheckpointFailed) as exc:  # the next owner starts at the last committed offsets
+            log.warning("could not commit before giving up %d partition(s): %s; their uncommitted work is "
+                        "dropped and processed again by their next owner", len(partitions), exc)
+            self._drop_uncommitted_quietly()
+        self._close_partitions(partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The group gave these partitions away (the session expired, e.g. in a broker outage): their
+        uncommitted work must not be committed; the consumer rejoins by itself."""
+        log.warning("lost %d partition(s) (group membership expired): dropping their uncommitted work; "
+                    "rejoining", len(partitions))
+        self.metrics.rewinds.labels("membership lost").inc()
+        self._drop_uncommitted()
+        self._close_partitions(partitions)
+        others = self._assigned_tps()
+        if others:  # their uncommitted work was dropped with the rest: go back to their committed point
+            self._reopen(others)
+
+    def _close_partitions(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.engine.close_partition(self._source[tp.topic], tp.partition)
+            self._offsets.pop((tp.topic, tp.partition), None)
+        self.holds.forget((tp.topic, tp.partition) for tp in partitions)
+        self.metrics.assigned.set(len(self.engine.assigned()))
+
+    def _assigned_tps(self) -> list[TopicPartition]:
+        real = {logical: real for real, logical in self._source.items()}
+        return [TopicPartition(real[t], p) for t, p in self.engine.assigned()]
+
+    # -- going back to the last durable point -----------------------------------------------------------
+    def _drop_uncommitted(self) -> None:
+        """Forget everything not yet durable: the open transaction, commit points, outputs."""
+        if self.eos and self._in_txn:
+            self._abort_transaction()
+        self.commits.drop()
+        self.engine.take_outputs()
+        self.engine.take_dead_letters()
+        self._uncommitted = False
+
+    def _abort_transaction(self) -> None:
+        producer = self.producer
+        assert producer is not None
+        self._in_txn = False
+        try:
+            self._retry_kafka(lambda: producer.abort_transaction(_TXN_CALL_S), "abort the transaction")
+        except KafkaException as exc:
+            err = error_of(exc)
+            if err is None or txn_action(err) != TxnAction.REBUILD:
+                raise
+            self._rebuild_producer(err)
+
+    def _rebuild_producer(self, err: KafkaError) -> None:
+        log.warning("the transactional producer is unusable (%s): making a new one", err.str())
+        if self.producer is not None:
+            self.producer.purge()
+            self.producer.flush(0)
+        self._in_txn = False
+        self.producer = self._make_producer()
+
+    def _rewind(self, reason: str) -> None:
+        """Drop uncommitted work and resume every assigned partition at its last committed point."""
+        log.warning("rewinding to the last committed point: %s", reason)
+        self.rewind_count += 1
+        self.metrics.rewinds.labels(reason.split(":")[0][:40]).inc()
+        self._drop_uncommitted()
+        self._reopen(self._assigned_tps())
+
+    def _reopen(self, partitions: list[TopicPartition]) -> None:
+        """Close these partitions' stores (dropping unwritten state), restore them, and seek the
+        consumer to their committed offsets."""
+        assert self.consumer is not None
+        consumer = self.consumer
+        for tp in partitions:
+            self.engine.close_partition(self._source[tp.topic], tp.partition)
+            self._offsets.pop((tp.topic, tp.partition), None)
+        self.holds.forget((tp.topic, tp.partition) for tp in partitions)
+        self._restoring = True
+        try:
+            self._open_partitions(partitions)
+        finally:
+            self._restoring = False
+        committed = self._retry_kafka(lambda: consumer.committed(partitions, timeout=10), "read committed offsets")
+        for tp in committed:
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self._seek(TopicPartition(tp.topic, tp.partition, offset))
+
+    def _seek(self, tp: TopicPartition) -> None:
+        """Seek an assigned partition (librdkafka refuses one whose fetcher is still starting: retry)."""
+        consumer = self.consumer
+        assert consumer is not None
+        self._retry_kafka(lambda: consumer.seek(tp), f"seek {tp.topic}[{tp.partition}] to {tp.offset}",
+                          also_codes=_SEEK_RETRY_CODES)
+
+    def _retry_kafka(self, call: Callable[[], Any], what: str, *, also_codes: frozenset[int] = frozenset()) -> Any:
+        """Run a Kafka call, retrying transient failures and errors with `also_codes` (forever while
+        running, for SHUTDOWN_COMMIT_S while shutting down)."""
+        def retriable(exc: BaseException) -> bool:
+            err = error_of(exc)
+            return is_transient(exc) or (err is not None and err.code() in also_codes)
+
+        def note(exc: BaseException, delay_s: float) -> None:
+            self.metrics.dependency_retries.labels("kafka").inc()
+            log.warning("could not %s (%s); retrying in %.1f s", what, exc, delay_s)
+
+        try:
+            return retry_call(call, is_retriable=retriable, deadline_s=SHUTDOWN_COMMIT_S if self._stop.is_set()
+                              else None, backoff=Backoff(initial_s=0.2, max_s=self.options.max_retry_backoff_s),
+                              on_retry=note)
+        except RetryGaveUp as exc:
+            assert isinstance(exc.__cause__, KafkaException)
+            raise exc.__cause__ from None
+
+    # -- main loop ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Create changelog topics, clients and the HTTP server; subscribe."""
+        self._ensure_changelogs()
+        self._make_clients()
+        if self.options.http_port is not None:
+            self.http = HttpApi(self.options.http_host, self.options.http_port, self.metrics.registry, self.health,
+                                lock=self.lock, routes=self.routes, collectors=self.collectors)
+            self.http.start()
+        assert self.consumer is not None
+        self.consumer.subscribe(list(self._source), on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
+
+    def problems(self) -> list[str]:
+        """Why the worker is degraded (it goes on and recovers by itself), one line each."""
+        out = [f"schema registry unavailable, partitions held: {line}" for line in self.holds.reasons()]
+        if self.bus.down:
+            out.append(f"Kafka unreachable for {time.monotonic() - (self.bus.down_since_s or 0):.0f} s: "
+                       f"{self.bus.reason}")
+        return out
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """/healthz: ok (200) while running and not restoring; "degraded" with the reasons when a
+        dependency fails (still 200: the worker recovers by itself, a restart would not help)."""
+        assigned = self.engine.assigned()
+        ok = self._started.is_set() and not self._stop.is_set() and not self._restoring
+        problems = self.problems()
+        status = "degraded" if ok and problems else "ok" if ok else "restoring" if self._restoring else "stopped" \
+            if self._stop.is_set() else "starting"
+        return ok, {"status": status, "problems": problems, "restoring": self._restoring,
+                    "assigned": [f"{t}[{p}]" for t, p in assigned], "instance": self.instance_id,
+                    "guarantee": self.options.guarantee.value}
+
+    def run(self) -> None:
+        """Process until stop() (or SIGTERM via the CLI); then finish the batch, commit and close."""
+        try:
+            self.start()
+            self._run_loop()
+        except BaseException:
+            self._failed = True
+            raise
+        finally:
+            self.shutdown()
+
+    def _run_loop(self) -> None:
+        assert self.consumer is not None
+        consumer = self.consumer
+        if self.options.tune_gc:
+            # A worker keeps many long-lived objects (caches, indexes) and allocates many short-lived
+            # ones per record: with default thresholds full collections run every few thousand
+            # records, walk everything and free nothing (measured: 30-45% of worker time). Start-up
+            # objects are frozen out of collection and full collections made ~100x rarer.
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(700, 10, 1000)
+        self._started.set()
+        interval_s = self.options.commit_interval / 1000
+        idle_timeout_s = self.options.poll_timeout_ms / 1000
+        # Take what has arrived at once (latency); with nothing there, wait for the next record, but
+        # briefly while a commit is still being written in slices between batches.
+        slice_timeout_s = min(idle_timeout_s, 0.01)
+        lag_due = 0.0
+        probe_due = 0.0
+        while not self._stop.is_set():
+            if self.bus.fatal is not None:
+                raise KafkaException(self.bus.fatal)
+            writing = bool(self.commits)
+            if self.holds.held:
+                self._resume_due_holds()
+            msgs = take_available(consumer, self.options.max_batch, slice_timeout_s if writing else idle_timeout_s)
+            with self.lock:
+                try:
+                    self._turn(msgs, writing, interval_s)
+                except (DeliveryFailed, OutputsBlocked, KafkaException) as exc:
+                    self._recover(exc)
+                except CheckpointFailed as exc:  # an agent's ctx.checkpoint() could not commit
+                    self._recover(exc.__cause__ if isinstance(exc.__cause__, Exception) else exc)
+                now = time.monotonic()
+            if now >= lag_due:
+                self._update_lag()
+                lag_due = now + 5
+            if self.bus.down and now >= probe_due:
+                self._probe_bus()
+                probe_due = now + _BUS_PROBE_EVERY_S
+            self.metrics.degraded.set(1 if self.problems() else 0)
+
+    def _turn(self, msgs: list[Message], writing: bool, interval_s: float) -> None:
+        turn_started = time.monotonic()
+        if msgs:
+            if self.bus.down:
+                self.bus.up()
+            self._process(msgs)
+        if not self.bus.down and self.engine.fire_wall_timers(skip=self._held_logical()):
+            self._uncommitted = True
+            self._flush_engine()
+        now = time.monotonic()
+        if commit_due(since_commit_s=now - self._last_commit, interval_s=interval_s, got=bool(msgs),
+                      writing=writing, uncommitted=self._uncommitted):
+            self.commit(wait=False)
+        if self.commits:
+            budget_s = COMMIT_SLICE_S * (1 if msgs else 4) + (now - turn_started) / 4
+            self.commits.produce_writes(budget_s)
+            self._finish_commits(block=False, budget_s=budget_s)
+
+    def _recover(self, exc: BaseException) -> None:
+        """A failure in a turn: rewind, rebuild the producer, or (not transient) stop the worker."""
+        if isinstance(exc, CheckpointFailed):
+            raise exc
+        if isinstance(exc, OutputsBlocked):
+            self._rewind(f"outputs cannot be encoded: {exc}")
+            self._hold_all(str(exc.__cause__ or exc))
+            return
+        if isinstance(exc, DeliveryFailed):
+            self._rewind(f"delivery failed: {exc}")
+            return
+        err = error_of(exc)
+        if err is None:
+            raise exc
+        if self.eos:
+            action = txn_action(err)
+            if action == TxnAction.REBUILD:
+                self._rebuild_producer(err)
+                self._rewind(f"transaction failed: {err.str()}")
+                return
+            if action == TxnAction.ABORT or is_transient(exc):
+                self._rewind(f"transaction failed: {err.str()}")
+                return
+        elif is_transient(exc) or is_membership_lost(err):
+            self._rewind(f"Kafka error: {err.str()}")
+            return
+        raise exc
+
+    def _process(self, msgs: list[Message]) -> None:
+        self._uncommitted = True
+        decoded = self.intake.decode(msgs)
+        for err in decoded.errors:
+            log.warning("consumer error: %s", err.str())
+        for (topic, partition), records in decoded.groups.items():
+            self.engine.process(self._source[topic], partition, records)
+            self._offsets[(topic, partition)] = records[-1].offset + 1
+            if self.holds.retrying:
+                self.holds.passed((topic, partition))
+        for tp, offset in decoded.failed.items():
+            if offset + 1 > self._offsets.get(tp, -1):
+                self._offsets[tp] = offset + 1
+            if self.holds.retrying:
+                self.holds.passed(tp)
+        for tp, (offset, exc) in decoded.stopped.items():
+            self._hold(tp, offset, f"{exc}")
+        self._flush_engine()
+
+    # -- holds (registry outages) -----------------------------------------------------------------------
+    def _hold(self, tp: tuple[str, int], offset: int, reason: str) -> None:
+        """Keep the partition at `offset` and pause it until its retry time."""
+        assert self.consumer is not None
+        hold = self.holds.hold(tp, offset, reason, time.monotonic())
+        self.metrics.dependency_retries.labels("schema registry").inc()
+        log.warning("%s[%d]@%d held back: %s; retrying in %.1f s", tp[0], tp[1], offset, reason,
+                    hold.retry_at_s - time.monotonic())
+        part = TopicPartition(tp[0], tp[1], offset)
+        self.consumer.pause([part])
+        self._seek(part)
+        self.metrics.held_partitions.set(len(self.holds.held))
+
+    def _hold_all(self, reason: str) -> None:
+        """Hold every assigned partition at its committed point (after a rewind)."""
+        assert self.consumer is not None
+        assigned = self._assigned_tps()
+        committed = self._retry_kafka(lambda: self.consumer.committed(assigned, timeout=10),  # type: ignore[union-attr]
+                                      "read committed offsets")
+        for tp in committed:
+            self._hold((tp.topic, tp.partition), tp.offset if tp.offset >= 0 else OFFSET_BEGINNING, reason)
+
+    def _resume_due_holds(self) -> None:
+        assert self.consumer is not None
+        due = self.holds.due(time.monotonic())
+        if due:
+            self.consumer.resume([TopicPartition(t, p) for t, p in due])
+            self.metrics.held_partitions.set(len(self.holds.held))
+
+    def _held_logical(self) -> set[tuple[str, int]]:
+        """Partitions whose wall-clock timers wait: their events may be stuck behind a hold."""
+        if not self.holds:
+            return set()
+        return {(self._source[t], p) for t, p in [*self.holds.held, *self.holds.retrying]}
+
+    def _probe_bus(self) -> None:
+        """While Kafka looked unreachable: a metadata request tells when it is back."""
+        assert self.consumer is not None
+        try:
+            self.consumer.list_topics(next(iter(self._source)), timeout=0.5)
+        except KafkaException:
+            return
+        self.bus.up()
+
+    # -- outputs --------------------------------------------------------------------------------------
+    def _dead_letter(self, d: DeadLetter) -> None:
+        headers = [("vigil.agent", d.agent.encode()), ("vigil.error", d.error.encode()[:4000]),
+                   ("vigil.topic", self.settings.topic(d.topic).encode()),
+                   ("vigil.partition", str(d.partition).encode()),
+                   ("vigil.offset", str(d.offset).encode())]
+        self._produce(self.settings.topic(d.dlq_topic), d.value, d.key, headers=headers)
+        self.metrics.dead_letters.labels(d.agent, "decode" if d.agent == "(decode)" else "agent").inc()
+
+    def _flush_engine(self) -> None:
+        """Hand the engine's outputs and dead letters to the producer. An output whose schema the
+        registry cannot give now raises OutputsBlocked (the caller rewinds: the outputs of
+        uncommitted work are dropped with it and made again)."""
+        enc = self.encoder
+        producer = self.producer
+        assert producer is not None
+        for out in self.engine.take_outputs():
+            headers = [(k, v.encode()) for k, v in out.headers.items()] if out.headers else None
+            topic = self.settings.topic(out.topic)
+            try:
+                value = enc.value(out.value, out.schema)
+            except RegistryError as exc:
+                if exc.is_not_found() and not exc.is_retriable():
+                    raise
+                raise OutputsBlocked(f"{out.topic}: {exc}") from exc
+            self._produce(topic, value, enc.key(out.key), headers=headers)
+            self.metrics.events_out.labels(out.topic).inc()
+        for d in self.engine.take_dead_letters():
+            self._dead_letter(d)
+        producer.poll(0)
+
+    # -- commit ---------------------------------------------------------------------------------------
+    def commit(self, *, wait: bool = True) -> None:
+        """Make processed input, state and outputs durable together (see module docstring).
+        wait=False (at-least-once): take the commit point, then encode and produce its writes in
+        slices between batches and finish it once acknowledged."""
+        self._flush_engine()
+        self.commits.take(self.engine.stores(), self._offsets)
+        self._last_commit = time.monotonic()
+        self._uncommitted = False
+        block = wait or self.eos or len(self.commits) > MAX_PENDING_COMMITS
+        if block:
+            self.commits.produce_writes(None)  # under exactly-once: inside the transaction committed next
+        if self.eos and self._in_txn:
+            self._commit_transaction()
+        if block:  # else the run loop finishes it, in slices
+            self._finish_commits(block=True)
+
+    def _commit_transaction(self) -> None:
+        """Send the offsets and commit the open transaction, retrying while the failure is transient
+        and the transaction still good; an abortable or fatal failure is raised (the caller rewinds)."""
+        producer, consumer = self.producer, self.consumer
+        assert producer is not None and consumer is not None
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._offsets.items()]
+
+        def retriable(exc: BaseException) -> bool:
+            err = error_of(exc)
+            return err is not None and txn_action(err) == TxnAction.RETRY
+
+        def retrying(call: Callable[[], None], what: str) -> None:
+            # each call retried on its own: after a commit began, sending offsets again is invalid
+            try:
+                retry_call(call, is_retriable=retriable,
+                           deadline_s=SHUTDOWN_COMMIT_S if self._stop.is_set() else TRANSACTION_TIMEOUT_MS / 1000,
+                           backoff=Backoff(initial_s=0.2, max_s=5.0),
+                           on_retry=lambda exc, delay_s: log.warning("%s failed (%s); retrying in %.1f s", what, exc,
+                                                                     delay_s))
+            except RetryGaveUp as exc:
+                cause = exc.__cause__
+                assert isinstance(cause, KafkaException)
+                raise cause from None
+
+        if offsets:
+            retrying(lambda: producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(),
+                                                                  _TXN_CALL_S), "sending offsets to the transaction")
+        retrying(lambda: producer.commit_transaction(_TXN_CALL_S), "committing the transaction")
+        self._in_txn = False
+
+    def _finish_commits(self, *, block: bool, budget_s: float | None = None) -> None:
+        producer = self.producer
+        assert producer is not None
+        if block:
+            self._flush_producer()
+        else:
+            producer.poll(0)
+        self.commits.finish(block=block, budget_s=budget_s, commit_offsets=self._commit_offsets,
+                            on_finished=self._commit_finished)
+
+    def _flush_producer(self) -> None:
+        """Wait until every produced record is acknowledged or failed (a failure ends a record after
+        message.timeout.ms at most, so this ends even while Kafka is down)."""
+        producer = self.producer
+        assert producer is not None
+        waited_s = 0
+        while True:
+            left = producer.flush(1.0)
+            if left == 0 or self.commits.deliveries.errors:
+                return
+            waited_s += 1
+            if waited_s % 10 == 0:
+                log.warning("waiting for Kafka to acknowledge %d record(s) (%d s so far)", left, waited_s)
+
+    def _commit_offsets(self, offsets: list[tuple[str, int, int]], block: bool) -> None:
+        """At-least-once: commit consumer offsets. A failed commit loses nothing (the next one covers
+        these offsets, or the records are processed again), so it is retried only when blocking."""
+        if self.eos:
+            return  # committed with the transaction
+        consumer = self.consumer
+        assert consumer is not None
+        tps = [TopicPartition(t, p, o) for t, p, o in offsets]
+        if not block:
+            consumer.commit(offsets=tps, asynchronous=True)
+            return
+        try:
+            self._retry_kafka(lambda: consumer.commit(offsets=tps, asynchronous=False), "commit offsets")
+        except KafkaException as exc:
+            log.warning("offsets not committed (%s): their records will be processed again", exc)
+
+    def _commit_finished(self, point: PendingCommit) -> None:
+        self.commit_count += 1
+        self.metrics.commits.inc()
+        self.metrics.commit_seconds.observe(time.monotonic() - point.started)
+        self._export_stats()
+
+    def _export_stats(self) -> None:
+        for name, st in self.engine.stats.items():
+            self.metrics.events_in.labels(name).inc(st.events_in - self._exported_in.get(name, 0))
+            self._exported_in[name] = st.events_in
+        for a in self.engine.agents:
+            for t in a.tables:
+                if isinstance(t, WindowedTable):
+                    self.metrics.late_dropped.labels(t.name).set(t.late_dropped)
+
+    def _update_lag(self) -> None:
+        if self.consumer is None:
+            return
+        for (topic, p), pos in list(self._offsets.items()):
+            try:
+                _, hi = self.consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)
+            except KafkaException:
+                continue
+            if hi >= 0:
+                self.metrics.lag.labels(topic, str(p)).set(max(0, hi - pos))
+
+    def stop(self) -> None:
+        """Ask the loop to stop after the current batch (safe from signal handlers and threads)."""
+        self._stop.set()
+
+    def wait_started(self, timeout_s: float) -> bool:
+        return self._started.wait(timeout_s)
+
+    def shutdown(self) -> None:
+        """Commit (unless the loop failed), leave the group (revoking partitions) and close
+        everything. An error here is logged: it must not hide the one that stopped the loop."""
+        self._shutting_down = True
+        self._stop.set()
+        failed = self._failed
+        try:
+            if self.consumer is not None:
+                if not failed:
+                    try:
+                        self.commit()
+                    except Exception as exc:
+                        log.error("final commit failed (%s): uncommitted records will be processed again", exc)
+                        self._failed = True
+                        self._drop_uncommitted_quietly()
+                else:
+                    self._drop_uncommitted_quietly()
+                self.consumer.close()  # triggers on_revoke: commits (unless failed) and closes stores
+                self.consumer = None
+        except Exception:
+            if not failed:
+                raise
+            log.exception("error while shutting down after a failure (the failure is raised)")
+        finally:
+            self.engine.close()
+            if self.http is not None:
+                self.http.stop()
+            if self.producer is not None:
+                self.producer.flush(5)
+            self.registry.close()
+
+    def _drop_uncommitted_quietly(self) -> None:
+        try:
+            self._drop_uncommitted()
+        except Exception as exc:
+            log.warning("could not abort the open transaction on shutdown: %s", exc)

@@ -1,0 +1,178 @@
+"""The worker rides through outages of its dependencies on a private broker and registry that the
+tests stop and start (tests/integration/outage.py): nothing valid is dead-lettered, every event
+reaches its status (exactly once under exactly-once), and the statuses are those a run without the
+outage gives (a reference fold of the same events)."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.bus.clients import make_producer
+from app.config import Settings
+from app.model.events import Event
+from app.model.schemas import builtin_schema, parse_schema_text
+from app.model.serde import AvroSerde, RecordWriter
+from app.pipeline.agents import Pipeline, build_pipeline
+from app.registry.client import RegistryClient
+from app.runtime.worker import Guarantee, Worker, WorkerOptions
+from tests.conftest import wait_until
+from tests.integration.outage import OutageStack
+from tests.integration.pipeline.reference import reference_records
+from tests.integration.runtime.kafka_helpers import read_topic, worker_thread
+
+IDENTITIES = 30
+PARTITIONS = 6  # of `events` in topics.yaml
+#: A type the worker has not seen when the registry goes away (registered before, by its producer).
+REPAIR_SCHEMA = parse_schema_text("""
+{"type": "record", "name": "DiskRepair", "namespace": "acme.outage",
+ "fields": [{"name": "subject", "type": "string"}, {"name": "name", "type": "string"},
+            {"name": "time", "type": "long"}, {"name": "id", "type": "string"},
+            {"name": "disk", "type": "string"}]}
+""", where="test")
+
+GUARANTEES = [pytest.param(Guarantee.AT_LEAST_ONCE, id="at-least-once"),
+              pytest.param(Guarantee.EXACTLY_ONCE, id="exactly-once")]
+
+
+class Feed:
+    """Produces events (and repairs) in event-time order and remembers them for the reference."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = RegistryClient.from_settings(settings)
+        serde = AvroSerde(self.registry)
+        # Both writers registered now, while the registry is up: producers keep their ids cached.
+        self.event_writer: RecordWriter = serde.writer(builtin_schema("vigil.Event"))
+        self.repair_writer: RecordWriter = serde.writer(REPAIR_SCHEMA)
+        self.producer = make_producer(settings)
+        self.rng = random.Random(5)
+        self.time_ms = int(time.time() * 1000) - 120_000
+        self.sent: list[tuple[dict[str, Any], str]] = []
+
+    def events(self, count: int) -> None:
+        for _ in range(count):
+            self.time_ms += 10
+            ev = Event(subject=f"host{self.rng.randrange(IDENTITIES)}", name="svc", time=self.time_ms,
+                       severity=self.rng.choice((0, 0, 1, 2)))
+            self._send(ev.to_record(), "vigil.Event", self.event_writer)
+
+    def repairs(self, count: int) -> None:
+        for _ in range(count):
+            self.time_ms += 10
+            record = {"subject": f"host{self.rng.randrange(IDENTITIES)}", "name": "repair", "time": self.time_ms,
+                      "id": uuid.uuid4().hex, "disk": "sdb"}
+            self._send(record, "acme.outage.DiskRepair", self.repair_writer)
+
+    def _send(self, record: dict[str, Any], type_name: str, writer: RecordWriter) -> None:
+        self.producer.produce(self.settings.topic("events"), writer.encode(record),
+                              f"{record['subject']}/{record['name']}".encode())
+        self.producer.poll(0)
+        self.sent.append((record, type_name))
+
+    def flush(self) -> None:
+        assert self.producer.flush(120) == 0
+
+    def close(self) -> None:
+        self.producer.flush(30)
+        self.registry.close()
+
+
+@pytest.fixture
+def feed(outage: OutageStack, tmp_path: Path) -> Iterator[Feed]:
+    f = Feed(outage.isolated(tmp_path / "state"))
+    yield f
+    f.close()
+
+
+def statuses(pipeline: Pipeline, worker: Worker) -> dict[str, dict[str, Any]]:
+    with worker.lock:
+        found = pipeline.tracker.statuses()
+    return {f"{s['subject']}/{s['name']}": s for s in found}
+
+
+def wait_for_reference(pipeline: Pipeline, worker: Worker, feed: Feed, *, exact: bool) -> None:
+    """Until every identity's status is the reference fold's (event counts exact, or at least)."""
+    _, expected = reference_records(feed.sent)
+    want = {k: (v.state, v.last_event_id) for k, v in expected.items()}
+
+    def matches() -> bool:
+        got = statuses(pipeline, worker)
+        if {k: (v["state"], v["last_event_id"]) for k, v in got.items()} != want:
+            return False
+        counts_ok = (lambda g, e: g == e) if exact else (lambda g, e: g >= e)
+        return all(counts_ok(got[k]["event_count"], v.event_count) for k, v in expected.items())
+
+    wait_until(matches, timeout_s=180, message="every identity's status to be the reference fold's")
+    if exact:
+        got = statuses(pipeline, worker)
+        assert {k: v["event_count"] for k, v in got.items()} == {k: v.event_count for k, v in expected.items()}
+
+
+def problems(worker: Worker) -> str:
+    return " | ".join(worker.health()[1]["problems"])
+
+
+def options(guarantee: Guarantee) -> WorkerOptions:
+    return WorkerOptions(app_id=f"outage-{uuid.uuid4().hex[:6]}", instance_id="w1", guarantee=guarantee,
+                         commit_interval_ms=200, max_retry_backoff_s=1.0)
+
+
+@pytest.mark.parametrize("guarantee", GUARANTEES)
+def test_registry_outage__records_wait_for_the_registry_and_none_is_dead_lettered(
+        outage: OutageStack, feed: Feed, guarantee: Guarantee) -> None:
+    s = feed.settings
+    pipeline = build_pipeline()
+    with worker_thread(s, pipeline.stage(), options(guarantee)) as worker:
+        wait_until(lambda: len(worker.engine.assigned()) == PARTITIONS, timeout_s=60, message="assignment")
+        feed.events(300)
+        feed.flush()
+        wait_for_reference(pipeline, worker, feed, exact=guarantee == Guarantee.EXACTLY_ONCE)
+
+        outage.stop_registry()
+        feed.events(200)  # schema id cached by the worker: decoded without the registry
+        feed.repairs(40)  # a schema id it has never seen: must wait, not be dead-lettered
+        feed.events(200)
+        feed.flush()
+        wait_until(lambda: "schema registry unavailable" in problems(worker), timeout_s=60,
+                   message="the worker to report partitions held for the registry")
+        assert worker.health()[0], "degraded is still alive (200): a restart would not help"
+
+        outage.start_registry()
+        wait_for_reference(pipeline, worker, feed, exact=guarantee == Guarantee.EXACTLY_ONCE)
+        wait_until(lambda: not problems(worker), timeout_s=60, message="the worker to report itself healthy")
+        assert worker.metrics.dependency_retries.labels("schema registry")._value.get() >= 1
+
+    assert read_topic(s, s.topic("events-dlq"), expect=0, timeout_s=5) == []
+
+
+@pytest.mark.parametrize("guarantee", GUARANTEES)
+def test_broker_outage__the_worker_rides_through_a_kafka_restart(outage: OutageStack, feed: Feed,
+                                                                 guarantee: Guarantee) -> None:
+    s = feed.settings
+    pipeline = build_pipeline()
+    with worker_thread(s, pipeline.stage(), options(guarantee)) as worker:
+        wait_until(lambda: len(worker.engine.assigned()) == PARTITIONS, timeout_s=60, message="assignment")
+        feed.events(300)
+        feed.flush()
+        wait_for_reference(pipeline, worker, feed, exact=guarantee == Guarantee.EXACTLY_ONCE)
+
+        outage.stop_kafka()
+        feed.events(200)  # the test's producer keeps them until the broker is back
+        wait_until(lambda: "Kafka unreachable" in problems(worker), timeout_s=60,
+                   message="the worker to report Kafka unreachable")
+        time.sleep(10)  # the scenario: a ten-second outage (nothing is awaited here)
+        outage.start_kafka()
+        feed.events(300)
+        feed.flush()
+
+        wait_for_reference(pipeline, worker, feed, exact=guarantee == Guarantee.EXACTLY_ONCE)
+        wait_until(lambda: not problems(worker), timeout_s=60, message="the worker to report itself healthy")
+
+    assert read_topic(s, s.topic("events-dlq"), expect=0, timeout_s=5) == []
