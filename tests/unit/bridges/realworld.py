@@ -26,6 +26,7 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -224,8 +225,8 @@ def score_syslog(report: Report) -> None:
     count = 0
     for sample in syslog_samples():
         count += 1
-        event = _run(report, sample.sample_id, lambda s=sample: parse_syslog(  # type: ignore[misc]
-            s.message, source_host=SENDER, received_ms=RECEIVED_MS))
+        event = _run(report, sample.sample_id,
+                     partial(parse_syslog, sample.message, source_host=SENDER, received_ms=RECEIVED_MS))
         expect = sample.expect
         if not isinstance(event, Event):
             for name in ("host", "time", "program", "code"):
@@ -242,16 +243,12 @@ def score_syslog(report: Report) -> None:
             want = expect["time"]
             ok = ("time" in missing and event.time == RECEIVED_MS) if want is None else \
                 ("time" not in missing and _time_matches(event, want))
-            got = datetime.fromtimestamp(event.time / 1000, tz=UTC).isoformat()
-            report.score("syslog", "time").add(ok, sample.sample_id, f"{got} != {want}")
-        if "program" in expect:
-            got = event.tags.get("program")
-            report.score("syslog", "program").add(got == expect["program"], sample.sample_id,
-                                                  f"{got!r} != {expect['program']!r}")
-        if "code" in expect:
-            got = event.tags.get("code")
-            report.score("syslog", "code").add(got == expect["code"], sample.sample_id,
-                                               f"{got!r} != {expect['code']!r}")
+            got_time = datetime.fromtimestamp(event.time / 1000, tz=UTC).isoformat()
+            report.score("syslog", "time").add(ok, sample.sample_id, f"{got_time} != {want}")
+        for name, tag in (("program", "program"), ("code", "code")):
+            if name in expect:
+                got = event.tags.get(tag)
+                report.score("syslog", name).add(got == expect[name], sample.sample_id, f"{got!r} != {expect[name]!r}")
     report.samples["syslog"] = count
 
 
@@ -277,7 +274,7 @@ def score_alertmanager(report: Report) -> None:
     for sample_id, path in _json_files(*roots):
         count += 1
         payload = json.loads(path.read_text(encoding="utf-8"))
-        result = _run(report, sample_id, lambda p=payload: parse_alertmanager(p, received_ms=RECEIVED_MS))
+        result = _run(report, sample_id, partial(parse_alertmanager, payload, received_ms=RECEIVED_MS))
         alerts = payload.get("alerts", []) if isinstance(payload, dict) else []
         events = list(result.events) if hasattr(result, "events") else []
         errors = {e.index for e in result.errors} if hasattr(result, "errors") else set(range(len(alerts)))
@@ -342,8 +339,8 @@ def score_github(report: Report) -> None:
             continue
         count += 1
         payload = json.loads(path.read_text(encoding="utf-8"))
-        result = _run(report, sample_id, lambda t=event_type, p=payload: parse_github(
-            t, p, delivery_id="d", received_ms=RECEIVED_MS))
+        result = _run(report, sample_id,
+                      partial(parse_github, event_type, payload, delivery_id="d", received_ms=RECEIVED_MS))
         events = list(result.events) if hasattr(result, "events") else []
         report.score("github", "accepted").add(len(events) == 1, sample_id, str(result))
         if len(events) != 1:
@@ -373,7 +370,7 @@ def score_puppet(report: Report) -> None:
             continue
         path = (CORPORA / "puppet" if where == "corpora" else DATA / "puppet") / rel
         count += 1
-        result = _run(report, key, lambda p=path: parse_puppet_report(p.read_bytes(), received_ms=RECEIVED_MS))
+        result = _run(report, key, partial(parse_puppet_report, path.read_bytes(), received_ms=RECEIVED_MS))
         events = list(result.events) if hasattr(result, "events") else []
         run = next((e for e in events if e.name == RUN_EVENT_NAME), None)
         report.score("puppet", "accepted").add(run is not None, key, str(result))
@@ -407,15 +404,15 @@ def score_nagios(report: Report) -> None:
         sample_id = case["id"]
         body = {k: v for k, v in case.items() if k not in ("id", "path", "source", "icinga_expect",
                                                            "format_example", "expect")}
-        result = _run(report, sample_id, lambda b=body: parse_nagios(b, received_ms=RECEIVED_MS))
+        result = _run(report, sample_id, partial(parse_nagios, body, received_ms=RECEIVED_MS))
         events = list(result.events) if hasattr(result, "events") else []
         report.score("nagios", "accepted").add(len(events) == 1, sample_id, str(result))
         if len(events) != 1:
             continue
         event = events[0]
         report.score("nagios", "subject").add(event.subject == case["host"], sample_id, event.subject)
-        code = case.get("return_code", case.get("exit_status"))
-        report.score("nagios", "severity").add(event.severity == int(code), sample_id, str(event.severity))
+        code = int(case.get("return_code", case.get("exit_status", -1)))
+        report.score("nagios", "severity").add(event.severity == code, sample_id, str(event.severity))
         expect = case.get("expect", {})
         if "metrics" in expect:
             ok = all(abs(event.metrics.get(k, float("nan")) - v) <= 1e-9 * max(1.0, abs(v))
