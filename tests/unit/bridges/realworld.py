@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from app.bridges.errors import ParseError
-from app.bridges.parsers.alertmanager import parse_alertmanager
+from app.bridges.parsers.alertmanager import SUBJECT_LABELS, parse_alertmanager
 from app.bridges.parsers.github import parse_github
 from app.bridges.parsers.nagios import parse_nagios
 from app.bridges.parsers.puppet import RUN_EVENT_NAME, parse_puppet_report
@@ -254,8 +254,6 @@ def score_syslog(report: Report) -> None:
 
 # -- Alertmanager ----------------------------------------------------------------------------------
 
-#: The documented label chain (README, "Bridges"): the first non-empty label names the subject.
-ALERTMANAGER_SUBJECT_LABELS = ("instance", "job", "service", "pod", "namespace")
 _SEVERITY_LABELS = {"critical": Severity.CRITICAL, "warning": Severity.WARNING, "info": Severity.OK,
                     "none": Severity.OK}
 
@@ -287,8 +285,8 @@ def score_alertmanager(report: Report) -> None:
                 continue
             event = events.pop(0)
             labels = {k: str(v) for k, v in (alert.get("labels") or {}).items()}
-            want = next((labels[k] for k in ALERTMANAGER_SUBJECT_LABELS if labels.get(k)), None) \
-                or labels.get("alertname")
+            # The documented chain (README, "Bridges"; alertmanager.SUBJECT_LABELS).
+            want = next((labels[k] for k in SUBJECT_LABELS if labels.get(k)), None)
             if want:
                 report.score("alertmanager", "subject").add(event.subject == want, alert_id,
                                                             f"{event.subject!r} != {want!r}")
