@@ -68,6 +68,12 @@ _PRI = re.compile(r"<(\d{1,3})>")
 _RFC5424_HEADER = re.compile(
     r"(?P<version>\d{1,2}) +(?P<ts>-|\d{4}-\d{2}-\d{2}T\S+) +"
     r"(?P<host>\S+) +(?P<app>\S+) +(?P<procid>\S+) +(?P<msgid>\S+)(?: |$)")
+# Some senders (Infinera) leave PROCID out: the fifth field is then already the structured data.
+_RFC5424_SHORT_HEADER = re.compile(
+    r"(?P<version>\d{1,2}) +(?P<ts>-|\d{4}-\d{2}-\d{2}T\S+) +"
+    r"(?P<host>\S+) +(?P<app>\S+) +(?P<msgid>[^\s\[]\S*) +(?=\[)")
+# "name@address" (Infinera writes "dci01.waw02@::"): the name is the host.
+_HOST_AT_ADDRESS = re.compile(r"(?P<name>[^@\s]+)@(?P<address>[0-9A-Fa-f:.]+)")
 _CISCO_CODE = re.compile(
     r"(?:^|\s)%(?P<fac>[A-Z][A-Z0-9_]*(?:-[A-Z0-9_]+)*?)-(?P<sev>[0-7])-(?P<mn>[A-Z0-9_]+) ?:")
 _HUAWEI_CODE = re.compile(r"(?:^|\s)%%\d{0,2}(?P<fac>[A-Z][A-Z0-9_]*)/(?P<sev>[0-7])/(?P<mn>[A-Z0-9_]+)(?:\([a-z]\))?")
@@ -112,6 +118,8 @@ def parse_syslog(data: bytes, *, source_host: str | None = None, received_ms: in
     rest = text[pri_match.end():] if pri_match else text
 
     header = _RFC5424_HEADER.match(rest) if pri_match else None
+    if header and header.group("msgid").startswith("["):
+        header = _RFC5424_SHORT_HEADER.match(rest) or header
     parts = _parse_rfc5424(rest, header) if header else _from_legacy(parse_legacy_header(rest, received))
 
     subject = parts.host or source_host
@@ -177,11 +185,12 @@ def _parse_rfc5424(rest: str, header: re.Match[str]) -> _Parts:
     """HEADER SP STRUCTURED-DATA [SP MSG] (RFC 5424 §6), structured data read leniently."""
     ts = _nil(header.group("ts"))
     stamp = read_timestamp(ts, 0, 0) if ts else None
+    groups = header.groupdict()
     parts = _Parts(
         format="rfc5424", message="",
         time_ms=stamp.time_ms if stamp and stamp.end == len(ts or "") else None,
-        host=_nil(header.group("host")), program=_nil(header.group("app")),
-        pid=_nil(header.group("procid")), msgid=_nil(header.group("msgid")))
+        host=_host_name(_nil(header.group("host"))), program=_nil(header.group("app")),
+        pid=_nil(groups.get("procid") or "-"), msgid=_nil(header.group("msgid")))
     body = rest[header.end():]
     if body.startswith("-"):
         body = body[1:]
@@ -196,6 +205,13 @@ def _parse_rfc5424(rest: str, header: re.Match[str]) -> _Parts:
         body = " " + body
     parts.message = body.lstrip(" ").removeprefix("\ufeff")
     return parts
+
+
+def _host_name(host: str | None) -> str | None:
+    at_address = _HOST_AT_ADDRESS.fullmatch(host or "")
+    if at_address and any(c in at_address.group("address") for c in ".:"):
+        return at_address.group("name")
+    return host
 
 
 def parse_structured_data(text: str) -> tuple[dict[str, dict[str, str]], int]:

@@ -45,6 +45,9 @@ _ISO = re.compile(
 _OPENGEAR = re.compile(rf"(?P<y>\d{{4}})-(?P<mon>[A-Za-z]{{3}})- ?(?P<d>\d{{1,2}}) +{_CLOCK}")
 # A zone name after a Cisco timestamp: followed by ':' and then a %CODE, or a known abbreviation.
 _ZONE = re.compile(r" +(?P<zone>[A-Za-z][\w/+-]{0,31})(?=\s?:(?P<code>\s*%[A-Z])?)")
+# A zone written between the time and the host, and then maybe the year (RFC 3164 §5.4's own
+# examples: "Aug 24 05:34:00 CST 1987 mymachine", "1990 Oct 22 10:52:01 TZ-6 scapegoat...").
+_SPACED_ZONE = re.compile(r" +(?P<zone>[A-Z]{1,5}|TZ[+-]?\d{1,2})(?: +(?P<year>(?:19|20)\d\d))?(?= )")
 _KNOWN_ZONES = frozenset((
     "UTC", "GMT", "UT", "Z", "CET", "CEST", "MET", "MEST", "MESZ", "EET", "EEST", "WET", "WEST", "BST",
     "IST", "EST", "EDT", "CST", "CDT", "MST", "MDT", "PST", "PDT", "AKST", "AKDT", "HST", "JST", "KST",
@@ -106,15 +109,19 @@ def read_timestamp(text: str, pos: int, received_ms: int) -> _Stamp | None:
                             (_OPENGEAR, _named_month_time)):
         match = pattern.match(text, pos)
         if match and not (pattern is _BSD and match.group("mon").lower() not in _MONTHS):
-            end, zone = match.end(), None
+            end, zone, year = match.end(), None, None
             zone_match = _ZONE.match(text, end)
-            if zone_match and (zone_match.group("code") or zone_match.group("zone").upper() in _KNOWN_ZONES) \
-                    and pattern is not _ISO:
+            spaced = _SPACED_ZONE.match(text, end)
+            if pattern is _ISO:
+                pass
+            elif zone_match and (zone_match.group("code") or zone_match.group("zone").upper() in _KNOWN_ZONES):
                 zone, end = zone_match.group("zone"), zone_match.end()
+            elif spaced and (spaced.group("zone") in _KNOWN_ZONES or spaced.group("zone").startswith("TZ")):
+                zone, year, end = spaced.group("zone"), spaced.group("year"), spaced.end()
             colon = re.compile(r" ?:(?=\s|$)").match(text, end)
             if colon:
                 end = colon.end()
-            return _Stamp(end, reader(match, zone, received_ms), zone)
+            return _Stamp(end, reader(match, year, received_ms), zone)
     return None
 
 
@@ -122,7 +129,7 @@ def _fraction_us(fraction: str | None) -> int:
     return int((fraction or "").ljust(6, "0")[:6] or 0)
 
 
-def _iso_time(match: re.Match[str], _zone: str | None, _received_ms: int) -> int | None:
+def _iso_time(match: re.Match[str], _year: str | None, _received_ms: int) -> int | None:
     tz_text = match.group("tz")
     try:
         tz = UTC
@@ -138,11 +145,11 @@ def _iso_time(match: re.Match[str], _zone: str | None, _received_ms: int) -> int
         return None
 
 
-def _named_month_time(match: re.Match[str], zone: str | None, received_ms: int) -> int | None:
+def _named_month_time(match: re.Match[str], year_after_zone: str | None, received_ms: int) -> int | None:
     """`Mmm dd [yyyy] hh:mm:ss` (year from the text, else the latest one not after receipt)."""
     month = _MONTHS.get(match.group("mon").lower())
     groups = match.groupdict()
-    year_text = groups.get("y") or groups.get("y1") or groups.get("y2")
+    year_text = groups.get("y") or groups.get("y1") or groups.get("y2") or year_after_zone
     if month is None:
         return None
     received = datetime.fromtimestamp(received_ms / 1000, tz=UTC)
@@ -293,7 +300,8 @@ def _read_tag(text: str, pos: int, head: LegacyHeader, *, header_seen: bool) -> 
     if program.isdigit() and colon:
         return pos  # "1234:" is a Cisco sequence number, not a program
     tab_ended = text.startswith("\t", match.end())
-    if not colon and pid is None and not (header_seen and (tab_ended or _BARE_PROGRAM.fullmatch(program))):
+    if not colon and pid is None and not (header_seen and (tab_ended or _BARE_PROGRAM.fullmatch(program))
+                                          and not _is_ip(program)):
         return pos
     if program.startswith("/"):  # "/kernel:", "/usr/sbin/cron[42]:": the executable's name
         program = program.rstrip("/").rsplit("/", 1)[-1] or program
