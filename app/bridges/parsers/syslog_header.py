@@ -37,7 +37,7 @@ _CLOCK_AHEAD_SLACK = timedelta(days=7)
 _CLOCK = r"(?P<h>\d{1,2}):(?P<mi>\d{2}):(?P<s>\d{2})(?:[.,](?P<f>\d*))?"
 _BSD = re.compile(
     rf"[*.]?(?P<mon>[A-Za-z]{{3}}) +(?P<d>\d{{1,2}})(?: +(?P<y1>(?:19|20)\d\d))? +{_CLOCK}"
-    rf"(?: +(?P<y2>(?:19|20)\d\d)(?=\s|:|$))?")
+    rf"(?: +(?P<y2>(?:19|20)\d\d)(?=\s|$))?")
 _YEAR_FIRST = re.compile(rf"[*.]?(?P<y>(?:19|20)\d\d) +(?P<mon>[A-Za-z]{{3}}) +(?P<d>\d{{1,2}}) +{_CLOCK}")
 _ISO = re.compile(
     rf"(?P<y>\d{{4}})-(?P<mo>\d{{1,2}})-(?P<d>\d{{1,2}})[T ]{_CLOCK}(?:\.\d+)*"
@@ -52,6 +52,7 @@ _KNOWN_ZONES = frozenset((
     "UTC", "GMT", "UT", "Z", "CET", "CEST", "MET", "MEST", "MESZ", "EET", "EEST", "WET", "WEST", "BST",
     "IST", "EST", "EDT", "CST", "CDT", "MST", "MDT", "PST", "PDT", "AKST", "AKDT", "HST", "JST", "KST",
     "AEST", "AEDT", "ACST", "AWST", "NZST", "NZDT", "SGT", "HKT", "MSK"))
+_STAMP_COLON = re.compile(r" ?:(?=\s|$)")  # Cisco ends its timestamp with ":" (IOS-XR with " :")
 _UTC_ZONES = frozenset({"UTC", "GMT", "UT", "Z"})
 
 # Prefixes before the timestamp (Cisco, NX-OS, IOS-XR, Opengear), tried in order; one is taken only
@@ -114,11 +115,11 @@ def read_timestamp(text: str, pos: int, received_ms: int) -> _Stamp | None:
             spaced = _SPACED_ZONE.match(text, end)
             if pattern is _ISO:
                 pass
-            elif zone_match and (zone_match.group("code") or zone_match.group("zone").upper() in _KNOWN_ZONES):
+            elif zone_match and (zone_match.group("code") or zone_match.group("zone") in _KNOWN_ZONES):
                 zone, end = zone_match.group("zone"), zone_match.end()
             elif spaced and (spaced.group("zone") in _KNOWN_ZONES or spaced.group("zone").startswith("TZ")):
                 zone, year, end = spaced.group("zone"), spaced.group("year"), spaced.end()
-            colon = re.compile(r" ?:(?=\s|$)").match(text, end)
+            colon = _STAMP_COLON.match(text, end)
             if colon:
                 end = colon.end()
             return _Stamp(end, reader(match, year, received_ms), zone)
@@ -248,7 +249,7 @@ def _read_prefix_and_time(text: str, head: LegacyHeader, received_ms: int, *, po
         if stamp is None:
             return after
         head.stamped, head.time_ms = True, stamp.time_ms
-        if stamp.zone and stamp.zone.upper() not in _UTC_ZONES:
+        if stamp.zone and stamp.zone not in _UTC_ZONES:
             head.tags["timezone"] = stamp.zone
         return stamp.end
     return pos
@@ -262,8 +263,8 @@ def _read_host(text: str, pos: int, head: LegacyHeader, *, cisco_style: bool) ->
         return pos
     token = match.group(0)
     end = match.end()
-    if token.startswith("%"):
-        return pos
+    if not token[0].isalnum() and not _is_ip(token):
+        return pos  # host names (and addresses) start with a letter or digit
     if end < len(text) and text[end] != " ":
         return pos  # "tag[": a program, not a host
     if cisco_style and not _CISCO_CODE_AHEAD.match(text, _skip_spaces(text, end)):
