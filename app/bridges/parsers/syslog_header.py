@@ -56,16 +56,18 @@ _STAMP_COLON = re.compile(r" ?:(?=\s|$)")  # Cisco ends its timestamp with ":" (
 _UTC_ZONES = frozenset({"UTC", "GMT", "UT", "Z"})
 
 # Prefixes before the timestamp (Cisco, NX-OS, IOS-XR, Opengear), tried in order; one is taken only
-# when a timestamp or a %CODE follows it, so ordinary text is never mistaken for one.
+# when a timestamp (or, for the Cisco forms, a %CODE) follows it, so ordinary text is never mistaken
+# for one. Name → pattern; "plain" is no prefix at all.
 _SEQ = r"(?:(?P<seq>\d{1,10}):\s*)?"
 _PREFIXES = (
-    re.compile(""),
-    re.compile(_SEQ),
-    re.compile(_SEQ + r":\s+"),  # NX-OS with an empty origin: "<190>: 2017 Mar 06 ..."
-    re.compile(_SEQ + r"(?P<origin>[^\s:%*\[\]]{1,255}):\s*"),  # origin-id "router1: "
-    re.compile(_SEQ + r"(?P<origin>[^\s:%*\[\]]{1,255})\s+(?P<node>[A-Z]{1,4}\d*(?:/[A-Za-z0-9]+)+):"),  # IOS-XR
-    re.compile(r"(?P<origin>[^\s:%*\[\]]{1,255})\s+(?P<prog>[^\s:%*\[\]]{1,64})\s+"),  # Opengear
+    ("plain", re.compile("")),
+    ("seq", re.compile(_SEQ)),
+    ("empty_origin", re.compile(_SEQ + r":\s+")),  # NX-OS: "<190>: 2017 Mar 06 ..."
+    ("origin", re.compile(_SEQ + r"(?P<origin>[^\s:%*\[\]]{1,255}):\s*")),  # IOS origin-id "router1: "
+    ("iosxr", re.compile(_SEQ + r"(?P<origin>[^\s:%*\[\]]{1,255})\s+(?P<node>[A-Z]{1,4}\d*(?:/[A-Za-z0-9]+)+):")),
+    ("opengear", re.compile(r"(?P<origin>[^\s:%*\[\]]{1,255})\s+(?P<prog>[^\s:%*\[\]]{1,64})\s+")),
 )
+_CISCO_PREFIXES = frozenset({"seq", "empty_origin", "origin", "iosxr"})
 _CISCO_CODE_AHEAD = re.compile(r"%%?[A-Z0-9]")
 _HOST = re.compile(r"[^\s\[\]]{1,255}")
 _TAG = re.compile(r"(?P<program>[^\s:\[\]]{1,64})(?:\[(?P<pid>[^\]\s]{0,32})\])?(?P<colon>:)?(?=\s|$)")
@@ -219,8 +221,9 @@ def _read_prefix_and_time(text: str, head: LegacyHeader, received_ms: int, *, po
                           cisco_only: bool = False) -> int:
     """Find the first prefix form followed by a timestamp or a %CODE; fill `head`; return the
     position after it (or `pos` unchanged when the line starts with neither)."""
-    for index, prefix in enumerate(_PREFIXES):
-        if cisco_only and index in (0, len(_PREFIXES) - 1):
+    for name, prefix in _PREFIXES:
+        cisco = name in _CISCO_PREFIXES
+        if cisco_only and not cisco:
             continue
         match = prefix.match(text, pos)
         if match is None:
@@ -228,15 +231,13 @@ def _read_prefix_and_time(text: str, head: LegacyHeader, received_ms: int, *, po
         groups = match.groupdict()
         after = match.end()
         stamp = read_timestamp(text, after, received_ms)
-        if stamp is None and not (index and _CISCO_CODE_AHEAD.match(text, after)):
+        if stamp is None and not (cisco and _CISCO_CODE_AHEAD.match(text, after)):
             continue
-        if index == 0 and stamp is None:
-            continue
-        if cisco_only and not groups.get("seq") and index != 2:
+        if cisco_only and not groups.get("seq") and name != "empty_origin":
             # Behind a relay's header only a Cisco sequence number (or empty origin) marks the
             # device's own header; a bare "word:" there is the relayed program's tag.
             continue
-        if index in (1, 2, 3, 4):
+        if cisco:
             head.format = "cisco"
         if groups.get("seq"):
             head.tags["seq"] = groups["seq"]
