@@ -41,7 +41,7 @@ from aiohttp import web
 from app.bridges.config import ENDPOINTS, BridgeConfig
 from app.bridges.errors import ParseError
 from app.bridges.metrics import CONTENT_TYPE_LATEST, BridgeMetrics
-from app.bridges.parsers._common import ParseResult, decode_utf8
+from app.bridges.parsers._common import ParseResult, decode_utf8, missing_fields
 from app.bridges.parsers.alertmanager import parse_alertmanager
 from app.bridges.parsers.github import SIGNATURE_HEADER, parse_github, verify_github_signature
 from app.bridges.parsers.nagios import parse_nagios
@@ -184,6 +184,8 @@ class HttpBridge:
             self.dead_letter(request, source, "invalid" if result.errors else "schema_mismatch", problems)
         acknowledged = await batch.wait(self.config.delivery_timeout_s)
         self.metrics.accepted(source, batch.delivered)
+        for event in result.events:
+            self.metrics.partial(source, missing_fields(event))
         problem = _delivery_problem(batch, failure, acknowledged, self.config.delivery_timeout_s)
         if problem is not None:  # counted and logged (rate-limited) with the other rejections
             reason, message = problem

@@ -21,7 +21,9 @@ _LOG_WINDOW_S = 60.0
 
 
 class BridgeMetrics:
-    """`vigil_bridge_accepted_total{source}` and `vigil_bridge_rejected_total{source,reason}`."""
+    """`vigil_bridge_accepted_total{source}`, `vigil_bridge_rejected_total{source,reason}` and
+    `vigil_bridge_partial_total{source,field}` (accepted events some field of which could not be read
+    from the input: one count per missing field, e.g. field="host")."""
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -29,6 +31,8 @@ class BridgeMetrics:
                                  ["source"], registry=self.registry)
         self._rejected = Counter("vigil_bridge_rejected", "Requests, items or messages rejected/dropped",
                                  ["source", "reason"], registry=self.registry)
+        self._partial = Counter("vigil_bridge_partial", "Accepted events with a field that could not be read, "
+                                "per missing field", ["source", "field"], registry=self.registry)
         self._log = logger or logging.getLogger("app.bridges")
         self._log_windows: dict[tuple[str, str], tuple[float, int]] = {}
 
@@ -41,6 +45,16 @@ class BridgeMetrics:
         """Count a rejection/drop and log its reason (rate-limited per source and reason)."""
         self._rejected.labels(source=source, reason=reason).inc(count)
         self._log_rejection(source, reason, detail)
+
+    def partial(self, source: str, fields: list[str]) -> None:
+        """Count an event parsed only in part, once for each field it lacks."""
+        for name in fields:
+            self._partial.labels(source=source, field=name).inc()
+
+    def partial_count(self, source: str, field: str) -> float:
+        """Current count of events of `source` that lacked `field`."""
+        value = self.registry.get_sample_value("vigil_bridge_partial_total", {"source": source, "field": field})
+        return value or 0.0
 
     def accepted_count(self, source: str) -> float:
         """Current accepted count (tests, status lines)."""

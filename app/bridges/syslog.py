@@ -1,7 +1,9 @@
 """The syslog bridge: asyncio UDP and TCP listeners that turn messages into events for a sink.
 
 UDP: one message per datagram (RFC 5426). TCP: octet-counted or LF-delimited frames (RFC 6587),
-decoded incrementally per connection. A message that cannot be used (not UTF-8, oversized,
+decoded incrementally per connection. A message read only in part (no host, time or program in it)
+is still sent, tagged `vigil.parse=partial`, and counted per missing field
+(`vigil_bridge_partial_total{source="syslog",field=...}`). A message that cannot be used (not UTF-8, oversized,
 truncated, unparseable) is dropped, counted by reason, logged and sent to the dead-letter topic
 (its bytes, bounded, with headers naming `syslog/<udp|tcp>`, the reason and the peer); the listener
 keeps serving and the other messages of the same datagram stream or connection are unaffected.
@@ -19,6 +21,7 @@ from typing import Any
 from app.bridges.config import BridgeConfig, ListenAddress, parse_listen
 from app.bridges.errors import ParseError
 from app.bridges.metrics import BridgeMetrics
+from app.bridges.parsers._common import missing_fields
 from app.bridges.parsers.syslog import parse_syslog
 from app.bridges.parsers.syslog_framing import FrameError, SyslogFrameDecoder
 from app.bridges.sink import EventSink
@@ -117,6 +120,7 @@ class SyslogServer:
             self.metrics.rejected(SOURCE, "sink_error", f"from {peer}: {exc}")  # logged there, rate-limited
             return False
         self.metrics.accepted(SOURCE)
+        self.metrics.partial(SOURCE, missing_fields(event))
         return True
 
     def _delivery_report(self, error: str | None) -> None:

@@ -17,6 +17,8 @@ from app.model.events import Event
 
 __all__ = [
     "MAX_EXTENDED_NODES",
+    "MISSING_TAG",
+    "PARTIAL_TAG",
     "SURROGATE_ESCAPE",
     "ParseResult",
     "TypedRecord",
@@ -26,8 +28,10 @@ __all__ = [
     "decode_utf8",
     "json_body",
     "load_json",
+    "missing_fields",
     "optional_str",
     "parse_rfc3339_ms",
+    "partial_tags",
     "pydantic_parse_error",
     "require_mapping",
     "require_str",
@@ -41,6 +45,10 @@ MAX_EXTENDED_NODES = 200_000
 _MAX_DEPTH = 64
 #: A JSON/YAML escape of a UTF-16 surrogate code unit (the first step to text that is not Unicode).
 SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}|\\U0000[dD][89a-fA-F]")
+#: Tag set to "partial" on an event some of whose fields could not be read from the input.
+PARTIAL_TAG = "vigil.parse"
+#: Tag naming those fields, comma-separated (`host,time`).
+MISSING_TAG = "vigil.parse.missing"
 
 
 @dataclass(frozen=True)
@@ -196,6 +204,18 @@ def bounded_json(value: Any, field_name: str, *, max_nodes: int = MAX_EXTENDED_N
         return str(item)
 
     return copy(value, 0)
+
+
+def partial_tags(missing: list[str]) -> dict[str, str]:
+    """The tags that say a parse was partial and which fields are missing (none if nothing is)."""
+    return {PARTIAL_TAG: "partial", MISSING_TAG: ",".join(missing)} if missing else {}
+
+
+def missing_fields(event: Event) -> list[str]:
+    """The fields a partial parse could not read (empty for a complete one)."""
+    if event.tags.get(PARTIAL_TAG) != "partial":
+        return []
+    return [name for name in event.tags.get(MISSING_TAG, "").split(",") if name]
 
 
 def build_event(prefix: str, **fields: Any) -> Event:

@@ -1,16 +1,29 @@
-"""`POST /v1/alertmanager`: Prometheus Alertmanager webhook payloads (version 4), one event per alert.
+"""`POST /v1/alertmanager`: Alertmanager webhook payloads, one event per alert.
+
+Alertmanager does not retry a 4xx answer, so a rejected alert is a lost alert: every alert of a
+payload that is JSON with an `alerts` array is accepted, whatever labels it has, whatever the
+`version` (Alertmanager sends "4"; Grafana's Alertmanager-compatible webhook sends "1"). Only an
+alert that is not a JSON object at all is reported as invalid (by index; the others still count).
 
 Mapping (STATUS events, origin "alertmanager"):
-- subject: the `instance` label, else `job`; name: the `alertname` label.
+- subject: the first non-empty label of SUBJECT_LABELS (instance, job, service, pod, namespace,
+  node, host, hostname, cluster, alertname), else the receiver, else "alertmanager". A subject taken
+  from alertname or later is flagged `vigil.parse=partial` / `vigil.parse.missing=subject`: the alert
+  names no host or service it is about.
+- name: the `alertname` label (else "alert", flagged missing=name).
 - severity: resolved alerts are OK; firing alerts take the `severity` label (table below); a firing
   alert without that label is WARNING, one with a value we do not know is UNKNOWN.
-- tags: all labels; text: the `summary` annotation (else `description`, else `message`);
-  extended: all annotations plus status, times, fingerprint, generatorURL and the group's receiver.
-- time: `startsAt` of a firing alert, `endsAt` of a resolved one (else the time of receipt).
+- tags: all labels (non-text label values as JSON); text: the `summary` annotation (else
+  `description`, else `message`); extended: all annotations plus status, times, fingerprint,
+  generatorURL and the group's receiver.
+- time: `startsAt` of a firing alert, `endsAt` of a resolved one; the time of receipt when that is
+  missing, Go's zero time, or not a timestamp (flagged missing=time).
+- status: the alert's, else the group's; anything but "resolved" is taken as firing (kept in extended).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,15 +34,21 @@ from app.bridges.parsers._common import (
     build_event,
     json_body,
     parse_rfc3339_ms,
+    partial_tags,
     require_mapping,
-    str_map,
+    tag_text,
 )
 from app.model.events import Event, Kind, Severity, now_ms
 
-__all__ = ["SEVERITY_BY_LABEL", "parse_alertmanager"]
+__all__ = ["SEVERITY_BY_LABEL", "SUBJECT_LABELS", "parse_alertmanager"]
 
 ORIGIN = "alertmanager"
-SUPPORTED_VERSION = "4"
+#: Labels that name what an alert is about, in the order they are tried for the event's subject.
+SUBJECT_LABELS = ("instance", "job", "service", "pod", "namespace", "node", "host", "hostname",
+                  "cluster", "alertname")
+#: From here on in SUBJECT_LABELS, the label does not name a host or service: a partial parse.
+_WEAK_SUBJECT_LABELS = frozenset({"alertname"})
+DEFAULT_NAME = "alert"
 
 #: `severity` label value (lower-cased) → Vigil severity. Covers the conventions seen in the
 #: Prometheus community rule sets (critical/warning/info) and common pager vocabularies.
@@ -37,6 +56,7 @@ SEVERITY_BY_LABEL: dict[str, Severity] = {
     "critical": Severity.CRITICAL, "crit": Severity.CRITICAL, "error": Severity.CRITICAL,
     "page": Severity.CRITICAL, "high": Severity.CRITICAL, "major": Severity.CRITICAL,
     "emergency": Severity.CRITICAL, "fatal": Severity.CRITICAL, "disaster": Severity.CRITICAL,
+    "severe": Severity.CRITICAL, "urgent": Severity.CRITICAL,
     "warning": Severity.WARNING, "warn": Severity.WARNING, "medium": Severity.WARNING,
     "minor": Severity.WARNING, "average": Severity.WARNING,
     "info": Severity.OK, "informational": Severity.OK, "notice": Severity.OK, "low": Severity.OK,
@@ -48,49 +68,76 @@ _GO_ZERO_TIME_PREFIX = "0001-01-01"
 
 
 def parse_alertmanager(body: bytes | str | Any, *, received_ms: int | None = None) -> ParseResult:
-    """Parse a webhook payload; a bad alert is reported with its index, the others still count."""
+    """Parse a webhook payload; an alert that is not an object is reported with its index, every
+    other alert becomes an event."""
     data = require_mapping(json_body(body), "body")
-    version = data.get("version")
-    if str(version) != SUPPORTED_VERSION:
-        raise ParseError("version", f"unsupported webhook payload version {version!r} (this bridge reads "
-                                    f"version {SUPPORTED_VERSION}, sent by Alertmanager 0.16 and later)")
     alerts = data.get("alerts")
     if not isinstance(alerts, list):
-        raise ParseError("alerts", "missing or not an array")
-    group = {k: data.get(k) for k in ("receiver", "externalURL", "groupKey") if data.get(k) is not None}
+        raise ParseError("alerts", "missing or not an array: an Alertmanager webhook carries its alerts there")
+    group: dict[str, Any] = {k: data.get(k) for k in ("receiver", "externalURL", "groupKey") if data.get(k) is not None}
+    if data.get("version") is not None and str(data.get("version")) != "4":
+        group["version"] = data.get("version")
     received = received_ms if received_ms is not None else now_ms()
+    group_status = data.get("status")
 
     result = ParseResult()
     for index, alert in enumerate(alerts):
         try:
-            result.events.append(_alert_event(alert, f"alerts[{index}].", group, received))
+            result.events.append(_alert_event(alert, f"alerts[{index}].", group, group_status, received))
         except ParseError as exc:
             exc.index = index
             result.errors.append(exc)
     return result
 
 
-def _alert_event(alert: Any, prefix: str, group: Mapping[str, Any], received_ms: int) -> Event:
+def _labels(value: Any) -> dict[str, str]:
+    """A label or annotation map as text; nested values are kept as JSON, not refused."""
+    if not isinstance(value, Mapping):
+        return {}
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if item is None:
+            continue
+        out[str(key)] = tag_text(item) if isinstance(item, str | int | float | bool) else \
+            json.dumps(bounded_json(item, str(key)), sort_keys=True, default=str)
+    return out
+
+
+def _subject(labels: Mapping[str, str], group: Mapping[str, Any]) -> tuple[str, bool]:
+    """(subject, whether it names what the alert is about) per SUBJECT_LABELS."""
+    for label in SUBJECT_LABELS:
+        value = labels.get(label, "").strip()
+        if value:
+            return value, label not in _WEAK_SUBJECT_LABELS
+    receiver = group.get("receiver")
+    return (str(receiver) if isinstance(receiver, str) and receiver.strip() else ORIGIN), False
+
+
+def _alert_event(alert: Any, prefix: str, group: Mapping[str, Any], group_status: Any, received_ms: int) -> Event:
     alert = require_mapping(alert, prefix.rstrip("."))
-    labels = str_map(alert.get("labels"), f"{prefix}labels")
-    annotations = str_map(alert.get("annotations"), f"{prefix}annotations")
-    subject = labels.get("instance") or labels.get("job")
-    if not subject:
-        raise ParseError(f"{prefix}labels", "needs an 'instance' or 'job' label to name the subject")
-    name = labels.get("alertname")
+    labels = _labels(alert.get("labels"))
+    annotations = _labels(alert.get("annotations"))
+    missing: list[str] = []
+    subject, named = _subject(labels, group)
+    if not named:
+        missing.append("subject")
+    name = labels.get("alertname", "").strip()
     if not name:
-        raise ParseError(f"{prefix}labels.alertname", "missing: every alert needs an alertname")
-    status = alert.get("status", "firing")
-    if status not in ("firing", "resolved"):
-        raise ParseError(f"{prefix}status", f"must be 'firing' or 'resolved', got {status!r:.40}")
+        name = DEFAULT_NAME
+        missing.append("name")
+    status = alert.get("status") or group_status or "firing"
     resolved = status == "resolved"
 
     time_key = "endsAt" if resolved else "startsAt"
     time_text = alert.get(time_key)
+    time_ms = received_ms
     if isinstance(time_text, str) and time_text and not time_text.startswith(_GO_ZERO_TIME_PREFIX):
-        time_ms = parse_rfc3339_ms(time_text, f"{prefix}{time_key}")
+        try:
+            time_ms = parse_rfc3339_ms(time_text, f"{prefix}{time_key}")
+        except ParseError:
+            missing.append("time")
     else:
-        time_ms = received_ms
+        missing.append("time")
 
     text = next((annotations[k] for k in _TEXT_ANNOTATIONS if annotations.get(k)), "")
     extended = {
@@ -108,7 +155,7 @@ def _alert_event(alert: Any, prefix: str, group: Mapping[str, Any], received_ms:
         severity=Severity.OK if resolved else _severity(labels.get("severity")),
         origin=ORIGIN,
         text=text,
-        tags=labels,
+        tags={**labels, **partial_tags(missing)},
         extended=bounded_json(extended, f"{prefix.rstrip('.')}"),
     )
 

@@ -1,9 +1,14 @@
 """`POST /v1/github`: GitHub webhooks as ARCHIVE events, and the X-Hub-Signature-256 check.
 
-Mapping (origin "github"): subject = the repository's full name (else the organization or the
-sender for events without one), name = the event type (X-GitHub-Event header), tags = the key
-fields of that event type (table below) plus `action`, `sender` and `delivery`, text = a one-line
-summary, extended = the whole payload. `ping` (sent when a hook is created) yields no event.
+Mapping (origin "github"): subject = what the delivery is about, the first of SUBJECT_PATHS present:
+the repository's full name, else the organization, the enterprise, the app installation's account,
+the security advisory's GHSA id (global advisories name no repository), the sponsored account, the
+Marketplace account, the sender, else "github": a delivery is never refused for naming none.
+name = the event type (X-GitHub-Event header), tags = the key fields of that event type (table
+below) plus `action`, `sender` and `delivery`, text = a one-line summary, extended = the whole
+payload. Severity: CRITICAL for failures GitHub reports (a workflow run, workflow job, check run or
+check suite concluding failure / timed_out / startup_failure, a deployment status failure / error),
+else OK. `ping` (sent when a hook is created) yields no event.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from app.model.events import Kind, Severity, now_ms
 __all__ = [
     "KEY_FIELDS",
     "SIGNATURE_HEADER",
+    "SUBJECT_PATHS",
     "github_signature",
     "parse_github",
     "verify_github_signature",
@@ -35,7 +41,7 @@ __all__ = [
 
 ORIGIN = "github"
 SIGNATURE_HEADER = "X-Hub-Signature-256"
-_EVENT_TYPE = re.compile(r"^[a-z][a-z_]{0,63}$")
+_EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")  # digits too: projects_v2_item
 
 #: Per event type: tag name → dotted path into the payload (missing paths are skipped).
 KEY_FIELDS: dict[str, dict[str, str]] = {
@@ -68,11 +74,40 @@ KEY_FIELDS: dict[str, dict[str, str]] = {
         "conclusion": "workflow_run.conclusion", "head_branch": "workflow_run.head_branch",
         "head_sha": "workflow_run.head_sha", "url": "workflow_run.html_url",
     },
+    "workflow_job": {
+        "job": "workflow_job.name", "workflow": "workflow_job.workflow_name", "status": "workflow_job.status",
+        "conclusion": "workflow_job.conclusion", "head_branch": "workflow_job.head_branch",
+        "head_sha": "workflow_job.head_sha", "run_id": "workflow_job.run_id", "runner": "workflow_job.runner_name",
+        "url": "workflow_job.html_url",
+    },
     "check_run": {
         "check": "check_run.name", "status": "check_run.status", "conclusion": "check_run.conclusion",
         "head_sha": "check_run.head_sha",
     },
+    "check_suite": {
+        "status": "check_suite.status", "conclusion": "check_suite.conclusion",
+        "head_branch": "check_suite.head_branch", "head_sha": "check_suite.head_sha",
+    },
+    "security_advisory": {
+        "ghsa_id": "security_advisory.ghsa_id", "cve_id": "security_advisory.cve_id",
+        "advisory_severity": "security_advisory.severity", "summary": "security_advisory.summary",
+    },
+    "organization": {"member": "membership.user.login", "role": "membership.role"},
 }
+#: Where the subject is read from, in order (dotted paths into the payload).
+SUBJECT_PATHS = ("repository.full_name", "organization.login", "enterprise.slug", "installation.account.login",
+                 "security_advisory.ghsa_id", "sponsorship.sponsorable.login", "marketplace_purchase.account.login",
+                 "sender.login")
+DEFAULT_SUBJECT = "github"
+#: event type → the field whose value says the thing failed.
+_OUTCOME_FIELDS = {
+    "deployment_status": "deployment_status.state",
+    "workflow_run": "workflow_run.conclusion",
+    "workflow_job": "workflow_job.conclusion",
+    "check_run": "check_run.conclusion",
+    "check_suite": "check_suite.conclusion",
+}
+_FAILED = frozenset({"failure", "error", "timed_out", "startup_failure"})
 
 
 def github_signature(secret: bytes | str, body: bytes) -> str:
@@ -98,10 +133,8 @@ def parse_github(event_type: str | None, body: bytes | str | Any, *, delivery_id
     if event_type == "ping":
         return ParseResult()
 
-    subject = (_lookup(payload, "repository.full_name") or _lookup(payload, "organization.login")
-               or _lookup(payload, "sender.login"))
-    if not isinstance(subject, str) or not subject:
-        raise ParseError("repository.full_name", "missing: cannot tell which repository this is about")
+    subject = next((value for value in (_lookup(payload, path) for path in SUBJECT_PATHS)
+                    if isinstance(value, str) and value.strip()), DEFAULT_SUBJECT)
 
     tags = {"action": payload.get("action"), "sender": _lookup(payload, "sender.login"), "delivery": delivery_id}
     for tag, path in KEY_FIELDS.get(event_type, {}).items():
@@ -119,7 +152,7 @@ def parse_github(event_type: str | None, body: bytes | str | Any, *, delivery_id
         kind=Kind.ARCHIVE,
         severity=_severity(event_type, payload),
         origin=ORIGIN,
-        text=_summary(event_type, payload, clean_tags),
+        text=_summary(event_type, payload, clean_tags, subject),
         tags=clean_tags,
         extended=bounded_json(payload, "body"),
     )])
@@ -144,16 +177,13 @@ def _ref_tags(ref: Any) -> dict[str, str]:
 
 
 def _severity(event_type: str, payload: Mapping[str, Any]) -> Severity:
-    """Failures GitHub reports (a failed deployment or workflow run) are CRITICAL; the rest OK."""
-    state = {
-        "deployment_status": _lookup(payload, "deployment_status.state"),
-        "workflow_run": _lookup(payload, "workflow_run.conclusion"),
-        "check_run": _lookup(payload, "check_run.conclusion"),
-    }.get(event_type)
-    return Severity.CRITICAL if state in ("failure", "error", "timed_out") else Severity.OK
+    """Failures GitHub reports (a failed deployment, workflow run or job, check) are CRITICAL."""
+    path = _OUTCOME_FIELDS.get(event_type)
+    outcome = _lookup(payload, path) if path else None
+    return Severity.CRITICAL if isinstance(outcome, str) and outcome in _FAILED else Severity.OK
 
 
-def _summary(event_type: str, payload: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+def _summary(event_type: str, payload: Mapping[str, Any], tags: Mapping[str, str], subject: str) -> str:
     """A one-line description a person can read in an alert or a timeline."""
     repo = _lookup(payload, "repository.full_name") or ""
     who = tags.get("sender", "someone")
@@ -169,5 +199,11 @@ def _summary(event_type: str, payload: Mapping[str, Any], tags: Mapping[str, str
         return f"deployment of {tags.get('ref', '?')} to {tags.get('environment', '?')} by {who}"
     if event_type == "release":
         return f"release {tags.get('tag', '?')} {tags.get('action', '')} by {who}".replace("  ", " ")
+    if event_type == "workflow_job":
+        outcome = tags.get("conclusion") or tags.get("status", "")
+        job, workflow = tags.get("job", "?"), tags.get("workflow", "workflow")
+        return f"job {job} of {workflow} {outcome} on {repo}".replace("  ", " ")
+    if event_type == "security_advisory":
+        return f"security advisory {subject} {tags.get('action', '')}: {tags.get('summary', '')}".replace("  ", " ")
     action = tags.get("action")
-    return f"{event_type}{' ' + action if action else ''} on {repo or 'GitHub'} by {who}"
+    return f"{event_type}{' ' + action if action else ''} on {repo or subject} by {who}"

@@ -1,11 +1,18 @@
 """`POST /v1/puppet`: Puppet run reports (the YAML of Puppet's `http` report processor, or JSON).
 
 Events (origin "puppet", subject = the node, i.e. the report's `host`):
-- one ARCHIVE event per failed or changed resource, named after it (e.g. `Service[httpd]`):
-  CRITICAL if it failed (or failed to restart), OK if it changed; text = its change/log messages.
+- one ARCHIVE event per failed, changed or noop-pending resource, named after it (e.g.
+  `Service[httpd]`), tagged `resource_status` failed / changed / noop: CRITICAL if it failed (or
+  failed to restart), OK if it changed, OK and tagged `noop=true` if a noop run found it out of sync
+  (its pending changes, as Puppet reports them with event status "noop"); text = its change/log
+  messages. A resource that only an error log names (reports of agents before 2.6 have no resource
+  statuses) is a failed resource too.
 - one METRIC event named `puppet-run` with every numeric report metric as `<category>.<name>`
   (`time.total` in seconds, `resources.changed`, `resources.failed`, `changes.total`,
-  `events.failure`, ...), CRITICAL when the run's status is `failed`, else OK.
+  `events.failure`, ...; `resources.noop_pending` counts the noop resources), CRITICAL when the
+  run failed, else OK. Its `run_status` tag is the report's `status`; reports without one (agents
+  before 2.6.5) get it from what they contain: `failed` if a resource failed or a log is an error,
+  `changed` if a resource changed, else `unchanged` (tagged `run_status_derived=true`).
 
 Puppet writes its report with Ruby object tags (`!ruby/object:Puppet::Transaction::Report`,
 `!ruby/sym ...`). They are read with a SafeLoader subclass that turns any `!ruby/...` node into the
@@ -53,6 +60,7 @@ _RESOURCE_START = re.compile(r"(?:^|/)([A-Z][\w:]*)\[")
 _RESOURCE_TAIL = re.compile(r"([A-Z][\w:]*\[.*\])(?:/[a-z_]+)?$")
 _MAX_NESTING = 64  # a real report nests about 6 levels deep
 _MAX_MESSAGES = 20  # per resource event text: enough to see what happened, bounded for big runs
+_ERROR_LEVELS = frozenset({"err", "alert", "emerg", "crit"})
 
 
 # libyaml's parser when available: a large report parses several times faster than in pure Python.
@@ -122,9 +130,10 @@ def parse_puppet_report(body: bytes | str | Mapping[str, Any], *, received_ms: i
     if not isinstance(statuses, Mapping):
         raise ParseError("resource_statuses", "must be a mapping of resource name to status")
     messages = _log_messages_by_resource(report.get("logs"))
+    error_logs = _error_logs(report.get("logs"))
 
     result = ParseResult()
-    counted = {"failed": 0, "changed": 0}
+    counted = {"failed": 0, "changed": 0, "noop": 0}
     for index, (resource, status) in enumerate(statuses.items()):
         prefix = f"resource_statuses[{str(resource)[:80]!r}]"
         try:
@@ -134,9 +143,15 @@ def parse_puppet_report(body: bytes | str | Mapping[str, Any], *, received_ms: i
             result.errors.append(exc)
             continue
         if event is not None:
-            counted["failed" if event.severity == Severity.CRITICAL else "changed"] += 1
+            counted[event.tags["resource_status"]] += 1
             result.events.append(event)
-    result.events.append(_run_event(report, node, time_ms, run_tags, counted))
+    # Agents before 2.6 report no resource statuses: a resource is known to have failed only from
+    # the error logs that name it.
+    for resource, lines in error_logs.items():
+        if str(resource) not in statuses:
+            result.events.append(_logged_failure_event(resource, lines, node, time_ms, run_tags))
+            counted["failed"] += 1
+    result.events.append(_run_event(report, node, time_ms, run_tags, counted, _has_error_log(report.get("logs"))))
     return result
 
 
@@ -144,13 +159,16 @@ def _resource_event(resource: str, status: Any, prefix: str, node: str, time_ms:
                     run_tags: Mapping[str, str], messages: Mapping[str, list[str]]) -> Event | None:
     status = require_mapping(status, prefix)
     failed = bool(status.get("failed")) or bool(status.get("failed_to_restart"))
-    if not failed and not status.get("changed"):
+    events = [e for e in _list(status.get("events")) if isinstance(e, Mapping)]
+    noop = not failed and not status.get("changed") and any(_text(e.get("status")) == "noop" for e in events)
+    if not failed and not status.get("changed") and not noop:
         return None
-    change_messages = [str(e["message"]) for e in _list(status.get("events"))
-                       if isinstance(e, Mapping) and _is_scalar(e.get("message"))]
+    change_messages = [str(e["message"]) for e in events if _is_scalar(e.get("message"))]
     lines = (change_messages + messages.get(resource, []))[:_MAX_MESSAGES]
     tags = dict(run_tags)
-    tags["resource_status"] = "failed" if failed else "changed"
+    tags["resource_status"] = "failed" if failed else "noop" if noop else "changed"
+    if noop:
+        tags["noop"] = "true"
     for key in ("resource_type", "title", "file", "line", "corrective_change", "change_count", "skipped"):
         if _is_scalar(status.get(key)):
             tags[key] = tag_text(status[key])
@@ -165,39 +183,91 @@ def _resource_event(resource: str, status: Any, prefix: str, node: str, time_ms:
         kind=Kind.ARCHIVE,
         severity=Severity.CRITICAL if failed else Severity.OK,
         origin=ORIGIN,
-        text="\n".join(lines) or ("failed" if failed else "changed"),
+        text="\n".join(lines) or tags["resource_status"],
         tags=tags,
         metrics=metrics,
     )
 
 
+def _logged_failure_event(resource: str, lines: list[str], node: str, time_ms: int,
+                          run_tags: Mapping[str, str]) -> Event:
+    return build_event(
+        "",
+        time=time_ms,
+        subject=node,
+        name=resource,
+        kind=Kind.ARCHIVE,
+        severity=Severity.CRITICAL,
+        origin=ORIGIN,
+        text="\n".join(lines[:_MAX_MESSAGES]),
+        tags={**run_tags, "resource_status": "failed", "resource_status_source": "log"},
+    )
+
+
 def _run_event(report: Mapping[str, Any], node: str, time_ms: int, run_tags: Mapping[str, str],
-               counted: Mapping[str, int]) -> Event:
+               counted: Mapping[str, int], error_logged: bool) -> Event:
     metrics: dict[str, float] = {}
     categories = report.get("metrics")
     for category, metric in (categories.items() if isinstance(categories, Mapping) else ()):
         values = metric.get("values") if isinstance(metric, Mapping) else None
         for row in _list(values):
-            # Each row is [name, label, value].
+            # Each row is [name, label, value]; format 0 reports write names as ":failed".
             if isinstance(row, list) and len(row) == 3 and _is_number(row[2]):
-                metrics[f"{category}.{row[0]}"] = float(row[2])
+                metrics[f"{_text(category)}.{_text(row[0])}"] = float(row[2])
     # A run that failed before applying (e.g. catalog compilation) has no metrics: count ourselves.
     metrics.setdefault("resources.failed", float(counted["failed"]))
     metrics.setdefault("resources.changed", float(counted["changed"]))
-    failed = report.get("status") == "failed"
+    if counted["noop"]:
+        metrics["resources.noop_pending"] = float(counted["noop"])
+    tags = dict(run_tags)
+    status = tags.get("run_status")
+    if not status:
+        status = _derived_status(metrics, counted, error_logged)
+        tags.update(run_status=status, run_status_derived="true")
     return build_event(
         "",
         time=time_ms,
         subject=node,
         name=RUN_EVENT_NAME,
         kind=Kind.METRIC,
-        severity=Severity.CRITICAL if failed else Severity.OK,
+        severity=Severity.CRITICAL if status == "failed" else Severity.OK,
         origin=ORIGIN,
-        text=f"puppet run {report.get('status', 'finished')!s:.40}: {counted['changed']} changed, "
-             f"{counted['failed']} failed",
-        tags=dict(run_tags),
+        text=f"puppet run {status:.40}: {counted['changed']} changed, {counted['failed']} failed"
+             + (f", {counted['noop']} pending (noop)" if counted["noop"] else ""),
+        tags=tags,
         metrics=metrics,
     )
+
+
+def _derived_status(metrics: Mapping[str, float], counted: Mapping[str, int], error_logged: bool) -> str:
+    """The run status Puppet 2.6.5+ would have written: failed / changed / unchanged."""
+    if counted["failed"] or error_logged or metrics.get("resources.failed", 0) > 0 \
+            or metrics.get("resources.failed_restarts", 0) > 0:
+        return "failed"
+    if counted["changed"] or metrics.get("resources.changed", 0) > 0 or metrics.get("changes.total", 0) > 0:
+        return "changed"
+    return "unchanged"
+
+
+def _text(value: Any) -> str:
+    """A scalar as text without the leading ':' of a Ruby symbol written as a plain string."""
+    return str(value).lstrip(":") if value is not None else ""
+
+
+def _error_logs(logs: Any) -> dict[str, list[str]]:
+    """Error-level log messages keyed by the resource their source names."""
+    found: dict[str, list[str]] = {}
+    for entry in _list(logs):
+        if isinstance(entry, Mapping) and _text(entry.get("level")) in _ERROR_LEVELS \
+                and _is_scalar(entry.get("message")):
+            resource = _resource_of_source(str(entry.get("source", "")))
+            if resource:
+                found.setdefault(resource, []).append(str(entry["message"]))
+    return found
+
+
+def _has_error_log(logs: Any) -> bool:
+    return any(isinstance(e, Mapping) and _text(e.get("level")) in _ERROR_LEVELS for e in _list(logs))
 
 
 def _log_messages_by_resource(logs: Any) -> dict[str, list[str]]:
@@ -206,7 +276,7 @@ def _log_messages_by_resource(logs: Any) -> dict[str, list[str]]:
     for entry in _list(logs):
         if not isinstance(entry, Mapping) or not _is_scalar(entry.get("message")):
             continue
-        if str(entry.get("level", "")).lstrip(":") not in ("warning", "err", "alert", "emerg", "crit"):
+        if _text(entry.get("level")) not in _ERROR_LEVELS | {"warning"}:
             continue
         resource = _resource_of_source(str(entry.get("source", "")))
         if resource:

@@ -75,3 +75,26 @@ def test_syslog__a_broken_tcp_frame_is_dead_lettered_and_the_connection_goes_on(
         ("syslog/tcp", "bad_frame"), ("syslog/tcp", "oversized")]
     assert letters[0].value == b"12x not a frame"
     assert letters[1].value.startswith(oversized[:100]) and len(letters[1].value) <= len(oversized)
+
+
+def test_syslog__network_devices_keep_their_names_and_partial_parses_land_tagged(
+        isolated_settings: Settings, start_syslog_bridge: Callable[..., SyslogServer]) -> None:
+    server = start_syslog_bridge()
+    device = f"sw{uuid.uuid4().hex[:6]}"
+    lines = [f"<190>2018 Apr 20 13:15:07 {device} %ETHPORT-5-IF_DOWN_LINK_FAILURE: Interface Ethernet1/33 is down",
+             f"<28>Jul  8 23:04:13  re0.{device} alarmd[2449]: Alarm set: FPC color=RED, class=CHASSIS",
+             "<189>16261: *May 28 16:09:56.185: %SYS-5-CONFIG_I: Configured from console by admin"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        for line in lines:
+            udp.sendto(line.encode(), ("127.0.0.1", _port(server, "udp")))
+    wait_until(lambda: server.metrics.accepted_count(SOURCE) == 3, timeout_s=30, message="3 accepted messages")
+
+    by_text = {record["text"].split(":")[0]: record for _, record in read_events(isolated_settings, expect=3)}
+    nxos, ios, junos = by_text["%ETHPORT-5-IF_DOWN_LINK_FAILURE"], by_text["%SYS-5-CONFIG_I"], by_text["Alarm set"]
+    assert (nxos["subject"], nxos["tags"]["code"]) == (device, "ETHPORT-5-IF_DOWN_LINK_FAILURE")
+    assert (junos["subject"], junos["name"], junos["tags"]["routing_engine"]) == (device, "alarmd", "re0")
+    assert "vigil.parse" not in nxos["tags"] and "vigil.parse" not in junos["tags"]
+    # IOS without `logging origin-id`: only the sender's address names it, and the event says so.
+    assert ios["subject"] == "127.0.0.1"
+    assert (ios["tags"]["vigil.parse"], ios["tags"]["vigil.parse.missing"]) == ("partial", "host")
+    assert server.metrics.partial_count(SOURCE, "host") == 1

@@ -51,37 +51,60 @@ def test_severity_label__maps_per_the_documented_table(label: str, severity: Sev
     assert parse_alertmanager(payload).events[0].severity == severity
 
 
-def test_invalid_alert__is_reported_by_index_and_the_others_still_parse() -> None:
+def test_only_an_alert_that_is_not_an_object__is_reported_and_the_others_still_parse() -> None:
     payload = copy.deepcopy(PAYLOAD)
     del payload["alerts"][1]["labels"]["alertname"]
     payload["alerts"].append("not an alert")
     result = parse_alertmanager(payload)
-    assert [e.name for e in result.events] == ["ProbeFailure", "TargetMissing"]
-    assert [(e.index, e.field) for e in result.errors] == [(1, "alerts[1].labels.alertname"), (3, "alerts[3]")]
+    assert [e.name for e in result.events] == ["ProbeFailure", "alert", "TargetMissing"]
+    assert result.events[1].tags["vigil.parse.missing"] == "name"
+    assert [(e.index, e.field) for e in result.errors] == [(3, "alerts[3]")]
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"version": "3"}, "version"),
-    ({"version": None}, "version"),
-    ({"alerts": {}}, "alerts"),
+@pytest.mark.parametrize(("labels", "subject", "missing"), [
+    ({"alertname": "A", "instance": "i:9100", "job": "j", "pod": "p"}, "i:9100", None),
+    ({"alertname": "A", "job": "j", "service": "s"}, "j", None),
+    ({"alertname": "A", "service": "s", "pod": "p"}, "s", None),
+    ({"alertname": "KubePodCrashLooping", "pod": "web-1", "namespace": "shop"}, "web-1", None),
+    ({"alertname": "A", "namespace": "shop", "cluster": "eu"}, "shop", None),
+    ({"alertname": "A", "node": "n1", "cluster": "eu"}, "n1", None),
+    ({"alertname": "A", "hostname": "h1"}, "h1", None),
+    ({"alertname": "Watchdog", "severity": "none", "prometheus": "monitoring/k8s"}, "Watchdog", "subject"),
+    ({"severity": "page"}, "vigil", "subject,name"),
+    ({}, "vigil", "subject,name"),
 ])
-def test_bad_payload__names_the_field(change: dict[str, Any], field: str) -> None:
-    payload = {**PAYLOAD, **change}
+def test_subject__follows_the_documented_label_chain(labels: dict[str, str], subject: str, missing: str | None) -> None:
+    payload = copy.deepcopy(PAYLOAD)
+    payload["alerts"][0]["labels"] = labels
+    event = parse_alertmanager(payload).events[0]
+    assert (event.subject, event.tags.get("vigil.parse.missing")) == (subject, missing)
+
+
+@pytest.mark.parametrize("change", [{"version": "3"}, {"version": None}, {"version": "1", "orgId": 1}])
+def test_any_version__is_accepted(change: dict[str, Any]) -> None:
+    result = parse_alertmanager({**PAYLOAD, **change})
+    assert (len(result.events), result.errors) == (3, [])
+
+
+def test_not_a_webhook__names_the_field() -> None:
     with pytest.raises(ParseError) as caught:
-        parse_alertmanager(payload)
-    assert caught.value.field == field
+        parse_alertmanager({**PAYLOAD, "alerts": {}})
+    assert caught.value.field == "alerts"
 
 
-@pytest.mark.parametrize(("alert_change", "field"), [
-    ({"labels": {"alertname": "A"}}, "alerts[0].labels"),
-    ({"labels": ["x"]}, "alerts[0].labels"),
-    ({"labels": {"alertname": "A", "job": {"nested": 1}}}, "alerts[0].labels.job"),
-    ({"status": "pending"}, "alerts[0].status"),
-    ({"startsAt": "yesterday"}, "alerts[0].startsAt"),
+@pytest.mark.parametrize(("alert_change", "subject", "missing"), [
+    ({"labels": ["x"]}, "vigil", "subject,name"),
+    ({"labels": {"alertname": "A", "job": {"nested": 1}}}, '{"nested": 1}', None),
+    ({"status": "pending"}, "https://shop.example.org", None),
+    ({"startsAt": "yesterday"}, "https://shop.example.org", "time"),
+    ({"startsAt": None}, "https://shop.example.org", "time"),
 ])
-def test_bad_alert__names_the_field_with_its_index(alert_change: dict[str, Any], field: str) -> None:
+def test_odd_alert__is_still_accepted(alert_change: dict[str, Any], subject: str, missing: str | None) -> None:
     payload = copy.deepcopy(PAYLOAD)
     payload["alerts"][0].update(alert_change)
-    result = parse_alertmanager(payload)
-    assert [e.field for e in result.errors] == [field]
-    assert len(result.events) == 2
+    result = parse_alertmanager(payload, received_ms=7)
+    assert (len(result.events), result.errors) == (3, [])
+    event = result.events[0]
+    assert (event.subject, event.tags.get("vigil.parse.missing")) == (subject, missing)
+    if missing == "time":
+        assert event.time == 7

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from app.bridges.errors import ParseError
@@ -81,9 +83,35 @@ def test_event_without_repository__uses_the_organization() -> None:
     ("Push!", b"{}", "X-GitHub-Event"),
     ("push", b"{", "body"),
     ("push", b"[]", "body"),
-    ("push", b'{"ref": "x"}', "repository.full_name"),
 ])
 def test_bad_deliveries__name_the_field(event_type: str | None, body: bytes, field: str) -> None:
     with pytest.raises(ParseError) as caught:
         parse_github(event_type, body)
     assert caught.value.field == field
+
+
+@pytest.mark.parametrize(("payload", "subject"), [
+    ({"action": "published", "security_advisory": {"ghsa_id": "GHSA-abcd-efgh-ijkl", "summary": "x"}},
+     "GHSA-abcd-efgh-ijkl"),
+    ({"action": "member_added", "organization": {"login": "octo-org"}, "sender": {"login": "u"}}, "octo-org"),
+    ({"action": "created", "installation": {"account": {"login": "octocat"}}, "sender": {"login": "u"}}, "octocat"),
+    ({"action": "revoked", "sender": {"login": "octocat"}}, "octocat"),
+    ({"ref": "x"}, "github"),
+])
+def test_deliveries_without_a_repository__are_accepted_with_a_sensible_subject(
+        payload: dict[str, Any], subject: str) -> None:
+    event = parse_github("security_advisory" if "security_advisory" in payload else "organization", payload).events[0]
+    assert event.subject == subject
+
+
+@pytest.mark.parametrize(("conclusion", "severity"), [
+    ("failure", Severity.CRITICAL), ("timed_out", Severity.CRITICAL), ("startup_failure", Severity.CRITICAL),
+    ("success", Severity.OK), ("cancelled", Severity.OK), ("skipped", Severity.OK), (None, Severity.OK),
+])
+@pytest.mark.parametrize("event_type", ["workflow_job", "workflow_run", "check_run", "check_suite"])
+def test_failed_jobs_runs_and_checks__are_critical(event_type: str, conclusion: str | None, severity: Severity) -> None:
+    payload = {"action": "completed", "repository": {"full_name": "o/r"},
+               event_type: {"name": "build", "status": "completed", "conclusion": conclusion}}
+    event = parse_github(event_type, payload).events[0]
+    assert event.severity == severity
+    assert event.tags.get("conclusion") == conclusion

@@ -10,7 +10,7 @@ import pytest
 from app.bridges.errors import ParseError
 from app.bridges.parsers.nagios import parse_nagios
 from app.bridges.parsers.perfdata import normalise_unit, parse_perfdata, split_plugin_output
-from app.model.events import Kind
+from app.model.events import Kind, Severity
 
 from .support import data_json
 
@@ -92,3 +92,41 @@ def test_parse_perfdata__accepts_decimal_commas_negative_and_exponent_values() -
     values, problems = parse_perfdata("t=-1,5 u=2.5e3ms v=.5")
     assert problems == []
     assert [v.value for v in values] == pytest.approx([-1.5, 2.5, 0.5])
+
+
+@pytest.mark.parametrize("perfdata_field", [
+    {"perfdata": "rta=42.874001ms;80.000000;90.000000;0.000000 pl=0%;80;90;0"},
+    {"performance_data": ["rta=42.874001ms;80.000000;90.000000;0.000000", "pl=0%;80;90;0"]},
+])
+def test_perfdata_in_its_own_field__is_read_like_perfdata_in_the_output(perfdata_field: dict[str, Any]) -> None:
+    # Nagios hands $SERVICEOUTPUT$ and $SERVICEPERFDATA$ to commands separately.
+    inline = parse_nagios({"host": "h", "service": "ping", "return_code": 0,
+                           "output": "PING OK - Packet loss = 0%, RTA = 42.87 ms|rta=42.874001ms;80.000000;90.000000;"
+                                     "0.000000 pl=0%;80;90;0"}).events[0]
+    separate = parse_nagios({"host": "h", "service": "ping", "return_code": 0,
+                             "output": "PING OK - Packet loss = 0%, RTA = 42.87 ms", **perfdata_field}).events[0]
+    assert separate.metrics == inline.metrics == {"rta": pytest.approx(0.042874001), "pl": 0.0}
+    assert separate.text == inline.text
+
+
+def test_perfdata_field__wins_over_the_same_label_in_the_output_and_adds_the_others() -> None:
+    event = parse_nagios({"host": "h", "return_code": "1", "output": "LOAD WARNING | load1=9 load5=3",
+                          "perfdata": "load1=8.5 load15=1"}).events[0]
+    assert event.metrics == {"load1": 8.5, "load5": 3.0, "load15": 1.0}
+
+
+def test_icinga2_check_result_names__are_accepted() -> None:
+    event = parse_nagios({"host": "h", "service": "passive-ping", "exit_status": 2.0,
+                          "plugin_output": "PING CRITICAL - Packet loss = 100%",
+                          "performance_data": ["rta=5000.000000ms;3000.000000;5000.000000;0.000000",
+                                               "pl=100%;80;100;0"],
+                          "check_source": "example.localdomain"}).events[0]
+    assert (event.severity, event.text, event.metrics) == (Severity.CRITICAL, "PING CRITICAL - Packet loss = 100%",
+                                                           {"rta": 5.0, "pl": 100.0})
+
+
+@pytest.mark.parametrize("bad", [{"perfdata": 5}, {"performance_data": [1, 2]}])
+def test_perfdata_field_of_the_wrong_type__names_the_field(bad: dict[str, Any]) -> None:
+    with pytest.raises(ParseError) as caught:
+        parse_nagios({"host": "h", "return_code": 0, "output": "OK", **bad})
+    assert caught.value.field == next(iter(bad))

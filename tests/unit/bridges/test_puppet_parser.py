@@ -107,3 +107,73 @@ def test_malformed_resource_status__is_reported_and_the_rest_still_counts() -> N
 def test_run_that_failed_before_applying__still_reports_counts() -> None:
     (run,) = parse_puppet_report({"host": "h", "status": "failed", "resource_statuses": {}}).events
     assert (run.severity, run.metrics) == (Severity.CRITICAL, {"resources.failed": 0.0, "resources.changed": 0.0})
+
+
+OLD_AGENT_REPORT = """--- !ruby/object:Puppet::Transaction::Report
+host: old.example.net
+logs:
+- !ruby/object:Puppet::Util::Log
+  level: :err
+  message: "Failed to retrieve current state of resource: Unmanageable state"
+  source: //Node[old]/base/Service[network/ntp]
+metrics:
+  resources: !ruby/object:Puppet::Util::Metric
+    name: resources
+    values:
+    - - :failed
+      - Failed
+      - 1
+time: 2009-09-30 08:49:36.474988 +02:00
+"""
+
+NOOP_REPORT = """--- !ruby/object:Puppet::Transaction::Report
+  host: noop.example.net
+  kind: apply
+  status: unchanged
+  resource_statuses:
+    "File[/tmp/a]": !ruby/object:Puppet::Resource::Status
+      changed: false
+      failed: false
+      out_of_sync: true
+      events:
+        - !ruby/object:Puppet::Transaction::Event
+          message: "current_value absent, should be file (noop)"
+          status: noop
+    "File[/tmp/b]": !ruby/object:Puppet::Resource::Status
+      changed: false
+      failed: false
+      events: []
+  time: 2011-11-18 04:35:22.936280 +00:00
+"""
+
+
+def test_report_without_status__gets_it_from_failed_resources_and_error_logs() -> None:
+    events = {e.name: e for e in parse_puppet_report(OLD_AGENT_REPORT).events}
+    run = events[RUN_EVENT_NAME]
+    assert (run.tags["run_status"], run.tags["run_status_derived"]) == ("failed", "true")
+    assert run.severity == Severity.CRITICAL
+    assert run.metrics["resources.failed"] == 1.0  # ":failed" (format 0) read as "failed"
+    failed = events["Service[network/ntp]"]  # known only from the error log that names it
+    assert (failed.severity, failed.tags["resource_status"]) == (Severity.CRITICAL, "failed")
+    assert "Unmanageable state" in failed.text
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    ("host: h\ntime: 2024-01-01T00:00:00Z\n", "unchanged"),
+    ("host: h\nlogs:\n- level: err\n  message: Could not retrieve catalog\n  source: Puppet\n", "failed"),
+    ("host: h\nresource_statuses:\n  'File[/x]': {changed: true}\n", "changed"),
+])
+def test_derived_status__follows_what_the_report_contains(body: str, status: str) -> None:
+    run = next(e for e in parse_puppet_report(body).events if e.name == RUN_EVENT_NAME)
+    assert run.tags["run_status"] == status
+
+
+def test_noop_run__pending_changes_become_events_tagged_noop() -> None:
+    events = {e.name: e for e in parse_puppet_report(NOOP_REPORT).events}
+    assert set(events) == {"File[/tmp/a]", RUN_EVENT_NAME}
+    pending = events["File[/tmp/a]"]
+    assert (pending.severity, pending.tags["resource_status"], pending.tags["noop"]) == (Severity.OK, "noop", "true")
+    assert pending.text == "current_value absent, should be file (noop)"
+    run = events[RUN_EVENT_NAME]
+    assert (run.tags["run_status"], run.metrics["resources.noop_pending"]) == ("unchanged", 1.0)
+    assert "1 pending (noop)" in run.text

@@ -76,14 +76,32 @@ def test_sender_address__is_kept_when_the_message_names_another_host() -> None:
     (b"", "message", "invalid"),
     (b"\r\n", "message", "invalid"),
     (b"<192>Mar 19 10:00:00 h1 app: x", "pri", "invalid"),
-    (b'<13>1 2024-03-19T10:00:00Z h1 app - - [bad', "structured_data", "invalid"),
-    (b"<13>1 2024-03-19T10:00:00Z h1 app - - garbage", "structured_data", "invalid"),
     (b"<13>1 2024-03-19T10:00:00Z - app - - - no host", "hostname", "invalid"),
 ])
 def test_bad_messages__raise_a_parse_error_naming_the_part(data: bytes, field: str, kind: str) -> None:
     with pytest.raises(ParseError) as caught:
         parse_syslog(data, received_ms=RECEIVED_MS)
     assert (caught.value.field, caught.value.kind) == (field, kind)
+
+
+@pytest.mark.parametrize(("data", "text"), [
+    (b'<13>1 2024-03-19T10:00:00Z h1 app - - [bad', ""),
+    (b"<13>1 2024-03-19T10:00:00Z h1 app - - garbage", "garbage"),
+    (b'<13>1 2024-03-19T10:00:00Z h1 app - - [a x=""ok"] the text', "the text"),
+])
+def test_broken_structured_data__keeps_the_message_and_says_so(data: bytes, text: str) -> None:
+    event = parse_syslog(data, received_ms=RECEIVED_MS)
+    assert (event.subject, event.name, event.text) == ("h1", "app", text)
+    assert (event.tags["vigil.parse"], event.tags["vigil.parse.missing"]) == ("partial", "structured_data")
+
+
+def test_slightly_off_structured_data__is_read_as_far_as_it_parses() -> None:
+    long_id = "a" * 40
+    message = f'<13>1 2024-03-19T10:00:00Z h1 app - - [ {long_id} k= "v" u=plain][b@1 n="1" bad"] m'
+    event = parse_syslog(message.encode(), received_ms=RECEIVED_MS)
+    assert event.extended == {"structured_data": {long_id: {"k": "v", "u": "plain"}, "b@1": {"n": "1"}}}
+    assert event.text == "m"
+    assert event.tags["vigil.parse.missing"] == "structured_data"
 
 
 def test_structured_data__unescapes_values_and_reports_consumed_length() -> None:

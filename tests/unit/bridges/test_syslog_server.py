@@ -71,6 +71,33 @@ def test_udp__bad_datagrams_are_counted_and_dropped_and_good_ones_still_arrive()
     _run(scenario, max_syslog_bytes=512)
 
 
+def test_partial_parses__are_tagged_and_counted_and_relayed_devices_keep_their_names() -> None:
+    async def scenario(server: SyslogServer, sink: MemorySink) -> None:
+        port = _port(server, "udp")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            # Behind a relay: each device names itself, the relay's address is only the sender.
+            client.sendto(b"<187>94307: gw2.acy1 LC/0/2/CPU0:Jul  7 20:16:14.834 : ifmgr[214]: "
+                          b"%PKT_INFRA-LINK-3-UPDOWN : Interface TenGigE0/2/0/4, changed state to Down",
+                          ("127.0.0.1", port))
+            client.sendto(b"<165>Feb  6 09:42:36 veos01 Ebra: %LINEPROTO-5-UPDOWN: Line protocol on "
+                          b"Interface Ethernet28, changed state to down", ("127.0.0.1", port))
+            # No host, no time: the sender's address is the subject, and the event says so.
+            client.sendto(b"<189>16261: %SYS-5-CONFIG_I: Configured from console", ("127.0.0.1", port))
+        await wait_until(lambda: len(sink.events) == 3, sink=sink)
+        by_subject = {e.subject: e for e in sink.events}
+        assert set(by_subject) == {"gw2.acy1", "veos01", "127.0.0.1"}
+        assert by_subject["gw2.acy1"].tags["sender"] == "127.0.0.1"
+        assert "vigil.parse" not in by_subject["gw2.acy1"].tags
+        assert (by_subject["veos01"].name, by_subject["veos01"].tags["code"]) == ("Ebra", "LINEPROTO-5-UPDOWN")
+        bare = by_subject["127.0.0.1"].tags
+        assert (bare["vigil.parse"], bare["vigil.parse.missing"]) == ("partial", "host,time")
+        assert (server.metrics.partial_count(SOURCE, "host"), server.metrics.partial_count(SOURCE, "time"),
+                server.metrics.partial_count(SOURCE, "program")) == (1, 1, 0)
+        assert b'vigil_bridge_partial_total{field="host",source="syslog"} 1.0' in server.metrics.exposition()
+
+    _run(scenario)
+
+
 def test_tcp__mixed_framing_with_bad_frames_loses_nothing_valid() -> None:
     stream = (b"30 <13>1 - h1 app - - - first one"
               b"<13>Mar 19 10:00:00 h2 app: second\n"
