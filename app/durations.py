@@ -25,15 +25,15 @@ def parse_duration_ms(value: str | int | float) -> int:
         if re.fullmatch(r"\d+(\.\d+)?", text):
             ms = int(round(float(text) * 1000))
         else:
-            pos, ms = 0, 0.0
+            pos, total_ms = 0, 0.0
             for m in _PART.finditer(text):
                 if m.start() != pos:
                     break
-                ms += float(m.group(1)) * _UNITS_MS[m.group(2)]
+                total_ms += float(m.group(1)) * _UNITS_MS[m.group(2)]
                 pos = m.end()
             if pos != len(text) or not text:
                 raise DurationError(f"{value!r} is not a duration (use e.g. 500ms, 10s, 5m, 2h, 1d, 1h30m)")
-            ms = int(round(ms))
+            ms = int(round(total_ms))
     if ms <= 0:
         raise DurationError(f"{value!r}: a duration must be positive")
     return ms

@@ -127,7 +127,7 @@ def make_bridge_group(sink_factory: SinkFactory | None = None) -> click.Group:
     """The `bridge` command group; `sink_factory` defaults to the Kafka sink."""
     factory = sink_factory or _kafka_sink_factory
 
-    def prepare(ctx: click.Context, log_level: str, **overrides: object) -> tuple[EventSink, BridgeConfig]:
+    def prepare(ctx: click.Context, log_level: str, **overrides: Any) -> tuple[EventSink, BridgeConfig]:
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         try:
             config = load_bridge_config(**overrides)

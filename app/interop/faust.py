@@ -58,10 +58,11 @@ def _field_type(avro_type: Any) -> Any:
         return base | None if "null" in avro_type and base is not Any else base
     if isinstance(avro_type, dict):
         kind = avro_type.get("type")
+        # Types built at run time from the schema (faust reads them); no static type to check.
         if kind == "map":
-            return dict[str, _field_type(avro_type["values"])]
+            return dict.__class_getitem__((str, _field_type(avro_type["values"])))
         if kind == "array":
-            return list[_field_type(avro_type["items"])]
+            return list.__class_getitem__(_field_type(avro_type["items"]))
         if kind == "enum":
             return str
         return Any

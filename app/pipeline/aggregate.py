@@ -365,7 +365,9 @@ class MetricAggregate:
             return float(self.min)
         if q == 1.0:
             return float(self.max)
-        return float(min(max(self._sketch.get_quantile_value(q), self.min), self.max))
+        lo, hi, value = self.min, self.max, self._sketch.get_quantile_value(q)
+        assert lo is not None and hi is not None and value is not None  # count > 0: set with the first value
+        return float(min(max(value, lo), hi))
 
     def __repr__(self) -> str:
         return (f"MetricAggregate(count={self.count}, sum={self.sum}, min={self.min}, max={self.max}, "

@@ -66,8 +66,8 @@ def pipeline_routes(pipeline: Pipeline) -> dict[str, Route]:
         state = text_param(query, "state")
         if state is not None and state.upper() not in _STATES:
             raise QueryError(f"state={state!r}: use one of {', '.join(_STATES)}")
-        found = pipeline.tracker.statuses(subject=text_param(query, "subject", "*"),
-                                          name=text_param(query, "name", "*"), state=state.upper() if state else None)
+        found = pipeline.tracker.statuses(subject=text_param(query, "subject") or "*",
+                                          name=text_param(query, "name") or "*", state=state.upper() if state else None)
         return {"statuses": found, "partitions": partitions()}
 
     @_answering
@@ -100,7 +100,7 @@ def pipeline_routes(pipeline: Pipeline) -> dict[str, Route]:
         since_ms = int_param(query, "since_ms", now_ms - DEFAULT_FIND_SINCE_MS)
         until_ms = int_param(query, "until_ms", now_ms + pipeline.max_future_ms)
         limit = int_param(query, "limit", DEFAULT_FIND_LIMIT, minimum=1)
-        subject, name = text_param(query, "subject", "*"), text_param(query, "name", "*")
+        subject, name = text_param(query, "subject") or "*", text_param(query, "name") or "*"
         found = pipeline.find_events(subject=subject, name=name, since_ms=since_ms, until_ms=until_ms,
                                      limit=min(limit, MAX_FIND_LIMIT))
         return {"events": [f.to_json(pipeline.agent.topic) for f in found], "partitions": partitions()}

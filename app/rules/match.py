@@ -201,6 +201,11 @@ def _list_of(spec: Any, sink: ErrorSink, line: int, what: str, compile_item: Cal
     return [compile_item(item, line_of(spec, i, line)) for i, item in enumerate(spec)]
 
 
+def _bound(fn: Callable[[Any, Any], bool], operand: Any) -> ValueTest:
+    """The test `fn(value, operand)` with its operand fixed."""
+    return lambda value: fn(value, operand)
+
+
 def compile_value_test(spec: Any, sink: ErrorSink, line: int, *, key: str | None = None) -> ValueTest:
     """Compile one field condition: glob string, plain value (eq), or operator mapping."""
     spec = _normalise(key, spec)
@@ -222,8 +227,7 @@ def compile_value_test(spec: Any, sink: ErrorSink, line: int, *, key: str | None
                     sink.add(op_line, f"{key or 'value'}: {error}")
                     tests.append(_never)
                 else:
-                    fn = _BINARY[op]
-                    tests.append(lambda v, fn=fn, value=value: fn(v, value))
+                    tests.append(_bound(_BINARY[op], value))
             else:
                 choices = (*OPERATORS, *COMBINATORS)
                 sink.add(op_line, f"{key or 'value'}: unknown operator `{op}`{did_you_mean(op, choices)}; "

@@ -158,7 +158,10 @@ def simulate(ruleset: RuleSet, records: Iterable[Mapping[str, Any]], *, until_ms
             if rule is None:  # cannot happen: the engine only fires rules of its own rule set
                 raise RuntimeError(f"firing of unknown rule {firing.rule!r}")
             for rendered in render_actions(firing, rule):
-                (result.actions if isinstance(rendered, RenderedAction) else result.failures).append(rendered)
+                if isinstance(rendered, RenderedAction):
+                    result.actions.append(rendered)
+                else:
+                    result.failures.append(rendered)
 
     def advance(now_ms: int) -> None:
         while (due := timers.pop_due(now_ms)) is not None:

@@ -62,7 +62,7 @@ def _field_matcher(key: str, pattern: str) -> Matcher:
     matches = glob_matcher(pattern)
     if key in ACTION_FIELDS:
         attribute = {"target": "target", "action": "action_type", "group": "group_key"}[key]
-        return lambda facts: matches(getattr(facts, attribute))
+        return lambda facts: bool(matches(getattr(facts, attribute)))
     ref = parse_field(key)
     if not isinstance(ref, FieldRef):
         raise SilenceError(f"--match {key}=...: {ref}; or one of the action's fields: {', '.join(ACTION_FIELDS)}")
@@ -70,7 +70,7 @@ def _field_matcher(key: str, pattern: str) -> Matcher:
     def event_field(facts: ActionFacts) -> bool:
         value = ref.get(facts.event, facts.event_type)
         text = None if value is MISSING else as_text(value)
-        return text is not None and matches(text)
+        return text is not None and bool(matches(text))
 
     return event_field
 

@@ -197,7 +197,7 @@ def compile_rule(raw: Any, sink: ErrorSink, line: int) -> Rule | None:
     group_by = _group_by(raw, sink, trigger)
     throttle_ms = _throttle(raw, sink)
     actions = _actions(raw, sink)
-    if len(sink.errors) > errors_before or trigger is None:
+    if len(sink.errors) > errors_before or trigger is None or not isinstance(name, str):
         return None
     return Rule(
         name=name, description=description, file=sink.file, line=raw.line, enabled=enabled, match=match,

@@ -142,7 +142,7 @@ def _valid_aggregate(name: Any) -> bool:
     if name in AGGREGATES:
         return True
     match = _PERCENTILE.fullmatch(name) if isinstance(name, str) else None
-    return bool(match) and 0 < float(match.group(1)) < 100
+    return match is not None and 0 < float(match.group(1)) < 100
 
 
 @dataclass(frozen=True, eq=False)
@@ -171,15 +171,16 @@ class RegisterTrigger(Trigger):
             return Step(state)  # no sample, or one already outside the window
         bisect.insort(samples, [time_ms, value], key=lambda s: s[0])
         now_ms = int(samples[-1][0])
-        first = bisect.bisect_right(samples, now_ms - self.period_ms, key=lambda s: s[0])
+        first = bisect.bisect_right(samples, float(now_ms - self.period_ms), key=lambda s: s[0])
         # Bounded: beyond max_samples the oldest go first (the window effectively shortens).
         samples = samples[max(first, len(samples) - self.max_samples):]
         result = aggregate(self.aggregate, samples)
         holds = result is not None and self.when(result)
-        since = state.get("since") if state else None
-        since = (now_ms if since is None else since) if holds else None
+        if not holds:
+            return Step({"s": samples, "since": None})
+        since = int(state["since"]) if state and state.get("since") is not None else now_ms
         new_state = {"s": samples, "since": since}
-        if not holds or (self.for_ms is not None and now_ms - since < self.for_ms):
+        if self.for_ms is not None and now_ms - since < self.for_ms:
             return Step(new_state)
         return Step(new_state, Hit(f"register:{event_ref(event)}", result, now_ms))
 
@@ -211,7 +212,7 @@ def _parse_register(rule: LineDict, sink: ErrorSink) -> RegisterTrigger | None:
         ok = False
     when = compile_value_test(rule.get("when"), sink, line_of(rule, "when"), key="when")
     for_ms = sink.duration_ms(rule["for"], line_of(rule, "for"), "for") if "for" in rule else None
-    if not ok or period is None or ("for" in rule and for_ms is None):
+    if not ok or not isinstance(metric, str) or period is None or ("for" in rule and for_ms is None):
         return None
     return RegisterTrigger(metric, agg, period, when, for_ms, max_samples)
 
@@ -329,7 +330,7 @@ def _parse_count(rule: LineDict, sink: ErrorSink) -> CountTrigger | None:
     if not ok:
         sink.add(line_of(spec, "at_least", line), "count.at_least must be an integer from 1 to 100000")
     within = sink.duration_ms(spec.get("within"), line_of(spec, "within", line), "count.within")
-    return CountTrigger(at_least, within) if ok and within is not None else None
+    return CountTrigger(at_least, within) if ok and isinstance(at_least, int) and within is not None else None
 
 
 # --- sequence -------------------------------------------------------------------------------------

@@ -82,16 +82,16 @@ class HttpApi:
                         return
                     if url.path == "/healthz":
                         ok, detail = api.health()
-                        status, body = (200 if ok else 503), {"ok": ok, **detail}
+                        status, answer = (200 if ok else 503), {"ok": ok, **detail}
                     elif url.path in api.routes:
                         with api.lock:
-                            status, body = api.routes[url.path](parse_qs(url.query))
+                            status, answer = api.routes[url.path](parse_qs(url.query))
                     else:
-                        status, body = 404, {"error": f"no route {url.path}", "routes": sorted(api.routes)}
+                        status, answer = 404, {"error": f"no route {url.path}", "routes": sorted(api.routes)}
                 except Exception as exc:  # a query bug must not kill the server
                     log.exception("http handler for %s failed", url.path)
-                    status, body = 500, {"error": f"{type(exc).__name__}: {exc}"}
-                self._send(status, json.dumps(body, default=str).encode(), "application/json")
+                    status, answer = 500, {"error": f"{type(exc).__name__}: {exc}"}
+                self._send(status, json.dumps(answer, default=str).encode(), "application/json")
 
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True

@@ -7,7 +7,7 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -36,7 +36,7 @@ class NetSample:
     interfaces: Mapping[str, Interface]
 
 
-def _address(addr: psutil._common.snicaddr) -> str | None:
+def _address(addr: Any) -> str | None:  # a psutil snicaddr
     if addr.family not in (socket.AF_INET, socket.AF_INET6):
         return None
     ip = addr.address.split("%", 1)[0]  # drop the IPv6 zone (fe80::1%eth0)
@@ -96,7 +96,7 @@ def compare_net(ctx: BeaconContext, previous: Memo[NetSample] | None, sample: Ne
             " (not up since the beacon started)" if not iface.up and never_up else "")
         readings[f"net:{name}"] = Reading(state, severity, text, tags={"interface": name, "addresses": addresses},
                                           metrics=_rates(before.get(name), iface, seconds))
-    events, state = report(ctx, previous.readings if previous else None, readings)
+    events, reported = report(ctx, previous.readings if previous else None, readings)
     for name, iface in sample.interfaces.items():
         old = before.get(name)
         if old is not None and old.addresses != iface.addresses:
@@ -111,7 +111,7 @@ def compare_net(ctx: BeaconContext, previous: Memo[NetSample] | None, sample: Ne
         events.append(ctx.event(f"net:{name}", kind=Kind.STATUS, severity=Severity(down_severity),
                                 text=f"{name} was removed",
                                 tags={"interface": name, "state": "removed", "change": "removed"}))
-    return events, Memo(sample, state)
+    return events, Memo(sample, reported)
 
 
 def build(config: NetConfig, env: BuildEnv) -> list[Beacon]:

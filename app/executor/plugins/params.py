@@ -28,7 +28,7 @@ def get_param(params: Mapping[str, Any], name: str, kind: type[T] | tuple[type, 
     if name not in params or params[name] is None:
         if default is _REQUIRED:
             raise ActionRejected(f"{plugin}: param {name} is required")
-        return default  # type: ignore[no-any-return]
+        return default
     value = params[name]
     kinds = kind if isinstance(kind, tuple) else (kind,)
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):

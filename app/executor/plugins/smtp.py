@@ -16,6 +16,7 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 from email.utils import parseaddr
+from typing import Any
 
 from app.executor.config import SmtpConfig
 from app.executor.plugin import ActionCall, ActionFailed, ActionRejected, ActionTimedOut, action
@@ -27,12 +28,13 @@ _PARAMS = ("to", "cc", "subject", "body")
 
 
 def _addresses(call: ActionCall, name: str, *, required: bool) -> list[str]:
+    value: str | list[Any]
     if required:
         value = get_param(call.params, name, (str, list), plugin="email")
     else:
         value = get_param(call.params, name, (str, list), default=[], plugin="email")
-    items = [value] if isinstance(value, str) else value
-    out = []
+    items: list[Any] = [value] if isinstance(value, str) else value
+    out: list[str] = []
     for item in items:
         if not isinstance(item, str) or "\n" in item or "\r" in item:
             raise ActionRejected(f"email: {name}: {item!r} is not an email address")

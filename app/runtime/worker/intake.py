@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from confluent_kafka import KafkaError, Message
@@ -65,6 +66,7 @@ class Intake:
         source = self.source
         groups = out.groups
         stopped = out.stopped
+        value: Any
         for msg in msgs:
             err = msg.error()
             if err is not None:
