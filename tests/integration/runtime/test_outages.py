@@ -6,6 +6,7 @@ outage gives (a reference fold of the same events)."""
 from __future__ import annotations
 
 import random
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -176,3 +177,54 @@ def test_broker_outage__the_worker_rides_through_a_kafka_restart(outage: OutageS
         wait_until(lambda: not problems(worker), timeout_s=60, message="the worker to report itself healthy")
 
     assert read_topic(s, s.topic("events-dlq"), expect=0, timeout_s=5) == []
+
+
+def test_broker_outage__the_executor_runs_each_action_once_across_a_kafka_restart(outage: OutageStack,
+                                                                                  tmp_path: Path) -> None:
+    """Actions produced before, during and after a Kafka restart all run, each exactly once (a
+    non-idempotent side effect: a line appended to a file), with one non-DUPLICATE result each."""
+    from app.executor.agent import build_executor_agent
+    from app.executor.config import ExecutorConfig
+    from app.executor.plugins import load_builtin_plugins
+    from tests.integration.executor.executor_helpers import action_record, read_records
+
+    s = outage.isolated(tmp_path / "state")
+    ran = tmp_path / "ran.txt"
+    load_builtin_plugins()
+    config = ExecutorConfig(commands={"mark": [sys.executable, "-c", "import sys; open(sys.argv[1], 'a').write("
+                                                                     "sys.argv[2] + '\\n')", str(ran), "{id}"]})
+    agent = build_executor_agent(config)
+    writer = AvroSerde(RegistryClient.from_settings(s)).writer(builtin_schema("vigil.Action"))
+    producer = make_producer(s)
+
+    def send(first: int, count: int) -> None:
+        for i in range(first, first + count):
+            record = action_record(f"act-{i:03d}", type="shell", target=f"host-{i % 7}",
+                                   params={"command": "mark", "args": {"id": f"act-{i:03d}"}})
+            producer.produce(s.topic("actions"), writer.encode(record), record["target"].encode())
+        producer.poll(0)
+
+    options = WorkerOptions(app_id=f"exec-{uuid.uuid4().hex[:6]}", instance_id="e1", guarantee=Guarantee.EXACTLY_ONCE,
+                            max_retry_backoff_s=1.0)
+    try:
+        with worker_thread(s, [agent], options) as worker:
+            send(0, 60)
+            assert producer.flush(60) == 0
+            wait_until(lambda: ran.exists() and len(ran.read_text().splitlines()) >= 60, timeout_s=120,
+                       message="the first actions to run")
+            outage.stop_kafka()
+            send(60, 60)
+            wait_until(lambda: "Kafka unreachable" in problems(worker), timeout_s=60,
+                       message="the executor to report Kafka unreachable")
+            time.sleep(10)  # the scenario: a ten-second outage (nothing is awaited here)
+            outage.start_kafka()
+            send(120, 60)
+            assert producer.flush(120) == 0
+            results = read_records(s, "action-results", expect=180, timeout_s=240)
+    finally:
+        producer.flush(10)
+    lines = ran.read_text().splitlines()
+    assert sorted(lines) == [f"act-{i:03d}" for i in range(180)], "every action ran exactly once"
+    done = [r["action_id"] for r in results if r["status"] != "DUPLICATE"]
+    assert sorted(done) == [f"act-{i:03d}" for i in range(180)]
+    assert {r["status"] for r in results if r["status"] != "DUPLICATE"} == {"SUCCEEDED"}

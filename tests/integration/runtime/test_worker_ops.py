@@ -103,3 +103,60 @@ def test_sigterm__finishes_commits_and_exits_cleanly(settings: Settings, new_top
         v = orjson.loads(m.value())
         final[v["key"]] = v["total"]
     assert final == {k: v[-1] for k, v in reference_totals(events).items()}
+
+
+def test_failure__an_error_while_shutting_down_does_not_hide_the_one_that_stopped_the_loop(
+        settings: Settings, new_topic, tmp_path: Path, monkeypatch) -> None:
+    """The loop fails (here: an agent's checkpoint cannot commit); shutting down then fails too (the
+    consumer cannot leave the group). What the caller sees is the first failure, and nothing of the
+    failed loop was committed."""
+    from app.runtime.engine import CheckpointFailed
+    from app.runtime.worker import Worker
+
+    source = new_topic("src", partitions=1)
+    reg = AgentRegistry()
+
+    @agent(source, registry=reg)
+    def boom(event: object, ctx) -> None:
+        raise CheckpointFailed("checkpoint failed: the first failure")
+
+    produce_events(settings, source, make_events(1, 1))
+    worker = Worker(settings.model_copy(update={"state_dir": tmp_path}), reg.agents(),
+                    WorkerOptions(app_id=f"fail-{uuid.uuid4().hex[:6]}", instance_id="f1"))
+    closed: list[str] = []
+
+    def failing_close() -> None:
+        closed.append("tried")
+        raise RuntimeError("the shutdown failure")
+
+    real_start = worker.start
+
+    def start() -> None:
+        real_start()
+        assert worker.consumer is not None
+        real_close = worker.consumer.close
+        monkeypatch.setattr(worker, "consumer", _Closing(worker.consumer, real_close, failing_close))
+
+    monkeypatch.setattr(worker, "start", start)
+    try:
+        worker.run()
+    except CheckpointFailed as exc:
+        assert "the first failure" in str(exc)
+    else:
+        raise AssertionError("the loop's failure was not raised")
+    assert closed == ["tried"]
+    assert group_lag(settings, worker.app_id, source) == 1, "nothing of the failed loop was committed"
+
+
+class _Closing:
+    """A consumer whose close() fails after closing the real one (so no client is left open)."""
+
+    def __init__(self, consumer, real_close, fail) -> None:
+        self._consumer, self._real_close, self._fail = consumer, real_close, fail
+
+    def __getattr__(self, name: str):
+        return getattr(self._consumer, name)
+
+    def close(self) -> None:
+        self._real_close()
+        self._fail()
