@@ -21,9 +21,10 @@ tables wrote before this module existed: state stored by earlier versions restor
 Why the keys sort: fixed-width hex of a non-negative number sorts as the number, and the separators
 sort below every printable character, so a part sorts before any longer part it is a prefix of, as
 in tuple order. Packed keys therefore sort as their tuples of parts when no part contains a
-character at or below SEP ("\\x00"-"\\x1f", control characters). `unpack` splits from the right:
-the first part may contain anything (a windowed table's user key may hold SEP), the others must
-not contain SEP. Neither is checked when packing: this is on the per-event path.
+character at or below SEP ("\\x00"-"\\x1f", control characters), an identity part as its
+(subject, name) when neither contains one. `unpack` splits from the right: the first part may
+contain anything (a windowed table's user key may hold SEP), the others must not contain SEP.
+Neither is checked when packing: this is on the per-event path.
 
 Compiled with mypyc with the pipeline (app.native): keep it fully annotated.
 """
