@@ -33,6 +33,7 @@ from app.globs import glob_matcher
 from app.pipeline.buckets import BucketedTable
 from app.pipeline.query import key_prefix
 from app.pipeline.validate import EVENT_TYPE, NormalizedEvent
+from app.runtime.keys import IDENTITY_SEP, identity_part, pack, pack_time
 from app.runtime.tables import Table
 
 __all__ = ["PAGE_SIZE", "ArchiveIndex", "EventRef", "FoundEvent", "PageCodec", "refs_from_json"]
@@ -44,9 +45,8 @@ EventRef = tuple[int, str, int, str]
 
 #: Entries re-indexed per write while rebuilding (bounds the memory a rebuild of millions takes).
 _REBUILD_CHUNK: Final = 10_000
-_TIME_OFFSET: Final = 1 << 62  # hex times stay non-negative (and sorted) for any ms time
-_SEP: Final = "\x1f"
-_IDENTITY_SEP: Final = "\x1e"
+#: Between the fields of an event-ids value (a value format, not a key: see `_location`).
+_FIELD_SEP: Final = "\x1f"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +70,12 @@ class FoundEvent:
 def _location(offset: int, time_ms: int, type_name: str, subject: str, name: str) -> str:
     """An event-ids value. The subject's length is written out, so subject and name may hold any
     character (the other fields cannot hold the separator)."""
-    return f"{offset}{_SEP}{time_ms}{_SEP}{type_name}{_SEP}{len(subject)}{_SEP}{subject}{name}"
+    return f"{offset}{_FIELD_SEP}{time_ms}{_FIELD_SEP}{type_name}{_FIELD_SEP}{len(subject)}{_FIELD_SEP}{subject}{name}"
 
 
 def _parse_location(value: str) -> tuple[int, int, str, str, str]:
     """(offset, time_ms, type name, subject, name) of an event-ids value."""
-    offset, time_ms, type_name, subject_len, identity = value.split(_SEP, 4)
+    offset, time_ms, type_name, subject_len, identity = value.split(_FIELD_SEP, 4)
     cut = int(subject_len)
     return int(offset), int(time_ms), type_name, identity[:cut], identity[cut:]
 
@@ -164,7 +164,7 @@ class ArchiveIndex:
     def write_page(self, subject: str, name: str, refs: tuple[EventRef, ...], ctx: Any) -> None:
         """Store a page of one identity's event references."""
         newest_ms, newest_id = max(refs)[:2]
-        rest = f"{subject}{_IDENTITY_SEP}{name}{_SEP}{newest_ms + _TIME_OFFSET:016x}{_SEP}{newest_id}"
+        rest = pack(identity_part(subject, name), pack_time(newest_ms), newest_id)
         # tuples of plain values: the garbage collector stops tracking them (there are many pages)
         self.find.put(newest_ms, rest, (subject, name, refs), ctx)
 
@@ -195,7 +195,7 @@ class ArchiveIndex:
         """Events of matching identities with since_ms <= time <= until_ms in the local partitions,
         newest first, at most `limit`. `waiting`: (subject, name, references) not yet in a page."""
         match_subject, match_name = glob_matcher(subject), glob_matcher(name)
-        prefix = key_prefix(subject, name, separator=_IDENTITY_SEP)
+        prefix = key_prefix(subject, name, separator=IDENTITY_SEP)
         candidates: list[tuple[int, str]] = []
         pages = ((page_subject, page_name, refs) for partition in self.find.partitions()
                  for _, (page_subject, page_name, refs) in self.find.scan(partition, since_ms=since_ms, prefix=prefix))

@@ -4,7 +4,8 @@
     windows.put(time_ms, "web1\\x1eload\\x1f...", value, ctx)      # inside the agent
     windows.scan(partition, since_ms=..., until_ms=..., prefix="web1\\x1e")  # a query
 
-Keys are `<bucket>\\x1f<rest>` with the bucket as fixed-width hex, so one bucket is one key prefix.
+Keys are (bucket, rest) packed by app.runtime.keys, `<bucket>\\x1f<rest>` with the bucket as 8 hex
+digits (offset by 2**28), so one bucket is one key prefix.
 Each bucket of a partition arms an event-time timer at bucket end + retention; when the partition's
 watermark passes it the agent calls `prune`, which deletes the bucket. The sorted list of live
 buckets of a partition is kept in a small companion table (`<name>-buckets`), so queries read only
@@ -17,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Final
 
+from app.runtime import keys
 from app.runtime.codecs import Codec
 from app.runtime.tables import Table
 
@@ -27,7 +29,6 @@ BUCKET_MS: Final = 3_600_000
 #: Key of the sorted list of live buckets of a partition, in the companion table.
 LIVE_BUCKETS_KEY: Final = "live"
 _BUCKET_OFFSET: Final = 1 << 28  # keeps hex buckets non-negative and sorted for any ms time
-_SEP: Final = "\x1f"
 
 
 class BucketedTable:
@@ -47,13 +48,18 @@ class BucketedTable:
     @staticmethod
     def prefix(bucket: int) -> str:
         """The key prefix of every entry in a bucket."""
-        return f"{bucket + _BUCKET_OFFSET:08x}{_SEP}"
+        return keys.prefix(keys.pack_int(bucket, offset=_BUCKET_OFFSET))
+
+    @staticmethod
+    def key(bucket: int, rest: str) -> str:
+        """The store key of an entry of a bucket."""
+        return keys.pack(keys.pack_int(bucket, offset=_BUCKET_OFFSET), rest)
 
     # -- inside the agent -----------------------------------------------------------------------------
     def put(self, time_ms: int, rest: str, value: Any, ctx: Any) -> None:
         """Store `value` under the bucket of `time_ms`, arming the bucket's prune timer if it is new."""
         bucket = time_ms // BUCKET_MS
-        self.table[f"{bucket + _BUCKET_OFFSET:08x}{_SEP}{rest}"] = value
+        self.table[self.key(bucket, rest)] = value
         live = self.buckets.get(LIVE_BUCKETS_KEY)
         if live and (live[-1] == bucket or bucket in live):  # usually the newest bucket: one comparison
             return
@@ -63,7 +69,7 @@ class BucketedTable:
 
     def delete(self, time_ms: int, rest: str) -> None:
         """Remove one entry (the bucket stays live until its timer prunes it)."""
-        self.table.pop(f"{time_ms // BUCKET_MS + _BUCKET_OFFSET:08x}{_SEP}{rest}")
+        self.table.pop(self.key(time_ms // BUCKET_MS, rest))
 
     def owns_timer(self, timer_key: str) -> bool:
         return timer_key.startswith(self.timer_prefix)

@@ -43,6 +43,7 @@ from app.pipeline.windows import (
     to_window_record,
     window_from_json,
 )
+from app.runtime.keys import SEP, identity_part, pack, pack_int, pack_time, prefix, unpack, unpack_int, unpack_time
 from app.runtime.tables import Table
 
 __all__ = ["ALERTS_TOPIC", "CLOSE_TIMER_PREFIX", "METRICS_TOPIC", "STATUS_TOPIC", "Tracked", "Tracker",
@@ -52,7 +53,7 @@ STATUS_TOPIC: Final = "status"
 ALERTS_TOPIC: Final = "alerts"
 METRICS_TOPIC: Final = "metrics"
 #: Window-closing timers are keyed by this + the identity (absence timers by the identity itself).
-CLOSE_TIMER_PREFIX: Final = "\x1fclose\x1f"
+CLOSE_TIMER_PREFIX: Final = SEP + "close" + SEP
 #: Every identity's windows close at the same watermark; publishing them all in one batch stalls
 #: the worker (hundreds of ms for thousands of identities). So each identity's closing timer fires
 #: up to this much event time later (a fixed delay per identity). Lateness is unaffected: it is
@@ -61,9 +62,6 @@ CLOSE_SPREAD_MS: Final = 1000
 #: How often an absence deadline that passed on the wall clock is checked again while the
 #: partition's event time is still catching up (see Tracker.absence_due).
 ABSENCE_RECHECK_MS: Final = 1000
-_TIME_OFFSET: Final = 1 << 62
-_SEP: Final = "\x1f"
-_IDENTITY_SEP: Final = "\x1e"
 #: (subject, name, references, ctx) -> None
 PageWriter = Callable[[str, str, tuple[EventRef, ...], Any], None]
 
@@ -313,13 +311,13 @@ class Tracker:
         """The latest `last` windows (open, or closed within retention) of one identity per size, oldest
         first, as WindowAggregate fields without the sketch bytes plus `closed`."""
         found: dict[int, dict[int, tuple[WindowValue, bool]]] = {size: {} for size in self.sizes_ms}
-        prefix = f"{subject}{_IDENTITY_SEP}{name}{_SEP}"
+        identity = identity_part(subject, name)
         for partition in self.closed.partitions():
-            for rest, value in self.closed.scan(partition, prefix=prefix):
-                size_hex, start_hex = rest[len(prefix):].split(_SEP)
-                size = int(size_hex, 16)
-                if size in found:
-                    found[size][int(start_hex, 16) - _TIME_OFFSET] = (value, True)
+            for rest, value in self.closed.scan(partition, prefix=prefix(identity)):
+                stored_identity, size_part, start_part = unpack(rest, 3)
+                size = unpack_int(size_part)
+                if stored_identity == identity and size in found:  # (a name may hold the separator)
+                    found[size][unpack_time(start_part)] = (value, True)
         tracked = self.table.lookup(f"{subject}/{name}")
         if tracked is not None:
             for size, open_ in zip(self.sizes_ms, tracked.windows, strict=True):
@@ -341,4 +339,5 @@ class Tracker:
 
 
 def _closed_key(subject: str, name: str, size_ms: int, start_ms: int) -> str:
-    return f"{subject}{_IDENTITY_SEP}{name}{_SEP}{size_ms:08x}{_SEP}{start_ms + _TIME_OFFSET:016x}"
+    """The key of a closed window in `metric-windows` after its hour bucket: (identity, size, start)."""
+    return pack(identity_part(subject, name), pack_int(size_ms), pack_time(start_ms))

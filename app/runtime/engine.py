@@ -2,9 +2,9 @@
 partition, keeps per-partition stores, watermarks, windows and timers, and collects outputs and
 dead letters. The Kafka worker and the test harness are thin I/O layers around it.
 
-Failure isolation: a batch runs as a store transaction (its writes in an overlay); if an agent
-raises, the batch's state changes and outputs are dropped and the batch is re-run one record at a
-time, so only the poison record goes to the dead-letter list — it never loops.
+Failure isolation: a batch runs as a store transaction (app.runtime.transaction: its writes in an
+overlay); if an agent raises, the batch's state changes and outputs are dropped and the batch is
+re-run one record at a time, so only the poison record goes to the dead-letter list — it never loops.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from app.runtime.context import AgentContext, Output
 from app.runtime.store import PartitionStore, clear_store
 from app.runtime.tables import Table
 from app.runtime.timers import PartitionTimers
+from app.runtime.transaction import StoreTransaction, TransactionStatus
 from app.runtime.windowed import WindowedTable
 
 __all__ = ["AgentStats", "CheckpointFailed", "DeadLetter", "Engine", "InRecord"]
@@ -98,6 +99,8 @@ class _AgentPartition:
         self.ctx._checkpoint = self.checkpoint
         self.ctx.settings = engine.settings
         self.wm = self.timers.watermark_ms
+        #: the transaction of the agent call in progress (or the last one)
+        self.txn: StoreTransaction | None = None
         self.rebuild()
 
     def rebuild(self) -> None:
@@ -114,18 +117,27 @@ class _AgentPartition:
         dues = [d for d in [self.timers.next_due("event"), *(t.next_due(s) for t, s in self.windowed)] if d is not None]
         self.next_due = min(dues) if dues else None
 
+    def transaction(self) -> StoreTransaction:
+        """Start the store transaction of one agent call (a rollback drops its writes and outputs and
+        re-indexes timers and windows from the stores)."""
+        self.txn = StoreTransaction(self.store_list, self.engine.outputs, on_rollback=self.rebuild)
+        return self.txn
+
     def checkpoint(self) -> None:
-        """ctx.checkpoint(): commit through the I/O layer (the call's writes so far included), then
-        start a new transaction from here."""
-        for st in self.store_list:
-            st.end()
+        """ctx.checkpoint(): commit through the I/O layer (the call's writes and outputs so far
+        included), then go on in the call's transaction from here."""
+        txn = self.txn
+        if txn is not None and txn.status is TransactionStatus.STARTED:
+            txn.checkpoint(self._make_durable)
+        else:  # outside an agent call's transaction (on_rebuild): writes are already pending
+            self._make_durable()
+
+    def _make_durable(self) -> None:
         if self.engine.checkpoint_hook is not None:
             try:
                 self.engine.checkpoint_hook()
             except Exception as exc:
                 raise CheckpointFailed(f"checkpoint failed: {type(exc).__name__}: {exc}") from exc
-        for st in self.store_list:
-            st.begin()
 
     def note_due(self, due_ms: int) -> None:
         if self.next_due is None or due_ms < self.next_due:
@@ -293,23 +305,14 @@ class Engine:
         for ap in self._parts.get((topic, partition), ()):
             self.stats[ap.agent.name].events_in += len(records)
             ap.bind()
-            mark = len(self.outputs)
-            for st in ap.store_list:
-                st.begin()
             try:
-                if ap.agent.batch:
-                    self._run_batch(ap, records)
-                else:
-                    self._run_each(ap, records)
+                with ap.transaction():
+                    if ap.agent.batch:
+                        self._run_batch(ap, records)
+                    else:
+                        self._run_each(ap, records)
             except Exception:
-                for st in ap.store_list:
-                    st.rollback()
-                del self.outputs[mark:]
-                ap.rebuild()
                 self._run_isolated(ap, records)
-            else:
-                for st in ap.store_list:
-                    st.end()
             ap.unbind()
 
     def _run_each(self, ap: _AgentPartition, records: list[InRecord]) -> None:
@@ -354,20 +357,11 @@ class Engine:
         """Slow path after a failed batch: one record per journaled call; failures are dead-lettered."""
         run = self._run_batch if ap.agent.batch else self._run_each
         for r in records:
-            mark = len(self.outputs)
-            for st in ap.store_list:
-                st.begin()
             try:
-                run(ap, [r])
+                with ap.transaction():
+                    run(ap, [r])
             except Exception as exc:
-                for st in ap.store_list:
-                    st.rollback()
-                del self.outputs[mark:]
-                ap.rebuild()
                 self._dead_letter(ap.agent, ap.partition, r, exc)
-            else:
-                for st in ap.store_list:
-                    st.end()
 
     def _dead_letter(self, agent: Agent, partition: int, r: InRecord, exc: BaseException) -> None:
         self.stats[agent.name].errors += 1
@@ -393,23 +387,15 @@ class Engine:
                     continue
                 ap.bind()
                 for due in ap.timers.pop_due("wall", now):
-                    mark = len(self.outputs)
-                    for st in ap.store_list:
-                        st.begin()
                     try:
-                        ap.call_timer(due.key, due.at_ms, due.payload)
+                        with ap.transaction():
+                            ap.call_timer(due.key, due.at_ms, due.payload)
                     except Exception as exc:
-                        for st in ap.store_list:
-                            st.rollback()
-                        del self.outputs[mark:]
-                        ap.rebuild()
                         ap.timers.cancel(due.key)  # a failing timer must not fire forever
                         rec = InRecord(due.key, due.payload, -1, due.at_ms, raw_key=due.key.encode(),
                                        raw_value=repr(due.payload).encode())
                         self._dead_letter(ap.agent, ap.partition, rec, exc)
                     else:
-                        for st in ap.store_list:
-                            st.end()
                         fired += 1
                 ap.unbind()
         return fired

@@ -1,15 +1,14 @@
-"""Window arithmetic (pure): which windows contain a timestamp, how windowed keys are packed,
-and when a window is closed for a given watermark.
+"""Window arithmetic (pure): which windows contain a timestamp, how windowed keys are packed
+(with the ordered-key codec, app.runtime.keys), and when a window is closed for a given watermark.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Window", "is_closed", "pack_window_key", "unpack_window_key", "window_prefix", "windows_for"]
+from app.runtime.keys import pack, pack_time, prefix, unpack, unpack_time
 
-_SEP = "\x1f"
-_OFFSET = 1 << 62  # keeps packed starts non-negative (and so correctly ordered) for any ms time
+__all__ = ["Window", "is_closed", "pack_window_key", "unpack_window_key", "window_prefix", "windows_for"]
 
 
 @dataclass(frozen=True, order=True)
@@ -47,15 +46,16 @@ def is_closed(window_end_ms: int, *, grace_ms: int, watermark_ms: int) -> bool:
 
 
 def pack_window_key(key: str, start_ms: int) -> str:
-    """Store key of one window of one key: sorts by key, then window start (fixed-width hex)."""
-    return f"{key}{_SEP}{start_ms + _OFFSET:016x}"
+    """Store key of one window of one key, (key, start): sorts by key, then window start."""
+    return pack(key, pack_time(start_ms))
 
 
 def unpack_window_key(packed: str) -> tuple[str, int]:
-    key, _, start = packed.rpartition(_SEP)
-    return key, int(start, 16) - _OFFSET
+    """(key, window start) of a store key made by `pack_window_key`."""
+    key, start = unpack(packed, 2)
+    return key, unpack_time(start)
 
 
 def window_prefix(key: str) -> str:
     """Prefix of every window of a key (for range scans)."""
-    return f"{key}{_SEP}"
+    return prefix(key)

@@ -75,7 +75,7 @@ def test_the_unit_tests_of_the_compiled_modules_pass_on_the_python_sources() -> 
     env = {**os.environ, "VIGIL_NATIVE": "0"}
     check = "import app.native, app.pipeline.windows as w; assert w.__file__.endswith('.py'), w.__file__"
     subprocess.run([sys.executable, "-c", check], env=env, cwd=REPO, check=True)
-    tests = ["tests/unit/pipeline", "tests/unit/foundation/test_avro_reader.py",
+    tests = ["tests/unit/pipeline", "tests/unit/runtime/test_keys.py", "tests/unit/foundation/test_avro_reader.py",
              "tests/unit/foundation/test_avro_writer.py", "tests/unit/foundation/test_serde.py"]
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", *tests], env=env, cwd=REPO,
                             capture_output=True, text=True, timeout=600, check=False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app.runtime.agent import AgentRegistry, agent
+from app.runtime.backends import MemoryBackend
+from app.runtime.engine import Engine, InRecord
 from app.runtime.tables import Table, TableNotActive
 from app.runtime.testing import AgentHarness
 from app.runtime.windowed import WindowedTable
@@ -294,3 +296,35 @@ def test_checkpoint__persists_state_written_so_far(reg: AgentRegistry) -> None:
     h.feed("actions", {"id": "a1"}, key="t")
     assert h.checkpoints == 1
     assert ledger.lookup("a1") == "finished"
+
+
+def test_checkpoint__a_failure_after_it_drops_only_what_followed(reg: AgentRegistry) -> None:
+    """Outputs and writes before ctx.checkpoint() are durable; a later failure rolls back only what
+    came after it, even when other agents' outputs were waiting in the engine before the call."""
+    ledger = Table("ledger")
+
+    @agent("actions", registry=reg)
+    def first(action, ctx):
+        ctx.send("log", None, f"first saw {action['id']}")
+
+    @agent("actions", tables=[ledger], registry=reg)
+    def second(action, ctx):
+        ledger[action["id"]] = "started"
+        ctx.send("log", None, "started")
+        ctx.checkpoint()
+        ledger[action["id"]] = "finished"
+        ctx.send("log", None, "finished")
+        raise RuntimeError("side effect failed")
+
+    produced: list[str] = []
+    engine = Engine(reg.agents(), backend_factory=lambda table, partition: MemoryBackend(), clock=lambda: 0,
+                    checkpoint=lambda: produced.extend(o.value for o in engine.take_outputs()))
+    engine.open_partition("actions", 0)
+    engine.activate("actions", 0)
+    engine.process("actions", 0, [InRecord("t", {"id": "a1"}, 0, 0)])
+    produced += [o.value for o in engine.take_outputs()]
+    # the batch run and the one-record re-run each got as far as the checkpoint
+    assert produced == ["first saw a1", "started", "started"]
+    assert ledger.partition(0).get("a1") == "started"
+    assert [d.agent for d in engine.take_dead_letters()] == ["second"]
+    engine.close()
