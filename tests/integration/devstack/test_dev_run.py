@@ -35,11 +35,16 @@ def dev_run(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], PipeLines
     out = PipeLines(read_fd)
     yield proc, out, home
     out.close()
-    if proc.poll() is None:
+    if proc.poll() is None:  # the test failed half-way: nothing it started may outlive it, the JVM least of all
+        left = descendants(proc.pid)
         proc.kill()
         proc.wait(30)
-    for pid in alive(descendants(os.getpid())):  # nothing of this test may outlive it, the JVM least of all
-        os.killpg(pid, signal.SIGKILL)
+        for name in ("kafka", "registry"):
+            pid_file = home / "run" / f"{name}.pid"
+            if pid_file.exists():
+                left[int(pid_file.read_text())] = name
+        for pid in alive(left):
+            os.kill(pid, signal.SIGKILL)
     print(f"--- stderr ---\n{(tmp_path / 'stderr.log').read_text(errors='replace')[-3000:]}")
 
 

@@ -51,11 +51,11 @@ def fake_run(tmp_path: Path) -> Iterator[FakeRun]:
     run = FakeRun(tmp_path)
     yield run
     run.out.close()
-    if run.proc.poll() is None:
+    if run.proc.poll() is None:  # the test failed half-way: nothing it started may outlive it
+        left = descendants(run.proc.pid)
         run.proc.kill()
         run.proc.wait(30)
-    for pid in alive(descendants(os.getpid())):  # nothing of this test may outlive it
-        if pid != run.proc.pid:
+        for pid in alive(left):
             os.kill(pid, signal.SIGKILL)
 
 
