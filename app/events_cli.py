@@ -11,9 +11,10 @@ from pydantic import ValidationError
 
 from app.cli import CliContext, parse_pairs, pass_cli, print_json
 from app.model.events import Event, Kind
+from app.pipeline.validate import format_time_ms
 from app.sdk import EmitError, Emitter, tail_events
 
-__all__ = ["emit_command", "events_group"]
+__all__ = ["emit_command", "events_group", "format_event_line"]
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -91,17 +92,23 @@ def events_tail(cli: CliContext, from_beginning: bool, subject: str, name: str, 
     try:
         for ev in tail_events(cli.settings, from_beginning=from_beginning, subject=subject, name=name):
             if as_json:
-                print_json(ev.as_json())
+                print_json(ev.as_json())  # machines get the number
             else:
-                r = ev.record
-                metrics = " ".join(f"{k}={v:g}" for k, v in (r.get("metrics") or {}).items())
-                click.echo(f"{r.get('time')} {ev.type} {r.get('subject')}/{r.get('name')} "
-                           f"sev={r.get('severity', '-')} {metrics} {r.get('text', '')}".rstrip())
+                click.echo(format_event_line(ev.type, ev.record))
             sys.stdout.flush()
     except EmitError as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
         pass
+
+
+def format_event_line(type_name: str, record: dict[str, Any]) -> str:
+    """One event as `events tail` prints it: time as ISO-8601 UTC, type, identity, severity, metrics, text."""
+    t = record.get("time")
+    when = format_time_ms(t) if isinstance(t, int) and not isinstance(t, bool) else str(t)
+    metrics = " ".join(f"{k}={v:g}" for k, v in (record.get("metrics") or {}).items())
+    return (f"{when} {type_name} {record.get('subject')}/{record.get('name')} "
+            f"sev={record.get('severity', '-')} {metrics} {record.get('text') or ''}").rstrip()
 
 
 def _attach_pipeline_commands() -> None:

@@ -1,6 +1,7 @@
 """Overhead of the beacon runner: every built-in at its default interval, for N seconds.
 
     .venv/bin/python benchmarks/beacons.py [--seconds 60] [--publisher null|kafka] [--bootstrap H:P --registry URL]
+                                           [--json]
 
 The runner runs in a child process; this process only measures it from outside with psutil, so
 measuring costs the runner nothing. Every built-in is on, with something to watch: two files, a
@@ -14,7 +15,8 @@ spooling publisher with a sink that acknowledges at once (no broker, no Kafka cl
 
 CPU is measured in steady state, from after a warm-up (imports, first run of every beacon) to the
 end: (user + system CPU seconds of the child and its children) / wall seconds = % of one core.
-RSS is sampled every second; the maximum is reported. The last line is JSON:
+RSS is sampled every second; the maximum is reported. The summary goes to stderr; with --json, as
+the other benchmarks, the last stdout line is the result object:
 {"cpu_pct_one_core": ..., "rss_mb": ..., "seconds": ..., ...}. Targets (issue 6): < 2 % of one
 core and < 60 MB RSS; the exit status is 1 when a target is missed.
 """
@@ -238,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--publisher", choices=["kafka", "null"], default="kafka")
     parser.add_argument("--bootstrap", help="Kafka HOST:PORT (default: start a throwaway one)")
     parser.add_argument("--registry", help="schema registry URL (with --bootstrap)")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON line last (stdout)")
     parser.add_argument("--null-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.null_child:
@@ -258,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"beacon runner, every built-in at default intervals, {result['seconds']}s steady state "
           f"({args.publisher} publisher, {result['events']} events): CPU {result['cpu_pct_one_core']}% of one "
           f"core, RSS max {result['rss_mb']} MB -> {'within' if ok else 'OVER'} targets "
-          f"(<{TARGET_CPU_PCT}%, <{TARGET_RSS_MB:.0f} MB)")
-    print(json.dumps(result, separators=(",", ":")))
+          f"(<{TARGET_CPU_PCT}%, <{TARGET_RSS_MB:.0f} MB)", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result, separators=(",", ":")))
     return 0 if ok else 1
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 import types
@@ -21,6 +20,7 @@ from app.beacons.spool import SpoolError
 from app.cli import CliContext, pass_cli
 from app.config import ConfigError
 from app.durations import format_duration_ms
+from app.logs import configure_logging
 
 __all__ = ["beacon_group"]
 
@@ -81,7 +81,7 @@ def run_command(cli: CliContext, config_path: Path | None, plugins: tuple[str, .
                 log_level: str) -> None:
     """Run the beacons until SIGTERM/SIGINT (or once), publishing to Kafka; while Kafka is
     unreachable events wait in a bounded on-disk spool and are delivered oldest first."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level)
     _skip_httpx_cli()
     config = _config(config_path)
     try:

@@ -27,6 +27,7 @@ from app.bridges.http import make_http_app
 from app.bridges.sink import EventSink, SinkUnavailable
 from app.bridges.syslog import SyslogServer
 from app.config import ConfigError, Settings, load_settings
+from app.logs import configure_logging
 
 __all__ = ["SinkFactory", "bridge_group", "make_bridge_group", "serve_http", "serve_syslog"]
 
@@ -128,7 +129,7 @@ def make_bridge_group(sink_factory: SinkFactory | None = None) -> click.Group:
     factory = sink_factory or _kafka_sink_factory
 
     def prepare(ctx: click.Context, log_level: str, **overrides: Any) -> tuple[EventSink, BridgeConfig]:
-        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        configure_logging(log_level)
         try:
             config = load_bridge_config(**overrides)
             settings = _settings_of(ctx)

@@ -8,7 +8,6 @@ file (Kafka, registry) is the global `vigil --config vigil.yaml executor ...`.
 
 from __future__ import annotations
 
-import logging
 import signal
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from app.executor.config import ExecutorConfig, load_executor_config
 from app.executor.plugin import PluginRegistry, default_plugins
 from app.executor.plugins import load_builtin_plugins
 from app.executor.runner import CheckpointFailed
+from app.logs import configure_logging
 from app.rules.signing_key import SigningKeyError, load_signing_key
 from app.runtime.agent import load_plugins
 from app.runtime.worker import COMMIT_INTERVAL_HELP, Guarantee, Worker, WorkerOptions
@@ -79,7 +79,7 @@ def executor_command(cli: CliContext, config_path: Path | None, plugins: tuple[s
                      app_id: str, instance_id: str | None, http_listen: str, commit_interval_ms: int | None,
                      check: bool, log_level: str) -> None:
     """Run actions from `actions` once each; publish one ActionResult per action."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level)
     config, registry = _load(config_path, plugins)
     try:
         key = load_signing_key()

@@ -3,13 +3,13 @@ until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
-import logging
 import signal
 
 import click
 
 from app.cli import CliContext, pass_cli
 from app.config import ConfigError
+from app.logs import configure_logging
 from app.native import describe_native
 from app.runtime.agent import default_registry, load_plugins
 from app.runtime.stage import combine, plugin_stage
@@ -51,7 +51,7 @@ def worker_command(cli: CliContext, stage_names: tuple[str, ...], plugins: tuple
     flush, commit)."""
     from app.stages import build_stages
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level)
     try:
         load_plugins(plugins)
         stages = [] if no_builtins else build_stages(cli.settings, stage_names or None)

@@ -84,10 +84,13 @@ def test_edited_managed_file__is_detected_and_restored_from_source_of_truth(isol
             wait_until(lambda: managed.read_text() == truth.read_text(), timeout_s=60,
                        message="the executor restored the managed file")
             runner.run_once()                                   # sees the restore: content == truth
-            serde = AvroSerde(RegistryClient.from_settings(s))
+            registry = RegistryClient.from_settings(s)
+            serde = AvroSerde(registry)
             results = [serde.decode(m.value()) for m in read_topic(s, s.topic("action-results"), expect=1)]
             actions = [serde.decode(m.value()) for m in read_topic(s, s.topic("actions"), expect=1)]
+            registry.close()
     finally:
+        stage.close()  # its silences reader: a consumer in a thread of its own
         runner.close()
         publisher.close(timeout_s=10)
     assert [(a["rule"], a["type"], a["target"]) for a in actions] == [("restore-managed-motd", "shell", subject)]

@@ -67,6 +67,7 @@ def test_events_tail_cli__prints_json_lines_as_events_arrive(isolated_settings: 
         proc.wait(10)
     assert [(line["id"], line["subject"], line["severity"], line["type"]) for line in lines] == [
         (emitted, "tail-host", 2, "vigil.Event")]
+    assert isinstance(lines[0]["time"], int)  # JSON keeps the epoch milliseconds; people get ISO-8601
 
 
 def test_custom_type__registered_emitted_and_tailed_without_code_changes(isolated_settings: Settings,

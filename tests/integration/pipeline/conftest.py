@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,10 +29,12 @@ class TopicReader:
     def __init__(self, settings: Settings, logical_topic: str, *, avro: bool = True) -> None:
         self.topic = settings.topic(logical_topic)
         self.avro = avro
-        self.serde = AvroSerde(RegistryClient.from_settings(settings))
+        self.registry = RegistryClient.from_settings(settings)
+        self.serde = AvroSerde(self.registry)
         self.consumer = make_consumer(settings, f"test-read-{uuid.uuid4().hex[:8]}",
                                       **{"isolation.level": "read_committed"})
         md = self.consumer.list_topics(self.topic, timeout=10)
+        self.partitions = [TopicPartition(self.topic, p) for p in md.topics[self.topic].partitions]
         self.consumer.assign([TopicPartition(self.topic, p, 0) for p in md.topics[self.topic].partitions])
         self.records: list[Any] = []
 
@@ -54,16 +55,23 @@ class TopicReader:
     def wait_for(self, predicate: Callable[[list[Any]], Any], *, timeout_s: float = 60.0, message: str) -> Any:
         return wait_until(lambda: predicate(self.poll()), timeout_s=timeout_s, message=message)
 
-    def settle(self, quiet_s: float = 1.5) -> list[Any]:
-        """Everything, once nothing new arrived for `quiet_s` (to assert there are no extras)."""
-        seen, since = len(self.poll()), time.monotonic()
-        while time.monotonic() - since < quiet_s:
-            if len(self.poll()) != seen:
-                seen, since = len(self.records), time.monotonic()
+    def read_to_end(self, *, timeout_s: float = 60.0) -> list[Any]:
+        """Everything up to the end offsets the broker reports now (to assert there are no extras
+        once what produces them is known to be done: a worker with no lag has committed its outputs)."""
+        ends = {tp.partition: self.consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in self.partitions}
+
+        def at_end() -> bool:
+            self.poll()
+            # read_committed: the position moves past transaction markers too, up to the high watermark
+            return all(tp.offset >= ends[tp.partition] for tp in self.consumer.position(self.partitions)
+                       if ends[tp.partition] > 0)
+
+        wait_until(at_end, timeout_s=timeout_s, message=f"reading {self.topic} to its end offsets {ends}")
         return self.records
 
     def close(self) -> None:
         self.consumer.close()
+        self.registry.close()
 
 
 @pytest.fixture

@@ -8,6 +8,9 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -120,3 +123,38 @@ def test_run__sigterm_stops_cleanly_and_keeps_the_spool(tmp_path: Path) -> None:
     assert summary and summary.group(1) == summary.group(2), log.read_text()  # all of them kept
     names = [name for _, name in spooled(tmp_path)]
     assert len(names) == int(summary.group(1)) and names[0] == "beacon-runner"
+
+
+@pytest.fixture
+def http_ok() -> Iterator[str]:
+    """A local HTTP server answering 200 to GET /health."""
+
+    class Ok(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/health"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.mark.parametrize(("level", "library_lines"), [("INFO", False), ("DEBUG", True)])
+def test_run__library_request_logs_only_at_debug(tmp_path: Path, http_ok: str, level: str,
+                                                 library_lines: bool) -> None:
+    port = free_port()
+    config = config_file(tmp_path, f"  http: {{checks: [{{name: local, url: '{http_ok}'}}]}}\n")
+    proc = subprocess.run([sys.executable, "-c", _MAIN, "--bootstrap", f"127.0.0.1:{port}",
+                           "--registry", f"http://127.0.0.1:{port}", "beacon", "run", "-c", str(config), "--once",
+                           "--log-level", level], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "ran 3 beacon(s) as web1" in proc.stderr  # the http check ran
+    assert (f"HTTP Request: GET {http_ok}" in proc.stderr) == library_lines, proc.stderr
