@@ -34,20 +34,7 @@ from app.runtime.worker import Worker, WorkerOptions
 from app.topics.admin import reconcile
 from app.topics.spec import TopicSpec
 
-__all__ = ["KafkaHarness", "release_producer"]
-
-
-def release_producer(worker: Worker) -> None:
-    """Serve a stopped worker's last delivery callbacks and let go of its producer.
-
-    A confluent-kafka Producer has no close(): librdkafka's handle goes with the last reference. A
-    delivery callback not yet served holds the worker (and so the producer) from inside librdkafka,
-    where the garbage collector cannot see it; such a producer outlives its test and, once the
-    session's broker stops, logs "Connection refused" after pytest's summary."""
-    producer = getattr(worker, "producer", None)
-    if producer is not None:
-        producer.flush(10)
-        worker.producer = None
+__all__ = ["KafkaHarness"]
 
 
 class KafkaHarness:
@@ -205,13 +192,11 @@ class KafkaHarness:
         """Stop the worker (commit, close) and start a new one on the same state and topics."""
         self.worker.stop()
         self._thread.join(60)
-        release_producer(self.worker)
         self._start()
 
     def close(self) -> None:
         self.worker.stop()
         self._thread.join(60)
-        release_producer(self.worker)
         if self.producer is not None:  # no close() on a Producer: librdkafka's handle goes with it
             self.producer.flush(10)
             self.producer = None

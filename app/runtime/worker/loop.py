@@ -795,7 +795,10 @@ class Worker:
             if self.http is not None:
                 self.http.stop()
             if self.producer is not None:
-                self.producer.flush(5)
+                # confluent-kafka producers have no close(): serve the last delivery callbacks (they
+                # hold a reference from inside librdkafka) and drop ours, so the client goes now
+                self.producer.flush(10)
+                self.producer = None
             self.registry.close()
 
     def _drop_uncommitted_quietly(self) -> None:

@@ -25,7 +25,6 @@ from app.model.serde import AvroSerde
 from app.registry.client import RegistryClient
 from app.runtime.agent import Agent
 from app.runtime.stage import Stage
-from app.runtime.testing_kafka import release_producer
 from app.runtime.worker import Worker, WorkerOptions
 from tests.conftest import REPO
 
@@ -100,7 +99,6 @@ def worker_thread(settings: Settings, agents: list[Agent] | Stage, options: Work
     finally:
         worker.stop()
         thread.join(60)
-        release_producer(worker)
         if errors:
             raise errors[0]
 
