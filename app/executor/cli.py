@@ -23,6 +23,7 @@ from app.executor.runner import CheckpointFailed
 from app.logs import configure_logging
 from app.rules.signing_key import SigningKeyError, load_signing_key
 from app.runtime.agent import load_plugins
+from app.runtime.cli import parse_listen, session_timeout_option
 from app.runtime.worker import COMMIT_INTERVAL_HELP, Guarantee, Worker, WorkerOptions
 
 __all__ = ["DEFAULT_CONFIG", "executor_command"]
@@ -40,15 +41,6 @@ def _load(config_path: Path | None, plugins: tuple[str, ...]) -> tuple[ExecutorC
     except (ConfigError, ImportError) as exc:
         raise click.ClickException(str(exc)) from exc
     return config, default_plugins
-
-
-def _listen(http_listen: str) -> tuple[str | None, int | None]:
-    if not http_listen:
-        return None, None
-    host, _, port = http_listen.rpartition(":")
-    if not port.isdigit():
-        raise click.BadParameter(f"{http_listen!r}: expected HOST:PORT", param_hint="--http")
-    return host or "127.0.0.1", int(port)
 
 
 def _summary(config: ExecutorConfig, plugins: PluginRegistry, key: bytes | None) -> str:
@@ -73,11 +65,12 @@ def _summary(config: ExecutorConfig, plugins: PluginRegistry, key: bytes | None)
               help="HOST:PORT for /healthz and /metrics ('' disables)")
 @click.option("--commit-interval-ms", type=int, help=COMMIT_INTERVAL_HELP)
 @click.option("--check", is_flag=True, help="validate the config and plugins, print a summary and exit")
+@session_timeout_option
 @click.option("--log-level", default="INFO", show_default=True)
 @pass_cli
 def executor_command(cli: CliContext, config_path: Path | None, plugins: tuple[str, ...], guarantee: str,
                      app_id: str, instance_id: str | None, http_listen: str, commit_interval_ms: int | None,
-                     check: bool, log_level: str) -> None:
+                     check: bool, session_timeout_ms: int, log_level: str) -> None:
     """Run actions from `actions` once each; publish one ActionResult per action."""
     configure_logging(log_level)
     config, registry = _load(config_path, plugins)
@@ -91,11 +84,12 @@ def executor_command(cli: CliContext, config_path: Path | None, plugins: tuple[s
     if check:
         click.echo(_summary(config, registry, key))
         return
-    host, port = _listen(http_listen)
+    host, port = parse_listen(http_listen, "--http")
     agent = build_executor_agent(config, plugins=registry, signing_key=key)
     options = WorkerOptions(app_id=app_id, guarantee=Guarantee(guarantee), instance_id=instance_id,
                             commit_interval_ms=commit_interval_ms, max_batch=config.batch_size,
-                            http_host=host or "127.0.0.1", http_port=port, topics_wait_s=300)
+                            http_host=host or "127.0.0.1", http_port=port, topics_wait_s=300,
+                            session_timeout_ms=session_timeout_ms)
     worker = Worker(cli.settings, [agent], options)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.stop())

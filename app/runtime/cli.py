@@ -15,7 +15,13 @@ from app.runtime.agent import default_registry, load_plugins
 from app.runtime.stage import combine, plugin_stage
 from app.runtime.worker import COMMIT_INTERVAL_HELP, Guarantee, Worker, WorkerOptions
 
-__all__ = ["parse_listen", "worker_command"]
+__all__ = ["parse_listen", "session_timeout_option", "worker_command"]
+
+#: --session-timeout-ms of the commands that run a Worker (a static group member).
+session_timeout_option = click.option(
+    "--session-timeout-ms", type=int, default=WorkerOptions.session_timeout_ms, show_default=True,
+    help="how long the group waits for a silent worker before giving its partitions to others; a restart "
+         "within it moves nothing, and a broker outage shorter than it keeps the membership")
 
 
 def parse_listen(value: str, param_hint: str) -> tuple[str | None, int | None]:
@@ -42,11 +48,13 @@ def parse_listen(value: str, param_hint: str) -> tuple[str | None, int | None]:
 @click.option("--commit-interval-ms", type=int, help=COMMIT_INTERVAL_HELP)
 @click.option("--wait-for-topics", "topics_wait_s", type=float, default=300, show_default=True,
               help="seconds to wait for source topics to exist (e.g. while a deployment's topics job runs)")
+@session_timeout_option
 @click.option("--log-level", default="INFO", show_default=True)
 @pass_cli
 def worker_command(cli: CliContext, stage_names: tuple[str, ...], plugins: tuple[str, ...], no_builtins: bool,
                    guarantee: str, app_id: str, instance_id: str | None, http_listen: str,
-                   commit_interval_ms: int | None, topics_wait_s: float, log_level: str) -> None:
+                   commit_interval_ms: int | None, topics_wait_s: float, session_timeout_ms: int,
+                   log_level: str) -> None:
     """Run the built-in stages and plugin agents with graceful shutdown on SIGTERM (finish the batch,
     flush, commit)."""
     from app.stages import build_stages
@@ -63,7 +71,7 @@ def worker_command(cli: CliContext, stage_names: tuple[str, ...], plugins: tuple
     host, port = parse_listen(http_listen, "--http")
     options = WorkerOptions(app_id=app_id, guarantee=Guarantee(guarantee), instance_id=instance_id,
                             commit_interval_ms=commit_interval_ms, http_host=host or "127.0.0.1", http_port=port,
-                            topics_wait_s=topics_wait_s)
+                            topics_wait_s=topics_wait_s, session_timeout_ms=session_timeout_ms)
     worker = Worker(cli.settings, parts.agents, options, routes=parts.routes, collectors=parts.collectors)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.stop())

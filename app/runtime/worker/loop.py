@@ -88,11 +88,19 @@ FETCH_PARTITION_BYTES = 32 << 20
 #: through a broker restart, shorter than max.poll.interval.ms, so a worker blocked on a flush in a
 #: long outage fails the delivery (and rewinds) before the group gives its partitions away.
 MESSAGE_TIMEOUT_MS = 120_000
+#: After a broker restart, reconnect within 2 s (librdkafka backs off up to 10 s), and give up on a
+#: request to a broker that went away after 15 s (not 60), so a transactional call is made again to
+#: the restarted coordinator well within the transaction timeout (measured on the outage tests: with
+#: the defaults a commit hung 60 s after a 10-s broker restart).
+RECONNECT_CONFIG: dict[str, Any] = {"reconnect.backoff.max.ms": 2000, "socket.timeout.ms": 15000}
 #: Exactly-once: a transaction open longer is aborted by the broker (then the worker rewinds).
 TRANSACTION_TIMEOUT_MS = 60_000
 #: One attempt of a transactional call: short, so that after an outage a call that librdkafka is still
 #: backing off inside is given up and made again (a timed-out commit_transaction may be called again).
 _TXN_CALL_S = 10.0
+#: Exactly-once: how long an aborted transaction's records are committed again in new transactions
+#: before the worker gives up and rewinds.
+RECOMMIT_S = 300.0
 #: On shutdown, how long to keep trying to commit while Kafka does not answer.
 SHUTDOWN_COMMIT_S = 30.0
 #: Seek refusals that pass (a partition whose fetcher is starting after assignment or resume).
@@ -171,6 +179,9 @@ class Worker:
         #: next offset to commit per (real topic, partition): everything before it is processed
         self._offsets: dict[tuple[str, int], int] = {}
         self._in_txn = False
+        #: exactly-once: the records of the open transaction, to send again in a new one if it aborts
+        self._txn_records: list[tuple[str, bytes | None, bytes | None, int, list[tuple[str, bytes]] | None,
+                                      DeliveryCallback]] = []
         self._last_commit = time.monotonic()
         #: records processed or timers fired since the last commit point
         self._uncommitted = False
@@ -234,13 +245,15 @@ class Worker:
             "isolation.level": iso, "enable.partition.eof": False, "fetch.min.bytes": 1,
             "queued.max.messages.kbytes": 262144, "max.partition.fetch.bytes": FETCH_PARTITION_BYTES,
             "partition.assignment.strategy": "range",
-            "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000, "max.poll.interval.ms": 300000,
-            "error_cb": self.bus.on_error,
+            "group.instance.id": f"{self.app_id}-{self.instance_id}",
+            "session.timeout.ms": self.options.session_timeout_ms,
+            "heartbeat.interval.ms": max(500, min(3000, self.options.session_timeout_ms // 10)),
+            "max.poll.interval.ms": 300000, "error_cb": self.bus.on_error, **RECONNECT_CONFIG,
         })
         self.producer = self._make_producer()
 
     def _make_producer(self) -> Producer:
-        extra: dict[str, Any] = {"linger.ms": 5, "error_cb": self.bus.on_error}
+        extra: dict[str, Any] = {"linger.ms": 5, "error_cb": self.bus.on_error, **RECONNECT_CONFIG}
         if self.eos:
             extra.update({"transactional.id": f"{self.app_id}-{self.instance_id}",
                           "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
@@ -263,14 +276,16 @@ class Worker:
             producer.begin_transaction()
             self._in_txn = True
         deliveries = self.commits.deliveries
+        on_delivery = callback or deliveries.on_delivery
         while True:
             try:
-                producer.produce(topic, value, key, partition=partition, headers=headers,
-                                 on_delivery=callback or deliveries.on_delivery)
+                producer.produce(topic, value, key, partition=partition, headers=headers, on_delivery=on_delivery)
                 if epoch is None:
                     deliveries.count += 1
                 else:
                     deliveries.add(epoch, 1)
+                if self.eos:  # kept until the transaction commits: see _commit_transaction
+                    self._txn_records.append((topic, value, key, partition, headers, on_delivery))
                 return
             except BufferError:
                 producer.poll(0.05)  # local queue full: let deliveries drain
@@ -352,6 +367,7 @@ class Worker:
         producer = self.producer
         assert producer is not None
         self._in_txn = False
+        self._txn_records.clear()
         try:
             self._retry_kafka(lambda: producer.abort_transaction(_TXN_CALL_S), "abort the transaction")
         except KafkaException as exc:
@@ -364,8 +380,9 @@ class Worker:
         log.warning("the transactional producer is unusable (%s): making a new one", err.str())
         if self.producer is not None:
             self.producer.purge()
-            self.producer.flush(0)
+            self.producer.flush(5)  # serves the purged records' delivery reports (counted as ended)
         self._in_txn = False
+        self._txn_records.clear()
         self.producer = self._make_producer()
 
     def _rewind(self, reason: str) -> None:
@@ -653,20 +670,41 @@ class Worker:
         wait=False (at-least-once): take the commit point, then encode and produce its writes in
         slices between batches and finish it once acknowledged."""
         self._flush_engine()
-        self.commits.take(self.engine.stores(), self._offsets)
+        point = self.commits.take(self.engine.stores(), self._offsets)
         self._last_commit = time.monotonic()
         self._uncommitted = False
         block = wait or self.eos or len(self.commits) > MAX_PENDING_COMMITS
         if block:
             self.commits.produce_writes(None)  # under exactly-once: inside the transaction committed next
         if self.eos and self._in_txn:
-            self._commit_transaction()
+            self._commit_transaction(point.epoch)
         if block:  # else the run loop finishes it, in slices
             self._finish_commits(block=True)
 
-    def _commit_transaction(self) -> None:
-        """Send the offsets and commit the open transaction, retrying while the failure is transient
-        and the transaction still good; an abortable or fatal failure is raised (the caller rewinds)."""
+    def _commit_transaction(self, epoch: int) -> None:
+        """Send the offsets and commit the open transaction (records of commit point `epoch`).
+
+        A transient failure is retried; a transaction Kafka aborted (or a producer it fenced) is
+        aborted here and the same records are produced again in a new transaction with the same
+        offsets: the work is kept (an executor keeps the results of actions it ran). Raised, so the
+        caller rewinds: a lost group membership (another worker owns the partitions now), or a
+        transaction that keeps failing past RECOMMIT_S."""
+        give_up_at = time.monotonic() + (SHUTDOWN_COMMIT_S if self._stop.is_set() else RECOMMIT_S)
+        while True:
+            try:
+                self._send_offsets_and_commit()
+            except KafkaException as exc:
+                err = error_of(exc)
+                if err is None or is_membership_lost(err) or txn_action(err) == TxnAction.RETRY \
+                        or time.monotonic() > give_up_at:
+                    raise
+                self._recommit(epoch, err)
+            else:
+                self._in_txn = False
+                self._txn_records.clear()
+                return
+
+    def _send_offsets_and_commit(self) -> None:
         producer, consumer = self.producer, self.consumer
         assert producer is not None and consumer is not None
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._offsets.items()]
@@ -692,7 +730,22 @@ class Worker:
             retrying(lambda: producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(),
                                                                   _TXN_CALL_S), "sending offsets to the transaction")
         retrying(lambda: producer.commit_transaction(_TXN_CALL_S), "committing the transaction")
-        self._in_txn = False
+
+    def _recommit(self, epoch: int, err: KafkaError) -> None:
+        """Abort the failed transaction and produce its records again in a new one."""
+        records = list(self._txn_records)
+        log.warning("transaction failed (%s): aborting it and committing its %d record(s) again in a new one",
+                    err.str(), len(records))
+        self.metrics.dependency_retries.labels("kafka transaction").inc()
+        if txn_action(err) == TxnAction.REBUILD:
+            self._rebuild_producer(err)
+        else:
+            self._abort_transaction()
+            assert self.producer is not None
+            self.producer.poll(0)  # the aborted records' delivery reports: counted, their errors expected
+        self.commits.deliveries.errors.clear()
+        for topic, value, key, partition, headers, on_delivery in records:
+            self._produce(topic, value, key, partition=partition, headers=headers, callback=on_delivery, epoch=epoch)
 
     def _finish_commits(self, *, block: bool, budget_s: float | None = None) -> None:
         producer = self.producer

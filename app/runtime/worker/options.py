@@ -42,6 +42,11 @@ class WorkerOptions:
     tune_gc: bool = True  # see Worker.run: CPython's default GC thresholds cost stream workers 30-45%
     #: Retries of a failing dependency (schema registry, Kafka) back off up to this long.
     max_retry_backoff_s: float = 15.0
+    #: How long the group waits for a silent worker before giving its partitions to others (Kafka's
+    #: default). The worker is a static member (group.instance.id from app id and instance id): a
+    #: restarted worker gets its partitions back without a rebalance within this time, and a broker
+    #: restart shorter than this keeps its membership. A worker stopped for good is replaced after it.
+    session_timeout_ms: int = 45_000
 
     @property
     def commit_interval(self) -> int:

@@ -20,7 +20,7 @@ from app.model.serde import AvroSerde
 from app.model.signing import sign_action
 from app.registry.client import RegistryClient
 from tests.conftest import REPO
-from tests.integration.runtime.kafka_helpers import read_topic
+from tests.integration.runtime.kafka_helpers import TEST_SESSION_TIMEOUT_MS, read_topic
 
 # Runs the main CLI with the executor registered, whether or not app/cli.py lists it yet.
 _CLI = ("from app.cli import LAZY_COMMANDS, main; "
@@ -74,7 +74,8 @@ def spawn_executor(settings: Settings, *, config: Path, app_id: str, instance_id
     """Start `vigil executor` in its own process group (so a test can SIGKILL all of it)."""
     cmd = [sys.executable, "-c", _CLI, "--bootstrap", settings.kafka_bootstrap, "--registry",
            settings.schema_registry_url, "executor", "-c", str(config), "--app-id", app_id,
-           "--instance-id", instance_id, "--guarantee", guarantee, "--http", ""]
+           "--instance-id", instance_id, "--guarantee", guarantee, "--http", "",
+           "--session-timeout-ms", str(TEST_SESSION_TIMEOUT_MS)]
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "VIGIL_STATE_DIR": str(state_dir),
                 "VIGIL_TOPIC_PREFIX": settings.topic_prefix, **(env or {})}
     with open(log_path, "ab") as out:

@@ -20,6 +20,7 @@ from app.config import Settings
 from app.model.serde import AvroSerde
 from app.registry.client import RegistryClient
 from tests.conftest import REPO, free_port, wait_until
+from tests.integration.runtime.kafka_helpers import TEST_SESSION_TIMEOUT_MS
 
 
 class TopicReader:
@@ -102,7 +103,8 @@ class PipelineWorker:
         cmd = [sys.executable, "-m", "app", "--bootstrap", self.settings.kafka_bootstrap, "--registry",
                self.settings.schema_registry_url, "worker", "--stage", "pipeline",
                "--app-id", self.app_id, "--instance-id", self.instance_id, "--guarantee", self.guarantee,
-               "--http", f"127.0.0.1:{self.port}", "--log-level", "INFO"]
+               "--http", f"127.0.0.1:{self.port}", "--session-timeout-ms", str(TEST_SESSION_TIMEOUT_MS),
+               "--log-level", "INFO"]
         env = {**os.environ, "PYTHONPATH": str(REPO), "VIGIL_STATE_DIR": str(self.state_dir),
                "VIGIL_TOPIC_PREFIX": self.settings.topic_prefix}
         with open(self.log_path, "ab") as log:

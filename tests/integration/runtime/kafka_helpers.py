@@ -28,6 +28,10 @@ from app.runtime.stage import Stage
 from app.runtime.worker import Worker, WorkerOptions
 from tests.conftest import REPO
 
+#: Session timeout of the workers tests start as processes: a worker a test stops for good is
+#: replaced this soon (a static member does not leave its group on close); a restart is faster.
+TEST_SESSION_TIMEOUT_MS = 10_000
+
 
 def produce_events(settings: Settings, topic: str, events: list[Event]) -> None:
     """Produce vigil.Event records keyed by identity; waits for all acks."""
@@ -113,7 +117,7 @@ def spawn_worker(settings: Settings, *, plugin: str | list[str], app_id: str, in
            "--registry", settings.schema_registry_url, "worker", *chosen,
            *[arg for p in plugins for arg in ("--plugins", p)],
            "--app-id", app_id, "--instance-id", instance_id, "--guarantee", guarantee, "--http", http,
-           "--log-level", "INFO"]
+           "--session-timeout-ms", str(TEST_SESSION_TIMEOUT_MS), "--log-level", "INFO"]
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "VIGIL_STATE_DIR": str(state_dir),
                 "VIGIL_TOPIC_PREFIX": settings.topic_prefix, **(env or {})}
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 (owned by the child)
