@@ -101,10 +101,22 @@ class ApiError(Exception):
                                f"permanently deleted (delete it without permanent=true first)")
 
     @classmethod
+    def version_soft_deleted(cls, subject: str, version: int) -> ApiError:
+        """40406: the version is soft-deleted (and this operation needs a live one)."""
+        return cls(404, 40406, f"Subject '{subject}' Version {version} was soft deleted. Set permanent=true to "
+                               f"delete permanently")
+
+    @classmethod
     def subject_level_config_not_set(cls, subject: str) -> ApiError:
         """40408: the subject has no compatibility level of its own."""
         return cls(404, 40408, f"Subject '{subject}' does not have subject-level compatibility configured "
                                f"(add ?defaultToGlobal=true to get the global level)")
+
+    @classmethod
+    def subject_level_mode_not_set(cls, subject: str) -> ApiError:
+        """40409: the subject has no mode of its own."""
+        return cls(404, 40409, f"Subject '{subject}' does not have subject-level mode configured "
+                               f"(add ?defaultToGlobal=true to get the global mode)")
 
     # -- 409 / 422 ---------------------------------------------------------------------------
     @classmethod
@@ -129,6 +141,27 @@ class ApiError(Exception):
     def invalid_level(cls, message: str) -> ApiError:
         """42203: not a compatibility level."""
         return cls(422, 42203, message)
+
+    @classmethod
+    def invalid_mode(cls, value: object) -> ApiError:
+        """42204: not a mode."""
+        return cls(422, 42204, f"Invalid mode {value!r}. Valid values are READWRITE, READONLY, READONLY_OVERRIDE "
+                               f"and IMPORT")
+
+    @classmethod
+    def not_permitted(cls, message: str) -> ApiError:
+        """42205: the operation is not permitted (read-only or import mode, an id already taken)."""
+        return cls(422, 42205, message)
+
+    @classmethod
+    def reference_exists(cls, message: str) -> ApiError:
+        """42206: other schemas still reference what is being deleted."""
+        return cls(422, 42206, message)
+
+    @classmethod
+    def invalid_rule_set(cls, message: str) -> ApiError:
+        """42210: not a rule set."""
+        return cls(422, 42210, f"Invalid rule set: {message}")
 
     @classmethod
     def bad_request(cls, message: str) -> ApiError:
