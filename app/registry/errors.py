@@ -13,10 +13,12 @@ This module imports nothing else so the serde can use it without an HTTP client.
 
 from __future__ import annotations
 
-__all__ = ["SCHEMA_NOT_FOUND", "ApiError", "RegistryError", "RegistryUnavailable"]
+__all__ = ["SCHEMA_NOT_FOUND", "STORE_ERROR_PREFIX", "ApiError", "RegistryError", "RegistryUnavailable"]
 
 #: Confluent's error code for "no schema with this id" (HTTP 404).
 SCHEMA_NOT_FOUND = 40403
+#: How a 50001 message starts (Confluent's wording).
+STORE_ERROR_PREFIX = "Error in the backend data store: "
 #: HTTP statuses worth retrying (timeout, rate limit); every 5xx is too.
 _RETRIABLE_STATUSES = frozenset({408, 429})
 
@@ -101,12 +103,6 @@ class ApiError(Exception):
                                f"permanently deleted (delete it without permanent=true first)")
 
     @classmethod
-    def version_soft_deleted(cls, subject: str, version: int) -> ApiError:
-        """40406: the version is soft-deleted (and this operation needs a live one)."""
-        return cls(404, 40406, f"Subject '{subject}' Version {version} was soft deleted. Set permanent=true to "
-                               f"delete permanently")
-
-    @classmethod
     def subject_level_config_not_set(cls, subject: str) -> ApiError:
         """40408: the subject has no compatibility level of its own."""
         return cls(404, 40408, f"Subject '{subject}' does not have subject-level compatibility configured "
@@ -172,7 +168,7 @@ class ApiError(Exception):
     @classmethod
     def store_error(cls, message: str) -> ApiError:
         """50001: Kafka (the backend store) failed."""
-        return cls(500, 50001, f"Error in the backend data store: {message}")
+        return cls(500, 50001, f"{STORE_ERROR_PREFIX}{message}")
 
     @classmethod
     def timeout(cls, message: str) -> ApiError:

@@ -41,7 +41,7 @@ from confluent_kafka.admin import NewTopic
 
 from app.bus.clients import BusUnavailable, make_admin, make_consumer, make_producer, take_available, wait_for_kafka
 from app.config import ConfigError, Settings
-from app.registry.errors import ApiError
+from app.registry.errors import STORE_ERROR_PREFIX, ApiError
 from app.registry.outage import Outage
 from app.registry.state import Record, RegistryState
 from app.retry import Backoff
@@ -75,17 +75,21 @@ _TRANSIENT = frozenset({
 })
 
 
-class _WriterLog:
-    """librdkafka's log lines for the writer, with fencing demoted to DEBUG.
+# librdkafka lines that are part of normal operation here, demoted to DEBUG. Being fenced is how
+# instances take turns writing, not a fault, but librdkafka reports it at FATAL ("This instance
+# has been fenced by a newer instance") and complains about the messages of the aborted
+# transaction when the dropped producer is destroyed. While Kafka is down every connection attempt
+# is an ERROR line; the store says once that Kafka is unreachable and once that it is back.
+_ROUTINE = ("fenced", "old epoch", "terminating with", "Connection refused", "Disconnected",
+            "Coordinator load in progress", "brokers are down")
 
-    Being fenced is how instances take turns writing, not a fault, but librdkafka reports it at
-    FATAL ("This instance has been fenced by a newer instance") and complains about the messages
-    of the aborted transaction when the dropped producer is destroyed.
-    """
+
+class _ClientLog:
+    """librdkafka's log lines for the store's clients, routine ones demoted to DEBUG."""
 
     def log(self, level: int, msg: str, *args: Any) -> None:
         text = msg % args if args else msg
-        if "fenced" in text or "old epoch" in text or "terminating with" in text:
+        if any(routine in text for routine in _ROUTINE):
             level = logging.DEBUG
         log.log(level, "librdkafka: %s", text)
 
@@ -146,7 +150,8 @@ class KafkaSchemaStore:
     """The registry's state in the compacted topic `settings.topic("_vigil_schemas")`."""
 
     def __init__(self, settings: Settings, *, read_timeout_s: float = 15.0, write_timeout_s: float = 30.0,
-                 start_timeout_s: float = 60.0, probe_timeout_s: float = 3.0, recheck_s: float = 1.0) -> None:
+                 start_timeout_s: float = 60.0, probe_timeout_s: float = 3.0, recheck_s: float = 1.0,
+                 recheck_timeout_s: float = 0.5) -> None:
         self.settings = settings
         self.topic = settings.topic(SCHEMAS_TOPIC)
         self.transactional_id = settings.topic(WRITER_TRANSACTIONAL_ID)
@@ -157,8 +162,10 @@ class KafkaSchemaStore:
         self.start_timeout_s = start_timeout_s
         #: how long a read or write waits for Kafka to answer before taking it as unreachable
         self.probe_timeout_s = probe_timeout_s
-        #: while Kafka is unreachable, how often a read checks whether it is back
+        #: while Kafka is unreachable, how often a read or write checks whether it is back, and how
+        #: long that check waits (Kafka that is back answers in milliseconds)
         self.recheck_s = recheck_s
+        self.recheck_timeout_s = recheck_timeout_s
         self._tp = TopicPartition(self.topic, 0)
         self._state = RegistryState()
         self._position = 0  # next offset the fold has not seen (control markers included)
@@ -179,7 +186,10 @@ class KafkaSchemaStore:
         try:
             wait_for_kafka(self.settings, timeout_s=self.start_timeout_s)
             self._ensure_topic()
-            self._probe = make_consumer(self.settings, self._group, **{"isolation.level": "read_committed"})
+            # Never polled, so it cannot deliver log lines to Python: its failures come back as
+            # exceptions from get_watermark_offsets instead.
+            self._probe = make_consumer(self.settings, self._group, **{"isolation.level": "read_committed",
+                                                                       "log_level": 0})
             consumer = self._tail_consumer()
         except (BusUnavailable, ConfigError, KafkaException) as exc:
             raise StoreError(f"schema registry store on topic {self.topic}: {exc}") from exc
@@ -210,7 +220,7 @@ class KafkaSchemaStore:
         """A consumer assigned to the topic from the offset the fold has reached."""
         consumer = make_consumer(self.settings, self._group, **{
             "isolation.level": "read_committed", "enable.partition.eof": True,
-            "fetch.wait.max.ms": _FOLD_FETCH_WAIT_MS})
+            "fetch.wait.max.ms": _FOLD_FETCH_WAIT_MS, "logger": _ClientLog()})
         with self._cond:
             start = self._position or OFFSET_BEGINNING
         consumer.assign([TopicPartition(self.topic, 0, start)])
@@ -313,33 +323,39 @@ class KafkaSchemaStore:
                                            f"not {target}{why}")
                 self._cond.wait(remaining)
 
-    def _reachable(self) -> bool:
-        """Does Kafka answer within probe_timeout_s? Records an outage's start and end."""
+    def _kafka_answers(self) -> bool:
+        """Does Kafka tell the end of the topic in time (briefly, while an outage is known)?
+        Records an outage's start and end."""
+        wait_s = self.recheck_timeout_s if self._outage.is_down() else self.probe_timeout_s
         try:
-            end = self._end_offset(time.monotonic() + self.probe_timeout_s)
+            end = self._end_offset(time.monotonic() + wait_s)
         except ApiError as exc:
-            if self._outage.down(exc.message, time.monotonic()):
+            if self._outage.down(exc.message.removeprefix(STORE_ERROR_PREFIX), time.monotonic()):
                 log.warning("registry store: Kafka is unreachable (%s); answering reads from memory and refusing "
-                            "writes until it is back", exc.message)
+                            "writes until it is back", self._outage.reason)
             return False
         lasted_s = self._outage.up(time.monotonic())
         if lasted_s is not None:
-            log.info("registry store: Kafka answers again (offset %d) after %.1f s", end, lasted_s)
+            log.info("registry store: Kafka answers again (topic end at offset %d) after %.1f s", end, lasted_s)
         return True
+
+    def _checked_kafka_answers(self) -> bool | None:
+        """_kafka_answers() if it is this caller's turn to ask, else None (an outage is known)."""
+        if not self._outage.may_check(time.monotonic()):
+            return None
+        try:
+            return self._kafka_answers()
+        finally:
+            self._outage.checked()
 
     def read(self, query: Callable[[RegistryState], T]) -> T:
         """Run `query` once the fold includes everything committed before this call; while Kafka
         is unreachable (nobody can commit), on the state as it is."""
-        if self._outage.may_check(time.monotonic()):
+        if self._checked_kafka_answers():
             try:
-                if self._reachable():
-                    try:
-                        self._catch_up(time.monotonic() + self.read_timeout_s)
-                    except ApiError as exc:  # Kafka answered but went away again, or the fold lags
-                        self._outage.down(exc.message, time.monotonic())
-                        log.warning("registry store: answering from memory: %s", exc.message)
-            finally:
-                self._outage.checked()
+                self._catch_up(time.monotonic() + self.read_timeout_s)
+            except ApiError as exc:  # Kafka answered but went away again, or the fold lags behind
+                log.warning("registry store: answering from memory: %s", exc.message)
         with self._cond:
             return query(self._state)
 
@@ -348,7 +364,7 @@ class KafkaSchemaStore:
         """Fence other writers, fold to the end, plan, append in a transaction; retry if fenced.
         While Kafka is unreachable, refuse at once with a retriable 50001."""
         with self._write_lock:
-            if not self._reachable():
+            if not self._checked_kafka_answers():
                 raise ApiError.store_error(
                     f"Kafka is unreachable ({self._outage.reason}); the registry answers reads from memory and "
                     f"refuses writes until Kafka is back: retry later")
@@ -405,7 +421,7 @@ class KafkaSchemaStore:
             # it, and readers wait only for the last stable offset. This bounds it regardless.
             "transaction.timeout.ms": 15000,
             "linger.ms": 0,
-            "logger": _WriterLog(),
+            "logger": _ClientLog(),
         })
         producer.init_transactions(max(0.1, deadline - time.monotonic()))
         self._producer = producer
