@@ -26,7 +26,6 @@ from app.registry.state import Record, RegistryState, SubjectVersion, max_id_rec
 __all__ = ["plan_register"]
 
 
-
 def plan_register(subject: str, request: SchemaRequest, *, normalize: bool = False) -> Plan[SubjectVersion]:
     """Register a schema under a subject: the existing version if already there, else a new one.
     `normalize` (or the subject's `normalize` config) stores the schema in its normalized form."""
@@ -59,9 +58,11 @@ def plan_register(subject: str, request: SchemaRequest, *, normalize: bool = Fal
         sv = SubjectVersion(subject=subject, version=version, schema_id=schema_id, schema=text,
                             schema_type=resolved.schema_type, references=resolved.references,
                             metadata=metadata, rule_set=rule_set)
-        # Like Confluent: soft-deleted earlier versions of the same schema go for good.
+        # Like Confluent: soft-deleted earlier versions of the same schema go for good (unless a
+        # schema references them: references may name soft-deleted versions).
         records += [schema_tombstone(subject, old.version) for old in state.versions(subject, deleted=True)
-                    if old.deleted and old.schema_id == schema_id and old.version < version]
+                    if old.deleted and old.schema_id == schema_id and old.version < version
+                    and not state.referrers(subject, old.version)]
         return sv, [schema_record(sv), *records]
 
     return plan

@@ -211,10 +211,13 @@ class KafkaSchemaStore:
             self._tailer.join(timeout=10)
             self._tailer = None
         with self._probe_lock:
-            if self._probe is not None:
-                self._probe.close()
-                self._probe = None
+            probe, self._probe = self._probe, None
         self._producer = None
+        if probe is not None:
+            try:
+                probe.close()
+            except Exception:  # on the way out: say so, raise nothing over what ended the store
+                log.exception("registry topic %s: closing the offset probe failed", self.topic)
 
     def _tail_consumer(self) -> Any:
         """A consumer assigned to the topic from the offset the fold has reached."""
