@@ -2,9 +2,9 @@
 
 1. Already there: a live version of the subject with this schema (and, if asked for, this id
    and version, and the metadata and rule set it would get) is answered as is, in any mode.
-2. Mode: READONLY / READONLY_OVERRIDE refuse (42205). An explicit "id" is kept only in IMPORT
-   mode, and IMPORT mode takes only registrations that carry one (42205 otherwise): a requested
-   id is never silently replaced by another.
+2. Mode: READONLY / READONLY_OVERRIDE refuse (42205). An explicit "id" is kept in IMPORT mode,
+   and outside it only when that id already is this schema's (in any subject); IMPORT mode takes
+   only registrations that carry one (42205 otherwise): a requested id is never silently replaced.
 3. Compatibility with the subject's versions, by its level (not in IMPORT mode: the source
    registry already checked).
 4. Id: the requested one (IMPORT; 42205 if it holds a different schema), else the id this schema
@@ -48,7 +48,9 @@ def plan_register(subject: str, request: SchemaRequest, *, normalize: bool = Fal
         existing = _already_there(state, live, resolved, request, normalized, metadata, rule_set)
         if existing is not None:
             return existing, []
-        _check_mode(subject, mode, request)
+        own_id = request.schema_id is not None and state.identity(request.schema_id) in (
+            resolved.identity(normalize=normalized), resolved.identity(normalize=not normalized))
+        _check_mode(subject, mode, request, own_id=own_id)
         if mode != IMPORT:
             ok, reasons = check_against(state, subject, resolved.parsed, live)
             if not ok:
@@ -83,14 +85,15 @@ def _already_there(state: RegistryState, live: list[SubjectVersion], resolved: R
     return None
 
 
-def _check_mode(subject: str, mode: str, request: SchemaRequest) -> None:
+def _check_mode(subject: str, mode: str, request: SchemaRequest, *, own_id: bool) -> None:
     if is_read_only(mode):
         raise ApiError.not_permitted(f"Subject '{subject}' is in read-only mode ({mode}); registrations are "
                                      f"refused until its mode (PUT /mode/{subject}) or the global one is changed")
-    if request.schema_id is not None and mode != IMPORT:
+    if request.schema_id is not None and mode != IMPORT and not own_id:
         raise ApiError.not_permitted(f"Subject '{subject}' is not in import mode: a registration that names its "
                                      f"\"id\" ({request.schema_id}) is accepted only in IMPORT mode "
-                                     f"(PUT /mode/{subject} {{\"mode\": \"IMPORT\"}}); leave \"id\" out to get one")
+                                     f"(PUT /mode/{subject} {{\"mode\": \"IMPORT\"}}) or when that id already "
+                                     f"is this schema's; leave \"id\" out to get one")
     if request.schema_id is None and mode == IMPORT:
         raise ApiError.not_permitted(f"Subject '{subject}' is not in read-write mode: in IMPORT mode every "
                                      f"registration must carry the \"id\" to keep")

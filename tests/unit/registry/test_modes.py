@@ -111,10 +111,11 @@ def test_readwrite__an_explicit_id_is_honoured_only_when_it_already_is_this_sche
         store: InMemorySchemaStore) -> None:
     register(store, "a", BASE)
     assert register(store, "a", BASE, id=1) == (1, 1)
-    err = api_error(register, store, "a", BASE, id=5)
+    assert register(store, "b", BASE, id=1) == (1, 1)  # id 1 is this schema, in another subject
+    err = api_error(register, store, "a", BASE, id=5)  # free, but only IMPORT hands out chosen ids
     assert err.error_code == 42205 and "import mode" in err.message
-    assert api_error(register, store, "b", V2, id=9).error_code == 42205
-    assert store.read(partial(ops.list_subjects)) == ["a"]
+    assert api_error(register, store, "c", V2, id=1).error_code == 42205  # id 1 is another schema
+    assert store.read(partial(ops.list_subjects)) == ["a", "b"]
 
 
 def test_readwrite__an_explicit_version_must_be_the_next_one(store: InMemorySchemaStore) -> None:
