@@ -159,25 +159,23 @@ def latest_with_metadata(state: RegistryState, subject: str, properties: Mapping
     raise ApiError.schema_not_found(f"No version of subject '{subject}' has metadata {dict(properties)}")
 
 
-def lookup(state: RegistryState, subject: str, request: SchemaRequest, *, deleted: bool = False,
-           normalize: bool = False) -> SubjectVersion:
-    """The version of `subject` holding this schema; 40401 no such subject, 40403 not under it."""
+def lookup(state: RegistryState, subject: str, request: SchemaRequest, *, deleted: bool = False) -> SubjectVersion:
+    """The version of `subject` holding this schema; 40401 no such subject, 40403 not under it.
+    (A `normalize` flag changes nothing: schemas are compared as sent and normalized alike.)"""
     versions = state.versions(subject, deleted=deleted)
     if not versions:
         raise ApiError.subject_not_found(subject)
     resolved = request.resolve(state)
-    normalize = normalize or bool(config_in_force(state, subject).get("normalize"))
     # Newest live match first: that is the version a client would be writing with.
     for sv in sorted(versions, key=lambda sv: (not sv.deleted, sv.version), reverse=True):
-        if matches(state, sv, resolved, normalize=normalize):
+        if matches(state, sv, resolved):
             return sv
     raise ApiError.schema_not_found(f"Schema not found under subject '{subject}'")
 
 
-def matches(state: RegistryState, sv: SubjectVersion, resolved: Resolved, *, normalize: bool) -> bool:
+def matches(state: RegistryState, sv: SubjectVersion, resolved: Resolved) -> bool:
     """Is `sv` the schema `resolved` (whatever the spelling, with the same references)?"""
-    return state.identity(sv.schema_id) in (resolved.identity(normalize=normalize),
-                                            resolved.identity(normalize=not normalize))
+    return state.identity(sv.schema_id) in resolved.identities()
 
 
 def check_compatibility(state: RegistryState, subject: str, version: int | str | None,

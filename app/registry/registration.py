@@ -45,11 +45,10 @@ def plan_register(subject: str, request: SchemaRequest, *, normalize: bool = Fal
                 config,
                 request.metadata if request.metadata is not None or previous is None else previous.metadata,
                 request.rule_set if request.rule_set is not None or previous is None else previous.rule_set)
-        existing = _already_there(state, live, resolved, request, normalized, metadata, rule_set)
+        existing = _already_there(state, live, resolved, request, metadata, rule_set)
         if existing is not None:
             return existing, []
-        own_id = request.schema_id is not None and state.identity(request.schema_id) in (
-            resolved.identity(normalize=normalized), resolved.identity(normalize=not normalized))
+        own_id = request.schema_id is not None and state.identity(request.schema_id) in resolved.identities()
         _check_mode(subject, mode, request, own_id=own_id)
         if mode != IMPORT:
             ok, reasons = check_against(state, subject, resolved.parsed, live)
@@ -71,9 +70,9 @@ def plan_register(subject: str, request: SchemaRequest, *, normalize: bool = Fal
 
 
 def _already_there(state: RegistryState, live: list[SubjectVersion], resolved: Resolved, request: SchemaRequest,
-                   normalize: bool, metadata: Any, rule_set: Any) -> SubjectVersion | None:
+                   metadata: Any, rule_set: Any) -> SubjectVersion | None:
     for sv in reversed(live):
-        if not matches(state, sv, resolved, normalize=normalize):
+        if not matches(state, sv, resolved):
             continue
         if (sv.metadata, sv.rule_set) != (metadata, rule_set):
             continue
@@ -102,16 +101,15 @@ def _check_mode(subject: str, mode: str, request: SchemaRequest, *, own_id: bool
 def _assign_id(state: RegistryState, resolved: Resolved, request: SchemaRequest,
                normalize: bool) -> tuple[int, str, list[Record]]:
     """(id, text to store, records raising MAX_ID if needed)."""
-    identity = resolved.identity(normalize=normalize)
     if request.schema_id is not None:
         schema_id = request.schema_id
         held = state.identity(schema_id)
-        if held is not None and held not in (identity, resolved.identity(normalize=not normalize)):
+        if held is not None and held not in resolved.identities():
             raise ApiError.not_permitted(f"Overwrite new schema with id {schema_id} is not permitted: id "
                                          f"{schema_id} already holds a different schema")
     else:
-        found = state.id_for(identity) or state.id_for(resolved.identity(normalize=not normalize))
-        schema_id = found if found is not None else state.max_id + 1
+        found = [i for i in map(state.id_for, resolved.identities()) if i is not None]
+        schema_id = min(found) if found else state.max_id + 1
     # One id, one text: every version with this id serves the same bytes.
     text = state.schema_text(schema_id) or resolved.text(normalize=normalize)
     records = [max_id_record(schema_id)] if schema_id > state.max_id else []

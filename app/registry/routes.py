@@ -196,8 +196,7 @@ async def lookup(request: web.Request) -> web.Response:
     """POST /subjects/{s}[?deleted&normalize] {schema} -> the version holding this schema."""
     subject = _subject(request)
     schema = SchemaRequest.from_body(await _body(request))
-    sv = await _read(request, partial(ops.lookup, subject=subject, request=schema,
-                                      deleted=_flag(request, "deleted"), normalize=_flag(request, "normalize")))
+    sv = await _read(request, partial(ops.lookup, subject=subject, request=schema, deleted=_flag(request, "deleted")))
     return _reply(_version_body(sv))
 
 

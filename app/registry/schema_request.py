@@ -56,6 +56,11 @@ class Resolved:
             return self.schema_type, json_canonical(self.text(normalize=normalize)), self.references
         return self.schema_type, self.parsed.canonical, ()
 
+    def identities(self) -> tuple[Identity, Identity]:
+        """Both identities this schema may be stored under: as sent and normalized (they differ only
+        for a schema with references, whose stored form is compared without resolving them)."""
+        return self.identity(normalize=False), self.identity(normalize=True)
+
 
 def _optional_int(body: dict[str, Any], name: str) -> int | None:
     value = body.get(name)
