@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import avro.name
 import avro.schema
 import fastavro
 from avro.compatibility import (
@@ -29,6 +30,7 @@ __all__ = [
     "ParsedSchema",
     "check",
     "check_parsed",
+    "json_canonical",
     "normalize_level",
     "parse_schema",
 ]
@@ -70,19 +72,34 @@ def normalize_level(value: object) -> str:
 
 @dataclass(frozen=True)
 class ParsedSchema:
-    """A validated schema: its text, its canonical form (for equality) and the avro object."""
+    """A validated schema: its text, its canonical form (for equality), its normalized text (what
+    `normalize` stores) and the avro object (with referenced types resolved into it)."""
 
     text: str
     canonical: str
     parsed: Any = field(repr=False, compare=False)
+    normalized: str = field(default="", compare=False)
 
 
-def parse_schema(text: object) -> ParsedSchema:
+def json_canonical(text: str) -> str:
+    """Sorted-key compact JSON of `text` (the text itself if it is not JSON)."""
+    try:
+        return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_schema(text: object, dependencies: Sequence[str] = ()) -> ParsedSchema:
     """Validate Avro schema text (names, types and field defaults); raise InvalidSchema.
+
+    `dependencies` are the texts of the schemas it references (schema references), referenced
+    before referencing: their named types are known to the schema, as Confluent's registry does.
 
     The canonical form is avro's JSON rendering with sorted keys: whitespace, key order and
     namespace spelling do not matter, but everything with meaning (field order, defaults, docs,
     aliases, custom properties) does, so two schemas are "the same" only if they really are.
+    A schema with references is compared by its sorted-key JSON instead (plus its references,
+    by the caller), because its stored form must be comparable without resolving them.
     """
     if not isinstance(text, str) or not text.strip():
         raise InvalidSchema("the schema must be a non-empty string of Avro JSON")
@@ -90,18 +107,29 @@ def parse_schema(text: object) -> ParsedSchema:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidSchema(f"not JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from None
+    names = avro.name.Names()
+    named: dict[str, Any] = {}
     try:
-        parsed = avro.schema.parse(text)
+        referenced = [avro.schema.make_avsc_object(json.loads(dep), names) for dep in dependencies]
+        parsed = avro.schema.make_avsc_object(raw, names)
     except Exception as exc:  # avro raises several unrelated types for bad input
         raise InvalidSchema(str(exc) or type(exc).__name__) from None
     try:
         # avro does not check that defaults match their field types; fastavro does, and
         # fastavro is what Vigil's own readers use, so both must accept the schema.
-        fastavro.parse_schema(raw)
+        for dep in dependencies:
+            fastavro.parse_schema(json.loads(dep), named_schemas=named)
+        fastavro.parse_schema(raw, named_schemas=named)
     except Exception as exc:
         raise InvalidSchema(str(exc) or type(exc).__name__) from None
+    if dependencies:
+        known = avro.name.Names()
+        for dep_schema in referenced:  # rendered once, so the schema names them instead of inlining them
+            dep_schema.to_json(known)
+        normalized = json.dumps(parsed.to_json(known), sort_keys=True, separators=(",", ":"))
+        return ParsedSchema(text=text.strip(), canonical=json_canonical(text), parsed=parsed, normalized=normalized)
     canonical = json.dumps(parsed.to_json(), sort_keys=True, separators=(",", ":"))
-    return ParsedSchema(text=text.strip(), canonical=canonical, parsed=parsed)
+    return ParsedSchema(text=text.strip(), canonical=canonical, parsed=parsed, normalized=canonical)
 
 
 def check(new_schema_text: str, existing_texts_oldest_first: Sequence[str], level: str, *,

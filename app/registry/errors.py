@@ -13,10 +13,12 @@ This module imports nothing else so the serde can use it without an HTTP client.
 
 from __future__ import annotations
 
-__all__ = ["SCHEMA_NOT_FOUND", "ApiError", "RegistryError", "RegistryUnavailable"]
+__all__ = ["SCHEMA_NOT_FOUND", "STORE_ERROR_PREFIX", "ApiError", "RegistryError", "RegistryUnavailable"]
 
 #: Confluent's error code for "no schema with this id" (HTTP 404).
 SCHEMA_NOT_FOUND = 40403
+#: How a 50001 message starts (Confluent's wording).
+STORE_ERROR_PREFIX = "Error in the backend data store: "
 #: HTTP statuses worth retrying (timeout, rate limit); every 5xx is too.
 _RETRIABLE_STATUSES = frozenset({408, 429})
 
@@ -106,6 +108,12 @@ class ApiError(Exception):
         return cls(404, 40408, f"Subject '{subject}' does not have subject-level compatibility configured "
                                f"(add ?defaultToGlobal=true to get the global level)")
 
+    @classmethod
+    def subject_level_mode_not_set(cls, subject: str) -> ApiError:
+        """40409: the subject has no mode of its own."""
+        return cls(404, 40409, f"Subject '{subject}' does not have subject-level mode configured "
+                               f"(add ?defaultToGlobal=true to get the global mode)")
+
     # -- 409 / 422 ---------------------------------------------------------------------------
     @classmethod
     def incompatible(cls, subject: str, reasons: list[str]) -> ApiError:
@@ -131,6 +139,27 @@ class ApiError(Exception):
         return cls(422, 42203, message)
 
     @classmethod
+    def invalid_mode(cls, value: object) -> ApiError:
+        """42204: not a mode."""
+        return cls(422, 42204, f"Invalid mode {value!r}. Valid values are READWRITE, READONLY, READONLY_OVERRIDE "
+                               f"and IMPORT")
+
+    @classmethod
+    def not_permitted(cls, message: str) -> ApiError:
+        """42205: the operation is not permitted (read-only or import mode, an id already taken)."""
+        return cls(422, 42205, message)
+
+    @classmethod
+    def reference_exists(cls, message: str) -> ApiError:
+        """42206: other schemas still reference what is being deleted."""
+        return cls(422, 42206, message)
+
+    @classmethod
+    def invalid_rule_set(cls, message: str) -> ApiError:
+        """42210: not a rule set."""
+        return cls(422, 42210, f"Invalid rule set: {message}")
+
+    @classmethod
     def bad_request(cls, message: str) -> ApiError:
         """400: the request itself is malformed (not JSON, bad query parameter)."""
         return cls(400, 400, message)
@@ -139,7 +168,7 @@ class ApiError(Exception):
     @classmethod
     def store_error(cls, message: str) -> ApiError:
         """50001: Kafka (the backend store) failed."""
-        return cls(500, 50001, f"Error in the backend data store: {message}")
+        return cls(500, 50001, f"{STORE_ERROR_PREFIX}{message}")
 
     @classmethod
     def timeout(cls, message: str) -> ApiError:

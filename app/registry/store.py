@@ -16,10 +16,18 @@ which is what keeps ids unique and identical everywhere without electing a leade
 A producer that was not fenced is reused between writes: any other writer must fence it before
 committing, and each write returns only once the local fold holds its own records (commit returns
 before Kafka has written the commit markers), so the next write plans from a complete state too.
+
+Outages. While Kafka is unreachable no instance can write, so the local fold is as complete as
+anything can be: reads are answered from it (without waiting, once the outage is known; one read
+at a time checks every `recheck_s` whether Kafka is back), and writes are refused at once with a
+retriable 50001 that says so. The tail consumer and the writer recover by themselves when Kafka
+returns: librdkafka reconnects, a consumer that fails is replaced at the offset the fold reached,
+and a producer that failed is dropped (the next one's init_transactions settles what it left).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -33,8 +41,10 @@ from confluent_kafka.admin import NewTopic
 
 from app.bus.clients import BusUnavailable, make_admin, make_consumer, make_producer, take_available, wait_for_kafka
 from app.config import ConfigError, Settings
-from app.registry.errors import ApiError
+from app.registry.errors import STORE_ERROR_PREFIX, ApiError
+from app.registry.outage import Outage
 from app.registry.state import Record, RegistryState
+from app.retry import Backoff
 
 __all__ = [
     "SCHEMAS_TOPIC",
@@ -65,17 +75,21 @@ _TRANSIENT = frozenset({
 })
 
 
-class _WriterLog:
-    """librdkafka's log lines for the writer, with fencing demoted to DEBUG.
+# librdkafka lines that are part of normal operation here, demoted to DEBUG. Being fenced is how
+# instances take turns writing, not a fault, but librdkafka reports it at FATAL ("This instance
+# has been fenced by a newer instance") and complains about the messages of the aborted
+# transaction when the dropped producer is destroyed. While Kafka is down every connection attempt
+# is an ERROR line; the store says once that Kafka is unreachable and once that it is back.
+_ROUTINE = ("fenced", "old epoch", "terminating with", "Connection refused", "Disconnected",
+            "Coordinator load in progress", "brokers are down")
 
-    Being fenced is how instances take turns writing, not a fault, but librdkafka reports it at
-    FATAL ("This instance has been fenced by a newer instance") and complains about the messages
-    of the aborted transaction when the dropped producer is destroyed.
-    """
+
+class _ClientLog:
+    """librdkafka's log lines for the store's clients, routine ones demoted to DEBUG."""
 
     def log(self, level: int, msg: str, *args: Any) -> None:
         text = msg % args if args else msg
-        if "fenced" in text or "old epoch" in text or "terminating with" in text:
+        if any(routine in text for routine in _ROUTINE):
             level = logging.DEBUG
         log.log(level, "librdkafka: %s", text)
 
@@ -86,6 +100,10 @@ class StoreError(Exception):
 
 class SchemaStore(Protocol):
     """What the HTTP server needs: consistent reads and atomic planned writes."""
+
+    #: the Kafka cluster the state lives in, and the name this registry's instances share
+    kafka_cluster_id: str
+    registry_id: str
 
     def read(self, query: Callable[[RegistryState], T]) -> T:
         """Run `query` on a state that includes every write answered before this call."""
@@ -102,6 +120,9 @@ class SchemaStore(Protocol):
 
 class InMemorySchemaStore:
     """A SchemaStore in a dict: for unit tests of the server and for trying the API without Kafka."""
+
+    kafka_cluster_id = ""
+    registry_id = "in-memory"
 
     def __init__(self) -> None:
         self.state = RegistryState()
@@ -129,13 +150,22 @@ class KafkaSchemaStore:
     """The registry's state in the compacted topic `settings.topic("_vigil_schemas")`."""
 
     def __init__(self, settings: Settings, *, read_timeout_s: float = 15.0, write_timeout_s: float = 30.0,
-                 start_timeout_s: float = 60.0) -> None:
+                 start_timeout_s: float = 60.0, probe_timeout_s: float = 3.0, recheck_s: float = 1.0,
+                 recheck_timeout_s: float = 0.5) -> None:
         self.settings = settings
         self.topic = settings.topic(SCHEMAS_TOPIC)
         self.transactional_id = settings.topic(WRITER_TRANSACTIONAL_ID)
+        self.kafka_cluster_id = ""
+        self.registry_id = self.topic
         self.read_timeout_s = read_timeout_s
         self.write_timeout_s = write_timeout_s
         self.start_timeout_s = start_timeout_s
+        #: how long a read or write waits for Kafka to answer before taking it as unreachable
+        self.probe_timeout_s = probe_timeout_s
+        #: while Kafka is unreachable, how often a read or write checks whether it is back, and how
+        #: long that check waits (Kafka that is back answers in milliseconds)
+        self.recheck_s = recheck_s
+        self.recheck_timeout_s = recheck_timeout_s
         self._tp = TopicPartition(self.topic, 0)
         self._state = RegistryState()
         self._position = 0  # next offset the fold has not seen (control markers included)
@@ -147,6 +177,8 @@ class KafkaSchemaStore:
         self._tailer: threading.Thread | None = None
         self._probe: Any = None
         self._tail_error: str | None = None
+        self._group = f"vigil-registry-{uuid.uuid4().hex[:12]}"  # never committed; assign() only
+        self._outage = Outage(recheck_s)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> KafkaSchemaStore:
@@ -154,14 +186,13 @@ class KafkaSchemaStore:
         try:
             wait_for_kafka(self.settings, timeout_s=self.start_timeout_s)
             self._ensure_topic()
-            group = f"vigil-registry-{uuid.uuid4().hex[:12]}"  # never committed; assign() only
-            self._probe = make_consumer(self.settings, group, **{"isolation.level": "read_committed"})
-            consumer = make_consumer(self.settings, group, **{
-                "isolation.level": "read_committed", "enable.partition.eof": True,
-                "fetch.wait.max.ms": _FOLD_FETCH_WAIT_MS})
+            # Never polled, so it cannot deliver log lines to Python: its failures come back as
+            # exceptions from get_watermark_offsets instead.
+            self._probe = make_consumer(self.settings, self._group, **{"isolation.level": "read_committed",
+                                                                       "log_level": 0})
+            consumer = self._tail_consumer()
         except (BusUnavailable, ConfigError, KafkaException) as exc:
             raise StoreError(f"schema registry store on topic {self.topic}: {exc}") from exc
-        consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
         self._tailer = threading.Thread(target=self._tail, args=(consumer,), name=f"registry-tail-{self.topic}",
                                         daemon=True)
         self._tailer.start()
@@ -180,14 +211,28 @@ class KafkaSchemaStore:
             self._tailer.join(timeout=10)
             self._tailer = None
         with self._probe_lock:
-            if self._probe is not None:
-                self._probe.close()
-                self._probe = None
+            probe, self._probe = self._probe, None
         self._producer = None
+        if probe is not None:
+            try:
+                probe.close()
+            except Exception:  # on the way out: say so, raise nothing over what ended the store
+                log.exception("registry topic %s: closing the offset probe failed", self.topic)
+
+    def _tail_consumer(self) -> Any:
+        """A consumer assigned to the topic from the offset the fold has reached."""
+        consumer = make_consumer(self.settings, self._group, **{
+            "isolation.level": "read_committed", "enable.partition.eof": True,
+            "fetch.wait.max.ms": _FOLD_FETCH_WAIT_MS, "logger": _ClientLog()})
+        with self._cond:
+            start = self._position or OFFSET_BEGINNING
+        consumer.assign([TopicPartition(self.topic, 0, start)])
+        return consumer
 
     def _ensure_topic(self) -> None:
         admin = make_admin(self.settings)
         md = admin.list_topics(timeout=10)
+        self.kafka_cluster_id = md.cluster_id or ""
         found = md.topics.get(self.topic)
         if found is None or found.error is not None:
             spec = NewTopic(self.topic, num_partitions=1, replication_factor=-1,
@@ -206,31 +251,50 @@ class KafkaSchemaStore:
 
     # -- reading -----------------------------------------------------------------------------
     def _tail(self, consumer: Any) -> None:
-        try:
-            while not self._stopping.is_set():
-                batch = take_available(consumer, 500, 0.2)
-                if not batch:
-                    continue
+        """Fold the topic into the state until closed; a consumer that fails is replaced."""
+        backoff = Backoff(initial_s=0.2, max_s=5.0)
+        while not self._stopping.is_set():
+            try:
+                self._tail_with(consumer)
+                backoff.reset()
+            except Exception as exc:  # librdkafka gave up on this consumer (or a bug): say so, start over
+                log.exception("registry topic %s: reading failed; starting a new consumer", self.topic)
                 with self._cond:
-                    for msg in batch:
-                        err = msg.error()
-                        if err is None:
-                            self._state.apply(msg.key(), msg.value())
-                            self._position = max(self._position, msg.offset() + 1)
-                        elif err.code() == KafkaError._PARTITION_EOF:
-                            # The EOF offset is past trailing transaction markers, which are
-                            # never delivered as messages.
-                            self._position = max(self._position, msg.offset())
-                        else:
-                            self._tail_error = err.str()
-                            log.warning("registry topic %s: %s", self.topic, err.str())
-                    self._cond.notify_all()
-        except Exception as exc:  # a bug here must not go unnoticed: reads will time out and say why
-            log.exception("registry topic %s: tailing stopped", self.topic)
+                    self._tail_error = f"reading failed: {type(exc).__name__}: {exc}"
+            finally:
+                with contextlib.suppress(Exception):  # closing a consumer that failed may fail too
+                    consumer.close()
+            if self._stopping.wait(backoff.next_delay_s()):
+                return
+            try:
+                consumer = self._tail_consumer()
+            except Exception as exc:
+                log.warning("registry topic %s: cannot create a consumer yet: %s", self.topic, exc)
+
+    def _tail_with(self, consumer: Any) -> None:
+        while not self._stopping.is_set():
+            batch = take_available(consumer, 500, 0.2)
+            if not batch:
+                continue
             with self._cond:
-                self._tail_error = f"tailing stopped: {type(exc).__name__}: {exc}"
-        finally:
-            consumer.close()
+                for msg in batch:
+                    err = msg.error()
+                    if err is None:
+                        self._state.apply(msg.key(), msg.value())
+                        self._position = max(self._position, msg.offset() + 1)
+                    elif err.code() == KafkaError._PARTITION_EOF:
+                        # The EOF offset is past trailing transaction markers, which are
+                        # never delivered as messages.
+                        self._position = max(self._position, msg.offset())
+                    else:
+                        if err.str() != self._tail_error:  # once per kind of trouble, not per retry
+                            log.warning("registry topic %s: %s", self.topic, err.str())
+                        self._tail_error = err.str()
+                        continue
+                    if self._tail_error is not None:
+                        log.info("registry topic %s: reading again at offset %d", self.topic, self._position)
+                        self._tail_error = None
+                self._cond.notify_all()
 
     def _end_offset(self, deadline: float) -> int:
         # For a read_committed client Kafka answers the last stable offset, so an instance
@@ -262,18 +326,53 @@ class KafkaSchemaStore:
                                            f"not {target}{why}")
                 self._cond.wait(remaining)
 
+    def _kafka_answers(self) -> bool:
+        """Does Kafka tell the end of the topic in time (briefly, while an outage is known)?
+        Records an outage's start and end."""
+        wait_s = self.recheck_timeout_s if self._outage.is_down() else self.probe_timeout_s
+        try:
+            end = self._end_offset(time.monotonic() + wait_s)
+        except ApiError as exc:
+            if self._outage.down(exc.message.removeprefix(STORE_ERROR_PREFIX), time.monotonic()):
+                log.warning("registry store: Kafka is unreachable (%s); answering reads from memory and refusing "
+                            "writes until it is back", self._outage.reason)
+            return False
+        lasted_s = self._outage.up(time.monotonic())
+        if lasted_s is not None:
+            log.info("registry store: Kafka answers again (topic end at offset %d) after %.1f s", end, lasted_s)
+        return True
+
+    def _checked_kafka_answers(self) -> bool | None:
+        """_kafka_answers() if it is this caller's turn to ask, else None (an outage is known)."""
+        if not self._outage.may_check(time.monotonic()):
+            return None
+        try:
+            return self._kafka_answers()
+        finally:
+            self._outage.checked()
+
     def read(self, query: Callable[[RegistryState], T]) -> T:
-        """Run `query` once the fold includes everything committed before this call."""
-        self._catch_up(time.monotonic() + self.read_timeout_s)
+        """Run `query` once the fold includes everything committed before this call; while Kafka
+        is unreachable (nobody can commit), on the state as it is."""
+        if self._checked_kafka_answers():
+            try:
+                self._catch_up(time.monotonic() + self.read_timeout_s)
+            except ApiError as exc:  # Kafka answered but went away again, or the fold lags behind
+                log.warning("registry store: answering from memory: %s", exc.message)
         with self._cond:
             return query(self._state)
 
     # -- writing -----------------------------------------------------------------------------
     def write(self, plan: Callable[[RegistryState], tuple[T, list[Record]]]) -> T:
-        """Fence other writers, fold to the end, plan, append in a transaction; retry if fenced."""
-        deadline = time.monotonic() + self.write_timeout_s
-        attempt = 0
+        """Fence other writers, fold to the end, plan, append in a transaction; retry if fenced.
+        While Kafka is unreachable, refuse at once with a retriable 50001."""
         with self._write_lock:
+            if not self._checked_kafka_answers():
+                raise ApiError.store_error(
+                    f"Kafka is unreachable ({self._outage.reason}); the registry answers reads from memory and "
+                    f"refuses writes until Kafka is back: retry later")
+            deadline = time.monotonic() + self.write_timeout_s
+            attempt = 0
             while True:
                 try:
                     return self._write_once(plan, deadline)
@@ -284,7 +383,7 @@ class KafkaSchemaStore:
                     attempt += 1
                     if time.monotonic() >= deadline or self._stopping.is_set():
                         raise ApiError.store_error(f"could not write to {self.topic} "
-                                                   f"after {attempt} attempts: {exc}") from exc
+                                                   f"after {attempt} attempts: {exc}; retry later") from exc
                     log.info("registry write attempt %d failed (%s); retrying", attempt, exc)
                     # Jitter, so two instances that keep fencing each other fall out of step.
                     self._stopping.wait(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
@@ -325,7 +424,7 @@ class KafkaSchemaStore:
             # it, and readers wait only for the last stable offset. This bounds it regardless.
             "transaction.timeout.ms": 15000,
             "linger.ms": 0,
-            "logger": _WriterLog(),
+            "logger": _ClientLog(),
         })
         producer.init_transactions(max(0.1, deadline - time.monotonic()))
         self._producer = producer

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from confluent_kafka.schema_registry import (
+    Metadata,
+    MetadataProperties,
     Schema,
+    SchemaReference,
     SchemaRegistryClient,
     SchemaRegistryError,
     record_subject_name_strategy,
@@ -18,10 +22,12 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.schema_registry.common.schema_registry_client import ConfigCompatibilityLevel, ServerConfig
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from app.config import Settings
 from app.model.schemas import builtin_schema, parse_schema_text
 from app.model.serde import AvroSerde, schema_id_of
 from app.registry.client import RegistryClient
-from tests.unit.registry.compat_cases import HOST, record
+from app.registry.server import RegistryHandle
+from tests.unit.registry.compat_cases import HOST, VALUE, record
 
 CTX = SerializationContext("events", MessageField.VALUE)
 
@@ -153,3 +159,95 @@ def test_interop__vigil_event_schema_round_trips(confluent: SchemaRegistryClient
                                 conf={"subject.name.strategy": record_subject_name_strategy})
     back = serializer(event, CTX)
     assert back is not None and vigil_serde.decode(back) == event
+
+
+# -- modes, references and serializers with confluent-kafka's own client -------------------------
+ADDRESS = json.dumps({"type": "record", "name": "Address", "namespace": "com.acme",
+                      "fields": [{"name": "street", "type": "string"}, {"name": "zip", "type": "string"}]})
+USER = json.dumps({"type": "record", "name": "User", "namespace": "com.acme",
+                   "fields": [{"name": "name", "type": "string"}, {"name": "home", "type": "com.acme.Address"}]})
+USER_VALUE = {"name": "ann", "home": {"street": "Main St 1", "zip": "1000"}}
+
+
+def test_confluent_client__modes_and_import(fresh_registry_settings: Settings,
+                                            start_registry: Callable[[Settings], RegistryHandle]) -> None:
+    handle = start_registry(fresh_registry_settings)
+    sr = SchemaRegistryClient({"url": handle.url, "max.retries": 0})
+    subject = "modes-value"
+    sr.register_schema(subject, Schema(record(HOST, name="M"), "AVRO"))
+    with pytest.raises(SchemaRegistryError) as err:
+        sr.get_mode(subject)
+    assert err.value.error_code == 40409
+    assert sr.update_mode(subject, "READONLY") == "READONLY"
+    assert sr.get_mode(subject) == "READONLY"
+    with pytest.raises(SchemaRegistryError) as err:
+        sr.register_schema(subject, Schema(record(HOST, VALUE, name="M"), "AVRO"))
+    assert (err.value.http_status_code, err.value.error_code) == (422, 42205)
+    assert sr.delete_mode(subject) == "READONLY"
+    with pytest.raises(SchemaRegistryError) as err:
+        sr.update_global_mode("IMPORT")  # a subject exists: IMPORT needs force
+    assert err.value.error_code == 42205
+    assert sr.update_global_mode("IMPORT", force=True) == "IMPORT"
+    assert sr.get_global_mode() == "IMPORT"
+    # confluent-kafka's Schema carries no id; migration tools post it themselves.
+    with httpx.Client(base_url=handle.url, timeout=30) as http:
+        resp = http.post("/subjects/imported-value/versions",
+                         json={"schema": record(HOST, name="Imported"), "id": 4242, "version": 3})
+    assert resp.json() == {"id": 4242, "version": 3, "subject": "imported-value"}
+    assert sr.update_global_mode("READWRITE") == "READWRITE"
+    assert sr.get_schema(4242).schema_str == record(HOST, name="Imported")
+    assert sr.get_version("imported-value", 3).schema_id == 4242
+    assert sr.register_schema("next-value", Schema(record(HOST, name="Next"), "AVRO")) == 4243
+
+
+def test_confluent_client__references_lookup_and_referenced_by(confluent: SchemaRegistryClient, registry_url: str,
+                                                               subject: str) -> None:
+    address_subject, user_subject = f"{subject}-address", f"{subject}-user"
+    address_id = confluent.register_schema(address_subject, Schema(ADDRESS, "AVRO"))
+    refs = [SchemaReference("com.acme.Address", address_subject, 1)]
+    user_id = confluent.register_schema(user_subject, Schema(USER, "AVRO", refs))
+    assert user_id != address_id
+    assert confluent.get_referenced_by(address_subject, 1) == [user_id]
+    found = SchemaRegistryClient({"url": registry_url}).lookup_schema(
+        user_subject, Schema(USER, "AVRO", refs))
+    assert (found.schema_id, found.version) == (user_id, 1)
+    fetched = SchemaRegistryClient({"url": registry_url}).get_schema(user_id)
+    assert fetched.references == refs
+    assert confluent.get_latest_version(user_subject).schema.references == refs
+    with pytest.raises(SchemaRegistryError) as err:
+        confluent.delete_subject(address_subject)
+    assert (err.value.http_status_code, err.value.error_code) == (422, 42206)
+
+
+def test_confluent_serializers__use_latest_version_with_references(confluent: SchemaRegistryClient,
+                                                                   registry_url: str) -> None:
+    topic = f"people-{uuid.uuid4().hex[:8]}"
+    address_subject = f"{topic}-address"
+    confluent.register_schema(address_subject, Schema(ADDRESS, "AVRO"))
+    refs = [SchemaReference("com.acme.Address", address_subject, 1)]
+    user_id = confluent.register_schema(f"{topic}-value", Schema(USER, "AVRO", refs))
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    latest = AvroSerializer(confluent, None, conf={"auto.register.schemas": False, "use.latest.version": True})
+    data = latest(USER_VALUE, ctx)
+    assert data is not None and schema_id_of(data) == user_id
+    # A fresh client resolves the references of the writer's id by itself.
+    reader = AvroDeserializer(SchemaRegistryClient({"url": registry_url}))
+    assert reader(data, ctx) == USER_VALUE
+    # A serializer given the schema and its references looks it up instead of registering it.
+    looked_up = AvroSerializer(SchemaRegistryClient({"url": registry_url}), Schema(USER, "AVRO", refs),
+                               conf={"auto.register.schemas": False})
+    assert looked_up(USER_VALUE, ctx) == data
+
+
+def test_confluent_client__config_fields_round_trip(confluent: SchemaRegistryClient, subject: str) -> None:
+    meta = Metadata(tags=None, properties=MetadataProperties({"owner": "team-a"}), sensitive=None)
+    confluent.set_config(subject, ServerConfig(compatibility=ConfigCompatibilityLevel.FORWARD,
+                                               compatibility_group="app.version", default_metadata=meta))
+    got = confluent.get_config(subject)
+    assert got.compatibility_level == ConfigCompatibilityLevel.FORWARD
+    assert got.compatibility_group == "app.version"
+    assert got.default_metadata is not None and got.default_metadata.properties.properties == {"owner": "team-a"}
+    confluent.register_schema(subject, Schema(record(HOST, name="Meta"), "AVRO"))
+    registered = confluent.get_latest_version(subject)
+    assert registered.schema.metadata is not None
+    assert registered.schema.metadata.properties.properties == {"owner": "team-a"}

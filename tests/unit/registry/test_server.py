@@ -63,12 +63,12 @@ def test_register_then_read_every_way(http: httpx.Client) -> None:
     assert resp.status_code == 200 and resp.json() == {"id": 1, "version": 1, "subject": "t.Reading"}
     assert http.get("/subjects").json() == ["t.Reading"]
     assert http.get("/subjects/t.Reading/versions").json() == [1]
-    expected = {"subject": "t.Reading", "version": 1, "id": 1, "schema": BASE}
+    expected = {"subject": "t.Reading", "version": 1, "id": 1, "schemaType": "AVRO", "schema": BASE}
     assert http.get("/subjects/t.Reading/versions/latest").json() == expected
     assert http.get("/subjects/t.Reading/versions/1").json() == expected
     assert http.get("/subjects/t.Reading/versions/1/schema").text == BASE
     assert http.get("/schemas/ids/1", params={"subject": "t.Reading", "format": "serialized"}).json() == {
-        "schema": BASE}
+        "schema": BASE, "schemaType": "AVRO"}
     assert http.get("/schemas/ids/1/schema").text == BASE
     assert http.get("/schemas/ids/1/versions").json() == [{"subject": "t.Reading", "version": 1}]
     assert http.get("/schemas/ids/1/subjects").json() == ["t.Reading"]
@@ -78,10 +78,20 @@ def test_register_then_read_every_way(http: httpx.Client) -> None:
     assert http.get("/mode").json() == {"mode": "READWRITE"}
 
 
-def test_subject_with_slash_and_spaces_is_url_encoded(http: httpx.Client) -> None:
-    assert http.post("/subjects/team%2Fa b/versions", json={"schema": BASE}).status_code == 200
-    assert http.get("/subjects").json() == ["team/a b"]
-    assert http.get("/subjects/team%2Fa%20b/versions").json() == [1]
+@pytest.mark.parametrize(("raw", "name"), [("team%2Fa b", "team/a b"), ("a%7Bb%7D", "a{b}"),
+                                           ("x{y}-value", "x{y}-value"), ("%3A.ctx%3As", ":.ctx:s"),
+                                           ("%C3%A9t%C3%A9%25", "été%")])
+def test_subject_names__any_character_confluent_accepts(http: httpx.Client, raw: str, name: str) -> None:
+    assert http.post(f"/subjects/{raw}/versions", json={"schema": BASE}).status_code == 200
+    assert http.get("/subjects").json() == [name]
+    assert http.get(f"/subjects/{raw}/versions").json() == [1]
+    assert http.put(f"/config/{raw}", json={"compatibility": "NONE"}).status_code == 200
+    assert http.put(f"/mode/{raw}", json={"mode": "READONLY"}).json() == {"mode": "READONLY"}
+    assert http.get(f"/mode/{raw}").json() == {"mode": "READONLY"}
+
+
+def test_subject_name_with_control_characters_is_42208(http: httpx.Client) -> None:
+    assert error_of(http.post("/subjects/a%0Ab/versions", json={"schema": BASE})) == (422, 42208)
 
 
 def test_compatibility_endpoint_verbose_and_not(http: httpx.Client) -> None:
@@ -93,6 +103,47 @@ def test_compatibility_endpoint_verbose_and_not(http: httpx.Client) -> None:
     body = http.post(url, json=bad, params={"verbose": "true"}).json()
     assert body["is_compatible"] is False and "'value'" in body["messages"][0]
     assert http.post("/compatibility/subjects/t.Reading/versions", json=bad).json() == {"is_compatible": False}
+
+
+def test_mode_endpoints(http: httpx.Client) -> None:
+    assert http.get("/mode").json() == {"mode": "READWRITE"}
+    assert error_of(http.get("/mode/s")) == (404, 40409)
+    assert http.get("/mode/s", params={"defaultToGlobal": "true"}).json() == {"mode": "READWRITE"}
+    assert http.put("/mode", json={"mode": "READONLY"}).json() == {"mode": "READONLY"}
+    assert error_of(http.post("/subjects/s/versions", json={"schema": BASE})) == (422, 42205)
+    assert error_of(http.put("/mode", json={"mode": "LATER"})) == (422, 42204)
+    assert http.delete("/mode").json() == {"mode": "READONLY"}
+    assert http.post("/subjects/s/versions", json={"schema": BASE}).status_code == 200
+    assert error_of(http.put("/mode", json={"mode": "IMPORT"})) == (422, 42205)
+    assert http.put("/mode", params={"force": "true"}, json={"mode": "IMPORT"}).json() == {"mode": "IMPORT"}
+    body = {"schema": record(HOST, name="Imported"), "id": 42, "version": 7}
+    assert http.post("/subjects/imp/versions", json=body).json() == {"id": 42, "version": 7, "subject": "imp"}
+    assert error_of(http.delete("/mode/s")) == (404, 40401)
+    assert http.delete("/mode").json() == {"mode": "IMPORT"}
+
+
+def test_schemas_listing_by_id_extras_and_metadata_endpoints(http: httpx.Client) -> None:
+    http.post("/subjects/a-value/versions", json={"schema": BASE, "metadata": {"properties": {"owner": "x"}}})
+    http.post("/subjects/a-value/versions", json={"schema": record(HOST, {"name": "n", "type": "int", "default": 0})})
+    http.post("/subjects/b-value/versions", json={"schema": BASE})
+    http.delete("/subjects/b-value")
+    listed = http.get("/schemas").json()
+    assert [(s["subject"], s["version"], s["id"]) for s in listed] == [("a-value", 1, 1), ("a-value", 2, 2)]
+    assert listed[0]["metadata"] == {"properties": {"owner": "x"}} and listed[0]["schemaType"] == "AVRO"
+    assert listed[1]["metadata"] == {"properties": {"owner": "x"}}  # carried over from version 1
+    assert [(s["subject"], s["version"]) for s in http.get("/schemas", params={"latestOnly": "true"}).json()] == [
+        ("a-value", 2)]
+    assert [s["subject"] for s in http.get("/schemas", params={"deleted": "true", "subjectPrefix": "b"}).json()] == [
+        "b-value"]
+    assert len(http.get("/schemas", params={"offset": 1, "limit": 1}).json()) == 1
+    assert http.get("/schemas/ids/1", params={"fetchMaxId": "true"}).json()["maxId"] == 2
+    assert http.get("/subjects", params={"deletedOnly": "true"}).json() == ["b-value"]
+    found = http.get("/subjects/a-value/metadata", params={"key": "owner", "value": "x"}).json()
+    assert found["version"] == 2
+    assert error_of(http.get("/subjects/a-value/metadata", params={"key": "owner", "value": "y"})) == (404, 40403)
+    assert http.get("/contexts").json() == ["."]
+    assert http.get("/v1/metadata/id").json()["scope"]["clusters"]["schema-registry-cluster"] == "in-memory"
+    assert http.get("/v1/metadata/version").json()["version"]
 
 
 def test_config_endpoints(http: httpx.Client) -> None:
@@ -137,6 +188,10 @@ def test_pagination(http: httpx.Client) -> None:
     ("POST", "/subjects/t", {"schema": record(HOST, name="Unknown")}, (404, 40403)),
     ("POST", "/subjects/t/versions", {"schema": '{"type": "bogus"}'}, (422, 42201)),
     ("POST", "/subjects/t/versions", {"schema": BASE, "schemaType": "JSON"}, (422, 42201)),
+    ("POST", "/subjects/t/versions", {"schema": "syntax = \"proto3\";", "schemaType": "PROTOBUF"}, (422, 42201)),
+    ("POST", "/subjects/t/versions", {"schema": BASE, "references": [{"name": "X", "subject": "no", "version": 1}]},
+     (422, 42201)),
+    ("POST", "/subjects/t/versions", {"schema": BASE, "ruleSet": {"domainRules": [{}]}}, (422, 42210)),
     ("POST", "/subjects/t/versions", {"nothing": 1}, (422, 42201)),
     ("POST", "/subjects/t/versions", "a string", (422, 42201)),
     ("POST", "/subjects/t/versions", {"schema": record(HOST, {"name": "value", "type": "string"})}, (409, 409)),

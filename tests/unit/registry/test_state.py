@@ -9,10 +9,12 @@ import pytest
 from app.registry.compat import parse_schema
 from app.registry.state import (
     Record,
+    Reference,
     RegistryState,
     SubjectVersion,
     config_record,
     max_id_record,
+    mode_record,
     schema_record,
     schema_tombstone,
 )
@@ -48,6 +50,11 @@ def snapshot(state: RegistryState) -> dict[str, object]:
         "live": state.subjects(),
         "ids": {i: state.schema_text(i) for i in range(1, state.max_id + 1)},
         "levels": {s: state.level(s) for s in [None, *subjects]},
+        "configs": {s: state.config(s) for s in [None, *subjects]},
+        "modes": {s: state.mode(s) for s in [None, *subjects]},
+        "referrers": {(s, v.version): state.referrers(s, v.version) for s in subjects
+                      for v in state.versions(s, deleted=True)},
+        "by_id": {i: state.by_id(i) for i in range(1, state.max_id + 1)},
         "max_id": state.max_id,
     }
 
@@ -62,25 +69,58 @@ HISTORY: list[Record] = [
     schema_tombstone("c", 1),
     schema_record(sv("b", 1, 1, deleted=True)),
     config_record("a", None),
+    mode_record(None, "READONLY"), mode_record("a", "IMPORT"), mode_record(None, None),
+    config_record("b", {"compatibilityLevel": "FULL", "normalize": True, "alias": "a"}),
+    max_id_record(4),
+    schema_record(SubjectVersion("r", 1, 4, record(HOST, {"name": "x", "type": "t.Other"}, name="Ref"),
+                                 references=(Reference("t.Other", "a", 2),), metadata={"properties": {"o": "p"}})),
 ]
 
 
 def test_fold__subjects_versions_ids_and_configs() -> None:
     state = fold(HISTORY)
-    assert state.subjects() == ["a"]
-    assert state.subjects(deleted=True) == ["a", "b"]
+    assert state.subjects() == ["a", "r"]
+    assert state.subjects(deleted=True) == ["a", "b", "r"]
     assert [v.version for v in state.versions("a")] == [1, 2]
     assert state.versions("b") == [] and state.versions("b", deleted=True)[0].deleted
     assert state.schema_text(1) == BASE and state.schema_text(2) == OTHER
     assert state.schema_text(3) is None  # permanently deleted everywhere
     assert state.level(None) == "FULL" and state.level("a") is None
+    assert state.mode(None) is None and state.mode("a") == "IMPORT"
+    assert state.config("b") == {"compatibilityLevel": "FULL", "normalize": True, "alias": "a"}
+    assert [(r.subject, r.version) for r in state.referrers("a", 2)] == [("r", 1)]
+    by_id = state.by_id(4)
+    assert by_id is not None and by_id.metadata == {"properties": {"o": "p"}}
     assert [(u.subject, u.version) for u in state.uses(1, deleted=True)] == [("a", 1), ("b", 1)]
     assert [(u.subject, u.version) for u in state.uses(1)] == [("a", 1)]
 
 
 def test_fold__max_id_survives_permanent_delete_of_the_highest_id() -> None:
-    state = fold(HISTORY)
+    state = fold(HISTORY[:-2])
     assert state.max_id == 3
+
+
+def test_fold__records_written_before_references_modes_and_config_fields_still_fold() -> None:
+    # The exact bytes an older Vigil wrote (no references/metadata keys, level-only configs).
+    old = [(b'{"keytype":"MAX_ID"}', b'{"id":1}'),
+           (b'{"keytype":"SCHEMA","subject":"a","version":1}',
+            json.dumps({"deleted": False, "id": 1, "schema": BASE, "schemaType": "AVRO", "subject": "a",
+                        "version": 1}, sort_keys=True, separators=(",", ":")).encode()),
+           (b'{"keytype":"CONFIG","subject":null}', b'{"compatibilityLevel":"FULL"}')]
+    state = fold(old)
+    assert state.skipped == 0 and state.level(None) == "FULL" and state.config(None) == {"compatibilityLevel": "FULL"}
+    assert state.versions("a") == [sv("a", 1, 1)]
+    # ...and a record written now for the same facts has the same bytes, so compaction matches them.
+    assert schema_record(sv("a", 1, 1)) == old[1]
+    assert config_record(None, "FULL") == old[2]
+
+
+def test_fold__a_soft_deleted_referrer_no_longer_holds_what_it_references() -> None:
+    referrer = SubjectVersion("r", 1, 2, "{}", references=(Reference("t.Reading", "a", 1),))
+    state = fold([schema_record(sv("a", 1, 1)), schema_record(referrer)])
+    assert [r.subject for r in state.referrers("a", 1)] == ["r"]
+    state.apply(*schema_record(SubjectVersion("r", 1, 2, "{}", deleted=True, references=referrer.references)))
+    assert state.referrers("a", 1) == []
 
 
 @pytest.mark.parametrize("drop_tombstones", [False, True])
@@ -90,28 +130,28 @@ def test_fold__compacted_log_gives_the_same_state(drop_tombstones: bool) -> None
 
 def test_fold__same_schema_in_two_subjects_shares_the_id_until_both_are_gone() -> None:
     state = fold([schema_record(sv("a", 1, 7)), schema_record(sv("b", 1, 7))])
-    canonical = state.canonical_of(7)
-    assert canonical is not None and state.id_for("AVRO", canonical) == 7
+    identity = state.identity(7)
+    assert identity is not None and state.id_for(identity) == 7
     state.apply(*schema_tombstone("a", 1))
     assert state.schema_text(7) == BASE
     state.apply(*schema_tombstone("b", 1))
-    assert state.schema_text(7) is None and state.id_for("AVRO", canonical) is None
+    assert state.schema_text(7) is None and state.id_for(identity) is None
 
 
 def test_fold__canonical_lookup_ignores_whitespace() -> None:
     spaced = json.dumps(json.loads(BASE), indent=2)
     state = fold([schema_record(sv("a", 1, 1, spaced))])
-    assert state.id_for("AVRO", parse_schema(BASE).canonical) == 1
+    assert state.id_for(("AVRO", parse_schema(BASE).canonical, ())) == 1
 
 
 def test_fold__two_ids_for_one_schema_resolve_to_the_lowest_everywhere() -> None:
     forward = fold([schema_record(sv("a", 1, 5)), schema_record(sv("b", 1, 4))])
     backward = fold([schema_record(sv("b", 1, 4)), schema_record(sv("a", 1, 5))])
-    canonical = forward.canonical_of(5)
-    assert canonical is not None
-    assert forward.id_for("AVRO", canonical) == backward.id_for("AVRO", canonical) == 4
+    identity = forward.identity(5)
+    assert identity is not None
+    assert forward.id_for(identity) == backward.id_for(identity) == 4
     forward.apply(*schema_tombstone("b", 1))
-    assert forward.id_for("AVRO", canonical) == 5
+    assert forward.id_for(identity) == 5
 
 
 @pytest.mark.parametrize(("key", "value"), [
@@ -125,6 +165,9 @@ def test_fold__two_ids_for_one_schema_resolve_to_the_lowest_everywhere() -> None
     (b'{"keytype": "MAX_ID"}', b'{"id": "many"}'),
     (b'{"keytype": "CONFIG", "subject": null}', b'[]'),
     (b'{"keytype": "CONFIG", "subject": "a"}', b'{"compatibilityLevel": "SIDEWAYS"}'),
+    (b'{"keytype": "MODE", "subject": "a"}', b'{"mode": "SOMETIMES"}'),
+    (b'{"keytype": "SCHEMA", "subject": "a", "version": 1}', b'{"id": 1, "schema": "x", "references": [{}]}'),
+    (b'{"keytype": "SCHEMA", "subject": "a", "version": 1}', b'{"id": 1, "schema": "x", "metadata": []}'),
 ])
 def test_fold__garbage_is_skipped_and_counted_not_fatal(key: bytes | None, value: bytes) -> None:
     state = fold(HISTORY)
@@ -145,3 +188,4 @@ def test_records__keys_are_stable_bytes_so_compaction_can_match_them() -> None:
     assert config_record("a", "FULL")[0] == config_record("a", None)[0]
     assert config_record(None, "FULL")[0] != config_record("a", "FULL")[0]
     assert max_id_record(1)[0] == max_id_record(2)[0]
+    assert mode_record("a", "IMPORT")[0] == mode_record("a", None)[0] != config_record("a", None)[0]
