@@ -29,6 +29,7 @@ from app.pipeline.routes import pipeline_routes
 from app.pipeline.tracker import Tracker
 from app.pipeline.validate import EventClock, Rejection
 from app.runtime.agent import Agent, AgentRegistry, agent
+from app.runtime.context import AgentContext
 from app.runtime.engine import InRecord
 from app.runtime.stage import Stage
 from app.runtime.tables import Table
@@ -82,18 +83,18 @@ class Pipeline:
         return {"rejected": dict(self.rejected), "late_dropped": self.tracker.late_dropped,
                 "misrouted": self.misrouted}
 
-    def process(self, values: list[Any], ctx: Any) -> None:
+    def process(self, values: list[Any], ctx: AgentContext) -> None:
         """Validate, index, fold status, update metric windows (the built-in pipeline), for a batch
         of records of one partition (`ctx.records`, in offset order)."""
         process_records(ctx.records, ctx.event_times, ctx, archive=self.archive, tracker=self.tracker,
                         max_future_ms=self.max_future_ms, on_reject=self._reject, on_misrouted=self._misrouted)
 
-    def rebuild(self, ctx: Any) -> None:
+    def rebuild(self, ctx: AgentContext) -> None:
         """The id index is local-only: re-derive it from the pages and waiting references."""
         indexed = self.archive.rebuild(self.tracker.bound_refs())
         log.info("re-indexed %d event ids of %s[%d]", indexed, ctx.topic, ctx.partition)
 
-    def on_timer(self, key: str, payload: Any, ctx: Any) -> None:
+    def on_timer(self, key: str, payload: Any, ctx: AgentContext) -> None:
         """An absence deadline (identity keys), a window close or an index prune is due."""
         if self.archive.owns_timer(key):
             self.archive.prune(key)
@@ -102,7 +103,7 @@ class Pipeline:
         else:
             self.tracker.absence_due(key, payload, ctx)
 
-    def _reject(self, rejection: Rejection, record: InRecord, ctx: Any) -> None:
+    def _reject(self, rejection: Rejection, record: InRecord, ctx: AgentContext) -> None:
         """Dead-letter the record as consumed, with the reason in headers (like the runtime does for
         records an agent raised on, without re-running the batch record by record)."""
         self.rejected[rejection.field] += 1

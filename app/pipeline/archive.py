@@ -33,6 +33,7 @@ from app.globs import glob_matcher
 from app.pipeline.buckets import BucketedTable
 from app.pipeline.query import key_prefix
 from app.pipeline.validate import EVENT_TYPE, NormalizedEvent
+from app.runtime.context import AgentContext
 from app.runtime.keys import IDENTITY_SEP, identity_part, pack, pack_time
 from app.runtime.tables import Table
 
@@ -161,7 +162,7 @@ class ArchiveIndex:
         self.index(ids)
         return indexed
 
-    def write_page(self, subject: str, name: str, refs: tuple[EventRef, ...], ctx: Any) -> None:
+    def write_page(self, subject: str, name: str, refs: tuple[EventRef, ...], ctx: AgentContext) -> None:
         """Store a page of one identity's event references."""
         newest_ms, newest_id = max(refs)[:2]
         rest = pack(identity_part(subject, name), pack_time(newest_ms), newest_id)

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from app.runtime import keys
 from app.runtime.codecs import Codec
+from app.runtime.context import AgentContext
 from app.runtime.tables import Table
 
 __all__ = ["BUCKET_MS", "LIVE_BUCKETS_KEY", "BucketedTable"]
@@ -56,7 +57,7 @@ class BucketedTable:
         return keys.pack(keys.pack_int(bucket, offset=_BUCKET_OFFSET), rest)
 
     # -- inside the agent -----------------------------------------------------------------------------
-    def put(self, time_ms: int, rest: str, value: Any, ctx: Any) -> None:
+    def put(self, time_ms: int, rest: str, value: Any, ctx: AgentContext) -> None:
         """Store `value` under the bucket of `time_ms`, arming the bucket's prune timer if it is new."""
         bucket = time_ms // BUCKET_MS
         self.table[self.key(bucket, rest)] = value

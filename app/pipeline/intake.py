@@ -13,6 +13,7 @@ from typing import Any
 from app.pipeline.archive import ArchiveIndex
 from app.pipeline.tracker import Tracker, TrackerBatch
 from app.pipeline.validate import EVENT_TYPE, Rejection, normalize_event
+from app.runtime.context import AgentContext
 
 __all__ = ["MisroutedHandler", "RejectHandler", "process_records"]
 
@@ -22,7 +23,7 @@ RejectHandler = Callable[[Rejection, Any, Any], None]
 MisroutedHandler = Callable[[Any, str], None]
 
 
-def process_records(records: list[Any], event_times: list[int], ctx: Any, *, archive: ArchiveIndex,
+def process_records(records: list[Any], event_times: list[int], ctx: AgentContext, *, archive: ArchiveIndex,
                     tracker: Tracker, max_future_ms: int, on_reject: RejectHandler,
                     on_misrouted: MisroutedHandler) -> None:
     """Run a batch of one partition's records (engine InRecords, in offset order, with their event

@@ -43,6 +43,7 @@ from app.pipeline.windows import (
     to_window_record,
     window_from_json,
 )
+from app.runtime.context import AgentContext
 from app.runtime.keys import SEP, identity_part, pack, pack_int, pack_time, prefix, unpack, unpack_int, unpack_time
 from app.runtime.tables import Table
 
@@ -152,7 +153,7 @@ class Tracker:
         return self.table, *self.closed.tables
 
     # -- inside the agent -----------------------------------------------------------------------------
-    def apply(self, key: str, ev: NormalizedEvent, ref: EventRef, ctx: Any, batch: TrackerBatch) -> None:
+    def apply(self, key: str, ev: NormalizedEvent, ref: EventRef, ctx: AgentContext, batch: TrackerBatch) -> None:
         """Fold one accepted event into its identity: status and alerts now; its metrics are kept
         for `finish`, which adds them to the windows, stores the copies and arms timers."""
         states = batch.states
@@ -190,7 +191,7 @@ class Tracker:
                 samples.append(sample)
         self._publish(key, status, changed, alert, ctx)
 
-    def finish(self, batch: TrackerBatch, ctx: Any) -> None:
+    def finish(self, batch: TrackerBatch, ctx: AgentContext) -> None:
         """Add the batch's metrics to the windows, store the updated identities and arm, move or
         cancel their timers."""
         all_samples = batch.samples
@@ -218,14 +219,14 @@ class Tracker:
     def owns_timer(self, timer_key: str) -> bool:
         return timer_key.startswith(CLOSE_TIMER_PREFIX) or self.closed.owns_timer(timer_key)
 
-    def on_timer(self, timer_key: str, payload: Any, ctx: Any) -> None:
+    def on_timer(self, timer_key: str, payload: Any, ctx: AgentContext) -> None:
         """A window-closing or closed-window pruning timer fired."""
         if timer_key.startswith(CLOSE_TIMER_PREFIX):
             self._close_windows(timer_key[len(CLOSE_TIMER_PREFIX):], ctx)
         else:
             self.closed.prune(timer_key)
 
-    def absence_due(self, key: str, payload: list[Any], ctx: Any) -> None:
+    def absence_due(self, key: str, payload: list[Any], ctx: AgentContext) -> None:
         """The wall clock passed the absence deadline of `key`.
 
         The wall clock alone cannot tell a silent identity from a partition whose backlog is still
@@ -247,7 +248,7 @@ class Tracker:
             self.table[key] = Tracked(update.state, tracked.windows, tracked.close_at_ms, tracked.recent)
             self._publish(key, update.state, update.changed, update.alert, ctx)
 
-    def _close_windows(self, key: str, ctx: Any) -> None:
+    def _close_windows(self, key: str, ctx: AgentContext) -> None:
         stored = self.table.get(key)
         if stored is None:
             return
@@ -268,7 +269,7 @@ class Tracker:
             ctx.timers.schedule(CLOSE_TIMER_PREFIX + key, next_close_ms + close_delay_ms(key), kind="event")
 
     @staticmethod
-    def _publish(key: str, status: StatusState, changed: bool, alert: dict[str, Any] | None, ctx: Any) -> None:
+    def _publish(key: str, status: StatusState, changed: bool, alert: dict[str, Any] | None, ctx: AgentContext) -> None:
         if changed:
             ctx.send(STATUS_TOPIC, key, to_status_record(status), schema="vigil.Status")
         if alert is not None:

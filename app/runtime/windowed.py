@@ -23,6 +23,7 @@ from typing import Any
 
 from app.durations import parse_duration_ms
 from app.runtime.codecs import Codec
+from app.runtime.context import AgentContext
 from app.runtime.store import MISSING, PartitionStore
 from app.runtime.tables import Table
 from app.runtime.windows import Window, is_closed, pack_window_key, unpack_window_key, window_prefix, windows_for
@@ -138,7 +139,7 @@ class WindowedTable(Table):
         dues = [h[0][0] for h in (idx.closing, idx.expiring) if h]
         return min(dues) if dues else None
 
-    def close_due(self, store: PartitionStore, watermark_ms: int, ctx: Any) -> int:
+    def close_due(self, store: PartitionStore, watermark_ms: int, ctx: AgentContext) -> int:
         """Close windows whose end + grace <= watermark (calling on_close), expire old closed ones.
         Returns how many windows closed."""
         idx = self._index.get(id(store))
