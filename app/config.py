@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     schema_registry_url: str = Field("http://127.0.0.1:8081", description="Confluent-API schema registry")
     schema_registry_user: str | None = None
     schema_registry_password: SecretStr | None = None
+    schema_registry_retry_deadline_s: float = Field(
+        5.0, ge=0, description="how long a registry call retries a registry that is down or overloaded (0: once)")
     topic_prefix: str = Field("", description="prefix for every topic name (shared clusters)")
     home: Path = Field(Path(".vigil"), description="local dev stack: jars, data, pid files")
     state_dir: Path = Field(Path(".vigil/state"), description="RocksDB state of workers")
