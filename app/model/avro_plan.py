@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 __all__ = ["ARRAY", "BOOLEAN", "BYTES", "DOUBLE", "ENUM", "FIXED", "FLOAT", "INT", "LONG", "MAP", "NULL", "RECORD",
-           "STRING", "UNION", "SchemaPlan", "schema_plan"]
+           "STRING", "UNION", "Declined", "SchemaPlan", "schema_plan"]
 
 NULL: Final = 0
 BOOLEAN: Final = 1
@@ -48,6 +48,13 @@ class SchemaPlan:
         self.symbol_index: dict[str, int] = {}
         self.size = 0
         self.branches: list[int] = []
+
+
+class Declined(Exception):
+    """The compiled reader or writer leaves this body or value to fastavro, which decodes or encodes
+    it the same way or raises the error users see. The one exception they raise on purpose: any
+    other is a bug in them (app.model.serde counts and logs it). The message is a short fixed
+    reason, used as a counter label."""
 
 
 class Unsupported(Exception):

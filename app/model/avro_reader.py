@@ -7,10 +7,11 @@ Python it would be slower than fastavro, so `AvroSerde` uses it only when compil
 
 fastavro stays the reference. A plan exists only for what this reader decodes exactly as fastavro
 does (writer schema = reader schema, no logical types: those fastavro converts to other types), and
-the reader raises `BodyError` on anything unusual (truncated data, an out-of-range union branch or
-enum symbol, overlong varints, trailing bytes, invalid UTF-8): the caller then decodes the message
-with fastavro, which returns the same value or the error message users see. The unit tests check
-that both agree on every schema Vigil ships and on corrupted bodies.
+the reader raises `BodyError` (an app.model.avro_plan.Declined) on anything unusual (truncated
+data, an out-of-range union branch or enum symbol, overlong varints, trailing bytes, invalid
+UTF-8): the caller then decodes the message with fastavro, which returns the same value or the
+error message users see. Any other exception is a bug here (the serde counts and logs it). The
+unit tests check that both agree on every schema Vigil ships and on corrupted bodies.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from app.model.avro_plan import (
     RECORD,
     STRING,
     UNION,
+    Declined,
     SchemaPlan,
     schema_plan,
 )
@@ -49,7 +51,7 @@ _LAST_SHIFT: Final = 63
 ReadPlan = SchemaPlan
 
 
-class BodyError(Exception):
+class BodyError(Declined):
     """The body is not one this reader decodes exactly like fastavro: decode it with fastavro."""
 
 
@@ -170,7 +172,7 @@ class _Cursor:
         if kind == FIXED:
             pos = self.take(node.size)
             return self.data[pos:pos + node.size]
-        raise BodyError(f"unknown plan kind {kind}")
+        raise BodyError("unknown plan kind")
 
 
 def read_body(data: bytes, start: int, plan: ReadPlan) -> Any:

@@ -11,9 +11,11 @@ fastavro stays the reference. A plan exists only for schemas without logical typ
 converts those values first), and the writer accepts only values it encodes byte for byte as
 fastavro does: the exact Python types (a bool is not an int, an int must fit its 32 or 64 bits, a
 str subclass is not a str), and in a union only a value whose type one branch alone could take (so
-fastavro's branch choice is not in doubt). Anything else raises `WriterDeclined`, and the caller
-encodes the record with fastavro, which writes the same bytes or raises the error users see. The
-unit tests check byte equality on every schema Vigil ships and on a schema with every Avro type.
+fastavro's branch choice is not in doubt). Anything else raises `WriterDeclined` (an
+app.model.avro_plan.Declined), and the caller encodes the record with fastavro, which writes the
+same bytes or raises the error users see. Any other exception is a bug here (the serde counts and
+logs it). The unit tests check byte equality on every schema Vigil ships and on a schema with
+every Avro type.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from app.model.avro_plan import (
     RECORD,
     STRING,
     UNION,
+    Declined,
     SchemaPlan,
     Unsupported,
     schema_plan,
@@ -76,7 +79,7 @@ _SHORT: Final = 0x1FFF_FFFF_FFFF_FFFF
 _ABSENT: Final = object()
 
 
-class WriterDeclined(Exception):
+class WriterDeclined(Declined):
     """The value is not one this writer encodes exactly like fastavro: encode it with fastavro."""
 
 
@@ -219,7 +222,7 @@ def _write(parts: list[bytes], value: object, node: WritePlan) -> None:
             field = value.get(names[i], _ABSENT)
             if field is _ABSENT:
                 if not node.fills[i]:
-                    raise WriterDeclined(f"no value for {names[i]}")
+                    raise WriterDeclined("no value for a field without a default")
                 field = node.fill_values[i]
             _write(parts, field, children[i])
         return
@@ -302,7 +305,7 @@ def _write(parts: list[bytes], value: object, node: WritePlan) -> None:
             raise WriterDeclined("not bytes of the fixed size")
         parts.append(value)
         return
-    raise WriterDeclined(f"unknown plan kind {kind}")
+    raise WriterDeclined("unknown plan kind")
 
 
 def write_body(value: Any, plan: WritePlan, prefix: bytes = b"") -> bytes:

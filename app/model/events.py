@@ -82,7 +82,9 @@ class MemberState(str, Enum):
 class _Record(BaseModel):
     """Base: strict field names, enum values in records, dict conversion."""
 
-    model_config = ConfigDict(extra="forbid", use_enum_values=True, populate_by_name=True)
+    # validate_default: a default enum member becomes its value too (the compiled Avro writer takes
+    # exact str/int values only; a member sent every record through fastavro).
+    model_config = ConfigDict(extra="forbid", use_enum_values=True, populate_by_name=True, validate_default=True)
 
     #: Avro full name of the record this model mirrors.
     avro_name: ClassVar[str] = ""

@@ -6,6 +6,11 @@ one read: by the compiled reader (app.model.avro_reader) when it is compiled, el
 schemaless reader. fastavro decides whenever the compiled reader declines a body, so both give
 the same records and the same errors. Encoding is the same: the compiled writer
 (app.model.avro_writer) when compiled, fastavro for everything it declines.
+
+The compiled codec declines with one exception type (app.model.avro_plan.Declined); each decline
+is counted in `AvroSerde.stats` by reason. Anything else it raises is a bug in it: fastavro still
+handles that record (a bug must not lose data), and the stats count it apart and log it at ERROR
+once per schema (app.model.codec_stats), so it cannot hide as a silent slow path.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from typing import Any, Protocol
 from fastavro import schemaless_reader, schemaless_writer
 
 from app.model import avro_reader, avro_writer
+from app.model.avro_plan import Declined
 from app.model.avro_reader import ReadPlan, read_body, read_plan
 from app.model.avro_writer import WritePlan, write_body, write_plan
+from app.model.codec_stats import CodecStats
 from app.model.schemas import SchemaFile, SchemaFileError, parse_schema_text, record_name_subject
 from app.native import is_compiled
 from app.registry.errors import RegistryError
@@ -29,6 +36,7 @@ __all__ = [
     "COMPILED_WRITER",
     "MAGIC_BYTE",
     "AvroSerde",
+    "CodecStats",
     "DecodeError",
     "EncodeError",
     "RecordWriter",
@@ -101,6 +109,8 @@ class RecordWriter:
 
     schema: SchemaFile
     schema_id: int
+    #: where fallbacks to fastavro are counted (the serde's, when it made this writer)
+    stats: CodecStats = field(default_factory=lambda: _new_stats(), repr=False, compare=False)
     _prefix: bytes = field(init=False, repr=False)
     #: the compiled writer's plan, None where fastavro writes (see COMPILED_WRITER, write_plan)
     _plan: WritePlan | None = field(init=False, repr=False, compare=False)
@@ -113,8 +123,10 @@ class RecordWriter:
         if self._plan is not None:
             try:
                 return write_body(record, self._plan, self._prefix)
-            except Exception:  # declined (or anything unforeseen): fastavro decides, bytes or error
-                pass
+            except Declined as exc:  # fastavro decides: the same bytes, or its error
+                self.stats.declined("encode", exc)
+            except Exception as exc:  # a bug in the compiled writer: counted, logged; fastavro writes
+                self.stats.bug("encode", self.schema.fullname, exc)
         buf = io.BytesIO()
         buf.write(self._prefix)
         try:
@@ -136,11 +148,17 @@ class _Reader:
         return cls(schema.parsed, schema.fullname, read_plan(schema.parsed) if COMPILED_READER else None)
 
 
+def _new_stats() -> CodecStats:
+    return CodecStats(compiled_reader=COMPILED_READER, compiled_writer=COMPILED_WRITER)
+
+
 class AvroSerde:
     """Confluent-framed Avro with per-id caches, backed by any SchemaSource."""
 
     def __init__(self, registry: SchemaSource) -> None:
         self.registry = registry
+        #: fallbacks of the compiled codec to fastavro, and its bugs (for /metrics)
+        self.stats = _new_stats()
         self._readers: dict[int, _Reader] = {}
         self._writers: dict[str, RecordWriter] = {}
 
@@ -149,7 +167,7 @@ class AvroSerde:
         w = self._writers.get(schema.text)
         if w is None:
             schema_id = self.registry.register(record_name_subject(schema.fullname), schema.text)
-            w = self._writers[schema.text] = RecordWriter(schema, schema_id)
+            w = self._writers[schema.text] = RecordWriter(schema, schema_id, self.stats)
             if schema_id not in self._readers:
                 self._readers[schema_id] = _Reader.of(schema)
         return w
@@ -185,11 +203,14 @@ class AvroSerde:
             if reader is not None and reader.plan is not None:
                 try:
                     return reader.fullname, read_body(data, 5, reader.plan)
-                except Exception:  # fastavro decides: the record, or the error users see
-                    pass
+                except Declined as exc:  # fastavro decides: the record, or the error users see
+                    self.stats.declined("decode", exc)
+                except Exception as exc:  # a bug in the compiled reader: counted, logged; fastavro reads
+                    self.stats.bug("decode", reader.fullname, exc)
             elif reader is not None:
                 buf = io.BytesIO(data)
                 buf.seek(5)
+                record: Any
                 try:
                     record = schemaless_reader(buf, reader.parsed, None)
                 except Exception:
@@ -210,6 +231,7 @@ class AvroSerde:
                               schema_id=exc.schema_id) from exc
         buf = io.BytesIO(data)
         buf.seek(5)
+        record: Any
         try:
             record = schemaless_reader(buf, reader.parsed, None)
         except Exception as exc:  # fastavro raises many types on corrupt bodies
