@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from app.cli import CliContext, parse_pairs, pass_cli, print_json
 from app.model.events import Event, Kind
+from app.model.serde import DecodeError
 from app.pipeline.validate import format_time_ms
 from app.sdk import EmitError, Emitter, tail_events
 
@@ -88,9 +89,18 @@ def events_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
 @pass_cli
 def events_tail(cli: CliContext, from_beginning: bool, subject: str, name: str, as_json: bool) -> None:
-    """Print decoded events as they arrive (Ctrl-C stops)."""
+    """Print decoded events as they arrive (Ctrl-C stops). Records that cannot be decoded are named
+    on stderr (topic[partition]@offset and why); while the schema registry is unavailable the tail
+    waits for it and says so on stderr."""
+    def undecodable(exc: DecodeError) -> None:
+        click.echo(f"skipped: {exc}", err=True)
+
+    def notice(text: str) -> None:
+        click.echo(f"vigil events tail: {text}", err=True)
+
     try:
-        for ev in tail_events(cli.settings, from_beginning=from_beginning, subject=subject, name=name):
+        for ev in tail_events(cli.settings, from_beginning=from_beginning, subject=subject, name=name,
+                              on_undecodable=undecodable, notify=notice):
             if as_json:
                 print_json(ev.as_json())  # machines get the number
             else:

@@ -9,10 +9,12 @@ Uses the same settings as the CLI (vigil.yaml / VIGIL_* env).
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
@@ -25,8 +27,11 @@ from app.model.ids import new_id
 from app.model.schemas import SchemaFile, builtin_schema, parse_schema_text, record_name_subject
 from app.model.serde import AvroSerde, DecodeError, EncodeError
 from app.registry.client import RegistryClient, RegistryError
+from app.registry.waiting import RegistryWait
 
 __all__ = ["EmitError", "Emitter", "TailedEvent", "emit", "emit_typed", "tail_events"]
+
+log = logging.getLogger(__name__)
 
 EVENTS_TOPIC = "events"
 
@@ -39,12 +44,19 @@ class EmitError(Exception):
 
 
 class Emitter:
-    """Produces events to the events topic in Confluent-framed Avro."""
+    """Produces events to the events topic in Confluent-framed Avro.
 
-    def __init__(self, settings: Settings | None = None, *, registry: RegistryClient | None = None) -> None:
+    While the schema registry is unavailable (it is needed once per record type, to register or
+    fetch its schema), `emit`/`emit_typed` wait for it, up to `registry_wait_s` (None: until it
+    answers), logging once that they wait; then they raise EmitError.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, registry: RegistryClient | None = None,
+                 registry_wait_s: float | None = 60.0) -> None:
         self.settings = settings or default_settings()
         self.registry = registry or RegistryClient.from_settings(self.settings)
         self.serde = AvroSerde(self.registry)
+        self.registry_wait = RegistryWait(notify=log.warning, deadline_s=registry_wait_s)
         self.producer = make_producer(self.settings)
         self.topic = self.settings.topic(EVENTS_TOPIC)
         self._errors: list[str] = []
@@ -73,16 +85,26 @@ class Emitter:
         """Produce a vigil.Event (given, or built from keyword fields); returns its id.
         `on_delivery(err, msg)` is called for this event once Kafka acknowledged it (or failed)."""
         ev = event if event is not None else Event(**fields)
-        value = self.serde.encode(ev.to_record(), builtin_schema(Event.avro_name))
+        value = self._encode(ev.to_record(), builtin_schema(Event.avro_name))
         self._produce(ev.key, value, wait, on_delivery)
         return ev.id
+
+    def _encode(self, record: dict[str, Any], schema: SchemaFile) -> bytes:
+        """Encode, waiting out a registry outage (first use of a schema registers it)."""
+        try:
+            return self.registry_wait.call(lambda: self.serde.encode(record, schema))
+        except EncodeError as exc:
+            raise EmitError(str(exc)) from exc
+        except RegistryError as exc:
+            raise EmitError(f"cannot register the schema of {schema.fullname} with the schema registry at "
+                            f"{self.registry.url}: {exc}") from exc
 
     def schema_for(self, fullname: str) -> SchemaFile:
         """Latest registered schema of a record type (record-name subject strategy)."""
         schema = self._types.get(fullname)
         if schema is None:
             try:
-                latest = self.registry.version(record_name_subject(fullname), "latest")
+                latest = self.registry_wait.call(lambda: self.registry.version(record_name_subject(fullname), "latest"))
             except RegistryError as exc:
                 if exc.error_code in (40401, 40402):
                     raise EmitError(f"type {fullname} is not registered: run `vigil schemas register` "
@@ -106,10 +128,7 @@ class Emitter:
         unknown = sorted(set(rec) - set(schema.field_names))
         if unknown:
             raise EmitError(f"{fullname} has no field(s) {', '.join(unknown)}")
-        try:
-            value = self.serde.encode(rec, schema)
-        except EncodeError as exc:
-            raise EmitError(str(exc)) from exc
+        value = self._encode(rec, schema)
         self._produce(event_key(str(rec["subject"]), str(rec["name"])), value, wait, on_delivery)
         return str(rec.get("id") or new_id())
 
@@ -170,11 +189,18 @@ class TailedEvent:
 
 def tail_events(settings: Settings, *, from_beginning: bool = False, subject: str = "*", name: str = "*",
                 stop_after_idle_s: float | None = None, errors: list[DecodeError] | None = None,
-                ) -> Iterator[TailedEvent]:
-    """Decoded events as they arrive (filtered by subject/name globs). Undecodable records are
-    reported in `errors` (if given) and skipped. Reads without committing (no consumer group state)."""
+                on_undecodable: Callable[[DecodeError], None] | None = None,
+                notify: Callable[[str], None] | None = None) -> Iterator[TailedEvent]:
+    """Decoded events as they arrive (filtered by subject/name globs). Reads without committing (no
+    consumer group state).
+
+    Undecodable records (bad framing or body, a schema id the registry does not have) are skipped,
+    each reported to `on_undecodable` and kept in `errors` (if given); the DecodeError names the
+    topic, partition and offset. While the registry is unavailable the tail waits for it (no record
+    is skipped for that), telling `notify` (default: the log) once per outage."""
     registry = RegistryClient.from_settings(settings)
     serde = AvroSerde(registry)
+    registry_wait = RegistryWait(notify=notify or log.warning)
     topic = settings.topic(EVENTS_TOPIC)
     consumer = make_consumer(settings, f"vigil-tail-{new_id()}", **{"enable.auto.commit": False})
     md = consumer.list_topics(topic, timeout=10)
@@ -199,11 +225,13 @@ def tail_events(settings: Settings, *, from_beginning: bool = False, subject: st
                 if msg.error():
                     continue
                 try:
-                    fullname, record = serde.decode_typed(msg.value(), topic=msg.topic(),
-                                                          partition=msg.partition(), offset=msg.offset())
+                    fullname, record = registry_wait.call(partial(serde.decode_typed, msg.value(), topic=msg.topic(),
+                                                                  partition=msg.partition(), offset=msg.offset()))
                 except DecodeError as exc:
                     if errors is not None:
                         errors.append(exc)
+                    if on_undecodable is not None:
+                        on_undecodable(exc)
                     continue
                 if match_subject(str(record.get("subject", ""))) and match_name(str(record.get("name", ""))):
                     yield TailedEvent(fullname, record, msg.partition(), msg.offset(), msg.timestamp()[1])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 from confluent_kafka import KafkaException
 
@@ -28,6 +30,11 @@ def _since_ms(since: str, option: str = "--since") -> int:
         raise click.BadParameter(str(exc), param_hint=option) from None
 
 
+def _notice(command: str) -> Callable[[str], None]:
+    """Where a read says that it waits for the schema registry: stderr."""
+    return lambda text: click.echo(f"vigil {command}: {text}", err=True)
+
+
 def _row_line(row: ActionRow) -> str:
     a = row.action
     line = f"{format_time(a.get('time'))}  {a.get('rule')}  {a.get('type')} -> {a.get('target')}  {row.status}"
@@ -52,7 +59,7 @@ def actions_command(cli: CliContext, rule: str, target: str, since: str, suppres
     """List recent actions with their results (status PENDING until an executor reports)."""
     since_ms = _since_ms(since)
     try:
-        history = load_history(cli.settings, since_ms)
+        history = load_history(cli.settings, since_ms, notify=_notice("actions"))
     except (HistoryError, KafkaException) as exc:
         raise click.ClickException(str(exc)) from exc
     match_rule, match_target = glob_matcher(rule), glob_matcher(target)
@@ -79,7 +86,7 @@ def trace_command(cli: CliContext, id_: str, since: str, as_json: bool) -> None:
     result → follow-on events → their actions."""
     since_ms = _since_ms(since)
     try:
-        records = load_trace_records(cli.settings, id_, since_ms)
+        records = load_trace_records(cli.settings, id_, since_ms, notify=_notice("trace"))
     except (HistoryError, KafkaException) as exc:
         raise click.ClickException(str(exc)) from exc
     tree = build_trace(id_, records)

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -33,9 +33,12 @@ __all__ = [
     "RegistryError",
     "RegistryUnavailable",
     "is_retriable_registry_error",
+    "retry_registry_call",
 ]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 #: How long a call keeps retrying a registry that is down or overloaded before it raises.
@@ -48,6 +51,21 @@ _RETRY_MAX_S = 1.0
 def is_retriable_registry_error(exc: BaseException) -> bool:
     """A registry failure worth retrying: unreachable, 408, 429 or 5xx (not a 4xx answer)."""
     return isinstance(exc, RegistryError) and exc.is_retriable()
+
+
+def retry_registry_call(fn: Callable[[], T], *, deadline_s: float | None, backoff: Backoff,
+                        sleep: Callable[[float], None] = time.sleep,
+                        on_retry: Callable[[BaseException, float], None] | None = None) -> T:
+    """`fn()`, retried while it raises a retriable RegistryError, until `deadline_s` (None: for
+    ever); then that last RegistryError is raised (not app.retry's RetryGaveUp: callers branch on
+    `is_retriable()`). Any other error is raised at once."""
+    try:
+        return retry_call(fn, is_retriable=is_retriable_registry_error, deadline_s=deadline_s, backoff=backoff,
+                          sleep=sleep, on_retry=on_retry)
+    except RetryGaveUp as gave_up:
+        last = gave_up.__cause__
+        assert isinstance(last, RegistryError)  # only those are retried
+        raise last from last.__cause__
 
 
 @dataclass(frozen=True)
@@ -107,15 +125,9 @@ class RegistryClient:
         def on_retry(exc: BaseException, delay_s: float) -> None:
             log.debug("schema registry %s %s failed (%s); retrying in %.2fs", method, path, exc, delay_s)
 
-        try:
-            return retry_call(lambda: self._request(method, path, json, params),
-                              is_retriable=is_retriable_registry_error, deadline_s=self.retry_deadline_s,
-                              backoff=Backoff(_RETRY_INITIAL_S, _RETRY_MAX_S), sleep=self._sleep,
-                              on_retry=on_retry)
-        except RetryGaveUp as gave_up:
-            last = gave_up.__cause__
-            assert isinstance(last, RegistryError)  # only those are retried
-            raise last from last.__cause__
+        return retry_registry_call(lambda: self._request(method, path, json, params), deadline_s=self.retry_deadline_s,
+                                   backoff=Backoff(_RETRY_INITIAL_S, _RETRY_MAX_S), sleep=self._sleep,
+                                   on_retry=on_retry)
 
     def _request(self, method: str, path: str, json: Any, params: dict[str, Any] | None) -> Any:
         try:
