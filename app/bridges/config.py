@@ -82,6 +82,12 @@ class BridgeConfig(BaseModel):
     max_syslog_bytes: int = Field(65_536, gt=0, le=16_777_216, description="largest syslog message or frame")
     delivery_timeout_s: float = Field(15.0, gt=0, le=600,
                                       description="HTTP: wait this long for Kafka to acknowledge a request's events")
+    retry_after_s: int = Field(5, ge=1, le=3600,
+                               description="HTTP: the Retry-After of a 503 (Kafka or the schema registry unavailable)")
+    syslog_retry_max_events: int = Field(
+        20_000, gt=0, le=10_000_000,
+        description="syslog: events kept in memory for retry while Kafka or the registry cannot take them "
+                    "(beyond it the oldest are dropped, counted)")
     api_token: SecretStr | None = Field(None, description="bearer token required by the endpoints below")
     token_endpoints: frozenset[str] = Field(
         frozenset({"events", "alertmanager", "nagios", "puppet"}),
@@ -146,6 +152,8 @@ def load_bridge_config(env: Mapping[str, str] | None = None, **overrides: Any) -
         "VIGIL_BRIDGE_MAX_BODY_BYTES": "max_body_bytes",
         "VIGIL_BRIDGE_MAX_SYSLOG_BYTES": "max_syslog_bytes",
         "VIGIL_BRIDGE_DELIVERY_TIMEOUT_S": "delivery_timeout_s",
+        "VIGIL_BRIDGE_RETRY_AFTER_S": "retry_after_s",
+        "VIGIL_BRIDGE_SYSLOG_RETRY_MAX_EVENTS": "syslog_retry_max_events",
         "VIGIL_API_TOKEN": "api_token",
     }
     for name, key in simple.items():

@@ -15,9 +15,11 @@ is lost to a bad neighbour: valid items are sent and the response lists the inva
     200 {"accepted": 0}                                nothing to send (e.g. GitHub `ping`)
     503 {"error", "accepted": n, "rejected": [...]}    the bus did not take (all of) it: retry later
 A 2xx is sent only once Kafka has acknowledged every accepted event of the request, so it tells
-senders with retries (Alertmanager) not to resend. A 503 says how many were acknowledged; when
-Kafka did not answer within VIGIL_BRIDGE_DELIVERY_TIMEOUT_S the rest may still arrive, so a resend
-may duplicate them (events carry ids).
+senders with retries (Alertmanager) not to resend. A 503 (with `Retry-After:
+VIGIL_BRIDGE_RETRY_AFTER_S`) says how many were acknowledged; when Kafka did not answer within
+VIGIL_BRIDGE_DELIVERY_TIMEOUT_S the rest may still arrive, so a resend may duplicate them (events
+carry ids). Kafka or the schema registry being unavailable is always such a 503, never a 4xx and
+never a dead letter: the input is fine.
 
 Rejected input that got past the token, size and signature checks (400, 415, the rejected items of
 a 207, and bodies that hit a bug: 500) also goes to the dead-letter topic through the sink: the
@@ -189,7 +191,8 @@ class HttpBridge:
         problem = _delivery_problem(batch, failure, acknowledged, self.config.delivery_timeout_s)
         if problem is not None:  # counted and logged (rate-limited) with the other rejections
             reason, message = problem
-            raise _Reject(503, reason, None, message, accepted=batch.delivered, rejected=rejected)
+            raise _Reject(503, reason, None, message, accepted=batch.delivered, rejected=rejected,
+                          headers={"Retry-After": str(self.config.retry_after_s)})
         accepted = batch.delivered
         if not rejected:
             return web.json_response({"accepted": accepted}, status=202 if accepted else 200)

@@ -151,15 +151,15 @@ class KafkaEventSink:
         try:
             latest = self.emitter.registry.version(record_name_subject(type_fullname), "latest")
             schema = parse_schema_text(latest.schema, where=f"registry {type_fullname}")
-        except RegistryUnavailable as exc:
-            if cached is not None:
+        except RegistryError as exc:
+            if exc.is_not_found() and exc.error_code in _NOT_REGISTERED:
+                raise unknown_type(type_fullname) from exc
+            if exc.is_retriable() and cached is not None:  # down or overloaded: what we had is still good
                 log.warning("using the cached schema of %s: %s", type_fullname, exc)
                 return cached[0]
-            raise SinkUnavailable(str(exc)) from exc
-        except RegistryError as exc:
-            if exc.error_code in _NOT_REGISTERED:
-                raise unknown_type(type_fullname) from exc
-            raise SinkUnavailable(f"cannot fetch the schema of {type_fullname}: {exc}") from exc
+            # The registry's problem, not the sender's: a 503 to retry, never a 4xx or a dead letter.
+            raise SinkUnavailable(f"cannot fetch the schema of {type_fullname} from the schema registry: "
+                                  f"{_registry_problem(exc)}") from exc
         except SchemaFileError as exc:
             raise SinkError(f"the registered schema of {type_fullname} is not a record schema: {exc.reason}",
                             field="type") from exc
@@ -173,7 +173,8 @@ class KafkaEventSink:
         except EncodeError as exc:
             raise SinkError(str(exc)) from exc
         except RegistryError as exc:  # registering the writer schema (first use only)
-            raise SinkUnavailable(f"cannot register the schema of {schema.fullname}: {exc}") from exc
+            raise SinkUnavailable(f"cannot register the schema of {schema.fullname} with the schema registry: "
+                                  f"{_registry_problem(exc)}") from exc
 
     def _produce(self, topic: str, key: bytes, value: bytes, on_delivery: DeliveryCallback | None, *,
                  headers: list[tuple[str, bytes]] | None = None) -> None:
@@ -210,9 +211,19 @@ class KafkaEventSink:
         log.error("%d record(s) not delivered (%d in all); latest: %s", count, self.failed, problem)
 
     def _poll(self, interval_s: float) -> None:
-        """Serve delivery reports while the sink is open (produce() alone never triggers them)."""
+        """Serve delivery reports while the sink is open (produce() alone never triggers them). An
+        error must not end the thread: without it no delivery would ever be reported again."""
         while not self._closed.is_set():
-            self.emitter.producer.poll(interval_s)
+            try:
+                self.emitter.producer.poll(interval_s)
+            except Exception:
+                log.exception("serving Kafka delivery reports failed; continuing")
+                self._closed.wait(interval_s)
+
+
+def _registry_problem(exc: RegistryError) -> str:
+    """A registry failure in words (an unreachable registry's message already names it)."""
+    return exc.message if isinstance(exc, RegistryUnavailable) else str(exc)
 
 
 def make_sink(settings: Settings, *, check: bool = True) -> KafkaEventSink:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE_LATEST", "BridgeMetrics"]
@@ -21,9 +21,11 @@ _LOG_WINDOW_S = 60.0
 
 
 class BridgeMetrics:
-    """`vigil_bridge_accepted_total{source}`, `vigil_bridge_rejected_total{source,reason}` and
+    """`vigil_bridge_accepted_total{source}`, `vigil_bridge_rejected_total{source,reason}`,
     `vigil_bridge_partial_total{source,field}` (accepted events some field of which could not be read
-    from the input: one count per missing field, e.g. field="host")."""
+    from the input: one count per missing field, e.g. field="host"), `vigil_bridge_retried_total{source,reason}`
+    (events sent again after Kafka or the registry could not take them) and
+    `vigil_bridge_retry_pending{source}` (events waiting for that)."""
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -33,6 +35,10 @@ class BridgeMetrics:
                                  ["source", "reason"], registry=self.registry)
         self._partial = Counter("vigil_bridge_partial", "Accepted events with a field that could not be read, "
                                 "per missing field", ["source", "field"], registry=self.registry)
+        self._retried = Counter("vigil_bridge_retried", "Events kept and sent again because the bus or the "
+                                "schema registry could not take them", ["source", "reason"], registry=self.registry)
+        self._pending = Gauge("vigil_bridge_retry_pending", "Events kept in memory waiting for the bus or the "
+                              "schema registry", ["source"], registry=self.registry)
         self._log = logger or logging.getLogger("app.bridges")
         self._log_windows: dict[tuple[str, str], tuple[float, int]] = {}
 
@@ -55,6 +61,23 @@ class BridgeMetrics:
         """Current count of events of `source` that lacked `field`."""
         value = self.registry.get_sample_value("vigil_bridge_partial_total", {"source": source, "field": field})
         return value or 0.0
+
+    def retried(self, source: str, reason: str, count: int = 1) -> None:
+        """Count events kept for another try (not logged here: the bridge logs the outage once)."""
+        self._retried.labels(source=source, reason=reason).inc(count)
+
+    def set_pending(self, source: str, count: int) -> None:
+        """How many events wait for another try now."""
+        self._pending.labels(source=source).set(count)
+
+    def retried_count(self, source: str, reason: str) -> float:
+        """Current retried count for one reason."""
+        value = self.registry.get_sample_value("vigil_bridge_retried_total", {"source": source, "reason": reason})
+        return value or 0.0
+
+    def pending_count(self, source: str) -> float:
+        """Events waiting for another try now."""
+        return self.registry.get_sample_value("vigil_bridge_retry_pending", {"source": source}) or 0.0
 
     def accepted_count(self, source: str) -> float:
         """Current accepted count (tests, status lines)."""

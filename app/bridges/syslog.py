@@ -7,8 +7,13 @@ is still sent, tagged `vigil.parse=partial`, and counted per missing field
 truncated, unparseable) is dropped, counted by reason, logged and sent to the dead-letter topic
 (its bytes, bounded, with headers naming `syslog/<udp|tcp>`, the reason and the peer); the listener
 keeps serving and the other messages of the same datagram stream or connection are unaffected.
-Events are not waited for (nobody could be told); records Kafka refuses later are counted as
-`delivery_failed`.
+
+Valid messages are never dropped for a Kafka or schema registry outage, and never dead-lettered:
+nobody could be told to resend (UDP has no answer), so an event the sink cannot take now
+(SinkUnavailable) or that Kafka did not acknowledge is kept in memory (newer events queue behind
+it, so order is kept) and sent again with jittered exponential backoff until the bus takes it,
+counted in `vigil_bridge_retried_total` and `vigil_bridge_retry_pending`. The queue is bounded
+(`syslog_retry_max_events`): past it the oldest are dropped, counted as `retry_overflow`.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
+from functools import partial
 from typing import Any
 
 from app.bridges.config import BridgeConfig, ListenAddress, parse_listen
@@ -24,7 +31,10 @@ from app.bridges.metrics import BridgeMetrics
 from app.bridges.parsers._common import missing_fields
 from app.bridges.parsers.syslog import parse_syslog
 from app.bridges.parsers.syslog_framing import FrameError, SyslogFrameDecoder
-from app.bridges.sink import EventSink
+from app.bridges.retry_queue import RetryQueue
+from app.bridges.sink import EventSink, SinkUnavailable
+from app.model.events import Event
+from app.retry import Backoff
 
 __all__ = ["SOURCE", "SyslogServer"]
 
@@ -33,6 +43,9 @@ log = logging.getLogger(__name__)
 #: Metrics label of this bridge.
 SOURCE = "syslog"
 _READ_CHUNK_BYTES = 65_536
+#: Backoff ceilings between resends while the bus cannot take events (full jitter below them).
+_RETRY_INITIAL_S = 0.5
+_RETRY_MAX_S = 30.0
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -51,7 +64,7 @@ class SyslogServer:
     """Listens on `udp://HOST:PORT` and `tcp://HOST:PORT` addresses (port 0 picks a free port)."""
 
     def __init__(self, sink: EventSink, listens: list[str], config: BridgeConfig | None = None, *,
-                 metrics: BridgeMetrics | None = None) -> None:
+                 metrics: BridgeMetrics | None = None, stop_retry_s: float = 10.0) -> None:
         if not listens:
             raise ValueError("give at least one udp://HOST:PORT or tcp://HOST:PORT to listen on")
         self.sink = sink
@@ -65,10 +78,19 @@ class SyslogServer:
         self._tcp: list[asyncio.Server] = []
         self._connections: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        #: events the bus could not take yet, oldest first (see the module docstring)
+        self.pending: RetryQueue[Event] = RetryQueue(self.config.syslog_retry_max_events)
+        self.stop_retry_s = stop_retry_s
+        self._backoff = Backoff(_RETRY_INITIAL_S, _RETRY_MAX_S)
+        self._outage_since: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._kept = asyncio.Event()
+        self._retrier: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Bind every address; log readiness ("syslog bridge listening on udp://...")."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
+        self._retrier = loop.create_task(self._retry_loop(), name="syslog-retry")
         try:
             for address in self.addresses:
                 if address.scheme == "udp":
@@ -90,7 +112,8 @@ class SyslogServer:
             raise
 
     async def stop(self) -> None:
-        """Stop listening, close open connections (finishing their frames), flush the sink."""
+        """Stop listening, close open connections (finishing their frames), send what is kept for
+        retry (for up to `stop_retry_s`; the rest is counted and logged), flush the sink."""
         for transport in self._udp:
             transport.close()
         for server in self._tcp:
@@ -103,6 +126,17 @@ class SyslogServer:
             await server.wait_closed()
         self._udp.clear()
         self._tcp.clear()
+        if self._retrier is not None:
+            self._retrier.cancel()
+            await asyncio.gather(self._retrier, return_exceptions=True)
+            self._retrier = None
+        await self._resend_for(self.stop_retry_s)
+        left = len(self.pending)
+        if left:
+            self.metrics.rejected(SOURCE, "undelivered_at_stop", f"{left} event(s) kept for retry were never "
+                                  f"taken by the bus", count=left)
+            log.error("stopping with %d syslog event(s) the bus never took (Kafka or the schema registry "
+                      "unavailable)", left)
         await asyncio.get_running_loop().run_in_executor(None, self.sink.flush)
 
     def handle_message(self, data: bytes, *, peer: str | None, transport: str = "udp") -> bool:
@@ -114,19 +148,104 @@ class SyslogServer:
             event = parse_syslog(data, source_host=peer)
         except ParseError as exc:
             return self._drop(exc.kind, f"from {peer}: {exc} (message starts {data[:60]!r})", data, peer, transport)
-        try:
-            self.sink.send(event, on_delivery=self._delivery_report)
-        except Exception as exc:  # the bus refused it (whatever the sink raises): count and go on serving
-            self.metrics.rejected(SOURCE, "sink_error", f"from {peer}: {exc}")  # logged there, rate-limited
-            return False
+        if len(self.pending):
+            self._keep(event, "queued", None)  # behind the older ones: order is kept
+        else:
+            try:
+                problem = self._hand_over(event)
+            except Exception as exc:  # the event itself was refused (it does not encode): count, go on serving
+                self.metrics.rejected(SOURCE, "sink_error", f"from {peer}: {exc}")  # logged there, rate-limited
+                return False
+            if problem is not None:
+                self._keep(event, "sink_unavailable", problem)
         self.metrics.accepted(SOURCE)
         self.metrics.partial(SOURCE, missing_fields(event))
         return True
 
-    def _delivery_report(self, error: str | None) -> None:
-        # Called from the sink's thread; the counters are thread-safe.
+    def _hand_over(self, event: Event) -> str | None:
+        """Give an event to the sink: None when it took it, else why the bus cannot take it now.
+        Other sink errors (the event is refused) are raised."""
+        try:
+            self.sink.send(event, on_delivery=partial(self._delivery_report, event))
+        except SinkUnavailable as exc:
+            return str(exc)
+        return None
+
+    def _delivery_report(self, event: Event, error: str | None) -> None:
+        # Called from the sink's thread: the queue and the counters are thread-safe.
         if error is not None:
-            self.metrics.rejected(SOURCE, "delivery_failed", error)
+            self._keep(event, "delivery_failed", error)
+        elif self._outage_since is not None:  # the bus delivers again: the outage is over
+            outage_s, self._outage_since = time.monotonic() - self._outage_since, None
+            log.warning("the bus takes syslog events again (after %.0fs); %d kept event(s) left to resend",
+                        outage_s, len(self.pending))
+
+    def _keep(self, event: Event, reason: str, problem: str | None) -> None:
+        """Keep an event for another try (thread-safe); the first problem of an outage is logged."""
+        dropped = self.pending.push(event)
+        self.metrics.retried(SOURCE, reason)
+        if dropped:
+            self._overflowed(dropped)
+        self.metrics.set_pending(SOURCE, len(self.pending))
+        if problem is not None and self._outage_since is None:
+            self._outage_since = time.monotonic()
+            log.warning("the bus cannot take syslog events (%s): keeping them in memory (up to %d) and "
+                        "retrying", problem, self.pending.max_items)
+        if self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._kept.set)
+            except RuntimeError:  # the loop is closed: stop() is over, nothing would retry
+                pass
+
+    def _overflowed(self, dropped: int) -> None:
+        self.metrics.rejected(SOURCE, "retry_overflow", f"retry queue full ({self.pending.max_items} events, "
+                              f"VIGIL_BRIDGE_SYSLOG_RETRY_MAX_EVENTS): dropped the oldest", count=dropped)
+
+    async def _retry_loop(self) -> None:
+        """Resend kept events whenever there are some, backing off until the bus delivers again."""
+        while True:
+            await self._kept.wait()
+            self._kept.clear()
+            while len(self.pending):
+                if self._outage_since is None:  # a delivery succeeded since the last round
+                    self._backoff.reset()
+                await asyncio.sleep(self._backoff.next_delay_s())
+                await self._resend()
+
+    async def _resend(self) -> bool:
+        """Send the events kept now, oldest first, until the sink cannot take one (it goes back to
+        the head of the queue); True when it took them all. (Those that fail again later are kept
+        again, behind: one round never loops over its own failures.)"""
+        sent = 0
+        for _ in range(len(self.pending)):
+            event = self.pending.pop()
+            if event is None:
+                break
+            try:
+                problem = self._hand_over(event)
+            except Exception as exc:  # the event itself was refused: count and go on
+                self.metrics.rejected(SOURCE, "sink_error", f"resending: {exc}")
+                continue
+            if problem is not None:
+                dropped = self.pending.push_front(event)
+                if dropped:
+                    self._overflowed(dropped)
+                self.metrics.set_pending(SOURCE, len(self.pending))
+                return False
+            sent += 1
+            if sent % 1000 == 0:
+                await asyncio.sleep(0)  # a long queue must not stall the listeners
+        self.metrics.set_pending(SOURCE, len(self.pending))
+        return True
+
+    async def _resend_for(self, seconds: float) -> None:
+        """At stop: resend what is kept, with backoff, for up to `seconds`."""
+        deadline = time.monotonic() + seconds
+        while len(self.pending) and not await self._resend():
+            left_s = deadline - time.monotonic()
+            if left_s <= 0:
+                return
+            await asyncio.sleep(min(self._backoff.next_delay_s(), left_s))
 
     def _drop(self, reason: str, detail: str, raw: bytes, peer: str | None, transport: str) -> bool:
         self.metrics.rejected(SOURCE, reason, detail)

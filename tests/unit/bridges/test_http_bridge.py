@@ -287,9 +287,31 @@ def test_sink_failure__is_a_503_that_says_how_much_was_accepted_and_the_bridge_k
         response = await _post_json(client, "/v1/events", [EVENT, EVENT, EVENT])
         body = await response.json()
         assert (response.status, body["accepted"]) == (503, 1)
+        assert response.headers["Retry-After"] == "5"
         assert "broker unreachable" in body["error"]
         assert (await client.get("/healthz")).status == 200
     _run(scenario, sink=_BrokenSink())
+
+
+class _RegistryDownSink(MemorySink):
+    """Kafka is fine, but typed records need the schema registry, which is down."""
+
+    def send_typed(self, type_fullname: str, record: dict[str, Any], *,
+                   on_delivery: DeliveryCallback | None = None) -> None:
+        raise SinkUnavailable("cannot fetch the schema of acme.Deploy from the schema registry: cannot reach "
+                              "the schema registry at http://127.0.0.1:8081: connection refused")
+
+
+def test_registry_outage__is_a_503_with_retry_after_and_never_a_dead_letter() -> None:
+    typed = {"type": "acme.Deploy", "subject": "api", "name": "deploy"}
+
+    async def scenario(client: TestClient, sink: MemorySink) -> None:
+        response = await _post_json(client, "/v1/events", [EVENT, typed])
+        body = await response.json()
+        assert (response.status, response.headers["Retry-After"], body["accepted"]) == (503, "30", 1)
+        assert "schema registry" in body["error"] and body["rejected"] == []
+        assert sink.dead_letters == []  # the input is fine: the sender retries it
+    _run(scenario, sink=_RegistryDownSink(), retry_after_s=30)
 
 
 def test_app_cleanup__flushes_the_sink() -> None:

@@ -12,7 +12,7 @@ from app.bridges.kafka_sink import KafkaEventSink, make_sink
 from app.bridges.sink import EventSink, SinkError, SinkUnavailable
 from app.config import Settings
 from app.model.events import Event
-from app.registry.client import RegisteredSchema, RegistryError, RegistryUnavailable
+from app.registry.client import RegistryError, RegistryUnavailable
 from app.registry.memory import InMemorySchemaSource
 from app.sdk import Emitter
 from tests.conftest import free_port, wait_until
@@ -24,47 +24,20 @@ NO_NAME = ('{"type": "record", "name": "Blob", "namespace": "acme", "fields": ['
            '{"name": "subject", "type": "string"}, {"name": "time", "type": "long"}]}')
 
 
-class StubRegistry(InMemorySchemaSource):
-    """The in-memory schema source plus the two registry calls the sink makes; can be switched off."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reachable = True
-        self.lookups = 0
-
-    def register(self, subject: str, schema: str) -> int:
-        self._check()
-        return super().register(subject, schema)
-
-    def version(self, subject: str, version: int | str = "latest") -> RegisteredSchema:
-        self._check()
-        self.lookups += 1
-        ids = self._subjects.get(subject)
-        if not ids:
-            raise RegistryError(404, 40401, f"Subject '{subject}' not found.")
-        return RegisteredSchema(subject, len(ids), ids[-1], self.schema_by_id(ids[-1]))
-
-    def close(self) -> None:
-        pass
-
-    def _check(self) -> None:
-        if not self.reachable:
-            raise RegistryUnavailable("cannot reach the schema registry at http://registry: refused")
+@pytest.fixture
+def registry() -> InMemorySchemaSource:
+    """The in-memory registry (the real client's interface and errors; outages on demand)."""
+    source = InMemorySchemaSource()
+    source.register("acme.Deploy", DEPLOY)
+    source.register("acme.Blob", NO_NAME)
+    return source
 
 
 @pytest.fixture
-def registry() -> StubRegistry:
-    stub = StubRegistry()
-    stub.register("acme.Deploy", DEPLOY)
-    stub.register("acme.Blob", NO_NAME)
-    return stub
-
-
-@pytest.fixture
-def sink(registry: StubRegistry) -> Iterator[KafkaEventSink]:
+def sink(registry: InMemorySchemaSource) -> Iterator[KafkaEventSink]:
     """A sink whose Kafka is not there: records fail after half a second instead of five minutes."""
     settings = Settings(kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_config={"message.timeout.ms": 500})
-    made = KafkaEventSink(Emitter(settings, registry=registry), schema_ttl_s=0.0, flush_timeout_s=5.0)  # type: ignore[arg-type]
+    made = KafkaEventSink(Emitter(settings, registry=registry), schema_ttl_s=0.0, flush_timeout_s=5.0)
     yield made
     made.close()
 
@@ -99,7 +72,8 @@ def test_send_typed__refuses_what_the_registered_schema_does_not_allow(
     assert (caught.value.field, words in caught.value.message) == (field, True)
 
 
-def test_send_typed__checks_against_the_latest_version(sink: KafkaEventSink, registry: StubRegistry) -> None:
+def test_send_typed__checks_against_the_latest_version(sink: KafkaEventSink,
+                                                       registry: InMemorySchemaSource) -> None:
     record = {"subject": "api", "name": "deploy", "version": "1", "replicas": 3}
     with pytest.raises(SinkError, match="replicas"):
         sink.send_typed("acme.Deploy", record)
@@ -109,14 +83,32 @@ def test_send_typed__checks_against_the_latest_version(sink: KafkaEventSink, reg
     sink.send_typed("acme.Deploy", record)  # schema_ttl_s=0: the new version is fetched at once
 
 
+@pytest.mark.parametrize("outage", [
+    RegistryUnavailable("cannot reach the schema registry at http://registry: refused"),
+    RegistryError(503, 50003, "Error while forwarding the request to the leader"),
+    RegistryError(429, 429, "Too many requests"),
+], ids=["unreachable", "503", "429"])
 def test_send_typed__keeps_using_a_known_schema_while_the_registry_is_away(
-        sink: KafkaEventSink, registry: StubRegistry) -> None:
+        sink: KafkaEventSink, registry: InMemorySchemaSource, outage: RegistryError) -> None:
     record = {"subject": "api", "name": "deploy", "version": "1"}
     sink.send_typed("acme.Deploy", record)
-    registry.reachable = False
+    sink.send(Event(subject="web-1", name="load"))  # registers vigil.Event (make_sink does it at start)
+    registry.fail_with(outage)
     sink.send_typed("acme.Deploy", record)
-    with pytest.raises(SinkUnavailable, match="cannot reach the schema registry"):
-        sink.send_typed("acme.Other", record)  # not the sender's fault: no SinkError
+    sink.send(Event(subject="web-1", name="load"))  # its schema id is known: no registry needed
+    with pytest.raises(SinkUnavailable, match="cannot fetch the schema of acme.Other from the schema registry"):
+        sink.send_typed("acme.Other", record)  # not the sender's fault: no SinkError (no 4xx, no dead letter)
+    registry.recover()
+    with pytest.raises(SinkError, match="no registered record type named 'acme.Other'"):
+        sink.send_typed("acme.Other", record)
+
+
+def test_send_typed__a_new_type_during_an_outage_is_unavailable_not_refused(
+        sink: KafkaEventSink, registry: InMemorySchemaSource) -> None:
+    registry.register("acme.Late", DEPLOY.replace('"Deploy"', '"Late"'))
+    registry.fail_with(RegistryError(500, 50001, "Error in the backend data store"))
+    with pytest.raises(SinkUnavailable, match="Error in the backend data store"):
+        sink.send_typed("acme.Late", {"subject": "api", "name": "deploy", "version": "1"})
 
 
 def test_undeliverable_records__are_reported_per_record_counted_and_fail_the_flush(sink: KafkaEventSink) -> None:

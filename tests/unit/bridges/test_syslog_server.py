@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from app.bridges.config import BridgeConfig
-from app.bridges.sink import DeliveryCallback, MemorySink
+from app.bridges.sink import DeliveryCallback, MemorySink, SinkUnavailable
 from app.bridges.syslog import SOURCE, SyslogServer
 from app.model.events import Event
 
@@ -161,23 +161,90 @@ def test_dropped_messages__go_to_the_dead_letter_queue_with_source_reason_and_pe
     _run(scenario, max_syslog_bytes=512)
 
 
-class _UndeliverableSink(MemorySink):
-    """Takes every event, then reports that Kafka refused it."""
+class _FlakySink(MemorySink):
+    """A bus that fails: while `down`, send() raises SinkUnavailable; the first `undeliverable`
+    records it takes are reported as not delivered (as Kafka does after message.timeout.ms)."""
+
+    def __init__(self, *, down: bool = False, undeliverable: int = 0) -> None:
+        super().__init__()
+        self.down = down
+        self.undeliverable = undeliverable
+        self.lost: list[Event] = []
 
     def send(self, event: Event, *, on_delivery: DeliveryCallback | None = None) -> None:
-        super().send(event)
-        if on_delivery is not None:
-            on_delivery("delivery to events failed: Broker: Topic authorization failed")
+        if self.down:
+            self._notify()  # a waiting test re-checks its condition at every attempt
+            raise SinkUnavailable("the producer queue is full (Kafka at 127.0.0.1:9092 is slow or unreachable)")
+        if self.undeliverable > 0:
+            self.undeliverable -= 1
+            self.lost.append(event)
+            if on_delivery is not None:
+                on_delivery("delivery to events failed: Local: Message timed out")
+            self._notify()
+            return
+        super().send(event, on_delivery=on_delivery)
 
 
-def test_events_kafka_refuses_later__are_counted_as_delivery_failures() -> None:
+def _send_udp(port: int, *texts: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        for text in texts:
+            client.sendto(f"<13>Mar 19 10:00:00 h1 app: {text}".encode(), ("127.0.0.1", port))
+
+
+def test_events_kafka_refuses_later__are_kept_and_sent_again_never_dead_lettered() -> None:
     async def scenario(server: SyslogServer, sink: MemorySink) -> None:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
-            client.sendto(b"<13>Mar 19 10:00:00 h1 app: one", ("127.0.0.1", _port(server, "udp")))
-        await wait_until(lambda: server.metrics.rejected_count(SOURCE, "delivery_failed") == 1, sink=sink)
+        assert isinstance(sink, _FlakySink)
+        _send_udp(_port(server, "udp"), "one", "two")
+        await wait_until(lambda: [e.text for e in sink.events] == ["one", "two"], sink=sink)
+        assert [e.text for e in sink.lost] == ["one"]  # the first attempt was lost, the retry arrived
+        assert server.metrics.retried_count(SOURCE, "delivery_failed") == 1
+        assert server.metrics.rejected_count(SOURCE, "delivery_failed") == 0
         assert sink.dead_letters == []  # the bus failed, not the input
 
-    _run(scenario, sink=_UndeliverableSink())
+    _run(scenario, sink=_FlakySink(undeliverable=1))
+
+
+def test_while_the_bus_cannot_take_events__they_are_kept_in_order_and_sent_when_it_is_back() -> None:
+    async def scenario(server: SyslogServer, sink: MemorySink) -> None:
+        assert isinstance(sink, _FlakySink)
+        _send_udp(_port(server, "udp"), "one", "two", "three")
+        await wait_until(lambda: server.metrics.pending_count(SOURCE) == 3, sink=sink)
+        assert sink.events == [] and server.metrics.accepted_count(SOURCE) == 3
+        sink.down = False
+        await wait_until(lambda: len(sink.events) == 3, sink=sink)
+        assert [e.text for e in sink.events] == ["one", "two", "three"]
+        assert server.metrics.pending_count(SOURCE) == 0
+        assert server.metrics.retried_count(SOURCE, "sink_unavailable") == 1
+        assert server.metrics.retried_count(SOURCE, "queued") == 2  # behind the first: order kept
+        assert sink.dead_letters == []
+
+    _run(scenario, sink=_FlakySink(down=True))
+
+
+def test_the_retry_queue_is_bounded__the_oldest_are_dropped_and_counted() -> None:
+    async def scenario(server: SyslogServer, sink: MemorySink) -> None:
+        assert isinstance(sink, _FlakySink)
+        _send_udp(_port(server, "udp"), "one", "two", "three")
+        await wait_until(lambda: server.metrics.rejected_count(SOURCE, "retry_overflow") == 1, sink=sink)
+        sink.down = False
+        await wait_until(lambda: len(sink.events) == 2, sink=sink)
+        assert [e.text for e in sink.events] == ["two", "three"]
+        assert sink.dead_letters == []
+
+    _run(scenario, sink=_FlakySink(down=True), syslog_retry_max_events=2)
+
+
+def test_stop__counts_what_the_bus_never_took() -> None:
+    async def main() -> None:
+        sink = _FlakySink(down=True)
+        server = SyslogServer(sink, ["udp://127.0.0.1:0"], stop_retry_s=0.2)
+        await server.start()
+        server.handle_message(b"<13>Mar 19 10:00:00 h1 app: one", peer="127.0.0.1")
+        await server.stop()
+        assert server.metrics.rejected_count(SOURCE, "undelivered_at_stop") == 1
+        assert sink.flushes == 1
+
+    asyncio.run(main())
 
 
 def test_stop__closes_open_connections_and_flushes_the_sink() -> None:
