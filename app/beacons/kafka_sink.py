@@ -46,8 +46,9 @@ class KafkaSink:
             value = self.emitter.serde.encode(event.to_record(), self._schema)
         except EncodeError as exc:
             raise EventRejected(str(exc)) from exc
-        except RegistryError as exc:
-            raise SinkUnavailable(f"schema registry: {exc}") from exc
+        except RegistryError as exc:  # down, overloaded or refusing: the event is fine, spool it and retry
+            raise SinkUnavailable(f"the schema registry at {self.emitter.registry.url} cannot register "
+                                  f"{self._schema.fullname}: {exc}") from exc
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
             on_done(event, None if err is None else err.str())

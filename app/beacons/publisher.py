@@ -251,8 +251,8 @@ class SpoolingPublisher:
         outage_starts = not len(self._spool)
         self._spool.append(event)
         if outage_starts:
-            log.warning("Kafka unreachable (%s): keeping events in %s until it is back", reason,
-                        self._spool.directory)
+            log.warning("cannot send events (%s): keeping them in %s until Kafka and the schema registry "
+                        "take them again", reason, self._spool.directory)
             self._backoff_s = self._retry_initial_s
             self._back_off("first retry")
 

@@ -111,7 +111,7 @@ def test_run__sigterm_stops_cleanly_and_keeps_the_spool(tmp_path: Path) -> None:
                                  "-c", str(config_file(tmp_path))], cwd=REPO, stderr=err,
                                 stdout=subprocess.DEVNULL)
     try:
-        wait_until(lambda: "keeping events in" in log.read_text(), timeout_s=30, message="the runner to spool")
+        wait_until(lambda: "keeping them in" in log.read_text(), timeout_s=30, message="the runner to spool")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, log.read_text()
     finally:
