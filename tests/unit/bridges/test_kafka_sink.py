@@ -47,7 +47,8 @@ def test_kafka_sink__implements_the_protocol(sink: KafkaEventSink) -> None:
 
 
 def test_make_sink__unreachable_registry_is_a_clear_error_at_start() -> None:
-    settings = Settings(kafka_bootstrap=f"127.0.0.1:{free_port()}", schema_registry_url=f"http://127.0.0.1:{free_port()}")
+    settings = Settings(kafka_bootstrap=f"127.0.0.1:{free_port()}", schema_registry_url=f"http://127.0.0.1:{free_port()}",
+                        schema_registry_retry_deadline_s=0.2)  # the client's retries are tested elsewhere
     with pytest.raises(SinkUnavailable, match=r"cannot register vigil.Event: cannot reach the schema registry"):
         make_sink(settings)
 
