@@ -15,7 +15,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:  # prometheus_client is imported when scraped, not by every process that decodes
+    from prometheus_client.metrics_core import Metric
 
 __all__ = ["BUG_METRIC", "COMPILED_METRIC", "FALLBACK_METRIC", "CodecStats", "CodecStatsCollector", "Sample"]
 
@@ -94,12 +97,13 @@ class CodecStats:
 
 
 class CodecStatsCollector:
-    """Exposes a CodecStats through prometheus_client (a custom collector: read at scrape time)."""
+    """Exposes a CodecStats through prometheus_client (a custom collector, read at scrape time;
+    prometheus_client's Collector protocol)."""
 
     def __init__(self, stats: CodecStats) -> None:
         self.stats = stats
 
-    def collect(self) -> Iterator[object]:
+    def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         compiled = GaugeMetricFamily(COMPILED_METRIC, "1 when the compiled Avro codec is in use, by codec",

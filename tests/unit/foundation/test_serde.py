@@ -53,9 +53,14 @@ def test_reader_cache__fetches_each_schema_id_once() -> None:
     writer = AvroSerde(source)
     data = writer.encode(Alert(subject="a", name="b", from_state="OK", to_state="CRITICAL").to_record(),
                          builtin_schema("vigil.Alert"))
-    calls = []
+    calls: list[int] = []
     original = source.schema_by_id
-    source.schema_by_id = lambda i: calls.append(i) or original(i)  # type: ignore[method-assign]
+
+    def counting(schema_id: int) -> str:
+        calls.append(schema_id)
+        return original(schema_id)
+
+    source.schema_by_id = counting  # type: ignore[method-assign]
     reader = AvroSerde(source)
     for _ in range(3):
         reader.decode(data)
