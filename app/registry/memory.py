@@ -27,6 +27,8 @@ import httpx
 from app.registry import operations as ops
 from app.registry.client import CompatibilityReport, RegisteredSchema, RegistryClient
 from app.registry.errors import ApiError, RegistryError
+from app.registry.registration import plan_register
+from app.registry.schema_request import SchemaRequest, parse_version
 from app.registry.state import Record, RegistryState, SubjectVersion
 from app.registry.store import InMemorySchemaStore
 
@@ -99,10 +101,10 @@ class InMemorySchemaSource(RegistryClient):
     # -- the client's calls, answered here ----------------------------------------------------
     def _register(self, subject: str, schema: str) -> int:
         request = _request(schema)
-        return self._write(ops.plan_register(subject, request)).schema_id
+        return self._write(plan_register(subject, request)).schema_id
 
     def _schema_by_id(self, schema_id: int) -> str:
-        return self._read(lambda state: ops.schema_by_id(state, schema_id))[0]
+        return self._read(lambda state: ops.schema_by_id(state, schema_id)).schema
 
     def lookup(self, subject: str, schema: str) -> RegisteredSchema:
         request = _request(schema)
@@ -127,14 +129,15 @@ class InMemorySchemaSource(RegistryClient):
         return CompatibilityReport(ok, list(messages))
 
     def get_compatibility(self, subject: str | None = None) -> str:
-        return self._read(lambda state: ops.get_config(state, subject or None, default_to_global=True))
+        config = self._read(lambda state: ops.get_config(state, subject or None, default_to_global=True))
+        return str(config.get("compatibilityLevel") or config.get("compatibility"))
 
     def set_compatibility(self, level: str, subject: str | None = None) -> str:
         try:
             plan = ops.plan_set_config(subject or None, {"compatibility": level})
         except ApiError as exc:
             raise RegistryError(exc.status, exc.error_code, exc.message) from None
-        return self._write(plan)
+        return str(self._write(plan)["compatibility"])
 
     def ping(self) -> bool:
         try:
@@ -148,17 +151,17 @@ def _no_http(request: httpx.Request) -> httpx.Response:
     raise AssertionError(f"InMemorySchemaSource sent an HTTP request: {request.method} {request.url}")
 
 
-def _request(schema: str) -> ops.SchemaRequest:
+def _request(schema: str) -> SchemaRequest:
     """A register/lookup body, refused (42201) as the server refuses it."""
     try:
-        return ops.SchemaRequest.from_body({"schema": schema})
+        return SchemaRequest.from_body({"schema": schema})
     except ApiError as exc:
         raise RegistryError(exc.status, exc.error_code, exc.message) from None
 
 
 def _version(version: int | str) -> int | str:
     try:
-        return ops.parse_version(version)
+        return parse_version(version)
     except ApiError as exc:
         raise RegistryError(exc.status, exc.error_code, exc.message) from None
 
