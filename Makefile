@@ -51,6 +51,7 @@ run: deps
 
 test: deps helm registry-peer
 	$(VENV)/bin/ruff check app tests benchmarks
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
 
 lint: $(VENV)/.installed

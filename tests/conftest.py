@@ -9,8 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from app.devstack.kafka import free_port as free_port  # re-exported: tests import it from here
+
+# No timing thresholds in tests, hypothesis' per-example deadline included: on a loaded 2-core
+# machine a slow example is not a failing one.
+hypothesis_settings.register_profile("vigil", deadline=None)
+hypothesis_settings.load_profile("vigil")
 
 REPO = Path(__file__).resolve().parents[1]
 

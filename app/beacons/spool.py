@@ -174,8 +174,9 @@ class Spool:
     def stats(self) -> SpoolStats:
         """This outage's counts and what waits now."""
         values = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
-        return SpoolStats(*(int(values.get(c, 0)) for c in _COUNTERS), pending=self._count,
-                          pending_bytes=self._bytes, max_events=self.max_events, max_bytes=self.max_bytes)
+        spooled, delivered, dropped = (int(values.get(c, 0)) for c in _COUNTERS)
+        return SpoolStats(spooled, delivered, dropped, pending=self._count, pending_bytes=self._bytes,
+                          max_events=self.max_events, max_bytes=self.max_bytes)
 
     def take_stats(self) -> SpoolStats:
         """This outage's counts, then start counting the next one from zero."""

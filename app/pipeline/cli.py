@@ -210,7 +210,7 @@ def events_get_command(cli: CliContext, event_id: str, workers: tuple[str, ...])
     from app.pipeline.fetch import FetchError, fetch_event
 
     try:
-        print_json(fetch_event(cli.settings, found))
+        print_json(fetch_event(cli.settings, found, notify=lambda line: click.echo(line, err=True)))
     except FetchError as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError, TopicPartition
@@ -11,6 +12,8 @@ from app.bus.clients import make_consumer
 from app.config import Settings
 from app.model.serde import AvroSerde, DecodeError
 from app.registry.client import RegistryClient
+from app.registry.errors import RegistryError
+from app.registry.waiting import RegistryWait
 
 __all__ = ["FetchError", "fetch_event"]
 
@@ -19,9 +22,11 @@ class FetchError(Exception):
     """The indexed event cannot be read back; the message says where and why."""
 
 
-def fetch_event(settings: Settings, location: dict[str, Any], *, timeout_s: float = 15.0) -> dict[str, Any]:
+def fetch_event(settings: Settings, location: dict[str, Any], *, timeout_s: float = 15.0,
+                registry_wait_s: float = 60.0, notify: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The event at `location` (an /events/get answer: logical topic, partition, offset, id) as
-    {"id", "topic", "partition", "offset", "time", "timestamp", "key", "type", "event"}."""
+    {"id", "topic", "partition", "offset", "time", "timestamp", "key", "type", "event"}. While the
+    schema registry is unavailable it waits up to `registry_wait_s` (telling `notify` once)."""
     topic = settings.topic(location["topic"])
     partition, offset = int(location["partition"]), int(location["offset"])
     where = f"{topic}[{partition}]@{offset}"
@@ -42,11 +47,14 @@ def fetch_event(settings: Settings, location: dict[str, Any], *, timeout_s: floa
             raise FetchError(f"{where} is gone (retention or compaction; the oldest record left is at offset "
                              f"{msg.offset()})")
         registry = RegistryClient.from_settings(settings)
+        serde = AvroSerde(registry)
         try:
-            type_name, record = AvroSerde(registry).decode_typed(msg.value(), topic=topic, partition=partition,
-                                                                 offset=offset)
+            type_name, record = RegistryWait(notify=notify, deadline_s=registry_wait_s).call(
+                lambda: serde.decode_typed(msg.value(), topic=topic, partition=partition, offset=offset))
         except DecodeError as exc:
             raise FetchError(str(exc)) from exc
+        except RegistryError as exc:
+            raise FetchError(f"cannot decode {where}: the schema registry does not answer ({exc})") from exc
         finally:
             registry.close()
     finally:

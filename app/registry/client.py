@@ -199,10 +199,12 @@ class RegistryClient:
                                retry=False))
 
     # -- compatibility ------------------------------------------------------------------------
-    def check_compatibility(self, subject: str, schema: str, version: int | str = "latest") -> CompatibilityReport:
-        """Would this schema be accepted under the subject's compatibility level? With reasons."""
-        body = self._call("POST", f"/compatibility/subjects/{_q(subject)}/versions/{version}",
-                          json={"schema": schema}, params={"verbose": "true"})
+    def check_compatibility(self, subject: str, schema: str, version: int | str | None = None) -> CompatibilityReport:
+        """Would this schema be accepted under the subject's compatibility level? With reasons.
+        Without `version`, against what registration checks: the versions the level names (all of
+        them under a *_TRANSITIVE level); with one ("latest", 3), against that version only."""
+        path = f"/compatibility/subjects/{_q(subject)}/versions" + ("" if version is None else f"/{version}")
+        body = self._call("POST", path, json={"schema": schema}, params={"verbose": "true"})
         return CompatibilityReport(bool(body.get("is_compatible")), [str(m) for m in body.get("messages") or []])
 
     def get_compatibility(self, subject: str | None = None) -> str:

@@ -49,7 +49,8 @@ def register_schemas(client: RegistryClient, schemas: list[SchemaFile]) -> list[
 
 
 def check_schema(client: RegistryClient, schema: SchemaFile) -> CompatibilityReport:
-    """Compatibility of a schema with the latest registered version (compatible if none yet)."""
+    """Compatibility of a schema with the registered versions its subject's level names, as
+    registration would check it (compatible if none yet)."""
     subject = record_name_subject(schema.fullname)
     try:
         return client.check_compatibility(subject, schema.text)

@@ -123,8 +123,8 @@ class InMemorySchemaSource(RegistryClient):
     def delete_subject(self, subject: str, *, permanent: bool = False) -> list[int]:
         return self._write(ops.plan_delete_subject(subject, permanent=permanent))
 
-    def check_compatibility(self, subject: str, schema: str, version: int | str = "latest") -> CompatibilityReport:
-        request, wanted = _request(schema), _version(version)
+    def check_compatibility(self, subject: str, schema: str, version: int | str | None = None) -> CompatibilityReport:
+        request, wanted = _request(schema), None if version is None else _version(version)
         ok, messages = self._read(lambda state: ops.check_compatibility(state, subject, wanted, request))
         return CompatibilityReport(ok, list(messages))
 

@@ -120,19 +120,36 @@ class _BusState:
     def __init__(self) -> None:
         self.down_since_s: float | None = None
         self.reason = ""
-        self.fatal: KafkaError | None = None
+        #: a fatal error of the producer / of the consumer: the client must be made anew
+        self.producer_fatal: KafkaError | None = None
+        self.consumer_fatal: KafkaError | None = None
 
-    def on_error(self, err: KafkaError) -> None:
+    def on_producer_error(self, err: KafkaError) -> None:
         if err.fatal():
-            self.fatal = err
-            log.error("Kafka client fatal error: %s", err.str())
-        elif err.code() == KafkaError._ALL_BROKERS_DOWN:
-            if self.down_since_s is None:
-                log.warning("Kafka is unreachable (%s); retrying until it is back", err.str())
-                self.down_since_s = time.monotonic()
-            self.reason = err.str()
+            self.producer_fatal = err
+            log.error("Kafka producer fatal error: %s", err.str())
+        else:
+            self._on_error(err)
+
+    def on_consumer_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self.consumer_fatal = err
+            log.error("Kafka consumer fatal error: %s", err.str())
+        else:
+            self._on_error(err)
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.unreachable(err.str())
         else:
             log.debug("Kafka client error: %s", err.str())
+
+    def unreachable(self, reason: str) -> None:
+        """Kafka did not answer (a client's report, or a call that failed transiently)."""
+        if self.down_since_s is None:
+            log.warning("Kafka is unreachable (%s); retrying until it is back", reason)
+            self.down_since_s = time.monotonic()
+        self.reason = reason
 
     def up(self) -> None:
         if self.down_since_s is not None:
@@ -164,6 +181,8 @@ class Worker:
         self.metrics = WorkerMetrics()
         self.routes = dict(routes or {})
         self.collectors = list(collectors)
+        # the serde's codec counters (fallbacks to fastavro, codec bugs) on the worker's /metrics
+        self.metrics.registry.register(self.serde.stats.collector())
         self.state_dir = Path(settings.state_dir) / self.app_id / self.instance_id
         self.engine = Engine(agents, backend_factory=self._backend,
                              clock=self.options.clock or (lambda: int(time.time() * 1000)), checkpoint=self.commit,
@@ -240,20 +259,28 @@ class Worker:
         reconcile(admin, specs, dry_run=False)
 
     def _make_clients(self) -> None:
+        self.consumer = self._make_consumer()
+        self.producer = self._make_producer()
+
+    def _make_consumer(self) -> Consumer:
         iso = "read_committed" if self.eos else "read_uncommitted"
-        self.consumer = make_consumer(self.settings, self.app_id, **{
+        return make_consumer(self.settings, self.app_id, **{
             "isolation.level": iso, "enable.partition.eof": False, "fetch.min.bytes": 1,
             "queued.max.messages.kbytes": 262144, "max.partition.fetch.bytes": FETCH_PARTITION_BYTES,
             "partition.assignment.strategy": "range",
             "group.instance.id": f"{self.app_id}-{self.instance_id}",
             "session.timeout.ms": self.options.session_timeout_ms,
             "heartbeat.interval.ms": max(500, min(3000, self.options.session_timeout_ms // 10)),
-            "max.poll.interval.ms": 300000, "error_cb": self.bus.on_error, **RECONNECT_CONFIG,
+            "max.poll.interval.ms": 300000, "error_cb": self.bus.on_consumer_error, **RECONNECT_CONFIG,
         })
-        self.producer = self._make_producer()
+
+    def _subscribe(self) -> None:
+        assert self.consumer is not None
+        self.consumer.subscribe(list(self._source), on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
 
     def _make_producer(self) -> Producer:
-        extra: dict[str, Any] = {"linger.ms": 5, "error_cb": self.bus.on_error, **RECONNECT_CONFIG}
+        extra: dict[str, Any] = {"linger.ms": 5, "error_cb": self.bus.on_producer_error, **RECONNECT_CONFIG}
         if self.eos:
             extra.update({"transactional.id": f"{self.app_id}-{self.instance_id}",
                           "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
@@ -376,6 +403,25 @@ class Worker:
                 raise
             self._rebuild_producer(err)
 
+    def _rebuild_consumer(self, err: KafkaError) -> None:
+        """The consumer is unusable (fenced as a static member, e.g. after a coordinator restart
+        answered a retried join; or another fatal error): drop uncommitted work, close its
+        partitions, and join again with a new consumer (the same instance id); assignment restores."""
+        log.warning("the consumer is unusable (%s): dropping uncommitted work and joining the group again",
+                    err.str())
+        self.metrics.rewinds.labels("consumer made anew").inc()
+        self._drop_uncommitted_quietly()
+        self._close_partitions(self._assigned_tps())
+        old, self.consumer = self.consumer, None
+        if old is not None:
+            try:
+                old.close()
+            except Exception as exc:  # closing a fenced consumer may fail; it is replaced either way
+                log.debug("closing the old consumer: %s", exc)
+        self.bus.consumer_fatal = None
+        self.consumer = self._make_consumer()
+        self._subscribe()
+
     def _rebuild_producer(self, err: KafkaError) -> None:
         log.warning("the transactional producer is unusable (%s): making a new one", err.str())
         if self.producer is not None:
@@ -383,6 +429,7 @@ class Worker:
             self.producer.flush(5)  # serves the purged records' delivery reports (counted as ended)
         self._in_txn = False
         self._txn_records.clear()
+        self.bus.producer_fatal = None
         self.producer = self._make_producer()
 
     def _rewind(self, reason: str) -> None:
@@ -428,15 +475,18 @@ class Worker:
 
         def note(exc: BaseException, delay_s: float) -> None:
             self.metrics.dependency_retries.labels("kafka").inc()
+            self.bus.unreachable(f"could not {what}: {exc}")
             log.warning("could not %s (%s); retrying in %.1f s", what, exc, delay_s)
 
         try:
-            return retry_call(call, is_retriable=retriable, deadline_s=SHUTDOWN_COMMIT_S if self._stop.is_set()
-                              else None, backoff=Backoff(initial_s=0.2, max_s=self.options.max_retry_backoff_s),
-                              on_retry=note)
+            result = retry_call(call, is_retriable=retriable, deadline_s=SHUTDOWN_COMMIT_S if self._stop.is_set()
+                                else None, backoff=Backoff(initial_s=0.2, max_s=self.options.max_retry_backoff_s),
+                                on_retry=note)
         except RetryGaveUp as exc:
             assert isinstance(exc.__cause__, KafkaException)
             raise exc.__cause__ from None
+        self.bus.up()
+        return result
 
     # -- main loop ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -447,9 +497,7 @@ class Worker:
             self.http = HttpApi(self.options.http_host, self.options.http_port, self.metrics.registry, self.health,
                                 lock=self.lock, routes=self.routes, collectors=self.collectors)
             self.http.start()
-        assert self.consumer is not None
-        self.consumer.subscribe(list(self._source), on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_lost)
+        self._subscribe()
 
     def problems(self) -> list[str]:
         """Why the worker is degraded (it goes on and recovers by itself), one line each."""
@@ -502,8 +550,15 @@ class Worker:
         lag_due = 0.0
         probe_due = 0.0
         while not self._stop.is_set():
-            if self.bus.fatal is not None:
-                raise KafkaException(self.bus.fatal)
+            if self.bus.consumer_fatal is not None:
+                with self.lock:
+                    self._rebuild_consumer(self.bus.consumer_fatal)
+                consumer = self.consumer
+                assert consumer is not None
+            if self.bus.producer_fatal is not None:
+                with self.lock:
+                    self._rebuild_producer(self.bus.producer_fatal)
+                    self._rewind("the producer failed for good and was made anew")
             writing = bool(self.commits)
             if self.holds.held:
                 self._resume_due_holds()
@@ -556,6 +611,9 @@ class Worker:
         err = error_of(exc)
         if err is None:
             raise exc
+        if err.code() == KafkaError.FENCED_INSTANCE_ID:
+            self._rebuild_consumer(err)
+            return
         if self.eos:
             action = txn_action(err)
             if action == TxnAction.REBUILD:
@@ -574,6 +632,8 @@ class Worker:
         self._uncommitted = True
         decoded = self.intake.decode(msgs)
         for err in decoded.errors:
+            if err.fatal():
+                self.bus.consumer_fatal = err  # the loop makes a new consumer before the next turn
             log.warning("consumer error: %s", err.str())
         for (topic, partition), records in decoded.groups.items():
             self.engine.process(self._source[topic], partition, records)
@@ -719,8 +779,7 @@ class Worker:
                 retry_call(call, is_retriable=retriable,
                            deadline_s=SHUTDOWN_COMMIT_S if self._stop.is_set() else TRANSACTION_TIMEOUT_MS / 1000,
                            backoff=Backoff(initial_s=0.2, max_s=5.0),
-                           on_retry=lambda exc, delay_s: log.warning("%s failed (%s); retrying in %.1f s", what, exc,
-                                                                     delay_s))
+                           on_retry=lambda exc, delay_s: self._note_txn_retry(what, exc, delay_s))
             except RetryGaveUp as exc:
                 cause = exc.__cause__
                 assert isinstance(cause, KafkaException)
@@ -730,6 +789,10 @@ class Worker:
             retrying(lambda: producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(),
                                                                   _TXN_CALL_S), "sending offsets to the transaction")
         retrying(lambda: producer.commit_transaction(_TXN_CALL_S), "committing the transaction")
+
+    def _note_txn_retry(self, what: str, exc: BaseException, delay_s: float) -> None:
+        self.bus.unreachable(f"{what} failed: {exc}")
+        log.warning("%s failed (%s); retrying in %.1f s", what, exc, delay_s)
 
     def _recommit(self, epoch: int, err: KafkaError) -> None:
         """Abort the failed transaction and produce its records again in a new one."""
