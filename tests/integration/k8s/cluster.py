@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import shutil
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -43,6 +44,11 @@ def _log_tail(path: Path, lines: int = 40) -> str:
         return "(no log)"
 
 
+def _tls(ca_file: Path) -> ssl.SSLContext:
+    """TLS trusting only the API server's self-signed certificate."""
+    return ssl.create_default_context(cafile=str(ca_file))
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -58,7 +64,7 @@ class KubeApi:
     _resources: dict[tuple[str, str], tuple[str, bool]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._client = httpx.Client(base_url=self.url, verify=str(self.ca_file), timeout=30.0,
+        self._client = httpx.Client(base_url=self.url, verify=_tls(self.ca_file), timeout=30.0,
                                     headers={"Authorization": f"Bearer {self.token}"})
 
     def close(self) -> None:
@@ -123,7 +129,8 @@ class KubeApi:
         path = f"/apis/batch/v1/namespaces/{meta['namespace']}/jobs/{meta['name']}/status"
         response = self._client.patch(path, json={"status": status},
                                       headers={"Content-Type": "application/merge-patch+json"})
-        response.raise_for_status()
+        if response.status_code != 200:
+            raise AssertionError(f"Job {meta['name']}: status refused: {response.text}")
 
     def complete_job(self, job: dict[str, Any]) -> None:
         """Mark a Job succeeded, as the Job controller would after its pod exited 0."""
@@ -250,7 +257,7 @@ def start_cluster(workdir: Path, *, kube_apiserver: Path, etcd: str = "etcd",
         url = f"https://127.0.0.1:{api_port}"
         ca_file = certs / "apiserver.crt"
         _wait_ready(lambda: ca_file.is_file() and httpx.get(
-            f"{url}/readyz", verify=str(ca_file), headers={"Authorization": f"Bearer {token}"},
+            f"{url}/readyz", verify=_tls(ca_file), headers={"Authorization": f"Bearer {token}"},
             timeout=5).status_code == 200, api_process, api_log, "kube-apiserver", timeout_s)
         api = KubeApi(url, token, ca_file)
         kubeconfig = workdir / "kubeconfig"

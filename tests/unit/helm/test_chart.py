@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from app.beacons.config import load_beacons_config
+from app.cli import cli
 from app.executor.config import load_executor_config
 from app.rules.loader import RuleSetLoader
-from app.cli import cli
 from app.topics.spec import load_topics_file
 from tests.unit.helm.chart_support import (
     CHART,
@@ -210,7 +210,8 @@ COMPONENTS = {
     "schemas-job": ({"jobs": {"schemas": {"enabled": "?"}}}, [("Job", "schemas")]),
     "ui": ({"ui": {"enabled": "?"}}, [("Deployment", "ui"), ("Service", "ui")]),
     "ui-ingress": ({"ui": {"enabled": "?", "ingress": {"enabled": "?"}}}, [("Ingress", "ui")]),
-    "networkpolicy": ({"networkPolicy": {"enabled": "?"}}, [("NetworkPolicy", "worker"), ("NetworkPolicy", "registry")]),
+    "networkpolicy": ({"networkPolicy": {"enabled": "?"}},
+                      [("NetworkPolicy", "worker"), ("NetworkPolicy", "registry")]),
     "executor-pdb": ({"executor": {"podDisruptionBudget": {"enabled": "?"}}}, [("PodDisruptionBudget", "executor")]),
 }
 
