@@ -36,17 +36,20 @@ COPY pyproject.toml setup.py topics.yaml ./
 COPY schemas ./schemas
 COPY app ./app
 # Compile app/native's modules (mypyc), build the wheel with them and the data, install it.
-# /opt/vigil/{schemas,topics.yaml} point into the package: the Jobs' default paths.
+# /opt/vigil/{schemas,topics.yaml} point into the package: the Jobs' default paths. The checks run
+# outside /src, so they see the installed package rather than the sources.
 RUN /opt/build/bin/python -m app.native.build \
     && /opt/build/bin/pip wheel -q --no-deps --no-build-isolation -w /dist . \
     && /opt/venv/bin/pip install -q --no-deps --no-index /dist/vigil-*.whl \
     && /opt/venv/bin/python -m compileall -q /opt/venv/lib \
     && /opt/venv/bin/pip uninstall -q -y pip setuptools \
+    && cd / \
     && data=$(/opt/venv/bin/python -c 'import app.packaged as p; print(p.PACKAGED_DATA_DIR)') \
     && mkdir -p /opt/vigil \
     && ln -s "$data/schemas" /opt/vigil/schemas \
     && ln -s "$data/topics.yaml" /opt/vigil/topics.yaml \
-    && /opt/venv/bin/python -c 'import app.pipeline.intake as m, app.native as n; assert n.is_compiled(m), n.native_status()'
+    && /opt/venv/bin/python -c 'import app.pipeline.intake as m, app.native as n; assert n.is_compiled(m), n.native_status()' \
+    && test -f /opt/vigil/topics.yaml && test -f /opt/vigil/schemas/vigil/Event.avsc
 
 FROM ${BASE_IMAGE}
 ARG VIGIL_UID=10001

@@ -49,7 +49,7 @@ def test_vigil_help() -> None:
 
 _INSPECT = """
 import importlib.metadata as m, json, os, shutil
-import app.pipeline.intake as intake, app.native as native
+import pathlib, app.pipeline.intake as intake, app.native as native
 from app.model.schemas import BUILTIN_SCHEMAS_DIR
 from app.topics.spec import load_topics_file
 print(json.dumps({
@@ -59,7 +59,7 @@ print(json.dumps({
     "compiled": native.is_compiled(intake),
     "schemas_dir": str(BUILTIN_SCHEMAS_DIR),
     "schemas": sorted(p.name for p in BUILTIN_SCHEMAS_DIR.rglob("*.avsc")),
-    "topics": [t.name for t in load_topics_file(os.environ["VIGIL_TOPICS_FILE"]).topics],
+    "topics": [t.name for t in load_topics_file(pathlib.Path(os.environ["VIGIL_TOPICS_FILE"])).topics],
     "schemas_env": os.path.realpath(os.environ["VIGIL_SCHEMAS_DIR"]),
 }))
 """

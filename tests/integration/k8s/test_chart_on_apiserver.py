@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from functools import partial
 from typing import Any
 
 import pytest
@@ -177,8 +178,12 @@ def _orphan_worker(cluster: KubeCluster, namespace: str, objects: list[dict[str,
             cluster.api.request("DELETE", path, json={"propagationPolicy": "Orphan"}).raise_for_status()
             cluster.api.request("PATCH", path, json={"metadata": {"finalizers": None}},
                                 headers={"Content-Type": "application/merge-patch+json"}).raise_for_status()
-            wait_until(lambda obj=obj: cluster.api.get_object(obj, namespace) is None, timeout_s=30,
+            wait_until(partial(_gone, cluster, obj, namespace), timeout_s=30,
                        message=f"StatefulSet {obj['metadata']['name']} deleted")
+
+
+def _gone(cluster: KubeCluster, obj: dict[str, Any], namespace: str) -> bool:
+    return cluster.api.get_object(obj, namespace) is None
 
 
 def test_a_refused_schema_fails_the_upgrade_and_changes_nothing(cluster: KubeCluster, helm: Helm) -> None:

@@ -25,11 +25,11 @@ OPTIONAL_IMPORTS = {
 
 
 def _pins(path: Path) -> dict[str, str]:
-    pins = {}
+    pins: dict[str, str] = {}
     for line in path.read_text().splitlines():
         if "==" in line and not line.startswith("#"):
             name, version = line.strip().split("==")
-            pins[canonicalize_name(name)] = version
+            pins[str(canonicalize_name(name))] = version
     return pins
 
 

@@ -94,6 +94,12 @@ class Manifest:
         assert len(found) <= 1, f"{len(found)} {kind}s of component {component}"
         return found[0] if found else None
 
+    def require(self, kind: str, component: str) -> dict[str, Any]:
+        """The one object of `kind` labelled with `component`; AssertionError when there is none."""
+        found = self.component(kind, component)
+        assert found is not None, f"no {kind} of component {component}"
+        return found
+
     def workloads(self) -> list[dict[str, Any]]:
         return [obj for obj in self.objects if obj["kind"] in WORKLOAD_KINDS]
 

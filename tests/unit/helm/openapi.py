@@ -73,7 +73,7 @@ class KubeSchemas:
 
     @cached_property
     def _by_kind(self) -> dict[tuple[str, str], str]:
-        found = {}
+        found: dict[tuple[str, str], str] = {}
         for name, schema in self.definitions.items():
             for gvk in schema.get("x-kubernetes-group-version-kind", []):
                 api_version = f"{gvk['group']}/{gvk['version']}" if gvk["group"] else gvk["version"]

@@ -4,6 +4,8 @@ fields, nulls all fail) and the Prometheus Operator's CRD for ServiceMonitors.""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.unit.helm.chart_support import SERVICEMONITOR_API, Render, scenario_names
@@ -33,9 +35,9 @@ def test_the_check_catches_what_the_api_server_refuses_or_drops(render: Render, 
                                                               message: str) -> None:
     import copy
 
-    worker = copy.deepcopy(render("default").component("StatefulSet", "worker"))
+    worker = copy.deepcopy(render("default").require("StatefulSet", "worker"))
     assert not kube_schemas.errors(worker)
-    node = worker
+    node: Any = worker
     for key in path[:-1]:
         node = node[key]
     node[path[-1]] = value

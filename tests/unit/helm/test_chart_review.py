@@ -86,7 +86,7 @@ def test_every_container_has_resources_and_long_running_ones_have_probes(render:
 
 
 def test_beacon_host_mounts_are_read_only(render: Render) -> None:
-    daemonset = render("everything-enabled").component("DaemonSet", "beacons")
+    daemonset = render("everything-enabled").require("DaemonSet", "beacons")
     host_volumes = {v["name"] for v in pod_spec(daemonset)["volumes"] if "hostPath" in v}
     assert {"host-proc", "host-sys", "spool"} <= host_volumes
     for container in _all_containers(daemonset):
@@ -118,15 +118,15 @@ def test_workers_and_executors_have_disruption_budgets(render: Render, scenario:
                                                       budgets: dict[str, int]) -> None:
     manifest = render(scenario)
     for component, max_unavailable in budgets.items():
-        pdb = manifest.component("PodDisruptionBudget", component)
-        workload = manifest.component("StatefulSet", component)
+        pdb = manifest.require("PodDisruptionBudget", component)
+        workload = manifest.require("StatefulSet", component)
         assert pdb["spec"]["maxUnavailable"] == max_unavailable
         assert pdb["spec"]["selector"] == workload["spec"]["selector"]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_workers_spread_over_zones_and_nodes(render: Render, scenario: str) -> None:
-    worker = render(scenario).component("StatefulSet", "worker")
+    worker = render(scenario).require("StatefulSet", "worker")
     constraints = pod_spec(worker)["topologySpreadConstraints"]
     assert {c["topologyKey"] for c in constraints} == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
     for constraint in constraints:
@@ -149,7 +149,7 @@ def test_network_policies_cover_every_component(render: Render) -> None:
 
 def test_metrics_scrapers_may_reach_only_what_they_scrape(render: Render) -> None:
     manifest = render("everything-enabled")
-    executor = manifest.component("NetworkPolicy", "executor")
+    executor = manifest.require("NetworkPolicy", "executor")
     (rule,) = executor["spec"]["ingress"]
     assert rule["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
     assert rule["ports"] == [{"port": 8089, "protocol": "TCP"}]
@@ -166,6 +166,7 @@ def test_notes_say_how_to_reach_the_ui_and_emit_a_first_event(render_notes: Any)
     notes = render_notes("everything-enabled")
     assert "https://vigil.example.com/" in notes
     assert "curl -s localhost:8080/v1/events" in notes and 'Authorization: Bearer $TOKEN' in notes
+    assert "TOKEN=$(kubectl -n vigil get secret rel-vigil-secrets -o jsonpath='{.data.api-token}'" in notes
     assert "vigil emit web1 heartbeat" in notes
     default = render_notes("default")
     assert "vigil emit web1 heartbeat" in default and "/v1/events" not in default
