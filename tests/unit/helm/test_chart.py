@@ -507,3 +507,14 @@ def test_notes_describe_what_was_installed(render_notes: Any, scenario: str, men
     notes = render_notes(scenario)
     for text in mentions:
         assert text in notes
+
+
+@pytest.mark.parametrize("component", ["worker", "executor"])
+def test_static_members_named_by_pod_with_the_session_timeout_from_values(render: Render, component: str) -> None:
+    """Each pod is a static group member (instance id = pod name, from its ordinal): a restart within
+    the session timeout moves no partition."""
+    manifest = render(values={component: {"sessionTimeoutMs": 90000}})
+    (container,) = containers(manifest.require("StatefulSet", component))
+    params = parse_vigil_args(container["args"]).params
+    assert params["instance_id"] == "$(POD_NAME)"
+    assert params["session_timeout_ms"] == 90000
