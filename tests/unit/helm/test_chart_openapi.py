@@ -43,3 +43,18 @@ def test_the_check_catches_what_the_api_server_refuses_or_drops(render: Render, 
     node[path[-1]] = value
     errors = kube_schemas.errors(worker)
     assert any(message in e for e in errors), errors
+
+
+@pytest.mark.parametrize("values", [
+    {"networkPolicy": {"enabled": True}},
+    {"networkPolicy": {"enabled": True, "egress": {"enabled": True}}, "ui": {"enabled": True}},
+    {"ui": {"enabled": True, "ingress": {"enabled": True}}},
+    {"beacons": {"enabled": True, "hostSysMountPath": "", "spool": {"fixPermissions": False}}},
+    {"worker": {"persistence": {"enabled": False}, "podDisruptionBudget": {"enabled": False}},
+     "executor": {"enabled": False}, "jobs": {"topics": {"enabled": False}, "schemas": {"enabled": False}}},
+    {"bridges": {"http": {"enabled": True}, "syslog": {"enabled": True, "service": {"type": "NodePort"}}}},
+], ids=["networkpolicy-defaults", "egress-and-ui", "ui-ingress", "beacons-bare", "worker-only", "bridges"])
+def test_option_combinations_are_valid_kubernetes_objects(render: Render, kube_schemas: KubeSchemas,
+                                                          values: dict[str, Any]) -> None:
+    errors = [line for obj in render(values=values).objects for line in kube_schemas.errors(obj)]
+    assert not errors, "\n".join(errors)
