@@ -58,7 +58,8 @@ go_module_dir = $$(go mod download -json $(1) | sed -n 's/^\t"Dir": "\(.*\)",$$/
 
 k8s-deps: helm etcd $(KUBE_APISERVER) $(K8S_OPENAPI) $(SERVICEMONITOR_CRD)
 
-$(KUBE_APISERVER): tests/integration/k8s/build-kube-apiserver.sh
+# Order-only on the script: a checkout that only touches it does not rebuild (the version does).
+$(KUBE_APISERVER): | tests/integration/k8s/build-kube-apiserver.sh
 	@mkdir -p $(K8S_DIR)/bin
 	@echo "building kube-apiserver $(K8S_VERSION) from the k8s.io/kubernetes module (once; a few minutes)"
 	tests/integration/k8s/build-kube-apiserver.sh $(K8S_VERSION) $@ $(K8S_DIR)/src > $(K8S_DIR)/build.log 2>&1 \
