@@ -9,7 +9,8 @@ HELM_VERSION := v3.19.0
 REGISTRY_VERSION := v1.4.0
 GOBIN := $(CURDIR)/.vigil/bin
 
-.PHONY: run test deps native lint fmt bench clean-state helm registry-peer
+.PHONY: run test deps native lint fmt bench clean-state helm registry-peer k8s-deps etcd helm-docs \
+	image-tools image-base image image-test
 
 deps: $(VENV)/.installed $(KAFKA_LIBS)/.installed native
 
@@ -18,9 +19,12 @@ deps: $(VENV)/.installed $(KAFKA_LIBS)/.installed native
 native: $(VENV)/.installed
 	@$(VENV)/bin/python -m app.native.build
 
-$(VENV)/.installed: requirements.lock pyproject.toml
+# requirements-dev.lock includes the runtime set (requirements-runtime.lock, all the image installs)
+# and the build set (requirements-build.lock: mypy for mypyc, setuptools, wheel).
+LOCKS := requirements-runtime.lock requirements-build.lock requirements-dev.lock
+$(VENV)/.installed: $(LOCKS) pyproject.toml
 	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.lock
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.lock
 	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
@@ -39,6 +43,82 @@ HELM_LDFLAGS := -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/he
 $(GOBIN)/helm:
 	GOBIN=$(GOBIN) go install -ldflags "$(HELM_LDFLAGS)" helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
+# --- Kubernetes: the chart is proven against a real kube-apiserver (tests/integration/k8s) -------
+# kube-apiserver built from the k8s.io/kubernetes module of K8S_VERSION (about 5 minutes, once;
+# the file name carries the version, so bumping it rebuilds), the same release's OpenAPI document
+# (strict validation of rendered objects), the Prometheus Operator's ServiceMonitor CRD, and etcd.
+K8S_VERSION := v1.34.2
+PROM_OPERATOR_VERSION := v0.85.0
+K8S_DIR := .vigil/k8s
+KUBE_APISERVER := $(K8S_DIR)/bin/kube-apiserver-$(K8S_VERSION)
+K8S_OPENAPI := $(K8S_DIR)/swagger-$(K8S_VERSION).json
+SERVICEMONITOR_CRD := $(K8S_DIR)/servicemonitors-$(PROM_OPERATOR_VERSION).yaml
+# The directory `go mod download` unpacked a module into.
+go_module_dir = $$(go mod download -json $(1) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p')
+
+k8s-deps: helm etcd $(KUBE_APISERVER) $(K8S_OPENAPI) $(SERVICEMONITOR_CRD)
+
+# Order-only on the script: a checkout that only touches it does not rebuild (the version does).
+$(KUBE_APISERVER): | tests/integration/k8s/build-kube-apiserver.sh
+	@mkdir -p $(K8S_DIR)/bin
+	@echo "building kube-apiserver $(K8S_VERSION) from the k8s.io/kubernetes module (once; a few minutes)"
+	tests/integration/k8s/build-kube-apiserver.sh $(K8S_VERSION) $@ $(K8S_DIR)/src > $(K8S_DIR)/build.log 2>&1 \
+		|| { tail -30 $(K8S_DIR)/build.log; exit 1; }
+	rm -rf $(K8S_DIR)/src
+
+$(K8S_OPENAPI):
+	@mkdir -p $(K8S_DIR)
+	cp "$(call go_module_dir,k8s.io/kubernetes@$(K8S_VERSION))/api/openapi-spec/swagger.json" $@.tmp && chmod u+w $@.tmp && mv $@.tmp $@
+
+$(SERVICEMONITOR_CRD):
+	@mkdir -p $(K8S_DIR)
+	cp "$(call go_module_dir,github.com/prometheus-operator/prometheus-operator@$(PROM_OPERATOR_VERSION))/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" $@.tmp && chmod u+w $@.tmp && mv $@.tmp $@
+
+# etcd for the kube-apiserver: Debian's etcd-server (the machine runs as root; quiet, only if missing).
+etcd:
+	@command -v etcd >/dev/null || { echo "installing etcd-server (Debian) for the chart's API-server tests"; \
+		export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq etcd-server >/dev/null 2>&1 \
+		|| { apt-get update -qq >/dev/null && apt-get install -y -qq etcd-server >/dev/null; }; }
+
+# The values reference in helm/vigil/README.md, from the comments in values.yaml.
+helm-docs: $(VENV)/.installed
+	$(VENV)/bin/python helm/tools/values_reference.py
+
+# --- The image (Dockerfile), built without Docker ------------------------------------------------
+# buildah (chroot isolation: no daemon, works inside containers) on a Debian bookworm base made from
+# Debian's packages by mmdebstrap (no image registry needed); podman (runc) runs it for the tests.
+# Layers and images are kept under .vigil/containers: a second `make image` reuses every layer
+# whose inputs did not change. `make image-test` builds it and proves it (tests/integration/image).
+IMAGE_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE := localhost/vigil:$(IMAGE_VERSION)
+IMAGE_BASE := localhost/vigil-base:bookworm
+CONTAINERS := --root $(CURDIR)/.vigil/containers/storage --runroot $(CURDIR)/.vigil/containers/run
+DEBIAN_MIRROR := http://deb.debian.org/debian
+# Builds behind a TLS-intercepting proxy: pip inside the build trusts the CA bundle pip trusts here.
+PIP_CERT_HOST := $(or $(PIP_CERT),$(shell $(PY) -m pip config get global.cert 2>/dev/null))
+IMAGE_BUILD_ARGS := --build-arg BASE_IMAGE=$(IMAGE_BASE) \
+	$(if $(PIP_CERT_HOST),-v $(PIP_CERT_HOST):/run/pip-ca.pem:ro --build-arg PIP_CERT=/run/pip-ca.pem)
+
+image-tools:
+	@missing=""; for tool in buildah podman mmdebstrap runc; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	test -z "$$missing" || { echo "installing$$missing (Debian) for the image build"; export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -qq $$missing >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq $$missing >/dev/null; }; }
+
+image-base: image-tools
+	@podman $(CONTAINERS) image exists $(IMAGE_BASE) || { \
+		echo "making the Debian bookworm base image with mmdebstrap"; mkdir -p .vigil/containers; \
+		mmdebstrap --quiet --variant=minbase --format=tar bookworm .vigil/containers/base.tar \
+			"deb $(DEBIAN_MIRROR) bookworm main" "deb $(DEBIAN_MIRROR) bookworm-updates main" \
+			"deb $(DEBIAN_MIRROR)-security bookworm-security main" \
+		&& podman $(CONTAINERS) import -q .vigil/containers/base.tar $(IMAGE_BASE) >/dev/null \
+		&& rm -f .vigil/containers/base.tar; }
+
+image: image-base
+	buildah $(CONTAINERS) bud --isolation chroot --layers --network host $(IMAGE_BUILD_ARGS) -t $(IMAGE) .
+
+image-test: deps image
+	VIGIL_TEST_IMAGE=$(IMAGE) VIGIL_TEST_CONTAINERS="$(CONTAINERS)" $(VENV)/bin/pytest -q tests/integration/image
+
 # A third-party Confluent-API schema registry, to prove Vigil works against one it did not write.
 # Best effort: the Go module proxy reachable here answers 403 for this module; the peer-registry
 # test skips with that error when the binary is missing.
@@ -49,7 +129,7 @@ registry-peer:
 run: deps
 	$(VIGIL) dev run --rules rules
 
-test: deps helm registry-peer
+test: deps helm registry-peer k8s-deps
 	$(VENV)/bin/ruff check app tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q

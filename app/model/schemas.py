@@ -10,6 +10,8 @@ from typing import Any
 import fastavro
 from fastavro.schema import SchemaParseException
 
+from app.packaged import data_path
+
 __all__ = [
     "BUILTIN_SCHEMAS_DIR",
     "SchemaFile",
@@ -22,8 +24,8 @@ __all__ = [
     "record_name_subject",
 ]
 
-#: The repo's schemas/ folder (Vigil's own record types).
-BUILTIN_SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
+#: Vigil's own record types: the repository's schemas/ folder, packaged in a wheel (app.packaged).
+BUILTIN_SCHEMAS_DIR = data_path("schemas")
 
 
 class SchemaFileError(Exception):

@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import mypyc  # noqa: F401
     except ImportError:
-        print("note: mypyc is not installed (it comes with mypy, in requirements.lock); Vigil runs its Python sources")
+        print("note: mypyc is not installed (it comes with mypy, in requirements-build.lock); "
+              "Vigil runs its Python sources")
         return 0
     try:
         files = build()

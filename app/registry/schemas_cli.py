@@ -12,7 +12,12 @@ from app.model.schemas import SchemaFileError
 from app.registry.client import RegistryClient, RegistryError
 from app.registry.files import check_schema, collect_schema_files, register_schemas
 
-__all__ = ["schemas_group"]
+__all__ = ["EXIT_REFUSED", "schemas_group"]
+
+#: Exit status of `schemas register` when the registry refused a schema (incompatible): retrying
+#: cannot help, unlike exit 1 (the registry unreachable, a file unreadable). The chart's schemas
+#: Job fails at once on it (podFailurePolicy) and retries the rest.
+EXIT_REFUSED = 3
 
 
 @click.group("schemas")
@@ -28,7 +33,7 @@ def _client(cli: CliContext) -> RegistryClient:
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @pass_cli
 def schemas_register(cli: CliContext, paths: tuple[Path, ...]) -> None:
-    """Register .avsc files (default: all of schemas/). Incompatible changes are refused."""
+    """Register .avsc files (default: all of schemas/). Incompatible changes are refused (exit 3)."""
     try:
         schemas = collect_schema_files(list(paths) or [cli.settings.schemas_dir])
         results = register_schemas(_client(cli), schemas)
@@ -41,7 +46,7 @@ def schemas_register(cli: CliContext, paths: tuple[Path, ...]) -> None:
             click.echo(f"REFUSED {r.subject}: {r.error}", err=True)
         else:
             click.echo(f"{r.subject}  id={r.schema_id}")
-    sys.exit(1 if failed else 0)
+    sys.exit(EXIT_REFUSED if failed else 0)
 
 
 @schemas_group.command("check")

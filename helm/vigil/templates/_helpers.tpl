@@ -59,6 +59,14 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
+{{/*
+Selector of every pod of this release (any component): for NetworkPolicy peers. Stable labels only.
+*/}}
+{{- define "vigil.releaseSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "vigil.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
 {{/* All labels of one component's resources. Call with (dict "root" $ "component" "worker"). */}}
 {{- define "vigil.labels" -}}
 helm.sh/chart: {{ include "vigil.chart" .root }}
@@ -282,12 +290,6 @@ podAntiAffinity:
 {{- if and $key.value (not $key.existingSecret) (lt (len $key.value) 16) }}
 {{- fail "actionSigningKey.value: use at least 16 random bytes (e.g. openssl rand -hex 32)" }}
 {{- end }}
-{{- if not (has .Values.worker.guarantee (list "at_least_once" "exactly_once")) }}
-{{- fail (printf "worker.guarantee: %q is not at_least_once or exactly_once" .Values.worker.guarantee) }}
-{{- end }}
-{{- if not (has .Values.executor.guarantee (list "at_least_once" "exactly_once")) }}
-{{- fail (printf "executor.guarantee: %q is not at_least_once or exactly_once" .Values.executor.guarantee) }}
-{{- end }}
 {{- if and .Values.executor.enabled (include "vigil.secret.isSet" .Values.executor.smtpPassword) (not .Values.executor.config.smtp) }}
 {{- fail "executor.smtpPassword is set but executor.config.smtp is not: give the SMTP host there" }}
 {{- end }}
@@ -299,4 +301,96 @@ podAntiAffinity:
 {{- if and .Values.executor.config.require_signature (not (include "vigil.secret.isSet" .Values.actionSigningKey)) }}
 {{- fail "executor.config.require_signature is true but actionSigningKey is not set" }}
 {{- end }}
+{{- end }}
+
+{{/*
+The settings every Vigil process reads (app/config.py), as YAML of a name -> string map. The shared
+ConfigMap holds them for the long-running pods; the hook Jobs carry them inline in their env, since
+a pre-upgrade hook runs before the ConfigMap is updated and must still use the new settings.
+*/}}
+{{- define "vigil.settings" -}}
+{{- $settings := dict
+  "VIGIL_KAFKA_BOOTSTRAP" (required "kafka.bootstrap is required (HOST:PORT[,HOST:PORT...])" .Values.kafka.bootstrap)
+  "VIGIL_KAFKA_CONFIG" (include "vigil.kafkaConfigJson" .)
+  "VIGIL_SCHEMA_REGISTRY_URL" (include "vigil.registry.url" .)
+  "VIGIL_TOPIC_PREFIX" (.Values.kafka.topicPrefix | toString) }}
+{{- if and .Values.schemaRegistry.url .Values.schemaRegistry.auth.username }}
+{{- $_ := set $settings "VIGIL_SCHEMA_REGISTRY_USER" .Values.schemaRegistry.auth.username }}
+{{- end }}
+{{- toYaml $settings }}
+{{- end }}
+
+{{/* The shared settings as a container's env list (for the hook Jobs; see vigil.settings). */}}
+{{- define "vigil.settingsEnv" -}}
+{{- range $name, $value := include "vigil.settings" . | fromYaml }}
+- name: {{ $name }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Is the ServiceMonitor kind served by the cluster? Optional CRD kinds are rendered only when the
+API server has them (`helm template` needs `--api-versions monitoring.coreos.com/v1/ServiceMonitor`).
+*/}}
+{{- define "vigil.serviceMonitor.enabled" -}}
+{{- if and .Values.serviceMonitor.enabled (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor") }}true{{ end }}
+{{- end }}
+
+{{/*
+Topology spread of one component: the given constraints, each selecting the component's pods when
+it names no selector; or, when none are given, an even spread over zones and nodes that never
+blocks scheduling. Call with (dict "root" $ "component" "worker" "constraints" .Values.worker.topologySpreadConstraints).
+*/}}
+{{- define "vigil.topologySpread" -}}
+{{- $selector := dict "matchLabels" (include "vigil.selectorLabels" . | fromYaml) }}
+{{- $constraints := list }}
+{{- range .constraints }}
+{{- $c := deepCopy . }}
+{{- if not $c.labelSelector }}{{ $_ := set $c "labelSelector" $selector }}{{ end }}
+{{- $constraints = append $constraints $c }}
+{{- else }}
+{{- range list "topology.kubernetes.io/zone" "kubernetes.io/hostname" }}
+{{- $constraints = append $constraints (dict "maxSkew" 1 "topologyKey" . "whenUnsatisfiable" "ScheduleAnyway" "labelSelector" $selector) }}
+{{- end }}
+{{- end }}
+{{- toYaml $constraints }}
+{{- end }}
+
+{{/*
+The pod-level fields every Vigil pod shares: service account, pull secrets, security context.
+Call with the root context; indent with nindent.
+*/}}
+{{- define "vigil.podCommon" -}}
+serviceAccountName: {{ include "vigil.serviceAccountName" . }}
+automountServiceAccountToken: {{ .Values.serviceAccount.automountToken }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- end }}
+
+{{/*
+Scheduling fields of one component's pods: nodeSelector, tolerations, affinity (default: spread
+over nodes). Call with (dict "root" $ "component" "executor" "values" .Values.executor).
+*/}}
+{{- define "vigil.scheduling" -}}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+affinity:
+  {{- if .values.affinity }}
+  {{- toYaml .values.affinity | nindent 2 }}
+  {{- else }}
+  {{- include "vigil.spreadAffinity" . | nindent 2 }}
+  {{- end }}
 {{- end }}

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from app.config import Settings
+from app.registry.schemas_cli import EXIT_REFUSED
 from app.sdk import tail_events
 from tests.conftest import REPO, free_port, wait_until
 
@@ -102,7 +103,7 @@ def test_schemas__incompatible_change_refused_with_reason(isolated_settings: Set
     check = vigil(s, "schemas", "check", str(path))
     assert check.returncode == 1 and "INCOMPATIBLE" in check.stderr and "owner" in check.stderr
     refused = vigil(s, "schemas", "register", str(path))
-    assert refused.returncode == 1 and "REFUSED" in refused.stderr and "owner" in refused.stderr
+    assert refused.returncode == EXIT_REFUSED and "REFUSED" in refused.stderr and "owner" in refused.stderr
     v3 = {**v1, "fields": [*v1["fields"], {"name": "owner", "type": "string", "default": ""}]}
     path.write_text(json.dumps(v3))
     assert vigil(s, "schemas", "check", str(path)).returncode == 0

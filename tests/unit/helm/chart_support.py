@@ -16,8 +16,19 @@ REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "helm" / "vigil"
 CI_DIR = CHART / "ci"
 HELM = REPO / ".vigil" / "bin" / "helm"
-#: helm built with `go install` lacks the release ldflags and would assume Kubernetes v1.20.
-KUBE_VERSION = "1.30.0"
+#: The Kubernetes release the chart is proven against: its OpenAPI document validates every rendered
+#: object, and tests/integration/k8s runs its kube-apiserver (`make k8s-deps`; the Makefile's
+#: K8S_VERSION and PROM_OPERATOR_VERSION must be these).
+K8S_VERSION = "v1.34.2"
+PROM_OPERATOR_VERSION = "v0.85.0"
+K8S_DIR = REPO / ".vigil" / "k8s"
+KUBE_APISERVER = K8S_DIR / "bin" / f"kube-apiserver-{K8S_VERSION}"
+K8S_OPENAPI = K8S_DIR / f"swagger-{K8S_VERSION}.json"
+SERVICEMONITOR_CRD = K8S_DIR / f"servicemonitors-{PROM_OPERATOR_VERSION}.yaml"
+#: `helm template --kube-version` (helm built with `go install` would otherwise assume v1.20).
+KUBE_VERSION = K8S_VERSION.removeprefix("v")
+#: What `helm template` is told the cluster serves besides the built-in kinds (optional CRD kinds).
+SERVICEMONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"
 RELEASE = "rel"
 NAMESPACE = "vigil"
 
@@ -28,10 +39,17 @@ __all__ = [
     "CHART",
     "CI_DIR",
     "HELM",
+    "K8S_DIR",
+    "K8S_OPENAPI",
+    "K8S_VERSION",
+    "KUBE_APISERVER",
     "KUBE_VERSION",
     "NAMESPACE",
+    "PROM_OPERATOR_VERSION",
     "RELEASE",
     "REPO",
+    "SERVICEMONITOR_API",
+    "SERVICEMONITOR_CRD",
     "WORKLOAD_KINDS",
     "HelmFailed",
     "Manifest",
@@ -75,6 +93,12 @@ class Manifest:
                  if obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == component]
         assert len(found) <= 1, f"{len(found)} {kind}s of component {component}"
         return found[0] if found else None
+
+    def require(self, kind: str, component: str) -> dict[str, Any]:
+        """The one object of `kind` labelled with `component`; AssertionError when there is none."""
+        found = self.component(kind, component)
+        assert found is not None, f"no {kind} of component {component}"
+        return found
 
     def workloads(self) -> list[dict[str, Any]]:
         return [obj for obj in self.objects if obj["kind"] in WORKLOAD_KINDS]
