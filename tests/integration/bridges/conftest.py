@@ -5,7 +5,9 @@ dead-letter topics of the test's own topic prefix (`isolated_settings`)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
+import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -20,6 +22,7 @@ from app.bridges.metrics import BridgeMetrics
 from app.bridges.sink import DLQ_TOPIC
 from app.bridges.syslog import SyslogServer
 from app.config import Settings
+from app.model.schemas import record_name_subject
 from app.model.serde import AvroSerde
 from app.registry.client import RegistryClient
 from tests.integration.runtime.kafka_helpers import read_topic
@@ -123,3 +126,19 @@ def read_dead_letters(settings: Settings, *, expect: int) -> list[DeadLetterReco
     """Every record on the test's dead-letter topic, with its headers decoded."""
     messages = read_topic(settings, settings.topic(DLQ_TOPIC), expect=expect, timeout_s=30)
     return [DeadLetterRecord(m.value(), {k: v.decode() for k, v in m.headers() or []}) for m in messages]
+
+
+def register_deploy_type(settings: Settings) -> str:
+    """A custom event type with a `version` field, registered under a unique namespace (the registry
+    is shared by the session); returns its full name."""
+    fullname = f"t{uuid.uuid4().hex[:8]}.Deploy"
+    namespace, name = fullname.split(".")
+    schema = json.dumps({"type": "record", "name": name, "namespace": namespace, "fields": [
+        {"name": "subject", "type": "string"}, {"name": "name", "type": "string"},
+        {"name": "time", "type": "long"}, {"name": "version", "type": "string"}]})
+    registry = RegistryClient.from_settings(settings)
+    try:
+        registry.register(record_name_subject(fullname), schema)
+    finally:
+        registry.close()
+    return fullname

@@ -26,11 +26,11 @@ from app.bridges.syslog import SOURCE, SyslogServer
 from app.bus.clients import make_consumer
 from app.config import Settings
 from app.model.events import Event
-from app.model.schemas import record_name_subject
 from app.model.serde import AvroSerde
 from app.registry.client import RegistryClient
 from app.sdk import Emitter, TailedEvent, tail_events
 from tests.conftest import wait_until
+from tests.integration.bridges.conftest import register_deploy_type
 from tests.integration.outage import OutageStack
 
 from .conftest import LoopThread, read_dead_letters, read_events
@@ -64,24 +64,12 @@ def _post(url: str, body: Any) -> httpx.Response:
     return httpx.post(url, content=json.dumps(body).encode(), headers=JSON, timeout=60)
 
 
-def _register_type(settings: Settings) -> str:
-    fullname = f"t{uuid.uuid4().hex[:8]}.Deploy"
-    namespace, name = fullname.split(".")
-    schema = json.dumps({"type": "record", "name": name, "namespace": namespace, "fields": [
-        {"name": "subject", "type": "string"}, {"name": "name", "type": "string"},
-        {"name": "time", "type": "long"}, {"name": "version", "type": "string"}]})
-    registry = RegistryClient.from_settings(settings)
-    try:
-        registry.register(record_name_subject(fullname), schema)
-    finally:
-        registry.close()
-    return fullname
 
 
 def test_http_ingest_while_the_registry_is_stopped__503_with_retry_after_then_accepted(
         outage: OutageStack, tmp_path: Path) -> None:
     settings = _settings(outage, tmp_path)
-    deploy = _register_type(settings)
+    deploy = register_deploy_type(settings)
     typed = {"type": deploy, "subject": "api", "name": "deploy", "version": "1.2.3"}
     sink = make_sink(settings)  # registers vigil.Event: its id is known from now on
     try:

@@ -4,7 +4,6 @@ input is answered, and what passed authentication lands on the dead-letter topic
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -12,8 +11,7 @@ import httpx
 
 from app.bridges.parsers.github import github_signature
 from app.config import Settings
-from app.model.schemas import record_name_subject
-from app.registry.client import RegistryClient
+from tests.integration.bridges.conftest import register_deploy_type
 from tests.unit.bridges.support import data_bytes
 
 from .conftest import HttpBridgeHandle, read_dead_letters, read_events
@@ -22,19 +20,6 @@ SECRET = "gh-secret"
 JSON = {"Content-Type": "application/json"}
 
 
-def _register_deploy_type(settings: Settings) -> str:
-    """A custom event type, registered under a unique namespace (the registry is shared by the session)."""
-    fullname = f"t{uuid.uuid4().hex[:8]}.Deploy"
-    namespace, name = fullname.split(".")
-    schema = json.dumps({"type": "record", "name": name, "namespace": namespace, "fields": [
-        {"name": "subject", "type": "string"}, {"name": "name", "type": "string"},
-        {"name": "time", "type": "long"}, {"name": "version", "type": "string"}]})
-    registry = RegistryClient.from_settings(settings)
-    try:
-        registry.register(record_name_subject(fullname), schema)
-    finally:
-        registry.close()
-    return fullname
 
 
 def _post(url: str, body: Any, headers: dict[str, str] = JSON) -> httpx.Response:
@@ -44,7 +29,7 @@ def _post(url: str, body: Any, headers: dict[str, str] = JSON) -> httpx.Response
 
 def test_events__vigil_and_custom_types_land_and_invalid_items_go_to_the_dlq(
         isolated_settings: Settings, start_http_bridge: Callable[..., HttpBridgeHandle]) -> None:
-    deploy = _register_deploy_type(isolated_settings)
+    deploy = register_deploy_type(isolated_settings)
     bridge = start_http_bridge()
     url = f"{bridge.url}/v1/events"
 

@@ -46,8 +46,11 @@ def test_transitive__older_versions_count_too(client: RegistryClient, registry_u
                          json={"schema": case.new}).json()
     assert body["is_compatible"] is False
     assert any("version 1" in m for m in body["messages"]), body["messages"]
+    # The client asks the same question unless told a version (what registration would decide).
+    report = client.check_compatibility(subject, case.new)
+    assert not report.is_compatible and any("version 1" in m for m in report.messages)
     # Against the latest version only (Confluent's "latest", whatever the level) it is fine.
-    assert client.check_compatibility(subject, case.new).is_compatible
+    assert client.check_compatibility(subject, case.new, version="latest").is_compatible
     assert client.check_compatibility(subject, case.new, version=2).is_compatible
     with pytest.raises(RegistryError) as err:
         client.register(subject, case.new)

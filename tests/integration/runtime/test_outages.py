@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -120,22 +121,25 @@ def problems(worker: Worker) -> str:
     return " | ".join(worker.health()[1]["problems"])
 
 
-def options(guarantee: Guarantee) -> WorkerOptions:
-    return WorkerOptions(app_id=f"outage-{uuid.uuid4().hex[:6]}", instance_id="w1", guarantee=guarantee,
-                         commit_interval_ms=200, max_retry_backoff_s=1.0)
+@contextmanager
+def running_pipeline(feed: Feed, guarantee: Guarantee) -> Iterator[tuple[Pipeline, Worker]]:
+    """A pipeline worker on the feed's settings that has processed a first 300 events."""
+    pipeline = build_pipeline()
+    options = WorkerOptions(app_id=f"outage-{uuid.uuid4().hex[:6]}", instance_id="w1", guarantee=guarantee,
+                            commit_interval_ms=200, max_retry_backoff_s=1.0)
+    with worker_thread(feed.settings, pipeline.stage(), options) as worker:
+        wait_until(lambda: len(worker.engine.assigned()) == PARTITIONS, timeout_s=60, message="assignment")
+        feed.events(300)
+        feed.flush()
+        wait_for_reference(pipeline, worker, feed, exact=guarantee == Guarantee.EXACTLY_ONCE)
+        yield pipeline, worker
 
 
 @pytest.mark.parametrize("guarantee", GUARANTEES)
 def test_registry_outage__records_wait_for_the_registry_and_none_is_dead_lettered(
         outage: OutageStack, feed: Feed, guarantee: Guarantee) -> None:
     s = feed.settings
-    pipeline = build_pipeline()
-    with worker_thread(s, pipeline.stage(), options(guarantee)) as worker:
-        wait_until(lambda: len(worker.engine.assigned()) == PARTITIONS, timeout_s=60, message="assignment")
-        feed.events(300)
-        feed.flush()
-        wait_for_reference(pipeline, worker, feed, exact=guarantee == Guarantee.EXACTLY_ONCE)
-
+    with running_pipeline(feed, guarantee) as (pipeline, worker):
         outage.stop_registry()
         feed.events(200)  # schema id cached by the worker: decoded without the registry
         feed.repairs(40)  # a schema id it has never seen: must wait, not be dead-lettered
@@ -157,13 +161,7 @@ def test_registry_outage__records_wait_for_the_registry_and_none_is_dead_lettere
 def test_broker_outage__the_worker_rides_through_a_kafka_restart(outage: OutageStack, feed: Feed,
                                                                  guarantee: Guarantee) -> None:
     s = feed.settings
-    pipeline = build_pipeline()
-    with worker_thread(s, pipeline.stage(), options(guarantee)) as worker:
-        wait_until(lambda: len(worker.engine.assigned()) == PARTITIONS, timeout_s=60, message="assignment")
-        feed.events(300)
-        feed.flush()
-        wait_for_reference(pipeline, worker, feed, exact=guarantee == Guarantee.EXACTLY_ONCE)
-
+    with running_pipeline(feed, guarantee) as (pipeline, worker):
         outage.stop_kafka()
         feed.events(200)  # the test's producer keeps them until the broker is back
         wait_until(lambda: "Kafka unreachable" in problems(worker), timeout_s=60,
