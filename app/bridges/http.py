@@ -117,8 +117,10 @@ class HttpBridge:
         return await self._run(request, "puppet", parse_puppet_report, body)
 
     async def healthz(self, request: web.Request) -> web.Response:
-        """GET /healthz: the process is up and serving."""
-        return web.json_response({"status": "ok"})
+        """GET /healthz: the process is up and serving (200); "degraded" with the reasons while the
+        bus cannot take events (the bridge answers 503 meanwhile and recovers by itself)."""
+        problems = self.sink.problems()
+        return web.json_response({"status": "degraded" if problems else "ok", "problems": problems})
 
     async def prometheus(self, request: web.Request) -> web.Response:
         """GET /metrics: accepted/rejected counters per endpoint and reason."""

@@ -20,6 +20,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
+from app.bridges.problems import KAFKA, REGISTRY, Problems
 from app.bridges.sink import (
     DLQ_TOPIC,
     DeliveryCallback,
@@ -62,6 +63,8 @@ class KafkaEventSink:
         self.failed = 0
         self._failures_logged_at = float("-inf")
         self._failures_since_log = 0
+        #: why Kafka or the registry failed lately, until they answer again (/healthz)
+        self._problems = Problems()
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._poll, args=(poll_interval_s,), name="vigil-sink-poll",
                                         daemon=True)
@@ -102,7 +105,7 @@ class KafkaEventSink:
         try:
             self.emitter.flush(self.flush_timeout_s)
         except EmitError as exc:
-            raise SinkUnavailable(str(exc)) from exc
+            raise self._unavailable(KAFKA, str(exc)) from exc
         with self._lock:
             failed = self.failed - failed_before
         if failed:
@@ -158,23 +161,26 @@ class KafkaEventSink:
                 log.warning("using the cached schema of %s: %s", type_fullname, exc)
                 return cached[0]
             # The registry's problem, not the sender's: a 503 to retry, never a 4xx or a dead letter.
-            raise SinkUnavailable(f"cannot fetch the schema of {type_fullname} from the schema registry: "
-                                  f"{_registry_problem(exc)}") from exc
+            raise self._unavailable(REGISTRY, f"cannot fetch the schema of {type_fullname} from the schema "
+                                              f"registry: {_registry_problem(exc)}") from exc
         except SchemaFileError as exc:
             raise SinkError(f"the registered schema of {type_fullname} is not a record schema: {exc.reason}",
                             field="type") from exc
+        self._problems.cleared(REGISTRY)
         with self._lock:
             self._schemas[type_fullname] = (schema, now)
         return schema
 
     def _encode(self, record: dict[str, Any], schema: SchemaFile) -> bytes:
         try:
-            return self.emitter.serde.encode(record, schema)
+            encoded = self.emitter.serde.encode(record, schema)
         except EncodeError as exc:
             raise SinkError(str(exc)) from exc
         except RegistryError as exc:  # registering the writer schema (first use only)
-            raise SinkUnavailable(f"cannot register the schema of {schema.fullname} with the schema registry: "
-                                  f"{_registry_problem(exc)}") from exc
+            raise self._unavailable(REGISTRY, f"cannot register the schema of {schema.fullname} with the schema "
+                                              f"registry: {_registry_problem(exc)}", about=schema.fullname) from exc
+        self._problems.cleared(REGISTRY, about=schema.fullname)  # its writer is registered now
+        return encoded
 
     def _produce(self, topic: str, key: bytes, value: bytes, on_delivery: DeliveryCallback | None, *,
                  headers: list[tuple[str, bytes]] | None = None) -> None:
@@ -182,6 +188,7 @@ class KafkaEventSink:
             if err is None:
                 with self._lock:
                     self.delivered += 1
+                self._problems.cleared(KAFKA)
                 problem = None
             else:
                 problem = f"delivery to {msg.topic()} failed: {err.str()}"
@@ -195,13 +202,22 @@ class KafkaEventSink:
         try:
             self.emitter.producer.produce(topic, value=value, key=key, headers=headers, on_delivery=report)
         except BufferError as exc:
-            raise SinkUnavailable(f"the producer queue is full (Kafka at {self.emitter.settings.kafka_bootstrap} "
-                                  f"is slow or unreachable): {exc}") from exc
+            raise self._unavailable(KAFKA, f"the producer queue is full (Kafka at "
+                                    f"{self.emitter.settings.kafka_bootstrap} is slow or unreachable): {exc}") from exc
         except KafkaException as exc:
-            raise SinkUnavailable(f"cannot produce to {topic}: {exc}") from exc
+            raise self._unavailable(KAFKA, f"cannot produce to {topic}: {exc}") from exc
+
+    def _unavailable(self, dependency: str, problem: str, *, about: str = "") -> SinkUnavailable:
+        self._problems.failed(dependency, problem, about=about)
+        return SinkUnavailable(problem)
+
+    def problems(self) -> list[str]:
+        """Why Kafka or the schema registry failed lately (and for how long), until each answers again."""
+        return self._problems.lines()
 
     def _count_failure(self, problem: str) -> None:
         now = time.monotonic()
+        self._problems.failed(KAFKA, problem)
         with self._lock:
             self.failed += 1
             self._failures_since_log += 1

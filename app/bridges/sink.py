@@ -132,6 +132,9 @@ class EventSink(Protocol):
     def flush(self) -> None:
         """Wait until everything queued so far has been delivered."""
 
+    def problems(self) -> list[str]:
+        """Why the bus cannot take or deliver events right now ([] when it can), for /healthz."""
+
 
 def unknown_type(type_fullname: str) -> SinkError:
     """The error for a `type` that names no registered record (same words in every sink)."""
@@ -295,6 +298,10 @@ class MemorySink:
     def flush(self) -> None:
         """Nothing to wait for; counted so tests can see that a bridge flushed on shutdown."""
         self.flushes += 1
+
+    def problems(self) -> list[str]:
+        """Never any: every record is delivered at once."""
+        return []
 
     def _delivered(self, on_delivery: DeliveryCallback | None) -> None:
         if on_delivery is not None:

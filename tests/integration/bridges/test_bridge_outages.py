@@ -64,8 +64,6 @@ def _post(url: str, body: Any) -> httpx.Response:
     return httpx.post(url, content=json.dumps(body).encode(), headers=JSON, timeout=60)
 
 
-
-
 def test_http_ingest_while_the_registry_is_stopped__503_with_retry_after_then_accepted(
         outage: OutageStack, tmp_path: Path) -> None:
     settings = _settings(outage, tmp_path)
@@ -82,10 +80,14 @@ def test_http_ingest_while_the_registry_is_stopped__503_with_retry_after_then_ac
             # Plain events need no registry call once vigil.Event's id is known.
             plain = _post(f"{url}/v1/events", {"subject": "web-1", "name": "load", "id": "plain-1"})
             assert (plain.status_code, plain.json()) == (202, {"accepted": 1})
+            health = httpx.get(f"{url}/healthz", timeout=10)
+            assert health.status_code == 200 and health.json()["status"] == "degraded"
+            assert "schema registry" in health.json()["problems"][0]
 
             outage.start_registry()
             response = _post(f"{url}/v1/events", [typed])  # the sender's retry
             assert (response.status_code, response.json()) == (202, {"accepted": 1}), response.text
+            assert httpx.get(f"{url}/healthz", timeout=10).json() == {"status": "ok", "problems": []}
     finally:
         sink.close()
     events = read_events(settings, expect=2)

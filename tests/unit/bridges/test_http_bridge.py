@@ -54,7 +54,7 @@ def _post_json(client: TestClient, path: str, body: Any, **headers: str) -> Any:
 def test_healthz_and_unknown_routes__answer_json() -> None:
     async def scenario(client: TestClient, sink: MemorySink) -> None:
         response = await client.get("/healthz")
-        assert (response.status, await response.json()) == (200, {"status": "ok"})
+        assert (response.status, await response.json()) == (200, {"status": "ok", "problems": []})
         response = await client.get("/nowhere")
         assert response.status == 404 and (await response.json())["error"] == "Not Found"
         response = await client.get("/v1/events")
