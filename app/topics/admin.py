@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
     AdminClient,
@@ -85,9 +87,11 @@ def _wait(futures: dict, verb: str) -> None:
         raise TopicAdminError("; ".join(errors))
 
 
-def reconcile(admin: AdminClient, specs: list[TopicSpec], *, dry_run: bool) -> tuple[TopicPlan, list[str]]:
-    """Plan (and unless dry_run, apply) the changes for `specs`; returns the plan and what was done."""
-    plan = plan_topics(specs, describe_topics(admin, [s.name for s in specs]))
+def reconcile(admin: AdminClient, specs: list[TopicSpec], *, dry_run: bool,
+              allow_repartition: Collection[str] = ()) -> tuple[TopicPlan, list[str]]:
+    """Plan (and unless dry_run, apply) the changes for `specs`; returns the plan and what was done
+    (refused changes are not made; see plan_topics)."""
+    plan = plan_topics(specs, describe_topics(admin, [s.name for s in specs]), allow_repartition=allow_repartition)
     if dry_run or plan.empty:
         return plan, []
     return plan, apply_plan(admin, plan, {s.name: s for s in specs})

@@ -1,11 +1,15 @@
 """What `topics apply` would change: pure comparison of declared and actual topics.
 
 Never plans a deletion or a partition decrease (Kafka cannot shrink; data is never dropped);
-such differences are reported as warnings instead.
+such differences are reported as warnings instead. Growing a stateful topic (one whose partitions
+agents keep state by) is refused unless allowed: Kafka's partitioner then sends a key's new
+records to another partition than the one its state is on, splitting an identity's status,
+windows and rule state in two (the migration is in the README, "Growing a stateful topic").
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from app.topics.spec import TopicSpec
@@ -24,7 +28,7 @@ class ActualTopic:
 @dataclass(frozen=True)
 class TopicChange:
     topic: str
-    action: str  # create | add-partitions | set-config | warn
+    action: str  # create | add-partitions | set-config | warn | refuse
     detail: str
     partitions: int | None = None
     config: dict[str, str] = field(default_factory=dict)
@@ -39,11 +43,18 @@ class TopicPlan:
 
     @property
     def empty(self) -> bool:
-        return not [c for c in self.changes if c.action != "warn"]
+        return not [c for c in self.changes if c.action not in ("warn", "refuse")]
+
+    @property
+    def refused(self) -> list[TopicChange]:
+        """Changes not made without the user's say-so (growing a stateful topic)."""
+        return [c for c in self.changes if c.action == "refuse"]
 
 
-def plan_topics(desired: list[TopicSpec], actual: dict[str, ActualTopic]) -> TopicPlan:
-    """Changes that bring `actual` to `desired` without losing data."""
+def plan_topics(desired: list[TopicSpec], actual: dict[str, ActualTopic], *,
+                allow_repartition: Collection[str] = ()) -> TopicPlan:
+    """Changes that bring `actual` to `desired` without losing data. Growing a stateful topic is a
+    "refuse" change unless its name is in `allow_repartition`."""
     changes: list[TopicChange] = []
     for spec in desired:
         have = actual.get(spec.name)
@@ -52,7 +63,13 @@ def plan_topics(desired: list[TopicSpec], actual: dict[str, ActualTopic]) -> Top
                                        f"partitions={spec.partitions} replication={spec.replication} "
                                        f"config={spec.config}", partitions=spec.partitions, config=spec.config))
             continue
-        if spec.partitions > have.partitions:
+        if spec.partitions > have.partitions and spec.stateful and spec.name not in allow_repartition:
+            changes.append(TopicChange(
+                spec.name, "refuse", f"{have.partitions} -> {spec.partitions} partitions refused: agents keep state "
+                f"by its partitions, and growing it sends keys to other partitions than their state; follow "
+                f"\"Growing a stateful topic\" in the README, then run again with --allow-repartition {spec.name}",
+                partitions=spec.partitions))
+        elif spec.partitions > have.partitions:
             changes.append(TopicChange(spec.name, "add-partitions", f"{have.partitions} -> {spec.partitions}",
                                        partitions=spec.partitions))
         elif spec.partitions < have.partitions:

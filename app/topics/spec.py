@@ -27,6 +27,9 @@ class TopicSpec(BaseModel):
     replication: int = Field(ge=1)
     config: dict[str, str] = Field(default_factory=dict)
     value_schema: str | None = None
+    #: agents keep state per partition of this topic (keyed like it): growing it moves keys away
+    #: from their state, so `topics apply` refuses unless told (see app.topics.diff)
+    stateful: bool = False
 
     _stringify = field_validator("config", mode="before")(lambda cls, v: _config_strings(v))
 

@@ -139,8 +139,15 @@ def test_topics_apply__second_run_is_a_no_op(isolated_settings: Settings, tmp_pa
     declared = (REPO / "topics.yaml").read_text()
     grown.write_text(declared.replace("defaults:\n  partitions: 6", "defaults:\n  partitions: 8"))
     diff = vigil(s, "topics", "diff", str(grown))
-    assert "add-partitions" in diff.stdout and f"{s.topic('events')}: 6 -> 8" in diff.stdout
-    assert vigil(s, "topics", "apply", str(grown)).returncode == 0
+    assert "add-partitions" in diff.stdout and f"{s.topic('alerts')}: 6 -> 8" in diff.stdout
+    assert f"refuse          {s.topic('events')}: 6 -> 8 partitions refused" in diff.stdout
+    # Stateful topics (agents keep state by their partitions) are not grown without the say-so...
+    refused = vigil(s, "topics", "apply", str(grown))
+    assert refused.returncode != 0 and f"--allow-repartition {s.topic('events')}" in refused.stderr, refused.stderr
+    assert f"grew {s.topic('alerts')} to 8 partitions" in refused.stdout  # ...the rest is applied
+    stateful = ("events", "status", "actions", "rules-repartition")
+    allowed = vigil(s, "topics", "apply", str(grown), *[arg for t in stateful for arg in ("--allow-repartition", t)])
+    assert allowed.returncode == 0 and f"grew {s.topic('events')} to 8 partitions" in allowed.stdout
     assert vigil(s, "topics", "apply", str(grown)).stdout.strip() == "topics are up to date"
 
 

@@ -70,3 +70,23 @@ def test_plan__never_shrinks_or_deletes_only_warns() -> None:
     assert [c.action for c in plan.changes] == ["warn"]
     assert plan.empty
     assert "cannot shrink" in plan.changes[0].detail
+
+
+def test_plan__growing_a_stateful_topic_is_refused_with_the_way_out() -> None:
+    stateful = TopicSpec(name="events", partitions=12, replication=1, stateful=True)
+    plan = plan_topics([stateful], {"events": ActualTopic("events", 6, 1, {})})
+    assert [(c.action, c.partitions) for c in plan.changes] == [("refuse", 12)]
+    assert plan.empty and plan.refused == plan.changes
+    assert "--allow-repartition events" in plan.changes[0].detail and "README" in plan.changes[0].detail
+
+
+def test_plan__growing_a_stateful_topic_when_allowed() -> None:
+    stateful = TopicSpec(name="events", partitions=12, replication=1, stateful=True)
+    plan = plan_topics([stateful], {"events": ActualTopic("events", 6, 1, {})}, allow_repartition={"events"})
+    assert [(c.action, c.partitions) for c in plan.changes] == [("add-partitions", 12)]
+    assert not plan.refused
+
+
+def test_repo_topics_file__the_topics_agents_keep_state_by_are_stateful() -> None:
+    stateful = {t.name for t in load_topics_file(REPO / "topics.yaml").topics if t.stateful}
+    assert stateful == {"events", "status", "actions", "rules-repartition"}
