@@ -33,20 +33,20 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from app.bus.clients import make_admin, make_consumer, make_producer, take_available
+from app.bus.clients import make_admin, make_consumer, take_available
 from app.bus.faults import TxnAction, error_of, is_membership_lost, is_transient, txn_action
 from app.config import Settings
 from app.model.serde import AvroSerde
 from app.registry.client import RegistryClient
 from app.registry.errors import RegistryError
-from app.retry import Backoff, RetryGaveUp, retry_call
+from app.retry import Backoff
 from app.runtime.agent import Agent
 from app.runtime.backends import RocksBackend
 from app.runtime.deliveries import DeliveryCallback
@@ -57,10 +57,12 @@ from app.runtime.outputs import OutputEncoder
 from app.runtime.store import PartitionStore
 from app.runtime.tables import Table
 from app.runtime.windowed import WindowedTable
+from app.runtime.worker.bus import BusState, KafkaRetry
 from app.runtime.worker.commits import CommitPoints, DeliveryFailed, PendingCommit
 from app.runtime.worker.holds import Holds
 from app.runtime.worker.intake import Intake
 from app.runtime.worker.options import Guarantee, WorkerOptions, commit_due
+from app.runtime.worker.output import RECONNECT_CONFIG, OutputProducer
 from app.runtime.worker.restore import Restorer, needs_rebuild
 from app.topics.admin import reconcile
 from app.topics.spec import TopicSpec
@@ -84,25 +86,6 @@ COMMIT_SLICE_S = 0.005
 #: (`queued.max.messages.kbytes` still bounds memory); a consumer that has caught up fetches what
 #: arrived, as before.
 FETCH_PARTITION_BYTES = 32 << 20
-#: How long a producer keeps a record it cannot deliver (librdkafka: 5 min). Long enough to ride
-#: through a broker restart, shorter than max.poll.interval.ms, so a worker blocked on a flush in a
-#: long outage fails the delivery (and rewinds) before the group gives its partitions away.
-MESSAGE_TIMEOUT_MS = 120_000
-#: After a broker restart, reconnect within 2 s (librdkafka backs off up to 10 s), and give up on a
-#: request to a broker that went away after 15 s (not 60), so a transactional call is made again to
-#: the restarted coordinator well within the transaction timeout (measured on the outage tests: with
-#: the defaults a commit hung 60 s after a 10-s broker restart).
-RECONNECT_CONFIG: dict[str, Any] = {"reconnect.backoff.max.ms": 2000, "socket.timeout.ms": 15000}
-#: Exactly-once: a transaction open longer is aborted by the broker (then the worker rewinds).
-TRANSACTION_TIMEOUT_MS = 60_000
-#: One attempt of a transactional call: short, so that after an outage a call that librdkafka is still
-#: backing off inside is given up and made again (a timed-out commit_transaction may be called again).
-_TXN_CALL_S = 10.0
-#: Exactly-once: how long an aborted transaction's records are committed again in new transactions
-#: before the worker gives up and rewinds.
-RECOMMIT_S = 300.0
-#: On shutdown, how long to keep trying to commit while Kafka does not answer.
-SHUTDOWN_COMMIT_S = 30.0
 #: Seek refusals that pass (a partition whose fetcher is starting after assignment or resume).
 _SEEK_RETRY_CODES = frozenset({KafkaError._STATE})
 #: While Kafka is unreachable, how often the loop asks for metadata to notice it is back.
@@ -111,54 +94,6 @@ _BUS_PROBE_EVERY_S = 2.0
 
 class OutputsBlocked(Exception):
     """An output could not be encoded because the schema registry cannot answer now."""
-
-
-class _BusState:
-    """Whether Kafka is reachable, from the clients' error callbacks (served by poll/consume on the
-    worker's thread) and from anything that shows progress."""
-
-    def __init__(self) -> None:
-        self.down_since_s: float | None = None
-        self.reason = ""
-        #: a fatal error of the producer / of the consumer: the client must be made anew
-        self.producer_fatal: KafkaError | None = None
-        self.consumer_fatal: KafkaError | None = None
-
-    def on_producer_error(self, err: KafkaError) -> None:
-        if err.fatal():
-            self.producer_fatal = err
-            log.error("Kafka producer fatal error: %s", err.str())
-        else:
-            self._on_error(err)
-
-    def on_consumer_error(self, err: KafkaError) -> None:
-        if err.fatal():
-            self.consumer_fatal = err
-            log.error("Kafka consumer fatal error: %s", err.str())
-        else:
-            self._on_error(err)
-
-    def _on_error(self, err: KafkaError) -> None:
-        if err.code() == KafkaError._ALL_BROKERS_DOWN:
-            self.unreachable(err.str())
-        else:
-            log.debug("Kafka client error: %s", err.str())
-
-    def unreachable(self, reason: str) -> None:
-        """Kafka did not answer (a client's report, or a call that failed transiently)."""
-        if self.down_since_s is None:
-            log.warning("Kafka is unreachable (%s); retrying until it is back", reason)
-            self.down_since_s = time.monotonic()
-        self.reason = reason
-
-    def up(self) -> None:
-        if self.down_since_s is not None:
-            log.info("Kafka is reachable again after %.1f s", time.monotonic() - self.down_since_s)
-            self.down_since_s = None
-
-    @property
-    def down(self) -> bool:
-        return self.down_since_s is not None
 
 
 class Worker:
@@ -191,16 +126,17 @@ class Worker:
         self._source = {settings.topic(t): t for t in self.engine.topics}  # real name -> logical
         self.intake = Intake(self.serde, self.engine, self._source, self._dead_letter)
         self.commits = CommitPoints(changelog_of=self.changelog, produce_changelog=self._produce_changelog)
+        self.bus = BusState()
+        self.retry = KafkaRetry(self.bus, stopping=self._stop, max_backoff_s=self.options.max_retry_backoff_s,
+                                on_retry=self.metrics.dependency_retries.labels("kafka").inc)
+        self.output = OutputProducer(settings, transactional_id=f"{self.app_id}-{self.instance_id}" if self.eos
+                                     else None, bus=self.bus, retry=self.retry, metrics=self.metrics,
+                                     commits=self.commits)
         self.restorer = Restorer(settings, group_id=f"{self.app_id}-restore-{self.instance_id}",
                                  changelog_of=self.changelog, metrics=self.metrics, stop=self._stop)
         self.holds = Holds(Backoff(initial_s=0.5, max_s=self.options.max_retry_backoff_s))
-        self.bus = _BusState()
         #: next offset to commit per (real topic, partition): everything before it is processed
         self._offsets: dict[tuple[str, int], int] = {}
-        self._in_txn = False
-        #: exactly-once: the records of the open transaction, to send again in a new one if it aborts
-        self._txn_records: list[tuple[str, bytes | None, bytes | None, int, list[tuple[str, bytes]] | None,
-                                      DeliveryCallback]] = []
         self._last_commit = time.monotonic()
         #: records processed or timers fired since the last commit point
         self._uncommitted = False
@@ -218,7 +154,6 @@ class Worker:
         self._failed = False
         self.http: HttpApi | None = None
         self.consumer: Consumer | None = None
-        self.producer: Producer | None = None
 
     # -- setup ----------------------------------------------------------------------------------------
     def _backend(self, table: Table, partition: int) -> RocksBackend:
@@ -235,8 +170,7 @@ class Worker:
         deadline = time.monotonic() + self.options.topics_wait_s
         next_log = time.monotonic() + 5
         while True:
-            md = retry_call(lambda: admin.list_topics(timeout=30), is_retriable=is_transient, deadline_s=300,
-                            on_retry=lambda exc, _: log.warning("waiting for Kafka: %s", exc))
+            md = self.retry(lambda: admin.list_topics(timeout=30), "read the topics' metadata", deadline_s=300)
             missing = [t for t in wanted if t not in md.topics or md.topics[t].error is not None]
             if not missing or time.monotonic() > deadline or self._stop.is_set():
                 break
@@ -260,7 +194,7 @@ class Worker:
 
     def _make_clients(self) -> None:
         self.consumer = self._make_consumer()
-        self.producer = self._make_producer()
+        self.output.start()
 
     def _make_consumer(self) -> Consumer:
         iso = "read_committed" if self.eos else "read_uncommitted"
@@ -279,47 +213,13 @@ class Worker:
         self.consumer.subscribe(list(self._source), on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
 
-    def _make_producer(self) -> Producer:
-        extra: dict[str, Any] = {"linger.ms": 5, "error_cb": self.bus.on_producer_error, **RECONNECT_CONFIG}
-        if self.eos:
-            extra.update({"transactional.id": f"{self.app_id}-{self.instance_id}",
-                          "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
-                          "message.timeout.ms": TRANSACTION_TIMEOUT_MS})
-        else:
-            extra["message.timeout.ms"] = MESSAGE_TIMEOUT_MS
-        producer = make_producer(self.settings, **extra)
-        if self.eos:
-            self._retry_kafka(lambda: producer.init_transactions(_TXN_CALL_S), "initialise transactions")
-        return producer
-
-    # -- producing ------------------------------------------------------------------------------------
     def _produce(self, topic: str, value: bytes | None, key: bytes | None, *, partition: int = -1,
-                 headers: list[tuple[str, bytes]] | None = None, callback: DeliveryCallback | None = None,
-                 epoch: int | None = None) -> None:
-        """Produce one record, counted in the open epoch, or in `epoch` (an ended one) if given."""
-        producer = self.producer
-        assert producer is not None
-        if self.eos and not self._in_txn:
-            producer.begin_transaction()
-            self._in_txn = True
-        deliveries = self.commits.deliveries
-        on_delivery = callback or deliveries.on_delivery
-        while True:
-            try:
-                producer.produce(topic, value, key, partition=partition, headers=headers, on_delivery=on_delivery)
-                if epoch is None:
-                    deliveries.count += 1
-                else:
-                    deliveries.add(epoch, 1)
-                if self.eos:  # kept until the transaction commits: see _commit_transaction
-                    self._txn_records.append((topic, value, key, partition, headers, on_delivery))
-                return
-            except BufferError:
-                producer.poll(0.05)  # local queue full: let deliveries drain
+                 headers: list[tuple[str, bytes]] | None = None) -> None:
+        self.output.produce(topic, value, key, partition=partition, headers=headers)
 
     def _produce_changelog(self, topic: str, value: bytes | None, key: bytes, partition: int,
                            callback: DeliveryCallback, epoch: int) -> None:
-        self._produce(topic, value, key, partition=partition, callback=callback, epoch=epoch)
+        self.output.produce(topic, value, key, partition=partition, callback=callback, epoch=epoch)
 
     # -- rebalance ------------------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -383,25 +283,12 @@ class Worker:
     # -- going back to the last durable point -----------------------------------------------------------
     def _drop_uncommitted(self) -> None:
         """Forget everything not yet durable: the open transaction, commit points, outputs."""
-        if self.eos and self._in_txn:
-            self._abort_transaction()
+        if self.output.in_txn:
+            self.output.abort()
         self.commits.drop()
         self.engine.take_outputs()
         self.engine.take_dead_letters()
         self._uncommitted = False
-
-    def _abort_transaction(self) -> None:
-        producer = self.producer
-        assert producer is not None
-        self._in_txn = False
-        self._txn_records.clear()
-        try:
-            self._retry_kafka(lambda: producer.abort_transaction(_TXN_CALL_S), "abort the transaction")
-        except KafkaException as exc:
-            err = error_of(exc)
-            if err is None or txn_action(err) != TxnAction.REBUILD:
-                raise
-            self._rebuild_producer(err)
 
     def _rebuild_consumer(self, err: KafkaError) -> None:
         """The consumer is unusable (fenced as a static member, e.g. after a coordinator restart
@@ -421,16 +308,6 @@ class Worker:
         self.bus.consumer_fatal = None
         self.consumer = self._make_consumer()
         self._subscribe()
-
-    def _rebuild_producer(self, err: KafkaError) -> None:
-        log.warning("the transactional producer is unusable (%s): making a new one", err.str())
-        if self.producer is not None:
-            self.producer.purge()
-            self.producer.flush(5)  # serves the purged records' delivery reports (counted as ended)
-        self._in_txn = False
-        self._txn_records.clear()
-        self.bus.producer_fatal = None
-        self.producer = self._make_producer()
 
     def _rewind(self, reason: str) -> None:
         """Drop uncommitted work and resume every assigned partition at its last committed point."""
@@ -454,7 +331,7 @@ class Worker:
             self._open_partitions(partitions)
         finally:
             self._restoring = False
-        committed = self._retry_kafka(lambda: consumer.committed(partitions, timeout=10), "read committed offsets")
+        committed = self.retry(lambda: consumer.committed(partitions, timeout=10), "read committed offsets")
         for tp in committed:
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             self._seek(TopicPartition(tp.topic, tp.partition, offset))
@@ -463,30 +340,8 @@ class Worker:
         """Seek an assigned partition (librdkafka refuses one whose fetcher is still starting: retry)."""
         consumer = self.consumer
         assert consumer is not None
-        self._retry_kafka(lambda: consumer.seek(tp), f"seek {tp.topic}[{tp.partition}] to {tp.offset}",
-                          also_codes=_SEEK_RETRY_CODES)
-
-    def _retry_kafka(self, call: Callable[[], Any], what: str, *, also_codes: frozenset[int] = frozenset()) -> Any:
-        """Run a Kafka call, retrying transient failures and errors with `also_codes` (forever while
-        running, for SHUTDOWN_COMMIT_S while shutting down)."""
-        def retriable(exc: BaseException) -> bool:
-            err = error_of(exc)
-            return is_transient(exc) or (err is not None and err.code() in also_codes)
-
-        def note(exc: BaseException, delay_s: float) -> None:
-            self.metrics.dependency_retries.labels("kafka").inc()
-            self.bus.unreachable(f"could not {what}: {exc}")
-            log.warning("could not %s (%s); retrying in %.1f s", what, exc, delay_s)
-
-        try:
-            result = retry_call(call, is_retriable=retriable, deadline_s=SHUTDOWN_COMMIT_S if self._stop.is_set()
-                                else None, backoff=Backoff(initial_s=0.2, max_s=self.options.max_retry_backoff_s),
-                                on_retry=note)
-        except RetryGaveUp as exc:
-            assert isinstance(exc.__cause__, KafkaException)
-            raise exc.__cause__ from None
-        self.bus.up()
-        return result
+        self.retry(lambda: consumer.seek(tp), f"seek {tp.topic}[{tp.partition}] to {tp.offset}",
+                   also_codes=_SEEK_RETRY_CODES)
 
     # -- main loop ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -502,10 +357,8 @@ class Worker:
     def problems(self) -> list[str]:
         """Why the worker is degraded (it goes on and recovers by itself), one line each."""
         out = [f"schema registry unavailable, partitions held: {line}" for line in self.holds.reasons()]
-        if self.bus.down:
-            out.append(f"Kafka unreachable for {time.monotonic() - (self.bus.down_since_s or 0):.0f} s: "
-                       f"{self.bus.reason}")
-        return out
+        bus = self.bus.problem()
+        return out if bus is None else [*out, bus]
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """/healthz: ok (200) while running and not restoring; "degraded" with the reasons when a
@@ -557,7 +410,7 @@ class Worker:
                 assert consumer is not None
             if self.bus.producer_fatal is not None:
                 with self.lock:
-                    self._rebuild_producer(self.bus.producer_fatal)
+                    self.output.rebuild(self.bus.producer_fatal)
                     self._rewind("the producer failed for good and was made anew")
             writing = bool(self.commits)
             if self.holds.held:
@@ -617,7 +470,7 @@ class Worker:
         if self.eos:
             action = txn_action(err)
             if action == TxnAction.REBUILD:
-                self._rebuild_producer(err)
+                self.output.rebuild(err)
                 self._rewind(f"transaction failed: {err.str()}")
                 return
             if action == TxnAction.ABORT or is_transient(exc):
@@ -666,8 +519,8 @@ class Worker:
         """Hold every assigned partition at its committed point (after a rewind)."""
         assert self.consumer is not None
         assigned = self._assigned_tps()
-        committed = self._retry_kafka(lambda: self.consumer.committed(assigned, timeout=10),  # type: ignore[union-attr]
-                                      "read committed offsets")
+        committed = self.retry(lambda: self.consumer.committed(assigned, timeout=10),  # type: ignore[union-attr]
+                               "read committed offsets")
         for tp in committed:
             self._hold((tp.topic, tp.partition), tp.offset if tp.offset >= 0 else OFFSET_BEGINNING, reason)
 
@@ -707,8 +560,6 @@ class Worker:
         registry cannot give now raises OutputsBlocked (the caller rewinds: the outputs of
         uncommitted work are dropped with it and made again)."""
         enc = self.encoder
-        producer = self.producer
-        assert producer is not None
         for out in self.engine.take_outputs():
             headers = [(k, v.encode()) for k, v in out.headers.items()] if out.headers else None
             topic = self.settings.topic(out.topic)
@@ -722,7 +573,7 @@ class Worker:
             self.metrics.events_out.labels(out.topic).inc()
         for d in self.engine.take_dead_letters():
             self._dead_letter(d)
-        producer.poll(0)
+        self.output.poll()
 
     # -- commit ---------------------------------------------------------------------------------------
     def commit(self, *, wait: bool = True) -> None:
@@ -736,103 +587,21 @@ class Worker:
         block = wait or self.eos or len(self.commits) > MAX_PENDING_COMMITS
         if block:
             self.commits.produce_writes(None)  # under exactly-once: inside the transaction committed next
-        if self.eos and self._in_txn:
-            self._commit_transaction(point.epoch)
+        if self.output.in_txn:
+            consumer = self.consumer
+            assert consumer is not None
+            offsets = [TopicPartition(t, p, o) for (t, p), o in self._offsets.items()]
+            self.output.commit_transaction(point.epoch, offsets, consumer.consumer_group_metadata)
         if block:  # else the run loop finishes it, in slices
             self._finish_commits(block=True)
 
-    def _commit_transaction(self, epoch: int) -> None:
-        """Send the offsets and commit the open transaction (records of commit point `epoch`).
-
-        A transient failure is retried; a transaction Kafka aborted (or a producer it fenced) is
-        aborted here and the same records are produced again in a new transaction with the same
-        offsets: the work is kept (an executor keeps the results of actions it ran). Raised, so the
-        caller rewinds: a lost group membership (another worker owns the partitions now), or a
-        transaction that keeps failing past RECOMMIT_S."""
-        give_up_at = time.monotonic() + (SHUTDOWN_COMMIT_S if self._stop.is_set() else RECOMMIT_S)
-        while True:
-            try:
-                self._send_offsets_and_commit()
-            except KafkaException as exc:
-                err = error_of(exc)
-                if err is None or is_membership_lost(err) or txn_action(err) == TxnAction.RETRY \
-                        or time.monotonic() > give_up_at:
-                    raise
-                self._recommit(epoch, err)
-            else:
-                self._in_txn = False
-                self._txn_records.clear()
-                return
-
-    def _send_offsets_and_commit(self) -> None:
-        producer, consumer = self.producer, self.consumer
-        assert producer is not None and consumer is not None
-        offsets = [TopicPartition(t, p, o) for (t, p), o in self._offsets.items()]
-
-        def retriable(exc: BaseException) -> bool:
-            err = error_of(exc)
-            return err is not None and txn_action(err) == TxnAction.RETRY
-
-        def retrying(call: Callable[[], None], what: str) -> None:
-            # each call retried on its own: after a commit began, sending offsets again is invalid
-            try:
-                retry_call(call, is_retriable=retriable,
-                           deadline_s=SHUTDOWN_COMMIT_S if self._stop.is_set() else TRANSACTION_TIMEOUT_MS / 1000,
-                           backoff=Backoff(initial_s=0.2, max_s=5.0),
-                           on_retry=lambda exc, delay_s: self._note_txn_retry(what, exc, delay_s))
-            except RetryGaveUp as exc:
-                cause = exc.__cause__
-                assert isinstance(cause, KafkaException)
-                raise cause from None
-
-        if offsets:
-            retrying(lambda: producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(),
-                                                                  _TXN_CALL_S), "sending offsets to the transaction")
-        retrying(lambda: producer.commit_transaction(_TXN_CALL_S), "committing the transaction")
-
-    def _note_txn_retry(self, what: str, exc: BaseException, delay_s: float) -> None:
-        self.bus.unreachable(f"{what} failed: {exc}")
-        log.warning("%s failed (%s); retrying in %.1f s", what, exc, delay_s)
-
-    def _recommit(self, epoch: int, err: KafkaError) -> None:
-        """Abort the failed transaction and produce its records again in a new one."""
-        records = list(self._txn_records)
-        log.warning("transaction failed (%s): aborting it and committing its %d record(s) again in a new one",
-                    err.str(), len(records))
-        self.metrics.dependency_retries.labels("kafka transaction").inc()
-        if txn_action(err) == TxnAction.REBUILD:
-            self._rebuild_producer(err)
-        else:
-            self._abort_transaction()
-            assert self.producer is not None
-            self.producer.poll(0)  # the aborted records' delivery reports: counted, their errors expected
-        self.commits.deliveries.errors.clear()
-        for topic, value, key, partition, headers, on_delivery in records:
-            self._produce(topic, value, key, partition=partition, headers=headers, callback=on_delivery, epoch=epoch)
-
     def _finish_commits(self, *, block: bool, budget_s: float | None = None) -> None:
-        producer = self.producer
-        assert producer is not None
         if block:
-            self._flush_producer()
+            self.output.flush_all()
         else:
-            producer.poll(0)
+            self.output.poll()
         self.commits.finish(block=block, budget_s=budget_s, commit_offsets=self._commit_offsets,
                             on_finished=self._commit_finished)
-
-    def _flush_producer(self) -> None:
-        """Wait until every produced record is acknowledged or failed (a failure ends a record after
-        message.timeout.ms at most, so this ends even while Kafka is down)."""
-        producer = self.producer
-        assert producer is not None
-        waited_s = 0
-        while True:
-            left = producer.flush(1.0)
-            if left == 0 or self.commits.deliveries.errors:
-                return
-            waited_s += 1
-            if waited_s % 10 == 0:
-                log.warning("waiting for Kafka to acknowledge %d record(s) (%d s so far)", left, waited_s)
 
     def _commit_offsets(self, offsets: list[tuple[str, int, int]], block: bool) -> None:
         """At-least-once: commit consumer offsets. A failed commit loses nothing (the next one covers
@@ -846,7 +615,7 @@ class Worker:
             consumer.commit(offsets=tps, asynchronous=True)
             return
         try:
-            self._retry_kafka(lambda: consumer.commit(offsets=tps, asynchronous=False), "commit offsets")
+            self.retry(lambda: consumer.commit(offsets=tps, asynchronous=False), "commit offsets")
         except KafkaException as exc:
             log.warning("offsets not committed (%s): their records will be processed again", exc)
 
@@ -910,11 +679,7 @@ class Worker:
             self.engine.close()
             if self.http is not None:
                 self.http.stop()
-            if self.producer is not None:
-                # confluent-kafka producers have no close(): serve the last delivery callbacks (they
-                # hold a reference from inside librdkafka) and drop ours, so the client goes now
-                self.producer.flush(10)
-                self.producer = None
+            self.output.close()
             self.registry.close()
 
     def _drop_uncommitted_quietly(self) -> None:
