@@ -1,7 +1,9 @@
 """Bridge settings: where to listen, how much to accept, and the secrets that guard the endpoints.
 
 Read from the environment by `load_bridge_config` (CLI flags override):
-    VIGIL_API_TOKEN                 bearer token for the HTTP endpoints (unset: no token needed)
+    VIGIL_API_TOKEN                 bearer token for the HTTP endpoints (unset: no token needed), or
+    VIGIL_API_TOKEN_FILE            a file holding it (app.api_token)
+    VIGIL_API_METRICS_OPEN          true: /metrics needs no token even when one is set
     VIGIL_GITHUB_SECRET             GitHub webhook secret, or
     VIGIL_GITHUB_SECRET_FILE        a file holding it (for mounted Kubernetes secrets)
     VIGIL_BRIDGE_HTTP_LISTEN        HOST:PORT (default 0.0.0.0:8080)
@@ -23,6 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from app.api_token import load_api_token, metrics_open
 from app.config import ConfigError, resolve_secret_refs
 
 __all__ = [
@@ -93,6 +96,7 @@ class BridgeConfig(BaseModel):
         frozenset({"events", "alertmanager", "nagios", "puppet"}),
         description="endpoints that need the token when one is set (github is signed instead)",
     )
+    metrics_open: bool = Field(False, description="/metrics needs no token even when one is set")
     github_secret: SecretStr | None = Field(None, description="GitHub webhook secret (X-Hub-Signature-256)")
 
     @field_validator("http_listen")
@@ -154,11 +158,14 @@ def load_bridge_config(env: Mapping[str, str] | None = None, **overrides: Any) -
         "VIGIL_BRIDGE_DELIVERY_TIMEOUT_S": "delivery_timeout_s",
         "VIGIL_BRIDGE_RETRY_AFTER_S": "retry_after_s",
         "VIGIL_BRIDGE_SYSLOG_RETRY_MAX_EVENTS": "syslog_retry_max_events",
-        "VIGIL_API_TOKEN": "api_token",
     }
     for name, key in simple.items():
         if env.get(name):
             values[key] = env[name]
+    token = load_api_token(env)
+    if token is not None:
+        values["api_token"] = token.decode("utf-8", "replace")
+    values["metrics_open"] = metrics_open(env)
     if env.get("VIGIL_BRIDGE_SYSLOG_LISTEN"):
         values["syslog_listen"] = [p.strip() for p in env["VIGIL_BRIDGE_SYSLOG_LISTEN"].split(",") if p.strip()]
     if env.get("VIGIL_GITHUB_SECRET") and env.get("VIGIL_GITHUB_SECRET_FILE"):
