@@ -214,8 +214,8 @@ class OutboundRule(BaseModel):
     def describe(self) -> str:
         """The rule in one short line, for refusal messages."""
         where = ", ".join([*self.hosts, *(str(n) for n in self.networks)])
-        ports = ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in self.ports) or "standard"
-        return f"{'/'.join(self.schemes)} to {where} on ports {ports}"
+        ports = ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in self.ports)
+        return f"{'/'.join(self.schemes)} to {where} on {f'ports {ports}' if ports else 'standard ports'}"
 
 
 def _public_web() -> list[OutboundRule]:

@@ -47,7 +47,9 @@ def _summary(config: ExecutorConfig, plugins: PluginRegistry, key: bytes | None)
     names = ", ".join(f"{n}{' (idempotent)' if (s := plugins.get(n)) and s.idempotent else ''}"
                       for n in plugins.names())
     smtp = f"{config.smtp.host}:{config.smtp.port}" if config.smtp else "none"
+    outbound = "; ".join(rule.describe() for rule in config.outbound.allow) or "nothing"
     return (f"plugins: {names}\ncommands: {', '.join(sorted(config.commands)) or 'none'}\nsmtp: {smtp}\n"
+            f"outbound: {outbound}\n"
             f"signatures: {'required (key loaded)' if key else 'not checked (no key)'}\n"
             f"concurrency {config.concurrency}, per target {config.per_target_concurrency}, "
             f"splay {config.splay_ms} ms, batch {config.batch_size}, attempts {config.retries.max_attempts}")

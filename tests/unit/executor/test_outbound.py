@@ -82,7 +82,7 @@ def test_default_port_rule__refuses_other_ports(executor, allowed) -> None:
     h = executor(outbound={"allow": [{"networks": ["127.0.0.1/32"], "schemes": ["http"]}]})  # port 80 only
     h.run(http(f"{allowed.url}/hook"))
     [result] = h.results()
-    assert result.status == "REJECTED" and "on ports standard" in result.error
+    assert result.status == "REJECTED" and "on standard ports" in result.error
     assert _nothing_reached(allowed)
 
 
