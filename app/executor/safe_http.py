@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from app.executor.allowlist import parse_address
 from app.executor.egress import EgressGuard, EgressRefused
 from app.executor.plugin import ActionFailed, ActionRejected, ActionTimedOut
 
@@ -95,8 +96,8 @@ async def _send_pinned(client: httpx.AsyncClient, guard: EgressGuard, hop: _Hop)
     vetted = await guard.vet(url.scheme, host, url.port or (443 if url.scheme == "https" else 80))
     headers = {**hop.headers, "Host": url.netloc.decode("ascii")}
     extensions: dict[str, Any] = {}
-    if url.scheme == "https" and str(vetted.addresses[0]) != host:
-        extensions["sni_hostname"] = host  # TLS checks the certificate against the name
+    if url.scheme == "https" and parse_address(host) is None:
+        extensions["sni_hostname"] = host  # TLS checks the certificate against the name, not the address
     last: httpx.ConnectError | None = None
     for address in vetted.addresses:
         pinned = url.copy_with(host=str(address))
