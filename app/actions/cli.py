@@ -8,7 +8,7 @@ import click
 from confluent_kafka import KafkaException
 
 from app.actions.history import HistoryError, load_history, load_trace_records
-from app.actions.join import ActionRow
+from app.actions.join import ActionRow, suppression_text
 from app.actions.trace import build_trace, format_time, render_tree
 from app.bus.clients import make_producer
 from app.cli import CliContext, pass_cli, print_json
@@ -40,7 +40,7 @@ def _row_line(row: ActionRow) -> str:
     line = f"{format_time(a.get('time'))}  {a.get('rule')}  {a.get('type')} -> {a.get('target')}  {row.status}"
     result = row.result
     if row.suppressed is not None:
-        line += f" by silence {row.suppressed.get('id')} ({row.suppressed.get('reason')})"
+        line += f" {suppression_text(row.suppressed)}"
     elif result is not None and result.get("error"):
         line += f": {str(result['error']).splitlines()[0][:100]}"
     return f"{line}  [{a.get('id')}]"
@@ -50,7 +50,7 @@ def _row_line(row: ActionRow) -> str:
 @click.option("--rule", default="*", show_default=True, help="rule name (glob)")
 @click.option("--target", default="*", show_default=True, help="target (glob)")
 @click.option("--since", default="1h", show_default=True, help="how far back, e.g. 30m, 24h, 7d")
-@click.option("--suppressed", is_flag=True, help="list the actions silences suppressed instead")
+@click.option("--suppressed", is_flag=True, help="list the actions silences or the storm guard suppressed instead")
 @click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True, help="most recent N")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
 @pass_cli

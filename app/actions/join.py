@@ -1,14 +1,15 @@
-"""Actions joined with what became of them (pure): their results, or the silence that suppressed them."""
+"""Actions joined with what became of them (pure): their results, or the silence (or the storm
+guard, app.rules.storms) that suppressed them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-__all__ = ["ActionRow", "join_actions"]
+__all__ = ["ActionRow", "join_actions", "suppression_text"]
 
 
 @dataclass
@@ -17,7 +18,8 @@ class ActionRow:
 
     action: dict[str, Any]
     results: list[dict[str, Any]] = field(default_factory=list)
-    suppressed: dict[str, Any] | None = None  # {"id", "reason", "until_ms", ...} of the silence
+    #: {"id", "reason", "until_ms", ...} of the silence, or {"guard": "chain", "reason", "detail", ...}
+    suppressed: dict[str, Any] | None = None
 
     @property
     def status(self) -> str:
@@ -42,6 +44,13 @@ class ActionRow:
             pass  # show it as it is
         return {**action, "status": self.status, "results": self.results, "suppressed_by": self.suppressed}
 
+def suppression_text(by: Mapping[str, Any]) -> str:
+    """'by silence <id> (<reason>)' or 'by the storm guard (cycle: ...)' for listings and traces."""
+    if by.get("guard") == "chain":
+        return f"by the storm guard ({by.get('reason')}: {by.get('detail')})"
+    return f"by silence {by.get('id')} ({by.get('reason')})"
+
+
 def join_actions(actions: Iterable[dict[str, Any]], results: Iterable[dict[str, Any]],
                  suppressed: Iterable[dict[str, Any]] = ()) -> list[ActionRow]:
     """Actions (each id once: replays repeat them) joined with their results by action id, and
@@ -51,7 +60,8 @@ def join_actions(actions: Iterable[dict[str, Any]], results: Iterable[dict[str, 
         rows.setdefault(str(action.get("id")), ActionRow(action))
     for record in suppressed:
         action = record.get("action") or {}
-        rows.setdefault(str(action.get("id")), ActionRow(action, suppressed=record.get("silence") or {}))
+        by = record.get("silence") or record.get("storm") or {}
+        rows.setdefault(str(action.get("id")), ActionRow(action, suppressed=by))
     for result in sorted(results, key=lambda r: (r.get("time") or 0)):
         row = rows.get(str(result.get("action_id")))
         if row is not None:

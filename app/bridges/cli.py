@@ -17,6 +17,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import click
@@ -56,6 +57,8 @@ def _run_bridge(sink: EventSink, main: Coroutine[Any, Any, None]) -> None:
         asyncio.run(main)
     except SinkUnavailable as exc:
         raise click.ClickException(f"stopped with events not delivered: {exc}") from exc
+    except ConfigError as exc:  # e.g. a TLS certificate that does not load
+        raise click.ClickException(str(exc)) from exc
     except OSError as exc:  # binding the listen address failed
         raise click.ClickException(f"cannot listen: {exc}") from exc
     finally:
@@ -151,13 +154,22 @@ def make_bridge_group(sink_factory: SinkFactory | None = None) -> click.Group:
         _run_bridge(sink, serve_http(sink, config))
 
     @group.command("syslog")
-    @click.option("--listen", "listens", multiple=True, metavar="udp://HOST:PORT|tcp://HOST:PORT",
+    @click.option("--listen", "listens", multiple=True, metavar="udp://HOST:PORT|tcp://HOST:PORT|tls://HOST:PORT",
                   help="repeatable (default udp://0.0.0.0:5514 and tcp://0.0.0.0:5514)")
+    @click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path),
+                  help="tls://: certificate (chain) PEM file (env VIGIL_BRIDGE_SYSLOG_TLS_CERT)")
+    @click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path),
+                  help="tls://: private key PEM file (env VIGIL_BRIDGE_SYSLOG_TLS_KEY)")
+    @click.option("--tls-client-ca", type=click.Path(dir_okay=False, path_type=Path),
+                  help="tls://: require client certificates signed by this CA bundle "
+                       "(env VIGIL_BRIDGE_SYSLOG_TLS_CLIENT_CA)")
     @click.option("--log-level", default="INFO", show_default=True, type=_LOG_LEVELS)
     @click.pass_context
-    def syslog_command(ctx: click.Context, listens: tuple[str, ...], log_level: str) -> None:
-        """Receive RFC 5424 / RFC 3164 syslog over UDP and TCP."""
-        sink, config = prepare(ctx, log_level, syslog_listen=list(listens) or None)
+    def syslog_command(ctx: click.Context, listens: tuple[str, ...], tls_cert: Path | None, tls_key: Path | None,
+                       tls_client_ca: Path | None, log_level: str) -> None:
+        """Receive RFC 5424 / RFC 3164 syslog over UDP, TCP and TLS (RFC 5425)."""
+        sink, config = prepare(ctx, log_level, syslog_listen=list(listens) or None, syslog_tls_cert=tls_cert,
+                               syslog_tls_key=tls_key, syslog_tls_client_ca=tls_client_ca)
         _run_bridge(sink, serve_syslog(sink, config))
 
     return group

@@ -1,11 +1,17 @@
 """Bridge settings: where to listen, how much to accept, and the secrets that guard the endpoints.
 
 Read from the environment by `load_bridge_config` (CLI flags override):
-    VIGIL_API_TOKEN                 bearer token for the HTTP endpoints (unset: no token needed)
+    VIGIL_API_TOKEN                 bearer token for the HTTP endpoints (unset: no token needed), or
+    VIGIL_API_TOKEN_FILE            a file holding it (app.api_token)
+    VIGIL_API_METRICS_OPEN          true: /metrics needs no token even when one is set
     VIGIL_GITHUB_SECRET             GitHub webhook secret, or
     VIGIL_GITHUB_SECRET_FILE        a file holding it (for mounted Kubernetes secrets)
     VIGIL_BRIDGE_HTTP_LISTEN        HOST:PORT (default 0.0.0.0:8080)
-    VIGIL_BRIDGE_SYSLOG_LISTEN      comma-separated udp://HOST:PORT / tcp://HOST:PORT
+    VIGIL_BRIDGE_SYSLOG_LISTEN      comma-separated udp://HOST:PORT / tcp://HOST:PORT / tls://HOST:PORT
+    VIGIL_BRIDGE_SYSLOG_TLS_CERT    tls://: the bridge's certificate (chain), PEM
+    VIGIL_BRIDGE_SYSLOG_TLS_KEY     tls://: its private key, PEM
+    VIGIL_BRIDGE_SYSLOG_TLS_CLIENT_CA  tls://: CA bundle client certificates must be signed by
+                                    (set: clients without one are refused; unset: none asked for)
     VIGIL_BRIDGE_MAX_BODY_BYTES     HTTP body limit (default 1 MiB)
     VIGIL_BRIDGE_MAX_SYSLOG_BYTES   syslog message/frame limit (default 64 KiB)
     VIGIL_BRIDGE_DELIVERY_TIMEOUT_S how long an HTTP request waits for Kafka's acks (default 15)
@@ -21,12 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from app.api_token import load_api_token, metrics_open
+from app.bridges.tls import TlsFiles
 from app.config import ConfigError, resolve_secret_refs
 
 __all__ = [
     "ENDPOINTS",
+    "SYSLOG_SCHEMES",
     "BridgeConfig",
     "ListenAddress",
     "load_bridge_config",
@@ -35,6 +44,8 @@ __all__ = [
 
 #: The HTTP bridge's endpoints by short name (used in config, metrics labels and logs).
 ENDPOINTS = ("events", "alertmanager", "github", "nagios", "puppet")
+#: Syslog transports: UDP (RFC 5426), TCP (RFC 6587), TLS (RFC 5425, same framing as TCP).
+SYSLOG_SCHEMES = ("udp", "tcp", "tls")
 _LISTEN = re.compile(r"^(?:(?P<scheme>[a-z]+)://)?(?:\[(?P<ip6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:/\[\]]+)):(?P<port>\d{1,5})$")
 
 
@@ -76,8 +87,11 @@ class BridgeConfig(BaseModel):
     http_listen: str = Field("0.0.0.0:8080", description="HTTP bridge address, HOST:PORT")
     syslog_listen: list[str] = Field(
         default_factory=lambda: ["udp://0.0.0.0:5514", "tcp://0.0.0.0:5514"],
-        description="syslog addresses, udp://HOST:PORT and/or tcp://HOST:PORT (514 needs root)",
+        description="syslog addresses, udp://HOST:PORT, tcp://HOST:PORT and/or tls://HOST:PORT (514 needs root)",
     )
+    syslog_tls_cert: Path | None = Field(None, description="tls://: the bridge's certificate (chain), PEM")
+    syslog_tls_key: Path | None = Field(None, description="tls://: its private key, PEM")
+    syslog_tls_client_ca: Path | None = Field(None, description="tls://: require client certificates of this CA")
     max_body_bytes: int = Field(1_048_576, gt=0, description="largest HTTP body accepted")
     max_syslog_bytes: int = Field(65_536, gt=0, le=16_777_216, description="largest syslog message or frame")
     delivery_timeout_s: float = Field(15.0, gt=0, le=600,
@@ -93,6 +107,7 @@ class BridgeConfig(BaseModel):
         frozenset({"events", "alertmanager", "nagios", "puppet"}),
         description="endpoints that need the token when one is set (github is signed instead)",
     )
+    metrics_open: bool = Field(False, description="/metrics needs no token even when one is set")
     github_secret: SecretStr | None = Field(None, description="GitHub webhook secret (X-Hub-Signature-256)")
 
     @field_validator("http_listen")
@@ -105,10 +120,18 @@ class BridgeConfig(BaseModel):
     @classmethod
     def _check_syslog_listen(cls, v: list[str]) -> list[str]:
         if not v:
-            raise ValueError("needs at least one udp://HOST:PORT or tcp://HOST:PORT")
+            raise ValueError("needs at least one udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT")
         for item in v:
-            parse_listen(item, schemes=("udp", "tcp"))
+            parse_listen(item, schemes=SYSLOG_SCHEMES)
         return v
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> BridgeConfig:
+        tls = any(a.scheme == "tls" for a in self.syslog_addresses)
+        if tls and (self.syslog_tls_cert is None or self.syslog_tls_key is None):
+            raise ValueError("a tls:// syslog listener needs a certificate and key: set "
+                             "VIGIL_BRIDGE_SYSLOG_TLS_CERT and VIGIL_BRIDGE_SYSLOG_TLS_KEY (or --tls-cert/--tls-key)")
+        return self
 
     @field_validator("token_endpoints")
     @classmethod
@@ -126,7 +149,14 @@ class BridgeConfig(BaseModel):
     @property
     def syslog_addresses(self) -> list[ListenAddress]:
         """`syslog_listen` parsed."""
-        return [parse_listen(item, schemes=("udp", "tcp")) for item in self.syslog_listen]
+        return [parse_listen(item, schemes=SYSLOG_SCHEMES) for item in self.syslog_listen]
+
+    @property
+    def syslog_tls(self) -> TlsFiles | None:
+        """The TLS files of tls:// listeners (None when no certificate is configured)."""
+        if self.syslog_tls_cert is None or self.syslog_tls_key is None:
+            return None
+        return TlsFiles(cert=self.syslog_tls_cert, key=self.syslog_tls_key, client_ca=self.syslog_tls_client_ca)
 
     def token_bytes(self) -> bytes | None:
         """The API token, or None when endpoints are open."""
@@ -154,11 +184,17 @@ def load_bridge_config(env: Mapping[str, str] | None = None, **overrides: Any) -
         "VIGIL_BRIDGE_DELIVERY_TIMEOUT_S": "delivery_timeout_s",
         "VIGIL_BRIDGE_RETRY_AFTER_S": "retry_after_s",
         "VIGIL_BRIDGE_SYSLOG_RETRY_MAX_EVENTS": "syslog_retry_max_events",
-        "VIGIL_API_TOKEN": "api_token",
+        "VIGIL_BRIDGE_SYSLOG_TLS_CERT": "syslog_tls_cert",
+        "VIGIL_BRIDGE_SYSLOG_TLS_KEY": "syslog_tls_key",
+        "VIGIL_BRIDGE_SYSLOG_TLS_CLIENT_CA": "syslog_tls_client_ca",
     }
     for name, key in simple.items():
         if env.get(name):
             values[key] = env[name]
+    token = load_api_token(env)
+    if token is not None:
+        values["api_token"] = token.decode("utf-8", "replace")
+    values["metrics_open"] = metrics_open(env)
     if env.get("VIGIL_BRIDGE_SYSLOG_LISTEN"):
         values["syslog_listen"] = [p.strip() for p in env["VIGIL_BRIDGE_SYSLOG_LISTEN"].split(",") if p.strip()]
     if env.get("VIGIL_GITHUB_SECRET") and env.get("VIGIL_GITHUB_SECRET_FILE"):

@@ -2,6 +2,7 @@
 
 Endpoints: POST /v1/events, /v1/alertmanager, /v1/github, /v1/nagios, /v1/puppet; GET /healthz,
 GET /metrics (Prometheus text). Every error is JSON: `{"error": <what is wrong>, "field": <where>}`.
+With a token set (app.api_token), /metrics needs it too unless VIGIL_API_METRICS_OPEN; /healthz never.
 
 Checks, in order: token (401; `Authorization: Bearer <token>`, or HTTP Basic with the token as
 password for senders that only do Basic, like Puppet's `reporturl`), body size (413), GitHub
@@ -30,9 +31,6 @@ requests never reach Kafka.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hmac
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +38,7 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
+from app.api_token import is_authorized
 from app.bridges.config import ENDPOINTS, BridgeConfig
 from app.bridges.errors import ParseError
 from app.bridges.metrics import CONTENT_TYPE_LATEST, BridgeMetrics
@@ -124,6 +123,8 @@ class HttpBridge:
 
     async def prometheus(self, request: web.Request) -> web.Response:
         """GET /metrics: accepted/rejected counters per endpoint and reason."""
+        if self._token is not None and not self.config.metrics_open:
+            _check_token(request, self._token)
         return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     # -- steps ---------------------------------------------------------------------------------
@@ -248,16 +249,7 @@ def _delivery_problem(batch: BatchDelivery, failure: Exception | None, acknowled
 
 def _check_token(request: web.Request, token: bytes) -> None:
     """401 unless the request presents `token` (Bearer, or as the Basic password); constant-time."""
-    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-    presented = b""
-    if scheme.lower() == "bearer":
-        presented = credentials.strip().encode("utf-8", "replace")
-    elif scheme.lower() == "basic":
-        try:
-            presented = base64.b64decode(credentials.strip(), validate=True).partition(b":")[2]
-        except (binascii.Error, ValueError):
-            presented = b""
-    if not presented or not hmac.compare_digest(presented, token):
+    if not is_authorized(request.headers.get("Authorization"), token, allow_basic=True):
         raise _Reject(401, "unauthorized", "Authorization",
                       "a valid token is required: send 'Authorization: Bearer <VIGIL_API_TOKEN>'",
                       headers={"WWW-Authenticate": 'Bearer realm="vigil"'})

@@ -1,11 +1,14 @@
-"""The syslog bridge: asyncio UDP and TCP listeners that turn messages into events for a sink.
+"""The syslog bridge: asyncio UDP, TCP and TLS listeners that turn messages into events for a sink.
 
 UDP: one message per datagram (RFC 5426). TCP: octet-counted or LF-delimited frames (RFC 6587),
-decoded incrementally per connection. A message read only in part (no host, time or program in it)
-is still sent, tagged `vigil.parse=partial`, and counted per missing field
+decoded incrementally per connection. TLS (RFC 5425): the same framing inside TLS 1.2+, with the
+certificate and key from files and, when a client CA is configured, client certificates required
+(app.bridges.tls); a failed handshake is counted (`reason="tls_handshake"`) and nothing of that
+connection is read. A message read only in part (no host, time or program in it) is still sent,
+tagged `vigil.parse=partial`, and counted per missing field
 (`vigil_bridge_partial_total{source="syslog",field=...}`). A message that cannot be used (not UTF-8, oversized,
 truncated, unparseable) is dropped, counted by reason, logged and sent to the dead-letter topic
-(its bytes, bounded, with headers naming `syslog/<udp|tcp>`, the reason and the peer); the listener
+(its bytes, bounded, with headers naming `syslog/<udp|tcp|tls>`, the reason and the peer); the listener
 keeps serving and the other messages of the same datagram stream or connection are unaffected.
 
 Valid messages are never dropped for a Kafka or schema registry outage, and never dead-lettered:
@@ -21,11 +24,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import time
 from functools import partial
 from typing import Any
 
-from app.bridges.config import BridgeConfig, ListenAddress, parse_listen
+from app.bridges.config import SYSLOG_SCHEMES, BridgeConfig, ListenAddress, parse_listen
 from app.bridges.errors import ParseError
 from app.bridges.metrics import BridgeMetrics
 from app.bridges.parsers._common import missing_fields
@@ -33,6 +37,7 @@ from app.bridges.parsers.syslog import parse_syslog
 from app.bridges.parsers.syslog_framing import FrameError, SyslogFrameDecoder
 from app.bridges.retry_queue import RetryQueue
 from app.bridges.sink import EventSink, SinkUnavailable
+from app.bridges.tls import server_context
 from app.model.events import Event
 from app.retry import Backoff
 
@@ -46,6 +51,8 @@ _READ_CHUNK_BYTES = 65_536
 #: Backoff ceilings between resends while the bus cannot take events (full jitter below them).
 _RETRY_INITIAL_S = 0.5
 _RETRY_MAX_S = 30.0
+#: A TLS client that has not finished its handshake by then is dropped (it holds a connection).
+_TLS_HANDSHAKE_TIMEOUT_S = 10.0
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -61,15 +68,15 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class SyslogServer:
-    """Listens on `udp://HOST:PORT` and `tcp://HOST:PORT` addresses (port 0 picks a free port)."""
+    """Listens on `udp://`, `tcp://` and `tls://HOST:PORT` addresses (port 0 picks a free port)."""
 
     def __init__(self, sink: EventSink, listens: list[str], config: BridgeConfig | None = None, *,
                  metrics: BridgeMetrics | None = None, stop_retry_s: float = 10.0) -> None:
         if not listens:
-            raise ValueError("give at least one udp://HOST:PORT or tcp://HOST:PORT to listen on")
+            raise ValueError("give at least one udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT to listen on")
         self.sink = sink
         self.config = config or BridgeConfig()
-        self.addresses = [parse_listen(item, schemes=("udp", "tcp")) for item in listens]
+        self.addresses = [parse_listen(item, schemes=SYSLOG_SCHEMES) for item in listens]
         self.metrics = metrics or BridgeMetrics(log)
         self.max_message_bytes = self.config.max_syslog_bytes
         #: The addresses actually bound (ephemeral ports resolved), filled by start().
@@ -89,6 +96,7 @@ class SyslogServer:
 
     async def start(self) -> None:
         """Bind every address; log readiness ("syslog bridge listening on udp://...")."""
+        tls = self._tls_context() if any(a.scheme == "tls" for a in self.addresses) else None  # before any task
         loop = self._loop = asyncio.get_running_loop()
         self._retrier = loop.create_task(self._retry_loop(), name="syslog-retry")
         try:
@@ -99,8 +107,8 @@ class SyslogServer:
                     self._udp.append(transport)
                     sockets = [transport.get_extra_info("socket")]
                 else:
-                    server = await asyncio.start_server(self._serve_tcp, address.host, address.port,
-                                                        limit=_READ_CHUNK_BYTES)
+                    serve = partial(self._serve_tcp, tls=tls if address.scheme == "tls" else None)
+                    server = await asyncio.start_server(serve, address.host, address.port, limit=_READ_CHUNK_BYTES)
                     self._tcp.append(server)
                     sockets = list(server.sockets)
                 for sock in sockets:
@@ -110,6 +118,12 @@ class SyslogServer:
         except OSError:
             await self.stop()
             raise
+
+    def _tls_context(self) -> ssl.SSLContext:
+        files = self.config.syslog_tls
+        if files is None:
+            raise ValueError("a tls:// listener needs the certificate and key (syslog_tls_cert, syslog_tls_key)")
+        return server_context(files)
 
     async def stop(self) -> None:
         """Stop listening, close open connections (finishing their frames), send what is kept for
@@ -252,15 +266,19 @@ class SyslogServer:
         self.sink.dead_letter(f"{SOURCE}/{transport}", reason, raw, detail=detail, peer=peer)
         return False
 
-    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+                         tls: ssl.SSLContext | None = None) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)
         self._writers.add(writer)
         peer_info = writer.get_extra_info("peername")
         peer = str(peer_info[0]) if peer_info else None
+        transport = "tcp" if tls is None else "tls"
         decoder = SyslogFrameDecoder(self.max_message_bytes)
         try:
+            if tls is not None and not await self._handshake(writer, tls, peer):
+                return
             while True:
                 try:
                     data = await reader.read(_READ_CHUNK_BYTES)
@@ -269,20 +287,30 @@ class SyslogServer:
                     break
                 if not data:
                     break
-                self._handle_frames(decoder.feed(data), peer)
-            self._handle_frames(decoder.close(), peer)
+                self._handle_frames(decoder.feed(data), peer, transport)
+            self._handle_frames(decoder.close(), peer, transport)
         finally:
             self._writers.discard(writer)
             writer.close()
             if task is not None:
                 self._connections.discard(task)
 
-    def _handle_frames(self, frames: list[bytes | FrameError], peer: str | None) -> None:
+    async def _handshake(self, writer: asyncio.StreamWriter, tls: ssl.SSLContext, peer: str | None) -> bool:
+        """Upgrade the connection to TLS; False (counted, logged) when the handshake fails."""
+        try:
+            await writer.start_tls(tls, ssl_handshake_timeout=_TLS_HANDSHAKE_TIMEOUT_S)
+        except OSError as exc:  # ssl.SSLError, a reset or closed connection, the handshake timeout
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            self.metrics.rejected(SOURCE, "tls_handshake", f"from {peer}: TLS handshake failed: {reason}")
+            return False
+        return True
+
+    def _handle_frames(self, frames: list[bytes | FrameError], peer: str | None, transport: str) -> None:
         for frame in frames:
             if isinstance(frame, FrameError):
-                self._drop(frame.reason, f"from {peer}: {frame.detail}", frame.raw, peer, "tcp")
+                self._drop(frame.reason, f"from {peer}: {frame.detail}", frame.raw, peer, transport)
             else:
-                self.handle_message(frame, peer=peer, transport="tcp")
+                self.handle_message(frame, peer=peer, transport=transport)
 
 
 def _bound_address(scheme: str, sock: socket.socket) -> ListenAddress:

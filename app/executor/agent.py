@@ -28,6 +28,7 @@ import logging
 from typing import Any
 
 from app.executor.config import ExecutorConfig
+from app.executor.egress import Resolver
 from app.executor.plugin import PluginRegistry, default_plugins
 from app.executor.runner import DLQ_TOPIC, ActionRunner, BatchState, GroupCheckpoint
 from app.runtime.agent import Agent, AgentRegistry, agent
@@ -91,11 +92,13 @@ async def run_batch(runner: ActionRunner, values: list[Any], ctx: AgentContext) 
 
 def build_executor_agent(config: ExecutorConfig, *, plugins: PluginRegistry | None = None,
                          signing_key: bytes | None = None, registry: AgentRegistry | None = None,
-                         name: str = "executor", topic: str = ACTIONS_TOPIC) -> Agent:
+                         name: str = "executor", topic: str = ACTIONS_TOPIC,
+                         resolver: Resolver | None = None) -> Agent:
     """The executor agent with its ledger table, registered in `registry` (a private one by default,
-    so `vigil worker` never picks it up)."""
+    so `vigil worker` never picks it up). `resolver` resolves the hosts plugins connect to (default:
+    the system resolver; tests give their own)."""
     ledger = Table("ledger", default=None, help="action id -> started/finished, status, attempts, times")
-    runner = ActionRunner(config, plugins or default_plugins, ledger, signing_key)
+    runner = ActionRunner(config, plugins or default_plugins, ledger, signing_key, resolver=resolver)
     sweep_every_ms = min(_SWEEP_EVERY_MS, config.ledger_retention_ms)
 
     async def execute(values: list[Any], ctx: AgentContext) -> None:

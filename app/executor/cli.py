@@ -23,7 +23,7 @@ from app.executor.runner import CheckpointFailed
 from app.logs import configure_logging
 from app.rules.signing_key import SigningKeyError, load_signing_key
 from app.runtime.agent import load_plugins
-from app.runtime.cli import parse_listen, session_timeout_option
+from app.runtime.cli import http_auth, parse_listen, session_timeout_option
 from app.runtime.worker import COMMIT_INTERVAL_HELP, Guarantee, Worker, WorkerOptions
 
 __all__ = ["DEFAULT_CONFIG", "executor_command"]
@@ -47,7 +47,9 @@ def _summary(config: ExecutorConfig, plugins: PluginRegistry, key: bytes | None)
     names = ", ".join(f"{n}{' (idempotent)' if (s := plugins.get(n)) and s.idempotent else ''}"
                       for n in plugins.names())
     smtp = f"{config.smtp.host}:{config.smtp.port}" if config.smtp else "none"
+    outbound = "; ".join(rule.describe() for rule in config.outbound.allow) or "nothing"
     return (f"plugins: {names}\ncommands: {', '.join(sorted(config.commands)) or 'none'}\nsmtp: {smtp}\n"
+            f"outbound: {outbound}\n"
             f"signatures: {'required (key loaded)' if key else 'not checked (no key)'}\n"
             f"concurrency {config.concurrency}, per target {config.per_target_concurrency}, "
             f"splay {config.splay_ms} ms, batch {config.batch_size}, attempts {config.retries.max_attempts}")
@@ -62,7 +64,7 @@ def _summary(config: ExecutorConfig, plugins: PluginRegistry, key: bytes | None)
 @click.option("--app-id", default="vigil-executor", show_default=True, help="consumer group and changelog prefix")
 @click.option("--instance-id", help="stable id of this executor (transactional id, state dir); default: host name")
 @click.option("--http", "http_listen", default="127.0.0.1:8089", show_default=True,
-              help="HOST:PORT for /healthz and /metrics ('' disables)")
+              help="HOST:PORT for /healthz and /metrics ('' disables; VIGIL_API_TOKEN guards /metrics)")
 @click.option("--commit-interval-ms", type=int, help=COMMIT_INTERVAL_HELP)
 @click.option("--check", is_flag=True, help="validate the config and plugins, print a summary and exit")
 @session_timeout_option
@@ -85,11 +87,12 @@ def executor_command(cli: CliContext, config_path: Path | None, plugins: tuple[s
         click.echo(_summary(config, registry, key))
         return
     host, port = parse_listen(http_listen, "--http")
+    token, open_metrics = http_auth()
     agent = build_executor_agent(config, plugins=registry, signing_key=key)
     options = WorkerOptions(app_id=app_id, guarantee=Guarantee(guarantee), instance_id=instance_id,
                             commit_interval_ms=commit_interval_ms, max_batch=config.batch_size,
                             http_host=host or "127.0.0.1", http_port=port, topics_wait_s=300,
-                            session_timeout_ms=session_timeout_ms)
+                            session_timeout_ms=session_timeout_ms, api_token=token, metrics_open=open_metrics)
     worker = Worker(cli.settings, [agent], options)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.stop())

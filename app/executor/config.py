@@ -1,7 +1,9 @@
 """executor.yaml: the shell allowlist, SMTP, concurrency, retries and limits of `vigil executor`.
 
 Every key is optional; without a file the executor runs print, fire_event and http with the
-defaults below, refuses every shell action (empty allowlist) and every email (no smtp section).
+defaults below, refuses every shell action (empty allowlist) and every email (no smtp section),
+and plugins reach only public addresses over http/https on ports 80 and 443 (`outbound`, see
+app.executor.allowlist).
 Secrets are never written in the file: `smtp.password: ${env:SMTP_PASSWORD}` or
 `${file:/run/secrets/smtp}`. Errors name the file, the line and the field:
 `executor.yaml:12: commands.restart.argv: the program '{x}' must be fixed: ...`.
@@ -25,6 +27,7 @@ from pydantic import (
 
 from app.config import ConfigError, resolve_secret_refs
 from app.durations import DurationError, parse_duration_ms
+from app.executor.allowlist import OutboundConfig
 from app.executor.argv import ArgvError, ArgvTemplate, parse_argv_template
 from app.yamlfile import load_yaml_model
 
@@ -33,6 +36,7 @@ __all__ = [
     "ExecutorConfig",
     "ExecutorConfigError",
     "HttpConfig",
+    "OutboundConfig",
     "RetryConfig",
     "SmtpConfig",
     "load_executor_config",
@@ -150,6 +154,7 @@ class HttpConfig(_Model):
 
     timeout_ms: DurationMs = Field(10_000, alias="timeout", description="when the action gives none")
     max_timeout_ms: DurationMs = Field(60_000, alias="max_timeout")
+    max_redirects: int = Field(5, ge=0, le=20, description="redirects followed, each judged by outbound (0: none)")
 
 
 class ExecutorConfig(_Model):
@@ -170,6 +175,8 @@ class ExecutorConfig(_Model):
     commands: dict[str, CommandConfig] = Field(default_factory=dict)
     smtp: SmtpConfig | None = None
     http: HttpConfig = Field(default_factory=HttpConfig)
+    outbound: OutboundConfig = Field(default_factory=OutboundConfig,
+                                     description="where plugins may connect (default: public http/https)")
     plugins: list[str] = Field(default_factory=list, description="plugin modules with @action functions")
     plugin_settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

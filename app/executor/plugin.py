@@ -12,7 +12,9 @@
 
 A plugin runs once per attempt. It must not assume it runs in the executor's main thread, and it
 gets its inputs only from `call` (params from the rule, settings from executor.yaml): nothing in
-params is ever executed as code or passed to a shell.
+params is ever executed as code or passed to a shell. A plugin that connects anywhere asks
+`call.egress` first (HTTP: `app.executor.safe_http.request(call.egress, ...)`), so it reaches only
+what executor.yaml's `outbound` allowlist allows.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from app.model.events import Action
 
 if TYPE_CHECKING:
     from app.executor.config import ExecutorConfig
+    from app.executor.egress import EgressGuard
 
 __all__ = [
     "ActionCall",
@@ -97,6 +100,15 @@ class ActionCall:
     #: this plugin's section of `plugin_settings` in executor.yaml ({} when absent)
     settings: dict[str, Any] = field(default_factory=dict)
     sends: list[PendingSend] = field(default_factory=list)
+    #: the outbound guard: every connection a plugin makes goes to a destination it vetted
+    #: (`await call.egress.vet(scheme, host, port)`; HTTP: app.executor.safe_http.request)
+    egress: EgressGuard = None  # type: ignore[assignment]  # built from config when not given
+
+    def __post_init__(self) -> None:
+        if self.egress is None:
+            from app.executor.egress import EgressGuard  # here: egress imports this module
+
+            self.egress = EgressGuard(self.config.outbound)
 
     def send(self, topic: str, key: str | None, value: Any, *, schema: str | None = None,
              headers: dict[str, str] | None = None) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.executor.config import ExecutorConfig
+from app.executor.egress import EgressGuard, Resolver
 from app.executor.ledger import Decision, decide, finished_entry, started_entry
 from app.executor.plugin import (
     ActionCall,
@@ -136,12 +137,15 @@ class ActionRunner:
     """Runs actions for the executor agent (state: the ledger table of the active partition)."""
 
     def __init__(self, config: ExecutorConfig, plugins: PluginRegistry, ledger: Table,
-                 signing_key: bytes | None, *, rng: random.Random | None = None) -> None:
+                 signing_key: bytes | None, *, rng: random.Random | None = None,
+                 resolver: Resolver | None = None) -> None:
         self.config = config
         self.plugins = plugins
         self.ledger = ledger
         self.signing_key = signing_key
         self.rng = rng or random.Random()
+        #: one guard for every attempt: the outbound allowlist, with `resolver` (default: the system's)
+        self.egress = EgressGuard(config.outbound, resolver=resolver)
 
     # -- entry point ------------------------------------------------------------------------------
     async def handle(self, value: Any, ctx: AgentContext, batch: BatchState) -> None:
@@ -240,7 +244,7 @@ class ActionRunner:
     async def _attempt(self, action: Action, spec: PluginSpec, params: dict[str, Any], attempt: int) -> _Outcome:
         timeout_s = self.config.timeout_s(spec.name)
         call = ActionCall(action=action, params=params, attempt=attempt, timeout_s=timeout_s, config=self.config,
-                          settings=dict(self.config.plugin_settings.get(spec.name, {})))
+                          settings=dict(self.config.plugin_settings.get(spec.name, {})), egress=self.egress)
         try:
             result = await asyncio.wait_for(spec.run(call), timeout_s + min(_GRACE_S, timeout_s))
         except ActionRejected as exc:

@@ -216,6 +216,8 @@ class Action(_Record):
     trace_id: str | None = None
     deadline: int | None = None
     signature: str | None = None
+    #: rules whose actions produced the cause event, oldest first (app.model.chain); [] for most
+    chain: list[str] = Field(default_factory=list)
 
 
 class ActionResult(_Record):

@@ -21,6 +21,7 @@ from typing import Any, Final
 
 import click
 
+from app.api_token import ApiTokenError, authorization_header, load_api_token
 from app.cli import CliContext, pass_cli, print_json
 from app.durations import DurationError, format_duration_ms, parse_duration_ms
 from app.model.events import State
@@ -54,10 +55,11 @@ def worker_urls(given: tuple[str, ...]) -> list[str]:
     return urls or [DEFAULT_WORKER_URL]
 
 
-def _get(url: str, path: str, params: dict[str, Any]) -> WorkerAnswer:
+def _get(url: str, path: str, params: dict[str, Any], headers: dict[str, str]) -> WorkerAnswer:
     query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+    request = urllib.request.Request(f"{url}{path}?{query}", headers=headers)
     try:
-        with urllib.request.urlopen(f"{url}{path}?{query}", timeout=_TIMEOUT_S) as resp:
+        with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as resp:
             status, raw = resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         status, raw = exc.code, exc.read()
@@ -75,8 +77,13 @@ def _get(url: str, path: str, params: dict[str, Any]) -> WorkerAnswer:
 
 def query_workers(urls: list[str], path: str, params: dict[str, Any]) -> list[WorkerAnswer]:
     """GET `path` from every worker. Unreachable ones are reported on stderr; if none answers, or a
-    worker rejects the query (400), the command fails with the reason."""
-    answers = [_get(url, path, params) for url in urls]
+    worker rejects the query (400) or the token (401), the command fails with the reason. Sends
+    VIGIL_API_TOKEN (or the token in VIGIL_API_TOKEN_FILE) when one is set."""
+    try:
+        headers = authorization_header(load_api_token())
+    except ApiTokenError as exc:
+        raise click.ClickException(str(exc)) from exc
+    answers = [_get(url, path, params, headers) for url in urls]
     reached = [a for a in answers if a.body is not None]
     for a in answers:
         if a.body is None and reached:
@@ -85,6 +92,9 @@ def query_workers(urls: list[str], path: str, params: dict[str, Any]) -> list[Wo
         hint = "is `vigil worker` running? Point at it with --worker URL or VIGIL_WORKER_URL"
         raise click.ClickException(f"{answers[0].error} ({hint})")
     for a in reached:
+        if a.status == 401:
+            given = "the token sent was refused" if headers else "set VIGIL_API_TOKEN or VIGIL_API_TOKEN_FILE"
+            raise click.ClickException(f"worker {a.url} requires a token: {given}")
         if a.status == 400 or a.status >= 500:
             raise click.ClickException(f"worker {a.url}: {a.body.get('error', a.status) if a.body else a.status}")
         if a.status == 404 and a.body and "partitions" not in a.body:

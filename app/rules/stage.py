@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from app.config import Settings
+from app.model.chain import chain_of
 from app.model.events import Action, now_ms
 from app.model.signing import sign_action
 from app.rules.actions import RenderFailure, render_actions
@@ -41,6 +42,7 @@ from app.rules.loader import RuleSet, RuleSetLoader
 from app.rules.silence_reader import SilenceReader
 from app.rules.silences import ActionFacts, Silence, SilenceSet
 from app.rules.stage_metrics import StageMetrics
+from app.rules.storms import DEFAULT_MAX_CHAIN_DEPTH, storm_suppressed_record, storm_verdict, with_chain
 from app.rules.topics import ACTIONS_DLQ_TOPIC, ACTIONS_TOPIC, REPARTITION_TOPIC, SUPPRESSED_TOPIC
 from app.rules.triggers import Trigger
 from app.runtime.agent import Agent, AgentRegistry, agent
@@ -99,16 +101,24 @@ class StageConfig:
     #: restarting during a maintenance window must not send what a silence covers); short, because
     #: the worker's processing (and an exactly-once transaction) waits with it
     silences_wait_s: float = 10.0
+    #: events more action hops deep than this are not acted on (app.rules.storms)
+    max_chain_depth: int = DEFAULT_MAX_CHAIN_DEPTH
 
     @classmethod
     def from_settings(cls, settings: Settings | None, environ: Mapping[str, str] | None = None) -> StageConfig:
         """Rules directory from settings (VIGIL_RULES_DIR / vigil.yaml rules_dir, default ./rules), the
-        signing key from VIGIL_ACTION_SIGNING_KEY(_FILE) (raises SigningKeyError when unusable)."""
+        signing key from VIGIL_ACTION_SIGNING_KEY(_FILE) (raises SigningKeyError when unusable), the
+        storm guard's depth limit from VIGIL_RULES_MAX_CHAIN_DEPTH (ValueError when not a number >= 1)."""
         from app.rules.signing_key import load_signing_key
 
         env = os.environ if environ is None else environ
         rules_dir = settings.rules_dir if settings is not None else Path(env.get("VIGIL_RULES_DIR") or "rules")
-        return cls(rules_dir=Path(rules_dir), signing_key=load_signing_key(env), settings=settings)
+        depth_text = env.get("VIGIL_RULES_MAX_CHAIN_DEPTH") or str(DEFAULT_MAX_CHAIN_DEPTH)
+        if not depth_text.strip().isdigit() or int(depth_text) < 1:
+            raise ValueError(f"VIGIL_RULES_MAX_CHAIN_DEPTH={depth_text!r}: give a whole number of action hops, "
+                             f"at least 1 (default {DEFAULT_MAX_CHAIN_DEPTH})")
+        return cls(rules_dir=Path(rules_dir), signing_key=load_signing_key(env), settings=settings,
+                   max_chain_depth=int(depth_text))
 
 
 @dataclass(frozen=True, eq=False)
@@ -289,11 +299,19 @@ class RulesStage:
             if rule is None:  # cannot happen: an engine only fires rules of its own rule set
                 raise RuntimeError(f"firing of unknown rule {firing.rule!r}")
             self.metrics.firings.labels(rule.name).inc()
+            chain = chain_of(firing.event)  # empty unless actions produced the event (app.model.chain)
+            storm = storm_verdict(chain, rule.name, self.config.max_chain_depth)
+            if storm is not None:
+                self.metrics.storm_suppressed.labels(rule.name, storm.reason).inc()
+                log.info("rules: %s not acted on for %s: %s", rule.name, firing.group_key or "(all)", storm.detail)
             for rendered in render_actions(firing, rule):
                 if isinstance(rendered, RenderFailure):
                     self._render_failed(rendered, firing, ctx)
                     continue
-                action = self.sign(rendered.to_action())
+                action = self.sign(with_chain(rendered.to_action(), chain))
+                if storm is not None:
+                    ctx.send(SUPPRESSED_TOPIC, rendered.target, storm_suppressed_record(action, storm, now_ms))
+                    continue
                 facts = ActionFacts(rule.name, rendered.type, rendered.target, rendered.group_key,
                                     firing.event, firing.event_type)
                 silence = self.silences.covering(facts, now_ms)

@@ -20,6 +20,9 @@ class StageMetrics:
         self.actions = Counter("vigil_rules_actions", "actions sent to the actions topic", ["rule"], registry=r)
         self.suppressed = Counter("vigil_rules_actions_suppressed", "actions a silence covered (not sent)",
                                   ["rule"], registry=r)
+        self.storm_suppressed = Counter("vigil_rules_storm_suppressed", "firings not acted on by the storm guard "
+                                        "(reason: cycle, or a chain of actions too deep)", ["rule", "reason"],
+                                        registry=r)
         self.render_failures = Counter("vigil_rules_render_failures", "actions dropped to actions-dlq because a "
                                        "template failed", ["rule"], registry=r)
         self.reloads = Counter("vigil_rules_reloads", "rule sets activated (first load and every change)",

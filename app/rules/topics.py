@@ -15,7 +15,8 @@ ACTIONS_TOPIC: Final = "actions"
 RESULTS_TOPIC: Final = "action-results"
 #: JSON: actions whose template failed, with the reason
 ACTIONS_DLQ_TOPIC: Final = "actions-dlq"
-#: JSON: actions a silence covered ({"action": ..., "silence": ..., "time": ...}), keyed by target
+#: JSON: actions a silence covered ({"action": ..., "silence": ..., "time": ...}) or the storm guard
+#: held back ({"action": ..., "storm": ..., "time": ...}), keyed by target
 SUPPRESSED_TOPIC: Final = "actions-suppressed"
 #: compacted JSON silences, key = silence id
 SILENCES_TOPIC: Final = "silences"

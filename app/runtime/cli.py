@@ -7,6 +7,7 @@ import signal
 
 import click
 
+from app.api_token import ApiTokenError, load_api_token, metrics_open
 from app.cli import CliContext, pass_cli
 from app.config import ConfigError
 from app.logs import configure_logging
@@ -15,7 +16,7 @@ from app.runtime.agent import default_registry, load_plugins
 from app.runtime.stage import combine, plugin_stage
 from app.runtime.worker import COMMIT_INTERVAL_HELP, Guarantee, Worker, WorkerOptions
 
-__all__ = ["parse_listen", "session_timeout_option", "worker_command"]
+__all__ = ["http_auth", "parse_listen", "session_timeout_option", "worker_command"]
 
 #: --session-timeout-ms of the commands that run a Worker (a static group member).
 session_timeout_option = click.option(
@@ -32,6 +33,14 @@ def parse_listen(value: str, param_hint: str) -> tuple[str | None, int | None]:
     if not port_text.isdigit():
         raise click.BadParameter(f"{value!r}: expected HOST:PORT", param_hint=param_hint)
     return host or "127.0.0.1", int(port_text)
+
+
+def http_auth() -> tuple[bytes | None, bool]:
+    """WorkerOptions' api_token and metrics_open from the environment (app.api_token)."""
+    try:
+        return load_api_token(), metrics_open()
+    except ApiTokenError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @click.command("worker")
@@ -69,9 +78,11 @@ def worker_command(cli: CliContext, stage_names: tuple[str, ...], plugins: tuple
     if not parts.agents:
         raise click.ClickException("no agents to run: pass --plugins MODULE (modules with @agent functions)")
     host, port = parse_listen(http_listen, "--http")
+    token, open_metrics = http_auth()
     options = WorkerOptions(app_id=app_id, guarantee=Guarantee(guarantee), instance_id=instance_id,
                             commit_interval_ms=commit_interval_ms, http_host=host or "127.0.0.1", http_port=port,
-                            topics_wait_s=topics_wait_s, session_timeout_ms=session_timeout_ms)
+                            topics_wait_s=topics_wait_s, session_timeout_ms=session_timeout_ms,
+                            api_token=token, metrics_open=open_metrics)
     worker = Worker(cli.settings, parts.agents, options, routes=parts.routes, collectors=parts.collectors)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.stop())

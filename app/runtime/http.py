@@ -2,7 +2,11 @@
 its stages' tables (e.g. the status API). Runs in a thread; handlers only read.
 
 Built-in stages hand their routes and metrics to the worker explicitly. Plugin modules declare
-theirs with `@route` and `serve_metrics` (into the plugin registry, like `@agent`)."""
+theirs with `@route` and `serve_metrics` (into the plugin registry, like `@agent`).
+
+With a token (app.api_token: VIGIL_API_TOKEN or VIGIL_API_TOKEN_FILE) every path but the open
+ones needs `Authorization: Bearer <token>` (401 otherwise): /healthz is always open for probes,
+/metrics when VIGIL_API_METRICS_OPEN is set."""
 
 from __future__ import annotations
 
@@ -16,14 +20,17 @@ from urllib.parse import parse_qs, urlparse
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from app.api_token import is_authorized
 from app.runtime.agent import AgentRegistry, default_registry
 
-__all__ = ["HttpApi", "Route", "route", "serve_metrics"]
+__all__ = ["HEALTH_PATH", "METRICS_PATH", "HttpApi", "Route", "route", "serve_metrics"]
 
 log = logging.getLogger(__name__)
 
 #: handler(query params) -> (HTTP status, JSON-serialisable body)
 Route = Callable[[dict[str, list[str]]], tuple[int, Any]]
+HEALTH_PATH = "/healthz"
+METRICS_PATH = "/metrics"
 
 def serve_metrics(collector: CollectorRegistry, *, registry: AgentRegistry | None = None) -> CollectorRegistry:
     """A plugin module's Prometheus registry, served at /metrics by the worker that runs the
@@ -50,11 +57,15 @@ def route(path: str, *, registry: AgentRegistry | None = None) -> Callable[[Rout
 
 
 class HttpApi:
-    """/healthz, /metrics (`registry` plus `collectors`) and `routes`, served from a thread."""
+    """/healthz, /metrics (`registry` plus `collectors`) and `routes`, served from a thread; with
+    `token`, every path but /healthz (and /metrics when `metrics_open`) requires it."""
 
     def __init__(self, host: str, port: int, registry: CollectorRegistry, health: Callable[[], tuple[bool, dict]],
                  lock: Any = None, *, routes: dict[str, Route] | None = None,
-                 collectors: list[CollectorRegistry] | None = None) -> None:
+                 collectors: list[CollectorRegistry] | None = None, token: bytes | None = None,
+                 metrics_open: bool = False) -> None:
+        self.token = token
+        self.open_paths = frozenset({HEALTH_PATH, *((METRICS_PATH,) if metrics_open else ())})
         self.routes: dict[str, Route] = dict(routes or {})
         self.collectors = list(collectors or [])
         self.lock = lock or threading.Lock()
@@ -73,14 +84,28 @@ class HttpApi:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def _unauthorized(self) -> None:
+                body = json.dumps({"error": "a valid token is required: send 'Authorization: Bearer "
+                                            "<VIGIL_API_TOKEN>'"}).encode()
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Bearer realm="vigil"')
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def do_GET(self) -> None:
                 url = urlparse(self.path)
+                if api.token is not None and url.path not in api.open_paths \
+                        and not is_authorized(self.headers.get("Authorization"), api.token):
+                    self._unauthorized()
+                    return
                 try:
-                    if url.path == "/metrics":
+                    if url.path == METRICS_PATH:
                         body = b"".join(generate_latest(r) for r in [api.registry, *api.collectors])
                         self._send(200, body, CONTENT_TYPE_LATEST)
                         return
-                    if url.path == "/healthz":
+                    if url.path == HEALTH_PATH:
                         ok, detail = api.health()
                         status, answer = (200 if ok else 503), {"ok": ok, **detail}
                     elif url.path in api.routes:

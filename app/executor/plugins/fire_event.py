@@ -4,6 +4,9 @@ Params: name (required), subject (default: the action's target), kind, severity,
 metrics, ttl, and `data` (the event's extended data; `extended` is accepted as a synonym, and
 both merge). The event carries the action's trace id, a tag `action_id` and, in
 `extended.action`, the action id, rule and cause event, so the trace can be followed across hops.
+It also carries its causal chain (tags `vigil.chain.rules` and `vigil.chain.depth`, app.model.chain:
+the action's chain plus its rule), which params cannot override: the rules stage uses it to stop
+rule cycles and chains that run too deep (app.rules.storms).
 
 The event is sent through the executor's commit (ActionCall.send), not a separate producer:
 under exactly-once it is published in the same transaction as the action's result, and its id is
@@ -19,6 +22,7 @@ from pydantic import ValidationError
 
 from app.executor.plugin import ActionCall, ActionRejected, action
 from app.executor.plugins.params import check_keys, get_param
+from app.model.chain import follow_on_tags
 from app.model.events import Event, now_ms
 from app.model.ids import deterministic_id
 
@@ -44,7 +48,7 @@ def build_event(call: ActionCall) -> Event:
             id=deterministic_id("fire_event", a.id), time=now_ms(), origin=ORIGIN,
             subject=get_param(p, "subject", str, default=a.target, plugin="fire_event"),
             name=get_param(p, "name", str, plugin="fire_event"),
-            tags={**tags, "action_id": a.id},
+            tags={**tags, "action_id": a.id, **follow_on_tags(a.chain, a.rule)},
             extended={**extended, "action": {"id": a.id, "rule": a.rule, "event_id": a.event_id}},
             trace_id=a.trace_id or a.event_id, **fields)
     except ValidationError as exc:

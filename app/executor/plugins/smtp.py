@@ -3,7 +3,9 @@
 Params: to (address or list), cc (optional, same), subject, body. The sender, server and
 credentials come only from executor.yaml (the password from env/file), never from params.
 STARTTLS is used when `smtp.starttls: true`, and then required: a server that does not offer it
-fails the action rather than getting the credentials in clear text.
+fails the action rather than getting the credentials in clear text. The relay is a destination
+like any other: executor.yaml's `outbound` allowlist must allow it (scheme `smtp`), and the
+connection goes to the address the guard vetted, while STARTTLS checks the relay's name.
 
 Not idempotent: a re-sent mail is a second mail. The Message-ID is derived from the action id,
 so mail systems and people can still recognise a copy if one ever went out twice.
@@ -13,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+import socket
 import ssl
 from email.message import EmailMessage
 from email.utils import parseaddr
 from typing import Any
 
+from app.executor.allowlist import IPAddress
 from app.executor.config import SmtpConfig
 from app.executor.plugin import ActionCall, ActionFailed, ActionRejected, ActionTimedOut, action
 from app.executor.plugins.params import check_keys, get_param
@@ -71,11 +75,23 @@ def build_message(call: ActionCall, smtp: SmtpConfig) -> EmailMessage:
     return msg
 
 
-def _send(smtp: SmtpConfig, msg: EmailMessage, timeout_s: float) -> str:
-    """Deliver `msg` (blocking; runs in a worker thread)."""
+class _PinnedSMTP(smtplib.SMTP):
+    """smtplib.SMTP that connects to a vetted address while keeping the relay's name for EHLO's
+    peer and STARTTLS's certificate check (smtplib takes both from the host given to connect)."""
+
+    def __init__(self, host: str, port: int, *, address: IPAddress, timeout: float) -> None:
+        self._address = address
+        super().__init__(host, port, timeout=timeout)  # connects, through _get_socket
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return socket.create_connection((str(self._address), port), timeout, self.source_address)
+
+
+def _send(smtp: SmtpConfig, msg: EmailMessage, timeout_s: float, address: IPAddress) -> str:
+    """Deliver `msg` through the relay at `address` (blocking; runs in a worker thread)."""
     where = f"{smtp.host}:{smtp.port}"
     try:
-        with smtplib.SMTP(smtp.host, smtp.port, timeout=timeout_s) as client:
+        with _PinnedSMTP(smtp.host, smtp.port, address=address, timeout=timeout_s) as client:
             if smtp.starttls:
                 client.starttls(context=ssl.create_default_context())
             if smtp.username:
@@ -99,4 +115,8 @@ async def email_action(call: ActionCall) -> str:
     if smtp is None:
         raise ActionRejected("email: this executor has no smtp section in its config")
     msg = build_message(call, smtp)
-    return await asyncio.to_thread(_send, smtp, msg, min(smtp.timeout_ms / 1000, call.timeout_s))
+    try:
+        vetted = await call.egress.vet("smtp", smtp.host, smtp.port)
+    except ActionRejected as exc:
+        raise ActionRejected(f"email: the smtp relay: {exc}") from None
+    return await asyncio.to_thread(_send, smtp, msg, min(smtp.timeout_ms / 1000, call.timeout_s), vetted.addresses[0])

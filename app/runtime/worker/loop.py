@@ -350,7 +350,8 @@ class Worker:
         self._make_clients()
         if self.options.http_port is not None:
             self.http = HttpApi(self.options.http_host, self.options.http_port, self.metrics.registry, self.health,
-                                lock=self.lock, routes=self.routes, collectors=self.collectors)
+                                lock=self.lock, routes=self.routes, collectors=self.collectors,
+                                token=self.options.api_token, metrics_open=self.options.metrics_open)
             self.http.start()
         self._subscribe()
 

@@ -37,6 +37,10 @@ class WorkerOptions:
     poll_timeout_ms: int = 100
     http_host: str = "127.0.0.1"
     http_port: int | None = None  # None: no HTTP server; 0: any free port
+    #: bearer token every HTTP path but /healthz requires (app.api_token); None: open
+    api_token: bytes | None = None
+    #: /metrics needs no token even when api_token is set (Prometheus scraping by annotations)
+    metrics_open: bool = False
     clock: Callable[[], int] | None = None  # wall clock in ms (tests control it); default: time.time()
     topics_wait_s: float = 15.0  # how long to wait for source topics to exist (deployments: minutes)
     tune_gc: bool = True  # see Worker.run: CPython's default GC thresholds cost stream workers 30-45%

@@ -30,6 +30,7 @@ from tests.integration.executor.executor_helpers import (
 )
 from tests.integration.runtime.kafka_helpers import group_lag, stop_worker, worker_thread
 from tests.unit.executor.http_server import idempotent_api
+from tests.unit.executor.loopback import LOOPBACK_ONLY
 
 SIGNING_KEY = b"integration-test-signing-key-0123"
 N_ACTIONS = 500
@@ -73,7 +74,7 @@ def test_http__once_per_action_id_despite_repeated_sigkill(isolated_settings: Se
         config = tmp_path / "executor.yaml"
         config.write_text(json.dumps({"concurrency": CONCURRENCY, "batch_size": 50, "timeout": "20s",
                                       "retries": {"max_attempts": 3, "backoff": "50ms"},
-                                      "require_signature": True}))
+                                      "require_signature": True, "outbound": LOOPBACK_ONLY}))
         ids = [f"act-{i:04d}" for i in range(N_ACTIONS)]
         actions = [action_record(action_id, type="http", target=f"host-{i % N_TARGETS:02d}", key=SIGNING_KEY,
                                  params={"url": f"{api.url}/hook", "json": {"seq": i}})
@@ -184,7 +185,7 @@ def test_email__arrives_at_a_real_smtp_server(isolated_settings: Settings, tmp_p
     monkeypatch.setenv("TEST_SMTP_PASSWORD", "smtp-pw")
     config = ExecutorConfig.model_validate({"smtp": {
         "host": "127.0.0.1", "port": port, "from": "vigil@example.com", "username": "vigil",
-        "password": "${env:TEST_SMTP_PASSWORD}"}})
+        "password": "${env:TEST_SMTP_PASSWORD}"}, "outbound": LOOPBACK_ONLY})
     results = _run_executor(isolated_settings, tmp_path, config, [action_record(
         "mail-1", type="email", target="web1",
         params={"to": ["ops@example.com"], "subject": "web1 disk full", "body": "/var at 99%"})])

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from app.bus.clients import make_consumer, make_producer
 from app.config import Settings
@@ -145,3 +145,35 @@ def group_lag(settings: Settings, group: str, topic: str) -> int:
         return lag
     finally:
         consumer.close()
+
+
+def unconsumed(settings: Settings, group: str, topic: str, *, timeout_s: float = 30.0) -> int:
+    """Records of `topic` that consumer group `group` has not committed yet, counting only what a
+    read_committed consumer reads: unlike `group_lag`, the markers that transactional producers
+    (an exactly-once executor) leave in a topic are not lag."""
+    probe = make_consumer(settings, group)
+    try:
+        partitions = probe.list_topics(topic, timeout=10).topics[topic].partitions
+        committed = probe.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+    finally:
+        probe.close()
+    reader = make_consumer(settings, f"unconsumed-{uuid.uuid4().hex[:8]}",
+                           **{"isolation.level": "read_committed", "enable.partition.eof": True})
+    try:
+        reader.assign([TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
+                       for tp in committed])
+        at_end: set[int] = set()
+        count = 0
+        deadline = time.monotonic() + timeout_s
+        while len(at_end) < len(committed):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end within {timeout_s}s")
+            for msg in reader.consume(1000, timeout=0.2):
+                if msg.error() is None:
+                    count += 1
+                    at_end.discard(msg.partition())
+                elif msg.error().code() == KafkaError._PARTITION_EOF:
+                    at_end.add(msg.partition())
+        return count
+    finally:
+        reader.close()

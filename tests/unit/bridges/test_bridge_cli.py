@@ -31,6 +31,7 @@ def test_group__offers_http_and_syslog_with_listen_options() -> None:
 @pytest.mark.parametrize(("args", "words"), [
     (["http", "--listen", "nowhere"], "http_listen"),
     (["syslog", "--listen", "http://127.0.0.1:1"], "syslog_listen"),
+    (["syslog", "--listen", "tls://127.0.0.1:0"], "needs a certificate and key"),
 ])
 def test_bad_listen_address__is_a_clear_error_before_anything_starts(args: list[str], words: str) -> None:
     built: list[Settings] = []

@@ -166,6 +166,21 @@ def test_token__is_required_when_set_as_bearer_or_basic_password() -> None:
     _run(scenario, api_token=TOKEN)
 
 
+def test_token__guards_metrics_too_unless_metrics_open_and_never_healthz() -> None:
+    async def guarded(client: TestClient, sink: MemorySink) -> None:
+        assert (await client.get("/healthz")).status == 200
+        refused = await client.get("/metrics")
+        assert refused.status == 401 and (await refused.json())["field"] == "Authorization"
+        assert (await client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})).status == 200
+
+    async def open_metrics(client: TestClient, sink: MemorySink) -> None:
+        assert (await client.get("/metrics")).status == 200
+        assert (await _post_json(client, "/v1/events", EVENT)).status == 401
+
+    _run(guarded, api_token=TOKEN)
+    _run(open_metrics, api_token=TOKEN, metrics_open=True)
+
+
 def test_alertmanager__every_alert_is_accepted_and_a_non_object_reported() -> None:
     payload = json.loads(data_bytes("alertmanager/v4_group.json"))
 

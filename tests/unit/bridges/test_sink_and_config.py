@@ -83,14 +83,23 @@ def test_listen_address__prints_ipv6_in_brackets() -> None:
 def test_load_bridge_config__reads_the_environment_and_overrides_win(tmp_path: Path) -> None:
     secret_file = tmp_path / "gh"
     secret_file.write_text("s3cret\n")
-    env = {"VIGIL_API_TOKEN": "tok", "VIGIL_GITHUB_SECRET_FILE": str(secret_file),
+    env = {"VIGIL_API_TOKEN": "tok-0123456789abcdef", "VIGIL_GITHUB_SECRET_FILE": str(secret_file),
            "VIGIL_BRIDGE_MAX_BODY_BYTES": "2048", "VIGIL_BRIDGE_SYSLOG_LISTEN": "udp://127.0.0.1:0, tcp://127.0.0.1:0",
            "VIGIL_BRIDGE_HTTP_LISTEN": "127.0.0.1:1"}
     config = load_bridge_config(env, http_listen="127.0.0.1:0", syslog_listen=None)
-    assert (config.token_bytes(), config.github_secret_bytes(), config.max_body_bytes) == (b"tok", b"s3cret", 2048)
+    assert (config.token_bytes(), config.github_secret_bytes(), config.max_body_bytes) == \
+        (b"tok-0123456789abcdef", b"s3cret", 2048)
+    assert not config.metrics_open
     assert config.http_listen == "127.0.0.1:0"
     assert [str(a) for a in config.syslog_addresses] == ["udp://127.0.0.1:0", "tcp://127.0.0.1:0"]
     assert "s3cret" not in repr(config)
+
+
+def test_load_bridge_config__token_from_a_file_and_metrics_open(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("from-a-file-0123456789\n")
+    config = load_bridge_config({"VIGIL_API_TOKEN_FILE": str(token_file), "VIGIL_API_METRICS_OPEN": "true"})
+    assert config.token_bytes() == b"from-a-file-0123456789" and config.metrics_open
 
 
 def test_load_bridge_config__resolves_secret_references(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,6 +111,8 @@ def test_load_bridge_config__resolves_secret_references(monkeypatch: pytest.Monk
 @pytest.mark.parametrize(("env", "overrides", "words"), [
     ({"VIGIL_GITHUB_SECRET": "a", "VIGIL_GITHUB_SECRET_FILE": "/x"}, {}, "not both"),
     ({"VIGIL_GITHUB_SECRET_FILE": "/nonexistent/secret"}, {}, "cannot read"),
+    ({"VIGIL_API_TOKEN": "a" * 20, "VIGIL_API_TOKEN_FILE": "/x"}, {}, "set only one"),
+    ({"VIGIL_API_TOKEN": "short"}, {}, "use at least 16"),
     ({"VIGIL_BRIDGE_MAX_BODY_BYTES": "0"}, {}, "max_body_bytes"),
     ({}, {"http_listen": "nowhere"}, "http_listen"),
     ({}, {"syslog_listen": ["http://h:1"]}, "syslog_listen"),

@@ -12,14 +12,15 @@ import pytest
 
 from app.executor.agent import build_executor_agent
 from app.executor.config import ExecutorConfig
+from app.executor.egress import Resolver
 from app.executor.plugin import ActionCall, ActionFailed, PluginRegistry, action, default_plugins
 from app.executor.plugins import load_builtin_plugins
 from app.model.events import Action, ActionResult, ResultStatus
 from app.model.signing import sign_action
 from app.runtime.testing import AgentHarness
+from tests.unit.executor.loopback import LOOPBACK_ONLY, table_resolver
 
 KEY = b"test-signing-key-0123456789"
-
 
 class SimulatedKill(BaseException):
     """Raised by a plugin to stand for SIGKILL mid-action: nothing after it runs or commits."""
@@ -133,10 +134,13 @@ def executor(recorder: Recorder) -> Callable[..., ExecutorHarness]:
     """Factory: an ExecutorHarness running the executor with built-ins + test plugins."""
     load_builtin_plugins()
 
-    def make(*, key: bytes | None = None, wall_clock_ms: int = 5_000, **config: Any) -> ExecutorHarness:
+    def make(*, key: bytes | None = None, wall_clock_ms: int = 5_000, resolver: Resolver | None = None,
+             **config: Any) -> ExecutorHarness:
         config.setdefault("retries", {"backoff": "1ms", "max_backoff": "5ms"})
+        config.setdefault("outbound", LOOPBACK_ONLY)
         cfg = ExecutorConfig.model_validate(config)
-        agent = build_executor_agent(cfg, plugins=_test_plugins(recorder), signing_key=key)
+        agent = build_executor_agent(cfg, plugins=_test_plugins(recorder), signing_key=key,
+                                     resolver=resolver or table_resolver({"localhost": ["127.0.0.1"]}))
         return ExecutorHarness([agent], partitions=1, wall_clock_ms=wall_clock_ms)
 
     return make

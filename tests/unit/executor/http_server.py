@@ -1,16 +1,24 @@
 """A local HTTP server that behaves like an idempotent API: the first request with an
 Idempotency-Key executes (counted), later requests with the same key get the stored answer
-without executing again. Used by the http plugin's unit tests and the executor's SIGKILL test."""
+without executing again. `/redirect?to=URL&status=302` answers with a redirect instead, `/loop`
+redirects to itself.
+Used by the http plugin's unit tests and the executor's SIGKILL test.
+
+Bound to a loopback address only (127.0.0.0/8): tests send traffic nowhere else."""
 
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from ipaddress import ip_address
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 
 @dataclass
@@ -33,8 +41,24 @@ class IdempotentApi:
     answers: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
+    #: TCP connections accepted (a refused destination must have none)
+    connections: int = 0
 
-    def handle(self, seen: Seen) -> tuple[int, bytes]:
+    def handle(self, seen: Seen) -> tuple[int, bytes, dict[str, str]]:
+        """Record the request; (status, body, extra headers) to answer."""
+        url = urlsplit(seen.path)
+        if url.path == "/loop":  # redirects to itself, forever
+            with self.lock:
+                self.requests.append(seen)
+            return 302, b"", {"Location": "/loop"}
+        if url.path == "/redirect":
+            query = parse_qs(url.query)
+            with self.lock:
+                self.requests.append(seen)
+            return int(query.get("status", ["302"])[0]), b"", {"Location": query["to"][0]}
+        return (*self._idempotent(seen), {})
+
+    def _idempotent(self, seen: Seen) -> tuple[int, bytes]:
         key = seen.headers.get("idempotency-key", "")
         status = int(seen.path.rsplit("/", 1)[-1]) if seen.path.startswith("/status/") else 200
         with self.lock:
@@ -59,8 +83,12 @@ class IdempotentApi:
 
 
 @contextmanager
-def idempotent_api(on_execute: Callable[[str, int], None] | None = None) -> Iterator[IdempotentApi]:
-    """Serve an IdempotentApi on 127.0.0.1 (a free port) for the duration of the block."""
+def idempotent_api(on_execute: Callable[[str, int], None] | None = None, *, host: str = "127.0.0.1",
+                   tls: tuple[Path, Path] | None = None) -> Iterator[IdempotentApi]:
+    """Serve an IdempotentApi on `host` (a loopback address; a free port) for the duration of the
+    block; over HTTPS with `tls` = (certificate file, key file)."""
+    if not ip_address(host).is_loopback:
+        raise ValueError(f"test servers listen on loopback addresses only, not {host}")
     api = IdempotentApi(on_execute=on_execute)
 
     class Handler(BaseHTTPRequestHandler):
@@ -68,9 +96,11 @@ def idempotent_api(on_execute: Callable[[str, int], None] | None = None) -> Iter
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             seen = Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-            status, answer = api.handle(seen)
+            status, answer, extra = api.handle(seen)
             try:
                 self.send_response(status)
+                for name, value in extra.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
@@ -83,9 +113,19 @@ def idempotent_api(on_execute: Callable[[str, int], None] | None = None) -> Iter
         def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        def verify_request(self, request: object, client_address: object) -> bool:
+            with api.lock:
+                api.connections += 1
+            return True
+
+    server = Server((host, 0), Handler)
     server.daemon_threads = True
-    api.url = f"http://127.0.0.1:{server.server_address[1]}"
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    api.url = f"{'https' if tls else 'http'}://{host}:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:

@@ -22,6 +22,7 @@ def test_check__summarises_plugins_commands_and_signing(tmp_path) -> None:
     assert "sample-ticket (idempotent)" in result.output and "http (idempotent)" in result.output
     assert "shell" in result.output and "commands: restart" in result.output
     assert "signatures: required (key loaded)" in result.output and "concurrency 3" in result.output
+    assert "outbound: http/https to 0.0.0.0/0, ::/0 on standard ports" in result.output
 
 
 @pytest.mark.parametrize("option", ["--config", "--executor-config", None])

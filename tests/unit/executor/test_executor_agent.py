@@ -239,11 +239,19 @@ def test_fire_event__event_carries_trace_action_and_a_stable_id(executor) -> Non
     assert (out.key, event.subject, event.name, event.kind, event.severity) == (
         "web1/remediated", "web1", "remediated", "ARCHIVE", 1)
     assert event.trace_id == "trace-1" and event.origin == "vigil-executor"
-    assert event.tags == {"team": "ops", "action_id": "f1"}
+    assert event.tags == {"team": "ops", "action_id": "f1", "vigil.chain.rules": "r1", "vigil.chain.depth": "1"}
     assert event.extended["action"] == {"id": "f1", "rule": "r1", "event_id": "ev-1"}
     h2 = executor()
     h2.run(action)
     assert h2.outputs("events")[0].value.id == event.id, "a re-run would produce the same event id"
+
+
+def test_fire_event__extends_the_actions_chain_which_params_cannot_override(executor) -> None:
+    h = executor()
+    h.run(make_action("f3", type="fire_event", target="web1", chain=["a", "b"],
+                      params={"name": "again", "tags": {"vigil.chain.rules": "", "vigil.chain.depth": "0"}}))
+    [out] = h.outputs("events")
+    assert (out.value.tags["vigil.chain.rules"], out.value.tags["vigil.chain.depth"]) == ("a,b,r1", "3")
 
 
 def test_fire_event__data_param_is_the_extended_data_as_in_the_example_rule(executor) -> None:

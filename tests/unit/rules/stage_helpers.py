@@ -12,6 +12,7 @@ from typing import Any
 from app.model.events import Action
 from app.rules.silences import SilenceSet
 from app.rules.stage import ACTIONS_TOPIC, REPARTITION_TOPIC, RulesStage, StageConfig
+from app.rules.storms import DEFAULT_MAX_CHAIN_DEPTH
 from app.runtime.agent import AgentRegistry
 from app.runtime.testing import AgentHarness
 
@@ -23,8 +24,9 @@ class StageRun:
     or `alerts`, and what the routing agents forward is fed on to `evaluate` like the worker would."""
 
     def __init__(self, rules_dir: Path, *, partitions: int = 3, signing_key: bytes | None = KEY,
-                 wall_clock_ms: int = 0, silences: SilenceSet | None = None) -> None:
-        self.config = StageConfig(rules_dir=rules_dir, signing_key=signing_key)
+                 wall_clock_ms: int = 0, silences: SilenceSet | None = None,
+                 max_chain_depth: int = DEFAULT_MAX_CHAIN_DEPTH) -> None:
+        self.config = StageConfig(rules_dir=rules_dir, signing_key=signing_key, max_chain_depth=max_chain_depth)
         self.silences = silences or SilenceSet()
         self.stage = RulesStage(self.config, registry=AgentRegistry(), silences=self.silences)
         self.harness = AgentHarness(self.stage.agents, partitions=partitions, wall_clock_ms=wall_clock_ms)

@@ -1,0 +1,161 @@
+"""HTTP requests for plugins, through the outbound guard: `await request(call.egress, ...)`.
+
+Every hop — the first request and each redirect — is judged by the allowlist before anything is
+sent, and connects to an address the guard vetted (the URL's host is replaced by it), while the
+Host header and TLS (SNI and certificate check) keep the name. Redirects (301, 302, 303, 307,
+308) are followed up to `max_redirects` (0: a redirect is the answer): 303, and 301/302 after a
+POST, continue as a body-less GET (as browsers and httpx do); 307/308 repeat the method and body.
+A hop to another origin (scheme, host or port) carries only the harmless headers (Idempotency-Key,
+Accept, Content-Type, User-Agent): the action's other headers may hold credentials meant for the
+first host.
+
+Proxies from the environment are not used (trust_env off): the guard judges where the connection
+goes, which a proxy would change.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import ssl
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import httpx
+
+from app.executor.allowlist import parse_address
+from app.executor.egress import EgressGuard, EgressRefused
+from app.executor.plugin import ActionFailed, ActionRejected, ActionTimedOut
+
+__all__ = ["CROSS_ORIGIN_HEADERS", "REDIRECT_STATUSES", "HttpAnswer", "request"]
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+#: Headers that follow a redirect to another origin; the rest stay with the first one.
+CROSS_ORIGIN_HEADERS = frozenset({"idempotency-key", "accept", "content-type", "user-agent"})
+
+
+@lru_cache(maxsize=1)
+def _ssl_context() -> ssl.SSLContext:
+    # Built once: creating it loads the CA bundle, too slow to repeat per request.
+    return httpx.create_ssl_context()
+
+
+@dataclass
+class HttpAnswer:
+    """The final answer of a request (after redirects): status, reason, the start of the body."""
+
+    status: int
+    reason: str
+    body: str
+    url: str
+    redirects: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Hop:
+    method: str
+    url: httpx.URL
+    headers: dict[str, str]
+    content: bytes | None
+
+
+def _origin(url: httpx.URL) -> tuple[str, bytes, int | None]:
+    return url.scheme, url.raw_host, url.port
+
+
+def _next_hop(hop: _Hop, status: int, location: str) -> _Hop:
+    try:
+        url = hop.url.join(location)
+    except httpx.InvalidURL as exc:
+        raise ActionFailed(f"{hop.method} {hop.url}: redirect to an invalid URL {location[:200]!r}: {exc}",
+                           retryable=False) from None
+    method, content, headers = hop.method, hop.content, dict(hop.headers)
+    if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+        method, content = "GET", None
+        headers = {k: v for k, v in headers.items() if k.lower() not in ("content-type", "content-length")}
+    if _origin(url) != _origin(hop.url):
+        headers = {k: v for k, v in headers.items() if k.lower() in CROSS_ORIGIN_HEADERS}
+    return _Hop(method, url, headers, content)
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> str:
+    """The start of the body (at most `limit` bytes are kept; the rest is drained and dropped)."""
+    kept = bytearray()
+    async for chunk in response.aiter_bytes():
+        if len(kept) < limit:
+            kept += chunk[: limit - len(kept)]
+    return kept.decode("utf-8", errors="replace")
+
+
+async def _send_pinned(client: httpx.AsyncClient, guard: EgressGuard, hop: _Hop) -> httpx.Response:
+    """Send one hop to a vetted address of its host (the next one if connecting fails)."""
+    url = hop.url
+    if url.scheme not in ("http", "https"):
+        raise EgressRefused(f"{url}: only http and https URLs are fetched")
+    host = url.raw_host.decode("ascii")
+    vetted = await guard.vet(url.scheme, host, url.port or (443 if url.scheme == "https" else 80))
+    headers = {**hop.headers, "Host": url.netloc.decode("ascii")}
+    extensions: dict[str, Any] = {}
+    if url.scheme == "https" and parse_address(host) is None:
+        extensions["sni_hostname"] = host  # TLS checks the certificate against the name, not the address
+    last: httpx.ConnectError | None = None
+    for address in vetted.addresses:
+        pinned = url.copy_with(host=str(address))
+        req = client.build_request(hop.method, pinned, headers=headers, content=hop.content, extensions=extensions)
+        try:
+            return await client.send(req, stream=True)
+        except httpx.ConnectError as exc:  # nothing was sent; try the next address
+            last = exc
+    assert last is not None
+    raise last
+
+
+async def request(guard: EgressGuard, method: str, url: str, *, headers: dict[str, str] | None = None,
+                  content: bytes | None = None, json: Any = None, timeout_s: float, max_redirects: int = 5,
+                  body_limit: int = 4096) -> HttpAnswer:
+    """Send an HTTP request through the outbound guard, following redirects (see the module
+    docstring). Raises EgressRefused (REJECTED) for a refused hop, ActionTimedOut, or ActionFailed
+    for transport errors and too many redirects; any HTTP status is returned, not raised."""
+    headers = dict(headers or {})
+    if json is not None:
+        if content is not None:
+            raise ActionRejected("give json or content, not both")
+        try:
+            content = jsonlib.dumps(json, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        except (TypeError, ValueError) as exc:
+            raise ActionRejected(f"the json body cannot be sent: {exc}") from None
+        if not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/json"
+    try:
+        hop = _Hop(method.upper(), httpx.URL(url), headers, content)
+    except httpx.InvalidURL as exc:
+        raise ActionRejected(f"{url[:200]!r} is not a valid URL: {exc}") from None
+    redirects: list[str] = []
+    try:
+        async with httpx.AsyncClient(verify=_ssl_context(), timeout=timeout_s, follow_redirects=False,
+                                     trust_env=False) as client:
+            while True:
+                try:
+                    response = await _send_pinned(client, guard, hop)
+                except EgressRefused as exc:
+                    if not redirects:
+                        raise
+                    raise EgressRefused(f"redirect {len(redirects)} from {redirects[-1]} refused: {exc}") from None
+                try:
+                    location = response.headers.get("location")
+                    if response.status_code not in REDIRECT_STATUSES or not location or not max_redirects:
+                        body = await _read_capped(response, body_limit)
+                        return HttpAnswer(response.status_code, response.reason_phrase, body, str(hop.url),
+                                          redirects)
+                finally:
+                    await response.aclose()
+                if len(redirects) >= max_redirects:
+                    raise ActionFailed(f"{method} {url}: more than {max_redirects} redirect(s) (last to "
+                                       f"{location[:200]})", retryable=False)
+                redirects.append(str(hop.url))
+                hop = _next_hop(hop, response.status_code, location)
+    except httpx.TimeoutException as exc:
+        raise ActionTimedOut(f"{hop.method} {hop.url}: no answer within {timeout_s:g}s "
+                             f"({type(exc).__name__})") from None
+    except httpx.HTTPError as exc:
+        raise ActionFailed(f"{hop.method} {hop.url}: {type(exc).__name__}: {exc}") from None
