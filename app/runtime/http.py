@@ -23,13 +23,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from app.api_token import is_authorized
 from app.runtime.agent import AgentRegistry, default_registry
 
-__all__ = ["HEALTH_PATH", "METRICS_PATH", "HttpApi", "Route", "route", "serve_metrics"]
+__all__ = ["HEALTH_PATH", "METRICS_PATH", "READY_PATH", "HttpApi", "Route", "route", "serve_metrics"]
 
 log = logging.getLogger(__name__)
 
 #: handler(query params) -> (HTTP status, JSON-serialisable body)
 Route = Callable[[dict[str, list[str]]], tuple[int, Any]]
 HEALTH_PATH = "/healthz"
+#: Readiness (Kubernetes' readiness probe): 503 while the process still lacks state it needs
+READY_PATH = "/readyz"
 METRICS_PATH = "/metrics"
 
 def serve_metrics(collector: CollectorRegistry, *, registry: AgentRegistry | None = None) -> CollectorRegistry:
@@ -63,9 +65,11 @@ class HttpApi:
     def __init__(self, host: str, port: int, registry: CollectorRegistry, health: Callable[[], tuple[bool, dict]],
                  lock: Any = None, *, routes: dict[str, Route] | None = None,
                  collectors: list[CollectorRegistry] | None = None, token: bytes | None = None,
-                 metrics_open: bool = False) -> None:
+                 metrics_open: bool = False, ready: Callable[[], tuple[bool, dict]] | None = None) -> None:
         self.token = token
-        self.open_paths = frozenset({HEALTH_PATH, *((METRICS_PATH,) if metrics_open else ())})
+        self.open_paths = frozenset({HEALTH_PATH, READY_PATH, *((METRICS_PATH,) if metrics_open else ())})
+        #: /readyz; without it readiness is the health check
+        self.ready = ready or health
         self.routes: dict[str, Route] = dict(routes or {})
         self.collectors = list(collectors or [])
         self.lock = lock or threading.Lock()
@@ -105,8 +109,8 @@ class HttpApi:
                         body = b"".join(generate_latest(r) for r in [api.registry, *api.collectors])
                         self._send(200, body, CONTENT_TYPE_LATEST)
                         return
-                    if url.path == HEALTH_PATH:
-                        ok, detail = api.health()
+                    if url.path in (HEALTH_PATH, READY_PATH):
+                        ok, detail = api.health() if url.path == HEALTH_PATH else api.ready()
                         status, answer = (200 if ok else 503), {"ok": ok, **detail}
                     elif url.path in api.routes:
                         with api.lock:

@@ -22,10 +22,17 @@ class WorkerMetrics:
         self.restore_remaining = Gauge("vigil_restore_remaining", "changelog records left to restore",
                                        ["table", "partition"], registry=r)
         self.restored = Counter("vigil_restored_records", "changelog records restored", ["table"], registry=r)
+        self.changelog_damage = Counter("vigil_changelog_damaged", "changelogs found to have lost records a table "
+                                        "needed (compacted, truncated, emptied or recreated under it)",
+                                        ["table", "partition"], registry=r)
         self.commits = Counter("vigil_commits", "commits (transactions under exactly-once)", registry=r)
         self.commit_seconds = Histogram("vigil_commit_seconds", "time per commit", registry=r,
                                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
         self.assigned = Gauge("vigil_assigned_partitions", "source partitions assigned", registry=r)
+        self.partitions_gained = Counter("vigil_partitions_gained", "source partitions assigned to this worker",
+                                         registry=r)
+        self.partitions_given_up = Counter("vigil_partitions_given_up", "source partitions revoked from this "
+                                           "worker or lost with its group membership", registry=r)
         self.degraded = Gauge("vigil_degraded", "1 while a dependency (schema registry, Kafka) fails; see /healthz",
                               registry=r)
         self.held_partitions = Gauge("vigil_held_partitions",

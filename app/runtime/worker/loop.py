@@ -54,7 +54,6 @@ from app.runtime.engine import CheckpointFailed, DeadLetter, Engine
 from app.runtime.http import HttpApi, Route
 from app.runtime.metrics import WorkerMetrics
 from app.runtime.outputs import OutputEncoder
-from app.runtime.store import PartitionStore
 from app.runtime.tables import Table
 from app.runtime.windowed import WindowedTable
 from app.runtime.worker.bus import BusState, KafkaRetry
@@ -86,6 +85,10 @@ COMMIT_SLICE_S = 0.005
 #: (`queued.max.messages.kbytes` still bounds memory); a consumer that has caught up fetches what
 #: arrived, as before.
 FETCH_PARTITION_BYTES = 32 << 20
+#: Per loop turn, how long a restore reads changelogs: between batches of the partitions that are
+#: processed meanwhile, or longer when there is nothing else to do.
+RESTORE_SLICE_S = 0.05
+RESTORE_IDLE_SLICE_S = 0.25
 #: Seek refusals that pass (a partition whose fetcher is starting after assignment or resume).
 _SEEK_RETRY_CODES = frozenset({KafkaError._STATE})
 #: While Kafka is unreachable, how often the loop asks for metadata to notice it is back.
@@ -129,18 +132,22 @@ class Worker:
         self.bus = BusState()
         self.retry = KafkaRetry(self.bus, stopping=self._stop, max_backoff_s=self.options.max_retry_backoff_s,
                                 on_retry=self.metrics.dependency_retries.labels("kafka").inc)
+        self.restorer = Restorer(settings, group_id=f"{self.app_id}-restore-{self.instance_id}",
+                                 changelog_of=self.changelog, metrics=self.metrics, retry=self.retry,
+                                 on_damage=self._changelog_damaged)
+        #: the worker's partitions (real topic names), processing or restoring
+        self._owned: set[tuple[str, int]] = set()
+        #: changelogs found damaged since the start (/healthz lists them: their state may be incomplete)
+        self.damaged: list[str] = []
         self.output = OutputProducer(settings, transactional_id=f"{self.app_id}-{self.instance_id}" if self.eos
                                      else None, bus=self.bus, retry=self.retry, metrics=self.metrics,
                                      commits=self.commits)
-        self.restorer = Restorer(settings, group_id=f"{self.app_id}-restore-{self.instance_id}",
-                                 changelog_of=self.changelog, metrics=self.metrics, stop=self._stop)
         self.holds = Holds(Backoff(initial_s=0.5, max_s=self.options.max_retry_backoff_s))
         #: next offset to commit per (real topic, partition): everything before it is processed
         self._offsets: dict[tuple[str, int], int] = {}
         self._last_commit = time.monotonic()
         #: records processed or timers fired since the last commit point
         self._uncommitted = False
-        self._restoring = False
         self._shutting_down = False
         self._started = threading.Event()
         #: held while processing and committing; HTTP queries take it to read consistent tables
@@ -201,7 +208,7 @@ class Worker:
         return make_consumer(self.settings, self.app_id, **{
             "isolation.level": iso, "enable.partition.eof": False, "fetch.min.bytes": 1,
             "queued.max.messages.kbytes": 262144, "max.partition.fetch.bytes": FETCH_PARTITION_BYTES,
-            "partition.assignment.strategy": "range",
+            "partition.assignment.strategy": "cooperative-sticky",
             "group.instance.id": f"{self.app_id}-{self.instance_id}",
             "session.timeout.ms": self.options.session_timeout_ms,
             "heartbeat.interval.ms": max(500, min(3000, self.options.session_timeout_ms // 10)),
@@ -222,40 +229,59 @@ class Worker:
         self.output.produce(topic, value, key, partition=partition, callback=callback, epoch=epoch)
 
     # -- rebalance ------------------------------------------------------------------------------------
+    # Cooperative (incremental) rebalancing: each callback gets only the partitions that move.
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._restoring = True
-        try:
-            self._open_partitions(partitions)
-            self.metrics.assigned.set(len(self.engine.assigned()))
-            log.info("assigned %s", [(tp.topic, tp.partition) for tp in partitions])
-        finally:
-            self._restoring = False
+        consumer.incremental_assign(partitions)
+        self._owned.update((tp.topic, tp.partition) for tp in partitions)
+        self.metrics.partitions_gained.inc(len(partitions))
+        self._open_partitions(partitions)
+        log.info("assigned %s", [(tp.topic, tp.partition) for tp in partitions])
 
     def _open_partitions(self, partitions: list[TopicPartition]) -> None:
-        """Open, restore and activate the stores of partitions (on assignment and on a rewind)."""
-        opened: list[tuple[Table, int, PartitionStore]] = []
+        """Open the stores of partitions (on assignment and on a rewind); a partition whose stores
+        need records from their changelogs is paused until `Restorer.step` has them."""
+        waiting = []
         for tp in partitions:
             logical = self._source[tp.topic]
-            opened += [(t, tp.partition, st) for t, st in self.engine.open_partition(logical, tp.partition)]
-        restored = self.restorer.restore(opened)
-        for tp in partitions:
-            logical = self._source[tp.topic]
-            self.engine.activate(logical, tp.partition)
-            if needs_rebuild(self.engine, logical, tp.partition, restored):
-                log.info("rebuilding the local-only tables of %s[%d]", logical, tp.partition)
-                self.engine.rebuild(logical, tp.partition)
+            opened = [(t, tp.partition, st) for t, st in self.engine.open_partition(logical, tp.partition)]
+            restored = self.restorer.begin((tp.topic, tp.partition), opened)
+            if restored is None:
+                waiting.append(TopicPartition(tp.topic, tp.partition))
+            else:
+                self._activate(tp.topic, tp.partition, restored)
+        if waiting:
+            assert self.consumer is not None
+            self.consumer.pause(waiting)
+        self.metrics.assigned.set(len(self._owned))
+
+    def _activate(self, topic: str, partition: int, restored: set[tuple[str, int]]) -> None:
+        """Start processing a partition whose stores are restored (rebuilding local-only tables)."""
+        logical = self._source[topic]
+        self.engine.activate(logical, partition)
+        if needs_rebuild(self.engine, logical, partition, restored):
+            log.info("rebuilding the local-only tables of %s[%d]", logical, partition)
+            self.engine.rebuild(logical, partition)
+
+    def _step_restores(self, budget_s: float) -> None:
+        done = self.restorer.step(budget_s)
+        if not done:
+            return
+        for (topic, partition), restored in done:
+            self._activate(topic, partition, restored)
+        assert self.consumer is not None
+        self.consumer.resume([TopicPartition(t, p) for (t, p), _ in done])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if self._shutting_down and self._failed:
-            self._close_partitions(partitions)  # after a failure: nothing uncommitted is trusted
-            return
-        try:
-            self.commit()
-        except (Exception, CheckpointFailed) as exc:  # the next owner starts at the last committed offsets
-            log.warning("could not commit before giving up %d partition(s): %s; their uncommitted work is "
-                        "dropped and processed again by their next owner", len(partitions), exc)
-            self._drop_uncommitted_quietly()
+        if not (self._shutting_down and self._failed):  # after a failure: nothing uncommitted is trusted
+            try:
+                self.commit()
+            except (Exception, CheckpointFailed) as exc:  # the next owner starts at the last committed offsets
+                log.warning("could not commit before giving up %d partition(s): %s; their uncommitted work is "
+                            "dropped and processed again by their next owner", len(partitions), exc)
+                self._drop_uncommitted_quietly()
         self._close_partitions(partitions)
+        consumer.incremental_unassign(partitions)
+        self.metrics.partitions_given_up.inc(len(partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """The group gave these partitions away (the session expired, e.g. in a broker outage): their
@@ -265,20 +291,27 @@ class Worker:
         self.metrics.rewinds.labels("membership lost").inc()
         self._drop_uncommitted()
         self._close_partitions(partitions)
+        consumer.incremental_unassign(partitions)
+        self.metrics.partitions_given_up.inc(len(partitions))
         others = self._assigned_tps()
         if others:  # their uncommitted work was dropped with the rest: go back to their committed point
             self._reopen(others)
 
-    def _close_partitions(self, partitions: list[TopicPartition]) -> None:
+    def _close_partitions(self, partitions: list[TopicPartition], *, keep_owned: bool = False) -> None:
+        """Forget partitions (revoked, lost, or about to be reopened): their stores close, a restore
+        in progress stops."""
+        self.restorer.cancel([(tp.topic, tp.partition) for tp in partitions])
         for tp in partitions:
             self.engine.close_partition(self._source[tp.topic], tp.partition)
             self._offsets.pop((tp.topic, tp.partition), None)
+            if not keep_owned:
+                self._owned.discard((tp.topic, tp.partition))
         self.holds.forget((tp.topic, tp.partition) for tp in partitions)
-        self.metrics.assigned.set(len(self.engine.assigned()))
+        self.metrics.assigned.set(len(self._owned))
 
     def _assigned_tps(self) -> list[TopicPartition]:
-        real = {logical: real for real, logical in self._source.items()}
-        return [TopicPartition(real[t], p) for t, p in self.engine.assigned()]
+        """Every partition assigned to this worker, processing or restoring."""
+        return [TopicPartition(t, p) for t, p in sorted(self._owned)]
 
     # -- going back to the last durable point -----------------------------------------------------------
     def _drop_uncommitted(self) -> None:
@@ -322,15 +355,8 @@ class Worker:
         consumer to their committed offsets."""
         assert self.consumer is not None
         consumer = self.consumer
-        for tp in partitions:
-            self.engine.close_partition(self._source[tp.topic], tp.partition)
-            self._offsets.pop((tp.topic, tp.partition), None)
-        self.holds.forget((tp.topic, tp.partition) for tp in partitions)
-        self._restoring = True
-        try:
-            self._open_partitions(partitions)
-        finally:
-            self._restoring = False
+        self._close_partitions(partitions, keep_owned=True)
+        self._open_partitions(partitions)
         committed = self.retry(lambda: consumer.committed(partitions, timeout=10), "read committed offsets")
         for tp in committed:
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
@@ -351,7 +377,8 @@ class Worker:
         if self.options.http_port is not None:
             self.http = HttpApi(self.options.http_host, self.options.http_port, self.metrics.registry, self.health,
                                 lock=self.lock, routes=self.routes, collectors=self.collectors,
-                                token=self.options.api_token, metrics_open=self.options.metrics_open)
+                                token=self.options.api_token, metrics_open=self.options.metrics_open,
+                                ready=self.ready)
             self.http.start()
         self._subscribe()
 
@@ -362,16 +389,32 @@ class Worker:
         return out if bus is None else [*out, bus]
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        """/healthz: ok (200) while running and not restoring; "degraded" with the reasons when a
-        dependency fails (still 200: the worker recovers by itself, a restart would not help)."""
-        assigned = self.engine.assigned()
-        ok = self._started.is_set() and not self._stop.is_set() and not self._restoring
+        """/healthz (liveness): ok (200) while the loop runs, restoring or not; "degraded" with the
+        reasons when a dependency fails (still 200: the worker recovers by itself, a restart would not
+        help)."""
+        ok = self._started.is_set() and not self._stop.is_set()
         problems = self.problems()
-        status = "degraded" if ok and problems else "ok" if ok else "restoring" if self._restoring else "stopped" \
-            if self._stop.is_set() else "starting"
-        return ok, {"status": status, "problems": problems, "restoring": self._restoring,
-                    "assigned": [f"{t}[{p}]" for t, p in assigned], "instance": self.instance_id,
-                    "guarantee": self.options.guarantee.value}
+        status = ("degraded" if problems else "ok") if ok else "stopped" if self._stop.is_set() else "starting"
+        return ok, {"status": status, "problems": problems, **self._partition_report(),
+                    "instance": self.instance_id, "guarantee": self.options.guarantee.value}
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        """/readyz (readiness): ok once every assigned partition's state is restored; while some
+        restore, 503 naming them with their progress (the others are processed meanwhile)."""
+        alive, _ = self.health()
+        report = self._partition_report()
+        return alive and not report["restoring"], report
+
+    def _partition_report(self) -> dict[str, Any]:
+        restoring = self.restorer.progress()
+        return {"assigned": [f"{t}[{p}]" for t, p in sorted(self._owned)],
+                "restoring": [r.to_dict() for r in restoring], "changelogs_damaged": list(self.damaged)}
+
+    def _changelog_damaged(self, line: str) -> None:
+        """A changelog lost records a table needed: said loudly, kept for /healthz."""
+        log.error("changelog damaged: %s", line)
+        self.damaged.append(line)
+        del self.damaged[:-20]
 
     def run(self) -> None:
         """Process until stop() (or SIGTERM via the CLI); then finish the batch, commit and close."""
@@ -416,10 +459,14 @@ class Worker:
             writing = bool(self.commits)
             if self.holds.held:
                 self._resume_due_holds()
-            msgs = take_available(consumer, self.options.max_batch, slice_timeout_s if writing else idle_timeout_s)
+            restoring = self.restorer.active
+            wait_s = 0.0 if restoring else slice_timeout_s if writing else idle_timeout_s
+            msgs = take_available(consumer, self.options.max_batch, wait_s)
             with self.lock:
                 try:
                     self._turn(msgs, writing, interval_s)
+                    if restoring:  # between batches: the other partitions are not held up by it
+                        self._step_restores(RESTORE_SLICE_S if msgs else RESTORE_IDLE_SLICE_S)
                 except (DeliveryFailed, OutputsBlocked, KafkaException) as exc:
                     self._recover(exc)
                 except CheckpointFailed as exc:  # an agent's ctx.checkpoint() could not commit
@@ -677,6 +724,7 @@ class Worker:
                 raise
             log.exception("error while shutting down after a failure (the failure is raised)")
         finally:
+            self.restorer.close()
             self.engine.close()
             if self.http is not None:
                 self.http.stop()

@@ -1,122 +1,269 @@
-"""Restoring a newly assigned partition's stores from their changelogs (the I/O; what to read is
-decided by app.runtime.recovery.plan_restore, pure), and whether its local-only tables must be
-rebuilt afterwards."""
+"""Restoring the stores of newly assigned partitions from their changelogs, without stopping the
+world: the worker pauses a partition whose stores need records from their changelogs and calls
+`step` every loop turn; the others go on processing meanwhile. What to read is decided by
+app.runtime.recovery (pure); this module does the consumer I/O.
+
+A changelog that lost records the store had not seen (compacted or truncated by retention past the
+store's checkpoint, emptied) is restored from what remains on top of the local state, and reported
+loudly; one that ends before the store's checkpoint (recreated) is read from its start into an
+emptied store. A restore never waits for records that are not there: a partition is done at the
+end it had when the restore began, or at the end of the partition, whichever comes first.
+"""
 
 from __future__ import annotations
 
 import logging
-import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from app.bus.clients import make_consumer
-from app.bus.faults import is_transient
+from app.bus.clients import make_consumer, take_available
 from app.config import Settings
-from app.retry import Backoff, retry_call
 from app.runtime.engine import Engine
 from app.runtime.metrics import WorkerMetrics
 from app.runtime.recovery import plan_restore, restore_done
 from app.runtime.store import PartitionStore, clear_store
 from app.runtime.tables import Table
+from app.runtime.worker.bus import KafkaRetry
 
-__all__ = ["Restorer", "needs_rebuild"]
+__all__ = ["RestoreProgress", "Restorer", "needs_rebuild"]
 
 log = logging.getLogger(__name__)
 
 #: How long one watermark query may take before it is retried (Kafka may be restarting).
 _WATERMARK_TIMEOUT_S = 10.0
+#: Changelog records taken from the restore consumer at once.
+_RESTORE_BATCH = 10_000
+
+SourcePartition = tuple[str, int]
+ChangelogPartition = tuple[str, int]
+
+
+@dataclass
+class _Target:
+    """One store restoring from one changelog partition."""
+
+    table: Table
+    store: PartitionStore
+    source: SourcePartition
+    #: the changelog's end when the restore began: done once the consumer reaches it
+    end_offset: int
+    start_offset: int
+    read: int = 0
+    bytes_read: int = 0
+
+
+@dataclass
+class RestoreProgress:
+    """How far the restore of one source partition is (for /healthz and /metrics)."""
+
+    source: SourcePartition
+    records_read: int
+    records_left: int
+    bytes_read: int
+    started_s: float
+
+    @property
+    def rate_per_s(self) -> float:
+        elapsed = time.monotonic() - self.started_s
+        return self.records_read / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        rate = self.rate_per_s
+        return self.records_left / rate if rate > 0 else None
+
+    def to_dict(self) -> dict[str, object]:
+        eta = self.eta_s
+        return {"partition": f"{self.source[0]}[{self.source[1]}]", "records_read": self.records_read,
+                "records_left": self.records_left, "bytes_read": self.bytes_read,
+                "records_per_s": round(self.rate_per_s), "eta_s": None if eta is None else round(eta, 1)}
+
+
+@dataclass
+class _Restoring:
+    """A source partition whose stores restore."""
+
+    targets: dict[ChangelogPartition, _Target]
+    #: (table name, partition) of every store that read anything or was emptied
+    restored: set[tuple[str, int]]
+    started_s: float = field(default_factory=time.monotonic)
 
 
 class Restorer:
-    """Brings stores up to their changelog's end with a consumer of its own (read_committed)."""
+    """Restores stores in slices between the worker's batches, with a consumer of its own
+    (read_committed, assigned partition by partition)."""
 
     def __init__(self, settings: Settings, *, group_id: str, changelog_of: Callable[[Table], str],
-                 metrics: WorkerMetrics, stop: threading.Event) -> None:
+                 metrics: WorkerMetrics, retry: KafkaRetry, on_damage: Callable[[str], None]) -> None:
         self.settings = settings
         self.group_id = group_id
         self.changelog_of = changelog_of
         self.metrics = metrics
-        self.stop = stop
+        self.retry = retry
+        #: told (a line for people) when a changelog turned out damaged
+        self.on_damage = on_damage
+        self._consumer: Consumer | None = None
+        self._restoring: dict[SourcePartition, _Restoring] = {}
+        self._by_changelog: dict[ChangelogPartition, _Target] = {}
 
-    def restore(self, opened: list[tuple[Table, int, PartitionStore]]) -> set[tuple[str, int]]:
-        """Bring each store up to its changelog's end, reading only what is missing locally.
-        Returns (table name, partition) of the stores that read anything or were wiped."""
+    @property
+    def active(self) -> bool:
+        return bool(self._restoring)
+
+    def restoring(self) -> list[SourcePartition]:
+        return list(self._restoring)
+
+    def begin(self, source: SourcePartition,
+              opened: list[tuple[Table, int, PartitionStore]]) -> set[tuple[str, int]] | None:
+        """Plan the restore of a newly opened source partition's stores. Returns the stores that
+        changed (for the local-only rebuild decision) when nothing is to be read, so the partition
+        can be processed at once; None when it must wait until `step` reports it done."""
         restored: set[tuple[str, int]] = set()
-        opened = [(t, p, st) for t, p, st in opened if t.changelog]
-        if not opened:
-            return restored
-        rc = make_consumer(self.settings, self.group_id, **{
-            "isolation.level": "read_committed", "enable.partition.eof": True, "enable.auto.commit": False})
-        try:
-            targets: dict[tuple[str, int], tuple[Table, PartitionStore, int]] = {}
-            assign = []
-            for table, p, store in opened:
-                topic = self.changelog_of(table)
-                lo, hi = self._watermarks(rc, topic, p)
-                plan = plan_restore(store.checkpoint, lo, hi)
-                if plan.wipe_local:
-                    log.warning("table %s[%d]: %s", table.name, p, plan.reason)
-                    clear_store(store)
-                    restored.add((table.name, p))
-                if plan.start_offset is None:
-                    continue
+        targets: dict[ChangelogPartition, _Target] = {}
+        for table, p, store in opened:
+            if not table.changelog:
+                continue
+            topic = self.changelog_of(table)
+            lo, hi = self._watermarks(topic, p)
+            plan = plan_restore(store.checkpoint, lo, hi)
+            if plan.damaged:
+                self.on_damage(f"table {table.name}[{p}] (changelog {topic}[{p}]): {plan.reason}")
+                self.metrics.changelog_damage.labels(table.name, str(p)).inc()
+            elif plan.reason:
+                log.info("table %s[%d]: %s", table.name, p, plan.reason)
+            if plan.wipe_local:
+                clear_store(store)
                 restored.add((table.name, p))
-                targets[(topic, p)] = (table, store, hi)
-                start = plan.start_offset if plan.start_offset > 0 else OFFSET_BEGINNING
-                assign.append(TopicPartition(topic, p, start))
-                self.metrics.restore_remaining.labels(table.name, str(p)).set(hi - plan.start_offset)
-            if not assign:
-                return restored
-            rc.assign(assign)
-            log.info("restoring %s", [(tp.topic, tp.partition, tp.offset) for tp in assign])
-            self._read(rc, targets)
-            log.info("restore done")
-        finally:
-            rc.close()
-        return restored
+            if plan.start_offset is None:
+                continue
+            restored.add((table.name, p))
+            targets[(topic, p)] = _Target(table, store, source, hi, plan.start_offset)
+            self.metrics.restore_remaining.labels(table.name, str(p)).set(hi - plan.start_offset)
+        if not targets:
+            return restored
+        self._restoring[source] = _Restoring(targets, restored)
+        self._by_changelog.update(targets)
+        consumer = self._consumer_for_restores()
+        assign = [TopicPartition(t, p, target.start_offset if target.start_offset > 0 else OFFSET_BEGINNING)
+                  for (t, p), target in targets.items()]
+        consumer.incremental_assign(assign)
+        log.info("restoring %s[%d]: %s", source[0], source[1],
+                 ", ".join(f"{t}[{p}] from {tp.offset}" for (t, p), tp in zip(targets, assign, strict=True)))
+        return None
 
-    def _watermarks(self, rc: object, topic: str, partition: int) -> tuple[int, int]:
-        """The changelog partition's low and high watermarks, retried while Kafka is unreachable."""
-        def query() -> tuple[int, int]:
-            lo, hi = rc.get_watermark_offsets(TopicPartition(topic, partition),  # type: ignore[attr-defined]
-                                              timeout=_WATERMARK_TIMEOUT_S)
-            return int(lo), int(hi)
+    def cancel(self, sources: list[SourcePartition]) -> None:
+        """Stop restoring source partitions (revoked before their restore finished)."""
+        for source in sources:
+            entry = self._restoring.pop(source, None)
+            if entry is None:
+                continue
+            for key in entry.targets:
+                self._by_changelog.pop(key, None)
+            if self._consumer is not None:
+                self._consumer.incremental_unassign([TopicPartition(t, p) for t, p in entry.targets])
 
-        return retry_call(query, is_retriable=lambda exc: is_transient(exc) and not self.stop.is_set(),
-                          deadline_s=None, backoff=Backoff(initial_s=0.2, max_s=5.0),
-                          on_retry=lambda exc, delay_s: log.warning(
-                              "changelog %s[%d]: cannot read its offsets (%s); retrying in %.1f s",
-                              topic, partition, exc, delay_s))
-
-    def _read(self, rc: object, targets: dict[tuple[str, int], tuple[Table, PartitionStore, int]]) -> None:
-        pending = set(targets)
-        while pending and not self.stop.is_set():
-            batch: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
-            last: dict[tuple[str, int], int] = {}
-            eof: set[tuple[str, int]] = set()
-            for msg in rc.consume(5000, timeout=0.5):  # type: ignore[attr-defined]
+    def step(self, budget_s: float) -> list[tuple[SourcePartition, set[tuple[str, int]]]]:
+        """Read and apply changelog records for about `budget_s`; returns the source partitions whose
+        stores are now restored (with the stores that changed)."""
+        consumer = self._consumer
+        if consumer is None or not self._restoring:
+            return []
+        deadline = time.monotonic() + budget_s
+        eof: set[ChangelogPartition] = set()
+        while True:
+            msgs = take_available(consumer, _RESTORE_BATCH, min(0.05, budget_s))
+            batch: dict[ChangelogPartition, list[tuple[bytes, bytes | None]]] = {}
+            last: dict[ChangelogPartition, int] = {}
+            for msg in msgs:
                 key = (msg.topic(), msg.partition())
-                if msg.error():
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
                         eof.add(key)
+                    else:
+                        log.warning("restore consumer: %s", err.str())
                     continue
-                batch.setdefault(key, []).append((msg.key(), msg.value()))
+                records = batch.get(key)
+                if records is None:
+                    records = batch[key] = []
+                value = msg.value()
+                records.append((msg.key(), value))
                 last[key] = msg.offset()
             for key, records in batch.items():
-                table, store, hi = targets[key]
-                store.apply_changelog(records, last[key])
-                self.metrics.restored.labels(table.name).inc(len(records))
-                self.metrics.restore_remaining.labels(table.name, str(key[1])).set(max(0, hi - last[key] - 1))
-            for key in list(pending):
-                table, store, hi = targets[key]
-                try:
-                    position = rc.position([TopicPartition(*key)])[0].offset  # type: ignore[attr-defined]
-                except KafkaException:
+                target = self._by_changelog.get(key)
+                if target is None:  # cancelled meanwhile
                     continue
-                if restore_done(position if position >= 0 else None, hi, eof=key in eof):
-                    pending.discard(key)
-                    self.metrics.restore_remaining.labels(table.name, str(key[1])).set(0)
+                target.store.apply_changelog(records, last[key])
+                target.read += len(records)
+                target.bytes_read += sum(len(v) for _, v in records if v is not None)
+                self.metrics.restored.labels(target.table.name).inc(len(records))
+                self.metrics.restore_remaining.labels(target.table.name, str(key[1])).set(
+                    max(0, target.end_offset - last[key] - 1))
+            if not msgs or time.monotonic() >= deadline:
+                break
+        return self._finished(consumer, eof)
+
+    def _finished(self, consumer: Consumer, eof: set[ChangelogPartition]) -> list[tuple[SourcePartition,
+                                                                                         set[tuple[str, int]]]]:
+        done_targets: list[ChangelogPartition] = []
+        for key, target in self._by_changelog.items():
+            try:
+                position = consumer.position([TopicPartition(*key)])[0].offset
+            except KafkaException:
+                continue
+            if restore_done(position if position >= 0 else None, target.end_offset, eof=key in eof):
+                done_targets.append(key)
+        finished = []
+        for key in done_targets:
+            target = self._by_changelog.pop(key)
+            self.metrics.restore_remaining.labels(target.table.name, str(key[1])).set(0)
+            entry = self._restoring[target.source]
+            del entry.targets[key]
+            consumer.incremental_unassign([TopicPartition(*key)])
+            if not entry.targets:
+                del self._restoring[target.source]
+                finished.append((target.source, entry.restored))
+                log.info("restored %s[%d] in %.1f s", target.source[0], target.source[1],
+                         time.monotonic() - entry.started_s)
+        return finished
+
+    def progress(self) -> list[RestoreProgress]:
+        """Per source partition still restoring: records read and left, bytes, rate."""
+        out = []
+        for source, entry in self._restoring.items():
+            read = sum(t.read for t in entry.targets.values())
+            left = sum(max(0, t.end_offset - t.start_offset - t.read) for t in entry.targets.values())
+            out.append(RestoreProgress(source, read, left, sum(t.bytes_read for t in entry.targets.values()),
+                                       entry.started_s))
+        return out
+
+    def close(self) -> None:
+        self._restoring.clear()
+        self._by_changelog.clear()
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    # -- internals -------------------------------------------------------------------------------
+    def _consumer_for_restores(self) -> Consumer:
+        if self._consumer is None:
+            self._consumer = make_consumer(self.settings, self.group_id, **{
+                "isolation.level": "read_committed", "enable.partition.eof": True, "enable.auto.commit": False,
+                "auto.offset.reset": "earliest", "max.partition.fetch.bytes": 16 << 20})
+        return self._consumer
+
+    def _watermarks(self, topic: str, partition: int) -> tuple[int, int]:
+        """The changelog partition's low and high watermarks, retried while Kafka is unreachable."""
+        consumer = self._consumer_for_restores()
+
+        def query() -> tuple[int, int]:
+            lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=_WATERMARK_TIMEOUT_S)
+            return int(lo), int(hi)
+
+        return self.retry(query, f"read the offsets of changelog {topic}[{partition}]")
 
 
 def needs_rebuild(engine: Engine, topic: str, partition: int, restored: set[tuple[str, int]]) -> bool:
