@@ -22,6 +22,10 @@ class WorkerMetrics:
         self.restore_remaining = Gauge("vigil_restore_remaining", "changelog records left to restore",
                                        ["table", "partition"], registry=r)
         self.restored = Counter("vigil_restored_records", "changelog records restored", ["table"], registry=r)
+        self.standby_records = Counter("vigil_standby_records", "changelog records applied to standby copies of "
+                                       "other workers' partitions", ["table"], registry=r)
+        self.standby_partitions = Gauge("vigil_standby_partitions", "other workers' partitions kept warm here",
+                                        registry=r)
         self.changelog_damage = Counter("vigil_changelog_damaged", "changelogs found to have lost records a table "
                                         "needed (compacted, truncated, emptied or recreated under it)",
                                         ["table", "partition"], registry=r)

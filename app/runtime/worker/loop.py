@@ -54,6 +54,7 @@ from app.runtime.engine import CheckpointFailed, DeadLetter, Engine
 from app.runtime.http import HttpApi, Route
 from app.runtime.metrics import WorkerMetrics
 from app.runtime.outputs import OutputEncoder
+from app.runtime.store import PartitionStore
 from app.runtime.tables import Table
 from app.runtime.windowed import WindowedTable
 from app.runtime.worker.bus import BusState, KafkaRetry
@@ -63,6 +64,7 @@ from app.runtime.worker.intake import Intake
 from app.runtime.worker.options import Guarantee, WorkerOptions, commit_due
 from app.runtime.worker.output import RECONNECT_CONFIG, OutputProducer
 from app.runtime.worker.restore import Restorer, needs_rebuild
+from app.runtime.worker.standby import Standbys
 from app.topics.admin import reconcile
 from app.topics.spec import TopicSpec
 
@@ -135,6 +137,7 @@ class Worker:
         self.restorer = Restorer(settings, group_id=f"{self.app_id}-restore-{self.instance_id}",
                                  changelog_of=self.changelog, metrics=self.metrics, retry=self.retry,
                                  on_damage=self._changelog_damaged)
+        self.standbys: Standbys | None = None  # made in start() when options.standby_replicas > 0
         #: the worker's partitions (real topic names), processing or restoring
         self._owned: set[tuple[str, int]] = set()
         #: changelogs found damaged since the start (/healthz lists them: their state may be incomplete)
@@ -232,6 +235,8 @@ class Worker:
     # Cooperative (incremental) rebalancing: each callback gets only the partitions that move.
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         consumer.incremental_assign(partitions)
+        if self.standbys is not None:  # warm copies kept here: their stores are opened as active now
+            self.standbys.release([(tp.topic, tp.partition) for tp in partitions])
         self._owned.update((tp.topic, tp.partition) for tp in partitions)
         self.metrics.partitions_gained.inc(len(partitions))
         self._open_partitions(partitions)
@@ -253,6 +258,13 @@ class Worker:
             assert self.consumer is not None
             self.consumer.pause(waiting)
         self.metrics.assigned.set(len(self._owned))
+
+    def _open_standby_stores(self, source: tuple[str, int]) -> list[tuple[Table, int, PartitionStore]]:
+        """Stores for a standby copy of another worker's partition, where this worker keeps the
+        partition's state when it owns it (not in the tables: queries do not see standbys)."""
+        topic, partition = source
+        return [(t, partition, PartitionStore(self._backend(t, partition), t.codec, cache_limit=0))
+                for t in self.engine.tables_of(self._source[topic]) if t.changelog]
 
     def _activate(self, topic: str, partition: int, restored: set[tuple[str, int]]) -> None:
         """Start processing a partition whose stores are restored (rebuilding local-only tables)."""
@@ -374,6 +386,11 @@ class Worker:
         """Create changelog topics, clients and the HTTP server; subscribe."""
         self._ensure_changelogs()
         self._make_clients()
+        if self.options.standby_replicas > 0:
+            self.standbys = Standbys(make_admin(self.settings), group_id=self.app_id,
+                                     me=f"{self.app_id}-{self.instance_id}", replicas=self.options.standby_replicas,
+                                     topics=self._source, open_stores=self._open_standby_stores,
+                                     restorer=self.restorer, metrics=self.metrics)
         if self.options.http_port is not None:
             self.http = HttpApi(self.options.http_host, self.options.http_port, self.metrics.registry, self.health,
                                 lock=self.lock, routes=self.routes, collectors=self.collectors,
@@ -459,6 +476,8 @@ class Worker:
             writing = bool(self.commits)
             if self.holds.held:
                 self._resume_due_holds()
+            if self.standbys is not None:
+                self.standbys.tick(self._owned)
             restoring = self.restorer.active
             wait_s = 0.0 if restoring else slice_timeout_s if writing else idle_timeout_s
             msgs = take_available(consumer, self.options.max_batch, wait_s)
@@ -467,6 +486,8 @@ class Worker:
                     self._turn(msgs, writing, interval_s)
                     if restoring:  # between batches: the other partitions are not held up by it
                         self._step_restores(RESTORE_SLICE_S if msgs else RESTORE_IDLE_SLICE_S)
+                    elif self.restorer.following:  # standbys: take what arrived
+                        self._step_restores(0.0)
                 except (DeliveryFailed, OutputsBlocked, KafkaException) as exc:
                     self._recover(exc)
                 except CheckpointFailed as exc:  # an agent's ctx.checkpoint() could not commit

@@ -51,6 +51,9 @@ class WorkerOptions:
     #: restarted worker gets its partitions back without a rebalance within this time, and a broker
     #: restart shorter than this keeps its membership. A worker stopped for good is replaced after it.
     session_timeout_ms: int = 45_000
+    #: Keep warm copies of other workers' partitions on this many of them (app.runtime.worker.standby):
+    #: after a worker dies, the one that gets its partitions reads only the changelogs' last records.
+    standby_replicas: int = 0
 
     @property
     def commit_interval(self) -> int:

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: How long one watermark query may take before it is retried (Kafka may be restarting).
 _WATERMARK_TIMEOUT_S = 10.0
+#: A topic or partition the broker's metadata does not list yet (just created).
+_NOT_THERE_YET = frozenset({KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART})
 #: Changelog records taken from the restore consumer at once.
 _RESTORE_BATCH = 10_000
 
@@ -48,8 +50,9 @@ class _Target:
     table: Table
     store: PartitionStore
     source: SourcePartition
-    #: the changelog's end when the restore began: done once the consumer reaches it
-    end_offset: int
+    #: the changelog's end when the restore began: done once the consumer reaches it (None: a
+    #: standby, which follows the changelog for as long as it is one)
+    end_offset: int | None
     start_offset: int
     read: int = 0
     bytes_read: int = 0
@@ -107,11 +110,20 @@ class Restorer:
         self.on_damage = on_damage
         self._consumer: Consumer | None = None
         self._restoring: dict[SourcePartition, _Restoring] = {}
+        #: standby copies of other workers' partitions: their targets, followed until released
+        self._following: dict[SourcePartition, dict[ChangelogPartition, _Target]] = {}
+        self._standby_stores: dict[SourcePartition, list[PartitionStore]] = {}
         self._by_changelog: dict[ChangelogPartition, _Target] = {}
 
     @property
     def active(self) -> bool:
+        """Restores in progress (standbys followed do not count)."""
         return bool(self._restoring)
+
+    @property
+    def following(self) -> list[SourcePartition]:
+        """Source partitions kept warm here as standbys."""
+        return list(self._following)
 
     def restoring(self) -> list[SourcePartition]:
         return list(self._restoring)
@@ -122,6 +134,38 @@ class Restorer:
         changed (for the local-only rebuild decision) when nothing is to be read, so the partition
         can be processed at once; None when it must wait until `step` reports it done."""
         restored: set[tuple[str, int]] = set()
+        targets = self._plan(source, opened, restored, standby=False)
+        if not targets:
+            return restored
+        self._restoring[source] = _Restoring(targets, restored)
+        self._assign(targets)
+        log.info("restoring %s[%d]: %s", source[0], source[1],
+                 ", ".join(f"{t}[{p}] from {target.start_offset}" for (t, p), target in targets.items()))
+        return None
+
+    def follow(self, source: SourcePartition, opened: list[tuple[Table, int, PartitionStore]]) -> None:
+        """Keep a standby copy of another worker's partition warm: its stores (opened by the caller,
+        at the paths this worker would use if it got the partition) follow their changelogs from
+        their checkpoints until `release`."""
+        targets = self._plan(source, opened, set(), standby=True)
+        self._following[source] = targets
+        self._standby_stores[source] = [store for _, _, store in opened]
+        self._assign(targets)
+        log.info("standby for %s[%d] (%d table(s))", source[0], source[1], len(targets))
+
+    def release(self, sources: list[SourcePartition]) -> None:
+        """Stop following standby partitions and close their stores (the partition was assigned
+        here, or is no longer this worker's to keep warm)."""
+        for source in sources:
+            targets = self._following.pop(source, None)
+            if targets is None:
+                continue
+            self._unassign(list(targets))
+            for store in self._standby_stores.pop(source, []):
+                store.close()
+
+    def _plan(self, source: SourcePartition, opened: list[tuple[Table, int, PartitionStore]],
+              restored: set[tuple[str, int]], *, standby: bool) -> dict[ChangelogPartition, _Target]:
         targets: dict[ChangelogPartition, _Target] = {}
         for table, p, store in opened:
             if not table.changelog:
@@ -129,47 +173,49 @@ class Restorer:
             topic = self.changelog_of(table)
             lo, hi = self._watermarks(topic, p)
             plan = plan_restore(store.checkpoint, lo, hi)
-            if plan.damaged:
+            if plan.damaged and not standby:  # a standby's gap is reported if it is ever promoted
                 self.on_damage(f"table {table.name}[{p}] (changelog {topic}[{p}]): {plan.reason}")
                 self.metrics.changelog_damage.labels(table.name, str(p)).inc()
-            elif plan.reason:
+            elif plan.reason and not standby:
                 log.info("table %s[%d]: %s", table.name, p, plan.reason)
             if plan.wipe_local:
                 clear_store(store)
                 restored.add((table.name, p))
-            if plan.start_offset is None:
+            start = plan.start_offset
+            if start is None and standby:
+                start = hi  # up to date now: follow from the end
+            if start is None:
                 continue
-            restored.add((table.name, p))
-            targets[(topic, p)] = _Target(table, store, source, hi, plan.start_offset)
-            self.metrics.restore_remaining.labels(table.name, str(p)).set(hi - plan.start_offset)
-        if not targets:
-            return restored
-        self._restoring[source] = _Restoring(targets, restored)
+            if not standby:
+                restored.add((table.name, p))
+                self.metrics.restore_remaining.labels(table.name, str(p)).set(hi - start)
+            targets[(topic, p)] = _Target(table, store, source, None if standby else hi, start)
+        return targets
+
+    def _assign(self, targets: dict[ChangelogPartition, _Target]) -> None:
         self._by_changelog.update(targets)
-        consumer = self._consumer_for_restores()
-        assign = [TopicPartition(t, p, target.start_offset if target.start_offset > 0 else OFFSET_BEGINNING)
-                  for (t, p), target in targets.items()]
-        consumer.incremental_assign(assign)
-        log.info("restoring %s[%d]: %s", source[0], source[1],
-                 ", ".join(f"{t}[{p}] from {tp.offset}" for (t, p), tp in zip(targets, assign, strict=True)))
-        return None
+        self._consumer_for_restores().incremental_assign(
+            [TopicPartition(t, p, target.start_offset if target.start_offset > 0 else OFFSET_BEGINNING)
+             for (t, p), target in targets.items()])
+
+    def _unassign(self, keys: list[ChangelogPartition]) -> None:
+        for key in keys:
+            self._by_changelog.pop(key, None)
+        if self._consumer is not None and keys:
+            self._consumer.incremental_unassign([TopicPartition(t, p) for t, p in keys])
 
     def cancel(self, sources: list[SourcePartition]) -> None:
         """Stop restoring source partitions (revoked before their restore finished)."""
         for source in sources:
             entry = self._restoring.pop(source, None)
-            if entry is None:
-                continue
-            for key in entry.targets:
-                self._by_changelog.pop(key, None)
-            if self._consumer is not None:
-                self._consumer.incremental_unassign([TopicPartition(t, p) for t, p in entry.targets])
+            if entry is not None:
+                self._unassign(list(entry.targets))
 
     def step(self, budget_s: float) -> list[tuple[SourcePartition, set[tuple[str, int]]]]:
         """Read and apply changelog records for about `budget_s`; returns the source partitions whose
         stores are now restored (with the stores that changed)."""
         consumer = self._consumer
-        if consumer is None or not self._restoring:
+        if consumer is None or not self._by_changelog:
             return []
         deadline = time.monotonic() + budget_s
         eof: set[ChangelogPartition] = set()
@@ -199,6 +245,9 @@ class Restorer:
                 target.store.apply_changelog(records, last[key])
                 target.read += len(records)
                 target.bytes_read += sum(len(v) for _, v in records if v is not None)
+                if target.end_offset is None:
+                    self.metrics.standby_records.labels(target.table.name).inc(len(records))
+                    continue
                 self.metrics.restored.labels(target.table.name).inc(len(records))
                 self.metrics.restore_remaining.labels(target.table.name, str(key[1])).set(
                     max(0, target.end_offset - last[key] - 1))
@@ -210,11 +259,14 @@ class Restorer:
                                                                                          set[tuple[str, int]]]]:
         done_targets: list[ChangelogPartition] = []
         for key, target in self._by_changelog.items():
+            if target.end_offset is None:  # a standby never ends
+                continue
             try:
                 position = consumer.position([TopicPartition(*key)])[0].offset
             except KafkaException:
                 continue
-            if restore_done(position if position >= 0 else None, target.end_offset, eof=key in eof):
+            end = target.end_offset
+            if restore_done(position if position >= 0 else None, end, eof=key in eof):
                 done_targets.append(key)
         finished = []
         for key in done_targets:
@@ -235,12 +287,13 @@ class Restorer:
         out = []
         for source, entry in self._restoring.items():
             read = sum(t.read for t in entry.targets.values())
-            left = sum(max(0, t.end_offset - t.start_offset - t.read) for t in entry.targets.values())
+            left = sum(max(0, (t.end_offset or 0) - t.start_offset - t.read) for t in entry.targets.values())
             out.append(RestoreProgress(source, read, left, sum(t.bytes_read for t in entry.targets.values()),
                                        entry.started_s))
         return out
 
     def close(self) -> None:
+        self.release(list(self._following))
         self._restoring.clear()
         self._by_changelog.clear()
         if self._consumer is not None:
@@ -263,7 +316,9 @@ class Restorer:
             lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=_WATERMARK_TIMEOUT_S)
             return int(lo), int(hi)
 
-        return self.retry(query, f"read the offsets of changelog {topic}[{partition}]")
+        # a changelog created a moment ago may not be in the broker's metadata yet: wait for it
+        return self.retry(query, f"read the offsets of changelog {topic}[{partition}]",
+                          also_codes=_NOT_THERE_YET)
 
 
 def needs_rebuild(engine: Engine, topic: str, partition: int, restored: set[tuple[str, int]]) -> bool:

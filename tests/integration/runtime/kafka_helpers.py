@@ -109,7 +109,8 @@ def worker_thread(settings: Settings, agents: list[Agent] | Stage, options: Work
 
 def spawn_worker(settings: Settings, *, plugin: str | list[str], app_id: str, instance_id: str, state_dir: Path,
                  guarantee: str = "at_least_once", env: dict[str, str] | None = None,
-                 log_path: Path | None = None, http: str = "", stages: list[str] | None = None) -> subprocess.Popen:
+                 log_path: Path | None = None, http: str = "", stages: list[str] | None = None,
+                 extra_args: tuple[str, ...] = ()) -> subprocess.Popen:
     """Start `vigil worker` in a subprocess with only the given plugin agents and built-in stages."""
     plugins = [plugin] if isinstance(plugin, str) else plugin
     chosen = ["--no-builtins"] if not stages else [arg for s in stages for arg in ("--stage", s)]
@@ -117,7 +118,7 @@ def spawn_worker(settings: Settings, *, plugin: str | list[str], app_id: str, in
            "--registry", settings.schema_registry_url, "worker", *chosen,
            *[arg for p in plugins for arg in ("--plugins", p)],
            "--app-id", app_id, "--instance-id", instance_id, "--guarantee", guarantee, "--http", http,
-           "--session-timeout-ms", str(TEST_SESSION_TIMEOUT_MS), "--log-level", "INFO"]
+           "--session-timeout-ms", str(TEST_SESSION_TIMEOUT_MS), "--log-level", "INFO", *extra_args]
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "VIGIL_STATE_DIR": str(state_dir),
                 "VIGIL_TOPIC_PREFIX": settings.topic_prefix, **(env or {})}
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 (owned by the child)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
@@ -23,9 +24,16 @@ from app.runtime.testing import partition_for
 from app.runtime.worker import Worker, WorkerOptions
 from app.topics.admin import reconcile
 from app.topics.spec import TopicSpec
-from tests.conftest import wait_until
-from tests.integration.runtime.kafka_helpers import group_lag, produce_events, read_topic, worker_thread
-from tests.integration.runtime.test_worker import _sum_agents
+from tests.conftest import free_port, wait_until
+from tests.integration.runtime.kafka_helpers import (
+    group_lag,
+    produce_events,
+    read_topic,
+    spawn_worker,
+    stop_worker,
+    worker_thread,
+)
+from tests.integration.runtime.test_worker import PLUGIN, _sum_agents, make_events, reference_totals
 
 
 def counter(metric: Any) -> float:
@@ -250,3 +258,59 @@ def _count(settings: Settings, topic: str) -> int:
                 n += 1
     finally:
         consumer.close()
+
+
+def _metric_total(url: str, name: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith((f"{name} ", f"{name}{{")))
+
+
+@pytest.mark.timeout(420)
+def test_standby__after_a_sigkill_the_survivor_resumes_reading_only_the_changelog_tail(
+        settings: Settings, new_topic: Callable[..., str], tmp_path: Path) -> None:
+    """Two exactly-once workers, each the other's standby: one is SIGKILLed under load; the other
+    takes its partitions over from its warm copies, and every output is exactly the reference's."""
+    source, out = new_topic("src", partitions=4), new_topic("out", partitions=4)
+    app_id = f"standby-{uuid.uuid4().hex[:6]}"
+    env = {"VIGIL_TEST_SOURCE": source, "VIGIL_TEST_OUT": out}
+    ports = {"a": free_port(), "b": free_port()}
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    procs = {name: spawn_worker(settings, plugin=PLUGIN, app_id=app_id, instance_id=name, state_dir=tmp_path / name,
+                                guarantee="exactly_once", env=env, log_path=tmp_path / f"{name}.log",
+                                http=f"127.0.0.1:{port}", extra_args=("--standby-replicas", "1"))
+             for name, port in ports.items()}
+    first, second = make_events(3_000, 300, seed=3), make_events(1_000, 300, seed=4)
+    try:
+        wait_until(lambda: all(len(_health(url)["assigned"]) == 2 for url in urls.values()), timeout_s=90,
+                   message="two partitions each")
+        produce_events(settings, source, first)
+        wait_until(lambda: group_lag(settings, app_id, source) == 0, timeout_s=120, message="caught up")
+        wait_until(lambda: _metric_total(urls["b"], "vigil_standby_partitions") == 2
+                   and _metric_total(urls["b"], "vigil_standby_records_total") > 0, timeout_s=60,
+                   message="b keeping a's partitions warm")
+        restored_before = _metric_total(urls["b"], "vigil_restored_records_total")
+        stop_worker(procs["a"], kill=True)
+        produce_events(settings, source, second)
+        wait_until(lambda: len(_health(urls["b"])["assigned"]) == 4 and not _health(urls["b"])["restoring"],
+                   timeout_s=120, message="b owning every partition")
+        wait_until(lambda: group_lag(settings, app_id, source) == 0, timeout_s=120, message="caught up again")
+        read_at_takeover = _metric_total(urls["b"], "vigil_restored_records_total") - restored_before
+    finally:
+        for proc in procs.values():
+            stop_worker(proc)
+    changelog_records = sum(1 for _ in read_topic(settings, settings.topic(f"{app_id}-sums-changelog"),
+                                                  expect=1, timeout_s=10))
+    assert read_at_takeover < changelog_records / 4, (read_at_takeover, changelog_records)
+    everything = first + second
+    outputs: dict[str, list[float]] = {}
+    for value in _json(read_topic(settings, out, expect=len(everything))):
+        outputs.setdefault(value["key"], []).append(value["total"])
+    assert outputs == reference_totals(everything), "every output exactly once, in order per key"
+
+
+def _health(url: str) -> dict[str, Any]:
+    try:
+        return dict(httpx.get(f"{url}/healthz", timeout=5).json())
+    except httpx.HTTPError:
+        return {"assigned": [], "restoring": []}

@@ -1,0 +1,106 @@
+"""Standby replicas: warm copies of other workers' partitions, for a fast failover.
+
+With `standby_replicas: N`, each partition of a stateful source topic is kept warm on up to N
+other workers: they follow its changelogs into stores at the paths they would use if the partition
+came to them, so when its owner dies they read only the last few seconds of changelog.
+
+Who keeps which partition follows from the group's current assignment (read with the admin client
+every few seconds): members in the order of their instance ids form a ring, and the N members after
+a partition's owner keep it. The choice is a pure function (`standby_partitions`). The consumer
+group's assignor, not Vigil, picks a dead member's heir, so a standby is the heir only when the
+group hands the partition to it: with N = members - 1 every survivor is warm.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
+from typing import Any
+
+from confluent_kafka.admin import AdminClient
+
+from app.runtime.metrics import WorkerMetrics
+from app.runtime.store import PartitionStore
+from app.runtime.tables import Table
+from app.runtime.worker.restore import Restorer
+
+__all__ = ["Standbys", "standby_partitions"]
+
+log = logging.getLogger(__name__)
+
+SourcePartition = tuple[str, int]
+#: How often the group's assignment is read.
+REFRESH_S = 5.0
+
+
+def standby_partitions(assignments: Mapping[str, Iterable[SourcePartition]], me: str,
+                       replicas: int) -> set[SourcePartition]:
+    """The partitions `me` keeps warm: those whose owner's next `replicas` members in the ring of
+    members (sorted by instance id) include `me`. `assignments`: instance id -> its partitions."""
+    members = sorted(assignments)
+    if me not in members or replicas <= 0:
+        return set()
+    mine: set[SourcePartition] = set()
+    for i, owner in enumerate(members):
+        if owner == me:
+            continue
+        keepers = [members[(i + k) % len(members)] for k in range(1, len(members))][:replicas]
+        if me in keepers:
+            mine.update(assignments[owner])
+    return mine - set(assignments[me])
+
+
+class Standbys:
+    """Keeps this worker's standby partitions in step with the group's assignment."""
+
+    def __init__(self, admin: AdminClient, *, group_id: str, me: str, replicas: int, topics: Iterable[str],
+                 open_stores: Callable[[SourcePartition], list[tuple[Table, int, PartitionStore]]],
+                 restorer: Restorer, metrics: WorkerMetrics) -> None:
+        self.admin = admin
+        self.group_id = group_id
+        self.me = me
+        self.replicas = replicas
+        self.topics = set(topics)
+        self.open_stores = open_stores
+        self.restorer = restorer
+        self.metrics = metrics
+        self._pending: Future[Any] | None = None
+        self._due_s = 0.0
+
+    def tick(self, owned: set[SourcePartition]) -> None:
+        """Called every loop turn: every REFRESH_S read the group's assignment (without blocking) and
+        follow or release standbys accordingly."""
+        if self.replicas <= 0:
+            return
+        now = time.monotonic()
+        if self._pending is None:
+            if now >= self._due_s:
+                self._pending = self.admin.describe_consumer_groups([self.group_id], request_timeout=10)[self.group_id]
+                self._due_s = now + REFRESH_S
+            return
+        if not self._pending.done():
+            return
+        pending, self._pending = self._pending, None
+        try:
+            description = pending.result()
+        except Exception as exc:  # the group is being rebalanced, Kafka is away: next time
+            log.debug("cannot describe group %s: %s", self.group_id, exc)
+            return
+        assignments: dict[str, set[SourcePartition]] = {}
+        for member in description.members:
+            instance = member.group_instance_id or member.member_id
+            parts = member.assignment.topic_partitions if member.assignment else []
+            assignments[instance] = {(tp.topic, tp.partition) for tp in parts if tp.topic in self.topics}
+        wanted = standby_partitions(assignments, self.me, self.replicas) - owned
+        following = set(self.restorer.following)
+        self.restorer.release(sorted(following - wanted))
+        for source in sorted(wanted - following):
+            self.restorer.follow(source, self.open_stores(source))
+        self.metrics.standby_partitions.set(len(wanted))
+
+    def release(self, sources: list[SourcePartition]) -> None:
+        """These partitions were assigned here: their standby stores close before the worker opens
+        them (a RocksDB store is opened once) and restores only what they lack."""
+        self.restorer.release([s for s in sources if s in set(self.restorer.following)])
