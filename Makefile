@@ -132,7 +132,7 @@ image-base: image-tools
 		&& podman $(CONTAINERS) import -q .vigil/containers/base.tar $(IMAGE_BASE) >/dev/null \
 		&& rm -f .vigil/containers/base.tar; }
 
-image: image-base
+image: image-base ui
 	buildah $(CONTAINERS) bud --isolation chroot --layers --network host $(IMAGE_BUILD_ARGS) -t $(IMAGE) .
 
 image-test: deps image
