@@ -28,14 +28,16 @@ CHART_HOST = "chart-web1"
 
 @pytest.fixture(scope="module", autouse=True)
 def history(stack: UiStack) -> None:
-    """Twenty minutes of load on one host, a deploy eight minutes ago and a spike right after it,
-    emitted first (in event time order) while this module's partitions have seen nothing newer."""
+    """Twenty minutes of load on one host, a deploy eight minutes ago and a spike right after it (and a
+    milder bump earlier, above a threshold of 5 but below one of 20), emitted first (in event time
+    order) while this module's partitions have seen nothing newer."""
     now = int(time.time() * 1000)
     start = now - 20 * 60_000
     deploy = now - 8 * 60_000
     for t in range(start, now, 2_000):
         spike = deploy < t < now - 4 * 60_000
-        value = (22.0 + (t // 2000) % 7) if spike else (2.0 + (t // 2000) % 5 * 0.4)
+        bump = now - 16 * 60_000 < t < now - 13 * 60_000
+        value = (22.0 + (t // 2000) % 7) if spike else (7.0 + (t // 2000) % 3) if bump else (2.0 + (t // 2000) % 5 * 0.4)
         if abs(t - deploy) < 2_000:
             stack.emit(CHART_HOST, "deploy", kind="ARCHIVE", time=deploy, text="v42 rolled out", tags={"role": "web"})
         stack.emit(CHART_HOST, "load", kind="METRIC", time=t, metrics={"load1": value, "load5": value * 0.8},
@@ -162,7 +164,7 @@ def test_a_trace_page_shows_a_rule_firing_end_to_end(stack: UiStack, api: Api, p
                     reason="the backtest (app.backtest, issue 17) is not in this build yet")
 def test_a_backtest_shows_a_difference_between_two_thresholds(stack: UiStack, page: Any) -> None:
     page.goto(f"{stack.ui_url}/backtest")
-    page.wait_for_selector("select[name=file] option[value='load.yaml']", state="attached")
+    page.wait_for_selector("select[name=file] option:text-is('load.yaml')", state="attached")
     page.select_option("select[name=file]", "load.yaml")
     editor = page.locator("textarea[name=rules]")
     editor.fill(editor.input_value().replace("gt: 20", "gt: 5"))

@@ -37,3 +37,12 @@ export function tagsText(tags: Record<string, string> | undefined): string {
 export function identityPath(subject: string, name: string): string {
   return `/identity/${encodeURIComponent(subject)}/${encodeURIComponent(name)}`;
 }
+
+/** A metric value with at most 6 significant digits (2.8800000000000003 -> 2.88). */
+export function num(value: unknown): string {
+  return typeof value === "number" ? String(Number(value.toPrecision(6))) : String(value);
+}
+
+export function metricsText(metrics: Record<string, unknown> | undefined | null): string {
+  return metrics ? Object.entries(metrics).map(([k, v]) => `${k}=${num(v)}`).join(" ") : "";
+}

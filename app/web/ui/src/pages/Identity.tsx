@@ -4,7 +4,7 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { api, ApiError, type Status } from "../api";
 import { Chart, type Marker } from "../components/Chart";
-import { ago, iso, stateClass, tagsText } from "../format";
+import { ago, iso, metricsText, stateClass, tagsText } from "../format";
 import { subscribe } from "../live";
 import { linkHandler, replaceQuery, useLocation } from "../router";
 
@@ -201,7 +201,7 @@ export function Identity({ subject, name }: { subject: string; name: string }) {
                 <td>{e.record?.kind ?? "-"}</td>
                 <td>{e.record?.severity ?? "-"}</td>
                 <td>{e.record?.text ?? ""}</td>
-                <td class="mono">{e.record?.metrics ? Object.entries(e.record.metrics).map(([k, v]) => `${k}=${v}`).join(" ") : ""}</td>
+                <td class="mono">{metricsText(e.record?.metrics)}</td>
                 <td><a class="mono" href={`/trace/${e.id}`} onClick={linkHandler(`/trace/${e.id}`)}>{e.id}</a></td>
               </tr>
             ))}

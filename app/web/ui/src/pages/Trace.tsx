@@ -2,7 +2,7 @@
 // caused the firing, the action and its result, the follow-on events and their actions.
 import { useEffect, useState } from "preact/hooks";
 import { api } from "../api";
-import { identityPath, iso, stateClass } from "../format";
+import { identityPath, iso, metricsText, stateClass } from "../format";
 import { linkHandler, navigate } from "../router";
 
 interface Node {
@@ -81,7 +81,7 @@ function TraceNode({ node }: { node: Node }) {
         <span class="kind">event</span>{" "}
         <a class="mono" href={identityPath(r.subject, r.name)} onClick={linkHandler(identityPath(r.subject, r.name))}>{r.subject}/{r.name}</a>{" "}
         {r.kind} {r.severity !== null && r.severity !== undefined ? `severity ${r.severity}` : ""} at {iso(r.time)}{" "}
-        {r.metrics ? Object.entries(r.metrics).map(([k, v]) => `${k}=${v}`).join(" ") : ""} {r.text ? `“${r.text}”` : ""}
+        {metricsText(r.metrics)} {r.text ? `“${r.text}”` : ""}
         <span class="muted mono"> {node.id}</span>
       </>
     ) : (
