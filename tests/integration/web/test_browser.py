@@ -37,7 +37,8 @@ def history(stack: UiStack) -> None:
     for t in range(start, now, 2_000):
         spike = deploy < t < now - 4 * 60_000
         bump = now - 16 * 60_000 < t < now - 13 * 60_000
-        value = (22.0 + (t // 2000) % 7) if spike else (7.0 + (t // 2000) % 3) if bump else (2.0 + (t // 2000) % 5 * 0.4)
+        step = t // 2000
+        value = (22.0 + step % 7) if spike else (7.0 + step % 3) if bump else (2.0 + step % 5 * 0.4)
         if abs(t - deploy) < 2_000:
             stack.emit(CHART_HOST, "deploy", kind="ARCHIVE", time=deploy, text="v42 rolled out", tags={"role": "web"})
         stack.emit(CHART_HOST, "load", kind="METRIC", time=t, metrics={"load1": value, "load5": value * 0.8},
