@@ -10,7 +10,6 @@ and every history query is bounded in time by the retention.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
+from app.api_token import is_authorized
 from app.config import Settings
 from app.durations import DurationError, parse_duration_ms
 from app.members.model import HEARTBEAT, member_from_status
@@ -156,11 +156,10 @@ def auth_middleware(config: UiConfig) -> Callable[..., Awaitable[web.StreamRespo
         if request.path == f"{API_PREFIX}/openapi.json" and not mutating:
             return await handler(request)
         if mutating or config.auth_reads:
-            given = request.headers.get("Authorization", "")
-            presented = given[7:].strip() if given[:7].lower() == "bearer " else ""
-            if not presented and request.path == f"{API_PREFIX}/stream":
-                presented = request.query.get("access_token", "")
-            if not hmac.compare_digest(presented.encode(), token.encode()):
+            given = request.headers.get("Authorization")
+            if not given and request.path == f"{API_PREFIX}/stream" and request.query.get("access_token"):
+                given = f"Bearer {request.query['access_token']}"
+            if not is_authorized(given, token.encode()):
                 what = "changes" if mutating else "reads"
                 return json_response({"error": f"a valid token is required for {what}: send "
                                                "'Authorization: Bearer <token>'"}, status=401,

@@ -29,8 +29,9 @@ def ui_command(cli: CliContext, listen: str | None, workers: tuple[str, ...], ru
                log_level: str) -> None:
     """Serve the API, the live stream and the web UI until SIGTERM/SIGINT.
 
-    A bearer token (VIGIL_UI_TOKEN or VIGIL_UI_TOKEN_FILE) is then required for every change, and
-    for reads too with VIGIL_UI_AUTH_READS=true. See app/web/config.py for the `ui:` settings."""
+    With Vigil's API token set (VIGIL_API_TOKEN or VIGIL_API_TOKEN_FILE) it is required for every
+    change, and for reads too with VIGIL_UI_AUTH_READS=true; the same token is sent to the workers.
+    See app/web/config.py for the `ui:` settings."""
     from app.web.server import UiServer
 
     configure_logging(log_level)
@@ -52,7 +53,7 @@ async def _serve(server: object) -> None:
         loop.add_signal_handler(sig, stop.set)
     port = await server.start()
     token = "a token is required for changes" + (" and reads" if server.config.auth_reads else "") \
-        if server.config.token_text() else "no token (set VIGIL_UI_TOKEN to require one)"
+        if server.config.token_text() else "no token (set VIGIL_API_TOKEN to require one)"
     click.echo(f"vigil ui: http://{server.config.host}:{port}/  (API {server.config.host}:{port}/api/v1; "
                f"workers {', '.join(server.config.workers)}; {token})", err=True)
     try:

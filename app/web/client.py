@@ -3,7 +3,7 @@
 the token), and do what they always did -- ask the workers, read the topics -- when it does not.
 
     --api URL / VIGIL_API_URL      where (default http://127.0.0.1:8090); `--api ''` never asks it
-    VIGIL_UI_TOKEN(_FILE)          the bearer token sent along, when the server wants one
+    VIGIL_API_TOKEN(_FILE)         the bearer token sent along (Vigil's one API token), when set
 
 An --api given explicitly that does not answer is an error; the default one that does not answer
 is skipped quietly.
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, Final
 
 import click
 import httpx
 
+from app.api_token import ApiTokenError, load_api_token
 from app.web.config import DEFAULT_UI_PORT
 
 __all__ = ["DEFAULT_API_URL", "ApiClient", "ApiFailure", "api_client", "api_option"]
@@ -30,17 +30,6 @@ _TIMEOUT_S: Final = 60.0
 
 class ApiFailure(click.ClickException):
     """The API answered with an error; the message is the server's."""
-
-
-def _token(env: dict[str, str] | os._Environ[str]) -> str | None:
-    if env.get("VIGIL_UI_TOKEN"):
-        return env["VIGIL_UI_TOKEN"].strip()
-    if env.get("VIGIL_UI_TOKEN_FILE"):
-        try:
-            return Path(env["VIGIL_UI_TOKEN_FILE"]).read_text().strip()
-        except OSError as exc:
-            raise click.ClickException(f"VIGIL_UI_TOKEN_FILE: cannot read it: {exc.strerror}") from exc
-    return None
 
 
 class ApiClient:
@@ -122,7 +111,11 @@ def api_client(api_url: str | None) -> ApiClient | None:
     explicit = api_url if api_url is not None else os.environ.get("VIGIL_API_URL")
     if explicit == "":
         return None
-    client = ApiClient(explicit or DEFAULT_API_URL, token=_token(os.environ))
+    try:
+        token = load_api_token()
+    except ApiTokenError as exc:
+        raise click.ClickException(str(exc)) from exc
+    client = ApiClient(explicit or DEFAULT_API_URL, token=token.decode("utf-8", "replace") if token else None)
     if client.reachable():
         return client
     client.close()

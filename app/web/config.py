@@ -3,7 +3,7 @@
     ui:
       listen: 127.0.0.1:8090           # HOST:PORT (VIGIL_UI_LISTEN, --listen)
       workers: [http://127.0.0.1:8088]  # worker HTTP APIs (VIGIL_WORKER_URL, --worker)
-      token: ${file:/run/secrets/ui}   # bearer token (VIGIL_UI_TOKEN or VIGIL_UI_TOKEN_FILE); unset: none
+      token: ${file:/run/secrets/api}  # bearer token; default: VIGIL_API_TOKEN (or _FILE), Vigil's one token
       auth_reads: false                # with a token: also required for reads (VIGIL_UI_AUTH_READS)
       cors_origins: []                 # origins allowed to call the API from a browser (closed by default)
       history_retention: 30d           # alerts, actions and results kept in the history store
@@ -28,6 +28,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from app.api_token import load_api_token
 from app.config import ConfigError, Settings, resolve_secret_refs
 from app.pipeline.config import DurationMs
 
@@ -108,16 +109,9 @@ def load_ui_config(settings: Settings, env: Mapping[str, str] | None = None, **o
         values["auth_reads"] = env["VIGIL_UI_AUTH_READS"]
     if env.get("VIGIL_UI_CORS_ORIGINS"):
         values["cors_origins"] = _split(env["VIGIL_UI_CORS_ORIGINS"])
-    if env.get("VIGIL_UI_TOKEN") and env.get("VIGIL_UI_TOKEN_FILE"):
-        raise ConfigError("set VIGIL_UI_TOKEN or VIGIL_UI_TOKEN_FILE, not both")
-    if env.get("VIGIL_UI_TOKEN"):
-        values["token"] = env["VIGIL_UI_TOKEN"]
-    elif env.get("VIGIL_UI_TOKEN_FILE"):
-        path = Path(env["VIGIL_UI_TOKEN_FILE"])
-        try:
-            values["token"] = path.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"VIGIL_UI_TOKEN_FILE: cannot read {path}: {exc.strerror}") from exc
+    api_token = load_api_token(env)  # the token every Vigil HTTP endpoint takes (app.api_token)
+    if api_token is not None and "token" not in values:
+        values["token"] = api_token.decode("utf-8", "replace")
     values.update({k: v for k, v in overrides.items() if v is not None and v != ()})
     if isinstance(values.get("token"), str):
         values["token"] = resolve_secret_refs(values["token"], where="ui.token")

@@ -24,6 +24,7 @@ from typing import Any, Final
 import aiohttp_cors
 from aiohttp import web
 
+from app.api_token import load_api_token
 from app.config import Settings
 from app.model.serde import AvroSerde
 from app.pipeline.config import PipelineConfig
@@ -75,7 +76,7 @@ class UiServer:
         rules = Path(rules_dir) if rules_dir is not None else Path(settings.rules_dir)
         self.ctx = UiContext(
             settings=settings, config=config, hub=self.hub, store=self.store,
-            workers=WorkersClient(config.workers),
+            workers=WorkersClient(config.workers, token=load_api_token()),
             backtests=BacktestJobs(settings, deployed_dir=rules.resolve(),
                                    work_dir=config.store_path(settings).parent / "backtests",
                                    max_range_ms=config.backtest_max_range_ms),

@@ -114,8 +114,8 @@ class Batch:
             self.changes.append(("action", {**record, "status": status}))
 
     def suppressed(self, record: dict[str, Any]) -> None:
-        """An actions-suppressed record: {"action": {...}, "silence": {...}, "time": ms}."""
-        action, silence = record.get("action"), record.get("silence")
+        """An actions-suppressed record: {"action": {...}, "silence" or "storm": {...}, "time": ms}."""
+        action, silence = record.get("action"), record.get("silence") or record.get("storm")
         if not isinstance(action, dict) or not isinstance(action.get("id"), str):
             return
         cur = self._conn.execute(

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import aiohttp
 
+from app.api_token import authorization_header
 from app.pipeline.merge import merge_found_events, merge_statuses, merge_windows
 
 __all__ = ["WorkerAnswers", "WorkersClient", "WorkersError"]
@@ -42,8 +43,9 @@ class WorkerAnswers:
 class WorkersClient:
     """The configured workers' HTTP APIs."""
 
-    def __init__(self, urls: Sequence[str], *, timeout_s: float = _TIMEOUT_S) -> None:
+    def __init__(self, urls: Sequence[str], *, token: bytes | None = None, timeout_s: float = _TIMEOUT_S) -> None:
         self.urls = [u.rstrip("/") for u in urls]
+        self.headers = authorization_header(token)  # the workers' query routes take Vigil's API token
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
@@ -54,7 +56,7 @@ class WorkersClient:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
+            self._session = aiohttp.ClientSession(timeout=self.timeout, headers=self.headers)
         return self._session
 
     async def _one(self, url: str, path: str, params: dict[str, Any]) -> tuple[str, int, dict[str, Any] | None, str]:
@@ -83,6 +85,10 @@ class WorkersClient:
                 continue
             if status == 400:
                 raise WorkersError(f"worker {url} refused {path}: {body.get('error', body)}")
+            if status == 401:
+                raise WorkersError(f"worker {url} requires a token: "
+                                   + ("the token sent was refused" if self.headers else
+                                      "set VIGIL_API_TOKEN or VIGIL_API_TOKEN_FILE for `vigil ui` too"))
             if status == 404 and "partitions" not in body:
                 out.missing.append(url)
                 errors.append(f"worker {url} has no {path} route (is it running the built-in stages?)")

@@ -310,3 +310,33 @@ def test_openapi_and_the_ui_page(tmp_path: Path) -> None:
         assert "Vigil" in await page.text()
 
     run(tmp_path, scenario)
+
+
+def test_the_workers_are_asked_with_vigils_api_token() -> None:
+    """The workers' query routes take VIGIL_API_TOKEN when set: the UI server sends it."""
+    from app.web.workers import WorkersClient, WorkersError
+
+    token = b"0123456789abcdef0123"
+
+    async def statuses(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {token.decode()}":
+            return web.json_response({"error": "a valid token is required"}, status=401)
+        return web.json_response({"statuses": [], "partitions": [0]})
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_get("/status", statuses)
+        worker = TestServer(app, host="127.0.0.1")
+        await worker.start_server()
+        url = str(worker.make_url("")).rstrip("/")
+        with_token, without = WorkersClient([url], token=token), WorkersClient([url])
+        try:
+            assert await with_token.statuses(subject="*", name="*") == ([], [])
+            with pytest.raises(WorkersError, match="VIGIL_API_TOKEN"):
+                await without.statuses(subject="*", name="*")
+        finally:
+            await with_token.close()
+            await without.close()
+            await worker.close()
+
+    asyncio.run(main())
