@@ -9,10 +9,29 @@ HELM_VERSION := v3.19.0
 REGISTRY_VERSION := v1.4.0
 GOBIN := $(CURDIR)/.vigil/bin
 
-.PHONY: run test deps native lint fmt bench clean-state helm registry-peer k8s-deps etcd helm-docs \
+.PHONY: run test deps native ui chromium lint fmt bench clean-state helm registry-peer k8s-deps etcd helm-docs \
 	image-tools image-base image image-test
 
-deps: $(VENV)/.installed $(KAFKA_LIBS)/.installed native
+deps: $(VENV)/.installed $(KAFKA_LIBS)/.installed native ui
+
+# The web UI (app/web/ui: Preact, uPlot, TanStack Virtual, built by Vite) into app/web/static, which
+# `vigil ui` serves. npm installs exactly what package-lock.json pins; rebuilt when a source changes.
+UI_DIR := app/web/ui
+UI_SOURCES := $(shell find $(UI_DIR)/src -type f 2>/dev/null) $(UI_DIR)/index.html $(UI_DIR)/vite.config.ts $(UI_DIR)/tsconfig.json
+ui: app/web/static/.built
+
+$(UI_DIR)/node_modules/.installed: $(UI_DIR)/package.json $(UI_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "Node.js 20+ with npm is needed to build the web UI: apt-get install nodejs npm"; exit 1; }
+	cd $(UI_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+app/web/static/.built: $(UI_DIR)/node_modules/.installed $(UI_SOURCES)
+	cd $(UI_DIR) && npm run --silent build
+	@touch $@
+
+# Debian's Chromium for the browser tests (Playwright drives it; no browser download).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 # The pipeline's hot modules compiled with mypyc (app/native); a no-op when up to date, and Vigil
 # runs its Python sources when there is no C compiler.
@@ -113,7 +132,7 @@ image-base: image-tools
 		&& podman $(CONTAINERS) import -q .vigil/containers/base.tar $(IMAGE_BASE) >/dev/null \
 		&& rm -f .vigil/containers/base.tar; }
 
-image: image-base
+image: image-base ui
 	buildah $(CONTAINERS) bud --isolation chroot --layers --network host $(IMAGE_BUILD_ARGS) -t $(IMAGE) .
 
 image-test: deps image
@@ -129,7 +148,7 @@ registry-peer:
 run: deps
 	$(VIGIL) dev run --rules rules
 
-test: deps helm registry-peer k8s-deps
+test: deps helm registry-peer k8s-deps chromium
 	$(VENV)/bin/ruff check app tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q

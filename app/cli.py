@@ -39,6 +39,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "status": "app.pipeline.cli:status_command",
     "metrics": "app.pipeline.cli:metrics_command",
     "members": "app.members.cli:members_command",
+    "ui": "app.web.cli:ui_command",
 }
 
 # Hoisted from anywhere on the line. Not --config: subcommands have their own (beacon run --config).

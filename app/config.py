@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     #: settings (section_model): this module imports nothing from the stages.
     pipeline: dict[str, Any] = Field(default_factory=dict,
                                      description="built-in pipeline: window sizes, grace, flap policy, retention")
+    ui: dict[str, Any] = Field(default_factory=dict,
+                               description="`vigil ui`: listen address, workers, token, retention (app.web.config)")
 
     @field_validator("kafka_bootstrap")
     @classmethod

@@ -47,6 +47,12 @@ class TraceNode:
         out["children"] = [c.to_dict() for c in self.children]
         return out
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TraceNode:
+        """Inverse of to_dict (a tree the Vigil API sent)."""
+        return cls(str(data["kind"]), str(data["id"]), dict(data.get("record") or {}),
+                   [cls.from_dict(c) for c in data.get("children") or []], str(data.get("note") or ""))
+
 
 @dataclass
 class TraceRecords:

@@ -40,4 +40,7 @@ def local_components(settings: Settings, *, rules_dir: str) -> list[Component]:
         Component("beacons", [*vigil, "beacon", "run", "-c", str(REPO / "beacons.yaml")], env),
         Component("events", [*vigil, "events", "tail"], env),
     ]
+    if _have("app.web.cli"):
+        components.append(Component("ui", [*vigil, "ui", "--listen", "127.0.0.1:8090",
+                                           "--worker", "http://127.0.0.1:8088"], env))
     return components

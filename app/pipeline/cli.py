@@ -25,7 +25,9 @@ from app.api_token import ApiTokenError, authorization_header, load_api_token
 from app.cli import CliContext, pass_cli, print_json
 from app.durations import DurationError, format_duration_ms, parse_duration_ms
 from app.model.events import State
+from app.pipeline.merge import merge_found_events, merge_statuses, merge_windows
 from app.pipeline.validate import format_time_ms
+from app.web.client import ApiClient, api_client, api_option
 
 __all__ = ["DEFAULT_WORKER_URL", "events_find_command", "events_get_command", "fetch_statuses", "metrics_command",
            "query_workers", "show_items", "status_command", "worker_option"]
@@ -141,17 +143,26 @@ def _number(value: Any) -> str:
 
 
 def fetch_statuses(workers: tuple[str, ...], *, subject: str, name: str, state: str | None = None,
-                   ) -> list[dict[str, Any]]:
-    """Current statuses matching the globs, from every worker's /status, merged and sorted."""
+                   api_url: str | None = None) -> list[dict[str, Any]]:
+    """Current statuses matching the globs, from every worker's /status, merged and sorted: through
+    the Vigil API when it answers (and no worker was named), else from the workers directly."""
+    client = _api(workers, api_url)
+    if client is not None:
+        try:
+            rows = client.pages("/status", {"subject": subject, "name": name, "state": state, "source": "workers",
+                                            "sort": "subject"}, items="items")
+            return [{k: v for k, v in row.items() if k != "rev"} for row in rows]
+        finally:
+            client.close()
     answers = query_workers(worker_urls(workers), "/status", {"subject": subject, "name": name, "state": state})
-    merged: dict[tuple[str, str], dict[str, Any]] = {}
-    for a in answers:
-        for s in a.body.get("statuses", []) if a.body else []:
-            key = (s["subject"], s["name"])
-            # two workers may both answer for a partition while it moves: keep the fresher one
-            if key not in merged or s["last_seen"] > merged[key]["last_seen"]:
-                merged[key] = s
-    return [merged[k] for k in sorted(merged)]
+    return merge_statuses(a.body for a in answers)
+
+
+def _api(workers: tuple[str, ...], api_url: str | None) -> ApiClient | None:
+    """The Vigil API client, unless workers were named (--worker or VIGIL_WORKER_URL: ask them)."""
+    if workers or os.environ.get("VIGIL_WORKER_URL"):
+        return None
+    return api_client(api_url)
 
 
 # -- vigil status ---------------------------------------------------------------------------------------
@@ -161,10 +172,12 @@ def fetch_statuses(workers: tuple[str, ...], *, subject: str, name: str, state: 
 @click.option("--state", type=click.Choice([s.value for s in State], case_sensitive=False), help="only this state")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
 @worker_option
-def status_command(subject: str, name: str, state: str | None, as_json: bool, workers: tuple[str, ...]) -> None:
+@api_option
+def status_command(subject: str, name: str, state: str | None, as_json: bool, workers: tuple[str, ...],
+                   api_url: str | None) -> None:
     """Current status of identities (SUBJECT is a glob, default all)."""
     now = int(time.time() * 1000)
-    show_items(fetch_statuses(workers, subject=subject, name=name, state=state), as_json=as_json,
+    show_items(fetch_statuses(workers, subject=subject, name=name, state=state, api_url=api_url), as_json=as_json,
                empty="no matching identities",
                headers=["STATE", "SUBJECT", "NAME", "SINCE", "LAST SEEN", "EVENTS", "TEXT"],
                row=lambda s: [s["state"] + (" (flapping)" if s["flapping"] else ""), s["subject"], s["name"],
@@ -180,8 +193,9 @@ def status_command(subject: str, name: str, state: str | None, as_json: bool, wo
 @click.option("--last", type=click.IntRange(min=1), default=10, show_default=True, help="windows per size")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
 @worker_option
+@api_option
 def metrics_command(subject: str, name: str, metric: str | None, window: str | None, last: int, as_json: bool,
-                    workers: tuple[str, ...]) -> None:
+                    workers: tuple[str, ...], api_url: str | None) -> None:
     """Open and recent metric windows of one identity."""
     size_ms = None
     if window is not None:
@@ -189,13 +203,18 @@ def metrics_command(subject: str, name: str, metric: str | None, window: str | N
             size_ms = parse_duration_ms(window)
         except DurationError as exc:
             raise click.BadParameter(str(exc), param_hint="--window") from None
-    answers = query_workers(worker_urls(workers), "/windows", {"subject": subject, "name": name, "metric": metric,
-                                                               "window": size_ms, "last": last})
-    merged: dict[tuple[int, int, str], dict[str, Any]] = {}
-    for a in answers:
-        for w in a.body.get("windows", []) if a.body else []:
-            merged[(w["size_ms"], w["window_start"], w["metric"])] = w
-    show_items([merged[k] for k in sorted(merged)], as_json=as_json,
+    client = _api(workers, api_url)
+    if client is not None:
+        try:
+            windows = client.get("/metrics", {"subject": subject, "name": name, "metric": metric, "window": size_ms,
+                                              "last": last})["windows"]
+        finally:
+            client.close()
+    else:
+        answers = query_workers(worker_urls(workers), "/windows", {"subject": subject, "name": name,
+                                                                   "metric": metric, "window": size_ms, "last": last})
+        windows = merge_windows(a.body for a in answers)
+    show_items(windows, as_json=as_json,
                empty=f"no windows of {subject}/{name}" + (f" metric {metric}" if metric else ""),
                headers=["WINDOW", "START", "METRIC", "COUNT", "MEAN", "MIN", "MAX", "LAST", "P50", "P95", "P99", ""],
                row=lambda w: [format_duration_ms(w["size_ms"]), format_time_ms(w["window_start"]), w["metric"],
@@ -241,8 +260,7 @@ def events_find_command(subject: str, name: str, since: str, limit: int, as_json
         raise click.BadParameter(str(exc), param_hint="--since") from None
     answers = query_workers(worker_urls(workers), "/events/find",
                             {"subject": subject, "name": name, "since_ms": since_ms, "limit": limit})
-    merged = {e["id"]: e for a in answers for e in (a.body or {}).get("events", [])}
-    show_items(sorted(merged.values(), key=lambda e: (e["time"], e["id"]), reverse=True)[:limit], as_json=as_json,
+    show_items(merge_found_events((a.body for a in answers), limit), as_json=as_json,
                empty="no matching events", headers=["TIME", "SUBJECT", "NAME", "TYPE", "ID", "PARTITION@OFFSET"],
                row=lambda e: [format_time_ms(e["time"]), e["subject"], e["name"], e["type"], e["id"],
                               f"{e['partition']}@{e['offset']}"])

@@ -156,7 +156,11 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _co
 
 def load_yaml_text(text: str, sink: ErrorSink) -> Any:
     """Parse one YAML document with line-aware containers; syntax errors go to `sink` (returns None)."""
-    loader = _LineLoader(text, sink)
+    try:
+        loader = _LineLoader(text, sink)  # the reader refuses non-printable characters right here
+    except yaml.YAMLError as exc:
+        sink.add(1, f"not valid YAML: {exc}")
+        return None
     try:
         return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:

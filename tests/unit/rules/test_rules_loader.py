@@ -72,6 +72,7 @@ ERROR_CASES = [
     ("rules:\n  - name: a\n    match: {name: x}\n    match: {name: y}\n    actions: [{print: {}}]\n", 4,
      "duplicate key `match` (first at line 3)"),
     ("rules:\n  - name: a\n    match: {name: x\n    actions: []\n", 4, "not valid YAML"),
+    ("\x14rules: []\n", 1, "special characters are not allowed"),  # the reader refuses it at once
     ("", 1, "file is empty"),
     ("- name: a\n", 1, "expected a top-level mapping with a `rules:` list"),
     ("rules: {name: a}\n", 1, "`rules:` must be a list"),
