@@ -26,6 +26,7 @@ from app.backtest.replayer import FiredAction, Routed, RunCounts
 from app.backtest.run import BacktestRequest, BacktestResult, Progress, SliceDriver, build_replayer, merge_into
 from app.backtest.source import HistoryReader, PartitionRange, ReadCounts, subject_filter
 from app.config import Settings
+from app.pipeline.config import PipelineConfig
 
 __all__ = ["BacktestFailed", "QueueExchange", "run_parallel"]
 
@@ -95,8 +96,8 @@ def _worker_main(plan: _Plan, inboxes: list[Any], results: Any) -> None:
     try:
         mine = [r for i, r in enumerate(plan.ranges) if i % plan.workers == plan.worker]
         request = plan.request
-        replayer = build_replayer(plan.settings, request.rules_dirs, partitions=[r.partition for r in mine],
-                                  worker=plan.worker, workers=plan.workers)
+        replayer = build_replayer(PipelineConfig.from_settings(plan.settings), request.rules_dirs,
+                                  partitions=[r.partition for r in mine], worker=plan.worker, workers=plan.workers)
         reader = HistoryReader(plan.settings, plan.topic, mine, keep=subject_filter(request.subject))
         last = [0.0, None]
 

@@ -50,7 +50,9 @@ DEFAULT_SLICE_MS: Final = 10_000
 
 
 class Progress(Protocol):
-    """Told how far a run has got (records read, event-time position)."""
+    """Told how much there is to read, then how far a run has got (records read, event-time position)."""
+
+    def begin(self, total: int) -> None: ...
 
     def update(self, records: int, position_ms: int | None) -> None: ...
 
@@ -116,14 +118,13 @@ def check_rule_dirs(dirs: Sequence[Path]) -> None:
         raise RulesInvalidError(errors)
 
 
-def build_replayer(settings: Settings, rules_dirs: Sequence[Path], *, partitions: Sequence[int],
-                   worker: int = 0, workers: int = 1, pipeline_config: PipelineConfig | None = None) -> Replayer:
-    """A Replayer of the worker's stages as `settings` configure them (the pipeline section) for the
-    rules in `rules_dirs`, loaded once (no reload, no silences, no signing: nothing is sent)."""
-    config = pipeline_config or PipelineConfig.from_settings(settings)
+def build_replayer(pipeline_config: PipelineConfig, rules_dirs: Sequence[Path], *, partitions: Sequence[int],
+                   worker: int = 0, workers: int = 1) -> Replayer:
+    """A Replayer of the worker's stages: the pipeline as `pipeline_config` sets it up (the settings'
+    `pipeline` section: PipelineConfig.from_settings) and the rules in `rules_dirs`, loaded once
+    (no reload, no silences, no signing: nothing is sent)."""
     stages = [RulesStage(StageConfig(rules_dir=Path(d), reload_interval_ms=None)) for d in rules_dirs]
-    return Replayer(Pipeline(config), stages, partitions=partitions, worker=worker,
-                    workers=workers)
+    return Replayer(Pipeline(pipeline_config), stages, partitions=partitions, worker=worker, workers=workers)
 
 
 class SliceDriver:
@@ -219,6 +220,8 @@ def run_backtest(settings: Settings, request: BacktestRequest, *,
         return result
     processes = _processes(request.processes, ranges)
     result.processes = processes
+    if progress is not None:
+        progress.begin(sum(r.size for r in ranges))
     if processes > 1:
         from app.backtest.parallel import run_parallel
 
@@ -232,7 +235,8 @@ def run_backtest(settings: Settings, request: BacktestRequest, *,
 
 def _run_single(settings: Settings, request: BacktestRequest, topic: str, ranges: list[PartitionRange],
                 result: BacktestResult, progress: Progress | None) -> None:
-    replayer = build_replayer(settings, request.rules_dirs, partitions=[r.partition for r in ranges])
+    replayer = build_replayer(PipelineConfig.from_settings(settings), request.rules_dirs,
+                              partitions=[r.partition for r in ranges])
     reader = HistoryReader(settings, topic, ranges, keep=subject_filter(request.subject))
     position: list[int | None] = [None]
 

@@ -194,13 +194,42 @@ class HistoryReader:
         return self._parts[partition].next_offset
 
     def poll(self, wanted: set[int]) -> dict[int, list[InRecord]]:
-        self._fetch_only(wanted)
-        if not any(not self._parts[p].finished for p in wanted if p in self._parts):
-            return {}
         out: dict[int, list[InRecord]] = {}
-        for msg in self._consumer.consume(self.batch, timeout=self.poll_timeout_s):
-            self._take(msg, out)
+        for p, messages in self.poll_messages(wanted).items():
+            records = [record for msg in messages if (record := self.record(msg)) is not None]
+            if records:
+                out[p] = records
         return out
+
+    def poll_messages(self, wanted: set[int]) -> dict[int, list[Message]]:
+        """Like `poll`, the messages as consumed (in the range, not decoded, not filtered)."""
+        self._fetch_only(wanted)
+        out: dict[int, list[Message]] = {}
+        if not any(not self._parts[p].finished for p in wanted if p in self._parts):
+            return out
+        for msg in self._consumer.consume(self.batch, timeout=self.poll_timeout_s):
+            if self._in_range(msg):
+                p = msg.partition()
+                found = out.get(p)
+                if found is None:
+                    out[p] = [msg]
+                else:
+                    found.append(msg)
+        return out
+
+    def record(self, msg: Message) -> InRecord | None:
+        """A message of `poll_messages` decoded (None: unreadable, or not kept by the filter)."""
+        p, offset, raw = msg.partition(), msg.offset(), msg.value()
+        decoded = self._decode(raw, p, offset)
+        if decoded is None:
+            return None
+        type_name, value = decoded
+        if self.keep is not None and not self.keep(value):
+            self.counts.filtered += 1
+            return None
+        key = msg.key()
+        return InRecord(key.decode(errors="replace") if key is not None else None, value, offset, msg.timestamp()[1],
+                        type_name, raw, key)
 
     def _fetch_only(self, wanted: set[int]) -> None:
         pause, resume = [], []
@@ -217,7 +246,9 @@ class HistoryReader:
         if resume:
             self._consumer.resume(resume)
 
-    def _take(self, msg: Message, out: dict[int, list[InRecord]]) -> None:
+    def _in_range(self, msg: Message) -> bool:
+        """Whether a consumed message is the next record of one of the ranges (errors, duplicates
+        after a resume and records past the end are not); notes partitions that reached their end."""
         err = msg.error()
         p = msg.partition()
         part = self._parts.get(p) if p is not None else None
@@ -225,35 +256,22 @@ class HistoryReader:
             if err.code() == KafkaError._PARTITION_EOF:
                 if part is not None and (msg.offset() or 0) >= part.range.end:
                     self._finish(part)
-                return
+                return False
             if err.fatal():
                 raise KafkaException(err)
             log.warning("backtest: reading %s: %s (retrying)", self.topic, err.str())
-            return
+            return False
         offset = msg.offset()
         if part is None or part.finished or offset is None or offset < part.next_offset:
-            return  # not ours, past the range, or fetched again after a resume
+            return False  # not ours, past the range, or fetched again after a resume
         if offset >= part.range.end:
             self._finish(part)
-            return
+            return False
         part.next_offset = offset + 1
         if part.next_offset >= part.range.end:
             self._finish(part)
         self.counts.records += 1
-        raw = msg.value()
-        decoded = self._decode(raw, p, offset)
-        if decoded is None:
-            return
-        type_name, value = decoded
-        if self.keep is not None and not self.keep(value):
-            self.counts.filtered += 1
-            return
-        key = msg.key()
-        records = out.get(p)
-        if records is None:
-            records = out[p] = []
-        records.append(InRecord(key.decode(errors="replace") if key is not None else None, value, offset,
-                                msg.timestamp()[1], type_name, raw, key))
+        return True
 
     def _decode(self, raw: bytes | None, partition: int, offset: int) -> tuple[str, Any] | None:
         """(type name, record), or None for an unreadable record (counted and reported). A registry
