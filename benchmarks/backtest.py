@@ -133,7 +133,7 @@ rules:
     throttle: {once_within: 10m}
     actions: [{print: {target: fleet}}]
   - name: deploy-then-restart
-    match: {name: [deploy, restart]}
+    match: {name: {in: [deploy, restart]}}
     group_by: [subject]
     sequence: [{match: {name: deploy}}, {match: {name: restart}}]
     within: 30s

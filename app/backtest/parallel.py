@@ -27,6 +27,7 @@ from app.backtest.run import BacktestRequest, BacktestResult, Progress, SliceDri
 from app.backtest.source import HistoryReader, PartitionRange, ReadCounts, subject_filter
 from app.config import Settings
 from app.pipeline.config import PipelineConfig
+from app.runtime.gctune import tune_for_streams
 
 __all__ = ["BacktestFailed", "QueueExchange", "run_parallel"]
 
@@ -99,6 +100,8 @@ def _worker_main(plan: _Plan, inboxes: list[Any], results: Any) -> None:
         replayer = build_replayer(PipelineConfig.from_settings(plan.settings), request.rules_dirs,
                                   partitions=[r.partition for r in mine], worker=plan.worker, workers=plan.workers)
         reader = HistoryReader(plan.settings, plan.topic, mine, keep=subject_filter(request.subject))
+        if request.tune_gc:
+            tune_for_streams()  # this process's own: nothing to restore
         last = [0.0, None]
 
         def on_progress(horizon_ms: int | None) -> None:

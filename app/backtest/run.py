@@ -39,6 +39,7 @@ from app.pipeline.config import PipelineConfig
 from app.rules.loader import load_rules
 from app.rules.offline import RulesInvalidError
 from app.rules.stage import RulesStage, StageConfig
+from app.runtime.gctune import tune_for_streams
 
 __all__ = ["DEFAULT_SLICE_MS", "BacktestRequest", "BacktestResult", "Exchange", "Progress", "SliceDriver",
            "SourceError", "build_replayer", "check_rule_dirs", "merge_into", "run_backtest", "sort_actions"]
@@ -78,6 +79,8 @@ class BacktestRequest:
     #: processes to use (None: one per core, at most one per partition with records)
     processes: int | None = 1
     slice_ms: int = DEFAULT_SLICE_MS
+    #: tune the garbage collector for stream processing during the run (app.runtime.gctune)
+    tune_gc: bool = True
 
 
 @dataclass
@@ -235,6 +238,16 @@ def run_backtest(settings: Settings, request: BacktestRequest, *,
 
 def _run_single(settings: Settings, request: BacktestRequest, topic: str, ranges: list[PartitionRange],
                 result: BacktestResult, progress: Progress | None) -> None:
+    restore_gc = tune_for_streams() if request.tune_gc else None
+    try:
+        _run_in_process(settings, request, topic, ranges, result, progress)
+    finally:
+        if restore_gc is not None:
+            restore_gc()
+
+
+def _run_in_process(settings: Settings, request: BacktestRequest, topic: str, ranges: list[PartitionRange],
+                    result: BacktestResult, progress: Progress | None) -> None:
     replayer = build_replayer(PipelineConfig.from_settings(settings), request.rules_dirs,
                               partitions=[r.partition for r in ranges])
     reader = HistoryReader(settings, topic, ranges, keep=subject_filter(request.subject))
