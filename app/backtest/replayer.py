@@ -76,13 +76,16 @@ class FiredAction:
     deadline_ms: int | None
     #: ids of the events that caused the firing (app.backtest.causes)
     causes: tuple[str, ...] = ()
+    #: the firing it belongs to: the id of the firing's first action (deterministic, like every action
+    #: id: the same firing under two rule sets has the same one, even when they fire it at other times)
+    firing: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The report's JSON object (params as an object)."""
         return {"id": self.id, "rule": self.rule, "type": self.type, "target": self.target,
                 "params": json.loads(self.params), "time": self.time_ms, "group_key": self.group_key,
                 "event_id": self.event_id, "trace_id": self.trace_id, "deadline": self.deadline_ms,
-                "causes": list(self.causes)}
+                "causes": list(self.causes), "firing": self.firing or self.id}
 
 
 def query_only_tables(pipeline: Pipeline) -> list[Table]:
@@ -278,20 +281,27 @@ class RuleSetReplay:
         clock.advance(until_ms)
 
     def _collect(self) -> None:
+        firing: tuple[tuple[str, str, int, str | None], str] | None = None
         for output in self.engine.take_outputs():
             if output.topic == ACTIONS_TOPIC and isinstance(output.value, Action):
-                self.actions.append(self._fired(output.value))
+                action = output.value
+                # a firing's actions are sent one after the other (RulesStage._emit)
+                key = (action.rule, action.group_key, action.time, action.event_id)
+                if firing is None or firing[0] != key:
+                    firing = (key, action.id)
+                self.actions.append(self._fired(action, firing[1]))
             elif output.topic == SUPPRESSED_TOPIC:  # no silences in a backtest; counted if a stage had some
                 self.counts.agent_errors["suppressed"] += 1
             elif output.topic == ACTIONS_DLQ_TOPIC:
                 self.counts.render_failures[self.index] += 1
         self._count_dead_letters()
 
-    def _fired(self, action: Action) -> FiredAction:
+    def _fired(self, action: Action, firing: str) -> FiredAction:
         causes = self.causes.causes(action.rule, action.group_key, action.event_id, action.time) \
             if self.causes.active else ((action.event_id,) if action.event_id else ())
         return FiredAction(self.index, action.id, action.rule, action.type, action.target, action.params,
-                           action.time, action.group_key, action.event_id, action.trace_id, action.deadline, causes)
+                           action.time, action.group_key, action.event_id, action.trace_id, action.deadline, causes,
+                           firing)
 
     def _count_dead_letters(self) -> None:
         for dead in self.engine.take_dead_letters():

@@ -18,12 +18,13 @@ from typing import Any, Final, Protocol
 from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from app.bus.clients import make_consumer
+from app.bus.faults import is_transient
 from app.config import Settings
 from app.globs import glob_matcher
 from app.model.serde import AvroSerde, DecodeError
 from app.registry.client import RegistryClient
 from app.registry.errors import RegistryError
-from app.retry import retry_call
+from app.retry import RetryGaveUp, retry_call
 from app.runtime.engine import InRecord
 
 __all__ = ["HistoryReader", "MemorySource", "PartitionRange", "RecordSource", "SourceError", "Unreadable",
@@ -117,8 +118,15 @@ def find_ranges(consumer: Consumer, topic: str, from_ms: int, to_ms: int) -> lis
         reason = f": {described.error.str()}" if described is not None and described.error is not None else ""
         raise SourceError(f"topic {topic} does not exist{reason}")
     partitions = sorted(described.partitions)
-    starts = _offsets_at(consumer, topic, partitions, from_ms)
-    ends = _offsets_at(consumer, topic, partitions, to_ms + 1)
+
+    def lookup(at_ms: int) -> dict[int, int]:  # a leader moving or still being elected: retried
+        return retry_call(lambda: _offsets_at(consumer, topic, partitions, at_ms), is_retriable=is_transient,
+                          deadline_s=_METADATA_TIMEOUT_S)
+
+    try:
+        starts, ends = lookup(from_ms), lookup(to_ms + 1)
+    except RetryGaveUp as exc:
+        raise SourceError(f"cannot look up the offsets of {topic}: {exc.__cause__}") from exc
     return [PartitionRange(p, starts[p], max(starts[p], ends[p])) for p in partitions]
 
 
@@ -129,7 +137,7 @@ def _offsets_at(consumer: Consumer, topic: str, partitions: list[int], at_ms: in
     out: dict[int, int] = {}
     for tp in found:
         if tp.error is not None:
-            raise SourceError(f"cannot look up offsets of {topic}[{tp.partition}]: {tp.error}")
+            raise KafkaException(tp.error)
         if tp.offset < 0 or tp.offset == OFFSET_END:
             _low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition),
                                                         timeout=_METADATA_TIMEOUT_S)

@@ -128,7 +128,7 @@ def test_live_worker_and_backtest__same_actions_same_ids(isolated_settings: Sett
     assert by_rule["hb-missing"].time_ms - by_rule["went-silent"].time_ms == 500  # 1.5 s ttl, 2 s absent_for
 
     # byte-identical reports run after run, in one process or two
-    reports = []
+    reports: list[bytes] = []
     for processes in (1, 1, 2):
         report = tmp_path / f"report-{len(reports)}.jsonl"
         outcome = vigil(isolated_settings, backtest_command, "--rules", rules, "--from", iso(time_range.from_ms),

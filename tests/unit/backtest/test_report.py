@@ -13,8 +13,9 @@ from .conftest import T0
 def act(rule: str = "r", target: str = "web1", at_s: int = 0, ruleset: int = 0, index: int = 0,
         params: str = "{}", event_id: str = "e1", group: str | None = None) -> FiredAction:
     group_key = group or target
-    return FiredAction(ruleset, f"{rule}-{group_key}-{at_s}-{event_id}-{index}", rule, "print", target, params,
-                       T0 + at_s * 1000, group_key, event_id, event_id, None, (event_id,))
+    firing = f"{rule}-{group_key}-{event_id}"  # ids come from the trigger, not the time (absent_for)
+    return FiredAction(ruleset, f"{firing}-{index}", rule, "print", target, params, T0 + at_s * 1000, group_key,
+                       event_id, event_id, None, (event_id,), f"{firing}-0")
 
 
 def test_summarize__firings_actions_targets_first_and_last() -> None:
@@ -34,7 +35,7 @@ def test_report_lines__every_action_in_firing_order_with_its_causes() -> None:
     records = [json.loads(line) for line in lines]
     assert [(r["rule"], r["time"] - T0, r["params"]) for r in records] == [("a", 1000, {"x": 1}), ("b", 5000, {})]
     assert set(records[0]) == {"id", "rule", "type", "target", "params", "time", "at", "group_key", "event_id",
-                               "trace_id", "deadline", "causes"}
+                               "trace_id", "deadline", "causes", "firing"}
     assert records[0]["at"] == "2023-11-14T22:13:21.000Z" and records[0]["causes"] == ["e1"]
     assert lines == list(report_lines([act("a", at_s=1, params='{"x":1}'), act("b", at_s=5)]))  # order-free input
 
@@ -56,6 +57,18 @@ def test_compare__firings_only_in_a_only_in_b_and_in_both_per_rule_and_target() 
     assert sides[3]["params_b"] == {"v": 2}
     summary = summary_json(a + b, 2)
     assert {r["rule"] for r in summary["rules_b"]} == {"hot", "cold"} and len(summary["compare"]) == 3
+
+
+def test_compare__the_same_firing_at_another_time_has_moved() -> None:
+    a = [act("hb-missing", "h1", 30, event_id="last-beat")]
+    b = [act("hb-missing", "h1", 20, ruleset=1, event_id="last-beat")]
+    (diff,) = compare_rule_sets(a + b)
+    assert (len(diff.only_a), len(diff.only_b), diff.both, len(diff.moved)) == (0, 0, 1, 1)
+    moved = diff.to_json()["first_moved"]
+    assert (moved["time_a"] - T0, moved["time_b"] - T0, moved["event_id"]) == (30_000, 20_000, "last-beat")
+    (line,) = [json.loads(x) for x in report_lines(a + b, compare=True)]
+    assert (line["side"], line["time"] - T0, line["time_b"] - T0) == ("both", 30_000, 20_000)
+    assert "(moved; last-beat)" in render_compare([diff])
 
 
 def test_compare__identical_rule_sets() -> None:
