@@ -3,8 +3,9 @@ every trigger kind, in event time), against the raw limit on the same range in t
 
     python benchmarks/backtest.py [--events 1000000] [--identities 10000] [--processes N] [--json]
 
-Dataset: N vigil.Event records on a fresh `events` topic (6 partitions, keyed by identity), 1 ms of
-event time apart (a fleet sending 1,000 events/s), over `identities` identities: 1,000 hosts times
+Dataset: N vigil.Event records on a fresh `events` topic (6 partitions, keyed by identity),
+`--event-rate` events per second of event time apart (default 1,000: a fleet of 10,000 identities
+each reporting every 10 s, so most events close a metric window), over `identities` identities: 1,000 hosts times
 ten names (load, heartbeat, disk, mem, log, svc, net, temp, deploy, restart) with metrics, ttls on
 heartbeats and services (a twentieth of the hosts fall silent halfway: ttl expiries and
 `absent_for` firings), severities that change (status transitions and alerts), error logs.
@@ -18,7 +19,9 @@ start included):
 - backtest_compare_eps: two rule sets of 20 (the second with other thresholds, windows and
   throttles) in one pass.
 The ratios are against raw_eps; `day_86m_s` is how long a day of a 1,000 events/s fleet (86.4M
-events) would take at backtest_eps. The last stdout line with --json is the result object.
+events) would take at backtest_eps. `*_cpu_us` are the CPU microseconds per event of each run (all
+its processes): on a machine shared with other work they show the cost where wall-clock rates
+show the share of the cores a run got. The last stdout line with --json is the result object.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import argparse
 import logging
 import os
 import random
+import resource
 import tempfile
 import time
 import uuid
@@ -210,21 +214,25 @@ def _event(rng: random.Random, ident: int, time_ms: int, silent: bool) -> Event 
                  origin="bench", metrics=metrics, tags=tags, ttl=ttl)
 
 
-def produce_fleet(settings: Settings, topic: str, *, events: int, identities: int, seed: int = 7) -> tuple[int, int]:
-    """Produce the dataset (module docstring) to `topic`; returns (first, last) event time."""
+def produce_fleet(settings: Settings, topic: str, *, events: int, identities: int, event_rate: float = 1000.0,
+                  seed: int = 7) -> tuple[int, int]:
+    """Produce the dataset (module docstring) to `topic`, `event_rate` events per second of event
+    time; returns (first, last) event time."""
     serde = AvroSerde(RegistryClient.from_settings(settings))
     writer = serde.writer(builtin_schema("vigil.Event"))
     producer = make_producer(settings, **{"linger.ms": 50, "batch.size": 1_000_000})
     rng = random.Random(seed)
-    start_ms = int(time.time() * 1000) - events  # 1 ms apart, ending about now
+    step_ms = 1000.0 / event_rate
+    start_ms = int(time.time() * 1000) - int(events * step_ms)  # ending about now
     silent_hosts = {h for h in range(1000) if h % 20 == 0}
     started = time.perf_counter()
     produced = 0
     for i in range(events):
         ident = rng.randrange(identities)
-        ev = _event(rng, ident, start_ms + i, i > events // 2 and ident % 1000 in silent_hosts)
+        at_ms = start_ms + int(i * step_ms)
+        ev = _event(rng, ident, at_ms, i > events // 2 and ident % 1000 in silent_hosts)
         if ev is None:
-            ev = Event(subject=f"host-{ident % 1000}", name="load", time=start_ms + i, metrics={"load1": 1.0},
+            ev = Event(subject=f"host-{ident % 1000}", name="load", time=at_ms, metrics={"load1": 1.0},
                        tags={"class": "client"})
         while True:
             try:
@@ -237,49 +245,76 @@ def produce_fleet(settings: Settings, topic: str, *, events: int, identities: in
             producer.poll(0)
     producer.flush(120)
     log(f"produced {produced:,} events to {topic} in {time.perf_counter() - started:.1f}s")
-    return start_ms, start_ms + events - 1
+    return start_ms, start_ms + int((events - 1) * step_ms)
 
 
-def _backtest(s: Settings, dirs: tuple[Path, ...], time_range: TimeRange, processes: int | None) -> BacktestResult:
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (the backtest's processes)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _backtest(s: Settings, dirs: tuple[Path, ...], time_range: TimeRange,
+              processes: int | None) -> tuple[BacktestResult, float]:
+    """A backtest run and the CPU seconds it took (all its processes)."""
+    cpu = _cpu_s()
     result = run_backtest(s, BacktestRequest(rules_dirs=dirs, time_range=time_range, processes=processes))
+    cpu = _cpu_s() - cpu
     log(f"backtest of {len(dirs)} rule set(s), {result.processes} process(es): {result.read:,} events in "
-        f"{result.elapsed_s:.1f}s = {result.events_per_s:,.0f} ev/s, {len(result.actions):,} actions")
-    return result
+        f"{result.elapsed_s:.1f}s = {result.events_per_s:,.0f} ev/s, {len(result.actions):,} actions; "
+        f"{cpu / result.read * 1e6:.1f} us of CPU per event")
+    return result, cpu
+
+
+def _raw(s: Settings, topic: str, events: int, decode: Any = None) -> tuple[float, float]:
+    """The raw loop's events/s and CPU seconds."""
+    cpu = _cpu_s()
+    eps = raw_consume(s, topic, events, decode)
+    return eps, _cpu_s() - cpu
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--identities", type=int, default=10_000)
+    parser.add_argument("--event-rate", type=float, default=1000.0,
+                        help="events per second of event time (1000: a fleet of 10,000 identities each every 10 s)")
     parser.add_argument("--processes", type=int, default=None, help="backtest processes (default: one per core)")
     parser.add_argument("--skip-single", action="store_true", help="skip the one-process run")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("app.rules.stage").setLevel(logging.ERROR)
-    result: dict[str, Any] = {"events": args.events, "identities": args.identities, "cores": os.cpu_count()}
+    result: dict[str, Any] = {"events": args.events, "identities": args.identities, "event_rate": args.event_rate,
+                              "cores": os.cpu_count()}
     with bench_stack() as settings, tempfile.TemporaryDirectory(prefix="vigil-bench-backtest-") as tmp:
         s = _isolated(settings)
         topic = s.topic("events")
-        first_ms, last_ms = produce_fleet(s, topic, events=args.events, identities=args.identities)
+        first_ms, last_ms = produce_fleet(s, topic, events=args.events, identities=args.identities,
+                                          event_rate=args.event_rate)
         time_range = TimeRange(first_ms, last_ms + 60_000)
         a, b = Path(tmp, "a"), Path(tmp, "b")
         for directory, text in ((a, RULES_A), (b, RULES_B)):
             directory.mkdir()
             (directory / "rules.yaml").write_text(text)
-        result["raw_eps"] = raw_consume(s, topic, args.events, AvroSerde(RegistryClient.from_settings(s)).decode)
-        log(f"raw (Vigil's decoder): {result['raw_eps']:,.0f} ev/s")
-        result["raw_fastavro_eps"] = raw_consume(s, topic, args.events)
+        result["raw_eps"], raw_cpu = _raw(s, topic, args.events, AvroSerde(RegistryClient.from_settings(s)).decode)
+        result["raw_cpu_us"] = round(raw_cpu / args.events * 1e6, 2)
+        log(f"raw (Vigil's decoder): {result['raw_eps']:,.0f} ev/s, {result['raw_cpu_us']} us of CPU per event")
+        result["raw_fastavro_eps"] = _raw(s, topic, args.events)[0]
         log(f"raw (fastavro): {result['raw_fastavro_eps']:,.0f} ev/s")
-        single = _backtest(s, (a,), time_range, args.processes)
+        single, cpu = _backtest(s, (a,), time_range, args.processes)
         result["processes"] = single.processes
         result["backtest_eps"] = single.events_per_s
+        result["backtest_cpu_us"] = round(cpu / single.read * 1e6, 2)
         result["actions"] = len(single.actions)
         result["alerts"] = single.counts.alerts
-        compare = _backtest(s, (a, b), time_range, args.processes)
+        compare, cpu = _backtest(s, (a, b), time_range, args.processes)
         result["backtest_compare_eps"] = compare.events_per_s
+        result["backtest_compare_cpu_us"] = round(cpu / compare.read * 1e6, 2)
         if not args.skip_single and single.processes > 1:
-            result["backtest_1p_eps"] = _backtest(s, (a,), time_range, 1).events_per_s
+            one, cpu = _backtest(s, (a,), time_range, 1)
+            result["backtest_1p_eps"] = one.events_per_s
+            result["backtest_1p_cpu_us"] = round(cpu / one.read * 1e6, 2)
         if [x.id for x in single.actions] != [x.id for x in compare.actions if x.ruleset == 0]:
             raise SystemExit("the compare run's first rule set differs from the single run: not deterministic")
     result["ratio"] = round(result["backtest_eps"] / result["raw_eps"], 3)

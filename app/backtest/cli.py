@@ -122,7 +122,7 @@ def _footer(result: BacktestResult) -> str:
     skipped = f", {result.unreadable:,} unreadable record(s) skipped" if result.unreadable else ""
     filtered = f" ({result.filtered:,} not matching --subject)" if result.filtered else ""
     return (f"{result.read:,} events{filtered} in {result.request.time_range.describe()}, "
-            f"{result.counts.alerts:,} transitions, {len(result.actions):,} would-be actions; "
+            f"{result.counts.alerts:,} transition(s), {len(result.actions):,} would-be action(s); "
             f"{result.elapsed_s:.1f}s ({result.events_per_s:,.0f} events/s, {result.processes} process(es))"
             f"{skipped}")
 

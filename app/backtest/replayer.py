@@ -132,11 +132,13 @@ class _Only:
 class PartitionBuffer:
     """Records of one `events` partition read but not yet run, with their event times."""
 
-    __slots__ = ("finished", "keys", "max_key", "records")
+    __slots__ = ("_head", "finished", "keys", "max_key", "records")
 
     def __init__(self) -> None:
         self.records: list[InRecord] = []
         self.keys: list[int] = []
+        #: records before this index were taken (dropped in bulk, not one by one)
+        self._head = 0
         #: the largest event time buffered (-inf when empty)
         self.max_key = -_INFINITY
         #: the source delivered everything of this partition in the range
@@ -150,7 +152,7 @@ class PartitionBuffer:
 
     @property
     def first_key(self) -> int | None:
-        return self.keys[0] if self.keys else None
+        return self.keys[self._head] if self._head < len(self.keys) else None
 
     def ready_for(self, end_ms: int) -> bool:
         """Whether every record before `end_ms` is buffered (one at or past it is, or the rest is)."""
@@ -158,11 +160,15 @@ class PartitionBuffer:
 
     def take_before(self, end_ms: int) -> tuple[list[InRecord], list[int]]:
         """The records up to the first at or past `end_ms` (in offset order), removed."""
-        keys = self.keys
-        cut = next((i for i, key in enumerate(keys) if key >= end_ms), len(keys))
-        records, self.records = self.records[:cut], self.records[cut:]
-        taken, self.keys = keys[:cut], keys[cut:]
-        self.max_key = max(self.keys) if self.keys else -_INFINITY
+        keys, head = self.keys, self._head
+        cut = next((i for i in range(head, len(keys)) if keys[i] >= end_ms), len(keys))
+        records, taken = self.records[head:cut], keys[head:cut]
+        self._head = cut
+        if cut == len(keys):
+            self.records, self.keys, self._head, self.max_key = [], [], 0, -_INFINITY
+        elif cut > len(keys) // 2:  # drop what was taken now and then: copying the rest every time is quadratic
+            self.records, self.keys, self._head = self.records[cut:], keys[cut:], 0
+            self.max_key = max(self.keys)
         return records, taken
 
 

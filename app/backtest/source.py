@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 #: How much of one partition a fetch may return (as the worker: large batches per partition).
 _FETCH_PARTITION_BYTES: Final = 32 * 1024 * 1024
+#: How much librdkafka reads ahead (its default is 1 GiB; the worker's 256 MiB): a backtest is slower
+#: than the network, so more read ahead is only memory.
+_QUEUE_KBYTES: Final = 64 * 1024
 #: Unreadable records listed by name (all are counted).
 MAX_LISTED: Final = 100
 _METADATA_TIMEOUT_S: Final = 30.0

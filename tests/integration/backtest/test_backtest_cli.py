@@ -73,7 +73,7 @@ def test_backtest__summary_table_and_report_of_every_would_be_action(history: Se
     assert rows["load-hot"][1:4] == ["5", "5", "1"]  # web1 every 2 minutes over 10
     assert rows["hb-missing"][1:4] == ["1", "1", "1"]
     assert rows["disk-critical"][4:] == [iso(T0 + 60 * S), iso(T0 + 300 * S)]
-    assert "203 events" in err and "8 would-be actions" in err
+    assert "203 events" in err and "8 would-be action(s)" in err
     report = [json.loads(line) for line in (tmp_path / "report.jsonl").read_text().splitlines()]
     assert len(report) == 8 and [r["time"] for r in report] == sorted(r["time"] for r in report)
     silent = next(r for r in report if r["rule"] == "hb-missing")

@@ -40,3 +40,21 @@ def test_engine_clock__reads_the_stream_it_points_at() -> None:
 def test_next_chunk(keys: list[int], limits: list[int | None] | None, start: int, clock_ms: int, due_ms: int | None,
                     end: int) -> None:
     assert next_chunk(keys, limits, start, clock_ms, due_ms) == end
+
+
+def test_partition_buffer__takes_records_up_to_the_first_at_or_past_the_end() -> None:
+    from app.backtest.replayer import PartitionBuffer
+    from app.runtime.engine import InRecord
+
+    buffer = PartitionBuffer()
+    keys = [1, 5, 3, 12, 8, 20, 25]
+    buffer.add([InRecord(None, {}, i, k) for i, k in enumerate(keys)], keys)
+    assert (buffer.first_key, buffer.ready_for(25), buffer.ready_for(26)) == (1, True, False)
+    records, taken = buffer.take_before(10)
+    assert ([r.offset for r in records], taken) == ([0, 1, 2], [1, 5, 3])  # 8 waits behind 12
+    assert buffer.first_key == 12 and buffer.ready_for(10)
+    assert buffer.take_before(21)[1] == [12, 8, 20]
+    assert (buffer.first_key, buffer.max_key) == (25, 25)
+    assert buffer.take_before(100)[1] == [25] and buffer.first_key is None and not buffer.ready_for(0)
+    buffer.finished = True
+    assert buffer.ready_for(10**9)
