@@ -401,11 +401,11 @@ class Engine:
         return fired
 
     def next_wall_due(self, topic: str, partition: int) -> int | None:
-        """The earliest time a wall-clock timer of an assigned partition may be due (None: none is
-        armed), for a driver that moves a virtual clock (the backtest) and must fire every timer
-        before the first record past it. May be earlier than the earliest live timer (a moved
-        timer's old time stays until it is passed): firing then is harmless, nothing is due."""
-        dues = [d for ap in self._parts.get((topic, partition), ()) if (d := ap.timers.next_due("wall")) is not None]
+        """When the earliest wall-clock timer armed on an assigned partition is due (None: none is),
+        for a driver that moves a virtual clock (the backtest) and must fire every timer before the
+        first record past it."""
+        dues = [d for ap in self._parts.get((topic, partition), ())
+                if (d := ap.timers.next_live_due("wall")) is not None]
         return min(dues) if dues else None
 
     def take_outputs(self) -> list[Output]:

@@ -58,3 +58,20 @@ def test_partition_buffer__takes_records_up_to_the_first_at_or_past_the_end() ->
     assert buffer.take_before(100)[1] == [25] and buffer.first_key is None and not buffer.ready_for(0)
     buffer.finished = True
     assert buffer.ready_for(10**9)
+
+
+def test_next_live_due__skips_moved_and_cancelled_timers() -> None:
+    from app.runtime.backends import MemoryBackend
+    from app.runtime.codecs import JsonCodec
+    from app.runtime.store import PartitionStore
+    from app.runtime.timers import PartitionTimers
+
+    timers = PartitionTimers(PartitionStore(MemoryBackend(), JsonCodec()))
+    timers.schedule("a", 10)
+    timers.schedule("b", 20)
+    timers.schedule("a", 30)  # moved: its entry at 10 is stale
+    assert (timers.next_due("wall"), timers.next_live_due("wall")) == (10, 20)
+    timers.cancel("b")
+    assert timers.next_live_due("wall") == 30
+    timers.cancel("a")
+    assert timers.next_live_due("wall") is None
