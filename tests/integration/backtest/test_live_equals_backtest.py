@@ -105,11 +105,11 @@ def _record_live(settings: Settings, rules: Path) -> tuple[int, list[dict[str, A
             actions = TopicReader(settings, ACTIONS_TOPIC)
             actions.wait_for(lambda found: sorted({a["rule"] for a in found}) == EXPECTED_RULES, timeout_s=60,
                              message=f"live actions of {EXPECTED_RULES}")
-            return start, actions.settle()
+            return start, actions.read_to_end()
     finally:
         stage.close()
         if actions is not None:
-            actions.consumer.close()
+            actions.close()
 
 
 def test_live_worker_and_backtest__same_actions_same_ids(isolated_settings: Settings, tmp_path: Path) -> None:
