@@ -11,6 +11,7 @@ import click
 from confluent_kafka import KafkaException
 
 from app.backtest.capture import write_capture
+from app.backtest.parallel import BacktestFailed
 from app.backtest.progress import ProgressBar
 from app.backtest.report import compare_rule_sets, render_compare, render_summary, report_lines, summarize, summary_json
 from app.backtest.republish import RepublishRefused, parse_speed, republish
@@ -96,7 +97,7 @@ def backtest_command(cli: CliContext, rules_dir: Path, compare_dir: Path | None,
     bar = ProgressBar()
     try:
         result = run_backtest(cli.settings, request, progress=bar)
-    except SourceError as exc:
+    except (SourceError, BacktestFailed) as exc:
         raise click.ClickException(str(exc)) from None
     except KafkaException as exc:
         raise click.ClickException(f"cannot read {topic}: {exc}") from None

@@ -184,6 +184,8 @@ class RunCounts:
     agent_errors: Counter[str] = field(default_factory=Counter)
     #: per rule set: actions dropped because a template failed
     render_failures: Counter[int] = field(default_factory=Counter)
+    #: per rule set: actions a silence covered (a backtest's stages have none; counted if one does)
+    suppressed: Counter[int] = field(default_factory=Counter)
 
 
 class RuleSetReplay:
@@ -296,8 +298,8 @@ class RuleSetReplay:
                 if firing is None or firing[0] != key:
                     firing = (key, action.id)
                 self.actions.append(self._fired(action, firing[1]))
-            elif output.topic == SUPPRESSED_TOPIC:  # no silences in a backtest; counted if a stage had some
-                self.counts.agent_errors["suppressed"] += 1
+            elif output.topic == SUPPRESSED_TOPIC:
+                self.counts.suppressed[self.index] += 1
             elif output.topic == ACTIONS_DLQ_TOPIC:
                 self.counts.render_failures[self.index] += 1
         self._count_dead_letters()

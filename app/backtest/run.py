@@ -282,6 +282,7 @@ def merge_into(result: BacktestResult, actions: Sequence[FiredAction], counts: R
     for total, part in ((result.counts.rejected, counts.rejected), (result.counts.agent_errors, counts.agent_errors)):
         total.update(part)
     result.counts.render_failures.update(counts.render_failures)
+    result.counts.suppressed.update(counts.suppressed)
     result.read += read
     result.filtered += filtered
     result.unreadable += unreadable

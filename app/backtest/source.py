@@ -186,7 +186,7 @@ class HistoryReader:
         self._serde = AvroSerde(self._registry)
         self._parts = {r.partition: _Partition(r, r.start, finished=r.size == 0) for r in ranges}
         self._consumer = make_consumer(settings, f"vigil-backtest-{uuid.uuid4().hex[:12]}", **{
-            "enable.partition.eof": True, "fetch.min.bytes": 1, "queued.max.messages.kbytes": 262144,
+            "enable.partition.eof": True, "fetch.min.bytes": 1, "queued.max.messages.kbytes": _QUEUE_KBYTES,
             "max.partition.fetch.bytes": _FETCH_PARTITION_BYTES})
         active = [TopicPartition(topic, p.range.partition, p.range.start) for p in self._parts.values()
                   if not p.finished]
@@ -205,11 +205,41 @@ class HistoryReader:
         return self._parts[partition].next_offset
 
     def poll(self, wanted: set[int]) -> dict[int, list[InRecord]]:
+        # `poll_messages` then `record`, in one loop: this runs once per record of the range
+        self._fetch_only(wanted)
         out: dict[int, list[InRecord]] = {}
-        for p, messages in self.poll_messages(wanted).items():
-            records = [record for msg in messages if (record := self.record(msg)) is not None]
-            if records:
-                out[p] = records
+        if not any(not self._parts[p].finished for p in wanted if p in self._parts):
+            return out
+        decode, keep, parts, counts = self._serde.decode_typed, self.keep, self._parts, self.counts
+        for msg in self._consumer.consume(self.batch, timeout=self.poll_timeout_s):
+            p, offset = msg.partition(), msg.offset()
+            part = parts.get(p)
+            if (msg.error() is not None or part is None or part.finished or offset is None
+                    or not part.next_offset <= offset < part.range.end - 1):
+                if not self._in_range(msg):  # errors, ends of ranges, duplicates: the careful way
+                    continue
+            else:
+                part.next_offset = offset + 1
+                counts.records += 1
+            raw = msg.value()
+            try:
+                type_name, value = decode(raw)
+            except (DecodeError, RegistryError):
+                decoded = self._decode(raw, p, offset)  # waits out a registry outage, reports the unreadable
+                if decoded is None:
+                    continue
+                type_name, value = decoded
+            if keep is not None and not keep(value):
+                counts.filtered += 1
+                continue
+            key = msg.key()
+            record = InRecord(key.decode(errors="replace") if key is not None else None, value, offset,
+                              msg.timestamp()[1], type_name, raw, key)
+            found = out.get(p)
+            if found is None:
+                out[p] = [record]
+            else:
+                found.append(record)
         return out
 
     def poll_messages(self, wanted: set[int]) -> dict[int, list[Message]]:
