@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from app.bus.clients import make_consumer
 from app.bus.faults import is_transient
@@ -134,19 +134,22 @@ def find_ranges(consumer: Consumer, topic: str, from_ms: int, to_ms: int) -> lis
 
 
 def _offsets_at(consumer: Consumer, topic: str, partitions: list[int], at_ms: int) -> dict[int, int]:
-    """The first offset with a timestamp >= at_ms per partition (the high watermark when none)."""
+    """The first offset with a timestamp >= at_ms per partition (the high watermark when none).
+    An answer that is no offset (a partition between leaders) raises a transient KafkaException."""
     found = consumer.offsets_for_times([TopicPartition(topic, p, at_ms) for p in partitions],
                                        timeout=_METADATA_TIMEOUT_S)
     out: dict[int, int] = {}
     for tp in found:
         if tp.error is not None:
             raise KafkaException(tp.error)
-        if tp.offset < 0 or tp.offset == OFFSET_END:
-            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition),
-                                                        timeout=_METADATA_TIMEOUT_S)
-            out[tp.partition] = high
-        else:
-            out[tp.partition] = tp.offset
+        offset = tp.offset
+        if offset < 0:  # OFFSET_END: no record that late
+            offset = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=_METADATA_TIMEOUT_S,
+                                                    cached=False)[1]
+        if offset < 0:
+            raise KafkaException(KafkaError(KafkaError.LEADER_NOT_AVAILABLE,
+                                            f"no offset for {topic}[{tp.partition}] at {at_ms} yet"))
+        out[tp.partition] = offset
     return out
 
 

@@ -11,11 +11,12 @@ import pytest
 from app.backtest.cli import backtest_command
 from app.cli import main
 from app.config import Settings
-from app.model.events import Event
+from app.model.events import Event, now_ms
 
 from .conftest import iso, produce, produce_raw, vigil, write_rules
 
-T0 = 1_714_731_300_000  # 2024-05-03T10:15:00Z
+#: an hour ago, on the minute: recent, or the broker's retention (7 days by event time) may delete it
+T0 = (now_ms() // 60_000 - 60) * 60_000
 S = 1000
 
 RULES = """
