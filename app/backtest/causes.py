@@ -27,6 +27,10 @@ __all__ = ["CauseLog"]
 
 #: Records kept per group at most (a group shared by busy rules may see many within a window).
 MAX_NOTED: Final = 4096
+#: Records are kept this much longer than the longest look-back: a batch is noted before it is
+#: evaluated, so a record may be noted before an earlier one's firing is looked at (batches span
+#: a slice of event time, 10 s by default).
+MARGIN_MS: Final = 60_000
 
 
 class CauseLog:
@@ -53,7 +57,7 @@ class CauseLog:
         event_id = record.get("id")
         noted.append((time_ms, event_id if isinstance(event_id, str) else None, record, type_name))
         if self.window_ms is not None:
-            oldest = time_ms - self.window_ms
+            oldest = time_ms - self.window_ms - MARGIN_MS
             while noted[0][0] < oldest:
                 noted.popleft()
 

@@ -123,6 +123,19 @@ def test_count__only_events_within_the_window_count(tmp_path: Path) -> None:
     assert action.causes == tuple(e["id"] for e in logs[2:])  # the three events it counted
 
 
+def test_count__causes_survive_later_events_of_the_same_batch(tmp_path: Path) -> None:
+    rules = [rules_dir(tmp_path, """
+        rules:
+          - name: burst
+            match: {name: log}
+            count: {at_least: 3, within: 2s}
+            actions: [{print: {}}]
+        """)]
+    logs = [event("web1", "log", t) for t in (0, 0.5, 1.0, 5, 8, 9.9)]  # one slice: noted, then evaluated
+    (action,) = replay(rules, logs)
+    assert action.causes == tuple(e["id"] for e in logs[:3])
+
+
 def test_sequence__steps_in_order_within_the_time(tmp_path: Path) -> None:
     rules = [rules_dir(tmp_path, """
         rules:
