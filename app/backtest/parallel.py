@@ -23,7 +23,7 @@ from multiprocessing.context import SpawnProcess
 from typing import Any, Final
 
 from app.backtest.replayer import FiredAction, Routed, RunCounts
-from app.backtest.run import BacktestRequest, BacktestResult, Progress, SliceDriver, build_replayer, merge_into
+from app.backtest.run import BacktestRequest, BacktestResult, Progress, SliceDriver, build_replayer, done, merge_into
 from app.backtest.source import HistoryReader, PartitionRange, ReadCounts, subject_filter
 from app.config import Settings
 from app.pipeline.config import PipelineConfig
@@ -111,7 +111,7 @@ def _worker_main(plan: _Plan, inboxes: list[Any], results: Any) -> None:
             if now - float(last[0] or 0.0) >= _PROGRESS_EVERY_S:
                 last[0] = now
                 counts = reader.counts if reader is not None else ReadCounts()
-                results.put(("progress", plan.worker, counts.records + counts.unreadable, last[1]))
+                results.put(("progress", plan.worker, done(replayer, counts), last[1]))
 
         exchange = QueueExchange(plan.worker, inboxes, len(request.rules_dirs))
         SliceDriver(replayer, reader, time_range=request.time_range, slice_ms=request.slice_ms, exchange=exchange,

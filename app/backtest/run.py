@@ -25,6 +25,7 @@ from app.backtest.replayer import FiredAction, PartitionBuffer, Replayer, Routed
 from app.backtest.source import (
     HistoryReader,
     PartitionRange,
+    ReadCounts,
     RecordSource,
     SourceError,
     Unreadable,
@@ -42,7 +43,7 @@ from app.rules.stage import RulesStage, StageConfig
 from app.runtime.gctune import tune_for_streams
 
 __all__ = ["DEFAULT_SLICE_MS", "BacktestRequest", "BacktestResult", "Exchange", "Progress", "SliceDriver",
-           "SourceError", "build_replayer", "check_rule_dirs", "merge_into", "run_backtest", "sort_actions"]
+           "SourceError", "build_replayer", "check_rule_dirs", "done", "merge_into", "run_backtest", "sort_actions"]
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +263,7 @@ def _run_in_process(settings: Settings, request: BacktestRequest, topic: str, ra
         if horizon_ms is not None:
             position[0] = horizon_ms
         if progress is not None:
-            progress.update(reader.counts.records + reader.counts.unreadable, position[0])
+            progress.update(done(replayer, reader.counts), position[0])
 
     try:
         SliceDriver(replayer, reader, time_range=request.time_range, slice_ms=request.slice_ms,
@@ -271,6 +272,11 @@ def _run_in_process(settings: Settings, request: BacktestRequest, topic: str, ra
         reader.close()
     merge_into(result, replayer.actions, replayer.counts, reader.counts.records, reader.counts.filtered,
                reader.counts.unreadable, reader.counts.listed)
+
+
+def done(replayer: Replayer, read: ReadCounts) -> int:
+    """Records dealt with so far: run through the replay, or skipped (unreadable, not --subject)."""
+    return replayer.counts.events + read.filtered + read.unreadable
 
 
 def merge_into(result: BacktestResult, actions: Sequence[FiredAction], counts: RunCounts, read: int, filtered: int,
