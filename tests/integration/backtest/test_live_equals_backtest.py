@@ -115,7 +115,8 @@ def _record_live(settings: Settings, rules: Path) -> tuple[int, list[dict[str, A
 def test_live_worker_and_backtest__same_actions_same_ids(isolated_settings: Settings, tmp_path: Path) -> None:
     rules = write_rules(tmp_path / "rules", RULES)
     start, live = _record_live(isolated_settings, rules)
-    assert len(live) == len({a["id"] for a in live}) == len(EXPECTED_RULES)
+    # one of each when the scenario ran on time (a stalled machine may add a silence: both sides see it)
+    assert len(live) == len({a["id"] for a in live}) and sorted({a["rule"] for a in live}) == EXPECTED_RULES
     time_range = TimeRange(start - 1000, now_ms())
     result = run_backtest(isolated_settings, BacktestRequest(rules_dirs=(rules,), time_range=time_range))
     assert result.read == len(SCENARIO) and result.unreadable == 0
