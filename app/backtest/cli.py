@@ -134,6 +134,7 @@ def _summary(result: BacktestResult, compare: bool) -> dict[str, object]:
     return {"topic": request.topic, "from": request.time_range.from_ms, "to": request.time_range.to_ms,
             "subject": request.subject, "rules": [str(d) for d in request.rules_dirs], "events": result.read,
             "filtered": result.filtered, "replayed": counts.events, "transitions": counts.alerts,
+            "windows_closed": counts.windows,
             "rejected": dict(counts.rejected), "agent_errors": dict(counts.agent_errors),
             "render_failures": {str(k): v for k, v in counts.render_failures.items()},
             "unreadable": result.unreadable, "unreadable_records": [

@@ -37,7 +37,7 @@ from app.backtest.clock import EngineClock, PositionClock, next_chunk
 from app.backtest.stores import StatePolicy
 from app.model.events import Action
 from app.pipeline.agents import EVENTS_TOPIC, Pipeline
-from app.pipeline.tracker import ALERTS_TOPIC
+from app.pipeline.tracker import ALERTS_TOPIC, METRICS_TOPIC
 from app.rules.engine import ALERT_TYPE
 from app.rules.fields import EVENT_TYPE
 from app.rules.loader import RuleSet
@@ -178,6 +178,8 @@ class RunCounts:
 
     events: int = 0
     alerts: int = 0
+    #: metric windows the pipeline closed (its vigil.WindowAggregate records, one per metric)
+    windows: int = 0
     #: records the pipeline rejected, by the field that failed
     rejected: Counter[str] = field(default_factory=Counter)
     #: records an agent raised on (the runtime dead-letters them), by agent
@@ -454,6 +456,8 @@ class Replayer:
                 alerts.append(InRecord(key, alert, seq, alert["time"], ALERT_TYPE, alert["id"].encode(),
                                        key.encode() if key else None))
                 seq += 1
+            elif output.topic == METRICS_TOPIC:
+                self.counts.windows += 1
             elif output.topic == self.pipeline.agent.dlq_topic:
                 self.counts.rejected[(output.headers or {}).get("vigil.field", "")] += 1
         self._alert_seq[p] = seq

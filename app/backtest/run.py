@@ -285,6 +285,7 @@ def merge_into(result: BacktestResult, actions: Sequence[FiredAction], counts: R
     result.actions.extend(actions)
     result.counts.events += counts.events
     result.counts.alerts += counts.alerts
+    result.counts.windows += counts.windows
     for total, part in ((result.counts.rejected, counts.rejected), (result.counts.agent_errors, counts.agent_errors)):
         total.update(part)
     result.counts.render_failures.update(counts.render_failures)

@@ -8,12 +8,16 @@ from pathlib import Path
 import pytest
 
 from app.backtest.replayer import pipeline_timer_limit
+from app.backtest.run import SliceDriver, build_replayer
+from app.backtest.source import MemorySource
+from app.backtest.times import TimeRange
 from app.pipeline.agents import build_pipeline
+from app.pipeline.config import PipelineConfig
 from app.rules.loader import load_rules
 from app.rules.offline import simulate
 from app.runtime.testing import AgentHarness
 
-from .conftest import T0, S, event, fired, replay, rules_dir
+from .conftest import T0, S, event, fired, partitioned, replay, rules_dir
 
 STATUS_RULES = """
 rules:
@@ -232,6 +236,17 @@ def test_two_rule_sets__each_as_if_alone(tmp_path: Path) -> None:
     both = replay([a, b], _mixed_events(), until_s=120)
     assert [x.id for x in both if x.ruleset == 0] == [x.id for x in replay([a], _mixed_events(), until_s=120)]
     assert [x.id for x in both if x.ruleset == 1] == [x.id for x in replay([b], _mixed_events(), until_s=120)]
+
+
+def test_metric_windows__close_by_event_time(tmp_path: Path) -> None:
+    rules = [rules_dir(tmp_path, "rules: []\n")]
+    records = partitioned([event("web1", "load", t, metrics={"load1": 1.0, "load5": 2.0}) for t in range(0, 27)], 1)
+    replayer = build_replayer(PipelineConfig.model_validate({"window_sizes": ["10s"], "grace": "5s"}), rules,
+                              partitions=[0])
+    SliceDriver(replayer, MemorySource(records), time_range=TimeRange(T0, T0 + 3600 * S)).run()
+    # [0, 10 s) and [10 s, 20 s) closed (the watermark passed their end + grace + spread < 1 s), two metrics each; the
+    # window of the last events stays open: windows close by event time, not by the range's end
+    assert replayer.counts.windows == 4
 
 
 def test_pipeline_timer_limit__never_after_the_deadline_the_pipeline_arms() -> None:
