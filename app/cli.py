@@ -40,6 +40,9 @@ LAZY_COMMANDS: dict[str, str] = {
     "metrics": "app.pipeline.cli:metrics_command",
     "members": "app.members.cli:members_command",
     "ui": "app.web.cli:ui_command",
+    "backtest": "app.backtest.cli:backtest_command",
+    "capture": "app.backtest.cli:capture_command",
+    "replay": "app.backtest.cli:replay_command",
 }
 
 # Hoisted from anywhere on the line. Not --config: subcommands have their own (beacon run --config).

@@ -36,6 +36,7 @@ __all__ = [
     "InputError",
     "OfflineResult",
     "RulesInvalidError",
+    "action_differences",
     "compare_actions",
     "normalise_record",
     "read_jsonl",
@@ -206,6 +207,13 @@ def compare_actions(actual: Sequence[RenderedAction | Mapping[str, Any]],
     expected action states (params, id, time_ms, group_key, event_id, trace_id, deadline_ms) must
     be equal. So ordering, content and, when given, ids and times are all checked.
     """
+    return [message for _, message in action_differences(actual, expected)]
+
+
+def action_differences(actual: Sequence[RenderedAction | Mapping[str, Any]],
+                       expected: Sequence[Mapping[str, Any]]) -> list[tuple[int | None, str]]:
+    """`compare_actions`' differences, each with the index of the expected action it is about
+    (None: an action nobody expected), e.g. to report each expectation as a test case."""
     got = [_as_dict(a) for a in actual]
     want = [dict(e) for e in expected]
     for e in want:
@@ -215,7 +223,7 @@ def compare_actions(actual: Sequence[RenderedAction | Mapping[str, Any]],
     def key(a: Mapping[str, Any]) -> tuple[Any, ...]:
         return a.get("rule"), a.get("type"), a.get("target")
 
-    diffs: list[str] = []
+    diffs: list[tuple[int | None, str]] = []
     matcher = difflib.SequenceMatcher(None, [key(a) for a in got], [key(e) for e in want], autojunk=False)
     for op, a0, a1, e0, e1 in matcher.get_opcodes():
         if op in ("equal", "replace"):
@@ -224,8 +232,9 @@ def compare_actions(actual: Sequence[RenderedAction | Mapping[str, Any]],
                 where = f"action #{a0 + offset + 1} (expected #{e0 + offset + 1})"
                 for name in ("rule", "type", "target", *_OPTIONAL_FIELDS):
                     if name in e and a.get(name) != e[name]:
-                        diffs.append(f"{where}: {name} differs: expected {e[name]!r}, got {a.get(name)!r}")
+                        diffs.append((e0 + offset, f"{where}: {name} differs: expected {e[name]!r}, "
+                                                   f"got {a.get(name)!r}"))
             a0, e0 = a0 + min(a1 - a0, e1 - e0), e0 + min(a1 - a0, e1 - e0)
-        diffs.extend(f"unexpected action #{i + 1}: {_summary(got[i])}" for i in range(a0, a1))
-        diffs.extend(f"missing action (expected #{i + 1}): {_summary(want[i])}" for i in range(e0, e1))
+        diffs.extend((None, f"unexpected action #{i + 1}: {_summary(got[i])}") for i in range(a0, a1))
+        diffs.extend((i, f"missing action (expected #{i + 1}): {_summary(want[i])}") for i in range(e0, e1))
     return diffs

@@ -95,7 +95,8 @@ class StageConfig:
 
     rules_dir: Path
     signing_key: bytes | None = None
-    reload_interval_ms: int = 2_000
+    #: None: load the rules once and never reload (a backtest's rules must not change under it)
+    reload_interval_ms: int | None = 2_000
     settings: Settings | None = None
     #: before the first action, how long to wait for the silences reader to catch up (a worker
     #: restarting during a maintenance window must not send what a silence covers); short, because
@@ -220,7 +221,8 @@ class RulesStage:
         """A timer of `evaluate` came due: the reload check, or an absence timer of the engine."""
         if key == RELOAD_TIMER:
             self._engine(ctx)  # reloads if due and reconciles this partition's state
-            ctx.timers.schedule(RELOAD_TIMER, ctx.now_ms() + self.config.reload_interval_ms, kind="wall")
+            if self.config.reload_interval_ms is not None:
+                ctx.timers.schedule(RELOAD_TIMER, ctx.now_ms() + self.config.reload_interval_ms, kind="wall")
             return
         engine = self._engine(ctx)
         self._emit(engine.ruleset, engine.on_timer(key, ctx.now_ms(), payload), ctx)
@@ -228,7 +230,8 @@ class RulesStage:
     # -- rule set versions and per-partition engines ------------------------------------------------------
     def current(self, now_ms: int) -> _Version:
         """The active rule set, reloading the directory first if the last check is old enough."""
-        due = self._checked_ms is None or not 0 <= now_ms - self._checked_ms < self.config.reload_interval_ms
+        interval_ms = self.config.reload_interval_ms
+        due = interval_ms is not None and (self._checked_ms is None or not 0 <= now_ms - self._checked_ms < interval_ms)
         if due or self._version is None:
             self._checked_ms = now_ms
             self._reload()
@@ -265,7 +268,7 @@ class RulesStage:
             self._reconcile_state(ctx, version)
             entry = _Partition(ctx, version, RuleEngine(version.ruleset, self.state, _ContextTimers(ctx)))
             self._partitions[ctx.partition] = entry
-        if entry.reload_armed_on is not ctx.timers:
+        if entry.reload_armed_on is not ctx.timers and self.config.reload_interval_ms is not None:
             ctx.timers.schedule(RELOAD_TIMER, ctx.now_ms() + self.config.reload_interval_ms, kind="wall")
             entry.reload_armed_on = ctx.timers
         return entry.engine

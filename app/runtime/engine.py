@@ -400,6 +400,14 @@ class Engine:
                 ap.unbind()
         return fired
 
+    def next_wall_due(self, topic: str, partition: int) -> int | None:
+        """When the earliest wall-clock timer armed on an assigned partition is due (None: none is),
+        for a driver that moves a virtual clock (the backtest) and must fire every timer before the
+        first record past it."""
+        dues = [d for ap in self._parts.get((topic, partition), ())
+                if (d := ap.timers.next_live_due("wall")) is not None]
+        return min(dues) if dues else None
+
     def take_outputs(self) -> list[Output]:
         out = self.outputs[:]
         self.outputs.clear()

@@ -75,6 +75,18 @@ class PartitionTimers:
         heap = self._heaps[kind]
         return heap[0][0] if heap else None
 
+    def next_live_due(self, kind: str) -> int | None:
+        """Like `next_due`, exactly: the due time of the earliest timer still armed (entries of
+        timers moved or cancelled since are dropped from the top of the index first)."""
+        heap = self._heaps[kind]
+        live = self._live
+        while heap:
+            at_ms, key = heap[0]
+            if live.get(key) == (at_ms, kind):
+                return at_ms
+            heapq.heappop(heap)
+        return None
+
     def pop_due(self, kind: str, now_ms: int) -> list[DueTimer]:
         """Remove and return timers of `kind` due at or before now_ms (stale heap entries skipped)."""
         heap = self._heaps[kind]

@@ -1,0 +1,31 @@
+"""Garbage-collector settings for processes that run records through agents (a worker's loop, a
+backtest). They keep many long-lived objects (caches, indexes, state) and allocate many short-lived
+ones per record: with CPython's default thresholds, full collections run every few thousand
+records, walk everything and free nothing (measured: 30-45% of a worker's time, about a third of a
+backtest's). Start-up objects are frozen out of collection and full collections made ~100x rarer.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+
+__all__ = ["STREAM_THRESHOLDS", "tune_for_streams"]
+
+#: (generation 0, 1, 2) thresholds for stream processing.
+STREAM_THRESHOLDS = (700, 10, 1000)
+
+
+def tune_for_streams() -> Callable[[], None]:
+    """Freeze what exists now and set STREAM_THRESHOLDS; returns a function that undoes both (for
+    code that runs inside a process it does not own, e.g. a library call)."""
+    before = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*STREAM_THRESHOLDS)
+
+    def restore() -> None:
+        gc.set_threshold(*before)
+        gc.unfreeze()
+
+    return restore
