@@ -27,7 +27,7 @@ from app.members.model import HEARTBEAT, member_from_status
 from app.model.ids import new_id
 from app.pipeline.fetch import EventReader, FetchError
 from app.rules.silences import Silence, SilenceError
-from app.web.backtests import BacktestBusy, BacktestJobs, BacktestUnavailable, RulesRejected, deployed_rule_files
+from app.web.backtests import BacktestBusy, BacktestJobs, RulesRejected, deployed_rule_files
 from app.web.config import UiConfig
 from app.web.hub import LiveHub
 from app.web.openapi import openapi_document, request_schema
@@ -565,8 +565,6 @@ async def post_backtest(request: web.Request) -> web.Response:
         return _error(400, str(exc), parameter="files", errors=exc.errors)
     except BacktestBusy as exc:
         return json_response({"error": str(exc)}, status=429, headers={"Retry-After": "10"})
-    except BacktestUnavailable as exc:
-        return _error(501, str(exc))
     return json_response(job.to_json(), status=202, headers={"Location": f"{API_PREFIX}/backtests/{job.id}"})
 
 

@@ -6,13 +6,10 @@ One run at a time, in a thread, with a short queue (a full queue answers 429); f
 kept as JSON files under the UI's data directory (the last `keep`), so they survive a restart.
 Posted rule files are written to a directory of their own and checked before anything is read:
 a broken rule is a 400 listing every `file:line: problem`.
-
-app.backtest is imported when the first backtest runs: a build without it answers 501.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import queue
 import re
@@ -26,12 +23,15 @@ from typing import Any, Final
 
 import orjson
 
+from app.backtest.report import summary_json
+from app.backtest.run import BacktestRequest, run_backtest
+from app.backtest.times import TimeRange
 from app.config import Settings
 from app.model.ids import new_id
 from app.rules.loader import load_rules
 from app.web.params import ParamError
 
-__all__ = ["BacktestBusy", "BacktestJobs", "BacktestUnavailable", "RulesRejected", "deployed_rule_files"]
+__all__ = ["BacktestBusy", "BacktestJobs", "RulesRejected", "deployed_rule_files"]
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,6 @@ MAX_FILES: Final = 50
 MAX_FILE_BYTES: Final = 256 * 1024
 #: Would-be actions returned with a finished run (all are counted; the summary covers all).
 MAX_FIRINGS: Final = 2000
-
-
-class BacktestUnavailable(Exception):
-    """This build has no backtest (app.backtest is missing)."""
 
 
 class BacktestBusy(Exception):
@@ -209,25 +205,14 @@ class BacktestJobs:
             try:
                 job.result = self._backtest(job)
                 job.state = "done"
-            except BacktestUnavailable as exc:
-                job.state, job.error = "failed", str(exc)
             except Exception as exc:  # a run that fails must not stop the runner
                 log.exception("ui: backtest %s failed", job.id)
                 job.state, job.error = "failed", f"{type(exc).__name__}: {exc}"
             self._save(job)
 
     def _backtest(self, job: BacktestJob) -> dict[str, Any]:
-        # Imported by name, not statically: app.backtest (issue 17) lands separately; once both are on
-        # main these become plain imports.
-        try:
-            summary_json = importlib.import_module("app.backtest.report").summary_json
-            run = importlib.import_module("app.backtest.run")
-            time_range = importlib.import_module("app.backtest.times").TimeRange
-        except (ImportError, AttributeError) as exc:
-            raise BacktestUnavailable(f"this build has no backtest ({exc})") from exc
-        BacktestRequest, run_backtest = run.BacktestRequest, run.run_backtest
         request = BacktestRequest(rules_dirs=tuple(job.rules_dirs),
-                                  time_range=time_range(job.request["from"], job.request["to"]),
+                                  time_range=TimeRange(job.request["from"], job.request["to"]),
                                   subject=job.request["subject"], processes=1)
         result = run_backtest(self.settings, request, progress=_Progress(job))
         rulesets = len(job.rules_dirs)

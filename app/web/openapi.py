@@ -343,7 +343,7 @@ def _paths(window_sizes_ms: tuple[int, ...]) -> dict[str, Any]:
                                                                                      "matching this glob"},
                                         "compare": {"type": "boolean",
                                                     "description": "also run the deployed rules and compare"}}}}}},
-                     "responses": {"202": _json(_ref("Backtest"), "queued"), **_errors(400, 401, 415, 429, 501)}}},
+                     "responses": {"202": _json(_ref("Backtest"), "queued"), **_errors(400, 401, 415, 429)}}},
         "/backtests/{id}": {"get": {
             "summary": "A backtest: state, progress and (once done) firings and the difference",
             "parameters": [id_param],
