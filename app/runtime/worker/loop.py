@@ -28,7 +28,6 @@ Faults (see docs/runtime.md, "Outages"):
 
 from __future__ import annotations
 
-import gc
 import logging
 import socket
 import threading
@@ -51,6 +50,7 @@ from app.runtime.agent import Agent
 from app.runtime.backends import RocksBackend
 from app.runtime.deliveries import DeliveryCallback
 from app.runtime.engine import CheckpointFailed, DeadLetter, Engine
+from app.runtime.gctune import tune_for_streams
 from app.runtime.http import HttpApi, Route
 from app.runtime.metrics import WorkerMetrics
 from app.runtime.outputs import OutputEncoder
@@ -448,13 +448,7 @@ class Worker:
         assert self.consumer is not None
         consumer = self.consumer
         if self.options.tune_gc:
-            # A worker keeps many long-lived objects (caches, indexes) and allocates many short-lived
-            # ones per record: with default thresholds full collections run every few thousand
-            # records, walk everything and free nothing (measured: 30-45% of worker time). Start-up
-            # objects are frozen out of collection and full collections made ~100x rarer.
-            gc.collect()
-            gc.freeze()
-            gc.set_threshold(700, 10, 1000)
+            tune_for_streams()  # see app.runtime.gctune: CPython's defaults cost a worker 30-45%
         self._started.set()
         interval_s = self.options.commit_interval / 1000
         idle_timeout_s = self.options.poll_timeout_ms / 1000
