@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     dev_controller_port: int = 9093
     dev_registry_port: int = 8081
     dev_kafka_heap: str = "-Xms256m -Xmx1g"
+    standby_replicas: int = Field(0, ge=0, le=16, description="workers: warm copies of each partition's state "
+                                  "kept on this many other workers (vigil worker --standby-replicas)")
     #: Sections of the stages, validated by each stage's own model when it is built from these
     #: settings (section_model): this module imports nothing from the stages.
     pipeline: dict[str, Any] = Field(default_factory=dict,

@@ -58,14 +58,15 @@ def http_auth() -> tuple[bytes | None, bool]:
 @click.option("--wait-for-topics", "topics_wait_s", type=float, default=300, show_default=True,
               help="seconds to wait for source topics to exist (e.g. while a deployment's topics job runs)")
 @session_timeout_option
-@click.option("--standby-replicas", type=click.IntRange(0, 16), default=0, show_default=True,
-              help="keep warm copies of each partition's state on this many other workers (fast failover)")
+@click.option("--standby-replicas", type=click.IntRange(0, 16), default=None,
+              help="keep warm copies of each partition's state on this many other workers (fast failover; "
+                   "default: standby_replicas from the settings, VIGIL_STANDBY_REPLICAS, else 0)")
 @click.option("--log-level", default="INFO", show_default=True)
 @pass_cli
 def worker_command(cli: CliContext, stage_names: tuple[str, ...], plugins: tuple[str, ...], no_builtins: bool,
                    guarantee: str, app_id: str, instance_id: str | None, http_listen: str,
                    commit_interval_ms: int | None, topics_wait_s: float, session_timeout_ms: int,
-                   standby_replicas: int, log_level: str) -> None:
+                   standby_replicas: int | None, log_level: str) -> None:
     """Run the built-in stages and plugin agents with graceful shutdown on SIGTERM (finish the batch,
     flush, commit)."""
     from app.stages import build_stages
@@ -84,7 +85,8 @@ def worker_command(cli: CliContext, stage_names: tuple[str, ...], plugins: tuple
     options = WorkerOptions(app_id=app_id, guarantee=Guarantee(guarantee), instance_id=instance_id,
                             commit_interval_ms=commit_interval_ms, http_host=host or "127.0.0.1", http_port=port,
                             topics_wait_s=topics_wait_s, session_timeout_ms=session_timeout_ms,
-                            standby_replicas=standby_replicas,
+                            standby_replicas=cli.settings.standby_replicas if standby_replicas is None
+                            else standby_replicas,
                             api_token=token, metrics_open=open_metrics)
     worker = Worker(cli.settings, parts.agents, options, routes=parts.routes, collectors=parts.collectors)
     for sig in (signal.SIGTERM, signal.SIGINT):
