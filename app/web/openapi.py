@@ -20,6 +20,9 @@ _FIELDS: Final = ("subject|name|kind|origin|severity|text|id|time|trace_id|ttl|f
 #: A silence's FIELD=GLOB: a rule field or one of the action's own (app.rules.silences).
 _MATCH_PATTERN: Final = (rf"^({_FIELDS}|tags\.[^=\x00]+|metrics\.[^=\x00]+|data\.[^.=\x00]+(\.[^.=\x00]+)*)"
                          r"=[^\x00]+$")
+#: Some character that is not blank under both regex dialects: Python's \s also counts \x1c-\x1f and \x85,
+#: ECMA's (clients') also \ufeff, so a plain \S would accept in one what the other refuses.
+_VISIBLE_CHAR_PATTERN: Final = r"[^\s\x1c-\x1f\x85\ufeff]"
 _TIME_DOC: Final = ("ms since the epoch (13 digits), ISO-8601 (2024-05-03T10:15:00Z), `now`, or a duration before "
                     "now (15m, 2h, 7d)")
 
@@ -317,7 +320,7 @@ def _paths(window_sizes_ms: tuple[int, ...]) -> dict[str, Any]:
                                         "duration": {"type": "string", "maxLength": 32, "description": "e.g. 2h",
                                                      "pattern": "^([1-9][0-9]{0,4}(s|m)|[1-9][0-9]{0,2}h|"
                                                                 "[1-9][0-9]?d)$"},
-                                        "reason": {"type": "string", "maxLength": 2000, "pattern": "\\S"}}}}}},
+                                        "reason": {"type": "string", "maxLength": 2000, "pattern": _VISIBLE_CHAR_PATTERN}}}}}},
                      "responses": {"201": _json(_ref("Silence"), "the silence"), **_errors(400, 401, 415, 503)}}},
         "/silences/{id}": {"delete": {
             "summary": "Expire a silence now (it stays listed as ended)",

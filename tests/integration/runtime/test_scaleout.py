@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
 import app.runtime.worker.restore as worker_restore
@@ -161,8 +161,20 @@ class Damage:
         refuses DeleteRecords on a compact-only topic; the worker sets compact back when it starts)."""
         admin = make_admin(self.settings)
         set_configs(admin, self.changelog, {"cleanup.policy": "compact,delete"})
-        for fut in admin.delete_records([TopicPartition(self.changelog, 0, offset)]).values():
-            fut.result()
+
+        def deleted() -> bool:
+            # the broker applies the new policy when it reads the metadata record, a moment after the
+            # alter answered: until then it still refuses (POLICY_VIOLATION)
+            try:
+                for fut in admin.delete_records([TopicPartition(self.changelog, 0, offset)]).values():
+                    fut.result()
+            except KafkaException as e:
+                if e.args[0].code() == KafkaError.POLICY_VIOLATION:
+                    return False
+                raise
+            return True
+
+        wait_until(deleted, timeout_s=30, message="the records deleted once the policy allows it")
 
     def recreate_changelog(self) -> None:
         admin = make_admin(self.settings)
