@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from app.bus.clients import make_consumer, make_producer
 from app.config import Settings, default_settings
@@ -57,10 +57,17 @@ class Emitter:
         self.registry = registry or RegistryClient.from_settings(self.settings)
         self.serde = AvroSerde(self.registry)
         self.registry_wait = RegistryWait(notify=log.warning, deadline_s=registry_wait_s)
-        self.producer = make_producer(self.settings)
+        self._producer: Producer | None = make_producer(self.settings)
         self.topic = self.settings.topic(EVENTS_TOPIC)
         self._errors: list[str] = []
         self._types: dict[str, SchemaFile] = {}
+
+    @property
+    def producer(self) -> Producer:
+        """The emitter's Kafka producer; EmitError once the emitter is closed."""
+        if self._producer is None:
+            raise EmitError(f"the emitter for {self.topic} is closed")
+        return self._producer
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -142,9 +149,36 @@ class Emitter:
             errors, self._errors = self._errors, []
             raise EmitError("; ".join(errors))
 
-    def close(self) -> None:
-        self.flush()
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Wait up to `timeout_s` for Kafka to acknowledge what was produced (EmitError if it did not,
+        as `flush`), then `release` the producer and the registry client either way. A second call
+        does nothing."""
+        if self._producer is None:
+            return
+        try:
+            self.flush(timeout_s)
+        finally:
+            self.release()
+
+    def release(self) -> int:
+        """Close without waiting: drop the records Kafka has not acknowledged (each one's delivery
+        callback is told so, with a purge error), let go of the producer and close the registry
+        client; returns how many records were dropped. A second call does nothing.
+
+        confluent-kafka producers have no close(): librdkafka's handle, which keeps connecting to
+        the brokers, goes with the producer's last reference. librdkafka itself holds every pending
+        delivery callback, and ours hold this emitter, so an emitter with records in flight would
+        keep its producer to the end of the process; and whoever still holds a closed emitter (an
+        HTTP framework's handler cache, say) must not keep the producer either."""
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return 0
+        producer.poll(0)  # reports already due are served as what they are
+        dropped = len(producer)
+        producer.purge()
+        producer.flush(0)  # serves the purged records' delivery callbacks: librdkafka lets go of them
         self.registry.close()
+        return dropped
 
 
 _default: Emitter | None = None
@@ -203,17 +237,17 @@ def tail_events(settings: Settings, *, from_beginning: bool = False, subject: st
     registry_wait = RegistryWait(notify=notify or log.warning)
     topic = settings.topic(EVENTS_TOPIC)
     consumer = make_consumer(settings, f"vigil-tail-{new_id()}", **{"enable.auto.commit": False})
-    md = consumer.list_topics(topic, timeout=10)
-    if topic not in md.topics or md.topics[topic].error is not None:
-        raise EmitError(f"topic {topic} does not exist: run `vigil topics apply`")
-    parts = []
-    for p in md.topics[topic].partitions:
-        lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-        parts.append(TopicPartition(topic, p, lo if from_beginning else hi))
-    consumer.assign(parts)
-    match_subject, match_name = glob_matcher(subject), glob_matcher(name)
-    idle_since = time.monotonic()
     try:
+        md = consumer.list_topics(topic, timeout=10)
+        if topic not in md.topics or md.topics[topic].error is not None:
+            raise EmitError(f"topic {topic} does not exist: run `vigil topics apply`")
+        parts = []
+        for p in md.topics[topic].partitions:
+            lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            parts.append(TopicPartition(topic, p, lo if from_beginning else hi))
+        consumer.assign(parts)
+        match_subject, match_name = glob_matcher(subject), glob_matcher(name)
+        idle_since = time.monotonic()
         while True:
             msgs = consumer.consume(500, timeout=0.2)
             if not msgs:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from app.devstack.kafka import free_port as free_port  # re-exported: tests import it from here
+from tests.kafka_clients import fail_if_open, tracking
 
 # No timing thresholds in tests, hypothesis' per-example deadline included: on a loaded 2-core
 # machine a slow example is not a failing one.
@@ -38,6 +39,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _kafka_clients_closed() -> Iterator[None]:
+    """Every Kafka client the session opens is closed by its end (tests/kafka_clients.py tells
+    where each one left open was made)."""
+    with tracking():
+        yield
+        fail_if_open("at the end of the session")
 
 
 @pytest.fixture(autouse=True)

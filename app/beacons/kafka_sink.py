@@ -79,11 +79,9 @@ class KafkaSink:
         return bool(md.brokers) and topic is not None and topic.error is None
 
     def close(self, timeout_s: float) -> None:
-        """Flush; purge what is still pending so each of those gets a failed delivery report."""
-        producer = self.emitter.producer
-        left = producer.flush(timeout_s)
+        """Flush; then release the producer: what is still pending is purged, so each of those gets a
+        failed delivery report (_PURGE_QUEUE / _PURGE_INFLIGHT)."""
+        self.emitter.producer.flush(timeout_s)
+        left = self.emitter.release()
         if left:
             log.warning("%d beacon event(s) not acknowledged at shutdown; they stay in the spool", left)
-            producer.purge()
-            producer.flush(0)  # serves the purge reports (each says _PURGE_QUEUE / _PURGE_INFLIGHT)
-        self.emitter.registry.close()

@@ -135,11 +135,15 @@ class KafkaEventSink:
                 raise SinkUnavailable(f"topic {topic} does not exist: run `vigil topics apply`")
 
     def close(self) -> None:
-        """Stop the polling thread and release the registry client. Does not wait for queued records:
-        the bridges `flush()` when they stop (and report what could not be delivered)."""
+        """Stop the polling thread and release the producer and the registry client. Does not wait
+        for queued records: the bridges `flush()` when they stop (and report what could not be
+        delivered); what is still queued now is dropped, each record's delivery callback told so."""
         self._closed.set()
         self._poller.join(5)
-        self.emitter.registry.close()
+        dropped = self.emitter.release()
+        if dropped:
+            log.warning("%d record(s) not acknowledged by Kafka at %s when the sink closed: dropped", dropped,
+                        self.emitter.settings.kafka_bootstrap)
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -206,6 +210,8 @@ class KafkaEventSink:
                                     f"{self.emitter.settings.kafka_bootstrap} is slow or unreachable): {exc}") from exc
         except KafkaException as exc:
             raise self._unavailable(KAFKA, f"cannot produce to {topic}: {exc}") from exc
+        except EmitError as exc:  # the sink is closed: not Kafka's doing
+            raise SinkUnavailable(f"cannot produce to {topic}: {exc}") from exc
 
     def _unavailable(self, dependency: str, problem: str, *, about: str = "") -> SinkUnavailable:
         self._problems.failed(dependency, problem, about=about)

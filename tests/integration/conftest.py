@@ -16,6 +16,7 @@ from app.topics.admin import reconcile
 from app.topics.spec import TopicSpec, load_topics_file
 from tests.conftest import REPO, free_port
 from tests.integration.outage import OutageStack
+from tests.kafka_clients import fail_if_open
 
 
 @pytest.fixture(scope="session")
@@ -26,8 +27,13 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield existing
         return
     node = start_private_kafka(tmp_path_factory.mktemp("kafka-home"), libs_dir=REPO / ".vigil" / "kafka" / "libs")
-    yield node.bootstrap
-    node.stop()
+    try:
+        yield node.bootstrap
+        # Torn down after every fixture using the broker: a client still open now would print
+        # librdkafka's "Connection refused" lines to the end of the process.
+        fail_if_open("when the session's broker stops")
+    finally:
+        node.stop()
 
 
 @pytest.fixture(scope="session")
@@ -86,11 +92,16 @@ def repo() -> Path:
 
 
 @pytest.fixture(scope="module")
-def outage_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OutageStack]:
+def outage_stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[OutageStack]:
     """A private broker + registry this module's tests may stop and start (see tests/integration/outage.py)."""
     stack = OutageStack.start(tmp_path_factory.mktemp("outage-home"))
-    yield stack
-    stack.close()
+    try:
+        yield stack
+        stack.stop_registry()
+        fail_if_open(f"when the outage stack's broker stops (module {request.module.__name__})",
+                     bootstrap=stack.kafka.bootstrap)
+    finally:
+        stack.close()
 
 
 @pytest.fixture

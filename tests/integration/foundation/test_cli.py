@@ -14,8 +14,9 @@ import pytest
 
 from app.config import Settings
 from app.registry.schemas_cli import EXIT_REFUSED
-from app.sdk import tail_events
+from app.sdk import EmitError, tail_events
 from tests.conftest import REPO, free_port, wait_until
+from tests.kafka_clients import open_clients
 
 CUSTOM_AVSC = {
     "type": "record", "name": "DiskRepair", "namespace": "acme.ops",
@@ -48,6 +49,14 @@ def test_emit_then_tail__builtin_event_round_trips(isolated_settings: Settings) 
     r = ev.record
     assert (r["id"], r["subject"], r["name"], r["kind"], r["severity"]) == (event_id, "web1", "load", "METRIC", 1)
     assert (r["metrics"], r["tags"], r["text"], r["ttl"]) == ({"load1": 3.5}, {"class": "client"}, "busy", 30.0)
+
+
+def test_tail__a_missing_topic_is_an_error_and_leaves_no_consumer_open(settings: Settings) -> None:
+    s = settings.model_copy(update={"topic_prefix": "no-such-prefix-"})
+    before = {id(client) for client in open_clients()}  # the session registry's, for one
+    with pytest.raises(EmitError, match="topic no-such-prefix-events does not exist"):
+        next(tail_events(s))
+    assert [client for client in open_clients() if id(client) not in before] == []
 
 
 def test_events_tail_cli__prints_json_lines_as_events_arrive(isolated_settings: Settings) -> None:

@@ -16,6 +16,7 @@ from app.registry.client import RegistryError, RegistryUnavailable
 from app.registry.memory import InMemorySchemaSource
 from app.sdk import Emitter
 from tests.conftest import free_port, wait_until
+from tests.kafka_clients import open_clients
 
 DEPLOY = ('{"type": "record", "name": "Deploy", "namespace": "acme", "fields": ['
           '{"name": "subject", "type": "string"}, {"name": "name", "type": "string"},'
@@ -130,3 +131,17 @@ def test_undeliverable_records__are_reported_per_record_counted_and_fail_the_flu
     sink.send(Event(subject="web-1", name="load"))
     with pytest.raises(SinkUnavailable, match=r"could not be delivered|not acknowledged"):
         sink.flush()
+
+
+def test_close__drops_what_is_queued_tells_each_sender_and_lets_go_of_the_producer(
+        registry: InMemorySchemaSource) -> None:
+    settings = Settings(kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_config={"log_level": 0})
+    sink = KafkaEventSink(Emitter(settings, registry=registry))  # records would wait 5 minutes for Kafka
+    reports: list[str | None] = []
+    sink.send(Event(subject="web-1", name="load"), on_delivery=reports.append)
+    sink.close()
+    assert reports == ["delivery to events failed: Local: Purged in queue"]
+    # Whoever still holds the closed sink (aiohttp caches its handlers) does not keep the producer.
+    assert open_clients(bootstrap=settings.kafka_bootstrap) == []
+    with pytest.raises(SinkUnavailable, match="is closed"):
+        sink.send(Event(subject="web-1", name="load"))
