@@ -19,10 +19,10 @@ import binascii
 import hmac
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Final
 
 from app.config import ConfigError
+from app.secret_env import load_secret
 
 __all__ = [
     "METRICS_OPEN_ENV",
@@ -52,26 +52,8 @@ def load_api_token(environ: Mapping[str, str] | None = None) -> bytes | None:
 
     Raises ApiTokenError when both variables are set, the file cannot be read, or the token is
     shorter than MIN_TOKEN_BYTES."""
-    env = os.environ if environ is None else environ
-    value, path = env.get(TOKEN_ENV) or None, env.get(TOKEN_FILE_ENV) or None
-    if value is not None and path is not None:
-        raise ApiTokenError(f"both {TOKEN_ENV} and {TOKEN_FILE_ENV} are set; set only one of them")
-    if value is not None:
-        token, source = value.strip().encode(), TOKEN_ENV
-    elif path is not None:
-        try:
-            token = Path(path).read_bytes().strip()
-        except OSError as exc:
-            raise ApiTokenError(f"{TOKEN_FILE_ENV}={path}: cannot read the API token file: "
-                                f"{exc.strerror or exc}") from exc
-        source = f"{TOKEN_FILE_ENV}={path}"
-    else:
-        return None
-    if len(token) < MIN_TOKEN_BYTES:
-        what = "is empty" if not token else f"is {len(token)} bytes"
-        raise ApiTokenError(f"the API token from {source} {what}; use at least {MIN_TOKEN_BYTES} random bytes "
-                            "(e.g. `openssl rand -hex 32`)")
-    return token
+    return load_secret(TOKEN_ENV, TOKEN_FILE_ENV, what="API token", min_bytes=MIN_TOKEN_BYTES,
+                       error=ApiTokenError, environ=environ)
 
 
 def metrics_open(environ: Mapping[str, str] | None = None) -> bool:

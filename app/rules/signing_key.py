@@ -10,10 +10,10 @@ accepts them. Setting both is refused, so a stale variable cannot silently win.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Final
+
+from app.secret_env import load_secret
 
 __all__ = ["KEY_ENV", "KEY_FILE_ENV", "MIN_KEY_BYTES", "SigningKeyError", "load_signing_key"]
 
@@ -32,23 +32,5 @@ def load_signing_key(environ: Mapping[str, str] | None = None) -> bytes | None:
 
     Raises SigningKeyError when both variables are set, the file cannot be read, or the key is
     empty or shorter than MIN_KEY_BYTES."""
-    env = os.environ if environ is None else environ
-    value, path = env.get(KEY_ENV), env.get(KEY_FILE_ENV)
-    if value is not None and path is not None:
-        raise SigningKeyError(f"both {KEY_ENV} and {KEY_FILE_ENV} are set; set only one of them")
-    if value is not None:
-        key, source = value.strip().encode(), KEY_ENV
-    elif path is not None:
-        try:
-            key = Path(path).read_bytes().strip()
-        except OSError as exc:
-            raise SigningKeyError(f"{KEY_FILE_ENV}={path}: cannot read the signing key file: "
-                                  f"{exc.strerror or exc}") from exc
-        source = f"{KEY_FILE_ENV}={path}"
-    else:
-        return None
-    if len(key) < MIN_KEY_BYTES:
-        what = "is empty" if not key else f"is {len(key)} bytes"
-        raise SigningKeyError(f"the action signing key from {source} {what}; use at least {MIN_KEY_BYTES} "
-                              "random bytes (e.g. `openssl rand -hex 32`)")
-    return key
+    return load_secret(KEY_ENV, KEY_FILE_ENV, what="action signing key", min_bytes=MIN_KEY_BYTES,
+                       error=SigningKeyError, environ=environ, empty_means_unset=False)

@@ -320,7 +320,8 @@ def _paths(window_sizes_ms: tuple[int, ...]) -> dict[str, Any]:
                                         "duration": {"type": "string", "maxLength": 32, "description": "e.g. 2h",
                                                      "pattern": "^([1-9][0-9]{0,4}(s|m)|[1-9][0-9]{0,2}h|"
                                                                 "[1-9][0-9]?d)$"},
-                                        "reason": {"type": "string", "maxLength": 2000, "pattern": _VISIBLE_CHAR_PATTERN}}}}}},
+                                        "reason": {"type": "string", "maxLength": 2000,
+                                                   "pattern": _VISIBLE_CHAR_PATTERN}}}}}},
                      "responses": {"201": _json(_ref("Silence"), "the silence"), **_errors(400, 401, 415, 503)}}},
         "/silences/{id}": {"delete": {
             "summary": "Expire a silence now (it stays listed as ended)",
