@@ -117,28 +117,26 @@ class UiStack:
                                                              **self.ui_options})
             self.ui = start_ui_in_thread(ui_settings, config, rules_dir=self.rules_dir)
         deadline = time.monotonic() + timeout_s
-        while True:
-            self._check_alive()
-            try:
-                if httpx.get(f"{self.worker_url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the worker did not answer within {timeout_s:.0f}s; see {self.home}/worker.log")
-            time.sleep(0.2)
+        self._wait_ok(f"{self.worker_url}/healthz", deadline, f"the worker did not answer within {timeout_s:.0f}s; "
+                      f"see {self.home}/worker.log")
         if self.ui is not None:
             self.ui.wait_ready(max(1.0, deadline - time.monotonic()))
             return
-        while True:  # the UI process: ready once it has read the status and silences topics
+        # the UI process: ready once it has read the status and silences topics
+        self._wait_ok(f"{self.ui_url}/readyz", deadline, f"the UI was not ready within {timeout_s:.0f}s; "
+                      f"see {self.home}/ui.log")
+
+    def _wait_ok(self, url: str, deadline: float, timeout_message: str) -> None:
+        """Poll `url` until it answers 200 (restarting components that died meanwhile)."""
+        while True:
             self._check_alive()
             try:
-                if httpx.get(f"{self.ui_url}/readyz", timeout=2).status_code == 200:
+                if httpx.get(url, timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the UI was not ready within {timeout_s:.0f}s; see {self.home}/ui.log")
+                raise TimeoutError(timeout_message)
             time.sleep(0.2)
 
     def _check_alive(self) -> None:
