@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from app.api_token import load_api_token, metrics_open
 from app.bridges.tls import TlsFiles
 from app.config import ConfigError, resolve_secret_refs
+from app.net import url_of
 
 __all__ = [
     "ENDPOINTS",
@@ -58,8 +59,7 @@ class ListenAddress:
     port: int
 
     def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
+        return url_of(self.scheme, self.host, self.port)
 
 
 def parse_listen(value: str, *, schemes: tuple[str, ...], default_scheme: str | None = None) -> ListenAddress:

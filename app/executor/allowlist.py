@@ -33,6 +33,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from app.net import url_of
+
 __all__ = [
     "DEFAULT_PORTS",
     "Destination",
@@ -240,8 +242,7 @@ class Destination:
     port: int
 
     def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
+        return url_of(self.scheme, self.host, self.port)
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,16 +130,7 @@ def int_param(query: Query, name: str, default: int, *, minimum: int | None = No
 
 def limit_param(query: Query, name: str = "limit", *, default: int, cap: int) -> int:
     """A page size: at least 1; larger than `cap` is cut down to `cap` (not refused)."""
-    text = typed_param(query, name)
-    if text is None:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise ParamError(name, f"{text!r} is not an integer") from None
-    if value < 1:
-        raise ParamError(name, "must be at least 1")
-    return min(value, cap)
+    return min(int_param(query, name, default, minimum=1), cap)
 
 
 def bool_param(query: Query, name: str, default: bool = False) -> bool:

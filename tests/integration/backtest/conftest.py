@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 from app.bus.clients import make_producer
 from app.cli import CliContext
 from app.config import Settings
-from app.model.events import Event
+from app.model.events import Event, now_ms
 from app.model.schemas import builtin_schema
 from app.model.serde import AvroSerde
 from app.registry.client import RegistryClient
@@ -60,6 +60,11 @@ def vigil(settings: Settings, command: click.Command, *args: Any) -> Result:
     return CliRunner().invoke(command, [str(a) for a in args], obj=CliContext(_settings=settings),
                               catch_exceptions=False)
 
+
+#: an hour ago, on the minute: recent, or the broker's retention (7 days by event time) may delete it
+T0 = (now_ms() // 60_000 - 60) * 60_000
+#: a second, in ms
+S = 1000
 
 def iso(ms: int) -> str:
     from app.pipeline.validate import format_time_ms

@@ -11,13 +11,9 @@ import pytest
 from app.backtest.cli import backtest_command
 from app.cli import main
 from app.config import Settings
-from app.model.events import Event, now_ms
+from app.model.events import Event
 
-from .conftest import iso, produce, produce_raw, vigil, write_rules
-
-#: an hour ago, on the minute: recent, or the broker's retention (7 days by event time) may delete it
-T0 = (now_ms() // 60_000 - 60) * 60_000
-S = 1000
+from .conftest import T0, S, iso, produce, produce_raw, vigil, write_rules
 
 RULES = """
 rules:

@@ -13,15 +13,11 @@ from click.testing import CliRunner
 
 from app.backtest.cli import backtest_command, capture_command, replay_command
 from app.config import Settings
-from app.model.events import Event, now_ms
+from app.model.events import Event
 from app.rules.cli import rules_group
 from tests.integration.runtime.kafka_helpers import read_topic
 
-from .conftest import iso, produce, vigil, write_rules
-
-#: an hour ago, on the minute: recent, or the broker's retention (7 days by event time) may delete it
-T0 = (now_ms() // 60_000 - 60) * 60_000
-S = 1000
+from .conftest import T0, S, iso, produce, vigil, write_rules
 
 RULES = """
 rules:
