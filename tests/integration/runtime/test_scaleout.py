@@ -139,7 +139,9 @@ class Damage:
         """A worker on state dir `state` processes `events` more events (then stops); returns it."""
         s = self.settings.model_copy(update={"state_dir": self.tmp_path / state})
         with worker_thread(s, _sum_agents(self.source, self.out)[0].agents(), options(self.app_id, "w", **extra)) as w:
-            wait_until(lambda: w.ready()[0], timeout_s=120, message="restored and ready")
+            # ready with nothing assigned yet means nothing: wait for the partition, restored
+            wait_until(lambda: w.ready()[0] and bool(w.ready()[1]["assigned"]), timeout_s=120,
+                       message="assigned, restored and ready")
             if events:
                 produce_events(self.settings, self.source, events_on(0, 1, events, keys=10, start=self.sent))
                 self.sent += events
