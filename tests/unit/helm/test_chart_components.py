@@ -82,11 +82,11 @@ def test_ui_without_persistence_keeps_history_in_a_bounded_emptydir(render: Rend
     assert _volume(manifest.require("Deployment", "ui"), "state")["emptyDir"] == {"sizeLimit": "2Gi"}
 
 
-def test_workers_query_api_takes_the_ui_and_the_workers(render: Render) -> None:
+def test_workers_query_api_takes_the_ui_the_executors_and_the_workers(render: Render) -> None:
     manifest = render("everything-enabled")
     (rule,) = manifest.require("NetworkPolicy", "worker")["spec"]["ingress"][:1]
     components = {peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for peer in rule["from"]}
-    assert components == {"worker", "ui"}
+    assert components == {"worker", "executor", "ui"}
     assert rule["ports"] == [{"port": 8088, "protocol": "TCP"}]
 
 
