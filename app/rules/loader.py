@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,13 +77,26 @@ class _File:
 
 
 def rule_files(directory: Path) -> list[Path]:
-    """Rule files under `directory`, sorted, skipping hidden files and folders."""
-    found = [
-        path for path in directory.rglob("*")
-        if path.suffix in RULE_FILE_SUFFIXES and path.is_file()
-        and not any(part.startswith(".") for part in path.relative_to(directory).parts)
-    ]
-    return sorted(found)
+    """Rule files under `directory`, sorted, skipping hidden files and folders.
+
+    Folders reached through a symlink are read too: a Kubernetes ConfigMap volume shows each entry
+    as a symlink into its hidden `..data` folder, so a `gates/` folder there is a symlink. Each real
+    folder and file is read once (a symlink loop ends), under the first path the directory shows it at.
+    """
+    found: dict[str, Path] = {}  # real path -> the first path it was seen at
+    seen_folders: set[str] = set()
+    for folder, subfolders, names in os.walk(directory, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen_folders:
+            subfolders.clear()
+            continue
+        seen_folders.add(real)
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        for name in sorted(names):
+            path = Path(folder, name)
+            if not name.startswith(".") and path.suffix in RULE_FILE_SUFFIXES and path.is_file():
+                found.setdefault(os.path.realpath(path), path)
+    return sorted(found.values())
 
 
 def _compile_file(data: bytes, name: str) -> tuple[tuple[Rule, ...] | None, list[RuleError]]:

@@ -119,6 +119,105 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- include "vigil.componentName" (dict "root" . "component" "secrets") }}
 {{- end }}
 
+{{/*
+The URL of every pod of this release's worker StatefulSet, by its stable DNS name under the
+headless Service (each worker answers only for its own partitions, so a client asks each one).
+A list, as YAML; empty without workers.
+*/}}
+{{- define "vigil.worker.urls" -}}
+{{- $urls := list }}
+{{- if .Values.worker.enabled }}
+{{- $statefulset := include "vigil.workerName" . }}
+{{- $service := include "vigil.componentName" (dict "root" . "component" "worker") }}
+{{- range $i := until (int .Values.worker.replicas) }}
+{{- $urls = append $urls (printf "http://%s-%d.%s.%s.svc:%v" $statefulset $i $service $.Release.Namespace $.Values.worker.httpPort) }}
+{{- end }}
+{{- end }}
+{{- toYaml $urls }}
+{{- end }}
+
+{{/* The worker URLs `vigil ui` asks (`--worker`): ui.workers, or every pod of this release's workers. */}}
+{{- define "vigil.ui.workerUrls" -}}
+{{- if .Values.ui.workers }}
+{{- toYaml .Values.ui.workers }}
+{{- else }}
+{{- include "vigil.worker.urls" . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The rules directory (VIGIL_RULES_DIR) every container that reads rules mounts: the worker (it
+hot-reloads them), the UI (backtests compare with them) and the executor (runbooks started by
+rules are defined there). A ConfigMap volume without subPath, so edits reach running pods.
+Orchestration's files live in folders of it (gates/, runbooks/): `rules.files` keys with a folder
+(the ConfigMap key is the path with "/" as "__", mapped back by the volume's items), or existing
+ConfigMaps mounted as folders (`rules.existingFolders`).
+*/}}
+{{- define "vigil.rules.dir" -}}
+/etc/vigil/rules
+{{- end }}
+
+{{/* Does this release's pods read the rules directory (so the rules ConfigMap is made)? "true" or "". */}}
+{{- define "vigil.rules.used" -}}
+{{- if or .Values.worker.enabled .Values.executor.enabled .Values.ui.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+`rules.files` as a YAML list of {file, key}: the path in the rules directory (at most one folder,
+e.g. gates/deploy-web.yaml) and its ConfigMap key (ConfigMap keys cannot hold "/"). Fails on a bad
+name or two paths with the same key.
+*/}}
+{{- define "vigil.rules.fileKeys" -}}
+{{- $entries := list }}
+{{- $keys := dict }}
+{{- range $file, $_ := .Values.rules.files }}
+{{- if not (regexMatch "^([A-Za-z0-9][A-Za-z0-9_-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*\\.ya?ml$" $file) }}
+{{- fail (printf "rules.files: %q is not a rule file path (letters, digits, . _ -, ending in .yaml; at most one folder, e.g. gates/deploy-web.yaml)" $file) }}
+{{- end }}
+{{- $key := replace "/" "__" $file }}
+{{- if hasKey $keys $key }}
+{{- fail (printf "rules.files: %q and %q would share the ConfigMap key %q; rename one" (get $keys $key) $file $key) }}
+{{- end }}
+{{- $_ := set $keys $key $file }}
+{{- $entries = append $entries (dict "file" $file "key" $key) }}
+{{- end }}
+{{- toYaml $entries }}
+{{- end }}
+
+{{- define "vigil.rules.volume" -}}
+- name: rules
+  configMap:
+    name: {{ include "vigil.rulesConfigMapName" . }}
+    {{- if not .Values.rules.existingConfigMap }}
+    {{- $entries := include "vigil.rules.fileKeys" . | fromYamlArray }}
+    {{- $nested := false }}
+    {{- range $entries }}{{ if contains "/" .file }}{{ $nested = true }}{{ end }}{{ end }}
+    {{- if $nested }}
+    # Files in folders (gates/, runbooks/): each key back to its path.
+    items:
+      {{- range $entries }}
+      - {key: {{ .key | quote }}, path: {{ .file | quote }}}
+      {{- end }}
+    {{- end }}
+    {{- end }}
+{{- range $folder, $configMap := .Values.rules.existingFolders }}
+- name: rules-{{ $folder }}
+  configMap:
+    name: {{ $configMap }}
+{{- end }}
+{{- end }}
+
+{{- define "vigil.rules.volumeMount" -}}
+- name: rules
+  mountPath: {{ include "vigil.rules.dir" . }}
+  readOnly: true
+{{- range $folder, $_ := .Values.rules.existingFolders }}
+- name: rules-{{ $folder }}
+  mountPath: {{ include "vigil.rules.dir" $ }}/{{ $folder }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
 {{/* Name of the ConfigMap holding the rule files. */}}
 {{- define "vigil.rulesConfigMapName" -}}
 {{- if .Values.rules.existingConfigMap }}
@@ -148,18 +247,90 @@ Call with (dict "root" $ "ref" .Values.x "chartKey" "smtp-password"); renders a 
 {{- end }}
 {{- end }}
 
-{{/* Is any secret given inline (so the chart must create its Secret)? "true" or "". */}}
-{{- define "vigil.secret.anyInline" -}}
+{{/*
+The secrets given inline in values that enabled components use, as a YAML map of the chart
+Secret's key -> value. The chart's Secret holds exactly these; empty: it is not created.
+*/}}
+{{- define "vigil.secret.inline" -}}
 {{- $v := .Values }}
+{{- $refs := dict }}
 {{- if or $v.worker.enabled $v.executor.enabled }}
-{{- if and $v.actionSigningKey.value (not $v.actionSigningKey.existingSecret) }}true{{ end }}
+{{- $_ := set $refs "action-signing-key" $v.actionSigningKey }}
+{{- end }}
+{{- if include "vigil.apiToken.used" . }}
+{{- $_ := set $refs "api-token" $v.apiToken }}
 {{- end }}
 {{- if $v.executor.enabled }}
-{{- if and $v.executor.smtpPassword.value (not $v.executor.smtpPassword.existingSecret) }}true{{ end }}
+{{- $_ := set $refs "smtp-password" $v.executor.smtpPassword }}
 {{- end }}
 {{- if $v.bridges.http.enabled }}
-{{- if and $v.bridges.http.apiToken.value (not $v.bridges.http.apiToken.existingSecret) }}true{{ end }}
-{{- if and $v.bridges.http.githubSecret.value (not $v.bridges.http.githubSecret.existingSecret) }}true{{ end }}
+{{- $_ := set $refs "github-secret" $v.bridges.http.githubSecret }}
+{{- end }}
+{{- $inline := dict }}
+{{- range $key, $ref := $refs }}
+{{- if and $ref.value (not $ref.existingSecret) }}
+{{- $_ := set $inline $key $ref.value }}
+{{- end }}
+{{- end }}
+{{- if $inline }}{{ toYaml $inline }}{{ end }}
+{{- end }}
+
+{{/*
+A secret given as {existingSecret, key, value}, mounted as one read-only file named `chartKey`
+(in a volume of that name). Call with (dict "root" $ "ref" .Values.x "chartKey" "api-token").
+*/}}
+{{- define "vigil.secretFile.volume" -}}
+{{- $ref := include "vigil.secret.keyRef" . | fromYaml }}
+- name: {{ .chartKey }}
+  secret:
+    secretName: {{ $ref.name }}
+    defaultMode: 0440
+    items:
+      - key: {{ $ref.key }}
+        path: {{ .chartKey }}
+{{- end }}
+
+{{/*
+Is the API token used: set, and a component that serves or calls Vigil's HTTP API enabled (the
+worker, the executor, the HTTP bridge, the UI)? "true" or "".
+*/}}
+{{- define "vigil.apiToken.used" -}}
+{{- $v := .Values }}
+{{- if and (include "vigil.secret.isSet" $v.apiToken) (or $v.worker.enabled $v.executor.enabled $v.bridges.http.enabled $v.ui.enabled) }}true{{ end }}
+{{- end }}
+
+{{/* Where the API token file is mounted; VIGIL_API_TOKEN_FILE points at <dir>/api-token. */}}
+{{- define "vigil.apiToken.dir" -}}
+/etc/vigil/secrets/api
+{{- end }}
+
+{{/* The API token volume (a file: VIGIL_API_TOKEN_FILE), when a token is set. */}}
+{{- define "vigil.apiToken.volume" -}}
+{{- if include "vigil.secret.isSet" .Values.apiToken }}
+{{- include "vigil.secretFile.volume" (dict "root" . "ref" .Values.apiToken "chartKey" "api-token") }}
+{{- end }}
+{{- end }}
+
+{{- define "vigil.apiToken.volumeMount" -}}
+{{- if include "vigil.secret.isSet" .Values.apiToken }}
+- name: api-token
+  mountPath: {{ include "vigil.apiToken.dir" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/*
+The API token's env of one container: VIGIL_API_TOKEN_FILE, and for a server of /metrics
+(`metrics`: true) VIGIL_API_METRICS_OPEN when apiToken.metricsOpen. Call with (dict "root" $ "metrics" true).
+*/}}
+{{- define "vigil.apiToken.env" -}}
+{{- if include "vigil.secret.isSet" .root.Values.apiToken }}
+- name: VIGIL_API_TOKEN_FILE
+  value: {{ include "vigil.apiToken.dir" .root }}/api-token
+{{- if and .metrics .root.Values.apiToken.metricsOpen }}
+- name: VIGIL_API_METRICS_OPEN
+  value: "true"
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -246,14 +417,7 @@ checksum/secrets: {{ include (print .Template.BasePath "/secret.yaml") . | sha25
 {{/* The action signing key volume (a file: VIGIL_ACTION_SIGNING_KEY_FILE), when a key is set. */}}
 {{- define "vigil.signingKey.volume" -}}
 {{- if include "vigil.secret.isSet" .Values.actionSigningKey }}
-{{- $ref := include "vigil.secret.keyRef" (dict "root" . "ref" .Values.actionSigningKey "chartKey" "action-signing-key") | fromYaml }}
-- name: action-signing-key
-  secret:
-    secretName: {{ $ref.name }}
-    defaultMode: 0440
-    items:
-      - key: {{ $ref.key }}
-        path: action-signing-key
+{{- include "vigil.secretFile.volume" (dict "root" . "ref" .Values.actionSigningKey "chartKey" "action-signing-key") }}
 {{- end }}
 {{- end }}
 
@@ -289,6 +453,50 @@ podAntiAffinity:
 {{- $key := .Values.actionSigningKey }}
 {{- if and $key.value (not $key.existingSecret) (lt (len $key.value) 16) }}
 {{- fail "actionSigningKey.value: use at least 16 random bytes (e.g. openssl rand -hex 32)" }}
+{{- end }}
+{{- $token := .Values.apiToken }}
+{{- if and $token.value (not $token.existingSecret) (lt (len (trim $token.value)) 16) }}
+{{- fail "apiToken.value: use at least 16 random bytes (e.g. openssl rand -hex 32); Vigil refuses shorter tokens" }}
+{{- end }}
+{{- if and $token.metricsOpen (not (include "vigil.secret.isSet" $token)) }}
+{{- fail "apiToken.metricsOpen is set but apiToken is not: without a token /metrics is open anyway" }}
+{{- end }}
+{{- with .Values.bridges.syslog }}
+{{- if and .enabled .tls.enabled (not .tls.existingSecret) }}
+{{- fail "bridges.syslog.tls.enabled: set bridges.syslog.tls.existingSecret (a kubernetes.io/tls Secret with tls.crt and tls.key)" }}
+{{- end }}
+{{- if and .tls.clientCA.existingSecret .tls.clientCA.existingConfigMap }}
+{{- fail "bridges.syslog.tls.clientCA: set existingSecret or existingConfigMap, not both" }}
+{{- end }}
+{{- if and .enabled .tls.enabled (eq (int .tls.port) (int .port)) }}
+{{- fail (printf "bridges.syslog.tls.port: %v is also the UDP/TCP port (bridges.syslog.port); give TLS a port of its own" .tls.port) }}
+{{- end }}
+{{- end }}
+{{- with .Values.ui }}
+{{- if and .enabled .persistence.enabled (gt (int .replicas) 1) }}
+{{- fail (printf "ui.persistence.enabled: the history store is one SQLite file on a ReadWriteOnce claim; set ui.replicas to 1 (it is %v) or turn persistence off (an emptyDir per pod)" .replicas) }}
+{{- end }}
+{{- if and .enabled (not .workers) (not $.Values.worker.enabled) }}
+{{- fail "ui.enabled without worker.enabled: give the workers' URLs in ui.workers" }}
+{{- end }}
+{{- if and .enabled (not .workers) $.Values.worker.enabled (lt (int $.Values.worker.replicas) 1) }}
+{{- fail "ui.enabled with worker.replicas 0: the UI would have no worker to ask; give ui.workers or at least one worker" }}
+{{- end }}
+{{- end }}
+{{- range $folder, $configMap := .Values.rules.existingFolders }}
+{{- if not (regexMatch "^[a-z0-9][a-z0-9-]{0,56}$" $folder) }}
+{{- fail (printf "rules.existingFolders: %q is not a folder name (lower-case letters, digits and -, it names a volume), e.g. gates" $folder) }}
+{{- end }}
+{{- if not $configMap }}
+{{- fail (printf "rules.existingFolders.%s: give the name of the ConfigMap to mount as %s/" $folder $folder) }}
+{{- end }}
+{{- if not $.Values.rules.existingConfigMap }}
+{{- range $file, $_ := $.Values.rules.files }}
+{{- if hasPrefix (printf "%s/" $folder) $file }}
+{{- fail (printf "rules.files: %q is in folder %s/, which rules.existingFolders mounts from ConfigMap %s; put it there or drop the folder from existingFolders" $file $folder $configMap) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- if and .Values.executor.enabled (include "vigil.secret.isSet" .Values.executor.smtpPassword) (not .Values.executor.config.smtp) }}
 {{- fail "executor.smtpPassword is set but executor.config.smtp is not: give the SMTP host there" }}

@@ -241,10 +241,10 @@ def test_deployments_per_scenario(render: Render, scenario: str, expected: set[s
     assert deployments == expected
 
 
-def test_syslog_service_takes_udp_and_tcp_on_one_port(render: Render) -> None:
+def test_syslog_service_takes_udp_and_tcp_on_one_port_and_tls_on_its_own(render: Render) -> None:
     service = render("everything-enabled").component("Service", "bridge-syslog")
     ports = {(p["protocol"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]}
-    assert ports == {("UDP", 514, "syslog-udp"), ("TCP", 514, "syslog-tcp")}
+    assert ports == {("UDP", 514, "syslog-udp"), ("TCP", 514, "syslog-tcp"), ("TCP", 6514, "syslog-tls")}
     assert service["spec"]["externalTrafficPolicy"] == "Local"
 
 
@@ -428,19 +428,22 @@ def test_chart_and_image_agree_on_user_and_data_files(render: Render) -> None:
 # --- probes and metrics -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kind", "component"), [
-    ("StatefulSet", "worker"),
-    ("StatefulSet", "executor"),
-    ("Deployment", "bridge-http"),
+@pytest.mark.parametrize(("kind", "component", "ready_path"), [
+    ("StatefulSet", "worker", "/readyz"),  # 503 while a partition's state is restored
+    ("StatefulSet", "executor", "/readyz"),  # 503 while the action ledger is restored
+    ("Deployment", "bridge-http", "/healthz"),
+    ("Deployment", "ui", "/readyz"),  # 503 until status and silences were read
 ])
-def test_readiness_is_healthz_on_the_port_the_process_serves(render: Render, kind: str, component: str) -> None:
+def test_readiness_on_the_port_the_process_serves(render: Render, kind: str, component: str,
+                                                  ready_path: str) -> None:
     (container,) = containers(render("everything-enabled").component(kind, component))
     params = parse_vigil_args(container["args"]).params
     listen = params.get("http_listen") or params["listen"]
     (port,) = container["ports"]
     assert listen == f"0.0.0.0:{port['containerPort']}"
-    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
-    assert "livenessProbe" in container
+    assert container["readinessProbe"]["httpGet"] == {"path": ready_path, "port": port["name"]}
+    # Liveness never waits on a restore: /healthz answers while the loop runs.
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
 
 
 @pytest.mark.parametrize("component", ["worker", "executor", "bridge-http"])

@@ -53,7 +53,14 @@ def test_the_check_catches_what_the_api_server_refuses_or_drops(render: Render, 
     {"worker": {"persistence": {"enabled": False}, "podDisruptionBudget": {"enabled": False}},
      "executor": {"enabled": False}, "jobs": {"topics": {"enabled": False}, "schemas": {"enabled": False}}},
     {"bridges": {"http": {"enabled": True}, "syslog": {"enabled": True, "service": {"type": "NodePort"}}}},
-], ids=["networkpolicy-defaults", "egress-and-ui", "ui-ingress", "beacons-bare", "worker-only", "bridges"])
+    {"rules": {"files": {"a.yaml": "rules: []", "gates/deploy.yaml": "gates: []", "runbooks/r.yaml": "runbooks: []"},
+               "existingFolders": {"approvals": "team-approvals"}},
+     "ui": {"enabled": True, "replicas": 1, "persistence": {"enabled": True, "existingClaim": "ui-history"}}},
+    {"apiToken": {"existingSecret": "vigil-api", "metricsOpen": True}, "serviceMonitor": {"enabled": True},
+     "bridges": {"syslog": {"enabled": True, "tls": {"enabled": True, "existingSecret": "syslog-tls",
+                                                      "clientCA": {"existingSecret": "syslog-ca"}}}}},
+], ids=["networkpolicy-defaults", "egress-and-ui", "ui-ingress", "beacons-bare", "worker-only", "bridges",
+        "rules-folders-ui-claim", "token-syslog-tls"])
 def test_option_combinations_are_valid_kubernetes_objects(render: Render, kube_schemas: KubeSchemas,
                                                           values: dict[str, Any]) -> None:
     errors = [line for obj in render(values=values).objects for line in kube_schemas.errors(obj)]

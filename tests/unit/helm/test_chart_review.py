@@ -99,13 +99,22 @@ def test_beacon_host_mounts_are_read_only(render: Render) -> None:
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_secrets_reach_containers_only_by_reference(render: Render, scenario: str) -> None:
+    """A secret-named variable is a secretKeyRef, or the path of a file in a read-only Secret mount
+    (e.g. VIGIL_BRIDGE_SYSLOG_TLS_KEY, the TLS key's file)."""
     manifest = render(scenario)
     for workload in manifest.workloads():
+        secret_volumes = {v["name"] for v in pod_spec(workload).get("volumes", []) if "secret" in v}
         for container in _all_containers(workload):
+            secret_dirs = [m["mountPath"] for m in container.get("volumeMounts", [])
+                           if m["name"] in secret_volumes and m.get("readOnly")]
             for item in container.get("env", []):
                 if SECRET_NAME.search(item["name"]):
-                    assert "valueFrom" in item and "secretKeyRef" in item["valueFrom"], (
-                        f"{workload['metadata']['name']}/{container['name']}: {item['name']} is not a secretKeyRef")
+                    where = f"{workload['metadata']['name']}/{container['name']}: {item['name']}"
+                    if "value" in item:
+                        assert any(item["value"].startswith(f"{d}/") for d in secret_dirs), \
+                            f"{where} is neither a secretKeyRef nor a file in a mounted Secret"
+                    else:
+                        assert "secretKeyRef" in item["valueFrom"], f"{where} is not a secretKeyRef"
     secrets = manifest.of_kind("Secret")
     assert all(s["metadata"]["labels"]["app.kubernetes.io/component"] == "secrets" for s in secrets)
 

@@ -33,9 +33,13 @@ SCENARIOS = scenario_names()
 INLINE_SECRETS = {
     "actionSigningKey": ("actionSigningKey", "value"),
     "smtpPassword": ("executor", "smtpPassword", "value"),
-    "apiToken": ("bridges", "http", "apiToken", "value"),
+    "apiToken": ("apiToken", "value"),
     "githubSecret": ("bridges", "http", "githubSecret", "value"),
 }
+
+
+#: An inline API token long enough for Vigil (16 bytes at least).
+TOKEN = "t0k3n-0123456789abcdef"
 
 
 def _dig(values: dict[str, Any], path: tuple[str, ...]) -> Any:
@@ -95,12 +99,14 @@ def test_no_secret_value_appears_in_plain_text(render: Render) -> None:
 
 
 @pytest.mark.parametrize(("values", "stored_keys"), [
-    ({"bridges": {"http": {"apiToken": {"value": "t0k3n"}}}}, None),
-    ({"bridges": {"http": {"enabled": True, "apiToken": {"value": "t0k3n"}}}}, {"api-token"}),
-    ({"bridges": {"http": {"enabled": True, "apiToken": {"value": "t0k3n", "existingSecret": "mine"}}}}, None),
+    ({"apiToken": {"value": TOKEN}, "worker": {"enabled": False}, "executor": {"enabled": False}}, None),
+    ({"apiToken": {"value": TOKEN}, "worker": {"enabled": False}, "executor": {"enabled": False},
+      "bridges": {"http": {"enabled": True}}}, {"api-token"}),
+    ({"apiToken": {"value": TOKEN}}, {"api-token"}),
+    ({"apiToken": {"value": TOKEN, "existingSecret": "mine"}}, None),
     ({"executor": {"enabled": False, "smtpPassword": {"value": "pw"}}}, None),
     ({"actionSigningKey": {"value": "0123456789abcdef"}}, {"action-signing-key"}),
-], ids=["bridge-off", "bridge-on", "existing-secret-wins", "executor-off", "signing-key"])
+], ids=["no-http-component", "bridge-on", "worker-on", "existing-secret-wins", "executor-off", "signing-key"])
 def test_chart_secret_holds_only_inline_secrets_of_enabled_components(
         render: Render, values: dict[str, Any], stored_keys: set[str] | None) -> None:
     secret = render(values=values).component("Secret", "secrets")
@@ -162,7 +168,25 @@ def test_kafka_config_is_json_that_vigil_settings_accept(render: Render, scenari
     ({"worker": {"replicas": "3"}}, "at '/worker/replicas': got string, want integer"),
     ({"bridges": {"syslog": {"service": {"type": "Public"}}}}, "at '/bridges/syslog/service/type'"),
     ({"ui": {"ingress": {"hosts": [{"hostname": "x"}]}}}, "at '/ui/ingress/hosts/0'"),
-    ({"rules": {"files": {"../evil.yaml": "rules: []"}}}, "is not a rule file name"),
+    ({"rules": {"files": {"../evil.yaml": "rules: []"}}}, "is not a rule file path"),
+    ({"rules": {"files": {"gates/a/b.yaml": "gates: []"}}}, "at most one folder"),
+    ({"rules": {"files": {"gates/x.yaml": "gates: []", "gates__x.yaml": "rules: []"}}},
+     "would share the ConfigMap key \"gates__x.yaml\""),
+    ({"rules": {"existingFolders": {"Gates": "cm"}}}, "rules.existingFolders: \"Gates\" is not a folder name"),
+    ({"rules": {"files": {"gates/x.yaml": "gates: []"}, "existingFolders": {"gates": "team-gates"}}},
+     "which rules.existingFolders mounts from ConfigMap team-gates"),
+    ({"apiToken": {"value": "short"}}, "apiToken.value: use at least 16 random bytes"),
+    ({"apiToken": {"metricsOpen": True}}, "apiToken.metricsOpen is set but apiToken is not"),
+    ({"bridges": {"http": {"apiToken": {"value": TOKEN}}}}, "at '/bridges/http': additional properties 'apiToken'"),
+    ({"bridges": {"syslog": {"enabled": True, "tls": {"enabled": True}}}}, "set bridges.syslog.tls.existingSecret"),
+    ({"bridges": {"syslog": {"enabled": True, "tls": {"enabled": True, "existingSecret": "s", "port": 5514}}}},
+     "give TLS a port of its own"),
+    ({"bridges": {"syslog": {"tls": {"clientCA": {"existingSecret": "a", "existingConfigMap": "b"}}}}},
+     "set existingSecret or existingConfigMap, not both"),
+    ({"ui": {"enabled": True, "persistence": {"enabled": True}}}, "set ui.replicas to 1 (it is 2)"),
+    ({"ui": {"enabled": True}, "worker": {"enabled": False}}, "give the workers' URLs in ui.workers"),
+    ({"ui": {"workers": ["ftp://x"]}}, "at '/ui/workers/0'"),
+    ({"worker": {"standbyReplicas": -1}}, "at '/worker/standbyReplicas'"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_unsafe_or_invalid_values_are_refused(render: Render, values: dict[str, Any], message: str) -> None:
     with pytest.raises(HelmFailed) as failed:
@@ -175,6 +199,8 @@ def test_unsafe_or_invalid_values_are_refused(render: Render, values: dict[str, 
     ("everything-enabled", "executor", "VIGIL_ACTION_SIGNING_KEY_FILE", "action-signing-key"),
     ("exactly-once-with-sasl", "worker", "VIGIL_ACTION_SIGNING_KEY_FILE", "action-signing-key"),
     ("everything-enabled", "bridge-http", "VIGIL_GITHUB_SECRET_FILE", "github-secret"),
+    *[("everything-enabled", component, "VIGIL_API_TOKEN_FILE", "api-token")
+      for component in ("worker", "executor", "bridge-http", "ui")],
 ])
 def test_secret_file_variables_point_into_their_mounted_secret(render: Render, scenario: str, component: str,
                                                                env_name: str, volume: str) -> None:

@@ -142,6 +142,23 @@ def test_loader__skips_hidden_files_and_reads_subfolders(tmp_path: Path) -> None
     assert errors == [] and [r.file for r in ruleset] == [str(tmp_path / "team" / "x.yml")]
 
 
+def test_loader__reads_a_configmap_volume_whose_folders_are_symlinks(tmp_path: Path) -> None:
+    """The layout the kubelet gives a ConfigMap volume with `items` paths like gates/x.yaml: every
+    visible entry is a symlink into the hidden ..data folder, which is itself a symlink to a
+    timestamped folder; the hidden copies are not read twice."""
+    data = tmp_path / "..2026_12_05_11_00_00.000000001"
+    (data / "team").mkdir(parents=True)
+    (data / "a.yaml").write_text(GOOD)
+    (data / "team" / "x.yaml").write_text(GOOD.replace("name: a", "name: x"))
+    (tmp_path / "..data").symlink_to(data.name)
+    (tmp_path / "a.yaml").symlink_to("..data/a.yaml")
+    (tmp_path / "team").symlink_to("..data/team")
+    (data / "team" / "loop").symlink_to("..")  # a loop ends instead of recursing forever
+    ruleset, errors = load_rules(tmp_path)
+    assert errors == []
+    assert [r.file for r in ruleset] == [str(tmp_path / "a.yaml"), str(tmp_path / "team" / "x.yaml")]
+
+
 def test_loader__disabled_rules_are_checked_but_not_enabled(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(GOOD.replace("    match:", "    enabled: false\n    match:"))
     ruleset, errors = load_rules(tmp_path)

@@ -1,12 +1,7 @@
-{{/* Env of the HTTP bridge container: its token and webhook secret (by reference), then the common env. */}}
+{{/* Env of the HTTP bridge container: its token and webhook secret (files), then the common env. */}}
 {{- define "vigil.bridgeHttp.env" -}}
 {{- $values := .Values.bridges.http }}
-{{- if include "vigil.secret.isSet" $values.apiToken }}
-- name: VIGIL_API_TOKEN
-  valueFrom:
-    secretKeyRef:
-      {{- include "vigil.secret.keyRef" (dict "root" . "ref" $values.apiToken "chartKey" "api-token") | trim | nindent 6 }}
-{{- end }}
+{{- include "vigil.apiToken.env" (dict "root" . "metrics" true) }}
 {{- if include "vigil.secret.isSet" $values.githubSecret }}
 - name: VIGIL_GITHUB_SECRET_FILE
   value: /etc/vigil/secrets/github/github-secret
