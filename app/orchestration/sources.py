@@ -26,11 +26,13 @@ from app.orchestration.conditions import (
     Selector,
     Series,
 )
+from app.orchestration.gates import Gate, GateDecision, decide
 from app.orchestration.judges import judge
 from app.rules.silences import Silence, SilenceError
 from app.web.workers import WorkersClient, WorkersError
 
-__all__ = ["ConditionSource", "SourceError", "WorkersSource", "evaluate", "silence_from_json", "windows_needed"]
+__all__ = ["ConditionSource", "SourceError", "WorkersSource", "evaluate", "judge_gate", "silence_from_json",
+           "windows_needed"]
 
 
 class SourceError(Exception):
@@ -141,3 +143,13 @@ class WorkersSource:
         except WorkersError as exc:
             raise SourceError(str(exc)) from exc
         return found
+
+
+async def judge_gate(gate: Gate, source: ConditionSource, now_ms: int) -> GateDecision:
+    """The gate's decision now (a condition the source cannot judge closes it, with the reason)."""
+    stable_for = {i: gate.stable_for(c) for i, c in enumerate(gate.conditions)}
+    try:
+        results = await evaluate(gate.conditions, source, now_ms, stable_for=stable_for)
+    except SourceError as exc:
+        return decide(gate, [], now_ms, problems=[f"cannot judge the conditions now: {exc}"])
+    return decide(gate, results, now_ms)
