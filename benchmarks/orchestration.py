@@ -2,7 +2,8 @@
 and the latency of a gate check as the status index grows.
 
     python benchmarks/orchestration.py [--members 1000] [--concurrency 50] [--fail-ratio 0.1]
-                                       [--step-ms 20] [--identities 1000,50000] [--json]
+                                       [--step-ms 20] [--identities 1000,50000]
+                                       [--guarantee exactly_once|at_least_once] [--json]
 
 Roll: `members` vigil.Member records (tag role=sim) on the `members` topic, one `roll` action
 (http to a loopback server, `concurrency` at a time, max_failures above the member count so the
@@ -13,7 +14,8 @@ time from its first request to its last answer and its steps per second, and the
 overhead per step: with `concurrency` steps in flight, the k-th step start after the first
 `concurrency` pairs with the (k - concurrency)-th answer -- the time from a step's result leaving the
 server to the next step arriving (Kafka commits, the ledger, the orchestrator's turn, admission and
-the http plugin included).
+the http plugin included). `executor_cpu_ms_per_step`: the executor process's CPU time from the first
+step to the end of the roll, per member (what a step costs whatever share of the machine it got).
 
 Gate: a gate of three conditions (status of `web*` http identities all OK, no CRITICAL `db*`,
 no freeze silence) judged by the API's own path (app.web.gates.IndexSource over the UI's status
@@ -82,6 +84,15 @@ class _Steps:
         self.fail_ratio = fail_ratio
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str, float, float]] = []
+        #: the executor's process id, and its CPU seconds when the first step arrived
+        self.pid: int | None = None
+        self.cpu_at_first_s: float | None = None
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager
@@ -91,6 +102,9 @@ def _member_endpoint(steps: _Steps) -> Iterator[str]:
 
         def do_POST(self) -> None:
             arrived = time.monotonic()
+            with steps.lock:
+                if steps.cpu_at_first_s is None and steps.pid is not None:
+                    steps.cpu_at_first_s = _cpu_s(steps.pid)
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
             host = str(body.get("host", ""))
             time.sleep(steps.step_s)
@@ -132,10 +146,11 @@ def _produce(settings: Settings, topic: str, schema: str, records: list[tuple[st
         raise RuntimeError(f"could not produce to {topic}")
 
 
-def _spawn_executor(settings: Settings, config: Path, state_dir: Path, log_path: Path) -> subprocess.Popen[bytes]:
+def _spawn_executor(settings: Settings, config: Path, state_dir: Path, log_path: Path,
+                    guarantee: str) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "app.cli", "--bootstrap", settings.kafka_bootstrap, "--registry",
            settings.schema_registry_url, "executor", "-c", str(config), "--app-id", f"bench-{uuid.uuid4().hex[:6]}",
-           "--instance-id", "b1", "--http", ""]
+           "--instance-id", "b1", "--http", "", "--guarantee", guarantee]
     env = {**os.environ, "PYTHONPATH": str(REPO), "VIGIL_STATE_DIR": str(state_dir),
            "VIGIL_TOPIC_PREFIX": settings.topic_prefix, "VIGIL_ACTION_SIGNING_KEY": KEY.decode()}
     with open(log_path, "ab") as out:
@@ -143,7 +158,7 @@ def _spawn_executor(settings: Settings, config: Path, state_dir: Path, log_path:
 
 
 def roll_benchmark(settings: Settings, *, members: int, concurrency: int, fail_ratio: float, step_ms: float,
-                   timeout_s: float = 900) -> dict[str, Any]:
+                   guarantee: str = "exactly_once", timeout_s: float = 900) -> dict[str, Any]:
     """Run one roll over `members` simulated members; the figures of the module docstring."""
     prefix = f"b{uuid.uuid4().hex[:8]}-"
     settings = settings.model_copy(update={"topic_prefix": prefix})
@@ -167,7 +182,9 @@ def roll_benchmark(settings: Settings, *, members: int, concurrency: int, fail_r
             "members": {"tags": {"role": "sim"}}, "concurrency": concurrency, "max_failures": members + 1,
             "action": {"http": {"url": f"{url}/step", "json": {"host": "{{ member.host }}"}}}})).to_record()
         action["signature"] = sign_action(action, KEY)
-        proc = _spawn_executor(settings, config, home / "state", home / "executor.log")
+        proc = _spawn_executor(settings, config, home / "state", home / "executor.log", guarantee)
+        steps.pid = proc.pid
+        cpu_s: float | None = None
         try:
             _produce(settings, "actions", "vigil.Action", [("fleet", action)])
             deadline = time.monotonic() + timeout_s
@@ -178,6 +195,7 @@ def roll_benchmark(settings: Settings, *, members: int, concurrency: int, fail_r
                 runs = read_compacted(settings, "run-states", decode=lambda _k, raw: json.loads(raw))
                 state = runs.get(run_id) or {}
                 if state.get("state") in ("succeeded", "failed", "cancelled"):
+                    cpu_s = _cpu_s(proc.pid) - (steps.cpu_at_first_s or 0.0)
                     break
                 time.sleep(1.0)
             else:
@@ -197,14 +215,15 @@ def roll_benchmark(settings: Settings, *, members: int, concurrency: int, fail_r
     wall_s = answers[-1] - starts[0]
     expected_failures = sum(1 for h in hosts if _fails(h, fail_ratio))
     counts = state.get("counts") or {}
-    return {"members": members, "concurrency": concurrency, "step_ms": step_ms,
+    return {"members": members, "concurrency": concurrency, "step_ms": step_ms, "guarantee": guarantee,
             "each_member_once": once, "requests": len(requests),
             "failed": counts.get("failed", 0), "failed_expected": expected_failures,
             "succeeded": counts.get("succeeded", 0), "run_state": state.get("state"),
             "roll_wall_s": round(wall_s, 3), "steps_per_s": round(len(requests) / wall_s, 1),
             "ideal_wall_s": round(members / concurrency * step_ms / 1000, 3),
             "overhead_p50_ms": round(_pct(overhead_ms, 50), 2), "overhead_p99_ms": round(_pct(overhead_ms, 99), 2),
-            "overhead_max_ms": round(max(overhead_ms), 2) if overhead_ms else None}
+            "overhead_max_ms": round(max(overhead_ms), 2) if overhead_ms else None,
+            "executor_cpu_ms_per_step": round(cpu_s * 1000 / members, 2) if cpu_s is not None else None}
 
 
 def gate_latency(identities: int, checks: int = 60) -> dict[str, float]:
@@ -276,6 +295,8 @@ def main() -> None:
     parser.add_argument("--fail-ratio", type=float, default=0.1)
     parser.add_argument("--step-ms", type=float, default=20.0)
     parser.add_argument("--identities", default="1000,50000")
+    parser.add_argument("--guarantee", default="exactly_once", choices=["exactly_once", "at_least_once"],
+                        help="the executor's processing guarantee (its default: exactly_once)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     # SIGTERM ends the run through its `finally`s (the executor, the private Kafka), not around them.
@@ -290,7 +311,7 @@ def main() -> None:
     with bench_stack() as settings:
         log(f"roll over {args.members:,} members, concurrency {args.concurrency}, {args.fail_ratio:.0%} failing")
         roll = roll_benchmark(settings, members=args.members, concurrency=args.concurrency,
-                              fail_ratio=args.fail_ratio, step_ms=args.step_ms)
+                              fail_ratio=args.fail_ratio, step_ms=args.step_ms, guarantee=args.guarantee)
     result.update({f"roll_{k}" if not k.startswith(("overhead", "members", "concurrency")) else k: v
                    for k, v in roll.items()})
     result["goal_overhead_p99_ms"] = GOAL_OVERHEAD_P99_MS

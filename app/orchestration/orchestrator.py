@@ -428,7 +428,7 @@ class Orchestrator:
             or any(lane.state == "running" and lane.phase in ("", "action") and lane.not_before_ms is None
                    for lane in loaded.lanes)) for loaded in pending)
         due = [w for w in wakes if w is not None]
-        at = now + 200 if runnable else (min(due) if due else now + 60_000)
+        at = now + 20 if runnable else (min(due) if due else now + 60_000)
         self._arm(ctx, max(at, now + 10))
 
     # -- doing the work ----------------------------------------------------------------------------------------
