@@ -9,7 +9,7 @@ HELM_VERSION := v3.19.0
 REGISTRY_VERSION := v1.4.0
 GOBIN := $(CURDIR)/.vigil/bin
 
-.PHONY: run test deps native ui chromium lint fmt bench clean-state helm registry-peer k8s-deps etcd helm-docs \
+.PHONY: run test deps native ui chromium lint fmt bench clean-state helm registry-peer k8s-deps etcd helm-docs salt \
 	image-tools image-base image image-test
 
 deps: $(VENV)/.installed $(KAFKA_LIBS)/.installed native ui
@@ -52,6 +52,15 @@ $(KAFKA_LIBS)/.installed: app/devstack/pom.xml
 	@command -v mvn >/dev/null || { echo "Maven is needed to fetch the Kafka jars: apt-get install maven"; exit 1; }
 	rm -rf $(KAFKA_LIBS) && mkdir -p $(KAFKA_LIBS)
 	mvn -q -B -f app/devstack/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/$(KAFKA_LIBS)
+	@touch $@
+
+# salt-master, salt-minion and salt-api for the salt plugin's tests, in a virtualenv of their own
+# (salt pins versions Vigil's set does not use; Vigil speaks HTTP to salt-api and never imports it).
+SALT_VENV := .vigil/salt-venv
+salt: $(SALT_VENV)/.installed
+$(SALT_VENV)/.installed: requirements-salt.lock
+	@test -x $(SALT_VENV)/bin/python || $(PY) -m venv $(SALT_VENV)
+	$(SALT_VENV)/bin/pip install -q --disable-pip-version-check -r requirements-salt.lock
 	@touch $@
 
 # helm CLI for chart tests, built from source with the Go toolchain.
@@ -148,7 +157,7 @@ registry-peer:
 run: deps
 	$(VIGIL) dev run --rules rules
 
-test: deps helm registry-peer k8s-deps chromium
+test: deps helm registry-peer k8s-deps chromium salt
 	$(VENV)/bin/ruff check app tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q

@@ -43,6 +43,9 @@ LAZY_COMMANDS: dict[str, str] = {
     "backtest": "app.backtest.cli:backtest_command",
     "capture": "app.backtest.cli:capture_command",
     "replay": "app.backtest.cli:replay_command",
+    "gate": "app.orchestration.cli:gate_group",
+    "runs": "app.orchestration.cli:runs_group",
+    "approve": "app.orchestration.cli:approve_command",
 }
 
 # Hoisted from anywhere on the line. Not --config: subcommands have their own (beacon run --config).

@@ -41,7 +41,7 @@ from app.pipeline.tracker import ALERTS_TOPIC, METRICS_TOPIC
 from app.rules.engine import ALERT_TYPE
 from app.rules.fields import EVENT_TYPE
 from app.rules.loader import RuleSet
-from app.rules.stage import RulesStage, group_of_repartition_key
+from app.rules.stage import RulesStage, group_of_repartition_key, schedule_of_repartition_key
 from app.rules.topics import ACTIONS_DLQ_TOPIC, ACTIONS_TOPIC, REPARTITION_TOPIC, SUPPRESSED_TOPIC
 from app.rules.triggers import AbsentTrigger
 from app.runtime.engine import Engine, InRecord
@@ -270,7 +270,8 @@ class RuleSetReplay:
             chunk = routed[start:end]
             if self.causes.active:
                 for item in chunk:
-                    self.causes.note(group_of_repartition_key(item[3]), item[6], item[4], item[5])
+                    if schedule_of_repartition_key(item[3]) is None:  # a schedule's start is no cause
+                        self.causes.note(group_of_repartition_key(item[3]), item[6], item[4], item[5])
             records = [InRecord(item[3], item[4], offset, item[6], item[5])
                        for offset, item in enumerate(chunk, self._offset)]
             self._offset += len(records)

@@ -50,6 +50,10 @@ def _target_of(value: Any) -> str:
     return target if isinstance(target, str) else ""
 
 
+def _is_run_step(value: Any) -> bool:
+    return isinstance(value, dict) and bool(value.get("run"))
+
+
 async def _run_target(runner: ActionRunner, values: list[Any], ctx: AgentContext, batch: BatchState,
                       limit: int) -> None:
     """One target's actions, in order, at most `limit` at a time."""
@@ -58,7 +62,7 @@ async def _run_target(runner: ActionRunner, values: list[Any], ctx: AgentContext
             await runner.handle(value, ctx, batch)
         return
     slots = asyncio.Semaphore(limit)
-    tasks: list[asyncio.Task[None]] = []
+    tasks: list[asyncio.Task[Any]] = []
     try:
         for value in values:
             await slots.acquire()  # starts keep offset order; ends may not
@@ -78,6 +82,8 @@ async def run_batch(runner: ActionRunner, values: list[Any], ctx: AgentContext) 
     batch = BatchState(slots=asyncio.Semaphore(config.concurrency), durable=GroupCheckpoint(ctx.checkpoint))
     by_target: dict[str, list[Any]] = {}
     for value in values:
+        if _is_run_step(value):
+            continue  # a step of an orchestration run: on `actions` for the record, run by its orchestrator
         by_target.setdefault(_target_of(value), []).append(value)
     tasks = [asyncio.ensure_future(_run_target(runner, group, ctx, batch, config.per_target_concurrency))
              for group in by_target.values()]

@@ -88,12 +88,15 @@ def executor_command(cli: CliContext, config_path: Path | None, plugins: tuple[s
         return
     host, port = parse_listen(http_listen, "--http")
     token, open_metrics = http_auth()
+    from app.orchestration.service import build_orchestration  # runbooks, rolls (executor.yaml orchestration:)
+
+    orchestration = build_orchestration(cli.settings, config, registry, signing_key=key)
     agent = build_executor_agent(config, plugins=registry, signing_key=key)
     options = WorkerOptions(app_id=app_id, guarantee=Guarantee(guarantee), instance_id=instance_id,
                             commit_interval_ms=commit_interval_ms, max_batch=config.batch_size,
                             http_host=host or "127.0.0.1", http_port=port, topics_wait_s=300,
                             session_timeout_ms=session_timeout_ms, api_token=token, metrics_open=open_metrics)
-    worker = Worker(cli.settings, [agent], options)
+    worker = Worker(cli.settings, [agent, *orchestration.agents], options)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.stop())
     click.echo(f"executor {worker.instance_id}: {guarantee}; http {http_listen or 'off'}\n"
@@ -102,3 +105,5 @@ def executor_command(cli: CliContext, config_path: Path | None, plugins: tuple[s
         worker.run()
     except CheckpointFailed as exc:
         raise click.ClickException(f"stopped: {exc}") from exc
+    finally:
+        orchestration.close()

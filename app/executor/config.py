@@ -29,6 +29,7 @@ from app.config import ConfigError, resolve_secret_refs
 from app.durations import DurationError, parse_duration_ms
 from app.executor.allowlist import OutboundConfig
 from app.executor.argv import ArgvError, ArgvTemplate, parse_argv_template
+from app.orchestration.config import OrchestrationConfig
 from app.yamlfile import load_yaml_model
 
 __all__ = [
@@ -178,6 +179,8 @@ class ExecutorConfig(_Model):
     outbound: OutboundConfig = Field(default_factory=OutboundConfig,
                                      description="where plugins may connect (default: public http/https)")
     plugins: list[str] = Field(default_factory=list, description="plugin modules with @action functions")
+    orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig,
+                                               description="runbooks and rolls (app.orchestration.config)")
     plugin_settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("commands", mode="before")

@@ -148,64 +148,62 @@ class ActionRunner:
         self.egress = EgressGuard(config.outbound, resolver=resolver)
 
     # -- entry point ------------------------------------------------------------------------------
-    async def handle(self, value: Any, ctx: AgentContext, batch: BatchState) -> None:
-        """Process one consumed record; publishes its result (never raises an Exception)."""
+    async def handle(self, value: Any, ctx: AgentContext, batch: BatchState) -> ActionResult | None:
+        """Process one consumed record; publishes its result and returns it (None for a record that
+        is not an action). Never raises an Exception."""
         try:
             action = Action.from_record(value)
             if not action.id:
                 raise ValueError("id is empty")
         except (ValidationError, ValueError, TypeError, AttributeError) as exc:
             self._reject_malformed(value, ctx, exc)
-            return
+            return None
         try:
-            await self._handle(action, value, ctx, batch)
+            return await self._handle(action, value, ctx, batch)
         except Exception as exc:  # a bug here must not roll back (and so re-run) the whole batch
             log.exception("executor error on action %s", action.id)
-            self._finish(ctx, action, ResultStatus.FAILED, error=f"executor error: {type(exc).__name__}: {exc}",
-                         dlq=True)
+            return self._finish(ctx, action, ResultStatus.FAILED,
+                                error=f"executor error: {type(exc).__name__}: {exc}", dlq=True)
 
-    async def _handle(self, action: Action, value: dict[str, Any], ctx: AgentContext, batch: BatchState) -> None:
+    async def _handle(self, action: Action, value: dict[str, Any], ctx: AgentContext,
+                      batch: BatchState) -> ActionResult:
         if self.signing_key is not None and not verify_action(value, self.signing_key):
             why = "has no signature" if not action.signature else "has a wrong signature"
-            self._finish(ctx, action, ResultStatus.REJECTED, record=False, dlq=True,
-                         error=f"action {why}: this executor only runs actions signed with the shared key")
-            return
+            return self._finish(ctx, action, ResultStatus.REJECTED, record=False, dlq=True,
+                                error=f"action {why}: this executor only runs actions signed with the shared key")
         spec = self.plugins.get(action.type)
         entry = self.ledger.get(action.id)
         decision = decide(entry, idempotent=spec is not None and spec.idempotent,
                           running_here=action.id in batch.running)
         if decision is Decision.DUPLICATE:
-            self._duplicate(ctx, action, entry)
-            return
+            return self._duplicate(ctx, action, entry)
         if decision is Decision.INTERRUPTED:
             assert entry is not None
-            self._finish(ctx, action, ResultStatus.FAILED, attempts=entry.get("attempts", 1),
-                         started_ms=entry.get("started_ms"), dlq=True,
-                         error=f"interrupted: the executor stopped while this action was running; not re-run "
-                               f"because plugin {action.type!r} is not idempotent (it may or may not have "
-                               f"taken effect)")
-            return
+            return self._finish(ctx, action, ResultStatus.FAILED, attempts=entry.get("attempts", 1),
+                                started_ms=entry.get("started_ms"), dlq=True,
+                                error=f"interrupted: the executor stopped while this action was running; not "
+                                      f"re-run because plugin {action.type!r} is not idempotent (it may or may "
+                                      f"not have taken effect)")
         if spec is None:
-            self._finish(ctx, action, ResultStatus.REJECTED, dlq=True,
-                         error=f"unknown action type {action.type!r} (plugins: {', '.join(self.plugins.names())})")
-            return
+            return self._finish(ctx, action, ResultStatus.REJECTED, dlq=True,
+                                error=f"unknown action type {action.type!r} (plugins: "
+                                      f"{', '.join(self.plugins.names())})")
         try:
             params = parse_params(action.params)
         except ValueError as exc:
-            self._finish(ctx, action, ResultStatus.REJECTED, error=str(exc), dlq=True)
-            return
+            return self._finish(ctx, action, ResultStatus.REJECTED, error=str(exc), dlq=True)
         if expired(action.deadline, ctx.now_ms()):
-            self._expired(ctx, action, resumed=decision is Decision.RESUME)
-            return
+            return self._expired(ctx, action, resumed=decision is Decision.RESUME)
         batch.running.add(action.id)
         try:
-            await self._run(action, spec, params, entry if decision is Decision.RESUME else None, ctx, batch)
+            return await self._run(action, spec, params, entry if decision is Decision.RESUME else None, ctx,
+                                   batch)
         finally:
             batch.running.discard(action.id)
 
     # -- running ----------------------------------------------------------------------------------
     async def _run(self, action: Action, spec: PluginSpec, params: dict[str, Any], resumed: dict[str, Any] | None,
-                   ctx: AgentContext, batch: BatchState) -> None:
+                   ctx: AgentContext, batch: BatchState) -> ActionResult:
         if self.config.splay_ms:
             await asyncio.sleep(self.rng.uniform(0, self.config.splay_ms / 1000))
         # A resumed action (idempotent, interrupted by a crash) repeats the interrupted attempt.
@@ -217,8 +215,7 @@ class ActionRunner:
                 now = ctx.now_ms()
                 if expired(action.deadline, now):
                     if outcome is None:
-                        self._expired(ctx, action, resumed=resumed is not None)
-                        return
+                        return self._expired(ctx, action, resumed=resumed is not None)
                     outcome.error += " (deadline passed: not retried)"
                     break
                 if started_ms is None:
@@ -238,8 +235,9 @@ class ActionRunner:
             attempt += 1
         for s in outcome.sends if outcome.status is ResultStatus.SUCCEEDED else ():
             ctx.send(s.topic, s.key, s.value, schema=s.schema, headers=s.headers)
-        self._finish(ctx, action, outcome.status, attempts=attempt, started_ms=started_ms, output=outcome.output,
-                     error=outcome.error, dlq=outcome.status is not ResultStatus.SUCCEEDED)
+        return self._finish(ctx, action, outcome.status, attempts=attempt, started_ms=started_ms,
+                            output=outcome.output, error=outcome.error,
+                            dlq=outcome.status is not ResultStatus.SUCCEEDED)
 
     async def _attempt(self, action: Action, spec: PluginSpec, params: dict[str, Any], attempt: int) -> _Outcome:
         timeout_s = self.config.timeout_s(spec.name)
@@ -276,7 +274,7 @@ class ActionRunner:
 
     def _finish(self, ctx: AgentContext, action: Action, status: ResultStatus, *, attempts: int = 0,
                 started_ms: int | None = None, output: str = "", error: str = "", record: bool = True,
-                dlq: bool = False) -> None:
+                dlq: bool = False) -> ActionResult:
         """Publish the action's one (non-DUPLICATE) result; mark it finished; dead-letter failures."""
         now = ctx.now_ms()
         if record:
@@ -293,8 +291,9 @@ class ActionRunner:
         level = logging.INFO if status is ResultStatus.SUCCEEDED else logging.WARNING
         log.log(level, "action %s (%s on %s, rule %s): %s after %d attempt(s)%s", action.id, action.type,
                 action.target, action.rule, status.value, attempts, f": {error[:300]}" if error else "")
+        return result
 
-    def _duplicate(self, ctx: AgentContext, action: Action, entry: dict[str, Any] | None) -> None:
+    def _duplicate(self, ctx: AgentContext, action: Action, entry: dict[str, Any] | None) -> ActionResult:
         if entry is None or entry.get("state") != "finished":
             why = "is running now (the same id twice in one batch)"
         else:
@@ -303,12 +302,13 @@ class ActionRunner:
                               started_ms=None, output="", error=f"action id {action.id} {why}: not run again")
         ctx.send(RESULTS_TOPIC, action.target, result)
         log.info("action %s: DUPLICATE (%s)", action.id, why)
+        return result
 
-    def _expired(self, ctx: AgentContext, action: Action, *, resumed: bool) -> None:
+    def _expired(self, ctx: AgentContext, action: Action, *, resumed: bool) -> ActionResult:
         late_ms = ctx.now_ms() - (action.deadline or 0)
         what = ("not run again (an attempt interrupted by a restart may have taken effect)" if resumed
                 else "not run")
-        self._finish(ctx, action, ResultStatus.EXPIRED, error=f"deadline passed {late_ms} ms ago: {what}")
+        return self._finish(ctx, action, ResultStatus.EXPIRED, error=f"deadline passed {late_ms} ms ago: {what}")
 
     def _reject_malformed(self, value: Any, ctx: AgentContext, exc: Exception) -> None:
         fields = value if isinstance(value, dict) else {}

@@ -218,6 +218,8 @@ class Action(_Record):
     signature: str | None = None
     #: rules whose actions produced the cause event, oldest first (app.model.chain); [] for most
     chain: list[str] = Field(default_factory=list)
+    #: "RUN/STEP" for a step of an orchestration run (app.orchestration), which its orchestrator runs
+    run: str = ""
 
 
 class ActionResult(_Record):

@@ -19,11 +19,14 @@ SIGNED_FIELDS = ("id", "time", "rule", "type", "target", "params", "group_key", 
 def signing_payload(action: dict[str, Any]) -> bytes:
     """Canonical bytes of the signed fields of an Action record (dict shaped like vigil.Action).
 
-    A non-empty `chain` is signed too, appended: an action without one signs as before the field
-    existed, so stages and executors of either version agree on ordinary actions."""
+    A non-empty `chain` is signed too, appended, and so is a non-empty `run`: an action without them
+    signs as before the fields existed, so stages and executors of either version agree on ordinary
+    actions."""
     values: list[Any] = [action.get(f) for f in SIGNED_FIELDS]
     if action.get("chain"):
         values.append(list(action["chain"]))
+    if action.get("run"):  # likewise: only a step of an orchestration run has one
+        values.append({"run": action["run"]})
     return json.dumps(values, separators=(",", ":"), sort_keys=True).encode()
 
 

@@ -3,7 +3,8 @@
 Pure layers (each usable alone; none imports a Kafka client or rocksdict):
     source.py     line-aware YAML + RuleError            fields.py   field keys, group keys
     match.py      match/when predicates                  templates.py  sandboxed Jinja params
-    triggers.py   register/status/absent_for/count/sequence (pure state machines)
+    triggers.py   register/status/absent_for/count/sequence/schedule (pure state machines)
+    schedules.py  cron/interval slots, per-target splay, the due slot (pure)
     spec.py       one file -> validated Rules            loader.py   directory, hot reload
     engine.py     RuleEngine: events/transitions/timers -> Firings
     actions.py    Firing -> RenderedAction | RenderFailure (deterministic ids)
@@ -38,6 +39,9 @@ Grammar (contract; additions marked +):
         absent_for: 60s
         count: {at_least: 5, within: 60s}   # + after firing, counting starts afresh
         sequence: [{match: MATCH}, {match: MATCH}]
+        schedule: {cron: "*/30 * * * *", splay: 10m}   # + or {every: 1h, splay: 5m}; UTC; once per
+                                   # slot per group; without match: one group, no events needed
+        every: 1h                  # + the same as schedule: {every: 1h}
         within: 10m                # with sequence
         throttle: {once_within: 5m}
         actions:

@@ -29,12 +29,15 @@ def _default_rules_dir(ctx: click.Context) -> Path:
 
 
 def _load_or_fail(directory: Path, *, errors_to_stderr: bool) -> RuleSetLoader:
+    from app.orchestration.definitions import check_definitions  # gates, runbooks, runbook/roll actions
+
     loader = RuleSetLoader(directory)
     result = loader.reload()
-    for error in result.errors:
+    errors = sorted({*result.errors, *check_definitions(directory, loader.ruleset)})
+    for error in errors:
         click.echo(str(error), err=errors_to_stderr)
-    if result.errors:
-        raise click.ClickException(f"{len(result.errors)} error(s) in {directory}; fix them and run again")
+    if errors:
+        raise click.ClickException(f"{len(errors)} error(s) in {directory}; fix them and run again")
     return loader
 
 

@@ -17,7 +17,7 @@ from typing import Any, Final
 from app.rules.fields import EVENT_TYPE, group_key, group_value
 from app.rules.loader import RuleSet
 from app.rules.spec import Rule
-from app.rules.triggers import Hit, Step
+from app.rules.triggers import Hit, ScheduleTrigger, Step
 from app.runtime.types import KeyValueStore, TimerService
 
 __all__ = ["ALERT_TYPE", "Firing", "InvalidEventError", "ReloadReport", "RuleEngine", "RuleIndex", "rule_group",
@@ -86,7 +86,9 @@ class RuleIndex:
 
     def __init__(self, ruleset: RuleSet) -> None:
         active = ruleset.enabled
-        event_rules = [r for r in active if not r.trigger.on_transitions]
+        event_rules = [r for r in active if not r.trigger.on_transitions and r.trigger.takes_events]
+        #: schedule rules without `match:`: started by the stage, not by events
+        self.timed_rules: tuple[Rule, ...] = tuple(r for r in active if not r.trigger.takes_events)
         self.transition_rules: tuple[Rule, ...] = tuple(r for r in active if r.trigger.on_transitions)
         self._any_name = tuple(r for r in event_rules if r.names is None)
         by_name: dict[str, list[Rule]] = {}
@@ -190,6 +192,17 @@ class RuleEngine:
         event = hit.event if hit and hit.event is not None else {}
         event_type = hit.event_type if hit and hit.event_type else EVENT_TYPE
         return [f for f in [self._apply(rule, key, state, step, group, event, event_type)] if f]
+
+    def start_schedule(self, rule_name: str, now_ms: int) -> list[Firing]:
+        """Start the schedule of a rule without `match:` (its one group) unless it runs already; re-arms
+        its timer either way. Nothing fires here (the timer does)."""
+        rule = self._ruleset.get(rule_name)
+        trigger = rule.trigger if rule is not None and rule.enabled else None
+        if rule is None or not isinstance(trigger, ScheduleTrigger) or trigger.takes_events:
+            return []
+        key = state_key(rule.name, trigger.kind, group_key(()))
+        state = self._load(key)
+        return [f for f in [self._apply(rule, key, state, trigger.start(state, now_ms, {}), {}, {}, EVENT_TYPE)] if f]
 
     def replace_ruleset(self, ruleset: RuleSet) -> ReloadReport:
         """Hot reload: keep the state of rules whose match/trigger/group/throttle are unchanged,

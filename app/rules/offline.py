@@ -169,9 +169,15 @@ def simulate(ruleset: RuleSet, records: Iterable[Mapping[str, Any]], *, until_ms
             key, at_ms, payload = due
             emit(engine.on_timer(key, at_ms, payload))
 
+    started = False
     for index, record in enumerate(records, 1):
         kind, normalised, event_type = normalise_record(record, index)
         advance(normalised["time"])
+        if not started:  # schedules without `match:` start with the first record, as in the stage
+            started = True
+            for rule in ruleset.enabled:
+                if not rule.trigger.takes_events:
+                    emit(engine.start_schedule(rule.name, normalised["time"]))
         emit(engine.on_transition(normalised) if kind == "transition" else engine.on_event(normalised, event_type))
     if until_ms is not None:
         advance(until_ms)

@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from app.rules.fields import FieldRef, parse_field
 from app.rules.match import Predicate, compile_match, literal_names
-from app.rules.source import ErrorSink, LineDict, RuleError, line_of, load_yaml_text
+from app.rules.source import ErrorSink, LineDict, RuleError, is_json_value, line_of, load_yaml_text
 from app.rules.templates import CompiledTemplate, compile_template, compile_tree
 from app.rules.triggers import COMPANION_KEYS, TRIGGER_KEYS, Trigger, parse_trigger
 
@@ -39,6 +39,11 @@ RULE_KEYS: Final = ("name", "description", "enabled", "match", "group_by", *TRIG
 _STATE_KEYS: Final = ("match", "group_by", *TRIGGER_KEYS, *COMPANION_KEYS, "throttle")
 #: Reserved action keys: not passed to the plugin but used to address/limit the action.
 ACTION_RESERVED: Final = ("target", "deadline")
+#: Params of some action types that are not rendered when the rule fires but passed on as written:
+#: a roll's action and health check are rendered per member by the orchestrator (app.orchestration).
+DEFERRED_PARAMS: Final = {"roll": ("action", "wait_for")}
+#: Other top-level keys a rule file may hold beside `rules:` (checked by app.orchestration.definitions).
+OTHER_FILE_KEYS: Final = ("gates", "runbooks")
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
 _ACTION_TYPE: Final = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 _TEMPLATE_MARKERS: Final = ("{{", "{%", "{#")
@@ -150,8 +155,22 @@ def _action(entry: Any, index: int, sink: ErrorSink, line: int) -> ActionSpec | 
     if "deadline" in params:
         deadline = sink.duration_ms(params["deadline"], line_of(params, "deadline", params_line),
                                     f"{where}.deadline")
+    deferred = {k: plain.pop(k) for k in DEFERRED_PARAMS.get(action_type, ()) if k in plain}
     tree = compile_tree(_subset_with_lines(params, plain), sink, params_line, f"{where}.params")
+    for key, value in deferred.items():
+        if not is_json_value(_plain(value)):
+            sink.add(line_of(params, key, params_line), f"{where}.{key}: holds values that are not JSON; quote them")
+        tree[key] = _plain(value)
     return ActionSpec(index, action_type, tree, target, deadline, line)
+
+
+def _plain(value: Any) -> Any:
+    """A YAML tree as plain JSON values (line-aware containers become dicts and lists)."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _subset_with_lines(source: Mapping[Any, Any], subset: Mapping[Any, Any]) -> LineDict:
@@ -215,11 +234,12 @@ def compile_rules_text(text: str, file: str) -> tuple[list[Rule], list[RuleError
     if doc is None:
         sink.add(1, "file is empty: expected a top-level `rules:` list")
         return [], sink.errors
-    if not isinstance(doc, LineDict) or "rules" not in doc:
-        sink.add(line_of(doc, default=1), "expected a top-level mapping with a `rules:` list")
+    if not isinstance(doc, LineDict) or not any(key in doc for key in ("rules", *OTHER_FILE_KEYS)):
+        sink.add(line_of(doc, default=1), "expected a top-level mapping with a `rules:` list "
+                                          f"(or {', '.join(f'`{k}:`' for k in OTHER_FILE_KEYS)})")
         return [], sink.errors
-    sink.unknown_keys(doc, ("rules",), "file")
-    items = doc["rules"]
+    sink.unknown_keys(doc, ("rules", *OTHER_FILE_KEYS), "file")
+    items = doc.get("rules")
     if items is None:
         items = []
     if not isinstance(items, list):

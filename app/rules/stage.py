@@ -13,6 +13,12 @@ A record is forwarded once per distinct group key of the rules it matches; `eval
 only the rules whose group key is the record's key, so every group's state lives in exactly one
 partition and survives restarts and rebalances through the runtime's changelogs.
 
+Schedules (app.rules.schedules): a `schedule:` rule without `match:` has no events to start it, so
+the route agents send a "start" record for it to key `s:<rule>` (the event they were routing, as a
+carrier; at most once a minute per rule and process) and the evaluate partition of that key starts
+the rule's schedule once, keeps its last fired slot in `rules_state` and arms the timer of the next
+slot. Repeated starts do nothing, so every worker may send them.
+
 Hot reload: the rules directory is checked at most every `reload_interval_ms` (on records, on a
 per-partition wall-clock timer so it happens without traffic too, and on GET /rules). A broken
 file is reported (logged as file:line, counted, listed by /rules) and its previous version stays
@@ -60,6 +66,8 @@ __all__ = [
     "StageConfig",
     "group_of_repartition_key",
     "repartition_key",
+    "schedule_of_repartition_key",
+    "schedule_start_key",
     "suppressed_record",
 ]
 
@@ -70,6 +78,10 @@ STATE_TABLE: Final = "rules_state"
 RELOAD_TIMER: Final = "__reload__"
 APPLIED_KEY: Final = "__rules__"
 _KEY_PREFIX: Final = "g:"
+_SCHEDULE_PREFIX: Final = "s:"
+#: How often each process re-sends the start of a schedule (a worker on an older rule set may have
+#: ignored the first one; the evaluate partition's state makes repeats harmless).
+SCHEDULE_START_EVERY_MS: Final = 60_000
 #: Trigger kinds whose state keys double as timer keys (their timers go when their state goes).
 _TIMER_KINDS: Final = frozenset(t.kind for t in Trigger.__subclasses__() if t.uses_timers)
 
@@ -78,6 +90,16 @@ def repartition_key(group_key: str) -> str:
     """Kafka key on the repartition topic. Prefixed because the group key of `group_by: []` is empty,
     and librdkafka spreads empty keys over random partitions."""
     return _KEY_PREFIX + group_key
+
+
+def schedule_start_key(rule: str) -> str:
+    """Repartition key of a schedule's start record: its state lives in this key's partition."""
+    return _SCHEDULE_PREFIX + rule
+
+
+def schedule_of_repartition_key(key: str | None) -> str | None:
+    """The rule a schedule start record is for, None for any other key."""
+    return key[len(_SCHEDULE_PREFIX):] if key is not None and key.startswith(_SCHEDULE_PREFIX) else None
 
 
 def group_of_repartition_key(key: str | None) -> str:
@@ -172,6 +194,7 @@ class RulesStage:
         self._reader: SilenceReader | None = None
         self._reader_tried = False
         self._silences_waited = False
+        self._schedules_started: dict[str, int] = {}  # schedule rule fingerprint -> when its start was sent
         if self.config.signing_key is None:
             log.warning("rules stage: no action signing key (VIGIL_ACTION_SIGNING_KEY or "
                         "VIGIL_ACTION_SIGNING_KEY_FILE): actions are sent unsigned")
@@ -204,11 +227,26 @@ class RulesStage:
         """Forward `record` unchanged (its consumed bytes) once per distinct group key it concerns."""
         self._start_silence_reader(ctx)  # here, not at import: only a running worker reads silences
         version = self.current(ctx.now_ms())
+        if version.index.timed_rules:
+            self._start_schedules(version, ctx)
         for group_key in version.index.group_keys(record, event_type):
             ctx.send(REPARTITION_TOPIC, repartition_key(group_key), ctx.raw_value)
 
+    def _start_schedules(self, version: _Version, ctx: AgentContext) -> None:
+        now = ctx.now_ms()
+        for rule in version.index.timed_rules:
+            sent = self._schedules_started.get(rule.state_fingerprint)
+            if sent is None or not 0 <= now - sent < SCHEDULE_START_EVERY_MS:
+                self._schedules_started[rule.state_fingerprint] = now
+                ctx.send(REPARTITION_TOPIC, schedule_start_key(rule.name), ctx.raw_value)
+
     def evaluate(self, record: Any, ctx: AgentContext) -> None:
         """Run the rules of this record's group; raises (so the runtime dead-letters) on invalid input."""
+        schedule = schedule_of_repartition_key(ctx.key)
+        if schedule is not None:  # a schedule's start: the record only carried it
+            engine = self._engine(ctx)
+            self._emit(engine.ruleset, engine.start_schedule(schedule, ctx.now_ms()), ctx)
+            return
         group_key = group_of_repartition_key(ctx.key)
         engine = self._engine(ctx)
         if ctx.type_name == ALERT_TYPE:

@@ -9,6 +9,7 @@ State shapes (kept small: they are written to the state store on every matching 
     count      {"t": [time_ms, ...]}                     (at most at_least entries)
     sequence   {"p": [start_ms | null, ...]}             (one entry per completed-steps level)
     absent_for {"last": ms, "fired": bool, "event": {...}, "type": str, "group": {...}}
+    schedule   {"next": slot_ms, "last": slot_ms | null, "seen": ms | null, "group": {...}, "event": {...} | null}
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
-from app.rules.fields import event_ref, metric_getter
+from app.model.ids import deterministic_id
+from app.rules.fields import event_ref, group_key, metric_getter
 from app.rules.match import Predicate, ValueTest, compile_match, compile_value_test
+from app.rules.schedules import Schedule, ScheduleError, due_slot, schedule_from_spec, splay_delay_ms
 from app.rules.source import ErrorSink, LineDict, line_of
 
 __all__ = [
@@ -34,6 +37,7 @@ __all__ = [
     "Hit",
     "MatchTrigger",
     "RegisterTrigger",
+    "ScheduleTrigger",
     "SequenceTrigger",
     "StatusTrigger",
     "Step",
@@ -43,7 +47,7 @@ __all__ = [
 ]
 
 #: Rule keys that choose a trigger, and the rule keys that only make sense beside each.
-TRIGGER_KEYS: Final = ("register", "status", "absent_for", "count", "sequence")
+TRIGGER_KEYS: Final = ("register", "status", "absent_for", "count", "sequence", "schedule", "every")
 COMPANION_KEYS: Final = {"when": "register", "for": "register", "within": "sequence"}
 
 AGGREGATES: Final = ("avg", "min", "max", "sum", "count", "last", "rate", "p95")
@@ -90,6 +94,11 @@ class Trigger:
     def on_timer(self, state: dict[str, Any] | None, now_ms: int) -> Step:
         """React to this group's timer (only triggers that arm timers get called)."""
         return Step(state)
+
+    @property
+    def takes_events(self) -> bool:
+        """Whether matching events reach this trigger (a schedule without `match:` runs on time alone)."""
+        return True
 
 
 class MatchTrigger(Trigger):
@@ -388,12 +397,122 @@ def _parse_sequence(rule: LineDict, sink: ErrorSink) -> SequenceTrigger | None:
     return SequenceTrigger(tuple(steps), within)
 
 
+# --- schedule -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class ScheduleTrigger(Trigger):
+    """Fires once per slot of its schedule (app.rules.schedules), per group, after the group's splay.
+
+    Without `match:` the rule has one group and no events: the rules stage starts it (`start`). With
+    `match:` each group (e.g. `group_by: [subject]` over heartbeats: one per host) starts on its first
+    matching event and is dropped, without firing, once no matching event came for two intervals."""
+
+    kind: ClassVar[str] = "schedule"
+    stateful: ClassVar[bool] = True
+    uses_timers: ClassVar[bool] = True
+    default_group_by: ClassVar[tuple[str, ...]] = ()
+
+    rule: str
+    schedule: Schedule
+    by_events: bool
+
+    @property
+    def takes_events(self) -> bool:
+        return self.by_events
+
+    def _delay_ms(self, group: Mapping[str, str]) -> int:
+        return splay_delay_ms(self.rule, group_key(group.values()), self.schedule.splay_ms)
+
+    def start(self, state: dict[str, Any] | None, now_ms: int, group: Mapping[str, str],
+              event: Mapping[str, Any] | None = None) -> Step:
+        """Start the group's schedule at `now_ms` (no-op, but re-arming its timer, when started)."""
+        if state is not None:
+            return Step(state, timer_at_ms=int(state["next"]) + self._delay_ms(state.get("group") or {}))
+        kept = json.loads(json.dumps(event, default=str)) if event is not None else None
+        slot = self.schedule.next_slot(now_ms)
+        new_state = {"next": slot, "last": None, "seen": now_ms if event is not None else None,
+                     "group": dict(group), "event": kept}
+        return Step(new_state, timer_at_ms=slot + self._delay_ms(group))
+
+    def on_event(self, state: dict[str, Any] | None, event: Mapping[str, Any], event_type: str,
+                 time_ms: int, group: Mapping[str, str]) -> Step:
+        if state is None:
+            return self.start(None, time_ms, group, event)
+        seen = state.get("seen")
+        # Written at most once per interval (not on every heartbeat): enough to tell a gone target.
+        if seen is not None and time_ms - int(seen) < self._interval_ms(int(state["next"])) // 2:
+            return Step(state)
+        kept = json.loads(json.dumps(event, default=str))
+        return Step({**state, "seen": time_ms, "event": kept})
+
+    def _interval_ms(self, slot_ms: int) -> int:
+        return self.schedule.next_slot(slot_ms) - slot_ms
+
+    def on_timer(self, state: dict[str, Any] | None, now_ms: int) -> Step:
+        if state is None:
+            return Step(None)
+        group = state.get("group") or {}
+        delay = self._delay_ms(group)
+        next_ms, last = int(state["next"]), state.get("last")
+        slot = due_slot(self.schedule, next_slot_ms=next_ms, last_fired_ms=last, delay_ms=delay, now_ms=now_ms)
+        if slot is None:
+            if now_ms < next_ms + delay:
+                return Step(state, timer_at_ms=next_ms + delay)  # woken early: sleep again
+            following = self.schedule.next_slot(max(next_ms, int(last or next_ms)))
+            return Step({**state, "next": following}, timer_at_ms=following + delay)
+        seen = state.get("seen")
+        if self.by_events and seen is not None and int(seen) < slot - 2 * self._interval_ms(slot):
+            return Step(None)  # the target went quiet: forget it until it is seen again
+        following = self.schedule.next_slot(slot)
+        event = self._event(state, slot, slot + delay, group)
+        hit = Hit(f"schedule:{slot}", slot, slot + delay, event, "vigil.Event")
+        return Step({**state, "next": following, "last": slot}, hit, timer_at_ms=following + delay)
+
+    def _event(self, state: Mapping[str, Any], slot_ms: int, at_ms: int, group: Mapping[str, str]) -> dict[str, Any]:
+        """What the firing's templates see as `event`: about the target, at the firing's time."""
+        kept = state.get("event") or {}
+        subject = str(kept.get("subject") or group.get("subject") or self.rule)
+        return {"id": deterministic_id("schedule", self.rule, group_key(group.values()), str(slot_ms)),
+                "time": at_ms, "subject": subject, "name": str(kept.get("name") or self.rule), "kind": "ARCHIVE",
+                "tags": dict(kept.get("tags") or {}), "text": f"schedule of rule {self.rule}: slot {slot_ms}",
+                "schedule": {"slot": slot_ms, "rule": self.rule}}
+
+
+def _parse_schedule(rule: LineDict, sink: ErrorSink) -> ScheduleTrigger | None:
+    if "every" in rule:
+        spec: Any = {"every": rule["every"]}
+        line = line_of(rule, "every")
+    else:
+        spec, line = rule["schedule"], line_of(rule, "schedule")
+        if not isinstance(spec, Mapping):
+            sink.add(line, 'schedule must be a mapping: {cron: "*/30 * * * *", splay: 10m} or {every: 1h}')
+            return None
+        sink.unknown_keys(spec, ("cron", "every", "splay"), "schedule")
+
+    def duration_ms(value: Any, key: str) -> int:
+        ms = sink.duration_ms(value, line_of(spec, key, line), f"schedule.{key}")
+        if ms is None:
+            raise ScheduleError("", key)  # reported above
+        return ms
+
+    try:
+        schedule = schedule_from_spec(dict(spec), duration_ms)
+    except ScheduleError as exc:
+        if str(exc):
+            sink.add(line_of(spec, exc.key, line) if exc.key else line, f"schedule: {exc}")
+        return None
+    name = rule.get("name")
+    return ScheduleTrigger(str(name), schedule, by_events="match" in rule)
+
+
 _PARSERS: Final[dict[str, Callable[[LineDict, ErrorSink], Trigger | None]]] = {
     "register": _parse_register,
     "status": _parse_status,
     "absent_for": _parse_absent,
     "count": _parse_count,
     "sequence": _parse_sequence,
+    "schedule": _parse_schedule,
+    "every": _parse_schedule,
 }
 
 

@@ -29,6 +29,7 @@ from app.pipeline.fetch import EventReader, FetchError
 from app.rules.silences import Silence, SilenceError
 from app.web.backtests import BacktestBusy, BacktestJobs, RulesRejected, deployed_rule_files
 from app.web.config import UiConfig
+from app.web.gates import GateService, get_gate, list_gates
 from app.web.hub import LiveHub
 from app.web.openapi import openapi_document, request_schema
 from app.web.params import (
@@ -82,6 +83,7 @@ class UiContext:
     window_sizes_ms: tuple[int, ...]
     worker_window_retention_ms: int
     rules_dir: Path
+    gates: GateService | None = None
     started_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     _events: EventReader | None = None
 
@@ -595,6 +597,32 @@ async def get_deployed_rules(request: web.Request) -> web.Response:
                           "rules_dir": str(ctx.rules_dir)})
 
 
+# -- gates ----------------------------------------------------------------------------------------------
+def _gate_service(ctx: UiContext) -> GateService:
+    if ctx.gates is None:
+        raise web.HTTPNotImplemented(text="this server has no rules directory to read gates from")
+    return ctx.gates
+
+
+async def get_gates(request: web.Request) -> web.Response:
+    """GET /gates: the gates defined beside the rules."""
+    ctx = request.app[CTX]
+    check_known(request.query, ())
+    return json_response(await list_gates(request, _gate_service(ctx)))
+
+
+async def get_gate_decision(request: web.Request) -> web.Response:
+    """GET /gates/{name}: the gate's decision now (recorded as an event unless record=false)."""
+    ctx, q = request.app[CTX], request.query
+    check_known(q, ("record",))
+    record = bool_param(q, "record") if present(q, "record") else True
+    name = request.match_info["name"]
+    answer = await get_gate(name, _gate_service(ctx), ctx.hub, ctx.workers, record=record)
+    if answer is None:
+        return _error(404, f"no gate called {name!r} is defined in {ctx.rules_dir}")
+    return json_response(answer)
+
+
 # -- members, info --------------------------------------------------------------------------------------
 async def get_members(request: web.Request) -> web.Response:
     """GET /members: hosts seen through heartbeats (alive, or failed when the heartbeat expired), from
@@ -655,4 +683,6 @@ def api_routes() -> list[web.RouteDef]:
         web.get(p + "/backtests/{id}", get_backtest, allow_head=False),
         web.get(f"{p}/rules", get_deployed_rules, allow_head=False),
         web.get(f"{p}/members", get_members, allow_head=False),
+        web.get(f"{p}/gates", get_gates, allow_head=False),
+        web.get(p + "/gates/{name}", get_gate_decision, allow_head=False),
     ]

@@ -359,6 +359,21 @@ def _paths(window_sizes_ms: tuple[int, ...]) -> dict[str, Any]:
                                                        "files": {"type": "object",
                                                                  "additionalProperties": {"type": "string"}}}}),
                           **_errors(401)}}},
+        "/gates": {"get": {
+            "summary": "The gates defined beside the rules, and their definition errors",
+            "responses": {"200": _json({"type": "object", "additionalProperties": True, "required": ["gates"],
+                                        "properties": {"gates": {"type": "array", "items": _OPEN}}}),
+                          **_errors(401)}}},
+        "/gates/{name}": {"get": {
+            "summary": "A gate's decision now: open or closed, each condition and why (recorded as an ARCHIVE event)",
+            "parameters": [_param("name", "the gate's name", where="path"),
+                           _param("record", "record the decision as an event (default true)", {"type": "boolean"})],
+            "responses": {"200": _json({"type": "object", "additionalProperties": True,
+                                        "required": ["gate", "open", "state", "conditions"],
+                                        "properties": {"gate": {"type": "string"}, "open": {"type": "boolean"},
+                                                       "state": {"type": "string", "enum": ["open", "closed"]},
+                                                       "conditions": {"type": "array", "items": _OPEN}}}),
+                          **_errors(400, 401, 404)}}},
         "/members": {"get": {
             "summary": "Hosts seen through heartbeats (alive, or failed when the heartbeat expired)",
             "responses": {"200": _json({"type": "object", "additionalProperties": True, "required": ["members"],

@@ -27,11 +27,13 @@ from aiohttp import web
 from app.api_token import load_api_token
 from app.config import Settings
 from app.model.serde import AvroSerde
+from app.orchestration.definitions import DefinitionsLoader
 from app.pipeline.config import PipelineConfig
 from app.registry.client import RegistryClient
 from app.web.api import API_PREFIX, CTX, UiContext, api_routes, auth_middleware, error_middleware, json_response
 from app.web.backtests import BacktestJobs
 from app.web.config import UiConfig
+from app.web.gates import GateService
 from app.web.hub import LiveHub
 from app.web.ingest import Tailer, live_feeds, metrics_feeds
 from app.web.live import LiveRing
@@ -81,7 +83,8 @@ class UiServer:
                                    work_dir=config.store_path(settings).parent / "backtests",
                                    max_range_ms=config.backtest_max_range_ms),
             silences=SilenceWriter(settings), window_sizes_ms=sizes,
-            worker_window_retention_ms=pipeline.window_retention_ms, rules_dir=rules.resolve())
+            worker_window_retention_ms=pipeline.window_retention_ms, rules_dir=rules.resolve(),
+            gates=GateService(settings, DefinitionsLoader(rules.resolve())))
         self.app = self._build_app()
         self._runner: web.AppRunner | None = None
         self._prune_task: asyncio.Task[None] | None = None
@@ -186,6 +189,8 @@ class UiServer:
             tailer.stop()
         self.ctx.backtests.close()
         self.ctx.silences.close()
+        if self.ctx.gates is not None:
+            self.ctx.gates.close()
         self.ctx.close()
         for registry in self._registries:
             registry.close()

@@ -1,4 +1,4 @@
-"""Built-in action plugins: print, fire_event, http, email, shell (one module each).
+"""Built-in action plugins: print, fire_event, http, email, shell, ansible, salt (one module each).
 
 Importing a plugin module registers its `@action` functions in `default_plugins`;
 `load_builtin_plugins()` imports them all.
@@ -16,6 +16,8 @@ BUILTIN_PLUGIN_MODULES = (
     "app.executor.plugins.http",
     "app.executor.plugins.smtp",
     "app.executor.plugins.shell",
+    "app.executor.plugins.ansible",
+    "app.executor.plugins.salt",
 )
 
 

@@ -174,3 +174,38 @@ def test_silence__covered_action_suppressed_and_listed(rules_dir: Path, stage_se
         assert sorted(a["rule"] for a in decoded(stage_settings, ACTIONS_TOPIC, expect=3)) == \
             ["disk-full", "disk-full", "mem-high"]
     assert cli(stage_settings, silence_group, ["list", "--all", "--json"]) == ""
+
+
+def test_schedule__once_per_slot_across_a_worker_restart(rules_dir: Path, stage_settings: Settings) -> None:
+    """A `schedule:` rule without `match:` on real Kafka: started by the first event any worker routes,
+    it fires for consecutive slots, and a second worker (a restart on the same state and group) fires
+    none of them again."""
+    (rules_dir / "every.yaml").write_text("""
+rules:
+  - name: every-2s
+    every: 2s
+    actions: [{print: {slot: "{{ value }}"}}]
+""")
+    app_id = f"rules-{uuid.uuid4().hex[:6]}"
+
+    def slots() -> list[int]:
+        serde = AvroSerde(RegistryClient.from_settings(stage_settings))
+        messages = read_topic(stage_settings, stage_settings.topic(ACTIONS_TOPIC), expect=0, timeout_s=5)
+        return [int(json.loads(serde.decode_typed(m.value())[1]["params"])["slot"]) for m in messages]
+
+    for instance in ("w1", "w2"):
+        stage = RulesStage(StageConfig(rules_dir=rules_dir, signing_key=KEY, settings=stage_settings),
+                           registry=AgentRegistry())
+        options = WorkerOptions(app_id=app_id, instance_id=instance, commit_interval_ms=200)
+        before = len(slots())
+        try:
+            with worker_thread(stage_settings, stage.agents, options):
+                produce_events(stage_settings, stage_settings.topic("events"),
+                               [Event(subject="any", name="noise", time=now_ms())])
+                wait_until(lambda b=before: len(slots()) >= b + 2, timeout_s=90,
+                           message=f"two more slots fired ({instance})")
+        finally:
+            stage.close()
+    fired = slots()
+    assert len(fired) == len(set(fired)), f"a slot fired twice: {fired}"
+    assert fired == sorted(fired) and all(s % (2 * S) == 0 for s in fired)

@@ -258,3 +258,30 @@ def test_pipeline_timer_limit__never_after_the_deadline_the_pipeline_arms() -> N
     limit = pipeline_timer_limit(record, record["time"])
     assert limit is not None and due is not None and limit <= due
     assert pipeline_timer_limit(event("h1", "load", 0), T0) is None
+
+
+SCHEDULES = """
+rules:
+  - name: every-10s
+    every: 10s
+    actions: [{print: {}}]
+  - name: per-host
+    match: {name: heartbeat}
+    group_by: [subject]
+    schedule: {every: 20s, splay: 5s}
+    actions: [{print: {}}]
+"""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_schedules__fire_once_per_slot_in_event_time(tmp_path: Path, workers: int) -> None:
+    from app.rules.schedules import splay_delay_ms
+
+    rules = [rules_dir(tmp_path, SCHEDULES)]
+    beats = [event(h, "heartbeat", t) for t in range(0, 61) for h in ("h1", "h2")]
+    got = fired(replay(rules, beats, until_s=60, workers=workers))
+    assert [s for rule, _, s in got if rule == "every-10s"] == [10.0, 20.0, 30.0, 40.0, 50.0, 60.0]
+    per_host = sorted((target, s) for rule, target, s in got if rule == "per-host")
+    expected = sorted((h, (slot + splay_delay_ms("per-host", h, 5 * S)) / S) for h in ("h1", "h2")
+                      for slot in (20 * S, 40 * S, 60 * S) if slot + splay_delay_ms("per-host", h, 5 * S) <= 60 * S)
+    assert per_host == expected

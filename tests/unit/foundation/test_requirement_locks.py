@@ -21,6 +21,7 @@ RUNTIME, BUILD, DEV = (REPO / f"requirements-{part}.lock" for part in ("runtime"
 OPTIONAL_IMPORTS = {
     "app/interop/faust.py": {"faust-streaming"},  # for users who run faust apps next to Vigil
     "app/native/build.py": {"mypy"},  # compiles app/native at build time (requirements-build.lock)
+    "app/executor/plugins/ansible.py": {"ansible-runner"},  # the optional ansible extra (vigil[ansible])
 }
 
 

@@ -89,4 +89,4 @@ def test_plan__growing_a_stateful_topic_when_allowed() -> None:
 
 def test_repo_topics_file__the_topics_agents_keep_state_by_are_stateful() -> None:
     stateful = {t.name for t in load_topics_file(REPO / "topics.yaml").topics if t.stateful}
-    assert stateful == {"events", "status", "actions", "rules-repartition"}
+    assert stateful == {"events", "status", "actions", "rules-repartition", "runs"}

@@ -1,0 +1,271 @@
+"""Runbook runs and rolls in the runtime harness: steps in order with when/on_failure/goto,
+approvals, waits, rolls over members (concurrency, max_failures, members that leave), control
+commands, and restarts in the middle of a step."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from app.orchestration.members import MemberInfo
+from tests.unit.executor.conftest import SimulatedKill
+
+RUNBOOK = """
+runbooks:
+  - name: fix-web
+    steps:
+      - name: check
+        action: {step: {say: "checked {{ params.service }}"}}
+      - name: restart
+        when: "'checked' in steps.check.output"
+        action: {step: {say: restarted}}
+        on_failure: goto escalate
+        on_success: goto verify
+      - name: escalate
+        action: {step: {say: escalated}}
+      - name: verify
+        action: {step: {say: "verified after {{ steps.restart.status }}"}}
+"""
+
+
+def test_runbook__runs_each_step_once_in_order_with_when_and_goto(orchestration, calls) -> None:
+    h = orchestration(RUNBOOK)
+    run_id = h.start("runbook", {"name": "fix-web", "params": {"service": "nginx"}})
+    state = h.state(run_id)
+    assert state["state"] == "succeeded", state
+    [lane] = state["lanes"]
+    assert {k: v["status"] for k, v in lane["steps"].items()} == {"check": "SUCCEEDED", "restart": "SUCCEEDED",
+                                                                    "verify": "SUCCEEDED"}
+    assert lane["steps"]["verify"]["output"] == "verify on web1: verified after SUCCEEDED"
+    results = h.step_results()
+    assert Counter(r.action_id for r in results) == Counter({r.action_id: 1 for r in results}) and len(results) == 3
+    assert all(r.status == "SUCCEEDED" and r.trace_id == "trace-1" for r in results)
+    steps = [o.value for o in h.outputs("actions") if o.value.run]
+    assert [a.run.partition("/")[2] for a in steps] == ["check", "restart", "verify"]
+    assert all(a.run.startswith(run_id + "/") for a in steps), "each step names its run (the trace nests it)"
+
+
+def test_runbook__a_failing_step_follows_on_failure(orchestration, calls) -> None:
+    h = orchestration(RUNBOOK.replace("{say: restarted}", "{say: restarted, fail: true}"))
+    run_id = h.start("runbook", {"name": "fix-web", "params": {"service": "x"}})
+    lane = h.state(run_id)["lanes"][0]
+    assert [lane["steps"][s]["status"] for s in ("check", "restart", "escalate", "verify")] == [
+        "SUCCEEDED", "FAILED", "SUCCEEDED", "SUCCEEDED"]
+    assert h.state(run_id)["state"] == "succeeded"
+
+
+def test_runbook__stop_on_failure_fails_the_run(orchestration, calls) -> None:
+    h = orchestration("""
+runbooks:
+  - name: rb
+    steps:
+      - {name: one, action: {step: {fail: true}}}
+      - {name: two, action: {step: {}}}
+""")
+    run_id = h.start("runbook", {"name": "rb"})
+    state = h.state(run_id)
+    assert state["state"] == "failed" and "step one FAILED" in state["reason"]
+    assert "two" not in state["lanes"][0]["steps"] and len(calls.done) == 1
+
+
+APPROVAL = """
+runbooks:
+  - name: gated
+    steps:
+      - name: ask
+        approve: {approvers: ["ops-*"], timeout: 1m, on_timeout: goto timed-out, message: "restart {{ target }}?"}
+        on_failure: stop
+      - {name: act, action: {step: {say: acted}}, on_success: end}
+      - {name: timed-out, action: {step: {say: "nobody answered"}}}
+"""
+
+
+def test_approval__waits_refuses_strangers_then_continues_when_approved(orchestration, calls) -> None:
+    h = orchestration(APPROVAL)
+    run_id = h.start("runbook", {"name": "gated"})
+    lane = h.state(run_id)["lanes"][0]
+    assert lane["phase"] == "approval" and lane["steps"]["ask"]["message"] == "restart web1?"
+    h.send("approve", run_id, by="mallory")
+    assert h.state(run_id)["lanes"][0]["phase"] == "approval" and not calls.done
+    assert "mallory may not approve" in h.state(run_id)["log"][-1]["text"]
+    h.send("approve", run_id, by="ops-alice", comment="go")
+    state = h.state(run_id)
+    assert state["state"] == "succeeded"
+    assert state["lanes"][0]["steps"]["ask"]["by"] == "ops-alice" and state["lanes"][0]["steps"]["ask"]["status"] \
+        == "APPROVED"
+    assert [c[0] for c in calls.done] and "timed-out" not in state["lanes"][0]["steps"]
+
+
+def test_approval__rejection_follows_on_failure(orchestration, calls) -> None:
+    h = orchestration(APPROVAL)
+    run_id = h.start("runbook", {"name": "gated"})
+    h.send("approve", run_id, by="ops-bob", approved=False, comment="not now")
+    state = h.state(run_id)
+    assert state["state"] == "failed" and "rejected by ops-bob" in state["reason"] and not calls.done
+
+
+def test_approval__timeout_follows_its_declared_path(orchestration, calls) -> None:
+    h = orchestration(APPROVAL)
+    run_id = h.start("runbook", {"name": "gated"})
+    h.tick(30_000)
+    assert h.state(run_id)["lanes"][0]["phase"] == "approval"
+    h.tick(31_000)
+    state = h.state(run_id)
+    assert state["lanes"][0]["steps"]["ask"]["status"] == "TIMED_OUT"
+    assert state["lanes"][0]["steps"]["timed-out"]["output"].endswith("nobody answered")
+    assert "act" not in state["lanes"][0]["steps"] and state["state"] == "succeeded"
+
+
+WAIT = """
+runbooks:
+  - name: heal
+    steps:
+      - name: restart
+        action: {step: {}}
+        wait_for: {status: {subject: "{{ target }}", name: http, in: [OK]}, within: 30s, every: 5s}
+        on_failure: goto page
+        on_success: end
+      - {name: page, action: {step: {say: paged}}}
+"""
+
+
+def test_wait_for__polls_until_the_condition_holds(orchestration, calls, source) -> None:
+    source.set("web1", "http", "CRITICAL")
+    h = orchestration(WAIT)
+    run_id = h.start("runbook", {"name": "heal"})
+    assert h.state(run_id)["lanes"][0]["phase"] == "wait"
+    h.tick(5_000)
+    assert "1 of 1 not OK" in h.state(run_id)["lanes"][0]["steps"]["restart"]["reason"]
+    source.set("web1", "http", "OK")
+    h.tick(5_000)
+    state = h.state(run_id)
+    assert state["state"] == "succeeded" and state["lanes"][0]["steps"]["restart"]["status"] == "SUCCEEDED"
+    assert len(calls.done) == 1
+
+
+def test_wait_for__deadline_fails_the_step_with_the_last_reason(orchestration, calls, source) -> None:
+    source.set("web1", "http", "CRITICAL")
+    h = orchestration(WAIT)
+    run_id = h.start("runbook", {"name": "heal"})
+    h.tick(5_000, times=7)
+    lane = h.state(run_id)["lanes"][0]
+    assert lane["steps"]["restart"]["status"] == "TIMED_OUT"
+    assert "did not hold within 30s" in lane["steps"]["restart"]["error"]
+    assert lane["steps"]["page"]["status"] == "SUCCEEDED"
+
+
+ROLL_RULES = """
+runbooks:
+  - name: noop
+    steps: [{name: s, action: {step: {}}}]
+"""
+
+
+def test_roll__every_member_once_at_most_concurrency_at_a_time(orchestration, calls) -> None:
+    h = orchestration(ROLL_RULES)
+    run_id = h.start("roll", {"members": {"tags": {"role": "cassandra"}}, "concurrency": 3,
+                              "max_failures": 5, "action": {"step": {"sleep": 0.01}}})
+    state = h.state(run_id)
+    assert state["state"] == "succeeded", state["reason"]
+    assert sorted(t for _, t in calls.done) == sorted(f"db{i}" for i in range(1, 11))
+    assert Counter(a for a, _ in calls.done).most_common(1)[0][1] == 1
+    assert state["counts"] == {"succeeded": 10}
+
+
+def test_roll__max_failures_stops_it(orchestration, calls) -> None:
+    calls.fail_targets = {"db1", "db2"}
+    h = orchestration(ROLL_RULES)
+    run_id = h.start("roll", {"members": {"tags": {"role": "cassandra"}}, "concurrency": 1, "max_failures": 1,
+                              "action": {"step": {}}})
+    state = h.state(run_id)
+    assert state["state"] == "failed" and "max_failures" in state["reason"]
+    assert [t for _, t in calls.done] == ["db1", "db10", "db2"], "hosts in name order; none after the 2nd failure"
+    assert state["counts"] == {"failed": 2, "succeeded": 1, "cancelled": 7}
+
+
+def test_roll__a_member_that_leaves_is_reported_not_waited_on(orchestration, calls, members, source) -> None:
+    h = orchestration(ROLL_RULES)
+    for i in range(1, 11):
+        source.set(f"db{i}", "cassandra", "OK")
+    source.set("db10", "cassandra", "CRITICAL")
+    run_id = h.start("roll", {"members": {"tags": {"role": "cassandra"}}, "concurrency": 1,
+                              "action": {"step": {}},
+                              "wait_for": {"status": {"subject": "{{ member.host }}", "name": "cassandra",
+                                                      "in": ["OK"]}, "within": "10m"}})
+    assert h.state(run_id)["lanes"][1]["phase"] == "wait", "db10 (sorted second) is not healthy yet"
+    members.set(None, host="db10")
+    h.tick(10_000)
+    state = h.state(run_id)
+    assert state["lanes"][1]["state"] == "left" and "left the members" in state["lanes"][1]["reason"]
+    assert state["state"] == "succeeded" and state["counts"] == {"succeeded": 9, "left": 1}
+
+
+def test_cancel_pause_resume(orchestration, calls, members) -> None:
+    h = orchestration(ROLL_RULES)
+    run_id = h.start("roll", {"members": {"tags": {"role": "cassandra"}}, "concurrency": 1, "splay": "1m",
+                              "action": {"step": {}}})
+    h.send("pause", run_id)
+    h.tick(60_000, times=3)
+    assert h.state(run_id)["state"] == "paused"
+    done_while_paused = len(calls.done)
+    h.tick(60_000, times=2)
+    assert len(calls.done) == done_while_paused, "nothing starts while paused"
+    h.send("resume", run_id)
+    h.tick(60_000, times=2)
+    assert len(calls.done) > done_while_paused
+    h.send("cancel", run_id, reason="enough")
+    h.tick(60_000, times=2)
+    state = h.state(run_id)
+    assert state["state"] == "cancelled" and state["counts"]["cancelled"] >= 1
+    assert len(calls.done) == state["counts"].get("succeeded", 0)
+
+
+def test_restart_mid_step__idempotent_step_runs_again_non_idempotent_is_reported(orchestration, calls) -> None:
+    h = orchestration("""
+runbooks:
+  - name: rb
+    steps:
+      - {name: safe, action: {safe-step: {}}}
+      - {name: risky, action: {step: {}}, on_failure: continue}
+      - {name: last, action: {step: {}}}
+""")
+    calls.kill_once = {"safe", "risky"}
+    h.run(h_start_record(h))
+    kills = 0
+    for _ in range(6):  # a kill, a restart, the watchdog timer resumes the run with no new record
+        try:
+            h.pump()
+            h.tick(7_000)
+        except SimulatedKill:
+            kills += 1
+            h.engine.outputs.clear()  # produced after the last commit: never reached Kafka
+            h.engine.close()  # the stores lose what was not committed
+            h._start()
+    assert kills == 2
+    state = h.state("start-1")
+    lane = state["lanes"][0]
+    assert lane["steps"]["safe"]["status"] == "SUCCEEDED"
+    assert lane["steps"]["risky"]["status"] == "FAILED" and "interrupted" in lane["steps"]["risky"]["error"]
+    assert lane["steps"]["last"]["status"] == "SUCCEEDED" and state["state"] == "succeeded"
+    per_step = Counter(r.action_id for r in h.step_results() if r.status != "DUPLICATE")
+    assert set(per_step.values()) == {1} and len(per_step) == 3
+
+
+def h_start_record(h) -> dict:
+    import json
+
+    from app.model.events import Action
+    from app.model.signing import sign_action
+    from tests.unit.orchestration.conftest import KEY
+
+    record = Action(id="start-1", time=1_000, rule="r1", type="runbook", target="web1",
+                    params=json.dumps({"name": "rb"}), event_id="ev-1", trace_id="trace-1").to_record()
+    record["signature"] = sign_action(record, KEY)
+    return record
+
+
+def test_unknown_member_set__the_run_fails_with_the_reason(orchestration, members) -> None:
+    members.set(MemberInfo("db1", False, {"role": "cassandra"}))
+    h = orchestration(ROLL_RULES)
+    run_id = h.start("roll", {"members": {"tags": {"role": "nothing"}}, "action": {"step": {}}})
+    state = h.state(run_id)
+    assert state["state"] == "failed" and "no alive member matches" in state["reason"]
