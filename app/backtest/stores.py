@@ -24,11 +24,14 @@ class DiscardBackend:
     def get(self, key: bytes) -> bytes | None:
         return None
 
-    def write(self, puts: dict[bytes, bytes | None]) -> None:
+    def write(self, puts: dict[bytes, bytes | None], *, wal: bool = True) -> None:
         pass
 
     def iterate(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         return iter(())
+
+    def flush(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
