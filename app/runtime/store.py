@@ -220,8 +220,9 @@ class PartitionStore:
         and the next restore reads them again. Call `sync` once restored, before the store takes
         writes with the log (they would otherwise be replayed after a crash on top of a state that
         lost these)."""
-        for key, _ in records:
-            self._cache.pop(key.decode(errors="replace"), None)
+        if self._cache:  # empty in a cold restore and in a standby (cache_limit 0): skip the decoding
+            for key, _ in records:
+                self._cache.pop(key.decode(errors="replace"), None)
         self._write(records, last_offset, wal=False)
 
     def sync(self) -> None:

