@@ -30,9 +30,6 @@ class DiscardBackend:
     def iterate(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         return iter(())
 
-    def flush(self) -> None:
-        pass
-
     def close(self) -> None:
         pass
 

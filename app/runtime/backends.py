@@ -19,14 +19,10 @@ class StoreBackend(Protocol):
 
     def write(self, puts: dict[bytes, bytes | None], *, wal: bool = True) -> None:
         """Apply puts (None = delete) atomically. wal=False: without a write-ahead log, so a crash
-        may lose the last such writes (whole writes, newest first) until `flush`."""
+        may lose the last such writes (whole writes, newest first) until the backend is closed."""
         ...
 
     def iterate(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]: ...
-
-    def flush(self) -> None:
-        """Make every write so far durable (written without the log or not)."""
-        ...
 
     def close(self) -> None: ...
 
@@ -51,9 +47,6 @@ class MemoryBackend:
         for k in sorted(self.data):
             if k.startswith(prefix):
                 yield k, self.data[k]
-
-    def flush(self) -> None:
-        pass
 
     def close(self) -> None:
         pass
@@ -99,9 +92,6 @@ class RocksBackend:
                 break
             yield k, it.value()
             it.next()
-
-    def flush(self) -> None:
-        self.db.flush(True)
 
     def close(self) -> None:  # RocksDB flushes what was written without the log when it closes
         self.db.close()

@@ -273,7 +273,6 @@ class Restorer:
         finished = []
         for key in done_targets:
             target = self._by_changelog.pop(key)
-            target.store.sync()  # written without the log: durable before the worker writes with it
             self.metrics.restore_remaining.labels(target.table.name, str(key[1])).set(0)
             entry = self._restoring[target.source]
             del entry.targets[key]

@@ -69,31 +69,34 @@ def _crash_image(store: PartitionStore, tmp_path: Path, name: str) -> PartitionS
     return PartitionStore(RocksBackend(copy), JsonCodec())
 
 
-def test_restored_records__a_crash_loses_them_with_their_checkpoint_until_synced(tmp_path: Path) -> None:
-    """apply_changelog writes without RocksDB's log: a crash before sync() leaves the store at its
-    previous checkpoint (never ahead of it, so the next restore reads the records again); after
-    sync() they and the checkpoint are on disk."""
+def test_restored_records__a_crash_loses_them_and_every_later_write_never_a_write_before_them(
+        tmp_path: Path) -> None:
+    """From its first changelog record on, a store writes without RocksDB's log: a crash leaves it
+    at a checkpoint it had before (behind its changelog: the next restore reads the rest again),
+    never with later writes replayed from the log on top of restored records it lost."""
     store = PartitionStore(RocksBackend(tmp_path / "store"), JsonCodec())
-    store.persist([(b"a", b"1")], 4)  # a commit: written with the log
+    store.persist([(b"a", b"1")], 4)  # a commit before any restore: written with the log
     store.apply_changelog([(b"b", b"2"), (b"c", b"3")], 9)
-    before = _crash_image(store, tmp_path, "before-sync")
-    assert (before.checkpoint, before.get("a"), before.get("b")) == (4, 1, None)
-    before.close()
-    store.sync()
-    after = _crash_image(store, tmp_path, "after-sync")
-    assert (after.checkpoint, after.get("a"), after.get("b"), after.get("c")) == (9, 1, 2, 3)
-    after.close()
+    store.write_ahead([(b"d", b"4")])
+    store.persist([(b"d", b"4"), (b"e", b"5")], 10)  # a commit after the restore: without the log too
+    crashed = _crash_image(store, tmp_path, "crashed")
+    assert (crashed.checkpoint, crashed.get("a"), crashed.get("b"), crashed.get("e")) == (4, 1, None, None)
+    crashed.close()
     store.close()
     reopened = PartitionStore(RocksBackend(tmp_path / "store"), JsonCodec())
-    assert (reopened.checkpoint, reopened.get("c")) == (9, 3)
+    image = _crash_image(reopened, tmp_path, "closed")
+    assert (image.checkpoint, image.get("c"), image.get("e")) == (10, 3, 5)
+    image.close()
     reopened.close()
 
 
 def test_restored_records__closing_the_store_makes_them_durable(tmp_path: Path) -> None:
-    """A standby's store is closed (not synced) before the partition is opened as active here."""
+    """A standby's store is closed before the partition is opened as active here."""
     store = PartitionStore(RocksBackend(tmp_path / "store"), JsonCodec())
     store.apply_changelog([(b"b", b"2")], 3)
     store.close()
-    reopened = _crash_image(PartitionStore(RocksBackend(tmp_path / "store"), JsonCodec()), tmp_path, "image")
-    assert (reopened.checkpoint, reopened.get("b")) == (3, 2)
+    reopened = PartitionStore(RocksBackend(tmp_path / "store"), JsonCodec())
+    image = _crash_image(reopened, tmp_path, "image")
+    assert (image.checkpoint, image.get("b")) == (3, 2)
+    image.close()
     reopened.close()
