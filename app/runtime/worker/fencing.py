@@ -9,12 +9,18 @@ sent to that transaction keep its heir's committed-offset fetch waiting (UNSTABL
 measured on benchmarks/failover.py, the dead worker's partitions produced visible output again
 67 s after the SIGKILL, 22 s after the 45-s session timeout expired, standbys or not.
 
-So when partitions are assigned to a worker, it first fences the transactional ids of instances
-that were members of the group and are no more: initialising transactions with a departed
+So at every rebalance a worker describes the group (who the members are), and when partitions are
+assigned to it, it first fences the transactional ids of instances that were members at an earlier
+rebalance and are no more: initialising transactions with a departed
 instance's id bumps its producer epoch, and the coordinator aborts its open transaction at once
 (what that instance would do itself on restart). Kafka Streams' per-task producers got the same
 from their task's new owner. An instance that departed but still runs (a zombie) is fenced as it
 must be: its next commit fails and it joins again. A fence that fails only costs the wait above.
+
+The group is described at rebalances only, not every few seconds as standbys need: librdkafka
+aborts the process when a DescribeGroups request times out in some cases (librdkafka #4605, open;
+it killed a worker in the broker-outage test when every exactly-once worker described its group
+every 5 s).
 """
 
 from __future__ import annotations
@@ -57,15 +63,20 @@ class Fencer:
         self.transaction_timeout_ms = transaction_timeout_ms
         self.metrics = metrics
 
-    def before_assign(self) -> None:
-        """Partitions are being assigned here: fence every instance that left the group since it was
-        last seen in it."""
+    def on_assign(self, gained: bool) -> None:
+        """A rebalance assigned partitions here (`gained`) or nothing new: note the members, and
+        before taking partitions over fence every instance that left the group since it was last
+        seen in it."""
+        seen_before = set(self.group.seen)
         members = self.group.describe_now(DESCRIBE_TIMEOUT_S)
         if members is None:
-            log.warning("could not describe group %s: transactions a departed worker left open are not fenced "
-                        "(its partitions' outputs wait until the broker aborts them)", self.group.group_id)
+            if gained:
+                log.warning("could not describe group %s: transactions a departed worker left open are not "
+                            "fenced (its partitions' outputs wait until the broker aborts them)", self.group.group_id)
             return
-        for instance in departed_instances(self.group.seen, members, me=self.me, app_id=self.app_id):
+        if not gained:
+            return
+        for instance in departed_instances(seen_before, members, me=self.me, app_id=self.app_id):
             self._fence(instance)
             self.group.seen.discard(instance)
 

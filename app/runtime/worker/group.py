@@ -1,8 +1,9 @@
 """The worker's consumer group as the admin client describes it: its members (by instance id) and
 the source partitions each one is assigned, read every few seconds without blocking the loop.
 
-Standby replicas (app.runtime.worker.standby) follow from it, and exactly-once fencing
-(app.runtime.worker.fencing) learns from it which instances were members.
+Standby replicas (app.runtime.worker.standby) follow from it (`tick`), and exactly-once fencing
+(app.runtime.worker.fencing) learns from it at rebalances which instances were members
+(`describe_now`).
 """
 
 from __future__ import annotations

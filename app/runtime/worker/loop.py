@@ -241,8 +241,8 @@ class Worker:
     # -- rebalance ------------------------------------------------------------------------------------
     # Cooperative (incremental) rebalancing: each callback gets only the partitions that move.
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if partitions and self.fencer is not None:  # before the offsets and outputs they hold up are read
-            self.fencer.before_assign()
+        if self.fencer is not None:  # before the offsets and outputs they hold up are read
+            self.fencer.on_assign(gained=bool(partitions))
         consumer.incremental_assign(partitions)
         if self.standbys is not None:  # warm copies kept here: their stores are opened as active now
             self.standbys.release([(tp.topic, tp.partition) for tp in partitions])
@@ -483,9 +483,9 @@ class Worker:
             writing = bool(self.commits)
             if self.holds.held:
                 self._resume_due_holds()
-            if self.group is not None:
+            if self.standbys is not None and self.group is not None:
                 described = self.group.tick()
-                if described is not None and self.standbys is not None:
+                if described is not None:
                     self.standbys.update(described, self._owned)
             restoring = self.restorer.active
             wait_s = 0.0 if restoring else slice_timeout_s if writing else idle_timeout_s
