@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from rocksdict import Options, Rdict, ReadOptions, WriteBatch
+from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
 
 __all__ = ["MemoryBackend", "RocksBackend", "StoreBackend"]
 
@@ -17,8 +17,9 @@ __all__ = ["MemoryBackend", "RocksBackend", "StoreBackend"]
 class StoreBackend(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
 
-    def write(self, puts: dict[bytes, bytes | None]) -> None:
-        """Apply puts (None = delete) atomically."""
+    def write(self, puts: dict[bytes, bytes | None], *, wal: bool = True) -> None:
+        """Apply puts (None = delete) atomically. wal=False: without a write-ahead log, so a crash
+        may lose the last such writes (whole writes, newest first) until the backend is closed."""
         ...
 
     def iterate(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]: ...
@@ -35,7 +36,7 @@ class MemoryBackend:
     def get(self, key: bytes) -> bytes | None:
         return self.data.get(key)
 
-    def write(self, puts: dict[bytes, bytes | None]) -> None:
+    def write(self, puts: dict[bytes, bytes | None], *, wal: bool = True) -> None:
         for k, v in puts.items():
             if v is None:
                 self.data.pop(k, None)
@@ -61,11 +62,14 @@ class RocksBackend:
         opts.set_keep_log_file_num(2)
         self.path = path
         self.db = Rdict(str(path), options=opts)
+        self._without_wal = WriteOptions()
+        # a property at run time (rocksdict 0.3.x), a method in its stub
+        self._without_wal.disable_wal = True  # type: ignore[method-assign,assignment]
 
     def get(self, key: bytes) -> bytes | None:
         return self.db.get(key)
 
-    def write(self, puts: dict[bytes, bytes | None]) -> None:
+    def write(self, puts: dict[bytes, bytes | None], *, wal: bool = True) -> None:
         if not puts:
             return
         batch = WriteBatch(raw_mode=True)
@@ -74,7 +78,10 @@ class RocksBackend:
                 batch.delete(k)
             else:
                 batch.put(k, v)
-        self.db.write(batch)
+        if wal:
+            self.db.write(batch)
+        else:
+            self.db.write(batch, self._without_wal)
 
     def iterate(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         it = self.db.iter(ReadOptions())
@@ -86,7 +93,7 @@ class RocksBackend:
             yield k, it.value()
             it.next()
 
-    def close(self) -> None:
+    def close(self) -> None:  # RocksDB flushes what was written without the log when it closes
         self.db.close()
 
     @staticmethod

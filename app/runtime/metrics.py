@@ -26,6 +26,8 @@ class WorkerMetrics:
                                        "other workers' partitions", ["table"], registry=r)
         self.standby_partitions = Gauge("vigil_standby_partitions", "other workers' partitions kept warm here",
                                         registry=r)
+        self.fenced = Counter("vigil_fenced_workers", "departed workers whose open transaction this worker aborted "
+                              "(fenced) before taking their partitions over", registry=r)
         self.changelog_damage = Counter("vigil_changelog_damaged", "changelogs found to have lost records a table "
                                         "needed (compacted, truncated, emptied or recreated under it)",
                                         ["table", "partition"], registry=r)

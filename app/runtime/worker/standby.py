@@ -5,25 +5,22 @@ other workers: they follow its changelogs into stores at the paths they would us
 came to them, so when its owner dies they read only the last few seconds of changelog.
 
 Who keeps which partition follows from the group's current assignment (read with the admin client
-every few seconds): members in the order of their instance ids form a ring, and the N members after
-a partition's owner keep it. The choice is a pure function (`standby_partitions`). The consumer
-group's assignor, not Vigil, picks a dead member's heir, so a standby is the heir only when the
-group hands the partition to it: with N = members - 1 every survivor is warm.
+every few seconds, app.runtime.worker.group): members in the order of their instance ids form a
+ring, and the N members after a partition's owner keep it. The choice is a pure function
+(`standby_partitions`). The consumer group's assignor, not Vigil, picks a dead member's heir, so a
+standby is the heir only when the group hands the partition to it: with N = members - 1 every
+survivor is warm.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future
-from typing import Any
-
-from confluent_kafka.admin import AdminClient
 
 from app.runtime.metrics import WorkerMetrics
 from app.runtime.store import PartitionStore
 from app.runtime.tables import Table
+from app.runtime.worker.group import Assignments
 from app.runtime.worker.restore import Restorer
 
 __all__ = ["Standbys", "standby_partitions"]
@@ -31,8 +28,6 @@ __all__ = ["Standbys", "standby_partitions"]
 log = logging.getLogger(__name__)
 
 SourcePartition = tuple[str, int]
-#: How often the group's assignment is read.
-REFRESH_S = 5.0
 
 
 def standby_partitions(assignments: Mapping[str, Iterable[SourcePartition]], me: str,
@@ -55,44 +50,19 @@ def standby_partitions(assignments: Mapping[str, Iterable[SourcePartition]], me:
 class Standbys:
     """Keeps this worker's standby partitions in step with the group's assignment."""
 
-    def __init__(self, admin: AdminClient, *, group_id: str, me: str, replicas: int, topics: Iterable[str],
+    def __init__(self, *, me: str, replicas: int,
                  open_stores: Callable[[SourcePartition], list[tuple[Table, int, PartitionStore]]],
                  restorer: Restorer, metrics: WorkerMetrics) -> None:
-        self.admin = admin
-        self.group_id = group_id
         self.me = me
         self.replicas = replicas
-        self.topics = set(topics)
         self.open_stores = open_stores
         self.restorer = restorer
         self.metrics = metrics
-        self._pending: Future[Any] | None = None
-        self._due_s = 0.0
 
-    def tick(self, owned: set[SourcePartition]) -> None:
-        """Called every loop turn: every REFRESH_S read the group's assignment (without blocking) and
-        follow or release standbys accordingly."""
+    def update(self, assignments: Assignments, owned: set[SourcePartition]) -> None:
+        """A new description of the group (GroupView.tick): follow or release standbys accordingly."""
         if self.replicas <= 0:
             return
-        now = time.monotonic()
-        if self._pending is None:
-            if now >= self._due_s:
-                self._pending = self.admin.describe_consumer_groups([self.group_id], request_timeout=10)[self.group_id]
-                self._due_s = now + REFRESH_S
-            return
-        if not self._pending.done():
-            return
-        pending, self._pending = self._pending, None
-        try:
-            description = pending.result()
-        except Exception as exc:  # the group is being rebalanced, Kafka is away: next time
-            log.debug("cannot describe group %s: %s", self.group_id, exc)
-            return
-        assignments: dict[str, set[SourcePartition]] = {}
-        for member in description.members:
-            instance = member.group_instance_id or member.member_id
-            parts = member.assignment.topic_partitions if member.assignment else []
-            assignments[instance] = {(tp.topic, tp.partition) for tp in parts if tp.topic in self.topics}
         wanted = standby_partitions(assignments, self.me, self.replicas) - owned
         following = set(self.restorer.following)
         self.restorer.release(sorted(following - wanted))

@@ -4,7 +4,10 @@ scannable through eviction, and persists apply in take order."""
 
 from __future__ import annotations
 
-from app.runtime.backends import MemoryBackend
+import shutil
+from pathlib import Path
+
+from app.runtime.backends import MemoryBackend, RocksBackend
 from app.runtime.codecs import JsonCodec
 from app.runtime.store import PartitionStore
 
@@ -55,3 +58,45 @@ def test_transaction__writes_kept_on_end_dropped_on_rollback_and_read_inside() -
     store["b"] = 3
     store.end()
     assert dict(store.items()) == {"a": 1, "b": 3} and store.has_pending
+
+
+def _crash_image(store: PartitionStore, tmp_path: Path, name: str) -> PartitionStore:
+    """What a crash would leave of a RocksDB store now: a copy of its files as they are on disk
+    (what only sits in memory is not there), opened as a store."""
+    assert isinstance(store.backend, RocksBackend)
+    copy = tmp_path / name
+    shutil.copytree(store.backend.path, copy)
+    return PartitionStore(RocksBackend(copy), JsonCodec())
+
+
+def test_restored_records__a_crash_loses_them_and_every_later_write_never_a_write_before_them(
+        tmp_path: Path) -> None:
+    """From its first changelog record on, a store writes without RocksDB's log: a crash leaves it
+    at a checkpoint it had before (behind its changelog: the next restore reads the rest again),
+    never with later writes replayed from the log on top of restored records it lost."""
+    store = PartitionStore(RocksBackend(tmp_path / "store"), JsonCodec())
+    store.persist([(b"a", b"1")], 4)  # a commit before any restore: written with the log
+    store.apply_changelog([(b"b", b"2"), (b"c", b"3")], 9)
+    store.write_ahead([(b"d", b"4")])
+    store.persist([(b"d", b"4"), (b"e", b"5")], 10)  # a commit after the restore: without the log too
+    crashed = _crash_image(store, tmp_path, "crashed")
+    assert (crashed.checkpoint, crashed.get("a"), crashed.get("b"), crashed.get("e")) == (4, 1, None, None)
+    crashed.close()
+    store.close()
+    reopened = PartitionStore(RocksBackend(tmp_path / "store"), JsonCodec())
+    image = _crash_image(reopened, tmp_path, "closed")
+    assert (image.checkpoint, image.get("c"), image.get("e")) == (10, 3, 5)
+    image.close()
+    reopened.close()
+
+
+def test_restored_records__closing_the_store_makes_them_durable(tmp_path: Path) -> None:
+    """A standby's store is closed before the partition is opened as active here."""
+    store = PartitionStore(RocksBackend(tmp_path / "store"), JsonCodec())
+    store.apply_changelog([(b"b", b"2")], 3)
+    store.close()
+    reopened = PartitionStore(RocksBackend(tmp_path / "store"), JsonCodec())
+    image = _crash_image(reopened, tmp_path, "image")
+    assert (image.checkpoint, image.get("b")) == (3, 2)
+    image.close()
+    reopened.close()
