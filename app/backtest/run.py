@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 
 #: Event time per slice (see the module docstring).
 DEFAULT_SLICE_MS: Final = 10_000
+#: Records a rules stage remembers the rule matches of between routing and evaluating them (the same
+#: objects here: each record is matched once); more than a slice routes at 1,000 events/s.
+MATCH_MEMO: Final = 1 << 17
 
 
 class Progress(Protocol):
@@ -127,7 +130,8 @@ def build_replayer(pipeline_config: PipelineConfig, rules_dirs: Sequence[Path], 
     """A Replayer of the worker's stages: the pipeline as `pipeline_config` sets it up (the settings'
     `pipeline` section: PipelineConfig.from_settings) and the rules in `rules_dirs`, loaded once
     (no reload, no silences, no signing: nothing is sent)."""
-    stages = [RulesStage(StageConfig(rules_dir=Path(d), reload_interval_ms=None)) for d in rules_dirs]
+    stages = [RulesStage(StageConfig(rules_dir=Path(d), reload_interval_ms=None, match_memo=MATCH_MEMO))
+              for d in rules_dirs]
     return Replayer(Pipeline(pipeline_config), stages, partitions=partitions, worker=worker, workers=workers)
 
 

@@ -20,8 +20,8 @@ from app.rules.spec import Rule
 from app.rules.triggers import Hit, ScheduleTrigger, Step
 from app.runtime.types import KeyValueStore, TimerService
 
-__all__ = ["ALERT_TYPE", "Firing", "InvalidEventError", "ReloadReport", "RuleEngine", "RuleIndex", "rule_group",
-           "state_key"]
+__all__ = ["ALERT_TYPE", "Firing", "InvalidEventError", "Matched", "ReloadReport", "RuleEngine", "RuleIndex",
+           "rule_group", "state_key"]
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +80,23 @@ def rule_group(rule: Rule, record: Mapping[str, Any], event_type: str) -> dict[s
     return {ref.key: group_value(ref.get(record, event_type)) for ref in rule.group_by}
 
 
+#: One rule an event matches: the rule, its group_by values for the event and their group key.
+Matched = tuple[Rule, dict[str, str], str]
+
+
 class RuleIndex:
     """The enabled rules of a RuleSet, indexed for dispatch: most rules match one literal event name,
-    so most events see few rules. Also answers which groups a record concerns (for repartitioning)."""
+    so most events see few rules. Also answers which groups a record concerns (for repartitioning).
 
-    def __init__(self, ruleset: RuleSet) -> None:
+    memo_size > 0: `group_keys` keeps what an event matched (by the record object, up to that many
+    records) until `take_matches` has handed it to the evaluation of each of its groups, so a record
+    routed and evaluated in one process (a backtest) is matched once, not once per group plus once
+    for routing. A worker evaluates its own decoded copy of each record: it leaves the memo off."""
+
+    def __init__(self, ruleset: RuleSet, *, memo_size: int = 0) -> None:
+        self.memo_size = memo_size
+        #: id(record) -> (record, event type, its matches, groups not yet evaluated)
+        self._memo: dict[int, tuple[Any, str, tuple[Matched, ...], list[int]]] = {}
         active = ruleset.enabled
         event_rules = [r for r in active if not r.trigger.on_transitions and r.trigger.takes_events]
         #: schedule rules without `match:`: started by the stage, not by events
@@ -104,6 +116,15 @@ class RuleIndex:
         name = event.get("name")
         return self._by_name.get(name, self._any_name) if isinstance(name, str) else self._any_name
 
+    def event_matches(self, event: Mapping[str, Any], event_type: str = EVENT_TYPE) -> tuple[Matched, ...]:
+        """The event rules `event` matches, with their groups, in rule order."""
+        matched: list[Matched] = []
+        for rule in self.event_rules(event):
+            if rule.match(event, event_type):
+                group = rule_group(rule, event, event_type)
+                matched.append((rule, group, group_key(group.values())))
+        return tuple(matched)
+
     def group_keys(self, record: Mapping[str, Any], event_type: str = EVENT_TYPE) -> list[str]:
         """The distinct group keys of the rules `record` matches, in rule order (a vigil.Alert is
         matched against status rules, anything else against event rules); raises InvalidEventError."""
@@ -112,28 +133,48 @@ class RuleIndex:
             # Status rules are stateless: a transition whose states they do not want concerns no group.
             rules = [r for r in self.transition_rules if r.match(record, event_type)
                      and r.trigger.on_transition(record, time_ms)]  # type: ignore[attr-defined]
-        else:
-            _time_of(record, "event")
-            rules = [r for r in self.event_rules(record) if r.match(record, event_type)]
-        return list(dict.fromkeys(group_key(rule_group(rule, record, event_type).values()) for rule in rules))
+            return list(dict.fromkeys(group_key(rule_group(rule, record, event_type).values()) for rule in rules))
+        _time_of(record, "event")
+        matched = self.event_matches(record, event_type)
+        keys = list(dict.fromkeys(m[2] for m in matched))
+        if self.memo_size > 0 and keys:
+            memo = self._memo
+            if len(memo) >= self.memo_size:  # records routed to other processes are never taken here
+                memo.clear()
+            memo[id(record)] = (record, event_type, matched, [len(keys)])
+        return keys
+
+    def take_matches(self, event: Mapping[str, Any], event_type: str) -> tuple[Matched, ...] | None:
+        """What `group_keys` found for this very record object (None when it is not remembered); the
+        memo forgets it once every one of its groups took it."""
+        entry = self._memo.get(id(event))
+        if entry is None or entry[0] is not event or entry[1] != event_type:
+            return None
+        left = entry[3]
+        left[0] -= 1
+        if left[0] <= 0:
+            del self._memo[id(event)]
+        return entry[2]
 
 
 class RuleEngine:
     """Evaluates a RuleSet. Not thread-safe: one engine per partition, like its store."""
 
-    def __init__(self, ruleset: RuleSet, store: KeyValueStore, timers: TimerService) -> None:
+    def __init__(self, ruleset: RuleSet, store: KeyValueStore, timers: TimerService, *,
+                 index: RuleIndex | None = None) -> None:
+        """index: the RuleIndex of `ruleset` to dispatch with (one the router shares, for its memo)."""
         self.store = store
         self.timers = timers
-        self._install(ruleset)
+        self._install(ruleset, index)
 
     @property
     def ruleset(self) -> RuleSet:
         """The rules being evaluated."""
         return self._ruleset
 
-    def _install(self, ruleset: RuleSet) -> None:
+    def _install(self, ruleset: RuleSet, index: RuleIndex | None = None) -> None:
         self._ruleset = ruleset
-        self._index = RuleIndex(ruleset)
+        self._index = index if index is not None else RuleIndex(ruleset)
 
     # --- inputs -----------------------------------------------------------------------------------
 
@@ -145,11 +186,9 @@ class RuleEngine:
         repartitions by group key receives one copy of the event per distinct group key)."""
         time_ms = _time_of(event, "event")
         firings: list[Firing] = []
-        for rule in self._index.event_rules(event):
-            if not rule.match(event, event_type):
-                continue
-            group = rule_group(rule, event, event_type)
-            gkey = group_key(group.values())
+        index = self._index
+        matched = index.take_matches(event, event_type) if only_group is not None else None
+        for rule, group, gkey in index.event_matches(event, event_type) if matched is None else matched:
             if only_group is not None and gkey != only_group:
                 continue
             key = state_key(rule.name, rule.trigger.kind, gkey)

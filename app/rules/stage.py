@@ -126,6 +126,9 @@ class StageConfig:
     silences_wait_s: float = 10.0
     #: events more action hops deep than this are not acted on (app.rules.storms)
     max_chain_depth: int = DEFAULT_MAX_CHAIN_DEPTH
+    #: records whose rule matches routing keeps for their evaluation (RuleIndex's memo): a backtest
+    #: routes and evaluates the same record objects; a worker evaluates records it decoded anew (0)
+    match_memo: int = 0
 
     @classmethod
     def from_settings(cls, settings: Settings | None, environ: Mapping[str, str] | None = None) -> StageConfig:
@@ -292,7 +295,7 @@ class RulesStage:
             return
         ruleset = result.ruleset
         fingerprints = {rule.name: rule.state_fingerprint for rule in ruleset.enabled}
-        self._version = _Version(ruleset, RuleIndex(ruleset), fingerprints)
+        self._version = _Version(ruleset, RuleIndex(ruleset, memo_size=self.config.match_memo), fingerprints)
         self.metrics.reloads.inc()
         self.metrics.rules.set(len(ruleset.enabled))
         log.info("rules: %d active rule(s) from %s%s", len(ruleset.enabled), self.config.rules_dir,
@@ -304,7 +307,8 @@ class RulesStage:
         entry = self._partitions.get(ctx.partition)
         if entry is None or entry.ctx is not ctx or entry.version is not version:
             self._reconcile_state(ctx, version)
-            entry = _Partition(ctx, version, RuleEngine(version.ruleset, self.state, _ContextTimers(ctx)))
+            engine = RuleEngine(version.ruleset, self.state, _ContextTimers(ctx), index=version.index)
+            entry = _Partition(ctx, version, engine)
             self._partitions[ctx.partition] = entry
         if entry.reload_armed_on is not ctx.timers and self.config.reload_interval_ms is not None:
             ctx.timers.schedule(RELOAD_TIMER, ctx.now_ms() + self.config.reload_interval_ms, kind="wall")
