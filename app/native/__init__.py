@@ -34,8 +34,8 @@ __all__ = ["MANIFEST", "MODULES", "NATIVE_DIR", "NativeFinder", "describe_native
 log = logging.getLogger(__name__)
 
 #: The modules compiled together (one mypyc group). Pure, fully annotated, on the per-event path
-#: (the pipeline's, the store-key codec it builds keys with, and the Avro reader and writer every
-#: consumed and produced record goes through).
+#: (the pipeline's, the rules' field access and match conditions, the store-key codec the pipeline
+#: builds keys with, and the Avro reader and writer every consumed and produced record goes through).
 MODULES: Final = (
     "app.pipeline.windows",
     "app.pipeline.status",
@@ -44,6 +44,8 @@ MODULES: Final = (
     "app.pipeline.tracker",
     "app.pipeline.archive",
     "app.pipeline.intake",
+    "app.rules.fields",
+    "app.rules.match",
     "app.model.ids",
     "app.runtime.keys",
     "app.model.avro_plan",

@@ -11,7 +11,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from app.rules.source import did_you_mean
 
@@ -45,7 +45,7 @@ _PREFIXES: Final = ("tags.", "metrics.", "data.")
 class _Missing:
     """The value of a field that is not there (distinct from a present `null`)."""
 
-    _instance: _Missing | None = None
+    _instance: ClassVar[_Missing | None] = None
 
     def __new__(cls) -> _Missing:
         if cls._instance is None:
