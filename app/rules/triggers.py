@@ -33,6 +33,7 @@ __all__ = [
     "AGGREGATES",
     "TRIGGER_KEYS",
     "AbsentTrigger",
+    "Aggregator",
     "CountTrigger",
     "Hit",
     "MatchTrigger",
@@ -43,6 +44,7 @@ __all__ = [
     "Step",
     "Trigger",
     "aggregate",
+    "aggregator",
     "parse_trigger",
 ]
 
@@ -127,24 +129,38 @@ def _rate(samples: Sequence[Sequence[float]]) -> float | None:
     return increase / ((samples[-1][0] - samples[0][0]) / 1000)
 
 
-def aggregate(name: str, samples: Sequence[Sequence[float]]) -> float | None:
-    """The aggregate of time-ordered [time_ms, value] samples, or None when it is undefined."""
-    if not samples:
-        return None
-    values = [v for _, v in samples]
+#: An aggregate over time-ordered, non-empty [time_ms, value] samples (None when undefined).
+Aggregator = Callable[[Sequence[Sequence[float]]], float | None]
+_SIMPLE: Final[dict[str, Callable[[list[float]], float]]] = {
+    "min": min, "max": max, "sum": sum, "count": len, "last": lambda v: v[-1],
+}
+
+
+def _values(samples: Sequence[Sequence[float]]) -> list[float]:
+    return [v for _, v in samples]
+
+
+def aggregator(name: str) -> Aggregator:
+    """The function computing aggregate `name` (looked up once per rule, not once per event);
+    ValueError for an unknown name."""
     if name == "avg":
-        return sum(values) / len(values)
+        return lambda samples: sum(values := _values(samples)) / len(values)
     if name == "rate":
-        return _rate(samples)
-    simple: dict[str, Callable[[list[float]], float]] = {
-        "min": min, "max": max, "sum": sum, "count": len, "last": lambda v: v[-1],
-    }
-    if name in simple:
-        return float(simple[name](values))
+        return _rate
+    simple = _SIMPLE.get(name)
+    if simple is not None:
+        return lambda samples: float(simple(_values(samples)))
     match = _PERCENTILE.fullmatch(name)
     if match:
-        return _percentile(values, float(match.group(1)))
+        q = float(match.group(1))
+        return lambda samples: _percentile(_values(samples), q)
     raise ValueError(f"unknown aggregate {name!r}")
+
+
+def aggregate(name: str, samples: Sequence[Sequence[float]]) -> float | None:
+    """The aggregate of time-ordered [time_ms, value] samples, or None when it is undefined."""
+    compute = aggregator(name)
+    return compute(samples) if samples else None
 
 
 def _valid_aggregate(name: Any) -> bool:
@@ -168,9 +184,11 @@ class RegisterTrigger(Trigger):
     for_ms: int | None = None
     max_samples: int = DEFAULT_MAX_SAMPLES
     value_of: Callable[[Mapping[str, Any], str], float | None] = field(init=False, repr=False)
+    compute: Aggregator = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "value_of", metric_getter(self.metric))  # frozen: set once here
+        object.__setattr__(self, "compute", aggregator(self.aggregate))
 
     def on_event(self, state: dict[str, Any] | None, event: Mapping[str, Any], event_type: str,
                  time_ms: int, group: Mapping[str, str]) -> Step:
@@ -183,7 +201,7 @@ class RegisterTrigger(Trigger):
         first = bisect.bisect_right(samples, float(now_ms - self.period_ms), key=lambda s: s[0])
         # Bounded: beyond max_samples the oldest go first (the window effectively shortens).
         samples = samples[max(first, len(samples) - self.max_samples):]
-        result = aggregate(self.aggregate, samples)
+        result = self.compute(samples) if samples else None
         holds = result is not None and self.when(result)
         if not holds:
             return Step({"s": samples, "since": None})
