@@ -196,9 +196,16 @@ class RegisterTrigger(Trigger):
         samples: list[list[float]] = list(state["s"]) if state else []
         if value is None or (samples and time_ms <= samples[-1][0] - self.period_ms):
             return Step(state)  # no sample, or one already outside the window
-        bisect.insort(samples, [time_ms, value], key=lambda s: s[0])
+        if not samples or time_ms >= samples[-1][0]:
+            samples.append([time_ms, value])  # in time order, as usual: where insort would put it
+        else:
+            bisect.insort(samples, [time_ms, value], key=lambda s: s[0])
         now_ms = int(samples[-1][0])
-        first = bisect.bisect_right(samples, float(now_ms - self.period_ms), key=lambda s: s[0])
+        # bisect_right by time: the samples at or before the window's start (few: they leave one by one)
+        cutoff = now_ms - self.period_ms
+        first = 0
+        while first < len(samples) and samples[first][0] <= cutoff:
+            first += 1
         # Bounded: beyond max_samples the oldest go first (the window effectively shortens).
         samples = samples[max(first, len(samples) - self.max_samples):]
         result = self.compute(samples) if samples else None
