@@ -279,6 +279,9 @@ class RuleSetReplay:
             self._collect()
             start = end
         self.fire_timers(until_ms)
+        # Every record routed here up to now was evaluated: what routing still remembers went to
+        # other processes (their own decoded copies are evaluated there).
+        self.stage.current(clock.now_ms).index.forget_matches()
 
     def fire_timers(self, until_ms: int) -> None:
         """Fire the evaluation's wall-clock timers due up to `until_ms`, each at its due time."""

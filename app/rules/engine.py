@@ -144,6 +144,10 @@ class RuleIndex:
             memo[id(record)] = (record, event_type, matched, [len(keys)])
         return keys
 
+    def forget_matches(self) -> None:
+        """Drop every remembered match (records routed to be evaluated elsewhere are never taken)."""
+        self._memo.clear()
+
     def take_matches(self, event: Mapping[str, Any], event_type: str) -> tuple[Matched, ...] | None:
         """What `group_keys` found for this very record object (None when it is not remembered); the
         memo forgets it once every one of its groups took it."""

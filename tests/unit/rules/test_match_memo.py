@@ -71,3 +71,11 @@ def test_memo_is_bounded_and_off_by_default() -> None:
     for record in records:
         bounded.group_keys(record)
     assert 0 < len(bounded._memo) <= 4
+
+
+def test_forget_matches_drops_what_was_routed_elsewhere() -> None:
+    index = RuleIndex(ruleset_from(RULES), memo_size=16)
+    record = event("web1", "load", 0)
+    index.group_keys(record)
+    index.forget_matches()
+    assert index.take_matches(record, "vigil.Event") is None
