@@ -16,7 +16,8 @@ timers; not the query-only archive and closed-window indexes, bounded by their o
 hour buckets) in RocksDB on disk, committed as a worker commits. Each mode runs in its own process:
 - `expiry`: pipeline.state_retention and rules_state_retention = `--retention`;
 - `off`: both 0 (kept forever, as before expiry existed).
-Sampled `--samples` times: live rows per table (exact), RocksDB size on disk, RSS. `flat_ratio`
+Sampled `--samples` times: live rows per table (exact), RocksDB size on disk, RSS, and the
+Python heap's allocated blocks (what Python objects hold, without RocksDB's own memory). `flat_ratio`
 is the mean of the last quarter of samples over the mean of the first quarter (1.0: flat). The
 default retention (20 s, throttles 30 s) is short so that a run spans many retentions of event
 time; a heartbeat's absence (30 s) outlasts it, so absences hold their state until they fire.
@@ -181,7 +182,7 @@ def run_mode(args: argparse.Namespace, retention_ms: int) -> dict[str, Any]:
             rows = policy.rows()
             sample = {"event_time_s": end // 1000, "events": events, "born": min(args.identities, int(end * per_ms)),
                       "rows": sum(rows.values()), "rows_by_table": rows, "disk_bytes": _disk_bytes(policy.root),
-                      "rss_bytes": _rss_bytes(), "expired": dict(replayer.pipeline.tracker.expiry.counts),
+                      "rss_bytes": _rss_bytes(), "py_blocks": sys.getallocatedblocks(), "expired": dict(replayer.pipeline.tracker.expiry.counts),
                       "rules_expired": dict(replayer.rulesets[0].stage.expiry.counts),
                       "elapsed_s": round(time.perf_counter() - started, 1)}
             samples.append(sample)
@@ -218,6 +219,7 @@ def _summary(run: dict[str, Any]) -> dict[str, Any]:
                                                             for k, v in _quartiles(samples, "rss_bytes").items()},
             "disk_mb": {k: (round(v / 1e6, 1) if isinstance(v, int) else v)
                         for k, v in _quartiles(samples, "disk_bytes").items()},
+            "py_blocks": _quartiles(samples, "py_blocks"),
             "rows_by_table_end": last["rows_by_table"], "expired": last["expired"],
             "rules_expired": last["rules_expired"], "events": run["events"], "alerts": run["alerts"],
             "actions": run["actions"], "elapsed_s": run["elapsed_s"],
