@@ -185,7 +185,8 @@ def run_mode(args: argparse.Namespace, retention_ms: int) -> dict[str, Any]:
             rows = policy.rows()
             sample = {"event_time_s": end // 1000, "events": events, "born": min(args.identities, int(end * per_ms)),
                       "rows": sum(rows.values()), "rows_by_table": rows, "disk_bytes": _disk_bytes(policy.root),
-                      "rss_bytes": _rss_bytes(), "py_blocks": sys.getallocatedblocks(), "expired": dict(replayer.pipeline.tracker.expiry.counts),
+                      "rss_bytes": _rss_bytes(), "py_blocks": sys.getallocatedblocks(),
+                      "expired": dict(replayer.pipeline.tracker.expiry.counts),
                       "rules_expired": dict(replayer.rulesets[0].stage.expiry.counts),
                       "elapsed_s": round(time.perf_counter() - started, 1)}
             samples.append(sample)
