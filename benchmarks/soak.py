@@ -45,7 +45,7 @@ from app.backtest.run import build_replayer
 from app.backtest.stores import DiscardBackend, StatePolicy
 from app.durations import format_duration_ms, parse_duration_ms
 from app.pipeline.config import PipelineConfig
-from app.runtime.backends import RocksBackend, StoreBackend
+from app.runtime.backends import MemoryBackend, RocksBackend, StoreBackend
 from app.runtime.engine import InRecord
 from app.runtime.tables import Table
 
@@ -107,19 +107,23 @@ QUERY_ONLY: Final = ("event-ids", "event-find", "metric-windows")
 
 
 class _DiskPolicy(StatePolicy):
-    """The tables a backtest keeps, in RocksDB under `root` (state as a worker keeps it)."""
+    """The tables a backtest keeps, in RocksDB under `root` (state as a worker keeps it), or in
+    memory (`in_memory`: as a backtest keeps it; RSS then holds the state itself)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, in_memory: bool = False) -> None:
         super().__init__(())
         self.root = root
-        self.backends: dict[tuple[str, int], RocksBackend] = {}
+        self.in_memory = in_memory
+        self.backends: dict[tuple[str, int], RocksBackend | MemoryBackend] = {}
 
     def backend(self, table: Table, partition: int) -> StoreBackend:
         if table.name in QUERY_ONLY:
             self.discarded.add(table)
             table.cache_limit = 0
             return DiscardBackend()
-        backend = RocksBackend(self.root / f"{table.name}-{partition}", write_buffer_bytes=WRITE_BUFFER_BYTES)
+        backend: RocksBackend | MemoryBackend = (
+            MemoryBackend() if self.in_memory
+            else RocksBackend(self.root / f"{table.name}-{partition}", write_buffer_bytes=WRITE_BUFFER_BYTES))
         self.backends[(table.name, partition)] = backend
         return backend
 
@@ -150,7 +154,7 @@ def run_mode(args: argparse.Namespace, retention_ms: int) -> dict[str, Any]:
     (rules_dir / "soak.yaml").write_text(RULES)
     retention_text = format_duration_ms(retention_ms) if retention_ms else 0
     config = PipelineConfig.model_validate({"state_retention": retention_text})
-    policy = _DiskPolicy(root / "state")
+    policy = _DiskPolicy(root / "state", in_memory=args.backend == "memory")
     replayer = build_replayer(config, [rules_dir], partitions=range(PARTITIONS), rules_state_retention_ms=retention_ms,
                               policy=policy)
     per_ms = args.alive / ((args.events - 1) * args.interval_ms + 1)  # births per ms keeping `alive` alive
@@ -215,7 +219,7 @@ def _quartiles(samples: list[dict[str, Any]], field: str) -> dict[str, Any]:
 def _child(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     argv = [sys.executable, __file__, "--mode", mode, "--identities", str(args.identities), "--alive",
             str(args.alive), "--events", str(args.events), "--interval", str(args.interval_ms // 1000),
-            "--retention", str(args.retention_ms // 1000), "--samples", str(args.samples)]
+            "--retention", str(args.retention_ms // 1000), "--samples", str(args.samples), "--backend", args.backend]
     out = subprocess.run(argv, check=True, stdout=subprocess.PIPE, text=True, cwd=REPO)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -242,6 +246,8 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=20, help="seconds between an identity's events")
     parser.add_argument("--retention", type=float, default=20, help="state retention in seconds (expiry mode)")
     parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--backend", choices=("rocksdb", "memory"), default="rocksdb",
+                        help="where state lives: RocksDB on disk (as in a worker) or memory (as in a backtest)")
     parser.add_argument("--mode", choices=("expiry", "off"), help="run one mode here (the parent runs both)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -255,7 +261,7 @@ def main() -> None:
     log(f"soak: {args.identities:,} identities, {args.alive:,} alive, {args.events} events each, "
         f"retention {format_duration_ms(args.retention_ms)}")
     result: dict[str, Any] = {"identities": args.identities, "alive": args.alive, "events_per_identity": args.events,
-                              "retention_s": args.retention_ms // 1000}
+                              "retention_s": args.retention_ms // 1000, "backend": args.backend}
     for mode in ("expiry", "off"):
         log(f"mode {mode}:")
         result[mode] = _summary(_child(args, mode))
