@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from app.durations import parse_duration_ms
 from app.yamlfile import yaml_error_line
 
 __all__ = ["ConfigError", "Settings", "load_settings", "resolve_secret_refs", "section_model"]
@@ -46,6 +47,13 @@ def resolve_secret_refs(value: Any, *, where: str) -> Any:
         return Path(ref).read_text().strip()
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read secret file {ref}: {exc.strerror}") from exc
+
+
+def _retention_ms(value: str | int | float) -> int:
+    """A retention in ms: a duration ("7d", "12h", a number of seconds), or 0 for "never"."""
+    if not isinstance(value, bool) and (value == 0 or (isinstance(value, str) and value.strip() in ("0", "0s"))):
+        return 0
+    return parse_duration_ms(value)
 
 
 class _YamlFileSource(PydanticBaseSettingsSource):
@@ -90,6 +98,9 @@ class Settings(BaseSettings):
     topics_file: Path = Path("topics.yaml")
     schemas_dir: Path = Path("schemas")
     rules_dir: Path = Path("rules")
+    rules_state_retention: str | int | float = Field(
+        "7d", description="rules stage: a rule group without events this long (event time) loses its trigger "
+        "state and throttle, unless the rule sets its own `state_retention` (0: never)")
     dev_kafka_port: int = 9092
     dev_controller_port: int = 9093
     dev_registry_port: int = 8081
@@ -111,6 +122,17 @@ class Settings(BaseSettings):
             if not sep or not host or not port.isdigit():
                 raise ValueError(f"expected HOST:PORT[,HOST:PORT...], got {v!r}")
         return v
+
+    @field_validator("rules_state_retention")
+    @classmethod
+    def _check_retention(cls, v: str | int | float) -> str | int | float:
+        _retention_ms(v)
+        return v
+
+    @property
+    def rules_state_retention_ms(self) -> int:
+        """`rules_state_retention` in ms (0: never)."""
+        return _retention_ms(self.rules_state_retention)
 
     @field_validator("schema_registry_url")
     @classmethod

@@ -51,15 +51,29 @@ class CauseLog:
 
     def note(self, group_key: str, time_ms: int, record: Mapping[str, Any], type_name: str) -> None:
         """A record the group's evaluation receives (call before evaluating it)."""
-        noted = self._noted.get(group_key)
+        # Re-inserted last: groups stay in the order of their latest record, quiet ones first.
+        noted = self._noted.pop(group_key, None)
         if noted is None:
-            noted = self._noted[group_key] = deque(maxlen=MAX_NOTED)
+            noted = deque(maxlen=MAX_NOTED)
+        self._noted[group_key] = noted
         event_id = record.get("id")
         noted.append((time_ms, event_id if isinstance(event_id, str) else None, record, type_name))
         if self.window_ms is not None:
             oldest = time_ms - self.window_ms - MARGIN_MS
             while noted[0][0] < oldest:
                 noted.popleft()
+            self._forget_quiet(oldest - MARGIN_MS)
+
+    def _forget_quiet(self, before_ms: int) -> None:
+        """Forget groups whose newest record is older than `before_ms`: their next record (late by a
+        slice at most) would trim every one of them anyway, and a fleet whose identities come and go
+        must not leave a group's records behind per identity gone."""
+        noted_by_group = self._noted
+        while noted_by_group:
+            first = next(iter(noted_by_group))
+            if noted_by_group[first][-1][0] >= before_ms:
+                return
+            del noted_by_group[first]
 
     def causes(self, rule_name: str, group_key: str, event_id: str | None, time_ms: int) -> tuple[str, ...]:
         """The ids of the events behind a firing of `rule_name` for `group_key` at `time_ms` whose

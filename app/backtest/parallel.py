@@ -98,7 +98,8 @@ def _worker_main(plan: _Plan, inboxes: list[Any], results: Any) -> None:
         mine = [r for i, r in enumerate(plan.ranges) if i % plan.workers == plan.worker]
         request = plan.request
         replayer = build_replayer(PipelineConfig.from_settings(plan.settings), request.rules_dirs,
-                                  partitions=[r.partition for r in mine], worker=plan.worker, workers=plan.workers)
+                                  partitions=[r.partition for r in mine], worker=plan.worker, workers=plan.workers,
+                                  rules_state_retention_ms=plan.settings.rules_state_retention_ms)
         reader = HistoryReader(plan.settings, plan.topic, mine, keep=subject_filter(request.subject))
         if request.tune_gc:
             tune_for_streams()  # this process's own: nothing to restore

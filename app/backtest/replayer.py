@@ -331,12 +331,13 @@ class Replayer:
     others, and `evaluate` takes what they routed to it."""
 
     def __init__(self, pipeline: Pipeline, stages: Sequence[RulesStage], *, partitions: Iterable[int],
-                 worker: int = 0, workers: int = 1) -> None:
+                 worker: int = 0, workers: int = 1, policy: StatePolicy | None = None) -> None:
         self.partitions = sorted(partitions)
         self.worker, self.workers = worker, workers
         self.pipeline = pipeline
         self.counts = RunCounts()
-        self.policy = StatePolicy(query_only_tables(pipeline))
+        #: where state lives (default: in memory, the query-only tables dropped)
+        self.policy = policy or StatePolicy(query_only_tables(pipeline))
         self.clocks = {p: PositionClock() for p in self.partitions}
         self.engine_clock = EngineClock(PositionClock())
         self.engine = Engine([pipeline.agent], backend_factory=self.policy.backend, clock=self.engine_clock)

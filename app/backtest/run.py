@@ -32,6 +32,7 @@ from app.backtest.source import (
     find_ranges,
     subject_filter,
 )
+from app.backtest.stores import StatePolicy
 from app.backtest.times import TimeRange
 from app.bus.clients import make_consumer
 from app.config import Settings
@@ -40,6 +41,7 @@ from app.pipeline.config import PipelineConfig
 from app.rules.loader import load_rules
 from app.rules.offline import RulesInvalidError
 from app.rules.stage import RulesStage, StageConfig
+from app.runtime.expiry import DEFAULT_STATE_RETENTION_MS
 from app.runtime.gctune import tune_for_streams
 
 __all__ = ["DEFAULT_SLICE_MS", "BacktestRequest", "BacktestResult", "Exchange", "Progress", "SliceDriver",
@@ -126,13 +128,18 @@ def check_rule_dirs(dirs: Sequence[Path]) -> None:
 
 
 def build_replayer(pipeline_config: PipelineConfig, rules_dirs: Sequence[Path], *, partitions: Sequence[int],
-                   worker: int = 0, workers: int = 1) -> Replayer:
+                   worker: int = 0, workers: int = 1,
+                   rules_state_retention_ms: int = DEFAULT_STATE_RETENTION_MS,
+                   policy: StatePolicy | None = None) -> Replayer:
     """A Replayer of the worker's stages: the pipeline as `pipeline_config` sets it up (the settings'
     `pipeline` section: PipelineConfig.from_settings) and the rules in `rules_dirs`, loaded once
-    (no reload, no silences, no signing: nothing is sent)."""
-    stages = [RulesStage(StageConfig(rules_dir=Path(d), reload_interval_ms=None, match_memo=MATCH_MEMO))
-              for d in rules_dirs]
-    return Replayer(Pipeline(pipeline_config), stages, partitions=partitions, worker=worker, workers=workers)
+    (no reload, no silences, no signing: nothing is sent), their groups' state kept as a worker
+    keeps it (`rules_state_retention_ms`: Settings.rules_state_retention_ms). `policy`: where state
+    lives (default: in memory, query-only tables dropped)."""
+    stages = [RulesStage(StageConfig(rules_dir=Path(d), reload_interval_ms=None, match_memo=MATCH_MEMO,
+                                     state_retention_ms=rules_state_retention_ms)) for d in rules_dirs]
+    return Replayer(Pipeline(pipeline_config), stages, partitions=partitions, worker=worker, workers=workers,
+                    policy=policy)
 
 
 class SliceDriver:
@@ -259,7 +266,8 @@ def _run_single(settings: Settings, request: BacktestRequest, topic: str, ranges
 def _run_in_process(settings: Settings, request: BacktestRequest, topic: str, ranges: list[PartitionRange],
                     result: BacktestResult, progress: Progress | None) -> None:
     replayer = build_replayer(PipelineConfig.from_settings(settings), request.rules_dirs,
-                              partitions=[r.partition for r in ranges])
+                              partitions=[r.partition for r in ranges],
+                              rules_state_retention_ms=settings.rules_state_retention_ms)
     reader = HistoryReader(settings, topic, ranges, keep=subject_filter(request.subject))
     position: list[int | None] = [None]
 

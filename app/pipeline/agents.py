@@ -68,7 +68,7 @@ class Pipeline:
     def stage(self) -> Stage:
         """The pipeline's agent and its query routes, for a worker to run."""
         log.debug("built-in pipeline: %s", self.config.describe())
-        return Stage("pipeline", [self.agent], pipeline_routes(self))
+        return Stage("pipeline", [self.agent], pipeline_routes(self), [self.tracker.expiry.registry])
 
     def find_events(self, *, subject: str = "*", name: str = "*", since_ms: int, until_ms: int,
                     limit: int) -> list[FoundEvent]:
@@ -79,9 +79,9 @@ class Pipeline:
 
     def stats(self) -> dict[str, Any]:
         """Counts since the worker started: rejected records by field, events dropped from windows as
-        late, events keyed other than by their identity."""
+        late, events keyed other than by their identity, identities forgotten after their retention."""
         return {"rejected": dict(self.rejected), "late_dropped": self.tracker.late_dropped,
-                "misrouted": self.misrouted}
+                "misrouted": self.misrouted, "expired": self.tracker.expiry.counts.get("identity", 0)}
 
     def process(self, values: list[Any], ctx: AgentContext) -> None:
         """Validate, index, fold status, update metric windows (the built-in pipeline), for a batch

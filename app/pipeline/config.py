@@ -6,6 +6,7 @@
       max_future: 5m             # events further ahead of the wall clock are rejected
       window_retention: 1h       # closed windows kept for queries
       archive_retention: 7d      # event-time span the id/find index keeps (match `events` retention)
+      state_retention: 7d        # an identity without events this long is forgotten (0: never)
       flap:
         window: 10m
         enter_transitions: 5     # flapping from 5 transitions within the window...
@@ -25,6 +26,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from app.config import Settings, section_model
 from app.durations import format_duration_ms, parse_duration_ms
 from app.pipeline.flap import FlapPolicy
+from app.runtime.expiry import DEFAULT_STATE_RETENTION_MS
 
 __all__ = [
     "DEFAULT_ARCHIVE_RETENTION_MS",
@@ -102,6 +104,8 @@ class PipelineConfig(BaseModel):
     max_future_ms: DurationMs = Field(DEFAULT_MAX_FUTURE_MS, alias="max_future")
     window_retention_ms: DurationOrZeroMs = Field(DEFAULT_WINDOW_RETENTION_MS, alias="window_retention", ge=0)
     archive_retention_ms: DurationMs = Field(DEFAULT_ARCHIVE_RETENTION_MS, alias="archive_retention")
+    #: event time without events after which an identity's state is forgotten (app.runtime.expiry); 0: never
+    state_retention_ms: DurationOrZeroMs = Field(DEFAULT_STATE_RETENTION_MS, alias="state_retention", ge=0)
     flap: FlapConfig = Field(default_factory=FlapConfig)
 
     @field_validator("window_sizes_ms")
@@ -126,4 +130,5 @@ class PipelineConfig(BaseModel):
                 f"max future {format_duration_ms(self.max_future_ms)}, "
                 f"window retention {format_duration_ms(self.window_retention_ms)}, "
                 f"archive retention {format_duration_ms(self.archive_retention_ms)}, "
+                f"state retention {format_duration_ms(self.state_retention_ms) if self.state_retention_ms else 'off'}, "
                 f"flapping at {self.flap_policy.describe()}")

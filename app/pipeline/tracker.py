@@ -12,6 +12,10 @@ write, and a commit writes each changed identity once, instead of once per conce
   to the `metric-windows` table for `window_retention`.
 - Archive: the references (time, id) of its newest events, handed to the archive index as a page
   once there are PAGE_SIZE of them (app.pipeline.archive).
+- Expiry: an event-time timer (key: EXPIRE_TIMER_PREFIX + identity) at the check time of its last
+  event (app.runtime.expiry); an identity not seen for `state_retention` is forgotten then, unless
+  an absence deadline or an open window still holds it: its waiting references become an archive
+  page, its row is deleted and a tombstone goes to `status` (the compacted topic forgets it too).
 """
 
 from __future__ import annotations
@@ -44,17 +48,20 @@ from app.pipeline.windows import (
     window_from_json,
 )
 from app.runtime.context import AgentContext
+from app.runtime.expiry import ExpiryMetrics, check_at_ms, decide, moves_check
 from app.runtime.keys import SEP, identity_part, pack, pack_int, pack_time, prefix, unpack, unpack_int, unpack_time
 from app.runtime.tables import Table
 
-__all__ = ["ALERTS_TOPIC", "CLOSE_TIMER_PREFIX", "METRICS_TOPIC", "STATUS_TOPIC", "Tracked", "Tracker",
-           "TrackerBatch"]
+__all__ = ["ALERTS_TOPIC", "CLOSE_TIMER_PREFIX", "EXPIRE_TIMER_PREFIX", "METRICS_TOPIC", "STATUS_TOPIC", "Tracked",
+           "Tracker", "TrackerBatch", "held_until_ms"]
 
 STATUS_TOPIC: Final = "status"
 ALERTS_TOPIC: Final = "alerts"
 METRICS_TOPIC: Final = "metrics"
 #: Window-closing timers are keyed by this + the identity (absence timers by the identity itself).
 CLOSE_TIMER_PREFIX: Final = SEP + "close" + SEP
+#: Expiry check timers are keyed by this + the identity.
+EXPIRE_TIMER_PREFIX: Final = SEP + "expire" + SEP
 #: Every identity's windows close at the same watermark; publishing them all in one batch stalls
 #: the worker (hundreds of ms for thousands of identities). So each identity's closing timer fires
 #: up to this much event time later (a fixed delay per identity). Lateness is unaffected: it is
@@ -125,8 +132,8 @@ class TrackerBatch:
         self.states: dict[str, Tracked] = {}
         #: identity -> the metrics of its events in this batch, for its windows
         self.samples: dict[str, list[Sample]] = {}
-        #: identity -> (absence deadline, close timer) before the batch
-        self.before: dict[str, tuple[int | None, int | None]] = {}
+        #: identity -> (absence deadline, close timer, last seen) before the batch (None: a new identity)
+        self.before: dict[str, tuple[int | None, int | None, int | None]] = {}
         #: the partition's event-time watermark at the event being applied
         self.watermark_ms = watermark_ms
 
@@ -147,6 +154,10 @@ class Tracker:
         self.keep_closed = config.window_retention_ms > 0
         #: events dropped from windows as late (per window size), since start
         self.late_dropped = 0
+        #: an identity without events for this long (event time) is forgotten; 0: never
+        self.retention_ms = config.state_retention_ms
+        #: identities forgotten (kind "identity")
+        self.expiry = ExpiryMetrics()
 
     @property
     def tables(self) -> tuple[Table, ...]:
@@ -163,13 +174,13 @@ class Tracker:
             if stored is not None:
                 tracked = states[key] = stored.copy()
                 tracked.status = copy_status(stored.status)  # the batch's events fold into it in place
-                batch.before[key] = (stored.status.expected_by_ms, stored.close_at_ms)
+                batch.before[key] = (stored.status.expected_by_ms, stored.close_at_ms, stored.status.last_seen_ms)
         if tracked is None:  # the identity's first event
             update = fold_status(None, ev, flap=self.flap)
             status = update.state
             changed, alert = update.changed, update.alert
             tracked = states[key] = Tracked(status, new_windows(self.sizes_ms), None, [ref])
-            batch.before[key] = (None, None)
+            batch.before[key] = (None, None, None)
         else:
             status = tracked.status
             folded = fold_into(status, ev, flap=self.flap)
@@ -204,7 +215,7 @@ class Tracker:
                                                     or opened_close_ms < tracked.close_at_ms):
                     tracked.close_at_ms = opened_close_ms
             self.table[key] = tracked
-            deadline_before, close_before = batch.before[key]
+            deadline_before, close_before, seen_before = batch.before[key]
             if tracked.close_at_ms is not None and tracked.close_at_ms != close_before:
                 ctx.timers.schedule(CLOSE_TIMER_PREFIX + key, tracked.close_at_ms + close_delay_ms(key), kind="event")
             deadline = tracked.status.expected_by_ms
@@ -215,16 +226,40 @@ class Tracker:
                     ctx.timers.schedule(key, deadline, kind="wall", payload=[deadline, None])
                 else:
                     ctx.timers.cancel(key)
+            seen = tracked.status.last_seen_ms
+            if seen != seen_before and moves_check(seen_before, seen, self.retention_ms):
+                ctx.timers.schedule(EXPIRE_TIMER_PREFIX + key, check_at_ms(seen, self.retention_ms), kind="event")
 
     def owns_timer(self, timer_key: str) -> bool:
-        return timer_key.startswith(CLOSE_TIMER_PREFIX) or self.closed.owns_timer(timer_key)
+        return (timer_key.startswith(CLOSE_TIMER_PREFIX) or timer_key.startswith(EXPIRE_TIMER_PREFIX)
+                or self.closed.owns_timer(timer_key))
 
     def on_timer(self, timer_key: str, payload: Any, ctx: AgentContext) -> None:
-        """A window-closing or closed-window pruning timer fired."""
+        """A window-closing, expiry check or closed-window pruning timer fired."""
         if timer_key.startswith(CLOSE_TIMER_PREFIX):
             self._close_windows(timer_key[len(CLOSE_TIMER_PREFIX):], ctx)
+        elif timer_key.startswith(EXPIRE_TIMER_PREFIX):
+            self._check_expiry(timer_key[len(EXPIRE_TIMER_PREFIX):], ctx)
         else:
             self.closed.prune(timer_key)
+
+    def _check_expiry(self, key: str, ctx: AgentContext) -> None:
+        """The expiry check of an identity is due: forget it if it was not seen for the retention and
+        owes nothing (app.runtime.expiry.decide), else check again when the verdict says."""
+        stored = self.table.get(key)
+        if stored is None:
+            return
+        status = stored.status
+        verdict = decide(active_ms=status.last_seen_ms, watermark_ms=ctx.watermark, retention_ms=self.retention_ms,
+                         held_until_ms=held_until_ms(stored))
+        if verdict.expire:
+            if stored.recent:  # still findable by id and in `vigil events find` for the archive's retention
+                self.on_page(status.subject, status.name, tuple(stored.recent), ctx)
+            del self.table[key]
+            ctx.send(STATUS_TOPIC, key, None)
+            self.expiry.count("identity")
+        elif verdict.recheck_at_ms is not None:
+            ctx.timers.schedule(EXPIRE_TIMER_PREFIX + key, verdict.recheck_at_ms, kind="event")
 
     def absence_due(self, key: str, payload: list[Any], ctx: AgentContext) -> None:
         """The wall clock passed the absence deadline of `key`.
@@ -337,6 +372,17 @@ class Tracker:
                         del record["sketch"]
                         out.append({**record, "closed": closed})
         return out
+
+
+def held_until_ms(tracked: Tracked) -> int | None:
+    """Until when an identity still owes something, so expiry must wait: its absence deadline (the
+    alert for a broken ttl promise fires first) and the closing of its open windows; None: nothing."""
+    deadline = tracked.status.expected_by_ms
+    close = tracked.close_at_ms
+    if close is None:
+        return deadline
+    close += CLOSE_SPREAD_MS
+    return close if deadline is None or close > deadline else deadline
 
 
 def _closed_key(subject: str, name: str, size_ms: int, start_ms: int) -> str:

@@ -44,6 +44,8 @@ Grammar (contract; additions marked +):
         every: 1h                  # + the same as schedule: {every: 1h}
         within: 10m                # with sequence
         throttle: {once_within: 5m}
+        state_retention: 30d       # + optional: a group quiet this long (event time) loses its trigger
+                                   #   state and throttle (0: never); default: rules_state_retention (7d)
         actions:
           - TYPE: {PARAM: TEMPLATE..., target: TEMPLATE, deadline: 5m (+)}
 """

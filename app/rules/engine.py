@@ -5,6 +5,11 @@ State lives in the given KeyValueStore (JSON-compatible values) under readable k
     "<rule>/throttle/<group key>"         time (ms) of the group's last firing
 Absence timers use the trigger-state key as timer key, so `on_timer(key, ...)` finds its state.
 Rule names cannot contain '/', so the first two parts of a key are unambiguous.
+
+Expiry (app.runtime.expiry): every stored key has an event-time timer, EXPIRY_TIMER_PREFIX + key,
+moved when its activity enters a later time bucket; when it fires, `expire` forgets the state if
+its group was quiet for the rule's retention (never shorter than what the trigger or throttle
+itself spans) and it owes no firing (an absence not yet judged waits for its alert).
 """
 
 from __future__ import annotations
@@ -18,15 +23,20 @@ from app.rules.fields import EVENT_TYPE, group_key, group_value
 from app.rules.loader import RuleSet
 from app.rules.spec import Rule
 from app.rules.triggers import Hit, ScheduleTrigger, Step
+from app.runtime.expiry import ExpiryMetrics, check_at_ms, decide, moves_check
 from app.runtime.types import KeyValueStore, TimerService
 
-__all__ = ["ALERT_TYPE", "Firing", "InvalidEventError", "Matched", "ReloadReport", "RuleEngine", "RuleIndex",
-           "rule_group", "state_key"]
+__all__ = ["ALERT_TYPE", "EXPIRY_TIMER_PREFIX", "Firing", "InvalidEventError", "Matched", "ReloadReport",
+           "RuleEngine", "RuleIndex", "rule_group", "state_key"]
 
 log = logging.getLogger(__name__)
 
 #: Avro full name of status transitions (what `on_transition` gets and `match` sees as `type`).
 ALERT_TYPE: Final = "vigil.Alert"
+#: Timer keys of expiry checks: this + the state key (rule names start with a letter or digit).
+EXPIRY_TIMER_PREFIX: Final = "~expire/"
+#: The state part of throttle keys ("<rule>/throttle/<group>").
+_THROTTLE: Final = "throttle"
 
 
 class InvalidEventError(ValueError):
@@ -165,10 +175,15 @@ class RuleEngine:
     """Evaluates a RuleSet. Not thread-safe: one engine per partition, like its store."""
 
     def __init__(self, ruleset: RuleSet, store: KeyValueStore, timers: TimerService, *,
-                 index: RuleIndex | None = None) -> None:
-        """index: the RuleIndex of `ruleset` to dispatch with (one the router shares, for its memo)."""
+                 index: RuleIndex | None = None, state_retention_ms: int = 0,
+                 expiry: ExpiryMetrics | None = None) -> None:
+        """index: the RuleIndex of `ruleset` to dispatch with (one the router shares, for its memo);
+        state_retention_ms: how long a quiet group's state is kept unless its rule says otherwise
+        (0: forever); expiry: where forgotten state is counted."""
         self.store = store
         self.timers = timers
+        self.state_retention_ms = state_retention_ms
+        self.expiry = expiry or ExpiryMetrics()
         self._install(ruleset, index)
 
     @property
@@ -179,6 +194,15 @@ class RuleEngine:
     def _install(self, ruleset: RuleSet, index: RuleIndex | None = None) -> None:
         self._ruleset = ruleset
         self._index = index if index is not None else RuleIndex(ruleset)
+        #: rule -> (retention of its trigger state, of its throttle); 0: kept forever
+        self._retention_ms: dict[str, tuple[int, int]] = {
+            rule.name: self._retentions(rule) for rule in ruleset.enabled}
+
+    def _retentions(self, rule: Rule) -> tuple[int, int]:
+        base = self.state_retention_ms if rule.state_retention_ms is None else rule.state_retention_ms
+        if base <= 0:
+            return 0, 0
+        return max(base, rule.trigger.span_ms), max(base, rule.throttle_ms or 0)
 
     # --- inputs -----------------------------------------------------------------------------------
 
@@ -247,6 +271,38 @@ class RuleEngine:
         state = self._load(key)
         return [f for f in [self._apply(rule, key, state, trigger.start(state, now_ms, {}), {}, {}, EVENT_TYPE)] if f]
 
+    def expire(self, key: str, watermark_ms: int) -> None:
+        """The expiry check of state `key` is due at `watermark_ms` (the partition's event time):
+        forget the state if its group was quiet for the retention and it owes no firing, else check
+        again when app.runtime.expiry.decide says."""
+        rule_name, _, rest = key.partition("/")
+        part, _, _ = rest.partition("/")
+        rule = self._ruleset.get(rule_name)
+        state = self.store.get(key)
+        if rule is None or not rule.enabled or state is None:
+            return  # gone already (a changed or removed rule's state is dropped on reload)
+        trigger_retention, throttle_retention = self._retention_ms.get(rule_name, (0, 0))
+        if part == _THROTTLE:
+            active, held, retention = (state if isinstance(state, int) else None), None, throttle_retention
+        elif part == rule.trigger.kind and isinstance(state, dict):
+            active, held = rule.trigger.active_ms(state), rule.trigger.held_until_ms(state)
+            retention = trigger_retention
+        else:
+            return
+        if active is None:
+            return
+        verdict = decide(active_ms=active, watermark_ms=watermark_ms, retention_ms=retention, held_until_ms=held)
+        if verdict.expire:
+            del self.store[key]
+            self.expiry.count(part)
+        elif verdict.recheck_at_ms is not None:
+            self.timers.schedule(EXPIRY_TIMER_PREFIX + key, verdict.recheck_at_ms, kind="event")
+
+    def _arm_expiry(self, key: str, before_ms: int | None, after_ms: int | None, retention_ms: int) -> None:
+        """(Re)arm the expiry check of `key` when its activity moved to a later bucket."""
+        if after_ms is not None and moves_check(before_ms, after_ms, retention_ms):
+            self.timers.schedule(EXPIRY_TIMER_PREFIX + key, check_at_ms(after_ms, retention_ms), kind="event")
+
     def replace_ruleset(self, ruleset: RuleSet) -> ReloadReport:
         """Hot reload: keep the state of rules whose match/trigger/group/throttle are unchanged,
         drop (and cancel timers of) the state of rules that changed, were disabled or removed."""
@@ -283,6 +339,11 @@ class RuleEngine:
                     del self.store[key]
             else:
                 self.store[key] = step.state
+                retention_ms = self._retention_ms[rule.name][0]
+                if retention_ms:
+                    trigger = rule.trigger
+                    self._arm_expiry(key, trigger.active_ms(old) if old else None, trigger.active_ms(step.state),
+                                     retention_ms)
         if step.timer_at_ms is not None:
             self.timers.schedule(key, step.timer_at_ms, kind="wall", payload={"rule": rule.name})
         return self._fire(rule, group, step.hit, event, event_type) if step.hit else None
@@ -296,6 +357,8 @@ class RuleEngine:
             if isinstance(last, int) and hit.time_ms - last < rule.throttle_ms:
                 return None
             self.store[throttle_key] = hit.time_ms
+            self._arm_expiry(throttle_key, last if isinstance(last, int) else None, hit.time_ms,
+                             self._retention_ms[rule.name][1])
         return Firing(rule=rule.name, group_key=gkey, group=dict(group), trigger=rule.trigger.kind,
                       trigger_id=hit.trigger_id, event=event, event_type=event_type, value=hit.value,
                       time_ms=hit.time_ms)

@@ -11,6 +11,8 @@ Grammar summary (the full contract is in app/rules/__init__.py):
         register: {metric: load1, aggregate: avg, period: 10s}    # at most one trigger
         when: {gt: 20}
         throttle: {once_within: 1m}
+        state_retention: 30d            # optional; a group quiet this long is forgotten (0: never;
+                                        # default: the `rules_state_retention` setting)
         actions:
           - print: {}
           - http: {url: "https://...", target: "{{ event.subject }}", deadline: 5m}
@@ -34,7 +36,7 @@ from app.rules.triggers import COMPANION_KEYS, TRIGGER_KEYS, Trigger, parse_trig
 __all__ = ["RULE_KEYS", "ActionSpec", "Rule", "compile_rule", "compile_rules_text"]
 
 RULE_KEYS: Final = ("name", "description", "enabled", "match", "group_by", *TRIGGER_KEYS,
-                    *COMPANION_KEYS, "throttle", "actions")
+                    *COMPANION_KEYS, "throttle", "state_retention", "actions")
 #: Keys whose change resets a rule's state on hot reload (actions and prose do not).
 _STATE_KEYS: Final = ("match", "group_by", *TRIGGER_KEYS, *COMPANION_KEYS, "throttle")
 #: Reserved action keys: not passed to the plugin but used to address/limit the action.
@@ -78,6 +80,8 @@ class Rule:
     actions: tuple[ActionSpec, ...]
     #: Hash of the state-relevant spec: equal fingerprints keep state across a reload.
     state_fingerprint: str
+    #: how long a quiet group's state is kept (app.runtime.expiry); None: the stage's default, 0: forever
+    state_retention_ms: int | None = None
 
     @property
     def location(self) -> str:
@@ -117,6 +121,15 @@ def _throttle(raw: LineDict, sink: ErrorSink) -> int | None:
         return None
     sink.unknown_keys(spec, ("once_within",), "throttle")
     return sink.duration_ms(spec["once_within"], line_of(spec, "once_within", line), "throttle.once_within")
+
+
+def _state_retention(raw: LineDict, sink: ErrorSink) -> int | None:
+    if "state_retention" not in raw:
+        return None
+    spec = raw["state_retention"]
+    if spec in (0, "0") and not isinstance(spec, bool):
+        return 0
+    return sink.duration_ms(spec, line_of(raw, "state_retention"), "state_retention")
 
 
 def _action(entry: Any, index: int, sink: ErrorSink, line: int) -> ActionSpec | None:
@@ -215,6 +228,7 @@ def compile_rule(raw: Any, sink: ErrorSink, line: int) -> Rule | None:
     trigger = parse_trigger(raw, sink)
     group_by = _group_by(raw, sink, trigger)
     throttle_ms = _throttle(raw, sink)
+    state_retention_ms = _state_retention(raw, sink)
     actions = _actions(raw, sink)
     if len(sink.errors) > errors_before or trigger is None or not isinstance(name, str):
         return None
@@ -222,6 +236,7 @@ def compile_rule(raw: Any, sink: ErrorSink, line: int) -> Rule | None:
         name=name, description=description, file=sink.file, line=raw.line, enabled=enabled, match=match,
         names=literal_names(raw.get("match")), group_by=group_by, trigger=trigger,
         throttle_ms=throttle_ms, actions=actions, state_fingerprint=_fingerprint(raw),
+        state_retention_ms=state_retention_ms,
     )
 
 

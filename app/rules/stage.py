@@ -42,7 +42,7 @@ from app.model.chain import chain_of
 from app.model.events import Action, now_ms
 from app.model.signing import sign_action
 from app.rules.actions import RenderFailure, render_actions
-from app.rules.engine import ALERT_TYPE, Firing, RuleEngine, RuleIndex
+from app.rules.engine import ALERT_TYPE, EXPIRY_TIMER_PREFIX, Firing, RuleEngine, RuleIndex
 from app.rules.fields import EVENT_TYPE
 from app.rules.loader import RuleSet, RuleSetLoader
 from app.rules.silence_reader import SilenceReader
@@ -53,6 +53,7 @@ from app.rules.topics import ACTIONS_DLQ_TOPIC, ACTIONS_TOPIC, REPARTITION_TOPIC
 from app.rules.triggers import Trigger
 from app.runtime.agent import Agent, AgentRegistry, agent
 from app.runtime.context import AgentContext
+from app.runtime.expiry import DEFAULT_STATE_RETENTION_MS, ExpiryMetrics
 from app.runtime.stage import Stage
 from app.runtime.tables import Table
 
@@ -129,12 +130,15 @@ class StageConfig:
     #: records whose rule matches routing keeps for their evaluation (RuleIndex's memo): a backtest
     #: routes and evaluates the same record objects; a worker evaluates records it decoded anew (0)
     match_memo: int = 0
+    #: a group quiet this long (event time) loses its state unless its rule says otherwise; 0: never
+    state_retention_ms: int = DEFAULT_STATE_RETENTION_MS
 
     @classmethod
     def from_settings(cls, settings: Settings | None, environ: Mapping[str, str] | None = None) -> StageConfig:
         """Rules directory from settings (VIGIL_RULES_DIR / vigil.yaml rules_dir, default ./rules), the
         signing key from VIGIL_ACTION_SIGNING_KEY(_FILE) (raises SigningKeyError when unusable), the
-        storm guard's depth limit from VIGIL_RULES_MAX_CHAIN_DEPTH (ValueError when not a number >= 1)."""
+        storm guard's depth limit from VIGIL_RULES_MAX_CHAIN_DEPTH (ValueError when not a number >= 1),
+        the state retention from settings (VIGIL_RULES_STATE_RETENTION / rules_state_retention, 7d)."""
         from app.rules.signing_key import load_signing_key
 
         env = os.environ if environ is None else environ
@@ -143,8 +147,9 @@ class StageConfig:
         if not depth_text.strip().isdigit() or int(depth_text) < 1:
             raise ValueError(f"VIGIL_RULES_MAX_CHAIN_DEPTH={depth_text!r}: give a whole number of action hops, "
                              f"at least 1 (default {DEFAULT_MAX_CHAIN_DEPTH})")
+        retention_ms = settings.rules_state_retention_ms if settings is not None else DEFAULT_STATE_RETENTION_MS
         return cls(rules_dir=Path(rules_dir), signing_key=load_signing_key(env), settings=settings,
-                   max_chain_depth=int(depth_text))
+                   max_chain_depth=int(depth_text), state_retention_ms=retention_ms)
 
 
 @dataclass(frozen=True, eq=False)
@@ -190,6 +195,8 @@ class RulesStage:
     def __post_init__(self) -> None:
         self.loader = RuleSetLoader(self.config.rules_dir)
         self.metrics = StageMetrics()
+        #: rule-group state forgotten after its retention, per state kind
+        self.expiry = ExpiryMetrics()
         self.state = Table(STATE_TABLE, default=None, help="rules stage: trigger state and throttles per group")
         self._version: _Version | None = None
         self._checked_ms: int | None = None
@@ -260,6 +267,9 @@ class RulesStage:
 
     def on_timer(self, key: str, payload: Any, ctx: AgentContext) -> None:
         """A timer of `evaluate` came due: the reload check, or an absence timer of the engine."""
+        if key.startswith(EXPIRY_TIMER_PREFIX):
+            self._engine(ctx).expire(key[len(EXPIRY_TIMER_PREFIX):], ctx.watermark)
+            return
         if key == RELOAD_TIMER:
             self._engine(ctx)  # reloads if due and reconciles this partition's state
             if self.config.reload_interval_ms is not None:
@@ -307,7 +317,8 @@ class RulesStage:
         entry = self._partitions.get(ctx.partition)
         if entry is None or entry.ctx is not ctx or entry.version is not version:
             self._reconcile_state(ctx, version)
-            engine = RuleEngine(version.ruleset, self.state, _ContextTimers(ctx), index=version.index)
+            engine = RuleEngine(version.ruleset, self.state, _ContextTimers(ctx), index=version.index,
+                                state_retention_ms=self.config.state_retention_ms, expiry=self.expiry)
             entry = _Partition(ctx, version, engine)
             self._partitions[ctx.partition] = entry
         if entry.reload_armed_on is not ctx.timers and self.config.reload_interval_ms is not None:
@@ -413,7 +424,8 @@ class RulesStage:
             """Active rules, rule file errors (file:line: message), active silences and counters."""
             return 200, self.describe(now_ms())
 
-        return Stage("rules", list(self.agents), {"/rules": rules_api}, [self.metrics.registry], self.close)
+        return Stage("rules", list(self.agents), {"/rules": rules_api}, [self.metrics.registry, self.expiry.registry],
+                     self.close)
 
     def close(self) -> None:
         """Stop the silences reader (if started)."""
@@ -432,7 +444,7 @@ class RulesStage:
                 "errors": [str(e) for e in self.loader.errors], "signed": self.config.signing_key is not None,
                 "silences": {"loaded": self.silences.ready.is_set(),
                              "active": [s.to_dict() for s in self.silences.active(now_ms)]},
-                "counters": self.metrics.snapshot()}
+                "counters": {**self.metrics.snapshot(), "vigil_state_expired": dict(self.expiry.counts)}}
 
 
 def suppressed_record(action: Action, silence: Silence, now_ms: int) -> dict[str, Any]:

@@ -10,6 +10,11 @@ State shapes (kept small: they are written to the state store on every matching 
     sequence   {"p": [start_ms | null, ...]}             (one entry per completed-steps level)
     absent_for {"last": ms, "fired": bool, "event": {...}, "type": str, "group": {...}}
     schedule   {"next": slot_ms, "last": slot_ms | null, "seen": ms | null, "group": {...}, "event": {...} | null}
+
+For state expiry (app.runtime.expiry) each stateful trigger says when a state was last active
+(`active_ms`), how long after that it still matters by itself (`span_ms`: the retention is never
+shorter), and until when it owes something (`held_until_ms`: an absence not yet judged). A
+schedule's state records no activity (it lives as long as its rule: its timer is what it is).
 """
 
 from __future__ import annotations
@@ -101,6 +106,19 @@ class Trigger:
     def takes_events(self) -> bool:
         """Whether matching events reach this trigger (a schedule without `match:` runs on time alone)."""
         return True
+
+    @property
+    def span_ms(self) -> int:
+        """How long (event time) after its last activity a state still decides something."""
+        return 0
+
+    def active_ms(self, state: Mapping[str, Any]) -> int | None:
+        """The event time of the state's last activity (None: it records none)."""
+        return None
+
+    def held_until_ms(self, state: Mapping[str, Any]) -> int | None:
+        """Until when the state owes a firing (it must not expire before), or None."""
+        return None
 
 
 class MatchTrigger(Trigger):
@@ -218,6 +236,14 @@ class RegisterTrigger(Trigger):
             return Step(new_state)
         return Step(new_state, Hit(f"register:{event_ref(event)}", result, now_ms))
 
+    @property
+    def span_ms(self) -> int:
+        return self.period_ms
+
+    def active_ms(self, state: Mapping[str, Any]) -> int | None:
+        samples = state.get("s")
+        return int(samples[-1][0]) if samples else None
+
 
 def _parse_register(rule: LineDict, sink: ErrorSink) -> RegisterTrigger | None:
     spec, line = rule["register"], line_of(rule, "register")
@@ -324,6 +350,16 @@ class AbsentTrigger(Trigger):
         hit = Hit(f"absent:{state['last']}", self.absent_ms / 1000, deadline, state["event"], state["type"])
         return Step({**state, "fired": True}, hit)
 
+    @property
+    def span_ms(self) -> int:
+        return self.absent_ms
+
+    def active_ms(self, state: Mapping[str, Any]) -> int | None:
+        return int(state["last"])
+
+    def held_until_ms(self, state: Mapping[str, Any]) -> int | None:
+        return None if state.get("fired") else int(state["last"]) + self.absent_ms
+
 
 def _parse_absent(rule: LineDict, sink: ErrorSink) -> AbsentTrigger | None:
     ms = sink.duration_ms(rule["absent_for"], line_of(rule, "absent_for"), "absent_for")
@@ -351,6 +387,14 @@ class CountTrigger(Trigger):
         if len(times) < self.at_least:
             return Step({"t": times})
         return Step(None, Hit(f"count:{event_ref(event)}", len(times), times[-1]))
+
+    @property
+    def span_ms(self) -> int:
+        return self.within_ms
+
+    def active_ms(self, state: Mapping[str, Any]) -> int | None:
+        times = state.get("t")
+        return int(times[-1]) if times else None
 
 
 def _parse_count(rule: LineDict, sink: ErrorSink) -> CountTrigger | None:
@@ -398,6 +442,15 @@ class SequenceTrigger(Trigger):
                 return Step(None, Hit(f"sequence:{event_ref(event)}", (time_ms - start) / 1000, time_ms))
             partial[k] = start if partial[k] is None else max(partial[k], start)
         return Step({"p": partial} if any(s is not None for s in partial) else None)
+
+    @property
+    def span_ms(self) -> int:
+        return self.within_ms
+
+    def active_ms(self, state: Mapping[str, Any]) -> int | None:
+        # The latest start of a partial sequence: older ones cannot complete after it plus `within`.
+        starts = [int(start) for start in state.get("p", ()) if start is not None]
+        return max(starts) if starts else None
 
 
 def _parse_sequence(rule: LineDict, sink: ErrorSink) -> SequenceTrigger | None:

@@ -55,11 +55,14 @@ class MemoryBackend:
 class RocksBackend:
     """One RocksDB (via rocksdict) per table partition, raw bytes in and out."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, write_buffer_bytes: int | None = None) -> None:
+        """write_buffer_bytes: the memtable size (RocksDB's default, 64 MiB, when None)."""
         path.mkdir(parents=True, exist_ok=True)
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
         opts.set_keep_log_file_num(2)
+        if write_buffer_bytes is not None:
+            opts.set_write_buffer_size(write_buffer_bytes)
         self.path = path
         self.db = Rdict(str(path), options=opts)
         self._without_wal = WriteOptions()

@@ -13,19 +13,42 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
 
 from app.api_token import is_authorized
 from app.runtime.agent import AgentRegistry, default_registry
 
-__all__ = ["HEALTH_PATH", "METRICS_PATH", "READY_PATH", "HttpApi", "Route", "route", "serve_metrics"]
+__all__ = ["HEALTH_PATH", "METRICS_PATH", "READY_PATH", "HttpApi", "MergedCollectors", "Route", "route",
+           "serve_metrics"]
 
 log = logging.getLogger(__name__)
+
+class MergedCollectors(CollectorRegistry):
+    """Several registries as one for /metrics: families of the same name (e.g. each stage's
+    vigil_state_expired) become one family with all their samples, since the text format allows a
+    metric name only once."""
+
+    def __init__(self, registries: list[Any]) -> None:
+        super().__init__()
+        self.registries = registries
+
+    def collect(self) -> Iterator[Metric]:
+        merged: dict[str, Metric] = {}
+        for registry in self.registries:
+            for family in registry.collect():
+                seen = merged.get(family.name)
+                if seen is None:
+                    merged[family.name] = family
+                else:
+                    seen.samples = [*seen.samples, *family.samples]
+        yield from merged.values()
+
 
 #: handler(query params) -> (HTTP status, JSON-serialisable body)
 Route = Callable[[dict[str, list[str]]], tuple[int, Any]]
@@ -106,7 +129,7 @@ class HttpApi:
                     return
                 try:
                     if url.path == METRICS_PATH:
-                        body = b"".join(generate_latest(r) for r in [api.registry, *api.collectors])
+                        body = generate_latest(MergedCollectors([api.registry, *api.collectors]))
                         self._send(200, body, CONTENT_TYPE_LATEST)
                         return
                     if url.path in (HEALTH_PATH, READY_PATH):

@@ -197,6 +197,18 @@ class PartitionStore:
         if self._inflight:
             self._inflight.pop(0)
         self._write(writes, checkpoint)
+        self._forget_deleted(writes)
+
+    def _forget_deleted(self, writes: list[tuple[bytes, bytes | None]]) -> None:
+        """Drop the cache's markers of keys whose deletion is now in the backend: state that expired
+        must free its memory, not leave a marker per key forgotten (a key written again since keeps
+        its new value)."""
+        cache = self._cache
+        for key, value in writes:
+            if value is None:
+                name = key.decode()
+                if cache.get(name) is _DELETED:
+                    del cache[name]
 
     def write_ahead(self, writes: list[tuple[bytes, bytes | None]]) -> None:
         """Write part of the oldest writes taken by `take_pending` to the backend early, without a

@@ -73,3 +73,13 @@ def test_unknown_librdkafka_property__rejected_when_client_is_built() -> None:
 
     with pytest.raises(ConfigError, match="invalid Kafka producer configuration"):
         make_producer(load_settings(kafka_config={"no.such.property": "1"}))
+
+
+def test_rules_state_retention__a_week_by_default_env_or_file_zero_keeps_forever(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().rules_state_retention_ms == 7 * 86_400_000
+    monkeypatch.setenv("VIGIL_RULES_STATE_RETENTION", "36h")
+    assert load_settings().rules_state_retention_ms == 36 * 3_600_000
+    assert load_settings(rules_state_retention=0).rules_state_retention_ms == 0
+    with pytest.raises(ConfigError, match="rules_state_retention"):
+        load_settings(rules_state_retention="soon")

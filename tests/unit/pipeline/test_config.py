@@ -26,6 +26,7 @@ def test_from_yaml__durations_are_read_into_ms() -> None:
     max_future: 90          # a bare number is seconds, as everywhere in vigil.yaml
     window_retention: 0     # keep no closed windows
     archive_retention: 2d
+    state_retention: 36h
     flap: {window: 5m, enter_transitions: 3, exit_transitions: 1}
     """
     config = PipelineConfig.model_validate(yaml.safe_load(text))
@@ -33,13 +34,22 @@ def test_from_yaml__durations_are_read_into_ms() -> None:
     assert (config.grace_ms, config.max_future_ms, config.window_retention_ms) == (2_000, 90_000, 0)
     assert config.flap_policy == FlapPolicy(window_ms=300_000, enter_transitions=3, exit_transitions=1)
     assert config.archive_retention_ms == 2 * 86_400_000
+    assert config.state_retention_ms == 36 * 3_600_000
     assert config.describe() == ("windows [10s, 1m, 5m], grace 2s, max future 1m30s, window retention 0s, "
-                                 "archive retention 2d, flapping at 3 transitions within 5m (until fewer than 1)")
+                                 "archive retention 2d, state retention 1d12h, "
+                                 "flapping at 3 transitions within 5m (until fewer than 1)")
 
 
 @pytest.mark.parametrize("zero", [0, "0", "0s", "0ms", 0.0])
 def test_grace__zero_means_no_lateness(zero: Any) -> None:
     assert PipelineConfig.model_validate({"grace": zero}).grace_ms == 0
+
+
+def test_state_retention__a_week_by_default_and_zero_turns_expiry_off() -> None:
+    assert PipelineConfig().state_retention_ms == 7 * 86_400_000
+    config = PipelineConfig.model_validate({"state_retention": 0})
+    assert config.state_retention_ms == 0
+    assert "state retention off" in config.describe()
 
 
 @pytest.mark.parametrize(

@@ -100,3 +100,18 @@ def test_restored_records__closing_the_store_makes_them_durable(tmp_path: Path) 
     assert (image.checkpoint, image.get("b")) == (3, 2)
     image.close()
     reopened.close()
+
+
+def test_deleted_keys__leave_no_marker_in_the_cache_once_persisted() -> None:
+    """Expired state frees its memory: a persisted delete drops the key from the cache; a key
+    written again meanwhile keeps its new value."""
+    store = PartitionStore(MemoryBackend(), JsonCodec())
+    store.update({"gone": 1, "back": 2})
+    store.persist(store.take_pending(), 1)
+    del store["gone"]
+    del store["back"]
+    deletes = store.take_pending()
+    store["back"] = 3  # re-created while the delete is in flight
+    store.persist(deletes, 2)
+    assert "gone" not in store._cache
+    assert (store.get("gone"), store.get("back")) == (None, 3)
