@@ -2,7 +2,7 @@
 and the latency of a gate check as the status index grows.
 
     python benchmarks/orchestration.py [--members 1000] [--concurrency 50] [--fail-ratio 0.1]
-                                       [--step-ms 20] [--identities 1000,50000]
+                                       [--step-ms 20,1000] [--identities 1000,50000]
                                        [--guarantee exactly_once|at_least_once] [--json]
 
 Roll: `members` vigil.Member records (tag role=sim) on the `members` topic, one `roll` action
@@ -17,11 +17,19 @@ server to the next step arriving (Kafka commits, the ledger, the orchestrator's 
 the http plugin included). `executor_cpu_ms_per_step`: the executor process's CPU time from the first
 step to the end of the roll, per member (what a step costs whatever share of the machine it got).
 
+The roll runs once per `--step-ms` value: 20 ms is a stress setting (50 steps of 20 ms in flight ask
+for 2,500 starts a second, more than one core can schedule at a few ms of CPU per step, so slots
+queue for the CPU), 1,000 ms a realistic member step (still fast for a repair). The overhead goal
+(p99 < 50 ms) is judged on the realistic setting (`goal_judged_on`); both are reported, each with the
+machine's 1-minute load average before and after it (the machine is shared: read figures with it).
+
 Gate: a gate of three conditions (status of `web*` http identities all OK, no CRITICAL `db*`,
 no freeze silence) judged by the API's own path (app.web.gates.IndexSource over the UI's status
 index, app.orchestration.sources.judge_gate) with N identities in the index, one status change
 between checks (so no query cache answers); p50/p99 per N, of wall-clock time and of the CPU time the
 check took (on a shared machine the CPU time shows the cost, the wall time the share of a core it got).
+The index keeps a tally per filter a gate asked about, built by a pass over the filter's rows on the
+first check: `first_ms` is that first check, the percentiles are over the checks after it.
 
 The last stdout line with --json is the result object.
 """
@@ -65,6 +73,8 @@ __all__ = ["gate_latency", "roll_benchmark"]
 KEY = b"benchmark-signing-key-0123456789ab"
 GOAL_OVERHEAD_P99_MS = 50.0
 GOAL_GATE_P99_MS = 100.0
+#: The member step duration the overhead goal is judged on (see the module docstring).
+REALISTIC_STEP_MS = 1000.0
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -267,6 +277,7 @@ gates:
     source = IndexSource(Hub(), None)  # type: ignore[arg-type]  # no metric conditions: no workers asked
     timings: list[float] = []
     cpu: list[float] = []
+    first: list[float] = []
 
     async def check_all() -> bool:
         nonlocal rev
@@ -278,13 +289,15 @@ gates:
                                           "last_seen": rev, "tags": {}}, rev)  # a change between checks
             started, started_cpu = time.perf_counter(), time.thread_time()
             decision = await judge_gate(gate, source, int(time.time() * 1000))
-            timings.append((time.perf_counter() - started) * 1000)
-            cpu.append((time.thread_time() - started_cpu) * 1000)
+            (first if n == 0 else timings).append((time.perf_counter() - started) * 1000)
+            if n:
+                cpu.append((time.thread_time() - started_cpu) * 1000)
             opened = decision.open
         return opened
 
     opened = asyncio.run(check_all())
-    return {"p50_ms": round(_pct(timings, 50), 2), "p99_ms": round(_pct(timings, 99), 2),
+    return {"first_ms": round(first[0], 2), "p50_ms": round(_pct(timings, 50), 2),
+            "p99_ms": round(_pct(timings, 99), 2),
             "cpu_p50_ms": round(_pct(cpu, 50), 2), "cpu_p99_ms": round(_pct(cpu, 99), 2), "open": opened}
 
 
@@ -293,7 +306,8 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--fail-ratio", type=float, default=0.1)
-    parser.add_argument("--step-ms", type=float, default=20.0)
+    parser.add_argument("--step-ms", default=f"20,{REALISTIC_STEP_MS:g}",
+                        help="member step durations (ms), a roll each (default: a stress and a realistic one)")
     parser.add_argument("--identities", default="1000,50000")
     parser.add_argument("--guarantee", default="exactly_once", choices=["exactly_once", "at_least_once"],
                         help="the executor's processing guarantee (its default: exactly_once)")
@@ -305,18 +319,27 @@ def main() -> None:
     for n in (int(x) for x in args.identities.split(",")):
         log(f"gate check over {n:,} identities")
         figures = gate_latency(n)
-        for key in ("p50_ms", "p99_ms", "cpu_p50_ms", "cpu_p99_ms"):
+        for key in ("first_ms", "p50_ms", "p99_ms", "cpu_p50_ms", "cpu_p99_ms"):
             result[f"gate_{n}_{key}"] = figures[key]
         result[f"gate_{n}_open"] = figures["open"]
+    step_settings = [float(x) for x in args.step_ms.split(",")]
+    result.update({"members": args.members, "concurrency": args.concurrency})
     with bench_stack() as settings:
-        log(f"roll over {args.members:,} members, concurrency {args.concurrency}, {args.fail_ratio:.0%} failing")
-        roll = roll_benchmark(settings, members=args.members, concurrency=args.concurrency,
-                              fail_ratio=args.fail_ratio, step_ms=args.step_ms, guarantee=args.guarantee)
-    result.update({f"roll_{k}" if not k.startswith(("overhead", "members", "concurrency")) else k: v
-                   for k, v in roll.items()})
+        for step_ms in step_settings:
+            log(f"roll over {args.members:,} members, concurrency {args.concurrency}, {args.fail_ratio:.0%} "
+                f"failing, {step_ms:g} ms steps")
+            load_before = round(os.getloadavg()[0], 1)
+            roll = roll_benchmark(settings, members=args.members, concurrency=args.concurrency,
+                                  fail_ratio=args.fail_ratio, step_ms=step_ms, guarantee=args.guarantee)
+            tag = f"roll_{step_ms:g}ms"
+            result.update({f"{tag}_{k}": v for k, v in roll.items() if k not in ("members", "concurrency", "step_ms")})
+            result[f"{tag}_load_average_1m_before"] = load_before
+            result[f"{tag}_load_average_1m_after"] = round(os.getloadavg()[0], 1)
     result["goal_overhead_p99_ms"] = GOAL_OVERHEAD_P99_MS
+    judged = REALISTIC_STEP_MS if REALISTIC_STEP_MS in step_settings else step_settings[-1]
+    result["goal_judged_on"] = f"roll_{judged:g}ms"
+    result["goal_overhead_met"] = result[f"roll_{judged:g}ms_overhead_p99_ms"] < GOAL_OVERHEAD_P99_MS
     result["goal_gate_p99_ms"] = GOAL_GATE_P99_MS
-    result["load_average_1m"] = round(os.getloadavg()[0], 1)  # the machine is shared: read figures with it
     emit_json(result, args.json)
 
 

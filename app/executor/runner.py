@@ -158,19 +158,30 @@ class ActionRunner:
         except (ValidationError, ValueError, TypeError, AttributeError) as exc:
             self._reject_malformed(value, ctx, exc)
             return None
+        return await self._guarded(action, value, ctx, batch)
+
+    async def handle_own(self, action: Action, ctx: AgentContext, batch: BatchState) -> ActionResult:
+        """Process an action this process built itself (an orchestration step): steps 3-8 of the
+        module docstring, without decoding a record or checking its signature (there is no record
+        from outside to check). Publishes its result and returns it. Never raises an Exception."""
+        return await self._guarded(action, None, ctx, batch)
+
+    async def _guarded(self, action: Action, value: dict[str, Any] | None, ctx: AgentContext,
+                       batch: BatchState) -> ActionResult:
+        """`value`: the record to check the signature of (None: built here, nothing to check)."""
         try:
-            return await self._handle(action, value, ctx, batch)
+            if value is not None and self.signing_key is not None and not verify_action(value, self.signing_key):
+                why = "has no signature" if not action.signature else "has a wrong signature"
+                return self._finish(ctx, action, ResultStatus.REJECTED, record=False, dlq=True,
+                                    error=f"action {why}: this executor only runs actions signed with the shared "
+                                          f"key")
+            return await self._handle(action, ctx, batch)
         except Exception as exc:  # a bug here must not roll back (and so re-run) the whole batch
             log.exception("executor error on action %s", action.id)
             return self._finish(ctx, action, ResultStatus.FAILED,
                                 error=f"executor error: {type(exc).__name__}: {exc}", dlq=True)
 
-    async def _handle(self, action: Action, value: dict[str, Any], ctx: AgentContext,
-                      batch: BatchState) -> ActionResult:
-        if self.signing_key is not None and not verify_action(value, self.signing_key):
-            why = "has no signature" if not action.signature else "has a wrong signature"
-            return self._finish(ctx, action, ResultStatus.REJECTED, record=False, dlq=True,
-                                error=f"action {why}: this executor only runs actions signed with the shared key")
+    async def _handle(self, action: Action, ctx: AgentContext, batch: BatchState) -> ActionResult:
         spec = self.plugins.get(action.type)
         entry = self.ledger.get(action.id)
         decision = decide(entry, idempotent=spec is not None and spec.idempotent,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from app.orchestration.conditions import (
@@ -24,8 +25,8 @@ from app.rules.match import ValueTest
 from app.rules.silences import ActionFacts, Silence
 from app.rules.triggers import RegisterTrigger, StatusTrigger
 
-__all__ = ["aggregate_windows", "judge", "judge_alerts", "judge_metric", "judge_rule", "judge_silences",
-           "judge_status"]
+__all__ = ["StatusSummary", "aggregate_windows", "judge", "judge_alerts", "judge_metric", "judge_rule",
+           "judge_silences", "judge_status", "summarize"]
 
 _SHOWN = 5
 
@@ -37,6 +38,24 @@ def _identity(record: Mapping[str, Any]) -> str:
 def _latest_since(rows: Iterable[Mapping[str, Any]]) -> int | None:
     times = [int(r.get("since") or 0) for r in rows]
     return max(times) if times else None
+
+
+@dataclass(frozen=True)
+class StatusSummary:
+    """What a status or alerts condition needs of the identities its selector picks: how many, the
+    latest `since` among them, and those whose state is in (`inside`) or not in the condition's
+    states -- so a source that keeps these counts (the UI's status index) need not hand over every row."""
+
+    count: int
+    latest_since: int | None
+    picked: Sequence[Mapping[str, Any]]
+
+
+def summarize(rows: Sequence[Mapping[str, Any]], states: frozenset[str], *, inside: bool) -> StatusSummary:
+    """The summary of `rows` (the status records a selector picks): `picked` are those whose state is
+    (inside=True) or is not (inside=False) one of `states`."""
+    picked = [r for r in rows if (str(r.get("state")) in states) == inside]
+    return StatusSummary(len(rows), _latest_since(rows), picked)
 
 
 def _stable(result: ConditionResult, stable_for_ms: int | None, now_ms: int) -> ConditionResult:
@@ -51,20 +70,19 @@ def _stable(result: ConditionResult, stable_for_ms: int | None, now_ms: int) -> 
                            result.details)
 
 
-def judge_status(c: StatusCondition, rows: Sequence[Mapping[str, Any]], now_ms: int) -> ConditionResult:
-    """`rows`: the status records `c.selector` selects."""
+def judge_status(c: StatusCondition, summary: StatusSummary, now_ms: int) -> ConditionResult:
+    """`summary`: of the identities `c.selector` selects, picking those not in `c.states`."""
     states = "|".join(sorted(c.states))
-    bad = [r for r in rows if str(r.get("state")) not in c.states]
-    since = _latest_since(rows)
-    if len(rows) < c.at_least:
-        return ConditionResult(c.kind, c.label, False, since, f"{len(rows)} identities match "
+    bad, since, count = summary.picked, summary.latest_since, summary.count
+    if count < c.at_least:
+        return ConditionResult(c.kind, c.label, False, since, f"{count} identities match "
                                f"{c.selector.describe()}; at least {c.at_least} needed")
     if bad:
         shown = tuple(f"{_identity(r)} is {r.get('state')} since {describe_time(r.get('since'))}"
                       for r in sorted(bad, key=_identity)[:_SHOWN])
-        return ConditionResult(c.kind, c.label, False, since, f"{len(bad)} of {len(rows)} not {states}: "
+        return ConditionResult(c.kind, c.label, False, since, f"{len(bad)} of {count} not {states}: "
                                + "; ".join(shown) + (" ..." if len(bad) > _SHOWN else ""), details=shown)
-    return ConditionResult(c.kind, c.label, True, since, f"all {len(rows)} {states}")
+    return ConditionResult(c.kind, c.label, True, since, f"all {count} {states}")
 
 
 def _silenced(record: Mapping[str, Any], silences: Sequence[Silence], now_ms: int) -> Silence | None:
@@ -73,23 +91,24 @@ def _silenced(record: Mapping[str, Any], silences: Sequence[Silence], now_ms: in
     return next((s for s in silences if s.covers(facts, now_ms)), None)
 
 
-def judge_alerts(c: AlertsCondition, rows: Sequence[Mapping[str, Any]], silences: Sequence[Silence],
+def judge_alerts(c: AlertsCondition, summary: StatusSummary, silences: Sequence[Silence],
                  now_ms: int) -> ConditionResult:
-    """`rows`: the status records `c.selector` selects; `silences`: every known silence."""
-    open_rows = [r for r in rows if str(r.get("state")) in c.states]
+    """`summary`: of the identities `c.selector` selects, picking those in `c.states`; `silences`:
+    every known silence."""
+    open_rows = list(summary.picked)
     active = [s for s in silences if s.active(now_ms)]
     muted = 0
     if not c.count_silenced and active:
         kept = [r for r in open_rows if _silenced(r, active, now_ms) is None]
         muted, open_rows = len(open_rows) - len(kept), kept
-    since = _latest_since(rows)
+    since = summary.latest_since
     note = f" ({muted} more silenced)" if muted else ""
     if len(open_rows) > c.max_open:
         shown = tuple(f"{_identity(r)} {r.get('state')} since {describe_time(r.get('since'))}"
                       for r in sorted(open_rows, key=_identity)[:_SHOWN])
         return ConditionResult(c.kind, c.label, False, since, f"{len(open_rows)} open alert(s), at most "
                                f"{c.max_open} allowed{note}: " + "; ".join(shown), details=shown)
-    return ConditionResult(c.kind, c.label, True, since, f"{len(open_rows)} open alert(s) among {len(rows)} "
+    return ConditionResult(c.kind, c.label, True, since, f"{len(open_rows)} open alert(s) among {summary.count} "
                            f"identities{note}")
 
 
@@ -246,12 +265,13 @@ _OWN: Any = object()
 
 def judge(c: Condition, *, rows: Sequence[Mapping[str, Any]] = (), silences: Sequence[Silence] = (),
           series: Mapping[tuple[str, str], Series] | None = None, now_ms: int,
-          stable_for_ms: int | None = _OWN) -> ConditionResult:
-    """Judge any condition from what it reads, then apply `stable_for_ms` (default: its own)."""
+          stable_for_ms: int | None = _OWN, summary: StatusSummary | None = None) -> ConditionResult:
+    """Judge any condition from what it reads, then apply `stable_for_ms` (default: its own). A status
+    or alerts condition takes `summary` when given (see StatusSummary), else summarizes `rows`."""
     if isinstance(c, StatusCondition):
-        result = judge_status(c, rows, now_ms)
+        result = judge_status(c, summary or summarize(rows, c.states, inside=False), now_ms)
     elif isinstance(c, AlertsCondition):
-        result = judge_alerts(c, rows, silences, now_ms)
+        result = judge_alerts(c, summary or summarize(rows, c.states, inside=True), silences, now_ms)
     elif isinstance(c, SilencesCondition):
         result = judge_silences(c, silences, now_ms)
     elif isinstance(c, MetricCondition):

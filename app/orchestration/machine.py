@@ -205,10 +205,13 @@ class Machine:
         changed: list[Lane] = []
         if run.state == "pending":
             run.state, run.started_ms = "running", now_ms
-        while run.next_lane < run.lanes and not run.paused and run.cancelled is None and not self._stopped(lanes):
-            running = sum(1 for lane in lanes if lane.state == "running")
-            if running >= run.concurrency:
-                break
+        if run.next_lane >= run.lanes or run.paused or run.cancelled is not None or self._stopped(lanes):
+            return changed
+        # Counted once, then kept: admitting adds running lanes and "left" ones, never failed ones, so
+        # the roll cannot become stopped here (a pass over every lane per admitted lane was most of a
+        # 1,000-member roll's scheduling time).
+        running = sum(1 for lane in lanes if lane.state == "running")
+        while run.next_lane < run.lanes and running < run.concurrency:
             lane = lanes[run.next_lane]
             run.next_lane += 1
             if lane.state != "pending":
@@ -217,6 +220,7 @@ class Machine:
                 self._end_lane(lane, "left", now_ms, f"{lane.target} left the members before its turn")
             else:
                 lane.state, lane.started_ms = "running", now_ms
+                running += 1
                 delay = splay_delay_ms(run.id, lane.target, int((run.roll or {}).get("splay_ms", 0)))
                 lane.not_before_ms = now_ms + delay if delay else None
             changed.append(lane)

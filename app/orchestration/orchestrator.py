@@ -473,7 +473,9 @@ class Orchestrator:
             lane.steps = {**lane.steps, work.step: {**record, "published": True}}
             loaded.dirty.add(lane.index)
             self._write(loaded)
-        result = await self.runner.handle(action.to_record(), ctx, batch)
+        # Built and signed here: no record to decode, no signature to check (the signature is for the
+        # record on `actions`).
+        result = await self.runner.handle_own(action, ctx, batch)
         # No await from here to the write: a checkpoint cannot fall between the ledger's "finished"
         # (written with the result) and the lane's new state.
         status, output, error = self._outcome(result, action.id)

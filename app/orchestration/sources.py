@@ -15,24 +15,26 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from app.orchestration.conditions import (
     MAX_SERIES,
+    AlertsCondition,
     Condition,
     ConditionResult,
     MetricCondition,
     RuleCondition,
     Selector,
     Series,
+    StatusCondition,
 )
 from app.orchestration.gates import Gate, GateDecision, decide
-from app.orchestration.judges import judge
+from app.orchestration.judges import StatusSummary, judge, summarize
 from app.rules.silences import Silence, SilenceError
 from app.web.workers import WorkersClient, WorkersError
 
-__all__ = ["ConditionSource", "SourceError", "WorkersSource", "evaluate", "judge_gate", "silence_from_json",
-           "windows_needed"]
+__all__ = ["ConditionSource", "SourceError", "StatusSummaries", "WorkersSource", "evaluate", "judge_gate",
+           "silence_from_json", "windows_needed"]
 
 
 class SourceError(Exception):
@@ -47,6 +49,15 @@ class ConditionSource(Protocol):
     async def silences(self) -> Sequence[Silence]: ...
 
     async def windows(self, subject: str, name: str, metric: str, last: int) -> Series: ...
+
+
+@runtime_checkable
+class StatusSummaries(Protocol):
+    """A source that answers status and alerts conditions from counts it keeps (app.web.gates: the
+    status index), not from every selected row."""
+
+    async def status_summary(self, selector: Selector, states: frozenset[str], *,
+                             inside: bool) -> StatusSummary: ...
 
 
 def windows_needed(span_ms: int, stable_for_ms: int | None, smallest_size_ms: int = 10_000) -> int:
@@ -65,6 +76,14 @@ async def _judge_one(c: Condition, source: ConditionSource, now_ms: int, stable_
                      silences: Sequence[Silence] | None) -> ConditionResult:
     if c.kind == "silences":
         return judge(c, silences=silences or (), now_ms=now_ms, stable_for_ms=stable_for_ms)
+    if isinstance(c, StatusCondition | AlertsCondition):
+        # status: the ones not in its states are reported; alerts: the open ones (in its states)
+        inside = isinstance(c, AlertsCondition)
+        if isinstance(source, StatusSummaries):
+            summary = await source.status_summary(c.selector, c.states, inside=inside)
+        else:
+            summary = summarize(await source.statuses(c.selector), c.states, inside=inside)
+        return judge(c, summary=summary, silences=silences or (), now_ms=now_ms, stable_for_ms=stable_for_ms)
     if isinstance(c, RuleCondition):
         rows = [r for r in await source.statuses(c.selector) if c.predicate(r, "vigil.Status")]
     else:

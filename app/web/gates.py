@@ -21,6 +21,7 @@ from app.config import Settings
 from app.orchestration.conditions import Selector, Series
 from app.orchestration.definitions import DefinitionsLoader
 from app.orchestration.gates import decide
+from app.orchestration.judges import StatusSummary
 from app.orchestration.sources import SourceError, judge_gate
 from app.rules.silences import Silence
 from app.sdk import EmitError, Emitter
@@ -44,6 +45,12 @@ class IndexSource:
     async def statuses(self, selector: Selector) -> Sequence[Mapping[str, Any]]:
         flt = StatusFilter(subject=selector.subject, name=selector.name, tags=dict(selector.tags))
         return [row.record for row in self.hub.index.matching(flt)]
+
+    async def status_summary(self, selector: Selector, states: frozenset[str], *, inside: bool) -> StatusSummary:
+        """A status or alerts condition's summary from the index's kept tally (see StatusIndex.tally)."""
+        flt = StatusFilter(subject=selector.subject, name=selector.name, tags=dict(selector.tags))
+        tally = self.hub.index.tally(flt, states, inside=inside)
+        return StatusSummary(tally.count, tally.latest_since, [row.record for row in tally.rows])
 
     async def silences(self) -> Sequence[Silence]:
         return list(self.hub.silences.all())

@@ -8,7 +8,9 @@ Kept in order as they change, so a page never needs a pass over every identity:
 - all identities in key order (subject, then name), and per state;
 - all identities by `since` and by `last_seen`;
 - who has which name, and which value of each tag key;
-- counts per state, and of flapping identities.
+- counts per state, and of flapping identities;
+- for the last few filters a gate asked about (`tally`): their rows per state and their `since`s
+  in order, kept as changes are applied, so judging a gate is not a pass over the rows it selects.
 A query takes its candidates from the narrowest of these (a subject glob's literal prefix, a name,
 a tag value, a state), checks the rest of the filter on those only, and pages the result; the
 board's own query (every identity, worst state first) is index arithmetic. At 50,000 identities a
@@ -37,7 +39,7 @@ from app.model.events import State
 from app.pipeline.query import literal_prefix
 
 __all__ = ["SORTS", "STATES", "STATES_WORST_FIRST", "GroupLine", "Row", "StatusFilter", "StatusIndex", "StatusPage",
-           "group_key_of"]
+           "StatusTally", "group_key_of"]
 
 STATES: Final = tuple(s.value for s in State)
 #: Worst first: what needs a person's attention comes first when sorting by state.
@@ -46,6 +48,8 @@ _RANK: Final = {state: rank for rank, state in enumerate(STATES_WORST_FIRST)}
 #: Sort orders of a status page (a leading '-' reverses: `-since` is the most recent change first).
 SORTS: Final = ("subject", "name", "state", "since", "last_seen")
 _CACHED_QUERIES: Final = 8
+#: Filters whose tallies are kept up to date (each costs one match per change applied).
+_TALLIED_FILTERS: Final = 32
 Identity = tuple[str, str]
 
 
@@ -173,6 +177,35 @@ class GroupLine:
         return {"kind": "items", "group": self.group, "items": [r.to_json() for r in self.rows]}
 
 
+@dataclass(frozen=True)
+class StatusTally:
+    """Of the identities a filter selects: how many, the latest `since`, and the rows picked by state."""
+
+    count: int
+    latest_since: int | None
+    rows: list[Row]
+
+
+class _Tally:
+    """One filter's rows per state and their `since`s in order, updated as rows come and go."""
+
+    def __init__(self, match: Callable[[Row], bool], rows: Iterable[Row]) -> None:
+        self.match = match
+        self.by_state: dict[str, dict[Identity, Row]] = {}
+        self.sinces: SortedList = SortedList()
+        for row in rows:
+            self.add(row)
+
+    def add(self, row: Row) -> None:
+        self.by_state.setdefault(row.state, {})[row.key] = row
+        self.sinces.add(row.since)
+
+    def remove(self, row: Row) -> None:
+        rows = self.by_state.get(row.state)
+        if rows is not None and rows.pop(row.key, None) is not None:
+            self.sinces.remove(row.since)
+
+
 def group_key_of(group_by: str) -> Callable[[Row], str]:
     """The group of a row: `subject`, `name` or `tag:KEY` (rows without the tag: "")."""
     if group_by == "subject":
@@ -215,6 +248,7 @@ class StatusIndex:
         self._counts: dict[str, int] = dict.fromkeys(STATES, 0)
         self._flapping = 0
         self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._tallies: OrderedDict[tuple[Any, ...], _Tally] = OrderedDict()
         #: the revision of the last change applied (0: none yet)
         self.revision = 0
         self._version = 0
@@ -248,6 +282,9 @@ class StatusIndex:
             self._by_tag.setdefault(tag, {}).setdefault(str(value), set()).add(key)
         self._counts[row.state] = self._counts.get(row.state, 0) + 1
         self._flapping += row.flapping
+        for tally in self._tallies.values():
+            if tally.match(row):
+                tally.add(row)
 
     def _unindex(self, row: Row) -> None:
         key = row.key
@@ -264,6 +301,8 @@ class StatusIndex:
                     del self._by_tag[tag]
         self._counts[row.state] -= 1
         self._flapping -= row.flapping
+        for tally in self._tallies.values():
+            tally.remove(row)
 
     def get(self, subject: str, name: str) -> Row | None:
         """One identity's row."""
@@ -316,6 +355,25 @@ class StatusIndex:
         return (r for r in self._candidates(flt) if match(r))
 
     # -- queries --------------------------------------------------------------------------------------
+    def tally(self, flt: StatusFilter, states: frozenset[str], *, inside: bool) -> StatusTally:
+        """How many identities the filter selects (its own states ignored), their latest `since`, and
+        those whose state is (`inside`) or is not in `states`. The first call for a filter is a pass over
+        its candidates; the filter's tally is then kept as changes are applied (for the last
+        _TALLIED_FILTERS filters asked about), so later calls cost the rows picked only."""
+        key = StatusFilter(flt.subject, flt.name, frozenset(), flt.tags, flt.flapping).cache_key()
+        tally = self._tallies.get(key)
+        if tally is None:
+            match = flt.matcher(with_state=False)
+            tally = self._tallies[key] = _Tally(match, self.matching(flt, with_state=False))
+            while len(self._tallies) > _TALLIED_FILTERS:
+                self._tallies.popitem(last=False)
+        else:
+            self._tallies.move_to_end(key)
+        picked = [row for state, rows in tally.by_state.items() if (state in states) == inside
+                  for row in rows.values()]
+        count = sum(len(rows) for rows in tally.by_state.values())
+        return StatusTally(count, tally.sinces[-1] if tally.sinces else None, picked)
+
     def query(self, flt: StatusFilter, *, sort: str = "subject", offset: int = 0, limit: int = 100) -> StatusPage:
         """One page of matching rows in `sort` order, the total, and the counts per state."""
         key = _sort_key(sort)  # ValueError for an unknown order, before any work

@@ -94,3 +94,44 @@ def test_gate_definitions__errors_with_file_and_line(tmp_path: Path) -> None:
     assert lines == [4, 6, 7, 8], [str(e) for e in errors]
     assert all(str(e).startswith(f"{tmp_path / 'gates.yaml'}:") or str(e).startswith("gates.yaml:")
                for e in errors)
+
+
+def test_gate__judged_from_the_status_index_tally_as_from_rows(tmp_path: Path) -> None:
+    """The UI's path (IndexSource: counts kept by the status index) decides what the rows decide,
+    also after the statuses change between checks."""
+    from app.rules.silences import SilenceSet
+    from app.web.gates import IndexSource
+    from app.web.statusindex import StatusIndex
+
+    gate = _gate(tmp_path)
+    rows = FakeSource()
+    index = StatusIndex()
+
+    class Hub:
+        ready = True
+        silences = SilenceSet()
+
+    hub = Hub()
+    hub.index = index  # type: ignore[attr-defined]
+    indexed = IndexSource(hub, None)  # type: ignore[arg-type]  # no metric conditions: no workers asked
+
+    def set_status(subject: str, name: str, state: str, since: int) -> None:
+        rows.set(subject, name, state, since)
+        index.apply(subject, name, {"subject": subject, "name": name, "state": state, "since": since, "tags": {}},
+                    index.revision + 1)
+
+    def both() -> list[tuple[bool, bool, str]]:
+        found = [[(r.holds, r.stable, r.reason) for r in _judge(gate, source).results] for source in (rows, indexed)]
+        assert found[0] == found[1]
+        return found[0]
+
+    set_status("web1", "http", "OK", NOW - 10 * M)
+    set_status("web2", "http", "OK", NOW - 20 * M)
+    set_status("db1", "disk", "OK", NOW - 30 * M)
+    assert [holds for holds, _, _ in both()] == [True, True, True]
+    set_status("web2", "http", "CRITICAL", NOW - M)
+    set_status("db1", "disk", "CRITICAL", NOW - 2 * M)
+    assert [holds for holds, _, _ in both()] == [False, False, True]
+    set_status("web2", "http", "OK", NOW - M)  # recovered a minute ago: holds, not stable for 5m
+    set_status("db1", "disk", "WARNING", NOW - M)
+    assert [(holds, stable) for holds, stable, _ in both()][:2] == [(True, False), (True, False)]

@@ -269,3 +269,23 @@ def test_unknown_member_set__the_run_fails_with_the_reason(orchestration, member
     run_id = h.start("roll", {"members": {"tags": {"role": "nothing"}}, "action": {"step": {}}})
     state = h.state(run_id)
     assert state["state"] == "failed" and "no alive member matches" in state["reason"]
+
+
+def test_roll_admission__fills_free_slots_at_once_and_reports_members_that_left() -> None:
+    """Machine.admit (pure): one call admits up to `concurrency` running lanes, skipping (and
+    reporting) members no longer present, and admits nothing more while the slots are full."""
+    from app.orchestration.machine import Lane, Machine, Run
+    from app.orchestration.runbooks import runbook_from_raw
+
+    raw = {"name": "noop", "steps": [{"name": "s", "action": {"step": {}}}]}
+    run = Run(id="r1", name="noop", runbook=raw, created_ms=0, lanes=10,
+              roll={"members": {}, "concurrency": 3, "max_failures": 0})
+    lanes = [Lane(i, f"db{i}") for i in range(10)]
+    machine = Machine(run, runbook_from_raw(raw))
+    gone = {"db1", "db3"}
+    admitted = machine.admit(lanes, 1_000, lambda host: host not in gone)
+    assert [(lane.target, lane.state) for lane in admitted] == [
+        ("db0", "running"), ("db1", "left"), ("db2", "running"), ("db3", "left"), ("db4", "running")]
+    assert machine.admit(lanes, 2_000, lambda host: True) == []  # three running: no free slot
+    lanes[0].state = "succeeded"
+    assert [lane.target for lane in machine.admit(lanes, 3_000, lambda host: True)] == ["db5"]

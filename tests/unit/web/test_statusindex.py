@@ -159,3 +159,39 @@ def test_pages_after_any_changes_are_a_full_sort_of_everything(ops: list[Any], s
     assert page.total == len(expected)
     assert page.counts == {s: sum(1 for r in chosen if r["state"] == s) for s in STATES}
     assert page.flapping == sum(1 for r in chosen if r["flapping"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(before=changes, after=changes, states=st.sets(st.sampled_from(STATES), max_size=3), inside=st.booleans(),
+       subject=st.sampled_from(["*", "web*", "a"]), name=st.sampled_from(["*", "disk*"]),
+       role=st.sampled_from([None, "db"]))
+def test_tally__kept_across_changes_is_what_a_full_scan_finds(before: list[Any], after: list[Any], states: set[str],
+                                                              inside: bool, subject: str, name: str,
+                                                              role: str | None) -> None:
+    """A filter's tally, first built from the rows then kept as rows change, is the full scan's answer."""
+    index = StatusIndex()
+    current: dict[tuple[str, str], dict[str, Any]] = {}
+    flt = StatusFilter(subject=subject, name=name, tags={"role": role} if role else {})
+    wanted = frozenset(states)
+
+    def apply(ops: list[Any], first_rev: int) -> None:
+        for rev, (s, n, state, since, _seen, flapping, r) in enumerate(ops, first_rev):
+            record = None if state is None else status(s, n, state, since=since, flapping=flapping, role=r)
+            index.apply(s, n, record, rev)
+            if record is None:
+                current.pop((s, n), None)
+            else:
+                current[(s, n)] = record
+
+    def expected() -> tuple[int, int | None, list[tuple[str, str]]]:
+        selected = [r for k, r in current.items() if fnmatch.fnmatchcase(k[0], subject)
+                    and fnmatch.fnmatchcase(k[1], name) and (not role or r["tags"].get("role") == role)]
+        picked = sorted((r["subject"], r["name"]) for r in selected if (r["state"] in wanted) == inside)
+        return len(selected), max((r["since"] for r in selected), default=None), picked
+
+    apply(before, 1)
+    first = index.tally(flt, wanted, inside=inside)  # built by a scan
+    assert (first.count, first.latest_since, sorted(keys(first.rows))) == expected()
+    apply(after, len(before) + 1)
+    kept = index.tally(flt, wanted, inside=inside)  # kept through the changes since
+    assert (kept.count, kept.latest_since, sorted(keys(kept.rows))) == expected()
