@@ -14,8 +14,8 @@ from enum import Enum
 
 from confluent_kafka import KafkaError, KafkaException
 
-__all__ = ["MEMBERSHIP_LOST_CODES", "TRANSIENT_CODES", "TxnAction", "error_of", "is_membership_lost",
-           "is_transient", "txn_action"]
+__all__ = ["FATAL_CODES", "MEMBERSHIP_LOST_CODES", "TRANSIENT_CODES", "TxnAction", "error_of", "is_fatal",
+           "is_membership_lost", "is_transient", "txn_action"]
 
 #: Codes a broker restart or leader move produces that clear up by themselves.
 TRANSIENT_CODES = frozenset({
@@ -26,6 +26,11 @@ TRANSIENT_CODES = frozenset({
     KafkaError.NOT_ENOUGH_REPLICAS, KafkaError.CONCURRENT_TRANSACTIONS, KafkaError.REBALANCE_IN_PROGRESS,
     KafkaError.UNSTABLE_OFFSET_COMMIT, KafkaError.FETCH_SESSION_ID_NOT_FOUND, KafkaError.OFFSET_NOT_AVAILABLE,
 })
+#: Codes that say the client that reported them is unusable for good, whatever its `fatal()` flag: a
+#: consumer hands its fatal error to the application as a message or call result with code _FATAL
+#: and the flag unset (confluent-kafka 2.12, measured), and a fenced static member
+#: (FENCED_INSTANCE_ID) is made fatal by librdkafka right after.
+FATAL_CODES = frozenset({KafkaError._FATAL, KafkaError.FENCED_INSTANCE_ID})
 #: Codes that say the consumer's group membership (and so its partitions) is gone: it rejoins.
 MEMBERSHIP_LOST_CODES = frozenset({
     KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION, KafkaError.FENCED_INSTANCE_ID,
@@ -48,12 +53,17 @@ def error_of(exc: BaseException) -> KafkaError | None:
     return None
 
 
+def is_fatal(err: KafkaError) -> bool:
+    """The client that reported `err` is unusable for good: it must be made anew (no retry helps)."""
+    return err.fatal() or err.code() in FATAL_CODES
+
+
 def is_transient(exc: BaseException) -> bool:
     """A failure that a retry after a pause may not repeat (broker down, coordinator moving)."""
     err = error_of(exc)
     if err is None:
         return False
-    return not err.fatal() and (err.retriable() or err.code() in TRANSIENT_CODES)
+    return not is_fatal(err) and (err.retriable() or err.code() in TRANSIENT_CODES)
 
 
 def is_membership_lost(err: KafkaError) -> bool:

@@ -3,7 +3,8 @@
 The worker learns that Kafka is unreachable from its clients' error callbacks (served by poll and
 consume on the worker's thread) and from its own calls that fail transiently; it learns that Kafka
 is back from anything that shows progress. A client's fatal error is kept for the worker to make
-that client anew.
+that client anew; while one is kept, nothing is retried (no retry can help a dead client): the
+failure goes to the worker, which makes the client anew.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
 
-from app.bus.faults import error_of, is_transient
+from app.bus.faults import error_of, is_fatal, is_transient
 from app.retry import Backoff, RetryGaveUp, retry_call
 
 __all__ = ["SHUTDOWN_RETRY_S", "BusState", "KafkaRetry"]
@@ -41,7 +42,7 @@ class BusState:
 
     def on_producer_error(self, err: KafkaError) -> None:
         """The producer's error_cb."""
-        if err.fatal():
+        if is_fatal(err):
             self.producer_fatal = err
             log.error("Kafka producer fatal error: %s", err.str())
         else:
@@ -49,11 +50,22 @@ class BusState:
 
     def on_consumer_error(self, err: KafkaError) -> None:
         """The consumer's error_cb."""
-        if err.fatal():
-            self.consumer_fatal = err
-            log.error("Kafka consumer fatal error: %s", err.str())
+        if is_fatal(err):
+            self.consumer_failed(err)
         else:
             self._on_error(err)
+
+    def consumer_failed(self, err: KafkaError) -> None:
+        """The consumer reported a fatal error (error_cb, a consumed error, a call that failed): the
+        worker makes a new one before its next turn."""
+        if self.consumer_fatal is None:
+            log.error("Kafka consumer fatal error: %s", err.str())
+            self.consumer_fatal = err
+
+    @property
+    def fatal(self) -> KafkaError | None:
+        """A client's fatal error not handled yet (the consumer's first)."""
+        return self.consumer_fatal or self.producer_fatal
 
     def _on_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._ALL_BROKERS_DOWN:
@@ -100,10 +112,20 @@ class KafkaRetry:
                  retriable: Callable[[BaseException], bool] | None = None,
                  deadline_s: float | None = None) -> T:
         """`call()`, retried while it raises a transient KafkaException (or one with `also_codes`,
-        or whatever `retriable` accepts); the last failure is raised once the deadline passed."""
+        or whatever `retriable` accepts); the last failure is raised once the deadline passed.
+        Never retried: a fatal error, or any failure once a client's fatal error is kept (a dead
+        consumer answers a seek with _STATE for ever): the worker makes the client anew."""
         def default_retriable(exc: BaseException) -> bool:
             err = error_of(exc)
             return is_transient(exc) or (err is not None and err.code() in also_codes)
+
+        accepts = retriable or default_retriable
+
+        def retry_it(exc: BaseException) -> bool:
+            err = error_of(exc)
+            if (err is not None and is_fatal(err)) or self.bus.fatal is not None:
+                return False
+            return accepts(exc)
 
         def note(exc: BaseException, delay_s: float) -> None:
             if self._on_retry is not None:
@@ -113,7 +135,7 @@ class KafkaRetry:
 
         limit_s = SHUTDOWN_RETRY_S if self.stopping.is_set() else deadline_s
         try:
-            result: T = retry_call(call, is_retriable=retriable or default_retriable, deadline_s=limit_s,
+            result: T = retry_call(call, is_retriable=retry_it, deadline_s=limit_s,
                                      backoff=Backoff(initial_s=0.2, max_s=self.max_backoff_s), on_retry=note)
         except RetryGaveUp as exc:
             assert isinstance(exc.__cause__, KafkaException)

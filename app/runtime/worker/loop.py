@@ -23,6 +23,9 @@ Faults (see docs/runtime.md, "Outages"):
   a lost group membership, outputs that cannot be encoded now) rewinds: uncommitted state and
   commit points are dropped, the stores are restored, and the partitions resume at their committed
   offsets. Exactly-once stays exactly-once; at-least-once processes those records again.
+- A client that fails for good (a fatal error; a static member fenced by another with its
+  group.instance.id) is made anew before the next turn; nothing retries a call of a dead client.
+- An error that stops the loop is logged (ERROR) and /healthz turns not ok ("failed").
 - An error during shutdown is logged and never replaces the one that stopped the loop.
 """
 
@@ -40,7 +43,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from prometheus_client import CollectorRegistry
 
 from app.bus.clients import make_admin, make_consumer, take_available
-from app.bus.faults import TxnAction, error_of, is_membership_lost, is_transient, txn_action
+from app.bus.faults import TxnAction, error_of, is_fatal, is_membership_lost, is_transient, txn_action
 from app.config import Settings
 from app.model.serde import AvroSerde
 from app.registry.client import RegistryClient
@@ -167,6 +170,8 @@ class Worker:
         self._exported_in: dict[str, int] = {}
         #: whether the run loop ended with an exception (shutdown then commits nothing)
         self._failed = False
+        #: the exception that stopped the loop, for /healthz
+        self.failure: str | None = None
         self.http: HttpApi | None = None
         self.consumer: Consumer | None = None
 
@@ -422,9 +427,12 @@ class Worker:
         """/healthz (liveness): ok (200) while the loop runs, restoring or not; "degraded" with the
         reasons when a dependency fails (still 200: the worker recovers by itself, a restart would not
         help)."""
-        ok = self._started.is_set() and not self._stop.is_set()
+        ok = self._started.is_set() and not self._stop.is_set() and self.failure is None
         problems = self.problems()
-        status = ("degraded" if problems else "ok") if ok else "stopped" if self._stop.is_set() else "starting"
+        if self.failure is not None:
+            problems.append(f"the worker stopped on an error: {self.failure}")
+        status = ("degraded" if problems else "ok") if ok else "failed" if self.failure is not None \
+            else "stopped" if self._stop.is_set() else "starting"
         return ok, {"status": status, "problems": problems, **self._partition_report(),
                     "instance": self.instance_id, "guarantee": self.options.guarantee.value}
 
@@ -451,15 +459,17 @@ class Worker:
         try:
             self.start()
             self._run_loop()
-        except BaseException:
+        except BaseException as exc:
             self._failed = True
+            if not isinstance(exc, KeyboardInterrupt):  # a thread's exception is not logged by itself
+                self.failure = f"{type(exc).__name__}: {exc}"
+                log.error("the worker stopped on an error: %s", self.failure, exc_info=exc)
             raise
         finally:
             self.shutdown()
 
     def _run_loop(self) -> None:
         assert self.consumer is not None
-        consumer = self.consumer
         if self.options.tune_gc:
             tune_for_streams()  # see app.runtime.gctune: CPython's defaults cost a worker 30-45%
         self._started.set()
@@ -474,8 +484,6 @@ class Worker:
             if self.bus.consumer_fatal is not None:
                 with self.lock:
                     self._rebuild_consumer(self.bus.consumer_fatal)
-                consumer = self.consumer
-                assert consumer is not None
             if self.bus.producer_fatal is not None:
                 with self.lock:
                     self.output.rebuild(self.bus.producer_fatal)
@@ -489,7 +497,15 @@ class Worker:
                     self.standbys.update(described, self._owned)
             restoring = self.restorer.active
             wait_s = 0.0 if restoring else slice_timeout_s if writing else idle_timeout_s
-            msgs = take_available(consumer, self.options.max_batch, wait_s)
+            # Read each turn: a recovery may have made the consumer anew (_rebuild_consumer).
+            consumer = self.consumer
+            assert consumer is not None
+            try:
+                msgs = take_available(consumer, self.options.max_batch, wait_s)
+            except KafkaException as exc:  # raised in a rebalance callback (on_assign, on_lost)
+                with self.lock:
+                    self._recover(exc)
+                continue
             with self.lock:
                 try:
                     self._turn(msgs, writing, interval_s)
@@ -539,6 +555,14 @@ class Worker:
         if isinstance(exc, DeliveryFailed):
             self._rewind(f"delivery failed: {exc}")
             return
+        # A dead client fails every call (a seek answers _STATE, a commit _FATAL): make it anew.
+        if self.bus.consumer_fatal is not None:
+            self._rebuild_consumer(self.bus.consumer_fatal)
+            return
+        if self.bus.producer_fatal is not None:
+            self.output.rebuild(self.bus.producer_fatal)
+            self._rewind("the producer failed for good and was made anew")
+            return
         err = error_of(exc)
         if err is None:
             raise exc
@@ -563,8 +587,8 @@ class Worker:
         self._uncommitted = True
         decoded = self.intake.decode(msgs)
         for err in decoded.errors:
-            if err.fatal():
-                self.bus.consumer_fatal = err  # the loop makes a new consumer before the next turn
+            if is_fatal(err):  # code _FATAL, fatal() unset: see app.bus.faults.FATAL_CODES
+                self.bus.consumer_failed(err)  # the loop makes a new consumer before the next turn
             log.warning("consumer error: %s", err.str())
         groups = list(decoded.groups.items())
         for i, ((topic, partition), records) in enumerate(groups):
@@ -696,15 +720,22 @@ class Worker:
         these offsets, or the records are processed again), so it is retried only when blocking."""
         if self.eos:
             return  # committed with the transaction
+        if self.bus.consumer_fatal is not None:
+            return  # a dead consumer commits nothing: the loop makes a new one, which rewinds
         consumer = self.consumer
         assert consumer is not None
         tps = [TopicPartition(t, p, o) for t, p, o in offsets]
-        if not block:
-            consumer.commit(offsets=tps, asynchronous=True)
-            return
         try:
+            if not block:
+                consumer.commit(offsets=tps, asynchronous=True)
+                return
             self.retry(lambda: consumer.commit(offsets=tps, asynchronous=False), "commit offsets")
         except KafkaException as exc:
+            err = error_of(exc)
+            if err is not None and is_fatal(err):
+                self.bus.consumer_failed(err)
+            elif not block:
+                raise
             log.warning("offsets not committed (%s): their records will be processed again", exc)
 
     def _commit_finished(self, point: PendingCommit) -> None:

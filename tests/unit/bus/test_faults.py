@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from app.bus.faults import TxnAction, error_of, is_membership_lost, is_transient, txn_action
+from app.bus.faults import TxnAction, error_of, is_fatal, is_membership_lost, is_transient, txn_action
 
 
 def exc(code: int, **flags: bool) -> KafkaException:
@@ -25,6 +25,15 @@ def test_is_transient__flags_and_other_errors() -> None:
     assert not is_transient(exc(KafkaError.TOPIC_AUTHORIZATION_FAILED))
     assert not is_transient(ValueError("not Kafka"))
     assert error_of(ValueError("x")) is None
+
+
+def test_is_fatal__the_flag_or_a_code_that_leaves_the_client_dead() -> None:
+    # a consumer's fatal error reaches the application with code _FATAL and the flag unset
+    assert is_fatal(KafkaError(KafkaError._FATAL, "Fatal error: Broker: Static consumer fenced"))
+    assert is_fatal(KafkaError(KafkaError.FENCED_INSTANCE_ID))
+    assert is_fatal(KafkaError(KafkaError.UNKNOWN, "?", fatal=True))
+    assert not is_fatal(KafkaError(KafkaError._STATE))
+    assert not is_transient(exc(KafkaError._FATAL, retriable=True))
 
 
 def test_membership_lost__unknown_member_and_generation() -> None:
