@@ -705,14 +705,21 @@ class Worker:
             offsets = [TopicPartition(t, p, o) for (t, p), o in self._offsets.items()]
             self.output.commit_transaction(point.epoch, offsets, consumer.consumer_group_metadata)
         if block:  # else the run loop finishes it, in slices
-            self._finish_commits(block=True)
+            # Offsets are committed synchronously only when asked to wait (revoke, shutdown): a
+            # backlog of commit points is finished with asynchronous offset commits, since a sync
+            # commit can block inside librdkafka for as long as the group coordinator is away.
+            self._finish_commits(block=True, sync_offsets=wait)
 
-    def _finish_commits(self, *, block: bool, budget_s: float | None = None) -> None:
+    def _finish_commits(self, *, block: bool, budget_s: float | None = None, sync_offsets: bool = True) -> None:
         if block:
             self.output.flush_all()
         else:
             self.output.poll()
-        self.commits.finish(block=block, budget_s=budget_s, commit_offsets=self._commit_offsets,
+
+        def commit_offsets(offsets: list[tuple[str, int, int]], blocking: bool) -> None:
+            self._commit_offsets(offsets, blocking and sync_offsets)
+
+        self.commits.finish(block=block, budget_s=budget_s, commit_offsets=commit_offsets,
                             on_finished=self._commit_finished)
 
     def _commit_offsets(self, offsets: list[tuple[str, int, int]], block: bool) -> None:
