@@ -5,6 +5,11 @@ context object carries them, global flags applied; loaded from file/env when run
 `app.bridges.kafka_sink.make_sink(settings) -> EventSink`, imported only when a command runs, so
 this module works (and is testable) without a Kafka client; tests pass their own `sink_factory`.
 
+`vigil bridge http` records accepted deliveries in the `deliveries` topic
+(`app.bridges.kafka_ledger`, built by `ledger_factory`), so redeliveries are recognised across
+restarts and replicas; it reads the topic's last window before it serves. Tests pass their own
+`sink_factory` and get a ledger in memory unless they pass a `ledger_factory` too.
+
 Logs go to stderr (`--log-level`, default INFO): readiness ("... listening on ..."), rejections
 (rate-limited) and delivery problems. A bridge whose events could not all be delivered by the
 time it stops exits with status 1 and says so.
@@ -25,16 +30,19 @@ from aiohttp import web
 
 from app.bridges.config import BridgeConfig, load_bridge_config
 from app.bridges.http import make_http_app
+from app.bridges.ledger import DeliveryLedger, LedgerUnavailable
 from app.bridges.sink import EventSink, SinkUnavailable
 from app.bridges.syslog import SyslogServer
 from app.config import ConfigError, Settings, load_settings
 from app.logs import configure_logging
 
-__all__ = ["SinkFactory", "bridge_group", "make_bridge_group", "serve_http", "serve_syslog"]
+__all__ = ["LedgerFactory", "SinkFactory", "bridge_group", "make_bridge_group", "serve_http", "serve_syslog"]
 
 log = logging.getLogger(__name__)
 
 SinkFactory = Callable[[Settings], EventSink]
+#: A started delivery ledger for the HTTP bridge (None: dedup in memory only, or off).
+LedgerFactory = Callable[[Settings, BridgeConfig], DeliveryLedger | None]
 
 
 _LOG_LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)
@@ -51,7 +59,24 @@ def _kafka_sink_factory(settings: Settings) -> EventSink:
         raise click.ClickException(f"cannot start the bridge: {exc}") from exc
 
 
-def _run_bridge(sink: EventSink, main: Coroutine[Any, Any, None]) -> None:
+def _kafka_ledger_factory(settings: Settings, config: BridgeConfig) -> DeliveryLedger | None:
+    """The delivery ledger on the `deliveries` topic, started (None when dedup is off)."""
+    if config.dedup_window_s <= 0:
+        log.warning("VIGIL_BRIDGE_DEDUP_WINDOW_S=0: redelivered webhooks and retried requests produce again")
+        return None
+    from app.bridges.kafka_ledger import KafkaDeliveryLedger
+
+    ledger = KafkaDeliveryLedger(settings, window_s=config.dedup_window_s, lease_s=config.dedup_lease,
+                                 wait_s=config.delivery_timeout_s)
+    try:
+        ledger.start()
+    except LedgerUnavailable as exc:
+        ledger.close()
+        raise click.ClickException(f"cannot start the bridge: the delivery ledger: {exc}") from exc
+    return ledger
+
+
+def _run_bridge(sink: EventSink, main: Coroutine[Any, Any, None], ledger: DeliveryLedger | None = None) -> None:
     """Run a serve loop to the end; undelivered events at shutdown become a clear non-zero exit."""
     try:
         asyncio.run(main)
@@ -62,6 +87,8 @@ def _run_bridge(sink: EventSink, main: Coroutine[Any, Any, None]) -> None:
     except OSError as exc:  # binding the listen address failed
         raise click.ClickException(f"cannot listen: {exc}") from exc
     finally:
+        if ledger is not None:
+            ledger.close()
         close = getattr(sink, "close", None)
         if callable(close):  # the serve loop flushed already; this stops the sink's own thread
             close()
@@ -91,13 +118,14 @@ async def _until_signalled(stop: asyncio.Event | None = None) -> None:
 
 
 async def serve_http(sink: EventSink, config: BridgeConfig, *, stop: asyncio.Event | None = None,
-                     ready: Callable[[list[str]], None] | None = None) -> None:
+                     ready: Callable[[list[str]], None] | None = None, ledger: DeliveryLedger | None = None) -> None:
     """Serve the HTTP bridge until signalled (or `stop` is set); the app's cleanup flushes the sink.
 
-    `ready` is called with the bound URLs once serving (port 0 in the config picks a free port).
+    `ready` is called with the bound URLs once serving (port 0 in the config picks a free port);
+    `ledger` records accepted deliveries (default: in this process only).
     """
     address = config.http_address
-    runner = web.AppRunner(make_http_app(sink, config), access_log=None)
+    runner = web.AppRunner(make_http_app(sink, config, ledger=ledger), access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, address.host, address.port)
@@ -127,18 +155,22 @@ async def serve_syslog(sink: EventSink, config: BridgeConfig, *, stop: asyncio.E
         await server.stop()
 
 
-def make_bridge_group(sink_factory: SinkFactory | None = None) -> click.Group:
-    """The `bridge` command group; `sink_factory` defaults to the Kafka sink."""
+def make_bridge_group(sink_factory: SinkFactory | None = None, ledger_factory: LedgerFactory | None = None,
+                      ) -> click.Group:
+    """The `bridge` command group; `sink_factory` defaults to the Kafka sink, `ledger_factory` to the
+    Kafka delivery ledger (with a `sink_factory` given: a ledger in memory)."""
     factory = sink_factory or _kafka_sink_factory
+    make_ledger: LedgerFactory = ledger_factory or (
+        _kafka_ledger_factory if sink_factory is None else (lambda settings, config: None))
 
-    def prepare(ctx: click.Context, log_level: str, **overrides: Any) -> tuple[EventSink, BridgeConfig]:
+    def prepare(ctx: click.Context, log_level: str, **overrides: Any) -> tuple[EventSink, BridgeConfig, Settings]:
         configure_logging(log_level)
         try:
             config = load_bridge_config(**overrides)
             settings = _settings_of(ctx)
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from exc
-        return factory(settings), config
+        return factory(settings), config, settings
 
     @click.group("bridge")
     def group() -> None:
@@ -150,8 +182,15 @@ def make_bridge_group(sink_factory: SinkFactory | None = None) -> click.Group:
     @click.pass_context
     def http_command(ctx: click.Context, listen: str | None, log_level: str) -> None:
         """Serve /v1/events, /v1/alertmanager, /v1/github, /v1/nagios, /v1/puppet (+ /healthz, /metrics)."""
-        sink, config = prepare(ctx, log_level, http_listen=listen)
-        _run_bridge(sink, serve_http(sink, config))
+        sink, config, settings = prepare(ctx, log_level, http_listen=listen)
+        try:
+            ledger = make_ledger(settings, config)
+        except BaseException:
+            close = getattr(sink, "close", None)
+            if callable(close):
+                close()
+            raise
+        _run_bridge(sink, serve_http(sink, config, ledger=ledger), ledger)
 
     @group.command("syslog")
     @click.option("--listen", "listens", multiple=True, metavar="udp://HOST:PORT|tcp://HOST:PORT|tls://HOST:PORT",
@@ -168,7 +207,7 @@ def make_bridge_group(sink_factory: SinkFactory | None = None) -> click.Group:
     def syslog_command(ctx: click.Context, listens: tuple[str, ...], tls_cert: Path | None, tls_key: Path | None,
                        tls_client_ca: Path | None, log_level: str) -> None:
         """Receive RFC 5424 / RFC 3164 syslog over UDP, TCP and TLS (RFC 5425)."""
-        sink, config = prepare(ctx, log_level, syslog_listen=list(listens) or None, syslog_tls_cert=tls_cert,
+        sink, config, _ = prepare(ctx, log_level, syslog_listen=list(listens) or None, syslog_tls_cert=tls_cert,
                                syslog_tls_key=tls_key, syslog_tls_client_ca=tls_client_ca)
         _run_bridge(sink, serve_syslog(sink, config))
 

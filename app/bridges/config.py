@@ -15,6 +15,11 @@ Read from the environment by `load_bridge_config` (CLI flags override):
     VIGIL_BRIDGE_MAX_BODY_BYTES     HTTP body limit (default 1 MiB)
     VIGIL_BRIDGE_MAX_SYSLOG_BYTES   syslog message/frame limit (default 64 KiB)
     VIGIL_BRIDGE_DELIVERY_TIMEOUT_S how long an HTTP request waits for Kafka's acks (default 15)
+    VIGIL_BRIDGE_DEDUP_WINDOW_S     how long a delivery key (Idempotency-Key, X-GitHub-Delivery, an
+                                    Alertmanager group's state) is remembered (default 86400; 0: off)
+    VIGIL_BRIDGE_DEDUP_LEASE_S      a claim of a delivery whose bridge died lapses after this (default 60)
+    VIGIL_DLQ_RATE_PER_S, VIGIL_DLQ_BURST, VIGIL_DLQ_SUMMARY_INTERVAL_S   dead letters written per
+                                    (source, reason): app.dead_letter_limit
 A secret may also be given as `${env:NAME}` or `${file:/path}`, as everywhere in Vigil's config.
 """
 
@@ -32,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from app.api_token import load_api_token, metrics_open
 from app.bridges.tls import TlsFiles
 from app.config import ConfigError, resolve_secret_refs
+from app.dead_letter_limit import DeadLetterLimits, dead_letter_limits_from_env
 from app.net import url_of
 
 __all__ = [
@@ -102,6 +108,17 @@ class BridgeConfig(BaseModel):
         20_000, gt=0, le=10_000_000,
         description="syslog: events kept in memory for retry while Kafka or the registry cannot take them "
                     "(beyond it the oldest are dropped, counted)")
+    dedup_window_s: float = Field(
+        86_400.0, ge=0, le=30 * 86_400,
+        description="HTTP: deliveries (Idempotency-Key, X-GitHub-Delivery, Alertmanager groups) accepted within "
+                    "this long are answered as duplicates without producing again (0: off)")
+    dedup_lease_s: float | None = Field(
+        None, gt=0, le=3600,
+        description="HTTP: a delivery claimed by a request that never finished (its bridge died) may be produced "
+                    "by a retry after this long; more than delivery_timeout_s (default: the larger of 60 and "
+                    "twice delivery_timeout_s)")
+    dead_letters: DeadLetterLimits = Field(default_factory=DeadLetterLimits,
+                                           description="dead letters written per (source, reason), then summarised")
     api_token: SecretStr | None = Field(None, description="bearer token required by the endpoints below")
     token_endpoints: frozenset[str] = Field(
         frozenset({"events", "alertmanager", "nagios", "puppet"}),
@@ -133,6 +150,13 @@ class BridgeConfig(BaseModel):
                              "VIGIL_BRIDGE_SYSLOG_TLS_CERT and VIGIL_BRIDGE_SYSLOG_TLS_KEY (or --tls-cert/--tls-key)")
         return self
 
+    @model_validator(mode="after")
+    def _lease_outlasts_delivery(self) -> BridgeConfig:
+        if self.dedup_lease_s is not None and self.dedup_lease_s <= self.delivery_timeout_s:
+            raise ValueError(f"dedup_lease_s ({self.dedup_lease_s:g}) must be more than delivery_timeout_s "
+                             f"({self.delivery_timeout_s:g}): a claim must outlast the request that holds it")
+        return self
+
     @field_validator("token_endpoints")
     @classmethod
     def _check_endpoints(cls, v: frozenset[str]) -> frozenset[str]:
@@ -157,6 +181,11 @@ class BridgeConfig(BaseModel):
         if self.syslog_tls_cert is None or self.syslog_tls_key is None:
             return None
         return TlsFiles(cert=self.syslog_tls_cert, key=self.syslog_tls_key, client_ca=self.syslog_tls_client_ca)
+
+    @property
+    def dedup_lease(self) -> float:
+        """`dedup_lease_s`, or its default: the larger of 60 s and twice the delivery timeout."""
+        return self.dedup_lease_s if self.dedup_lease_s is not None else max(60.0, 2 * self.delivery_timeout_s)
 
     def token_bytes(self) -> bytes | None:
         """The API token, or None when endpoints are open."""
@@ -184,6 +213,8 @@ def load_bridge_config(env: Mapping[str, str] | None = None, **overrides: Any) -
         "VIGIL_BRIDGE_DELIVERY_TIMEOUT_S": "delivery_timeout_s",
         "VIGIL_BRIDGE_RETRY_AFTER_S": "retry_after_s",
         "VIGIL_BRIDGE_SYSLOG_RETRY_MAX_EVENTS": "syslog_retry_max_events",
+        "VIGIL_BRIDGE_DEDUP_WINDOW_S": "dedup_window_s",
+        "VIGIL_BRIDGE_DEDUP_LEASE_S": "dedup_lease_s",
         "VIGIL_BRIDGE_SYSLOG_TLS_CERT": "syslog_tls_cert",
         "VIGIL_BRIDGE_SYSLOG_TLS_KEY": "syslog_tls_key",
         "VIGIL_BRIDGE_SYSLOG_TLS_CLIENT_CA": "syslog_tls_client_ca",
@@ -191,6 +222,7 @@ def load_bridge_config(env: Mapping[str, str] | None = None, **overrides: Any) -
     for name, key in simple.items():
         if env.get(name):
             values[key] = env[name]
+    values["dead_letters"] = dead_letter_limits_from_env(env)
     token = load_api_token(env)
     if token is not None:
         values["api_token"] = token.decode("utf-8", "replace")

@@ -25,7 +25,17 @@ never a dead letter: the input is fine.
 Rejected input that got past the token, size and signature checks (400, 415, the rejected items of
 a 207, and bodies that hit a bug: 500) also goes to the dead-letter topic through the sink: the
 whole body, headers naming `http/<endpoint>`, the reason and every problem. Unauthenticated
-requests never reach Kafka.
+requests never reach Kafka. Dead letters are rate-limited per endpoint and reason
+(app.bridges.dead_letters): past the limit they are counted and summarised, not written.
+
+Deliveries are deduplicated (app.bridges.ledger): a request naming a delivery (`Idempotency-Key` on
+any endpoint, GitHub's `X-GitHub-Delivery`, or an Alertmanager notification's group and alerts)
+that was accepted within VIGIL_BRIDGE_DEDUP_WINDOW_S is answered without producing again:
+    202 {"accepted": n, "duplicate": true}             (n: events the first delivery produced)
+    422 {"error", "field": "Idempotency-Key"}          the key was used for another body
+    503 {"error"} + Retry-After                        the same delivery is still being handled
+A delivery's events get ids derived from its key (events that name their own keep them), so
+copies that a lapsed claim lets through carry the same ids.
 """
 
 from __future__ import annotations
@@ -40,15 +50,19 @@ from aiohttp import web
 
 from app.api_token import is_authorized
 from app.bridges.config import ENDPOINTS, BridgeConfig
+from app.bridges.dead_letters import DeadLetterGate
+from app.bridges.deliveries import IDEMPOTENCY_HEADER, DeliveryKey, header_delivery_key
 from app.bridges.errors import ParseError
+from app.bridges.ledger import Claim, DeliveryBusy, DeliveryLedger, LedgerUnavailable, MemoryDeliveryLedger
 from app.bridges.metrics import CONTENT_TYPE_LATEST, BridgeMetrics
 from app.bridges.parsers._common import ParseResult, decode_utf8, missing_fields
-from app.bridges.parsers.alertmanager import parse_alertmanager
+from app.bridges.parsers.alertmanager import alertmanager_group_state, parse_alertmanager
 from app.bridges.parsers.github import SIGNATURE_HEADER, parse_github, verify_github_signature
 from app.bridges.parsers.nagios import parse_nagios
 from app.bridges.parsers.puppet import parse_puppet_report
 from app.bridges.parsers.vigil_json import parse_vigil_json
 from app.bridges.sink import BatchDelivery, EventSink, SinkError
+from app.model.ids import deterministic_id
 
 __all__ = ["BRIDGE_KEY", "HttpBridge", "make_http_app"]
 
@@ -59,6 +73,7 @@ FORM = ("application/x-www-form-urlencoded",)
 YAML = ("application/x-yaml", "application/yaml", "text/yaml", "text/x-yaml")
 # Where a request's body is kept once it is authenticated, for the dead-letter topic if rejected.
 _BODY: web.RequestKey[bytes] = web.RequestKey("vigil_body", bytes)
+GITHUB_DELIVERY_HEADER = "X-GitHub-Delivery"
 
 
 class _Reject(Exception):
@@ -72,24 +87,42 @@ class _Reject(Exception):
 class HttpBridge:
     """Request handling shared by all endpoints; one per application."""
 
-    def __init__(self, sink: EventSink, config: BridgeConfig, metrics: BridgeMetrics) -> None:
+    def __init__(self, sink: EventSink, config: BridgeConfig, metrics: BridgeMetrics, *,
+                 ledger: DeliveryLedger | None = None, dead_letters: DeadLetterGate | None = None) -> None:
         self.sink = sink
         self.config = config
         self.metrics = metrics
         self._token = config.token_bytes()
         self._github_secret = config.github_secret_bytes()
+        #: where accepted deliveries are recorded (None: dedup off, VIGIL_BRIDGE_DEDUP_WINDOW_S=0)
+        self.ledger = ledger
+        if ledger is None and config.dedup_window_s > 0:
+            self.ledger = MemoryDeliveryLedger(window_s=config.dedup_window_s, lease_s=config.dedup_lease,
+                                               wait_s=config.delivery_timeout_s)
+        self.dead_letters = dead_letters or DeadLetterGate(sink, config.dead_letters)
+        metrics.registry.register(self.dead_letters.limiter.collector())
 
     # -- endpoints -----------------------------------------------------------------------------
 
     async def events(self, request: web.Request) -> web.Response:
         """POST /v1/events: Vigil events or registered typed records (JSON)."""
         body, _ = await self._accept(request, "events", JSON)
-        return await self._run(request, "events", parse_vigil_json, body)
+        key = self._idempotency_key(request, "events", body)
+        if key is None:
+            return await self._run(request, "events", parse_vigil_json, body)
+        # Events that name no id get one from the key (the others keep theirs): a resend has the same ids.
+        return await self._run(request, "events", lambda b: parse_vigil_json(b, id_for=_id_maker(key)), body,
+                               key=key, keep_ids=True)
 
     async def alertmanager(self, request: web.Request) -> web.Response:
-        """POST /v1/alertmanager: Alertmanager webhook (version 4)."""
+        """POST /v1/alertmanager: Alertmanager webhook (version 4); a resend of an unchanged group is a duplicate."""
         body, _ = await self._accept(request, "alertmanager", JSON)
-        return await self._run(request, "alertmanager", parse_alertmanager, body)
+        key = self._idempotency_key(request, "alertmanager", body)
+        if key is None:
+            state = await asyncio.get_running_loop().run_in_executor(None, alertmanager_group_state, body)
+            key = DeliveryKey(f"alertmanager/group/{state}", f"an unchanged Alertmanager group ({state[:12]})") \
+                if state is not None else None
+        return await self._run(request, "alertmanager", parse_alertmanager, body, key=key)
 
     async def github(self, request: web.Request) -> web.Response:
         """POST /v1/github: GitHub webhook, signature-checked when a secret is configured."""
@@ -101,24 +134,30 @@ class HttpBridge:
                 raise _Reject(400, "invalid", "payload", "a form-encoded delivery needs a 'payload' field")
             body = fields["payload"].encode()
         event_type = request.headers.get("X-GitHub-Event")
-        delivery = request.headers.get("X-GitHub-Delivery")
-        return await self._run(request, "github", lambda b: parse_github(event_type, b, delivery_id=delivery), body)
+        delivery = request.headers.get(GITHUB_DELIVERY_HEADER)
+        # A GUID per delivery (a redelivery repeats it); the event type too, in case a sender reuses one.
+        key = self._idempotency_key(request, "github", body) or \
+            _header_key(f"github/{event_type}", GITHUB_DELIVERY_HEADER, delivery)
+        return await self._run(request, "github", lambda b: parse_github(event_type, b, delivery_id=delivery), body,
+                               key=key)
 
     async def nagios(self, request: web.Request) -> web.Response:
         """POST /v1/nagios: one check result, JSON or form-encoded."""
         body, content_type = await self._accept(request, "nagios", JSON + FORM)
         data: Any = _form_fields(body) if content_type in FORM else body
-        return await self._run(request, "nagios", parse_nagios, data)
+        return await self._run(request, "nagios", parse_nagios, data,
+                               key=self._idempotency_key(request, "nagios", body))
 
     async def puppet(self, request: web.Request) -> web.Response:
         """POST /v1/puppet: a Puppet run report (YAML from the http report processor, or JSON)."""
         body, _ = await self._accept(request, "puppet", YAML + JSON)
-        return await self._run(request, "puppet", parse_puppet_report, body)
+        return await self._run(request, "puppet", parse_puppet_report, body,
+                               key=self._idempotency_key(request, "puppet", body))
 
     async def healthz(self, request: web.Request) -> web.Response:
         """GET /healthz: the process is up and serving (200); "degraded" with the reasons while the
         bus cannot take events (the bridge answers 503 meanwhile and recovers by itself)."""
-        problems = self.sink.problems()
+        problems = self.sink.problems() + (self.ledger.problems() if self.ledger is not None else [])
         return web.json_response({"status": "degraded" if problems else "ok", "problems": problems})
 
     async def prometheus(self, request: web.Request) -> web.Response:
@@ -163,18 +202,69 @@ class HttpBridge:
             problem = "missing" if not header else "does not match the body and the configured secret"
             raise _Reject(401, "bad_signature", SIGNATURE_HEADER, f"signature {problem}")
 
+    def _idempotency_key(self, request: web.Request, endpoint: str, body: bytes) -> DeliveryKey | None:
+        """The delivery a request's Idempotency-Key names (None without one)."""
+        return _header_key(endpoint, IDEMPOTENCY_HEADER, request.headers.get(IDEMPOTENCY_HEADER), body=body)
+
     async def _run(self, request: web.Request, source: str, parse: Callable[[Any], ParseResult],
-                   data: Any) -> web.Response:
-        """Parse off the event loop (YAML and big batches take a while), then hand to the sink."""
+                   data: Any, *, key: DeliveryKey | None = None, keep_ids: bool = False) -> web.Response:
+        """Produce a delivery once: answer a duplicate from the ledger, else claim it, parse and
+        deliver, and record the outcome (accepted, or released for a retry)."""
+        if key is None or self.ledger is None:
+            response, _ = await self._parse_and_deliver(request, source, parse, data)
+            return response
+        claim = await self._admit(source, key)
+        if isinstance(claim, web.Response):
+            return claim
+        try:
+            response, accepted = await self._parse_and_deliver(request, source, parse, data,
+                                                               key=None if keep_ids else key)
+        except BaseException:
+            await self.ledger.released(claim)
+            raise
+        if response.status < 300:
+            await self.ledger.accepted(claim, accepted)
+        else:
+            await self.ledger.released(claim)
+        return response
+
+    async def _admit(self, source: str, key: DeliveryKey) -> Claim | web.Response:
+        """This request's claim of `key`, or the answer to a duplicate."""
+        assert self.ledger is not None
+        try:
+            admission = await self.ledger.admit(key)
+        except (LedgerUnavailable, DeliveryBusy) as exc:
+            reason = "delivery_busy" if isinstance(exc, DeliveryBusy) else "ledger_unavailable"
+            raise _Reject(503, reason, None, f"{exc}; retry later",
+                          headers={"Retry-After": str(self.config.retry_after_s)}) from None
+        if admission.conflict:
+            raise _Reject(422, "idempotency_conflict", IDEMPOTENCY_HEADER,
+                          f"{key.origin} was already used for a request with another body: use a new key for new "
+                          f"content")
+        if admission.claim is None:
+            self.metrics.duplicate(source)
+            return web.json_response({"accepted": admission.accepted, "duplicate": True},
+                                     status=202 if admission.accepted else 200)
+        return admission.claim
+
+    async def _parse_and_deliver(self, request: web.Request, source: str, parse: Callable[[Any], ParseResult],
+                                 data: Any, *, key: DeliveryKey | None = None) -> tuple[web.Response, int]:
+        """Parse off the event loop (YAML and big batches take a while), then hand to the sink; with
+        `key`, the events get ids derived from it."""
         loop = asyncio.get_running_loop()
         try:
             result = await loop.run_in_executor(None, parse, data)
         except ParseError as exc:
             raise _Reject(400, "invalid", exc.field, exc.reason) from None
+        if key is not None:
+            make_id = _id_maker(key)
+            result.events = [event.model_copy(update={"id": make_id(index)})
+                             for index, event in enumerate(result.events)]
         return await self._deliver(request, source, result)
 
-    async def _deliver(self, request: web.Request, source: str, result: ParseResult) -> web.Response:
-        """Send the valid items, wait until Kafka has them, dead-letter the invalid ones, answer."""
+    async def _deliver(self, request: web.Request, source: str, result: ParseResult) -> tuple[web.Response, int]:
+        """Send the valid items, wait until Kafka has them, dead-letter the invalid ones, answer
+        (with how many events Kafka acknowledged)."""
         rejected = [err.to_dict() for err in result.errors]
         if result.errors:
             self.metrics.rejected(source, "invalid", rejected[0]["error"], count=len(result.errors))
@@ -198,11 +288,11 @@ class HttpBridge:
                           headers={"Retry-After": str(self.config.retry_after_s)})
         accepted = batch.delivered
         if not rejected:
-            return web.json_response({"accepted": accepted}, status=202 if accepted else 200)
+            return web.json_response({"accepted": accepted}, status=202 if accepted else 200), accepted
         if accepted:
-            return web.json_response({"accepted": accepted, "rejected": rejected}, status=207)
+            return web.json_response({"accepted": accepted, "rejected": rejected}, status=207), accepted
         return web.json_response({"error": rejected[0]["error"], "field": rejected[0]["field"],
-                                  "accepted": 0, "rejected": rejected}, status=400)
+                                  "accepted": 0, "rejected": rejected}, status=400), 0
 
     def _send(self, result: ParseResult, batch: BatchDelivery) -> tuple[list[dict[str, Any]], Exception | None]:
         """Hand the valid items to the sink (in a worker thread); the typed records it refused, and the
@@ -225,10 +315,24 @@ class HttpBridge:
         return mismatches, None
 
     def dead_letter(self, request: web.Request, source: str, reason: str, detail: str) -> None:
-        """Send an authenticated request's body to the dead-letter topic (unauthenticated ones never)."""
+        """Send an authenticated request's body to the dead-letter topic (unauthenticated ones never),
+        within the dead-letter rate limit."""
         body = request.get(_BODY)
         if body is not None:
-            self.sink.dead_letter(f"http/{source}", reason, body, detail=detail, peer=request.remote)
+            self.dead_letters.send(f"http/{source}", reason, body, detail=detail, peer=request.remote)
+
+
+def _header_key(endpoint: str, header: str, value: str | None, *, body: bytes | None = None) -> DeliveryKey | None:
+    """header_delivery_key, a bad value being a 400 naming the header."""
+    try:
+        return header_delivery_key(endpoint, header, value, body=body)
+    except ParseError as exc:
+        raise _Reject(400, "invalid", exc.field, exc.reason) from None
+
+
+def _id_maker(key: DeliveryKey) -> Callable[[int], str]:
+    """The id of a delivery's n-th event: the same every time the delivery is sent."""
+    return lambda index: deterministic_id("delivery", key.key, str(index))
 
 
 def _delivery_problem(batch: BatchDelivery, failure: Exception | None, acknowledged: bool,
@@ -292,9 +396,14 @@ async def _json_errors(request: web.Request, handler: Callable[[web.Request], An
         return web.json_response({"error": "internal error (logged)", "field": None}, status=500)
 
 
-def make_http_app(sink: EventSink, config: BridgeConfig, *, metrics: BridgeMetrics | None = None) -> web.Application:
-    """The aiohttp application of the HTTP bridge (serve it with aiohttp's runners)."""
-    bridge = HttpBridge(sink, config, metrics or BridgeMetrics(log))
+def make_http_app(sink: EventSink, config: BridgeConfig, *, metrics: BridgeMetrics | None = None,
+                  ledger: DeliveryLedger | None = None, dead_letters: DeadLetterGate | None = None,
+                  ) -> web.Application:
+    """The aiohttp application of the HTTP bridge (serve it with aiohttp's runners).
+
+    `ledger`: where accepted deliveries are recorded (the Kafka ledger shares them between replicas
+    and restarts; the caller starts and closes it); default: one in this process only."""
+    bridge = HttpBridge(sink, config, metrics or BridgeMetrics(log), ledger=ledger, dead_letters=dead_letters)
     # client_max_size makes aiohttp itself refuse to buffer more than the limit.
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_json_errors])
     app[BRIDGE_KEY] = bridge
@@ -303,9 +412,14 @@ def make_http_app(sink: EventSink, config: BridgeConfig, *, metrics: BridgeMetri
     app.router.add_get("/healthz", bridge.healthz, name="healthz")
     app.router.add_get("/metrics", bridge.prometheus, name="metrics")
 
+    async def _start(_: web.Application) -> None:
+        bridge.dead_letters.start()
+
     async def _flush(_: web.Application) -> None:
+        await bridge.dead_letters.stop()  # the last summaries, before the flush
         await asyncio.get_running_loop().run_in_executor(None, sink.flush)
 
+    app.on_startup.append(_start)
     app.on_cleanup.append(_flush)
     if config.github_secret_bytes() is None:
         log.warning("VIGIL_GITHUB_SECRET is not set: /v1/github accepts unsigned deliveries")

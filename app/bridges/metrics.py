@@ -25,7 +25,8 @@ class BridgeMetrics:
     `vigil_bridge_partial_total{source,field}` (accepted events some field of which could not be read
     from the input: one count per missing field, e.g. field="host"), `vigil_bridge_retried_total{source,reason}`
     (events sent again after Kafka or the registry could not take them) and
-    `vigil_bridge_retry_pending{source}` (events waiting for that)."""
+    `vigil_bridge_retry_pending{source}` (events waiting for that) and `vigil_bridge_duplicates_total{source}`
+    (deliveries answered as already accepted, nothing produced)."""
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -39,6 +40,9 @@ class BridgeMetrics:
                                 "schema registry could not take them", ["source", "reason"], registry=self.registry)
         self._pending = Gauge("vigil_bridge_retry_pending", "Events kept in memory waiting for the bus or the "
                               "schema registry", ["source"], registry=self.registry)
+        self._duplicates = Counter("vigil_bridge_duplicates", "Deliveries recognised as already accepted "
+                                   "(redelivery, resend, retried Idempotency-Key): answered, nothing produced",
+                                   ["source"], registry=self.registry)
         self._log = logger or logging.getLogger("app.bridges")
         self._log_windows: dict[tuple[str, str], tuple[float, int]] = {}
 
@@ -51,6 +55,14 @@ class BridgeMetrics:
         """Count a rejection/drop and log its reason (rate-limited per source and reason)."""
         self._rejected.labels(source=source, reason=reason).inc(count)
         self._log_rejection(source, reason, detail)
+
+    def duplicate(self, source: str) -> None:
+        """Count a delivery answered as a duplicate."""
+        self._duplicates.labels(source=source).inc()
+
+    def duplicate_count(self, source: str) -> float:
+        """Current duplicate count."""
+        return self.registry.get_sample_value("vigil_bridge_duplicates_total", {"source": source}) or 0.0
 
     def partial(self, source: str, fields: list[str]) -> None:
         """Count an event parsed only in part, once for each field it lacks."""

@@ -9,7 +9,9 @@ tagged `vigil.parse=partial`, and counted per missing field
 (`vigil_bridge_partial_total{source="syslog",field=...}`). A message that cannot be used (not UTF-8, oversized,
 truncated, unparseable) is dropped, counted by reason, logged and sent to the dead-letter topic
 (its bytes, bounded, with headers naming `syslog/<udp|tcp|tls>`, the reason and the peer); the listener
-keeps serving and the other messages of the same datagram stream or connection are unaffected.
+keeps serving and the other messages of the same datagram stream or connection are unaffected. A
+flood of such messages is rate-limited per transport and reason (app.bridges.dead_letters): past the
+limit they are counted and summarised in the dead-letter topic, not written one by one.
 
 Valid messages are never dropped for a Kafka or schema registry outage, and never dead-lettered:
 nobody could be told to resend (UDP has no answer), so an event the sink cannot take now
@@ -30,6 +32,7 @@ from functools import partial
 from typing import Any
 
 from app.bridges.config import SYSLOG_SCHEMES, BridgeConfig, ListenAddress, parse_listen
+from app.bridges.dead_letters import DeadLetterGate
 from app.bridges.errors import ParseError
 from app.bridges.metrics import BridgeMetrics
 from app.bridges.parsers._common import missing_fields
@@ -71,13 +74,17 @@ class SyslogServer:
     """Listens on `udp://`, `tcp://` and `tls://HOST:PORT` addresses (port 0 picks a free port)."""
 
     def __init__(self, sink: EventSink, listens: list[str], config: BridgeConfig | None = None, *,
-                 metrics: BridgeMetrics | None = None, stop_retry_s: float = 10.0) -> None:
+                 metrics: BridgeMetrics | None = None, stop_retry_s: float = 10.0,
+                 dead_letters: DeadLetterGate | None = None) -> None:
         if not listens:
             raise ValueError("give at least one udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT to listen on")
         self.sink = sink
         self.config = config or BridgeConfig()
         self.addresses = [parse_listen(item, schemes=SYSLOG_SCHEMES) for item in listens]
         self.metrics = metrics or BridgeMetrics(log)
+        #: the rate-limited way to the dead-letter topic
+        self.dead_letters = dead_letters or DeadLetterGate(sink, self.config.dead_letters)
+        self.metrics.registry.register(self.dead_letters.limiter.collector())
         self.max_message_bytes = self.config.max_syslog_bytes
         #: The addresses actually bound (ephemeral ports resolved), filled by start().
         self.bound: list[ListenAddress] = []
@@ -99,6 +106,7 @@ class SyslogServer:
         tls = self._tls_context() if any(a.scheme == "tls" for a in self.addresses) else None  # before any task
         loop = self._loop = asyncio.get_running_loop()
         self._retrier = loop.create_task(self._retry_loop(), name="syslog-retry")
+        self.dead_letters.start()
         try:
             for address in self.addresses:
                 if address.scheme == "udp":
@@ -151,6 +159,7 @@ class SyslogServer:
                                   f"taken by the bus", count=left)
             log.error("stopping with %d syslog event(s) the bus never took (Kafka or the schema registry "
                       "unavailable)", left)
+        await self.dead_letters.stop()  # the last summaries, before the flush
         await asyncio.get_running_loop().run_in_executor(None, self.sink.flush)
 
     def handle_message(self, data: bytes, *, peer: str | None, transport: str = "udp") -> bool:
@@ -263,7 +272,7 @@ class SyslogServer:
 
     def _drop(self, reason: str, detail: str, raw: bytes, peer: str | None, transport: str) -> bool:
         self.metrics.rejected(SOURCE, reason, detail)
-        self.sink.dead_letter(f"{SOURCE}/{transport}", reason, raw, detail=detail, peer=peer)
+        self.dead_letters.send(f"{SOURCE}/{transport}", reason, raw, detail=detail, peer=peer)
         return False
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,

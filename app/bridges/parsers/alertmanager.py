@@ -23,6 +23,7 @@ Mapping (STATUS events, origin "alertmanager"):
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -40,7 +41,7 @@ from app.bridges.parsers._common import (
 )
 from app.model.events import Event, Kind, Severity, now_ms
 
-__all__ = ["SEVERITY_BY_LABEL", "SUBJECT_LABELS", "parse_alertmanager"]
+__all__ = ["SEVERITY_BY_LABEL", "SUBJECT_LABELS", "alertmanager_group_state", "parse_alertmanager"]
 
 ORIGIN = "alertmanager"
 #: Labels that name what an alert is about, in the order they are tried for the event's subject.
@@ -88,6 +89,41 @@ def parse_alertmanager(body: bytes | str | Any, *, received_ms: int | None = Non
             exc.index = index
             result.errors.append(exc)
     return result
+
+
+def alertmanager_group_state(body: bytes | str | Any) -> str | None:
+    """A digest of what a notification says: its group (groupKey, else receiver and group labels) and
+    each alert's identity (fingerprint and labels), status, startsAt and endsAt, in any order.
+    None when the body is not a webhook payload (the parser says why).
+
+    Alertmanager resends a group on its repeat interval with the same alerts: a firing alert's
+    endsAt is sent as the zero time until it resolves (Alertmanager's types.Alerts), and its
+    annotations, which may quote a current value, are left out. So a resend of an unchanged group
+    has the same digest, and a group where an alert fired, resolved or fired again has another."""
+    try:
+        data = json_body(body)
+    except ParseError:
+        return None
+    if not isinstance(data, Mapping) or not isinstance(data.get("alerts"), list):
+        return None
+    group_key = data.get("groupKey")
+    group: Any = group_key if isinstance(group_key, str) and group_key else \
+        [data.get("receiver"), data.get("groupLabels")]
+    group_status = data.get("status")
+    alerts = []
+    for alert in data["alerts"]:
+        if not isinstance(alert, Mapping):
+            alerts.append(["", _canonical(alert), "", ""])
+            continue
+        identity = [alert.get("fingerprint"), alert.get("labels")]
+        alerts.append([_canonical(identity), _canonical(alert.get("status") or group_status),
+                       _canonical(alert.get("startsAt")), _canonical(alert.get("endsAt"))])
+    state = json.dumps([_canonical(group), sorted(alerts)], separators=(",", ":"))
+    return hashlib.sha256(state.encode()).hexdigest()
+
+
+def _canonical(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 
 
 def _labels(value: Any) -> dict[str, str]:

@@ -10,7 +10,7 @@ wrote it, e.g. `events[2].metrics.load1: must be a finite number`.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -32,10 +32,12 @@ ORIGIN = "http"
 VIGIL_EVENT_TYPES = frozenset({"vigil.Event", "Event"})
 
 
-def parse_vigil_json(body: bytes | str | Any, *, origin: str = ORIGIN) -> ParseResult:
+def parse_vigil_json(body: bytes | str | Any, *, origin: str = ORIGIN,
+                     id_for: Callable[[int], str] | None = None) -> ParseResult:
     """Parse a JSON body of Vigil events / typed records; per-item errors carry the item's index.
 
-    `origin` is filled in for events that do not name their own.
+    `origin` is filled in for events that do not name their own; `id_for(index)`, when given, is the
+    id of an event that names none (a delivery's events keep their ids when it is sent again).
     """
     data = json_body(body)
     if isinstance(data, list):
@@ -55,7 +57,7 @@ def parse_vigil_json(body: bytes | str | Any, *, origin: str = ORIGIN) -> ParseR
     for index, item in enumerate(items):
         prefix = f"events[{index}]." if batch else ""
         try:
-            parsed = _parse_item(item, prefix=prefix, index=index, origin=origin)
+            parsed = _parse_item(item, prefix=prefix, index=index, origin=origin, id_for=id_for)
         except ParseError as exc:
             exc.index = index
             result.errors.append(exc)
@@ -67,7 +69,8 @@ def parse_vigil_json(body: bytes | str | Any, *, origin: str = ORIGIN) -> ParseR
     return result
 
 
-def _parse_item(item: Any, *, prefix: str, index: int, origin: str) -> Event | TypedRecord:
+def _parse_item(item: Any, *, prefix: str, index: int, origin: str,
+                id_for: Callable[[int], str] | None) -> Event | TypedRecord:
     data = dict(require_mapping(item, prefix.rstrip(".") or "body"))
     type_name = data.pop("type", None)
     if type_name is not None:
@@ -78,6 +81,8 @@ def _parse_item(item: Any, *, prefix: str, index: int, origin: str) -> Event | T
     _check_metrics(data.get("metrics"), prefix)
     if not data.get("origin"):
         data["origin"] = origin
+    if id_for is not None and data.get("id") is None:
+        data["id"] = id_for(index)
     try:
         return Event.model_validate(data)
     except ValidationError as exc:
