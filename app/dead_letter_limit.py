@@ -110,6 +110,10 @@ class Summary:
         return {"vigil.source": self.source, "vigil.reason": SUMMARY_REASON, "vigil.error": self.text(),
                 "vigil.summarised": str(self.count), "vigil.summarised.reason": self.reason}
 
+    def kafka_headers(self) -> list[tuple[str, bytes]]:
+        """`headers()` as a producer takes them."""
+        return [(name, value.encode()) for name, value in self.headers().items()]
+
 
 def _iso(time_ms: int) -> str:
     return datetime.fromtimestamp(time_ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

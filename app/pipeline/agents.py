@@ -22,6 +22,9 @@ import logging
 from collections import Counter
 from typing import Any, Final
 
+from prometheus_client import CollectorRegistry
+
+from app.dead_letter_limit import DeadLetterLimiter, dead_letter_limits_from_env
 from app.pipeline.archive import ArchiveIndex, FoundEvent
 from app.pipeline.config import PipelineConfig
 from app.pipeline.intake import process_records
@@ -58,6 +61,11 @@ class Pipeline:
         self.rejected: Counter[str] = Counter()
         #: events whose Kafka key is not their identity (their state may be split across partitions)
         self.misrouted = 0
+        #: rejected records written to events-dlq per problem field at most (VIGIL_DLQ_*); the rest are
+        #: counted (vigil_dead_letters_summarised_total) and summarised
+        self.dead_letter_limit = DeadLetterLimiter(dead_letter_limits_from_env())
+        self.metrics = CollectorRegistry(auto_describe=True)
+        self.metrics.register(self.dead_letter_limit.collector())
         tables: tuple[Table, ...] = (*self.archive.tables, *self.tracker.tables)
         self.agent: Agent = agent(EVENTS_TOPIC, name=name, tables=tables, dlq_topic=DLQ_TOPIC, batch=True,
                                   timestamp=EventClock(self.max_future_ms),
@@ -68,7 +76,7 @@ class Pipeline:
     def stage(self) -> Stage:
         """The pipeline's agent and its query routes, for a worker to run."""
         log.debug("built-in pipeline: %s", self.config.describe())
-        return Stage("pipeline", [self.agent], pipeline_routes(self), [self.tracker.expiry.registry])
+        return Stage("pipeline", [self.agent], pipeline_routes(self), [self.tracker.expiry.registry, self.metrics])
 
     def find_events(self, *, subject: str = "*", name: str = "*", since_ms: int, until_ms: int,
                     limit: int) -> list[FoundEvent]:
@@ -88,6 +96,7 @@ class Pipeline:
         of records of one partition (`ctx.records`, in offset order)."""
         process_records(ctx.records, ctx.event_times, ctx, archive=self.archive, tracker=self.tracker,
                         max_future_ms=self.max_future_ms, on_reject=self._reject, on_misrouted=self._misrouted)
+        self._summarise_rejections(ctx)
 
     def rebuild(self, ctx: AgentContext) -> None:
         """The id index is local-only: re-derive it from the pages and waiting references."""
@@ -105,7 +114,8 @@ class Pipeline:
 
     def _reject(self, rejection: Rejection, record: InRecord, ctx: AgentContext) -> None:
         """Dead-letter the record as consumed, with the reason in headers (like the runtime does for
-        records an agent raised on, without re-running the batch record by record)."""
+        records an agent raised on, without re-running the batch record by record), within the
+        dead-letter rate limit per problem field (past it: counted, and summarised after the batch)."""
         self.rejected[rejection.field] += 1
         count = self.rejected[rejection.field]
         if count <= 10 or count % _LOG_EVERY == 0:
@@ -116,7 +126,15 @@ class Pipeline:
                    "vigil.partition": str(ctx.partition), "vigil.offset": str(record.offset)}
         if rejection.event_id is not None:
             headers["vigil.event_id"] = rejection.event_id
-        ctx.send(DLQ_TOPIC, record.key, record.raw_value, headers=headers)
+        # The field's head ("metrics" of "metrics.load1"): reasons stay a short fixed set.
+        reason = rejection.field.split(".", 1)[0] or "record"
+        if self.dead_letter_limit.admit(self.agent.name, reason, ctx.now_ms()):
+            ctx.send(DLQ_TOPIC, record.key, record.raw_value, headers=headers)
+
+    def _summarise_rejections(self, ctx: AgentContext) -> None:
+        """Write the summaries of held-back rejections that are due."""
+        for summary in self.dead_letter_limit.due(ctx.now_ms()):
+            ctx.send(DLQ_TOPIC, summary.source, summary.value(), headers=summary.headers())
 
     def _misrouted(self, kafka_key: str | None, identity: str) -> None:
         self.misrouted += 1

@@ -45,6 +45,7 @@ from prometheus_client import CollectorRegistry
 from app.bus.clients import make_admin, make_consumer, take_available
 from app.bus.faults import TxnAction, error_of, is_fatal, is_membership_lost, is_transient, txn_action
 from app.config import Settings
+from app.dead_letter_limit import DeadLetterLimiter, dead_letter_limits_from_env
 from app.model.serde import AvroSerde
 from app.registry.client import RegistryClient
 from app.registry.errors import RegistryError
@@ -154,6 +155,9 @@ class Worker:
         self.output = OutputProducer(settings, transactional_id=self.member if self.eos else None, bus=self.bus,
                                      retry=self.retry, metrics=self.metrics, commits=self.commits)
         self.holds = Holds(Backoff(initial_s=0.5, max_s=self.options.max_retry_backoff_s))
+        #: dead letters written per (agent, stage) at most (VIGIL_DLQ_*); the rest are counted and summarised
+        self.dead_letter_limit = DeadLetterLimiter(dead_letter_limits_from_env())
+        self.metrics.registry.register(self.dead_letter_limit.collector())
         #: next offset to commit per (real topic, partition): everything before it is processed
         self._offsets: dict[tuple[str, int], int] = {}
         self._last_commit = time.monotonic()
@@ -660,12 +664,18 @@ class Worker:
 
     # -- outputs --------------------------------------------------------------------------------------
     def _dead_letter(self, d: DeadLetter) -> None:
+        stage = "decode" if d.agent == "(decode)" else "agent"
+        if not self.dead_letter_limit.admit(d.agent, stage, self._now_ms(), topic=d.dlq_topic):
+            return  # counted; _flush_engine writes the summary
         headers = [("vigil.agent", d.agent.encode()), ("vigil.error", d.error.encode()[:4000]),
                    ("vigil.topic", self.settings.topic(d.topic).encode()),
                    ("vigil.partition", str(d.partition).encode()),
                    ("vigil.offset", str(d.offset).encode())]
         self._produce(self.settings.topic(d.dlq_topic), d.value, d.key, headers=headers)
-        self.metrics.dead_letters.labels(d.agent, "decode" if d.agent == "(decode)" else "agent").inc()
+        self.metrics.dead_letters.labels(d.agent, stage).inc()
+
+    def _now_ms(self) -> int:
+        return self.options.clock() if self.options.clock is not None else int(time.time() * 1000)
 
     def _flush_engine(self) -> None:
         """Hand the engine's outputs and dead letters to the producer. An output whose schema the
@@ -685,6 +695,9 @@ class Worker:
             self.metrics.events_out.labels(out.topic).inc()
         for d in self.engine.take_dead_letters():
             self._dead_letter(d)
+        for summary in self.dead_letter_limit.due(self._now_ms(), everything=self._shutting_down):
+            self._produce(self.settings.topic(summary.topic), summary.value(), summary.source.encode(),
+                          headers=summary.kafka_headers())
         self.output.poll()
 
     # -- commit ---------------------------------------------------------------------------------------
