@@ -24,6 +24,7 @@ from app.bridges.deliveries import LedgerRecord
 from app.bridges.ledger import DeliveryLedger, LedgerUnavailable, wall_clock_ms
 from app.bridges.problems import KAFKA, Problems
 from app.bus.clients import make_consumer, make_producer
+from app.bus.faults import is_transient
 from app.config import Settings
 
 __all__ = ["DELIVERIES_TOPIC", "KafkaDeliveryLedger"]
@@ -59,21 +60,19 @@ class KafkaDeliveryLedger(DeliveryLedger):
         """Assign every partition from the window's start, read to the end, then keep reading in the
         background; LedgerUnavailable (with the reason) if that cannot be done within `timeout_s`."""
         deadline = time.monotonic() + timeout_s
-        try:
-            metadata = self._consumer.list_topics(self.topic, timeout=timeout_s)
-        except KafkaException as exc:
-            raise LedgerUnavailable(f"Kafka at {self.settings.kafka_bootstrap} did not answer: {exc}") from exc
-        found = metadata.topics.get(self.topic)
-        if found is None or found.error is not None or not found.partitions:
-            raise LedgerUnavailable(f"topic {self.topic} does not exist: run `vigil topics apply`")
+        partitions = self._partitions(deadline)
         since_ms = self.clock_ms() - int((self.window_s + self.lease_s) * 1000)
-        wanted = [TopicPartition(self.topic, p, since_ms) for p in sorted(found.partitions)]
-        try:
-            starts = self._consumer.offsets_for_times(wanted, timeout=max(1.0, deadline - time.monotonic()))
-            ends = {tp.partition: self._consumer.get_watermark_offsets(
-                tp, timeout=max(1.0, deadline - time.monotonic()))[1] for tp in wanted}
-        except KafkaException as exc:
-            raise LedgerUnavailable(f"cannot read the offsets of {self.topic}: {exc}") from exc
+        wanted = [TopicPartition(self.topic, p, since_ms) for p in partitions]
+        while True:
+            try:
+                starts = self._consumer.offsets_for_times(wanted, timeout=max(1.0, deadline - time.monotonic()))
+                ends = {tp.partition: self._consumer.get_watermark_offsets(
+                    tp, timeout=max(1.0, deadline - time.monotonic()))[1] for tp in wanted}
+                break
+            except KafkaException as exc:  # e.g. no leader yet for a topic created a moment ago
+                if not is_transient(exc) or time.monotonic() > deadline:
+                    raise LedgerUnavailable(f"cannot read the offsets of {self.topic}: {exc}") from exc
+                self._closed.wait(0.2)
         assignment = []
         for tp in starts:
             start = tp.offset if tp.offset >= 0 else ends[tp.partition]  # -1: nothing that recent
@@ -90,6 +89,21 @@ class KafkaDeliveryLedger(DeliveryLedger):
             self._closed.wait(0.02)
         log.info("delivery ledger ready: %d delivery key(s) of the last %gs from %s", len(self._index),
                  self.window_s + self.lease_s, self.topic)
+
+    def _partitions(self, deadline: float) -> list[int]:
+        """The topic's partitions; a topic created a moment ago may not be in the metadata yet, so
+        it is asked for again until `deadline`."""
+        while True:
+            try:
+                metadata = self._consumer.list_topics(self.topic, timeout=max(1.0, deadline - time.monotonic()))
+            except KafkaException as exc:
+                raise LedgerUnavailable(f"Kafka at {self.settings.kafka_bootstrap} did not answer: {exc}") from exc
+            found = metadata.topics.get(self.topic)
+            if found is not None and found.error is None and found.partitions:
+                return sorted(found.partitions)
+            if time.monotonic() > deadline:
+                raise LedgerUnavailable(f"topic {self.topic} does not exist: run `vigil topics apply`")
+            self._closed.wait(0.2)
 
     def close(self) -> None:
         """Stop reading, send what is queued (bounded), close the clients."""

@@ -56,15 +56,20 @@ def test_bridge_commands__start_serve_and_stop_cleanly(isolated_settings: Settin
         wait_until(lambda: _healthy(url), timeout_s=30, message=f"{url}/healthz")
         response = httpx.post(f"{url}/v1/events", json={"subject": host, "name": "via-http"}, timeout=30)
         assert (response.status_code, response.json()) == (202, {"accepted": 1})
+        # The command records deliveries in the `deliveries` topic: a retried request is answered, not produced.
+        for expected in ({"accepted": 1}, {"accepted": 1, "duplicate": True}):
+            response = httpx.post(f"{url}/v1/events", json={"subject": host, "name": "keyed"},
+                                  headers={"Idempotency-Key": f"k-{host}"}, timeout=30)
+            assert (response.status_code, response.json()) == (202, expected)
 
         tcp_port = wait_until(lambda: _listening(syslog, syslog_log, "tcp"), timeout_s=60, message="syslog readiness")
         assert _listening(syslog, syslog_log, "udp")
         with socket.create_connection(("127.0.0.1", tcp_port), timeout=10) as tcp:
             tcp.sendall(f"<13>May 14 09:12:05 {host} via-syslog: hello\n".encode())
 
-        events = read_events(isolated_settings, expect=2)
+        events = read_events(isolated_settings, expect=3)
         assert sorted((record["subject"], record["name"]) for _, record in events) == [
-            (host, "via-http"), (host, "via-syslog")]
+            (host, "keyed"), (host, "via-http"), (host, "via-syslog")]
 
         for proc in (http, syslog):
             proc.send_signal(signal.SIGTERM)
@@ -76,3 +81,4 @@ def test_bridge_commands__start_serve_and_stop_cleanly(isolated_settings: Settin
                 proc.wait()
     for log in (http_log, syslog_log):
         assert "Traceback" not in log.read_text(errors="replace")
+    assert "delivery ledger ready" in http_log.read_text(errors="replace")
