@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from app.dead_letter_limit import DEFAULT_BURST, DEFAULT_RATE_PER_S, DEFAULT_SUMMARY_INTERVAL_S
 from app.durations import parse_duration_ms
 from app.yamlfile import yaml_error_line
 
@@ -107,6 +108,12 @@ class Settings(BaseSettings):
     dev_kafka_heap: str = "-Xms256m -Xmx1g"
     standby_replicas: int = Field(0, ge=0, le=16, description="workers: warm copies of each partition's state "
                                   "kept on this many other workers (vigil worker --standby-replicas)")
+    #: Dead letters written per source and reason (app.dead_letter_limit): the rest are counted and summarised.
+    dlq_rate_per_s: float = Field(DEFAULT_RATE_PER_S, gt=0, description="dead letters written per second per "
+                                  "source and reason once the burst is spent (the rest: counted and summarised)")
+    dlq_burst: int = Field(DEFAULT_BURST, ge=1, description="dead letters written at once per source and reason")
+    dlq_summary_interval_s: float = Field(DEFAULT_SUMMARY_INTERVAL_S, gt=0, description="one summary record of "
+                                          "the dead letters held back per source and reason at most this often")
     #: Sections of the stages, validated by each stage's own model when it is built from these
     #: settings (section_model): this module imports nothing from the stages.
     pipeline: dict[str, Any] = Field(default_factory=dict,

@@ -11,37 +11,41 @@ T1 and T2". Only dead letters pass through here: valid input never does, so noth
 dropped by it. The rejection itself is still answered, counted and logged as before.
 
 Pure: no Kafka, no clock of its own (callers pass `now_ms`, so tests control time), thread-safe.
-Limits come from the environment through `dead_letter_limits_from_env`:
-    VIGIL_DLQ_RATE_PER_S          dead letters per second per (source, reason) (default 10)
-    VIGIL_DLQ_BURST               at most this many at once (default 100)
-    VIGIL_DLQ_SUMMARY_INTERVAL_S  one summary per (source, reason) at most this often (default 60)
+Limits come from the settings (`dead_letter_limits`; vigil.yaml or VIGIL_* env):
+    dlq_rate_per_s          VIGIL_DLQ_RATE_PER_S          per second per (source, reason) (default 10)
+    dlq_burst               VIGIL_DLQ_BURST               at most this many at once (default 100)
+    dlq_summary_interval_s  VIGIL_DLQ_SUMMARY_INTERVAL_S  one summary per (source, reason) at most this
+                                                          often (default 60)
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.config import ConfigError
-
-if TYPE_CHECKING:  # prometheus_client is imported when scraped
+if TYPE_CHECKING:  # prometheus_client is imported when scraped; app.config imports this module's defaults
     from prometheus_client.metrics_core import Metric
 
+    from app.config import Settings
+
 __all__ = [
+    "DEFAULT_BURST",
+    "DEFAULT_RATE_PER_S",
+    "DEFAULT_SUMMARY_INTERVAL_S",
     "OTHER",
     "SUMMARISED_METRIC",
     "SUMMARY_REASON",
     "DeadLetterLimiter",
+    "DeadLetterLimiterCollector",
     "DeadLetterLimits",
     "Summary",
-    "dead_letter_limits_from_env",
+    "dead_letter_limits",
 ]
 
 #: Counter of dead letters not written (summarised instead), by source and reason.
@@ -51,8 +55,10 @@ SUMMARY_REASON: Final = "summarised"
 #: Source and reason of the one bucket every further key shares once `max_keys` are in use.
 OTHER: Final = "(other)"
 
-_ENV: Final = {"VIGIL_DLQ_RATE_PER_S": "rate_per_s", "VIGIL_DLQ_BURST": "burst",
-               "VIGIL_DLQ_SUMMARY_INTERVAL_S": "summary_interval_s"}
+#: Defaults of Settings.dlq_rate_per_s, dlq_burst and dlq_summary_interval_s.
+DEFAULT_RATE_PER_S: Final = 10.0
+DEFAULT_BURST: Final = 100
+DEFAULT_SUMMARY_INTERVAL_S: Final = 60.0
 
 
 class DeadLetterLimits(BaseModel):
@@ -60,26 +66,21 @@ class DeadLetterLimits(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    rate_per_s: float = Field(10.0, gt=0, description="dead letters per second per (source, reason), sustained")
-    burst: int = Field(100, ge=1,
+    rate_per_s: float = Field(DEFAULT_RATE_PER_S, gt=0,
+                              description="dead letters per second per (source, reason), sustained")
+    burst: int = Field(DEFAULT_BURST, ge=1,
                        description="dead letters per (source, reason) written at once before the rate applies")
-    summary_interval_s: float = Field(60.0, gt=0,
+    summary_interval_s: float = Field(DEFAULT_SUMMARY_INTERVAL_S, gt=0,
                                       description="one summary record per (source, reason) at most this often")
     #: (source, reason) pairs with a bucket of their own; further ones share one (sources and reasons
     #: are short fixed labels, so this only guards against a caller passing free text)
     max_keys: int = Field(1000, ge=1)
 
 
-def dead_letter_limits_from_env(env: Mapping[str, str] | None = None) -> DeadLetterLimits:
-    """DeadLetterLimits from VIGIL_DLQ_* (unset: the defaults); ConfigError naming the variable if bad."""
-    env = os.environ if env is None else env
-    values: dict[str, Any] = {field: env[name] for name, field in _ENV.items() if env.get(name)}
-    try:
-        return DeadLetterLimits.model_validate(values)
-    except ValidationError as exc:
-        names = {field: name for name, field in _ENV.items()}
-        problems = "; ".join(f"{names.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}" for err in exc.errors())
-        raise ConfigError(f"invalid dead-letter limits: {problems}") from exc
+def dead_letter_limits(settings: Settings) -> DeadLetterLimits:
+    """The dead-letter limits a process's settings give (`dlq_*`, validated there)."""
+    return DeadLetterLimits(rate_per_s=settings.dlq_rate_per_s, burst=settings.dlq_burst,
+                            summary_interval_s=settings.dlq_summary_interval_s)
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,11 @@ __all__ = ["BUILTIN_STAGES", "build_stages"]
 
 
 def _pipeline(settings: Settings) -> Stage:
+    from app.dead_letter_limit import dead_letter_limits
     from app.pipeline.agents import Pipeline
     from app.pipeline.config import PipelineConfig
 
-    return Pipeline(PipelineConfig.from_settings(settings)).stage()
+    return Pipeline(PipelineConfig.from_settings(settings), dead_letter_limits=dead_letter_limits(settings)).stage()
 
 
 def _rules(settings: Settings) -> Stage:

@@ -34,6 +34,7 @@ from app.bridges.ledger import DeliveryLedger, LedgerUnavailable
 from app.bridges.sink import EventSink, SinkUnavailable
 from app.bridges.syslog import SyslogServer
 from app.config import ConfigError, Settings, load_settings
+from app.dead_letter_limit import dead_letter_limits
 from app.logs import configure_logging
 
 __all__ = ["LedgerFactory", "SinkFactory", "bridge_group", "make_bridge_group", "serve_http", "serve_syslog"]
@@ -166,8 +167,8 @@ def make_bridge_group(sink_factory: SinkFactory | None = None, ledger_factory: L
     def prepare(ctx: click.Context, log_level: str, **overrides: Any) -> tuple[EventSink, BridgeConfig, Settings]:
         configure_logging(log_level)
         try:
-            config = load_bridge_config(**overrides)
             settings = _settings_of(ctx)
+            config = load_bridge_config(dead_letters=dead_letter_limits(settings), **overrides)
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from exc
         return factory(settings), config, settings

@@ -18,8 +18,8 @@ Read from the environment by `load_bridge_config` (CLI flags override):
     VIGIL_BRIDGE_DEDUP_WINDOW_S     how long a delivery key (Idempotency-Key, X-GitHub-Delivery, an
                                     Alertmanager group's state) is remembered (default 86400; 0: off)
     VIGIL_BRIDGE_DEDUP_LEASE_S      a claim of a delivery whose bridge died lapses after this (default 60)
-    VIGIL_DLQ_RATE_PER_S, VIGIL_DLQ_BURST, VIGIL_DLQ_SUMMARY_INTERVAL_S   dead letters written per
-                                    (source, reason): app.dead_letter_limit
+Dead letters are rate-limited by the process settings' `dlq_*` (VIGIL_DLQ_*, app.dead_letter_limit),
+which the `vigil bridge` commands pass in as `dead_letters`.
 A secret may also be given as `${env:NAME}` or `${file:/path}`, as everywhere in Vigil's config.
 """
 
@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from app.api_token import load_api_token, metrics_open
 from app.bridges.tls import TlsFiles
 from app.config import ConfigError, resolve_secret_refs
-from app.dead_letter_limit import DeadLetterLimits, dead_letter_limits_from_env
+from app.dead_letter_limit import DeadLetterLimits
 from app.net import url_of
 
 __all__ = [
@@ -222,7 +222,6 @@ def load_bridge_config(env: Mapping[str, str] | None = None, **overrides: Any) -
     for name, key in simple.items():
         if env.get(name):
             values[key] = env[name]
-    values["dead_letters"] = dead_letter_limits_from_env(env)
     token = load_api_token(env)
     if token is not None:
         values["api_token"] = token.decode("utf-8", "replace")

@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from prometheus_client import CollectorRegistry
 
-from app.dead_letter_limit import DeadLetterLimiter, dead_letter_limits_from_env
+from app.dead_letter_limit import DeadLetterLimiter, DeadLetterLimits
 from app.pipeline.archive import ArchiveIndex, FoundEvent
 from app.pipeline.config import PipelineConfig
 from app.pipeline.intake import process_records
@@ -52,7 +52,7 @@ class Pipeline:
     """The built-in stages and the agent that runs them."""
 
     def __init__(self, config: PipelineConfig, *, registry: AgentRegistry | None = None,
-                 name: str = AGENT_NAME) -> None:
+                 name: str = AGENT_NAME, dead_letter_limits: DeadLetterLimits | None = None) -> None:
         self.config = config
         self.max_future_ms = config.max_future_ms
         self.archive = ArchiveIndex(retention_ms=config.archive_retention_ms)
@@ -61,9 +61,9 @@ class Pipeline:
         self.rejected: Counter[str] = Counter()
         #: events whose Kafka key is not their identity (their state may be split across partitions)
         self.misrouted = 0
-        #: rejected records written to events-dlq per problem field at most (VIGIL_DLQ_*); the rest are
-        #: counted (vigil_dead_letters_summarised_total) and summarised
-        self.dead_letter_limit = DeadLetterLimiter(dead_letter_limits_from_env())
+        #: rejected records written to events-dlq per problem field at most (settings.dlq_*); the rest
+        #: are counted (vigil_dead_letters_summarised_total) and summarised
+        self.dead_letter_limit = DeadLetterLimiter(dead_letter_limits)
         self.metrics = CollectorRegistry(auto_describe=True)
         self.metrics.register(self.dead_letter_limit.collector())
         tables: tuple[Table, ...] = (*self.archive.tables, *self.tracker.tables)
@@ -143,6 +143,8 @@ class Pipeline:
                         "or an identity's state is split across partitions", identity, kafka_key, self.misrouted)
 
 
-def build_pipeline(config: PipelineConfig | None = None, *, registry: AgentRegistry | None = None) -> Pipeline:
+def build_pipeline(config: PipelineConfig | None = None, *, registry: AgentRegistry | None = None,
+                   dead_letter_limits: DeadLetterLimits | None = None) -> Pipeline:
     """A pipeline with its own tables and agent (registered in `registry`, default: none shared)."""
-    return Pipeline(config or PipelineConfig(), registry=registry or AgentRegistry())
+    return Pipeline(config or PipelineConfig(), registry=registry or AgentRegistry(),
+                    dead_letter_limits=dead_letter_limits)

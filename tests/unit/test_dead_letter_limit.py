@@ -1,5 +1,5 @@
 """The dead-letter rate limit (app.dead_letter_limit): token buckets per (source, reason), summaries
-of what was held back, the counter, and the limits from the environment. Time is passed in."""
+of what was held back, the counter, and the limits from the settings (VIGIL_DLQ_*). Time is passed in."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import json
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from app.config import ConfigError
+from app.config import ConfigError, Settings, load_settings
 from app.dead_letter_limit import (
     OTHER,
     SUMMARY_REASON,
     DeadLetterLimiter,
     DeadLetterLimits,
     Summary,
-    dead_letter_limits_from_env,
+    dead_letter_limits,
 )
 
 T0 = 1_700_000_000_000
@@ -112,12 +112,19 @@ def test_counter__is_exposed_once_something_was_held_back() -> None:
                                      {"source": "http/events", "reason": "invalid"}) == 3
 
 
-def test_limits__come_from_the_environment() -> None:
-    assert dead_letter_limits_from_env({}) == DeadLetterLimits()
-    limits = dead_letter_limits_from_env({"VIGIL_DLQ_RATE_PER_S": "0.5", "VIGIL_DLQ_BURST": "7",
-                                          "VIGIL_DLQ_SUMMARY_INTERVAL_S": "5"})
+def test_limits__come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("VIGIL_DLQ_RATE_PER_S", "VIGIL_DLQ_BURST", "VIGIL_DLQ_SUMMARY_INTERVAL_S"):
+        monkeypatch.delenv(name, raising=False)
+    assert dead_letter_limits(Settings()) == DeadLetterLimits()
+    monkeypatch.setenv("VIGIL_DLQ_RATE_PER_S", "0.5")
+    monkeypatch.setenv("VIGIL_DLQ_BURST", "7")
+    monkeypatch.setenv("VIGIL_DLQ_SUMMARY_INTERVAL_S", "5")
+    limits = dead_letter_limits(load_settings())
     assert (limits.rate_per_s, limits.burst, limits.summary_interval_s) == (0.5, 7, 5)
-    with pytest.raises(ConfigError, match="VIGIL_DLQ_BURST"):
-        dead_letter_limits_from_env({"VIGIL_DLQ_BURST": "0"})
-    with pytest.raises(ConfigError, match="VIGIL_DLQ_RATE_PER_S"):
-        dead_letter_limits_from_env({"VIGIL_DLQ_RATE_PER_S": "fast"})
+    monkeypatch.setenv("VIGIL_DLQ_BURST", "0")
+    with pytest.raises(ConfigError, match="dlq_burst"):
+        load_settings()
+    monkeypatch.setenv("VIGIL_DLQ_BURST", "7")
+    monkeypatch.setenv("VIGIL_DLQ_RATE_PER_S", "fast")
+    with pytest.raises(ConfigError, match="dlq_rate_per_s"):
+        load_settings()

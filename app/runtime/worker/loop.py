@@ -45,7 +45,7 @@ from prometheus_client import CollectorRegistry
 from app.bus.clients import make_admin, make_consumer, take_available
 from app.bus.faults import TxnAction, error_of, is_fatal, is_membership_lost, is_transient, txn_action
 from app.config import Settings
-from app.dead_letter_limit import DeadLetterLimiter, dead_letter_limits_from_env
+from app.dead_letter_limit import DeadLetterLimiter, dead_letter_limits
 from app.model.serde import AvroSerde
 from app.registry.client import RegistryClient
 from app.registry.errors import RegistryError
@@ -155,8 +155,8 @@ class Worker:
         self.output = OutputProducer(settings, transactional_id=self.member if self.eos else None, bus=self.bus,
                                      retry=self.retry, metrics=self.metrics, commits=self.commits)
         self.holds = Holds(Backoff(initial_s=0.5, max_s=self.options.max_retry_backoff_s))
-        #: dead letters written per (agent, stage) at most (VIGIL_DLQ_*); the rest are counted and summarised
-        self.dead_letter_limit = DeadLetterLimiter(dead_letter_limits_from_env())
+        #: dead letters written per (agent, stage) at most (settings.dlq_*); the rest are counted and summarised
+        self.dead_letter_limit = DeadLetterLimiter(dead_letter_limits(settings))
         self.metrics.registry.register(self.dead_letter_limit.collector())
         #: next offset to commit per (real topic, partition): everything before it is processed
         self._offsets: dict[tuple[str, int], int] = {}

@@ -8,8 +8,6 @@ import json
 import uuid
 from pathlib import Path
 
-import pytest
-
 from app.config import Settings
 from app.dead_letter_limit import SUMMARY_REASON
 from app.model.events import Event
@@ -20,8 +18,7 @@ from tests.integration.runtime.kafka_helpers import produce_events, produce_raw,
 
 
 def test_a_flood_of_undecodable_records__writes_the_burst_and_a_summary(
-        settings: Settings, new_topic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VIGIL_DLQ_BURST", "5")
+        settings: Settings, new_topic, tmp_path: Path) -> None:
     source, dlq = new_topic("src"), new_topic("dlq")
     produce_events(settings, source, [Event(subject=f"h{n}", name="m", metrics={"x": 1.0}) for n in range(10)])
     produce_raw(settings, source, [(b"k", b"not avro %d" % n) for n in range(300)])
@@ -30,13 +27,14 @@ def test_a_flood_of_undecodable_records__writes_the_burst_and_a_summary(
     registry = AgentRegistry()
 
     @agent(source, name="counter", dlq_topic=dlq, registry=registry)
-    def counter(event, ctx):  # type: ignore[no-untyped-def]
+    def counter(event: dict, ctx: object) -> None:
         seen.append(event["subject"])
 
     frozen_ms = 1_700_000_000_000  # the bucket does not refill: exact numbers
     options = WorkerOptions(app_id=f"app-{uuid.uuid4().hex[:6]}", instance_id="w1", commit_interval_ms=200,
                             clock=lambda: frozen_ms)
-    with worker_thread(settings.model_copy(update={"state_dir": tmp_path}), registry.agents(), options) as worker:
+    limited = settings.model_copy(update={"state_dir": tmp_path, "dlq_burst": 5})
+    with worker_thread(limited, registry.agents(), options) as worker:
         wait_until(lambda: len(seen) == 20, message="the good records processed")
         wait_until(lambda: worker.dead_letter_limit.summarised("(decode)", "decode") == 295, message="the flood")
     # shut down: the pending summary is written with the final commit

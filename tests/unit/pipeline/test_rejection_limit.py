@@ -7,21 +7,17 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 from prometheus_client import generate_latest
 
-from app.dead_letter_limit import SUMMARY_REASON
+from app.dead_letter_limit import SUMMARY_REASON, DeadLetterLimits
 from app.pipeline.agents import build_pipeline
 from app.runtime.testing import AgentHarness
 from tests.unit.pipeline.conftest import NOW_MS
 
 
-def test_a_flood_of_bad_records__writes_the_burst_then_one_summary(monkeypatch: pytest.MonkeyPatch,
-                                                                   make_record: Callable[..., dict[str, Any]]) -> None:
-    monkeypatch.setenv("VIGIL_DLQ_BURST", "5")
-    monkeypatch.setenv("VIGIL_DLQ_RATE_PER_S", "1")
-    monkeypatch.setenv("VIGIL_DLQ_SUMMARY_INTERVAL_S", "60")
-    pipeline = build_pipeline()
+def test_a_flood_of_bad_records__writes_the_burst_then_one_summary(make_record: Callable[..., dict[str, Any]],
+                                                                   ) -> None:
+    pipeline = build_pipeline(dead_letter_limits=DeadLetterLimits(burst=5, rate_per_s=1, summary_interval_s=60))
     harness = AgentHarness([pipeline.agent], partitions=1, wall_clock_ms=NOW_MS)
     bad = [make_record(severity=7, subject=f"h{n}") for n in range(1000)]
     good = [make_record(subject=f"h{n}") for n in range(0, 1000, 100)]
