@@ -19,7 +19,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from app.bus.clients import make_consumer, make_producer
+from app.bus.clients import make_consumer, make_producer, release_producer
 from app.config import Settings, default_settings
 from app.globs import glob_matcher
 from app.model.events import Event, event_key, now_ms
@@ -173,10 +173,7 @@ class Emitter:
         producer, self._producer = self._producer, None
         if producer is None:
             return 0
-        producer.poll(0)  # reports already due are served as what they are
-        dropped = len(producer)
-        producer.purge()
-        producer.flush(0)  # serves the purged records' delivery callbacks: librdkafka lets go of them
+        dropped = release_producer(producer)
         self.registry.close()
         return dropped
 

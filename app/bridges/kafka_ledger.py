@@ -18,12 +18,12 @@ import time
 import uuid
 from collections.abc import Callable
 
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from app.bridges.deliveries import LedgerRecord
 from app.bridges.ledger import DeliveryLedger, LedgerUnavailable, wall_clock_ms
 from app.bridges.problems import KAFKA, Problems
-from app.bus.clients import make_consumer, make_producer
+from app.bus.clients import make_consumer, make_producer, release_producer
 from app.bus.faults import is_transient
 from app.config import Settings
 
@@ -46,7 +46,7 @@ class KafkaDeliveryLedger(DeliveryLedger):
         super().__init__(window_s=window_s, lease_s=lease_s, wait_s=wait_s, clock_ms=clock_ms)
         self.settings = settings
         self.topic = settings.topic(DELIVERIES_TOPIC)
-        self._producer = make_producer(settings, **{"linger.ms": 0, "acks": "all"})
+        self._producer: Producer | None = make_producer(settings, **{"linger.ms": 0, "acks": "all"})
         # Never commits: every replica reads the whole topic from the window's start.
         self._consumer = make_consumer(settings, f"vigil-deliveries-{uuid.uuid4().hex}",
                                        **{"fetch.wait.max.ms": 100})
@@ -106,11 +106,18 @@ class KafkaDeliveryLedger(DeliveryLedger):
             self._closed.wait(0.2)
 
     def close(self) -> None:
-        """Stop reading, send what is queued (bounded), close the clients."""
+        """Stop reading, send what is queued (bounded), close the clients. A second call does nothing."""
         self._closed.set()
         for thread in self._threads:
             thread.join(10)
-        self._producer.flush(5)
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        producer.flush(5)
+        dropped = release_producer(producer)  # whoever still holds the ledger must not keep the producer
+        if dropped:
+            log.warning("%d delivery record(s) not acknowledged by Kafka when the ledger closed: their "
+                        "deliveries' claims lapse after the lease (%gs)", dropped, self.lease_s)
         self._consumer.close()
 
     def problems(self) -> list[str]:
@@ -142,8 +149,11 @@ class KafkaDeliveryLedger(DeliveryLedger):
             except RuntimeError:  # the loop is gone: nobody waits
                 pass
 
+        producer = self._producer
+        if producer is None:
+            raise LedgerUnavailable("the delivery ledger is closed (the bridge is stopping)")
         try:
-            self._producer.produce(self.topic, key=record.key.encode(), value=record.to_json(), on_delivery=report)
+            producer.produce(self.topic, key=record.key.encode(), value=record.to_json(), on_delivery=report)
         except (BufferError, KafkaException) as exc:
             problem = f"cannot write to {self.topic}: {exc}"
             self._problems.failed(KAFKA, f"delivery ledger: {problem}")
@@ -185,9 +195,10 @@ class KafkaDeliveryLedger(DeliveryLedger):
 
     def _serve_reports(self) -> None:
         """Serve the producer's delivery reports (produce() alone never triggers them)."""
-        while not self._closed.is_set():
+        producer = self._producer  # close() lets go of it only after this thread ended
+        while producer is not None and not self._closed.is_set():
             try:
-                self._producer.poll(_POLL_S)
+                producer.poll(_POLL_S)
             except Exception:
                 log.exception("serving the delivery ledger's write reports failed; continuing")
                 self._closed.wait(_POLL_S)

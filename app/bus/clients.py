@@ -10,8 +10,8 @@ from confluent_kafka.admin import AdminClient
 
 from app.config import ConfigError, Settings
 
-__all__ = ["PRODUCER_DEFAULTS", "BusUnavailable", "make_admin", "make_consumer", "make_producer", "take_available",
-           "wait_for_kafka"]
+__all__ = ["PRODUCER_DEFAULTS", "BusUnavailable", "make_admin", "make_consumer", "make_producer", "release_producer",
+           "take_available", "wait_for_kafka"]
 
 
 class BusUnavailable(Exception):
@@ -62,6 +62,22 @@ def take_available(consumer: Consumer, max_messages: int, wait_s: float) -> list
     if msgs and max_messages > 1:
         msgs += consumer.consume(max_messages - 1, timeout=0)
     return msgs
+
+
+def release_producer(producer: Producer) -> int:
+    """Prepare to let go of a producer without waiting: what Kafka has not acknowledged is purged
+    (each record's delivery callback is told so) and the purge reports are served; returns how many
+    records were dropped. The caller then drops its reference.
+
+    confluent-kafka producers have no close(): librdkafka's handle, which keeps connecting to the
+    brokers, goes with the producer's last reference, and librdkafka holds every pending delivery
+    callback, which usually holds the producer's owner (so an owner with records in flight would
+    keep its producer to the end of the process)."""
+    producer.poll(0)  # reports already due are served as what they are
+    dropped = len(producer)
+    producer.purge()
+    producer.flush(0)  # serves the purged records' delivery callbacks: librdkafka lets go of them
+    return dropped
 
 
 def make_admin(settings: Settings, **overrides: Any) -> AdminClient:
