@@ -665,7 +665,10 @@ class Worker:
     # -- outputs --------------------------------------------------------------------------------------
     def _dead_letter(self, d: DeadLetter) -> None:
         stage = "decode" if d.agent == "(decode)" else "agent"
-        if not self.dead_letter_limit.admit(d.agent, stage, self._now_ms(), topic=d.dlq_topic):
+        # Only undecodable records are rate-limited: a record an agent failed on may be valid input
+        # meeting a bug, and must stay in the dead-letter topic to be replayed once it is fixed.
+        if stage == "decode" and not self.dead_letter_limit.admit(d.agent, stage, self._now_ms(),
+                                                                   topic=d.dlq_topic):
             return  # counted; _flush_engine writes the summary
         headers = [("vigil.agent", d.agent.encode()), ("vigil.error", d.error.encode()[:4000]),
                    ("vigil.topic", self.settings.topic(d.topic).encode()),
