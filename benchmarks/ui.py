@@ -21,6 +21,7 @@ Kafka: VIGIL_KAFKA_BOOTSTRAP/VIGIL_SCHEMA_REGISTRY_URL if set, else a throwaway 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import tempfile
@@ -33,8 +34,9 @@ from typing import Any
 import httpx
 import psutil
 from common import REPO, bench_stack, emit_json, log
+from confluent_kafka import OFFSET_END, TopicPartition
 
-from app.bus.clients import PRODUCER_DEFAULTS, make_admin, make_producer
+from app.bus.clients import PRODUCER_DEFAULTS, make_admin, make_consumer, make_producer, take_available
 from app.config import Settings
 from app.model.ids import new_id
 from app.model.schemas import builtin_schema
@@ -195,6 +197,91 @@ WATCH_JS = """() => {
 }"""
 
 
+#: The CRITICAL event's way to the board, hop by hop (see HopProbe).
+HOPS = ("to_kafka", "kafka_to_worker_output", "worker_output_to_kafka", "kafka_to_stream", "stream_to_board")
+
+
+class HopProbe:
+    """Where a live CRITICAL event's time goes: a consumer in this process notes, per bench subject,
+    when the event could be read from `events` (after this process's producer and the broker), the
+    status record's timestamp (the worker's produce() call: CreateTime) and when that record could be
+    read from `status`; the page notes the SSE event and the board row. It also samples the worker's
+    consumer lag (its /metrics) every second. Reads are noted when this process gets to them: on a
+    busy machine its own scheduling delays count."""
+
+    def __init__(self, stack: UiStack) -> None:
+        self.stack = stack
+        self.event_read_ms: dict[str, float] = {}
+        self.produced_ms: dict[str, float] = {}
+        self.read_ms: dict[str, float] = {}
+        self.lag: list[float] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._tail, daemon=True),
+                         threading.Thread(target=self._sample_lag, daemon=True)]
+
+    def start(self) -> HopProbe:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(15)
+
+    def _tail(self) -> None:
+        settings = self.stack.settings
+        status_topic = settings.topic("status")
+        registry = RegistryClient.from_settings(settings)
+        serde = AvroSerde(registry)
+        consumer = make_consumer(settings, f"ui-bench-probe-{uuid.uuid4().hex[:8]}", **{
+            "isolation.level": "read_committed", "fetch.wait.max.ms": 10, "fetch.min.bytes": 1})
+        try:
+            assignment = []
+            for topic in (settings.topic("events"), status_topic):
+                parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+                assignment += [TopicPartition(topic, p, OFFSET_END) for p in parts]
+            consumer.assign(assignment)
+            while not self._stop.is_set():
+                for msg in take_available(consumer, 10_000, 0.05):
+                    key = msg.key()
+                    if msg.error() is not None or msg.value() is None or not key or not key.startswith(b"aaa-"):
+                        continue
+                    now_ms = time.time() * 1000
+                    subject = key.decode().partition("/")[0]
+                    if msg.topic() != status_topic:
+                        self.event_read_ms.setdefault(subject, now_ms)
+                    else:
+                        if subject not in self.read_ms and serde.decode(msg.value())["state"] == "CRITICAL":
+                            self.read_ms[subject] = now_ms
+                            self.produced_ms[subject] = float(msg.timestamp()[1])
+        finally:
+            consumer.close()
+            registry.close()
+
+    def _sample_lag(self) -> None:
+        with httpx.Client(base_url=self.stack.worker_url, timeout=5) as http:
+            while not self._stop.wait(1.0):
+                try:
+                    text = http.get("/metrics").text
+                except httpx.HTTPError:
+                    continue
+                self.lag.append(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                                    if line.startswith("vigil_consumer_lag{")))
+
+    def hops(self, emitted: dict[str, float], streamed: dict[str, float], seen: dict[str, float]) -> dict[str, Any]:
+        """p50/p95 of each hop (HOPS) over the samples that reached its end."""
+        marks = [emitted, self.event_read_ms, self.produced_ms, self.read_ms, streamed, seen]
+        out: dict[str, Any] = {}
+        for hop, start, end in zip(HOPS, marks[:-1], marks[1:], strict=True):
+            spans = [end[s] - start[s] for s in emitted if s in start and s in end]
+            out[f"hop_{hop}_p50_ms"] = round(pct(spans, 50), 1)
+            out[f"hop_{hop}_p95_ms"] = round(pct(spans, 95), 1)
+        out["worker_lag_max"] = round(max(self.lag, default=float("nan")))
+        out["worker_lag_mean"] = round(sum(self.lag) / len(self.lag)) if self.lag else float("nan")
+        return out
+
+
 def browser_timings(stack: UiStack, identities: int, samples: int, rate: float,
                     producer: Producer) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
@@ -253,8 +340,11 @@ def live_latency(stack: UiStack, page: Any, samples: int, rate: float, identitie
 
     loader = threading.Thread(target=load, daemon=True)
     loader.start()
+    probe = HopProbe(stack).start()
     time.sleep(3)  # the flow is steady before the first sample
     processes = {name: psutil.Process(proc.pid) for name, proc in stack._procs}
+    processes["bench"] = psutil.Process()  # the producer, the probe and Playwright's driver
+    load_1m = [os.getloadavg()[0]]  # the machine's: other work on it slows every hop
     for p in processes.values():
         p.cpu_percent(None)
     emitted: dict[str, float] = {}
@@ -270,8 +360,10 @@ def live_latency(stack: UiStack, page: Any, samples: int, rate: float, identitie
         seen = page.evaluate("window.__seen")
         time.sleep(0.2)
     cpu = {f"cpu_{name}_pct": round(p.cpu_percent(None)) for name, p in processes.items()}
+    load_1m.append(os.getloadavg()[0])
     stop.set()
     loader.join(10)
+    probe.stop()
     achieved = sent[0] / (time.perf_counter() - started + 3)
     streamed = page.evaluate("window.__streamed")
     latencies = [seen[s] - t for s, t in emitted.items() if s in seen]
@@ -281,10 +373,15 @@ def live_latency(stack: UiStack, page: Any, samples: int, rate: float, identitie
            "critical_to_board_p95_ms": round(pct(latencies, 95), 1),
            "critical_to_stream_p50_ms": round(pct(to_stream, 50), 1),
            "critical_to_stream_p95_ms": round(pct(to_stream, 95), 1),
-           "critical_to_board_missing": missing, "load_eps": round(achieved), **cpu}
+           "critical_to_board_missing": missing, "load_eps": round(achieved), **cpu,
+           "loadavg_1m": [round(x, 1) for x in load_1m], "cpus": os.cpu_count(),
+           **probe.hops(emitted, streamed, seen)}
     log(f"  CRITICAL to board under {achieved:,.0f} events/s: p50 {out['critical_to_board_p50_ms']} ms, "
         f"p95 {out['critical_to_board_p95_ms']} ms ({missing} not seen within 30 s); to the stream "
         f"(worker + UI server) p50 {out['critical_to_stream_p50_ms']} ms, p95 {out['critical_to_stream_p95_ms']} ms")
+    log("  per hop (p50 / p95 ms): " + "; ".join(
+        f"{hop} {out[f'hop_{hop}_p50_ms']} / {out[f'hop_{hop}_p95_ms']}" for hop in HOPS)
+        + f"; worker lag max {out['worker_lag_max']} records (mean {out['worker_lag_mean']})")
     return out
 
 

@@ -229,48 +229,64 @@ class Tailer:
             self.sink(IngestBatch(live=True))
 
     def poll_once(self) -> None:
-        """Read what is available, store it, hand it to the sink."""
+        """Read what is available, store it, hand it to the sink.
+
+        Records are decoded before the store's write transaction is begun, and the status and silence
+        changes are handed over before it: the store has one writer at a time (SQLite), and the metrics
+        tailer writing thousands of closed windows would otherwise hold a status change back."""
         consumer = self._consumer
         assert consumer is not None
         msgs = consumer.consume(self.max_batch, timeout=self.poll_s)
         if not msgs:
             self._check_positions(consumer)
             return
-        was_live = self.caught_up.is_set()
-        out = IngestBatch(live=was_live)
+        out = IngestBatch(live=self.caught_up.is_set())
+        history: list[tuple[Message, str, dict[str, Any]]] = []
         held: dict[tuple[str, int], int] = {}
         next_offsets: dict[tuple[str, int], int] = {}
-        with self.store.batch() as batch:
-            for msg in msgs:
-                err = msg.error()
-                if err is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        log.warning("ui %s tailer: %s", self.name, err.str())
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("ui %s tailer: %s", self.name, err.str())
+                continue
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            where = (topic, partition)
+            if where in held:
+                continue
+            feed = self.feeds[topic]
+            try:
+                record = self._take(msg, feed, out)
+            except RegistryError as exc:
+                if exc.is_retriable():
+                    held[where] = offset
+                    self.stats.registry_waits += 1
                     continue
-                topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-                where = (topic, partition)
-                if where in held:
-                    continue
-                try:
-                    self._handle(msg, self.feeds[topic], batch, out)
-                except RegistryError as exc:
-                    if not exc.is_retriable():
-                        self._skip(topic, partition, offset, f"schema registry: {exc}")
-                    else:
-                        held[where] = offset
-                        self.stats.registry_waits += 1
-                        continue
-                except DecodeError as exc:
-                    self._skip(topic, partition, offset, exc.reason)
-                next_offsets[where] = offset + 1
-                self.stats.records += 1
-                end = self._catch_up.get(where)
-                if end is not None and offset + 1 >= end:
-                    del self._catch_up[where]
-            for (topic, partition), next_offset in next_offsets.items():
-                if self.feeds[topic].start == "stored":
+                self._skip(topic, partition, offset, f"schema registry: {exc}")
+            except DecodeError as exc:
+                self._skip(topic, partition, offset, exc.reason)
+            else:
+                if record is not None:
+                    history.append((msg, feed.kind, record))
+            next_offsets[where] = offset + 1
+            self.stats.records += 1
+            end = self._catch_up.get(where)
+            if end is not None and offset + 1 >= end:
+                del self._catch_up[where]
+        if out:  # the board's changes first (see above); history changes follow once stored
+            self.sink(out)
+        stored = {where: o for where, o in next_offsets.items() if self.feeds[where[0]].start == "stored"}
+        if stored:
+            with self.store.batch() as batch:
+                for msg, kind, record in history:
+                    try:
+                        self._store(kind, record, batch)
+                    except DecodeError as exc:
+                        self._skip(msg.topic(), msg.partition(), msg.offset(), exc.reason)
+                for (topic, partition), next_offset in stored.items():
                     batch.offset(topic, partition, next_offset)
-            out.changes = batch.changes
+            if batch.changes:
+                self.sink(IngestBatch(changes=batch.changes, live=out.live))
         if held:
             for (topic, partition), offset in held.items():
                 consumer.seek(TopicPartition(topic, partition, offset))
@@ -280,8 +296,6 @@ class Tailer:
             self._stop.wait(delay)
         else:
             self._backoff.reset()
-        if out:
-            self.sink(out)
         self._note_caught_up()
 
     def _check_positions(self, consumer: Consumer) -> None:
@@ -310,13 +324,15 @@ class Tailer:
                 raise DecodeError(f"not JSON: {exc}") from exc
         return self.serde.decode(raw, topic=msg.topic(), partition=msg.partition(), offset=msg.offset())
 
-    def _handle(self, msg: Message, feed: Feed, batch: Batch, out: IngestBatch) -> None:
+    def _take(self, msg: Message, feed: Feed, out: IngestBatch) -> dict[str, Any] | None:
+        """Decode one record: a status or silence change goes into `out`; a history record (alert,
+        action, result, suppressed, window) is returned for the store."""
         kind = feed.kind
         if kind == "silence":
             key = msg.key()
             if key is not None:
                 out.silences.append((key.decode(errors="replace"), msg.value()))
-            return
+            return None
         value = self._decode(msg, feed)
         if kind == "status":
             if value is None:
@@ -325,11 +341,18 @@ class Tailer:
                 out.statuses.append((subject, name, None))
             elif isinstance(value, dict):
                 out.statuses.append((str(value["subject"]), str(value["name"]), value))
-            return
+            return None
         if not isinstance(value, dict):
             if value is not None:
                 raise DecodeError(f"expected a record, got {type(value).__name__}")
-            return
+            return None
+        if kind == "window" and self.window_sizes_ms and value.get("size_ms") not in self.window_sizes_ms:
+            return None
+        return value
+
+    @staticmethod
+    def _store(kind: str, value: dict[str, Any], batch: Batch) -> None:
+        """Write one history record into the store's open transaction."""
         try:
             if kind == "alert":
                 batch.alert(value)
@@ -339,7 +362,7 @@ class Tailer:
                 batch.result(value)
             elif kind == "suppressed":
                 batch.suppressed(value)
-            elif kind == "window" and (not self.window_sizes_ms or value.get("size_ms") in self.window_sizes_ms):
+            elif kind == "window":
                 batch.window(value)
         except (KeyError, TypeError) as exc:
             raise DecodeError(f"{kind} record lacks a field or has a wrong type: {exc}") from exc

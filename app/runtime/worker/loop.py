@@ -609,6 +609,11 @@ class Worker:
                 # heartbeat and the restore's 50-ms fetches: the partitions of a SIGKILLed worker
                 # output again 5 s after its session expired, 10.7 s before the three.)
                 self.commit()
+            else:
+                # Each partition's outputs go to the producer as soon as its batch is done (under
+                # at-least-once they are visible at once): a status change of a backlog turn's first
+                # partition waited for all of them.
+                self._flush_engine()
         for tp, offset in decoded.failed.items():
             if offset + 1 > self._offsets.get(tp, -1):
                 self._offsets[tp] = offset + 1
