@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated, Any
 
-__all__ = ["DurationError", "format_duration_ms", "parse_duration_ms"]
+from pydantic import BeforeValidator, Field
+
+__all__ = ["DurationError", "PositiveDurationMs", "format_duration_ms", "parse_duration_ms", "to_duration_ms"]
 
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -50,3 +53,18 @@ def format_duration_ms(ms: int) -> str:
             out.append(f"{ms // size}{unit}")
             ms %= size
     return "".join(out)
+
+
+def to_duration_ms(value: Any) -> Any:
+    """A pydantic BeforeValidator: a duration as people write it (or a number of seconds) to ms;
+    other types are left for pydantic to refuse."""
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        try:
+            return parse_duration_ms(value)
+        except DurationError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+#: A positive duration in a config model: "10s", "1m30s", or a number of seconds; held as ms.
+PositiveDurationMs = Annotated[int, BeforeValidator(to_duration_ms), Field(gt=0)]

@@ -16,7 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from app.beacons.base import Thresholds
 from app.config import ConfigError, resolve_secret_refs
-from app.durations import DurationError, parse_duration_ms
+from app.durations import PositiveDurationMs
 from app.yamlfile import load_yaml_model
 
 __all__ = [
@@ -54,15 +54,6 @@ class BeaconConfigError(ConfigError):
     """beacons.yaml is invalid; the message names file, line and field."""
 
 
-def _duration_ms(value: Any) -> Any:
-    if isinstance(value, str | int | float) and not isinstance(value, bool):
-        try:
-            return parse_duration_ms(value)
-        except DurationError as exc:
-            raise ValueError(str(exc)) from None
-    return value
-
-
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
                "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
@@ -83,7 +74,7 @@ def _byte_size(value: Any) -> Any:
     return parse_byte_size(value) if isinstance(value, str | int) and not isinstance(value, bool) else value
 
 
-DurationMs = Annotated[int, BeforeValidator(_duration_ms), Field(gt=0)]
+DurationMs = PositiveDurationMs  # beacons.yaml durations
 ByteSize = Annotated[int, BeforeValidator(_byte_size), Field(gt=0)]
 
 

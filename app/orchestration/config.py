@@ -15,25 +15,14 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.durations import DurationError, parse_duration_ms
+from app.durations import PositiveDurationMs
 
 __all__ = ["OrchestrationConfig", "worker_urls_from_env"]
 
 
-def _duration_ms(value: Any) -> Any:
-    if isinstance(value, str | int | float) and not isinstance(value, bool):
-        try:
-            return parse_duration_ms(value)
-        except DurationError as exc:
-            raise ValueError(str(exc)) from None
-    return value
-
-
-_DurationMs = Annotated[int, BeforeValidator(_duration_ms), Field(gt=0)]
 
 
 def worker_urls_from_env(environ: dict[str, str] | None = None) -> list[str]:
@@ -49,10 +38,10 @@ class OrchestrationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
     enabled: bool = True
-    slice_ms: _DurationMs = Field(5_000, alias="slice")
+    slice_ms: PositiveDurationMs = Field(5_000, alias="slice")
     max_in_flight: int = Field(200, ge=1, le=10_000)
-    members_wait_ms: _DurationMs = Field(60_000, alias="members_wait")
-    retention_ms: _DurationMs = Field(7 * 86_400_000, alias="retention")
+    members_wait_ms: PositiveDurationMs = Field(60_000, alias="members_wait")
+    retention_ms: PositiveDurationMs = Field(7 * 86_400_000, alias="retention")
     workers: list[str] = Field(default_factory=worker_urls_from_env)
     rules_dir: Path | None = None
     #: lanes shown per run in run-states (a larger roll is summarised beyond)
