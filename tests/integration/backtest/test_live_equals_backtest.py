@@ -11,6 +11,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from app.backtest.cli import backtest_command
 from app.backtest.run import BacktestRequest, run_backtest
 from app.backtest.times import TimeRange
@@ -103,8 +105,15 @@ def _record_live(settings: Settings, rules: Path) -> tuple[int, list[dict[str, A
                 time.sleep(max(0.0, start / 1000 + at_s - time.time()))
                 producer.send([Event(subject=subject, name=name, time=now_ms(), **fields)])
             actions = TopicReader(settings, ACTIONS_TOPIC)
-            actions.wait_for(lambda found: sorted({a["rule"] for a in found}) == EXPECTED_RULES, timeout_s=60,
-                             message=f"live actions of {EXPECTED_RULES}")
+            reader = actions
+            try:
+                actions.wait_for(lambda found: sorted({a["rule"] for a in found}) == EXPECTED_RULES, timeout_s=120,
+                                 message=f"live actions of {EXPECTED_RULES}")
+            except (Exception, pytest.fail.Exception):  # say what the worker was doing (flaky under load)
+                seen = sorted({a["rule"] for a in reader.records})
+                raise AssertionError(f"live actions of {seen} only, not {EXPECTED_RULES}; worker: "
+                                     f"{worker.health()[1]}; held {worker.holds.held}, retrying "
+                                     f"{worker.holds.retrying}, bus down: {worker.bus.down}") from None
             return start, actions.read_to_end()
     finally:
         stage.close()
