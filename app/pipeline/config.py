@@ -5,6 +5,7 @@
       grace: 5s                  # how late (event time) an event may arrive and still count
       max_future: 5m             # events further ahead of the wall clock are rejected
       window_retention: 1h       # closed windows kept for queries
+      close_spread: 5s           # closing timers spread over this much event time (at most half a window)
       archive_retention: 7d      # event-time span the id/find index keeps (match `events` retention)
       state_retention: 7d        # an identity without events this long is forgotten (0: never)
       flap:
@@ -30,6 +31,7 @@ from app.runtime.expiry import DEFAULT_STATE_RETENTION_MS
 
 __all__ = [
     "DEFAULT_ARCHIVE_RETENTION_MS",
+    "DEFAULT_CLOSE_SPREAD_MS",
     "DEFAULT_GRACE_MS",
     "DEFAULT_MAX_FUTURE_MS",
     "DEFAULT_WINDOW_RETENTION_MS",
@@ -43,6 +45,11 @@ DEFAULT_GRACE_MS: Final = 5_000
 DEFAULT_MAX_FUTURE_MS: Final = 300_000
 DEFAULT_WINDOW_RETENTION_MS: Final = 3_600_000
 DEFAULT_ARCHIVE_RETENTION_MS: Final = 7 * 86_400_000
+#: Every identity's windows end at the same instant; closing them all at once is a burst of work
+#: (one record per window and metric) that delays the events behind it by seconds at tens of
+#: thousands of identities. Each identity's closing timer fires a fixed delay (0 <= delay < spread,
+#: from a hash of the identity) later, so the closes are spread evenly over this much event time.
+DEFAULT_CLOSE_SPREAD_MS: Final = 5_000
 _DEFAULT_FLAP: Final = FlapPolicy()
 _ZERO: Final = re.compile(r"0+(\.0+)?(ms|s|m|h|d|w)?")
 
@@ -104,6 +111,8 @@ class PipelineConfig(BaseModel):
     max_future_ms: DurationMs = Field(DEFAULT_MAX_FUTURE_MS, alias="max_future")
     window_retention_ms: DurationOrZeroMs = Field(DEFAULT_WINDOW_RETENTION_MS, alias="window_retention", ge=0)
     archive_retention_ms: DurationMs = Field(DEFAULT_ARCHIVE_RETENTION_MS, alias="archive_retention")
+    #: see DEFAULT_CLOSE_SPREAD_MS; capped at half the smallest window (`close_spread_effective_ms`); 0: none
+    close_spread_ms: DurationOrZeroMs = Field(DEFAULT_CLOSE_SPREAD_MS, alias="close_spread", ge=0)
     #: event time without events after which an identity's state is forgotten (app.runtime.expiry); 0: never
     state_retention_ms: DurationOrZeroMs = Field(DEFAULT_STATE_RETENTION_MS, alias="state_retention", ge=0)
     flap: FlapConfig = Field(default_factory=FlapConfig)
@@ -119,6 +128,12 @@ class PipelineConfig(BaseModel):
         return tuple(sorted(sizes))
 
     @property
+    def close_spread_effective_ms(self) -> int:
+        """The spread of window-closing timers: `close_spread`, at most half the smallest window (a
+        closed window is published at most half a window after its end + grace)."""
+        return min(self.close_spread_ms, self.window_sizes_ms[0] // 2)
+
+    @property
     def flap_policy(self) -> FlapPolicy:
         """The flap policy for fold_status/expire."""
         return self.flap.to_policy()
@@ -129,6 +144,7 @@ class PipelineConfig(BaseModel):
         return (f"windows [{sizes}], grace {format_duration_ms(self.grace_ms)}, "
                 f"max future {format_duration_ms(self.max_future_ms)}, "
                 f"window retention {format_duration_ms(self.window_retention_ms)}, "
+                f"closes spread over {format_duration_ms(self.close_spread_effective_ms)}, "
                 f"archive retention {format_duration_ms(self.archive_retention_ms)}, "
                 f"state retention {format_duration_ms(self.state_retention_ms) if self.state_retention_ms else 'off'}, "
                 f"flapping at {self.flap_policy.describe()}")

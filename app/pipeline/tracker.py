@@ -62,11 +62,6 @@ METRICS_TOPIC: Final = "metrics"
 CLOSE_TIMER_PREFIX: Final = SEP + "close" + SEP
 #: Expiry check timers are keyed by this + the identity.
 EXPIRE_TIMER_PREFIX: Final = SEP + "expire" + SEP
-#: Every identity's windows close at the same watermark; publishing them all in one batch stalls
-#: the worker (hundreds of ms for thousands of identities). So each identity's closing timer fires
-#: up to this much event time later (a fixed delay per identity). Lateness is unaffected: it is
-#: decided by the window's end + grace, not by the timer.
-CLOSE_SPREAD_MS: Final = 1000
 #: How often an absence deadline that passed on the wall clock is checked again while the
 #: partition's event time is still catching up (see Tracker.absence_due).
 ABSENCE_RECHECK_MS: Final = 1000
@@ -74,9 +69,12 @@ ABSENCE_RECHECK_MS: Final = 1000
 PageWriter = Callable[[str, str, tuple[EventRef, ...], Any], None]
 
 
-def close_delay_ms(key: str) -> int:
-    """The fixed delay (0 <= delay < CLOSE_SPREAD_MS) of an identity's window-closing timer."""
-    return zlib.crc32(key.encode()) % CLOSE_SPREAD_MS
+def close_delay_ms(key: str, spread_ms: int) -> int:
+    """The fixed delay (0 <= delay < spread_ms; 0 when spread_ms is 0) of an identity's window-closing
+    timer (see app.pipeline.config.DEFAULT_CLOSE_SPREAD_MS). Lateness is unaffected: it is decided by
+    the window's end + grace, not by the timer. A stable hash (not Python's salted one): replays
+    publish at the same point."""
+    return zlib.crc32(key.encode()) % spread_ms if spread_ms > 0 else 0
 
 
 @dataclass(slots=True)
@@ -147,6 +145,7 @@ class Tracker:
         self.flap = config.flap_policy
         self.sizes_ms: tuple[int, ...] = config.window_sizes_ms
         self.grace_ms = config.grace_ms
+        self.close_spread_ms = config.close_spread_effective_ms
         self.table = Table("identities", codec=TrackedCodec(self.sizes_ms),
                            help="identity -> status and open metric windows")
         self.closed = BucketedTable("metric-windows", retention_ms=config.window_retention_ms, codec=WindowCodec(),
@@ -217,7 +216,7 @@ class Tracker:
             self.table[key] = tracked
             deadline_before, close_before, seen_before = batch.before[key]
             if tracked.close_at_ms is not None and tracked.close_at_ms != close_before:
-                ctx.timers.schedule(CLOSE_TIMER_PREFIX + key, tracked.close_at_ms + close_delay_ms(key), kind="event")
+                self._arm_close(ctx, key, tracked.close_at_ms)
             deadline = tracked.status.expected_by_ms
             if deadline != deadline_before:
                 if deadline is not None:
@@ -251,7 +250,7 @@ class Tracker:
             return
         status = stored.status
         verdict = decide(active_ms=status.last_seen_ms, watermark_ms=ctx.watermark, retention_ms=self.retention_ms,
-                         held_until_ms=held_until_ms(stored))
+                         held_until_ms=held_until_ms(stored, self.close_spread_ms))
         if verdict.expire:
             if stored.recent:  # still findable by id and in `vigil events find` for the archive's retention
                 self.on_page(status.subject, status.name, tuple(stored.recent), ctx)
@@ -301,7 +300,11 @@ class Tracker:
         tracked.close_at_ms = next_close_ms
         self.table[key] = tracked
         if next_close_ms is not None:
-            ctx.timers.schedule(CLOSE_TIMER_PREFIX + key, next_close_ms + close_delay_ms(key), kind="event")
+            self._arm_close(ctx, key, next_close_ms)
+
+    def _arm_close(self, ctx: AgentContext, key: str, close_at_ms: int) -> None:
+        ctx.timers.schedule(CLOSE_TIMER_PREFIX + key, close_at_ms + close_delay_ms(key, self.close_spread_ms),
+                            kind="event")
 
     @staticmethod
     def _publish(key: str, status: StatusState, changed: bool, alert: dict[str, Any] | None, ctx: AgentContext) -> None:
@@ -374,14 +377,14 @@ class Tracker:
         return out
 
 
-def held_until_ms(tracked: Tracked) -> int | None:
+def held_until_ms(tracked: Tracked, close_spread_ms: int) -> int | None:
     """Until when an identity still owes something, so expiry must wait: its absence deadline (the
     alert for a broken ttl promise fires first) and the closing of its open windows; None: nothing."""
     deadline = tracked.status.expected_by_ms
     close = tracked.close_at_ms
     if close is None:
         return deadline
-    close += CLOSE_SPREAD_MS
+    close += close_spread_ms
     return close if deadline is None or close > deadline else deadline
 
 

@@ -240,11 +240,11 @@ def test_two_rule_sets__each_as_if_alone(tmp_path: Path) -> None:
 
 def test_metric_windows__close_by_event_time(tmp_path: Path) -> None:
     rules = [rules_dir(tmp_path, "rules: []\n")]
-    records = partitioned([event("web1", "load", t, metrics={"load1": 1.0, "load5": 2.0}) for t in range(0, 27)], 1)
+    records = partitioned([event("web1", "load", t, metrics={"load1": 1.0, "load5": 2.0}) for t in range(0, 31)], 1)
     replayer = build_replayer(PipelineConfig.model_validate({"window_sizes": ["10s"], "grace": "5s"}), rules,
                               partitions=[0])
     SliceDriver(replayer, MemorySource(records), time_range=TimeRange(T0, T0 + 3600 * S)).run()
-    # [0, 10 s) and [10 s, 20 s) closed (the watermark passed their end + grace + spread < 1 s), two metrics each; the
+    # [0, 10 s) and [10 s, 20 s) closed (the watermark passed their end + grace + spread < 5 s), two metrics each; the
     # window of the last events stays open: windows close by event time, not by the range's end
     assert replayer.counts.windows == 4
 

@@ -126,8 +126,8 @@ def test_closed_windows__published_with_exact_stats_and_sketch_quantiles(bench: 
     b = bench(window_sizes=["10s", "1m"], grace="2s")
     values = [float(v) for v in range(1, 101)]
     b.feed(*[b.event(at_s=i * 0.05, metrics={"lat": v, "n": 1.0}) for i, v in enumerate(values)])
-    # watermark 13 s: the first 10 s window closed at 10 + 2, published within CLOSE_SPREAD_MS (1 s) after
-    b.feed(b.event(at_s=13, metrics={"lat": 1.0}))
+    # watermark 17.5 s: the first 10 s window closed at 10 + 2, published within the close spread (5 s) after
+    b.feed(b.event(at_s=17.5, metrics={"lat": 1.0}))
     closed = {(r["size_ms"], r["metric"]): r for r in b.out("metrics")}
     assert set(closed) == {(10_000, "lat"), (10_000, "n")}
     lat = closed[(10_000, "lat")]
@@ -264,11 +264,22 @@ def test_archive__find_reads_pages_and_waiting_references_alike(bench: Callable[
     assert {(f.partition, f.offset) for f in found} == {(0, i) for i in range(40)}
 
 
-def test_close_timers__spread_per_identity_within_a_second_of_event_time() -> None:
-    from app.pipeline.tracker import CLOSE_SPREAD_MS, close_delay_ms
+def test_close_timers__spread_per_identity_over_the_close_spread() -> None:
+    from app.pipeline.tracker import close_delay_ms
 
-    delays = [close_delay_ms(f"host-{i}/load") for i in range(500)]
-    assert all(0 <= d < CLOSE_SPREAD_MS for d in delays)
-    assert len(set(delays)) > 300  # identities closing at one boundary do not all fire in one batch
+    delays = [close_delay_ms(f"host-{i}/load", 5_000) for i in range(2_000)]
+    assert all(0 <= d < 5_000 for d in delays)
+    assert len(set(delays)) > 1_500  # identities closing at one boundary do not all fire in one batch
+    # evenly: each second of the spread gets about a fifth
+    assert all(300 <= sum(1 for d in delays if k * 1000 <= d < (k + 1) * 1000) <= 500 for k in range(5))
     # fixed across processes and versions (not Python's salted hash): replays publish at the same point
-    assert close_delay_ms("host-1/load") == 398
+    assert close_delay_ms("host-1/load", 1_000) == 398
+    assert close_delay_ms("host-1/load", 0) == 0
+
+
+def test_close_spread__at_most_half_the_smallest_window() -> None:
+    from app.pipeline.config import PipelineConfig
+
+    assert PipelineConfig().close_spread_effective_ms == 5_000  # windows [10s, 1m]
+    assert PipelineConfig.model_validate({"window_sizes": ["4s", "1m"]}).close_spread_effective_ms == 2_000
+    assert PipelineConfig.model_validate({"close_spread": "0"}).close_spread_effective_ms == 0

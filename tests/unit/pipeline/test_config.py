@@ -36,7 +36,7 @@ def test_from_yaml__durations_are_read_into_ms() -> None:
     assert config.archive_retention_ms == 2 * 86_400_000
     assert config.state_retention_ms == 36 * 3_600_000
     assert config.describe() == ("windows [10s, 1m, 5m], grace 2s, max future 1m30s, window retention 0s, "
-                                 "archive retention 2d, state retention 1d12h, "
+                                 "closes spread over 5s, archive retention 2d, state retention 1d12h, "
                                  "flapping at 3 transitions within 5m (until fewer than 1)")
 
 
