@@ -2,7 +2,8 @@
 an id again. Pure: entries are JSON-compatible dicts kept in the executor's `ledger` table.
 
 Lifecycle of an id:   (absent) ──run──> started ──(result sent)──> finished
-"started" is made durable (a commit) before the plugin runs; "finished" is written together with
+"started" is made durable (a commit) before the plugin runs (for an idempotent plugin only when
+asked, see needs_durable_start); "finished" is written together with
 the ActionResult (one commit; one Kafka transaction under exactly-once). So after a crash:
 
     absent                 never ran                                      -> RUN
@@ -18,7 +19,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-__all__ = ["FINISHED", "STARTED", "Decision", "decide", "finished_entry", "started_entry"]
+__all__ = ["FINISHED", "STARTED", "Decision", "decide", "finished_entry", "needs_durable_start", "started_entry"]
 
 STARTED = "started"
 FINISHED = "finished"
@@ -40,6 +41,14 @@ def decide(entry: dict[str, Any] | None, *, idempotent: bool, running_here: bool
     if entry.get("state") == FINISHED:
         return Decision.DUPLICATE
     return Decision.RESUME if idempotent else Decision.INTERRUPTED
+
+
+def needs_durable_start(*, idempotent: bool, durable_idempotent: bool) -> bool:
+    """Whether "started" must be committed before the plugin runs. Always for a plugin that is not
+    idempotent (after a crash it must be INTERRUPTED, not run again). For an idempotent one only
+    when asked (`durable_idempotent`): without it a crash loses the "started", and the action is run
+    again with the same id (RUN rather than RESUME), which an idempotent plugin makes harmless."""
+    return durable_idempotent or not idempotent
 
 
 def started_entry(*, attempts: int, started_ms: int, now_ms: int) -> dict[str, Any]:

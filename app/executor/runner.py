@@ -9,7 +9,8 @@ Per action, in order:
                started, not idempotent     -> FAILED "interrupted" (dead-lettered; not re-run)
     4. unknown type, bad params            -> REJECTED (dead-lettered)
     5. past its deadline                   -> EXPIRED (checked again just before each attempt)
-    6. ledger[id] = started, commit        -> only then the plugin runs
+    6. ledger[id] = started, commit        -> only then the plugin runs (an idempotent plugin: the commit
+                                              only if BatchState.durable_idempotent)
     7. attempts with backoff               -> SUCCEEDED | FAILED | TIMED_OUT | REJECTED
                                               (anything but SUCCEEDED is dead-lettered)
     8. ledger[id] = finished + the result  -> committed together
@@ -29,7 +30,7 @@ from pydantic import ValidationError
 
 from app.executor.config import ExecutorConfig
 from app.executor.egress import EgressGuard, Resolver
-from app.executor.ledger import Decision, decide, finished_entry, started_entry
+from app.executor.ledger import Decision, decide, finished_entry, needs_durable_start, started_entry
 from app.executor.plugin import (
     ActionCall,
     ActionFailed,
@@ -101,6 +102,12 @@ class BatchState:
     slots: asyncio.Semaphore
     durable: Callable[[], Awaitable[None]]
     running: set[str] = field(default_factory=set)
+    #: Whether an idempotent plugin also waits for a durable "started" before it runs. Not needed for
+    #: once-only: after a crash an idempotent action is run again with the same Idempotency-Key
+    #: either way (a "started" that was not durable is absent: RUN, else RESUME); the wait only keeps
+    #: the attempt count and first start time across the crash. The orchestrator turns it off
+    #: (a commit per start was most of a roll's scheduling overhead).
+    durable_idempotent: bool = True
 
 
 @dataclass
@@ -232,7 +239,8 @@ class ActionRunner:
                 if started_ms is None:
                     started_ms = now
                 self.ledger[action.id] = started_entry(attempts=attempt, started_ms=started_ms, now_ms=now)
-                if outcome is None:
+                if outcome is None and needs_durable_start(idempotent=spec.idempotent,
+                                                           durable_idempotent=batch.durable_idempotent):
                     await batch.durable()  # "started" is durable before the first side effect
                 outcome = await self._attempt(action, spec, params, attempt)
             if outcome.status is ResultStatus.SUCCEEDED or not should_retry(

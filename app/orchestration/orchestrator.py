@@ -9,11 +9,13 @@
 State lives in two changelogged tables co-partitioned with `runs` (keyed by run id): `runs` holds
 each run's header (`run/ID`), its lanes (`lane/ID/000042`) and the partition's unfinished runs
 (`active`); `run_ledger` is the executor's once-only ledger for step actions. A step's action id
-is derived from (run, lane, step, visit), its "started" is made durable before the plugin runs,
-and its "finished" is written with its result and the lane's new state in the same commit -- so a
-run survives SIGKILLs and restarts, resumes at its first unfinished step, and never runs a step
-twice (an interrupted non-idempotent step is reported FAILED, as the executor does, and the
-runbook's on_failure decides).
+is derived from (run, lane, step, visit), its "started" is made durable before a plugin that is not
+idempotent runs, and its "finished" is written with its result and the lane's new state in the same
+commit -- so a run survives SIGKILLs and restarts, resumes at its first unfinished step, and never
+runs a step twice (an interrupted non-idempotent step is reported FAILED, as the executor does, and
+the runbook's on_failure decides). An idempotent step (http: the Idempotency-Key is its action id)
+starts without a commit of its own: after a crash it is run again with the same id, which its
+receiver deduplicates (a commit per start was most of a roll's scheduling overhead).
 
 One agent call ("turn") starts every step that can start now, across the partition's runs, waits
 for them (and polls due waits) and starts the next ones as they finish, for at most `slice`; then
@@ -326,7 +328,8 @@ class Orchestrator:
             ctx.timers.cancel(DRIVE_TIMER)
             return
         runs = {run_id: loaded for run_id in ids if (loaded := self._load(run_id)) is not None}
-        batch = BatchState(slots=asyncio.Semaphore(self.config.max_in_flight), durable=GroupCheckpoint(ctx.checkpoint))
+        batch = BatchState(slots=asyncio.Semaphore(self.config.max_in_flight), durable=GroupCheckpoint(ctx.checkpoint),
+                           durable_idempotent=False)
         tasks: dict[asyncio.Task[None], tuple[str, int]] = {}
         started = time.monotonic()
         async with self.open_source() as source:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.executor.config import ExecutorConfigError, RetryConfig, load_executor_config
-from app.executor.ledger import Decision, decide
+from app.executor.ledger import Decision, decide, needs_durable_start
 from app.executor.policy import backoff_s, should_retry, truncate
 from app.model.events import ResultStatus
 from tests.conftest import REPO
@@ -100,3 +100,10 @@ def test_truncate__utf8_safe_and_says_how_much() -> None:
     cut = truncate("é" * 100, 64)
     assert len(cut.encode()) <= 64 and cut.startswith("é") and "bytes truncated" in cut
     cut.encode("utf-8")  # no half characters
+
+
+def test_ledger__a_durable_start_is_needed_unless_the_plugin_is_idempotent_and_none_is_asked_for() -> None:
+    assert needs_durable_start(idempotent=False, durable_idempotent=False)
+    assert needs_durable_start(idempotent=False, durable_idempotent=True)
+    assert needs_durable_start(idempotent=True, durable_idempotent=True)
+    assert not needs_durable_start(idempotent=True, durable_idempotent=False)

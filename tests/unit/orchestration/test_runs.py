@@ -289,3 +289,29 @@ def test_roll_admission__fills_free_slots_at_once_and_reports_members_that_left(
     assert machine.admit(lanes, 2_000, lambda host: True) == []  # three running: no free slot
     lanes[0].state = "succeeded"
     assert [lane.target for lane in machine.admit(lanes, 3_000, lambda host: True)] == ["db5"]
+
+
+def test_durable_start__only_a_step_that_is_not_idempotent_commits_before_it_runs(orchestration, calls) -> None:
+    h = orchestration("""
+runbooks:
+  - name: rb
+    steps:
+      - {name: safe, action: {safe-step: {}}}
+      - {name: safe-again, action: {safe-step: {}}}
+      - {name: risky, action: {step: {}}}
+""")
+    commits_when: list[int] = []  # how many steps had run at each checkpoint
+    checkpoint = h.engine.checkpoint_hook
+    assert checkpoint is not None
+
+    def counting() -> None:
+        commits_when.append(len(calls.done))
+        checkpoint()
+
+    h.engine.checkpoint_hook = counting
+    run_id = h.start("runbook", {"name": "rb"})
+    assert h.state(run_id)["state"] == "succeeded"
+    assert len(calls.done) == 3
+    # An idempotent step runs again with the same id after a crash, harmlessly: no commit of its own
+    # "started"; a step that is not idempotent has one before it runs (after the two safe ones ran).
+    assert 1 not in commits_when and 2 in commits_when
