@@ -24,7 +24,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -59,6 +59,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 RESULTS_TOPIC = "action-results"
 DLQ_TOPIC = "actions-dlq"
@@ -95,6 +97,10 @@ class GroupCheckpoint:
             waiting.set_result(None)
 
 
+async def _at_once() -> None:
+    """An agent call's actions run inside it: tables may always be written."""
+
+
 @dataclass
 class BatchState:
     """What the actions of one agent call share."""
@@ -108,6 +114,11 @@ class BatchState:
     #: the attempt count and first start time across the crash. The orchestrator turns it off
     #: (a commit per start was most of a roll's scheduling overhead).
     durable_idempotent: bool = True
+    #: Waits until the tables may be written (see app.orchestration.carry: the orchestrator's steps
+    #: outlive its turn while their plugin runs); returns without suspending when they may now.
+    in_turn: Callable[[], Awaitable[None]] = _at_once
+    #: ids of the actions whose plugin runs now or that wait to retry: they touch no table meanwhile
+    parked: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -224,12 +235,14 @@ class ActionRunner:
                    ctx: AgentContext, batch: BatchState) -> ActionResult:
         if self.config.splay_ms:
             await asyncio.sleep(self.rng.uniform(0, self.config.splay_ms / 1000))
+            await batch.in_turn()
         # A resumed action (idempotent, interrupted by a crash) repeats the interrupted attempt.
         attempt = int(resumed.get("attempts", 1)) if resumed else 1
         started_ms: int | None = resumed.get("started_ms") if resumed else None
         outcome: _Outcome | None = None
         while True:
             async with batch.slots:
+                await batch.in_turn()  # waiting for a slot may have outlasted the turn
                 now = ctx.now_ms()
                 if expired(action.deadline, now):
                     if outcome is None:
@@ -242,7 +255,7 @@ class ActionRunner:
                 if outcome is None and needs_durable_start(idempotent=spec.idempotent,
                                                            durable_idempotent=batch.durable_idempotent):
                     await batch.durable()  # "started" is durable before the first side effect
-                outcome = await self._attempt(action, spec, params, attempt)
+                outcome = await self._parked(batch, action.id, self._attempt(action, spec, params, attempt))
             if outcome.status is ResultStatus.SUCCEEDED or not should_retry(
                     outcome.status, retryable=outcome.retryable, idempotent=spec.idempotent, attempt=attempt,
                     retry=self.config.retries):
@@ -250,13 +263,24 @@ class ActionRunner:
             delay_s = backoff_s(self.config.retries, attempt)
             log.info("action %s attempt %d %s (%s); retrying in %.1fs", action.id, attempt, outcome.status.value,
                      outcome.error, delay_s)
-            await asyncio.sleep(delay_s)
+            await self._parked(batch, action.id, asyncio.sleep(delay_s))
             attempt += 1
         for s in outcome.sends if outcome.status is ResultStatus.SUCCEEDED else ():
             ctx.send(s.topic, s.key, s.value, schema=s.schema, headers=s.headers)
         return self._finish(ctx, action, outcome.status, attempts=attempt, started_ms=started_ms,
                             output=outcome.output, error=outcome.error,
                             dlq=outcome.status is not ResultStatus.SUCCEEDED)
+
+    @staticmethod
+    async def _parked(batch: BatchState, action_id: str, work: Awaitable[_T]) -> _T:
+        """Await `work` (touching no table) parked; then wait until the tables may be written."""
+        batch.parked.add(action_id)
+        try:
+            result = await work
+        finally:
+            batch.parked.discard(action_id)
+        await batch.in_turn()
+        return result
 
     async def _attempt(self, action: Action, spec: PluginSpec, params: dict[str, Any], attempt: int) -> _Outcome:
         timeout_s = self.config.timeout_s(spec.name)

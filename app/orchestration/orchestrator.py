@@ -20,8 +20,10 @@ receiver deduplicates (a commit per start was most of a roll's scheduling overhe
 One agent call ("turn") starts every step that can start now, across the partition's runs, waits
 for them (and polls due waits) and starts the next ones as they finish, for at most `slice`; then
 it lets the worker take other records and arms the wall timer `drive` for the next thing due
-(splay, a poll, an approval's deadline). A turn that is killed leaves that timer armed (it is set
-before anything else), so a restart resumes the runs without any new record.
+(splay, a poll, an approval's deadline). Idempotent steps still running then stay in flight, and
+end in the next turn (app.orchestration.carry); the others are waited for. A turn that is killed
+leaves that timer armed (it is set before anything else), so a restart resumes the runs without
+any new record.
 
 Limits: a turn blocks the worker's loop like an executor batch does, so a step must end well
 within the consumer's max.poll.interval.ms (5 minutes), and commands (approve, cancel) are read
@@ -46,6 +48,7 @@ from app.executor.plugin import PluginRegistry
 from app.executor.runner import ActionRunner, BatchState, GroupCheckpoint
 from app.model.events import Action, ActionResult
 from app.model.signing import sign_action
+from app.orchestration.carry import Flight, TurnGate, turn_can_end
 from app.orchestration.conditions import parse_conditions
 from app.orchestration.config import OrchestrationConfig
 from app.orchestration.definitions import DefinitionsLoader
@@ -69,6 +72,8 @@ _FORGET: Final = "forget:"
 _ACTIVE: Final = "active"
 _ACTIONS_TOPIC: Final = "actions"
 _PUBLISH_EVERY_S: Final = 1.0
+#: After the slice, how often the turn looks whether what is left in flight may outlive it.
+_END_CHECK_S: Final = 0.01
 
 #: Opens a condition source for one turn (closed at its end).
 SourceFactory = Callable[[], AbstractAsyncContextManager[ConditionSource]]
@@ -108,6 +113,17 @@ class _Loaded:
     published_at: float = 0.0
 
 
+@dataclass(eq=False)
+class _Carried:
+    """A partition's steps in flight between two turns (see app.orchestration.carry)."""
+
+    #: the partition's `runs` store they started with: if it was opened again since, they are dropped
+    store: object
+    gate: TurnGate
+    batch: BatchState
+    tasks: dict[asyncio.Task[None], Flight]
+
+
 class Orchestrator:
     """The orchestrator agent and its tables (see the module docstring)."""
 
@@ -124,6 +140,10 @@ class Orchestrator:
         self.ledger = Table("run_ledger", default=None, help="step action id -> started/finished (once-only)")
         self.runner = ActionRunner(executor_config, plugins, self.ledger, signing_key, resolver=resolver)
         self._runbooks: dict[str, Runbook] = {}
+        #: per partition of `runs`: steps still in flight when its last turn ended (see carry.py)
+        self._carried: dict[int, _Carried] = {}
+        #: the runs of the turn in progress, by id
+        self._turn_runs: dict[str, _Loaded] = {}
         self.agent: Agent = agent(RUNS_TOPIC, name="orchestrator", tables=[self.state, self.ledger], batch=True,
                                   decode="json", dlq_topic="actions-dlq",
                                   registry=registry or AgentRegistry())(self.on_records)
@@ -323,42 +343,76 @@ class Orchestrator:
 
     async def drive(self, ctx: AgentContext) -> None:
         """One turn over the partition's unfinished runs (see the module docstring)."""
+        carried = self._carried.pop(ctx.partition, None)
+        if carried is not None and carried.store is not self.state.active:
+            # The partition's stores were opened again since (a rewind, or the partition went away and
+            # came back): what these steps would write may no longer fit. They are idempotent: stopped
+            # here, they run again from the restored state with the same action ids.
+            log.warning("orchestrator: %d step(s) in flight dropped: the partition's state was restored",
+                        len(carried.tasks))
+            for task in carried.tasks:
+                if task.get_loop() is asyncio.get_running_loop():  # else its loop is gone, and the task with it
+                    task.cancel()
+            carried = None
         ids = list(self.state.get(_ACTIVE) or [])
-        if not ids:
+        if not ids and carried is None:
             ctx.timers.cancel(DRIVE_TIMER)
             return
         runs = {run_id: loaded for run_id in ids if (loaded := self._load(run_id)) is not None}
-        batch = BatchState(slots=asyncio.Semaphore(self.config.max_in_flight), durable=GroupCheckpoint(ctx.checkpoint),
-                           durable_idempotent=False)
-        tasks: dict[asyncio.Task[None], tuple[str, int]] = {}
+        if carried is None:
+            gate = TurnGate()
+            batch = BatchState(slots=asyncio.Semaphore(self.config.max_in_flight),
+                               durable=GroupCheckpoint(ctx.checkpoint), durable_idempotent=False, in_turn=gate.wait)
+            tasks: dict[asyncio.Task[None], Flight] = {}
+        else:
+            gate, batch, tasks = carried.gate, carried.batch, carried.tasks
         started = time.monotonic()
-        async with self.open_source() as source:
-            try:
+        self._turn_runs = runs
+        gate.open()
+        ended = False
+        try:
+            async with self.open_source() as source:
                 while True:
                     starting = time.monotonic() - started < self.config.slice_ms / 1000
-                    busy = set(tasks.values())
+                    busy = {(f.run_id, f.lane) for f in tasks.values()}
                     for loaded in runs.values():
                         if starting:
                             for work in self._plan(loaded, ctx, busy):
                                 task = asyncio.ensure_future(self._do(work, loaded, ctx, batch, source))
-                                tasks[task] = (loaded.run.id, work.lane)
+                                tasks[task] = self._flight(loaded.run.id, work)
                         self._settle(loaded, ctx)
-                    if not tasks:
+                    if not tasks or (not starting and turn_can_end(tasks.values(), batch.parked)):
                         break
-                    timeout = self._sleep_s(runs, ctx) if starting else None
-                    if timeout is not None:
+                    # After the slice: wait for a step that must finish in this turn, or look again soon
+                    # whether the steps left are parked.
+                    must_finish = any(not f.may_carry for f in tasks.values())
+                    timeout: float | None = None if must_finish else _END_CHECK_S
+                    if starting:  # wake for the next thing due, or at the end of the slice
                         left_s = self.config.slice_ms / 1000 - (time.monotonic() - started)
-                        timeout = max(0.05, min(timeout, left_s))
+                        due_s = self._sleep_s(runs, ctx)
+                        timeout = max(0.05, left_s if due_s is None else min(due_s, left_s))
                     done, _ = await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                     for task in done:
                         del tasks[task]
                         task.result()  # _do never raises an Exception; a CheckpointFailed stops the turn
-            finally:
+            ended = True
+        finally:
+            gate.close()
+            self._turn_runs = {}
+            if ended and tasks:  # idempotent steps whose plugin runs on: finished in the next turn
+                self._carried[ctx.partition] = _Carried(self.state.active, gate, batch, tasks)
+            else:
                 for task in tasks:
                     task.cancel()
         for loaded in runs.values():
             self._settle(loaded, ctx)
         self._arm_next(runs, ctx)
+
+    def _flight(self, run_id: str, work: Work) -> Flight:
+        if not isinstance(work, StartAction):
+            return Flight(run_id, work.lane, None, may_carry=False)
+        spec = self.runner.plugins.get(work.type)
+        return Flight(run_id, work.lane, work.action_id, may_carry=spec is not None and spec.idempotent)
 
     def _plan(self, loaded: _Loaded, ctx: AgentContext, busy: set[tuple[str, int]]) -> list[Work]:
         machine, run, now = loaded.machine, loaded.run, ctx.now_ms()
@@ -435,6 +489,12 @@ class Orchestrator:
         self._arm(ctx, max(at, now + 10))
 
     # -- doing the work ----------------------------------------------------------------------------------------
+    def _current(self, loaded: _Loaded) -> _Loaded | None:
+        """The run as this turn loaded it: a step that outlived the turn it started in (see
+        app.orchestration.carry) writes its end into this turn's copy, which has the commands (cancel,
+        pause) that came between."""
+        return self._turn_runs.get(loaded.run.id)
+
     async def _do(self, work: Work, loaded: _Loaded, ctx: AgentContext, batch: BatchState,
                   source: ConditionSource) -> None:
         try:
@@ -444,6 +504,11 @@ class Orchestrator:
                 await self._poll(work, loaded, ctx, source)
         except Exception as exc:  # a bug must not stop the other lanes: this lane's step fails instead
             log.exception("orchestrator: run %s lane %d step %s", loaded.run.id, work.lane, work.step)
+            await batch.in_turn()
+            current = self._current(loaded)
+            if current is None:
+                return
+            loaded = current
             machine, lane = loaded.machine, loaded.lanes[work.lane]
             if machine is not None and isinstance(work, StartAction):
                 machine.action_finished(lane, work.step, status="FAILED", error=f"orchestrator error: {exc}",
@@ -481,6 +546,12 @@ class Orchestrator:
         result = await self.runner.handle_own(action, ctx, batch)
         # No await from here to the write: a checkpoint cannot fall between the ledger's "finished"
         # (written with the result) and the lane's new state.
+        current = self._current(loaded)
+        if current is None or current.machine is None:  # the run is gone from this partition's state
+            log.warning("orchestrator: run %s lane %d: step %s ended (%s) but the run is not loaded now",
+                        loaded.run.id, work.lane, work.step, getattr(result.status, "value", result.status))
+            return
+        loaded, lane, machine = current, current.lanes[work.lane], current.machine
         status, output, error = self._outcome(result, action.id)
         machine.action_finished(lane, work.step, status=status, output=output, error=error,
                                 attempts=result.attempts if result else 0,

@@ -5,8 +5,10 @@ commands, and restarts in the middle of a step."""
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 from app.orchestration.members import MemberInfo
+from tests.conftest import wait_until
 from tests.unit.executor.conftest import SimulatedKill
 
 RUNBOOK = """
@@ -315,3 +317,51 @@ runbooks:
     # An idempotent step runs again with the same id after a crash, harmlessly: no commit of its own
     # "started"; a step that is not idempotent has one before it runs (after the two safe ones ran).
     assert 1 not in commits_when and 2 in commits_when
+
+
+CARRIED = """
+runbooks:
+  - name: rb
+    steps:
+      - {name: slow, action: {safe-step: {sleep: 0.3}}}
+      - {name: after, action: {step: {}}}
+"""
+
+
+def _short_slices(tmp_path: Path) -> dict:
+    return {"slice": "20ms", "workers": ["http://127.0.0.1:1"], "rules_dir": str(tmp_path / "rules")}
+
+
+def _tick_until(h, done) -> None:
+    """Turns (the drive timer, 20 ms apart on the harness clock) until `done()`, within 10 s."""
+
+    def turn() -> bool:
+        h.tick(100)
+        return done()
+
+    wait_until(turn, timeout_s=10, message="the run to end")
+
+
+def test_carry__an_idempotent_step_outlives_its_turn_and_ends_once_in_a_later_one(orchestration, calls,
+                                                                                   tmp_path) -> None:
+    h = orchestration(CARRIED, orchestration=_short_slices(tmp_path))
+    run_id = h.start("runbook", {"name": "rb"})
+    # The turn that started `slow` ended after its 20-ms slice without waiting for it.
+    assert calls.done == [] and h.state(run_id)["state"] == "running"
+    _tick_until(h, lambda: h.state(run_id)["state"] == "succeeded")
+    lane = h.state(run_id)["lanes"][0]
+    assert [lane["steps"][s]["status"] for s in ("slow", "after")] == ["SUCCEEDED", "SUCCEEDED"]
+    per_step = Counter(r.action_id for r in h.step_results())
+    assert set(per_step.values()) == {1} and len(per_step) == 2 and len(calls.done) == 2
+
+
+def test_carry__a_cancel_between_turns_is_kept_when_the_carried_step_ends(orchestration, calls, tmp_path) -> None:
+    h = orchestration(CARRIED, orchestration=_short_slices(tmp_path))
+    run_id = h.start("runbook", {"name": "rb"})
+    assert calls.done == []
+    h.send("cancel", run_id, reason="enough")  # read between two turns, while `slow` runs
+    _tick_until(h, lambda: h.state(run_id)["state"] not in ("running", "paused"))
+    state = h.state(run_id)
+    assert state["state"] == "cancelled", state
+    assert state["lanes"][0]["steps"]["slow"]["status"] == "SUCCEEDED" and "after" not in state["lanes"][0]["steps"]
+    assert len(calls.done) == 1 and len(h.step_results()) == 1
