@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from app.executor.allowlist import Destination, IPAddress, OutboundConfig, decide, parse_address, prefilter
+from app.executor.http_clients import PinnedClients
 from app.executor.plugin import ActionFailed, ActionRejected
 
 __all__ = ["EgressGuard", "EgressRefused", "Resolver", "Vetted", "system_resolver"]
@@ -54,9 +55,13 @@ class Vetted:
 class EgressGuard:
     """Judges destinations against one executor's outbound allowlist."""
 
-    def __init__(self, config: OutboundConfig, *, resolver: Resolver | None = None) -> None:
+    def __init__(self, config: OutboundConfig, *, resolver: Resolver | None = None,
+                 clients: PinnedClients | None = None) -> None:
         self.config = config
         self.resolver = resolver or system_resolver
+        #: HTTP clients kept between requests to vetted destinations (app.executor.http_clients);
+        #: None: each request makes its own (and closes it)
+        self.clients = clients
 
     async def vet(self, scheme: str, host: str, port: int) -> Vetted:
         """Resolve `host` and judge the destination. Raises EgressRefused (a REJECTED result)

@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from app.executor.config import ExecutorConfig
 from app.executor.egress import EgressGuard, Resolver
+from app.executor.http_clients import PinnedClients
 from app.executor.ledger import Decision, decide, finished_entry, needs_durable_start, started_entry
 from app.executor.plugin import (
     ActionCall,
@@ -162,8 +163,9 @@ class ActionRunner:
         self.ledger = ledger
         self.signing_key = signing_key
         self.rng = rng or random.Random()
-        #: one guard for every attempt: the outbound allowlist, with `resolver` (default: the system's)
-        self.egress = EgressGuard(config.outbound, resolver=resolver)
+        #: one guard for every attempt: the outbound allowlist, with `resolver` (default: the system's),
+        #: and HTTP connections kept between requests to the same vetted destination
+        self.egress = EgressGuard(config.outbound, resolver=resolver, clients=PinnedClients())
 
     # -- entry point ------------------------------------------------------------------------------
     async def handle(self, value: Any, ctx: AgentContext, batch: BatchState) -> ActionResult | None:

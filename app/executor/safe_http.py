@@ -16,15 +16,13 @@ goes, which a proxy would change.
 from __future__ import annotations
 
 import json as jsonlib
-import ssl
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import httpx
 
-from app.executor.allowlist import parse_address
 from app.executor.egress import EgressGuard, EgressRefused
+from app.executor.http_clients import Lease, PinnedClients, pinned_origin
 from app.executor.plugin import ActionFailed, ActionRejected, ActionTimedOut
 
 __all__ = ["CROSS_ORIGIN_HEADERS", "REDIRECT_STATUSES", "HttpAnswer", "request"]
@@ -32,12 +30,6 @@ __all__ = ["CROSS_ORIGIN_HEADERS", "REDIRECT_STATUSES", "HttpAnswer", "request"]
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 #: Headers that follow a redirect to another origin; the rest stay with the first one.
 CROSS_ORIGIN_HEADERS = frozenset({"idempotency-key", "accept", "content-type", "user-agent"})
-
-
-@lru_cache(maxsize=1)
-def _ssl_context() -> ssl.SSLContext:
-    # Built once: creating it loads the CA bundle, too slow to repeat per request.
-    return httpx.create_ssl_context()
 
 
 @dataclass
@@ -87,25 +79,34 @@ async def _read_capped(response: httpx.Response, limit: int) -> str:
     return kept.decode("utf-8", errors="replace")
 
 
-async def _send_pinned(client: httpx.AsyncClient, guard: EgressGuard, hop: _Hop) -> httpx.Response:
-    """Send one hop to a vetted address of its host (the next one if connecting fails)."""
+async def _send_pinned(clients: PinnedClients, guard: EgressGuard, hop: _Hop,
+                       timeout_s: float) -> tuple[httpx.Response, Lease]:
+    """Send one hop to a vetted address of its host (the next one if connecting fails), with the
+    client of that pinned origin (released by the caller once the response is closed)."""
     url = hop.url
     if url.scheme not in ("http", "https"):
         raise EgressRefused(f"{url}: only http and https URLs are fetched")
     host = url.raw_host.decode("ascii")
     vetted = await guard.vet(url.scheme, host, url.port or (443 if url.scheme == "https" else 80))
     headers = {**hop.headers, "Host": url.netloc.decode("ascii")}
-    extensions: dict[str, Any] = {}
-    if url.scheme == "https" and parse_address(host) is None:
-        extensions["sni_hostname"] = host  # TLS checks the certificate against the name, not the address
     last: httpx.ConnectError | None = None
     for address in vetted.addresses:
-        pinned = url.copy_with(host=str(address))
-        req = client.build_request(hop.method, pinned, headers=headers, content=hop.content, extensions=extensions)
+        origin = pinned_origin(url, address)
+        extensions: dict[str, Any] = {}
+        if origin.server_name:
+            extensions["sni_hostname"] = origin.server_name  # TLS checks the certificate against the name
+        lease = clients.lease(origin)
         try:
-            return await client.send(req, stream=True)
+            req = lease.client.build_request(hop.method, url.copy_with(host=str(address)), headers=headers,
+                                             content=hop.content, extensions=extensions, timeout=timeout_s)
+            r = await lease.client.send(req, stream=True)
+            return r, lease
         except httpx.ConnectError as exc:  # nothing was sent; try the next address
+            clients.release(lease)
             last = exc
+        except BaseException:
+            clients.release(lease)
+            raise
     assert last is not None
     raise last
 
@@ -131,31 +132,36 @@ async def request(guard: EgressGuard, method: str, url: str, *, headers: dict[st
     except httpx.InvalidURL as exc:
         raise ActionRejected(f"{url[:200]!r} is not a valid URL: {exc}") from None
     redirects: list[str] = []
+    # The guard's clients keep connections between requests; without them, clients for this request only.
+    clients = guard.clients if guard.clients is not None else PinnedClients()
     try:
-        async with httpx.AsyncClient(verify=_ssl_context(), timeout=timeout_s, follow_redirects=False,
-                                     trust_env=False) as client:
-            while True:
+        while True:
+            try:
+                response, lease = await _send_pinned(clients, guard, hop, timeout_s)
+            except EgressRefused as exc:
+                if not redirects:
+                    raise
+                raise EgressRefused(f"redirect {len(redirects)} from {redirects[-1]} refused: {exc}") from None
+            try:
+                location = response.headers.get("location")
+                if response.status_code not in REDIRECT_STATUSES or not location or not max_redirects:
+                    body = await _read_capped(response, body_limit)
+                    return HttpAnswer(response.status_code, response.reason_phrase, body, str(hop.url), redirects)
+            finally:
                 try:
-                    response = await _send_pinned(client, guard, hop)
-                except EgressRefused as exc:
-                    if not redirects:
-                        raise
-                    raise EgressRefused(f"redirect {len(redirects)} from {redirects[-1]} refused: {exc}") from None
-                try:
-                    location = response.headers.get("location")
-                    if response.status_code not in REDIRECT_STATUSES or not location or not max_redirects:
-                        body = await _read_capped(response, body_limit)
-                        return HttpAnswer(response.status_code, response.reason_phrase, body, str(hop.url),
-                                          redirects)
-                finally:
                     await response.aclose()
-                if len(redirects) >= max_redirects:
-                    raise ActionFailed(f"{method} {url}: more than {max_redirects} redirect(s) (last to "
-                                       f"{location[:200]})", retryable=False)
-                redirects.append(str(hop.url))
-                hop = _next_hop(hop, response.status_code, location)
+                finally:
+                    clients.release(lease)
+            if len(redirects) >= max_redirects:
+                raise ActionFailed(f"{method} {url}: more than {max_redirects} redirect(s) (last to "
+                                   f"{location[:200]})", retryable=False)
+            redirects.append(str(hop.url))
+            hop = _next_hop(hop, response.status_code, location)
     except httpx.TimeoutException as exc:
         raise ActionTimedOut(f"{hop.method} {hop.url}: no answer within {timeout_s:g}s "
                              f"({type(exc).__name__})") from None
     except httpx.HTTPError as exc:
         raise ActionFailed(f"{hop.method} {hop.url}: {type(exc).__name__}: {exc}") from None
+    finally:
+        if clients is not guard.clients:
+            await clients.aclose()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from app.executor import safe_http
+from app.executor import http_clients
 from tests.tls import TestPki
 from tests.unit.executor.conftest import make_action
 from tests.unit.executor.http_server import IdempotentApi, idempotent_api
@@ -163,7 +163,7 @@ def test_https__pinned_address_keeps_the_name_for_sni_and_certificate(executor, 
                                                                        monkeypatch) -> None:
     pki = TestPki(tmp_path)
     cert = pki.issue("api", dns=["api.test"])
-    monkeypatch.setattr(safe_http, "_ssl_context", lambda: ssl.create_default_context(cafile=pki.ca_file))
+    monkeypatch.setattr(http_clients, "tls_context", lambda: ssl.create_default_context(cafile=pki.ca_file))
     with idempotent_api(host=ALLOWED, tls=(cert.cert_file, cert.key_file)) as api:
         port = api.url.rsplit(":", 1)[1]
         h = executor(outbound=only(ALLOWED, schemes=("https",)),

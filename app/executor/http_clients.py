@@ -1,0 +1,127 @@
+"""HTTP clients kept between requests, one per pinned destination, so that a plugin's requests to
+the same place reuse their connections (no connect, no TLS handshake per request).
+
+app.executor.safe_http sends every hop to an address the outbound guard vetted, with the name kept
+for the Host header and for TLS (SNI and the certificate check). httpx pools connections by the URL's
+origin only -- here the vetted address -- so one client for every destination could hand a request
+for one name a TLS connection made (and checked) for another name on the same address. A client per
+`PinnedOrigin` (scheme, vetted address, port, TLS server name) cannot: each of its connections was
+made to that address and checked for that name. Idle connections are kept `keepalive_s` (shorter
+than servers' usual keep-alive timeouts, so a reused connection is rarely one the server is closing).
+
+Clients belong to the event loop they were made on: on another loop (a test's) the set starts anew.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import lru_cache
+
+import httpx
+
+from app.executor.allowlist import IPAddress, parse_address
+
+__all__ = ["Lease", "PinnedClients", "PinnedOrigin", "pinned_origin", "tls_context"]
+
+#: Idle connections are closed after this long.
+KEEPALIVE_S = 2.0
+#: Clients (destinations) kept at most; the least recently used one is closed beyond.
+MAX_CLIENTS = 64
+#: Idle connections kept per destination (busy ones are not limited: the executor's concurrency is).
+MAX_IDLE_PER_CLIENT = 64
+
+
+@lru_cache(maxsize=1)
+def tls_context() -> ssl.SSLContext:
+    """The TLS context of every client (built once: creating it loads the CA bundle)."""
+    return httpx.create_ssl_context()
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedOrigin:
+    """Where a pinned request's connection goes, and the name TLS checks it for."""
+
+    scheme: str
+    address: str
+    port: int
+    #: the TLS server name (SNI, certificate check); "" for http and for a URL with a literal address
+    server_name: str
+
+
+def pinned_origin(url: httpx.URL, address: IPAddress) -> PinnedOrigin:
+    """The origin of a request for `url` sent to the vetted `address`."""
+    host = url.raw_host.decode("ascii")
+    https = url.scheme == "https"
+    name = host if https and parse_address(host) is None else ""
+    return PinnedOrigin(url.scheme, str(address), url.port or (443 if https else 80), name)
+
+
+@dataclass(eq=False)
+class Lease:
+    """A client lent for one request: give it back with PinnedClients.release once its response is
+    closed."""
+
+    client: httpx.AsyncClient
+    users: int = 0
+
+
+class PinnedClients:
+    """An httpx.AsyncClient per PinnedOrigin, kept between requests (see the module docstring)."""
+
+    def __init__(self, *, keepalive_s: float = KEEPALIVE_S, max_clients: int = MAX_CLIENTS) -> None:
+        self.keepalive_s = keepalive_s
+        self.max_clients = max_clients
+        self._kept: OrderedDict[PinnedOrigin, Lease] = OrderedDict()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def lease(self, origin: PinnedOrigin) -> Lease:
+        """The client for `origin` (made on first use), lent until `release`. Call from the event
+        loop that uses it."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # made on another loop: unusable here (and that loop may be gone)
+            self._kept.clear()
+            self._loop = loop
+        kept = self._kept.get(origin)
+        if kept is None:
+            limits = httpx.Limits(max_connections=None, max_keepalive_connections=MAX_IDLE_PER_CLIENT,
+                                  keepalive_expiry=self.keepalive_s)
+            kept = Lease(httpx.AsyncClient(verify=tls_context(), follow_redirects=False, trust_env=False,
+                                           limits=limits))
+            self._kept[origin] = kept
+        self._kept.move_to_end(origin)
+        kept.users += 1
+        self._trim()
+        return kept
+
+    def release(self, lease: Lease) -> None:
+        """The request that leased `lease` is over (its response closed)."""
+        lease.users -= 1
+        self._trim()
+
+    def _trim(self) -> None:
+        """Close the least recently used idle clients beyond `max_clients` (one in use is kept: closing
+        it would break its request)."""
+        if len(self._kept) <= self.max_clients:
+            return
+        for origin, kept in list(self._kept.items()):
+            if len(self._kept) <= self.max_clients:
+                return
+            if kept.users == 0:
+                del self._kept[origin]
+                task = asyncio.ensure_future(kept.client.aclose())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+
+    async def aclose(self) -> None:
+        """Close every client (on the loop they were made on)."""
+        kept = list(self._kept.values())
+        self._kept.clear()
+        for lease in kept:
+            await lease.client.aclose()
