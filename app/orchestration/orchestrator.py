@@ -486,7 +486,11 @@ class Orchestrator:
                    for lane in loaded.lanes)) for loaded in pending)
         due = [w for w in wakes if w is not None]
         at = now + 20 if runnable else (min(due) if due else now + 60_000)
-        self._arm(ctx, max(at, now + 10))
+        if self._carried.get(ctx.partition):
+            # Steps in flight progress only in a turn (the engine's loop runs in agent calls): the next
+            # one as soon as the worker has taken what came meanwhile.
+            at = now
+        self._arm(ctx, at if at == now else max(at, now + 10))
 
     # -- doing the work ----------------------------------------------------------------------------------------
     def _current(self, loaded: _Loaded) -> _Loaded | None:

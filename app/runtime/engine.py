@@ -400,6 +400,13 @@ class Engine:
                 ap.unbind()
         return fired
 
+    def next_wall_due_any(self, *, skip: Container[tuple[str, int]] = ()) -> int | None:
+        """When the earliest wall-clock timer armed on any assigned partition except those in `skip`
+        is due (None: none is): the worker waits for records no longer than that."""
+        dues = [d for where, parts in self._parts.items() if not (skip and where in skip) for ap in parts
+                if (d := ap.timers.next_live_due("wall")) is not None]
+        return min(dues) if dues else None
+
     def next_wall_due(self, topic: str, partition: int) -> int | None:
         """When the earliest wall-clock timer armed on an assigned partition is due (None: none is),
         for a driver that moves a virtual clock (the backtest) and must fire every timer before the

@@ -67,7 +67,7 @@ from app.runtime.worker.fencing import Fencer
 from app.runtime.worker.group import GroupView
 from app.runtime.worker.holds import Holds
 from app.runtime.worker.intake import Intake
-from app.runtime.worker.options import Guarantee, WorkerOptions, commit_due
+from app.runtime.worker.options import Guarantee, WorkerOptions, commit_due, poll_wait_s
 from app.runtime.worker.output import RECONNECT_CONFIG, TRANSACTION_TIMEOUT_MS, OutputProducer
 from app.runtime.worker.restore import Restorer, needs_rebuild
 from app.runtime.worker.standby import Standbys
@@ -501,6 +501,9 @@ class Worker:
                     self.standbys.update(described, self._owned)
             restoring = self.restorer.active
             wait_s = 0.0 if restoring else slice_timeout_s if writing else idle_timeout_s
+            if not self.bus.down:  # wall-clock timers fire between polls (not while the bus is down)
+                wait_s = poll_wait_s(wait_s, now_ms=self._now_ms(),
+                                     next_timer_ms=self.engine.next_wall_due_any(skip=self._held_logical()))
             # Read each turn: a recovery may have made the consumer anew (_rebuild_consumer).
             consumer = self.consumer
             assert consumer is not None

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-__all__ = ["COMMIT_INTERVAL_HELP", "Guarantee", "WorkerOptions", "commit_due"]
+__all__ = ["COMMIT_INTERVAL_HELP", "Guarantee", "WorkerOptions", "commit_due", "poll_wait_s"]
 
 #: The --commit-interval-ms help of the commands that run a Worker.
 COMMIT_INTERVAL_HELP = "default: 100 (exactly-once) / 5000 (at-least-once; also whenever caught up)"
@@ -69,3 +69,12 @@ def commit_due(*, since_commit_s: float, interval_s: float, got: bool, writing: 
     gaps all the time, and committing at each one re-encoded and re-sent every changed key several
     times a second (measured at 5,000 events/s: a commit every 0.2-0.5 s instead of every 5 s)."""
     return since_commit_s >= interval_s or (not got and not writing and uncommitted)
+
+
+def poll_wait_s(wait_s: float, *, next_timer_ms: int | None, now_ms: int) -> float:
+    """How long the run loop waits for records: `wait_s`, but not past the next wall-clock timer
+    (it fires between polls: an orchestrator's turn re-armed 20 ms ahead waited for the whole
+    100-ms poll timeout when no record came)."""
+    if next_timer_ms is None:
+        return wait_s
+    return max(0.0, min(wait_s, (next_timer_ms - now_ms) / 1000))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.runtime.worker import commit_due
+from app.runtime.worker.options import poll_wait_s
 
 
 @pytest.mark.parametrize(("since_commit_s", "got", "writing", "uncommitted", "due"), [
@@ -18,3 +19,11 @@ from app.runtime.worker import commit_due
 def test_commit_due(since_commit_s: float, got: bool, writing: bool, uncommitted: bool, due: bool) -> None:
     assert commit_due(since_commit_s=since_commit_s, interval_s=5.0, got=got, writing=writing,
                       uncommitted=uncommitted) is due
+
+
+def test_poll_wait__no_longer_than_until_the_next_wall_clock_timer() -> None:
+    assert poll_wait_s(0.1, next_timer_ms=None, now_ms=1_000) == 0.1
+    assert poll_wait_s(0.1, next_timer_ms=1_020, now_ms=1_000) == 0.02
+    assert poll_wait_s(0.1, next_timer_ms=1_000, now_ms=1_000) == 0.0, "due now: take what is there, fire it"
+    assert poll_wait_s(0.1, next_timer_ms=900, now_ms=1_000) == 0.0
+    assert poll_wait_s(0.1, next_timer_ms=5_000, now_ms=1_000) == 0.1
