@@ -8,6 +8,7 @@ for one name a TLS connection made (and checked) for another name on the same ad
 `PinnedOrigin` (scheme, vetted address, port, TLS server name) cannot: each of its connections was
 made to that address and checked for that name. Idle connections are kept `keepalive_s` (shorter
 than servers' usual keep-alive timeouts, so a reused connection is rarely one the server is closing).
+An origin busy with many requests at once gets several clients (REQUESTS_PER_CLIENT).
 
 Clients belong to the event loop they were made on: on another loop (a test's) the set starts anew.
 """
@@ -30,8 +31,11 @@ __all__ = ["Lease", "PinnedClients", "PinnedOrigin", "pinned_origin", "tls_conte
 KEEPALIVE_S = 2.0
 #: Clients (destinations) kept at most; the least recently used one is closed beyond.
 MAX_CLIENTS = 64
-#: Idle connections kept per destination (busy ones are not limited: the executor's concurrency is).
-MAX_IDLE_PER_CLIENT = 64
+#: Requests one client serves at once; more to the same destination get another client. httpx's
+#: pool does work proportional to the square of its connections on every request and answer (and a
+#: readability check per idle connection): 50 requests at once over one client of 50 connections took
+#: 140-250 ms to leave; split over clients of 8 they leave as they come.
+REQUESTS_PER_CLIENT = 8
 
 
 @lru_cache(maxsize=1)
@@ -69,33 +73,37 @@ class Lease:
 
 
 class PinnedClients:
-    """An httpx.AsyncClient per PinnedOrigin, kept between requests (see the module docstring)."""
+    """httpx.AsyncClients per PinnedOrigin, kept between requests (see the module docstring)."""
 
-    def __init__(self, *, keepalive_s: float = KEEPALIVE_S, max_clients: int = MAX_CLIENTS) -> None:
+    def __init__(self, *, keepalive_s: float = KEEPALIVE_S, max_clients: int = MAX_CLIENTS,
+                 requests_per_client: int = REQUESTS_PER_CLIENT) -> None:
         self.keepalive_s = keepalive_s
         self.max_clients = max_clients
-        self._kept: OrderedDict[PinnedOrigin, Lease] = OrderedDict()
+        self.requests_per_client = requests_per_client
+        #: per origin, its clients (most origins have one)
+        self._kept: OrderedDict[PinnedOrigin, list[Lease]] = OrderedDict()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
-        return len(self._kept)
+        return sum(len(leases) for leases in self._kept.values())
 
     def lease(self, origin: PinnedOrigin) -> Lease:
-        """The client for `origin` (made on first use), lent until `release`. Call from the event
-        loop that uses it."""
+        """A client for `origin` (made when it has none with room), lent until `release`. Call from
+        the event loop that uses it."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # made on another loop: unusable here (and that loop may be gone)
             self._kept.clear()
             self._loop = loop
-        kept = self._kept.get(origin)
+        leases = self._kept.setdefault(origin, [])
+        self._kept.move_to_end(origin)
+        kept = next((lease for lease in leases if lease.users < self.requests_per_client), None)
         if kept is None:
-            limits = httpx.Limits(max_connections=None, max_keepalive_connections=MAX_IDLE_PER_CLIENT,
+            limits = httpx.Limits(max_connections=None, max_keepalive_connections=self.requests_per_client,
                                   keepalive_expiry=self.keepalive_s)
             kept = Lease(httpx.AsyncClient(verify=tls_context(), follow_redirects=False, trust_env=False,
                                            limits=limits))
-            self._kept[origin] = kept
-        self._kept.move_to_end(origin)
+            leases.append(kept)
         kept.users += 1
         self._trim()
         return kept
@@ -108,20 +116,24 @@ class PinnedClients:
     def _trim(self) -> None:
         """Close the least recently used idle clients beyond `max_clients` (one in use is kept: closing
         it would break its request)."""
-        if len(self._kept) <= self.max_clients:
+        excess = len(self) - self.max_clients
+        if excess <= 0:
             return
-        for origin, kept in list(self._kept.items()):
-            if len(self._kept) <= self.max_clients:
-                return
-            if kept.users == 0:
-                del self._kept[origin]
-                task = asyncio.ensure_future(kept.client.aclose())
+        for origin, leases in list(self._kept.items()):
+            for lease in [lease for lease in leases if lease.users == 0]:
+                if excess <= 0:
+                    return
+                leases.remove(lease)
+                excess -= 1
+                task = asyncio.ensure_future(lease.client.aclose())
                 self._closing.add(task)
                 task.add_done_callback(self._closing.discard)
+            if not leases:
+                del self._kept[origin]
 
     async def aclose(self) -> None:
         """Close every client (on the loop they were made on)."""
-        kept = list(self._kept.values())
+        kept = [lease for leases in self._kept.values() for lease in leases]
         self._kept.clear()
         for lease in kept:
             await lease.client.aclose()

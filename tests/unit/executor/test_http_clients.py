@@ -47,6 +47,21 @@ def test_pinned_clients__one_client_per_origin_and_only_idle_ones_are_closed_bey
     asyncio.run(scenario())
 
 
+def test_pinned_clients__a_busy_origin_is_spread_over_several_clients() -> None:
+    async def scenario() -> None:
+        clients = PinnedClients(requests_per_client=2)
+        origin = PinnedOrigin("http", "127.0.0.1", 80, "")
+        a, b, c = (clients.lease(origin) for _ in range(3))
+        assert a is b and c is not a and len(clients) == 2
+        clients.release(a)
+        assert clients.lease(origin) is a, "a client with room is used before another is made"
+        for lease in (a, b, c):
+            clients.release(lease)
+        await clients.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_request__reuses_the_connection_to_the_same_destination() -> None:
     async def scenario() -> tuple[int, list[int]]:
         connections = 0
