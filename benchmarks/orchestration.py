@@ -8,7 +8,9 @@ and the latency of a gate check as the status index grows.
 Roll: `members` vigil.Member records (tag role=sim) on the `members` topic, one `roll` action
 (http to a loopback server, `concurrency` at a time, max_failures above the member count so the
 roll runs to the end) produced to `actions`, one `vigil executor` process. The server holds each
-request `step-ms` and answers 500 for a deterministic `fail-ratio` of the members. Measured on the
+request `step-ms` and answers 500 for a deterministic `fail-ratio` of the members (an asyncio HTTP/1.1
+server on a thread of its own, keeping connections alive and answering in one write, as a production
+server does: a thread per connection queued the requests that come at once for the GIL). Measured on the
 server (one clock): every member's step executed exactly once (by Idempotency-Key), the roll's wall
 time from its first request to its last answer and its steps per second, and the scheduling
 overhead per step: with `concurrency` steps in flight, the k-th step start after the first
@@ -51,7 +53,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -105,45 +106,66 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-@contextlib.contextmanager
-def _member_endpoint(steps: _Steps) -> Iterator[str]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:
+async def _serve_member(steps: _Steps, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """The simulated members' HTTP/1.1 endpoint on one (kept-alive) connection."""
+    try:
+        while True:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
             arrived = time.monotonic()
             with steps.lock:
                 if steps.cpu_at_first_s is None and steps.pid is not None:
                     steps.cpu_at_first_s = _cpu_s(steps.pid)
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-            host = str(body.get("host", ""))
-            time.sleep(steps.step_s)
+            headers = {name.strip().lower(): value.strip() for name, _, value in
+                       (line.partition(":") for line in head.split("\r\n")[1:] if line)}
+            body = await reader.readexactly(int(headers.get("content-length") or 0))
+            host = str(json.loads(body or b"{}").get("host", ""))
+            await asyncio.sleep(steps.step_s)
             failed = _fails(host, steps.fail_ratio)
             answer = b'{"error": "simulated failure"}' if failed else b'{"ok": true}'
-            self.send_response(500 if failed else 200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-            self.wfile.flush()
+            writer.write(b"HTTP/1.1 " + (b"500 Internal Server Error" if failed else b"200 OK")
+                         + b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(answer)).encode()
+                         + b"\r\n\r\n" + answer)  # one write: no wait for the client's ACK of a first part
+            await writer.drain()
             with steps.lock:
-                steps.requests.append((self.headers.get("Idempotency-Key", ""), host, arrived, time.monotonic()))
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    class Server(ThreadingHTTPServer):
-        request_queue_size = 1024  # `concurrency` connections at once (the default backlog of 5 resets them)
-        daemon_threads = True
-
-    server = Server(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+                steps.requests.append((headers.get("idempotency-key", ""), host, arrived, time.monotonic()))
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass  # the executor closed the connection (or was stopped mid-request: not an answered step)
     finally:
-        server.shutdown()
-        server.server_close()
+        writer.close()
+
+
+@contextlib.contextmanager
+def _member_endpoint(steps: _Steps) -> Iterator[str]:
+    """The endpoint on an event loop of its own thread. (A thread per connection, as http.server has,
+    made the `concurrency` requests that come at once queue for the GIL: up to 0.4 s at 50, counted
+    as overhead.)"""
+    loop = asyncio.new_event_loop()
+    connections: set[asyncio.StreamWriter] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.add(writer)
+        try:
+            await _serve_member(steps, reader, writer)
+        finally:
+            connections.discard(writer)
+
+    server = loop.run_until_complete(asyncio.start_server(serve, "127.0.0.1", 0, backlog=1024))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    async def stop() -> None:
+        server.close()
+        handlers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for writer in list(connections):  # still open: their handlers end on the closed stream
+            writer.transport.abort()
+        await asyncio.gather(*handlers, return_exceptions=True)
+
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
 
 
 def _produce(settings: Settings, topic: str, schema: str, records: list[tuple[str, dict[str, Any]]]) -> None:
