@@ -23,7 +23,7 @@ from app.rules.loader import RuleSet
 from app.rules.spec import Rule
 from app.rules.triggers import CountTrigger, RegisterTrigger, SequenceTrigger
 
-__all__ = ["CauseLog"]
+__all__ = ["CauseLog", "look_back_window_ms"]
 
 #: Records kept per group at most (a group shared by busy rules may see many within a window).
 MAX_NOTED: Final = 4096
@@ -36,11 +36,12 @@ MARGIN_MS: Final = 60_000
 class CauseLog:
     """The recent records of every group of one rule set, to name the events behind a firing."""
 
-    def __init__(self, ruleset: RuleSet) -> None:
-        windows = [_look_back_ms(rule) for rule in ruleset.enabled]
-        spans = [w for w in windows if w is not None]
+    def __init__(self, ruleset: RuleSet, *, window_ms: int | None = None) -> None:
+        """window_ms: keep at least this look-back (a share of a rule set keeps what the whole set's
+        log would: app.backtest.sharing)."""
+        own = look_back_window_ms(ruleset)
         #: how far back (event time) a firing may look; None: no rule needs more than its cause
-        self.window_ms: int | None = max(spans) if spans else None
+        self.window_ms: int | None = None if own is None else max(own, window_ms or 0)
         self.ruleset = ruleset
         self._noted: dict[str, deque[tuple[int, str | None, Mapping[str, Any], str]]] = {}
 
@@ -103,6 +104,12 @@ class CauseLog:
             return own
         ids = tuple(dict.fromkeys(e[1] for e in found if e[1] is not None))
         return ids if event_id in ids else (*ids, event_id)
+
+
+def look_back_window_ms(ruleset: RuleSet) -> int | None:
+    """The longest look-back of the enabled rules of `ruleset` (None: none looks back)."""
+    windows = [w for rule in ruleset.enabled if (w := _look_back_ms(rule)) is not None]
+    return max(windows) if windows else None
 
 
 def _look_back_ms(rule: Rule) -> int | None:

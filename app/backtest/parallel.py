@@ -114,7 +114,7 @@ def _worker_main(plan: _Plan, inboxes: list[Any], results: Any) -> None:
                 counts = reader.counts if reader is not None else ReadCounts()
                 results.put(("progress", plan.worker, done(replayer, counts), last[1]))
 
-        exchange = QueueExchange(plan.worker, inboxes, len(request.rules_dirs))
+        exchange = QueueExchange(plan.worker, inboxes, len(replayer.rulesets))
         SliceDriver(replayer, reader, time_range=request.time_range, slice_ms=request.slice_ms, exchange=exchange,
                     on_progress=on_progress).run()
         counts = reader.counts

@@ -23,6 +23,7 @@ worker of several processes exchanges routed records between slices (app.backtes
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -34,6 +35,7 @@ from typing import Any, Final
 
 from app.backtest.causes import CauseLog
 from app.backtest.clock import EngineClock, PositionClock, next_chunk
+from app.backtest.sharing import Share
 from app.backtest.stores import StatePolicy
 from app.model.events import Action
 from app.pipeline.agents import EVENTS_TOPIC, Pipeline
@@ -191,14 +193,22 @@ class RunCounts:
 
 
 class RuleSetReplay:
-    """One rule set in a replay: its stage's route agents on `events` and `alerts` partitions and
-    its evaluate agent on one partition of its own, in one Engine with in-memory state."""
+    """One rule set in a replay (or a share of two compared: app.backtest.sharing): its stage's route
+    agents on `events` and `alerts` partitions and its evaluate agent on one partition of its own,
+    in one Engine with in-memory state.
+
+    Actions are told apart by firing per rule: an action belongs to the firing of the previous
+    action of its rule when both have the same group, time and cause (a firing's actions are sent
+    one after the other: RulesStage._emit), whatever other rules fired in between."""
 
     def __init__(self, index: int, stage: RulesStage, *, partitions: Iterable[int], evaluate_partition: int,
-                 policy: StatePolicy, counts: RunCounts) -> None:
+                 policy: StatePolicy, counts: RunCounts, share: Share | None = None) -> None:
         if stage.config.reload_interval_ms is not None:
             raise ValueError("a replayed rules stage must not reload its rules (reload_interval_ms=None)")
         self.index = index
+        #: the rule sets whose actions this one's firings are (itself, or those a share serves)
+        self.serves: tuple[int, ...] = share.serves if share is not None else (index,)
+        self._route_errors_weight = share.counts_route_errors if share is not None else 1
         self.stage = stage
         self.ruleset = stage.current(0).ruleset  # loads the rules (once: no reloading)
         self.counts = counts
@@ -214,8 +224,11 @@ class RuleSetReplay:
         self.engine.activate(REPARTITION_TOPIC, evaluate_partition)
         self._only_evaluate = _Only((REPARTITION_TOPIC, evaluate_partition))
         self.lead_ms = rules_timer_lead_ms(self.ruleset)
-        self.causes = CauseLog(self.ruleset)
+        self.causes = CauseLog(self.ruleset, window_ms=share.cause_window_ms if share is not None else None)
+        #: would-be actions, as actions of the first rule set served (Replayer.actions: of each)
         self.actions: list[FiredAction] = []
+        #: rule -> (group, time, cause) of its last action, and that action's firing
+        self._firings: dict[str, tuple[tuple[str, int, str | None], str]] = {}
         self._offset = 0
         self._seq: Counter[int] = Counter()
         self._position: dict[int, int] = {}
@@ -228,7 +241,7 @@ class RuleSetReplay:
         self.engine_clock.current = clock
         self.engine.process(topic, partition, records)
         outputs = self.engine.take_outputs()
-        self._count_dead_letters()
+        self._count_dead_letters(self._route_errors_weight)
         start = self._position.get(stream, -_INFINITY)
         if not outputs:
             if keys:
@@ -295,31 +308,36 @@ class RuleSetReplay:
         clock.advance(until_ms)
 
     def _collect(self) -> None:
-        firing: tuple[tuple[str, str, int, str | None], str] | None = None
+        firings = self._firings
         for output in self.engine.take_outputs():
             if output.topic == ACTIONS_TOPIC and isinstance(output.value, Action):
                 action = output.value
-                # a firing's actions are sent one after the other (RulesStage._emit)
-                key = (action.rule, action.group_key, action.time, action.event_id)
-                if firing is None or firing[0] != key:
-                    firing = (key, action.id)
-                self.actions.append(self._fired(action, firing[1]))
+                # a firing's actions are sent one after the other (RulesStage._emit): told apart per
+                # rule, so that a share of a rule set tells them apart as the whole set does
+                key = (action.group_key, action.time, action.event_id)
+                last = firings.get(action.rule)
+                if last is None or last[0] != key:
+                    last = firings[action.rule] = (key, action.id)
+                self.actions.append(self._fired(action, last[1]))
             elif output.topic == SUPPRESSED_TOPIC:
-                self.counts.suppressed[self.index] += 1
+                for index in self.serves:
+                    self.counts.suppressed[index] += 1
             elif output.topic == ACTIONS_DLQ_TOPIC:
-                self.counts.render_failures[self.index] += 1
-        self._count_dead_letters()
+                for index in self.serves:
+                    self.counts.render_failures[index] += 1
+        self._count_dead_letters(len(self.serves))
 
     def _fired(self, action: Action, firing: str) -> FiredAction:
         causes = self.causes.causes(action.rule, action.group_key, action.event_id, action.time) \
             if self.causes.active else ((action.event_id,) if action.event_id else ())
-        return FiredAction(self.index, action.id, action.rule, action.type, action.target, action.params,
+        return FiredAction(self.serves[0], action.id, action.rule, action.type, action.target, action.params,
                            action.time, action.group_key, action.event_id, action.trace_id, action.deadline, causes,
                            firing)
 
-    def _count_dead_letters(self) -> None:
+    def _count_dead_letters(self, weight: int = 1) -> None:
+        # weight: for how many rule sets this one counts (a share serves several)
         for dead in self.engine.take_dead_letters():
-            self.counts.agent_errors[dead.agent] += 1
+            self.counts.agent_errors[dead.agent] += weight
 
 
 class Replayer:
@@ -328,10 +346,16 @@ class Replayer:
 
     In a run of several processes (`workers`), this one runs the pipeline of `partitions` and
     evaluates the groups `owner_of` gives it (`worker`); `run_slice` returns what it routed to the
-    others, and `evaluate` takes what they routed to it."""
+    others, and `evaluate` takes what they routed to it.
+
+    `shares`: when stages are shares of the rule sets compared (app.backtest.sharing), one per
+    stage; `rulesets` are then the shares, and `actions` those of each rule set."""
 
     def __init__(self, pipeline: Pipeline, stages: Sequence[RulesStage], *, partitions: Iterable[int],
-                 worker: int = 0, workers: int = 1, policy: StatePolicy | None = None) -> None:
+                 worker: int = 0, workers: int = 1, policy: StatePolicy | None = None,
+                 shares: Sequence[Share] | None = None) -> None:
+        if shares is not None and len(shares) != len(stages):
+            raise ValueError(f"{len(shares)} share(s) for {len(stages)} rules stage(s)")
         self.partitions = sorted(partitions)
         self.worker, self.workers = worker, workers
         self.pipeline = pipeline
@@ -345,8 +369,11 @@ class Replayer:
             self.engine.open_partition(EVENTS_TOPIC, p)
             self.engine.activate(EVENTS_TOPIC, p)
         self.rulesets = [RuleSetReplay(i, stage, partitions=self.partitions, evaluate_partition=worker,
-                                       policy=self.policy, counts=self.counts)
+                                       policy=self.policy, counts=self.counts,
+                                       share=shares[i] if shares is not None else None)
                          for i, stage in enumerate(stages)]
+        #: how many rule sets are replayed (fewer or more than `rulesets` when those are shares)
+        self.ruleset_count = max((max(r.serves) + 1 for r in self.rulesets), default=0)
         self.buffers = {p: PartitionBuffer() for p in self.partitions}
         timestamp = pipeline.agent.timestamp
         if timestamp is None:  # pragma: no cover - the pipeline agent always has its EventClock
@@ -414,8 +441,11 @@ class Replayer:
 
     @property
     def actions(self) -> list[FiredAction]:
-        """Every would-be action so far, of every rule set, in the order they fired (per rule set)."""
-        return [a for r in self.rulesets for a in r.actions]
+        """Every would-be action so far, of every rule set, in the order they fired (per rule set and
+        share): a shared rule's actions once for each rule set."""
+        return [a if a.ruleset == index else dataclasses.replace(a, ruleset=index)
+                for index in range(self.ruleset_count) for r in self.rulesets if index in r.serves
+                for a in r.actions]
 
     # -- one partition ------------------------------------------------------------------------------------
     def _run_partition(self, p: int, records: list[InRecord], keys: list[int], horizon_ms: int) -> None:

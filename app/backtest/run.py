@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Final, Protocol
 
 from app.backtest.replayer import FiredAction, PartitionBuffer, Replayer, Routed, RunCounts
+from app.backtest.sharing import plan_shares
 from app.backtest.source import (
     HistoryReader,
     PartitionRange,
@@ -130,16 +131,22 @@ def check_rule_dirs(dirs: Sequence[Path]) -> None:
 def build_replayer(pipeline_config: PipelineConfig, rules_dirs: Sequence[Path], *, partitions: Sequence[int],
                    worker: int = 0, workers: int = 1,
                    rules_state_retention_ms: int = DEFAULT_STATE_RETENTION_MS,
-                   policy: StatePolicy | None = None) -> Replayer:
+                   policy: StatePolicy | None = None, share: bool = True) -> Replayer:
     """A Replayer of the worker's stages: the pipeline as `pipeline_config` sets it up (the settings'
     `pipeline` section: PipelineConfig.from_settings) and the rules in `rules_dirs`, loaded once
     (no reload, no silences, no signing: nothing is sent), their groups' state kept as a worker
     keeps it (`rules_state_retention_ms`: Settings.rules_state_retention_ms). `policy`: where state
-    lives (default: in memory, query-only tables dropped)."""
-    stages = [RulesStage(StageConfig(rules_dir=Path(d), reload_interval_ms=None, match_memo=MATCH_MEMO,
-                                     state_retention_ms=rules_state_retention_ms)) for d in rules_dirs]
+    lives (default: in memory, query-only tables dropped). `share`: two rule sets compared evaluate
+    the rules they have in common once (app.backtest.sharing; False: each set whole)."""
+    configs = [StageConfig(rules_dir=Path(d), reload_interval_ms=None, match_memo=MATCH_MEMO,
+                           state_retention_ms=rules_state_retention_ms) for d in rules_dirs]
+    shares = plan_shares([load_rules(d)[0] for d in rules_dirs]) if share and len(rules_dirs) == 2 else None
+    if shares is not None and all(len(s.serves) == 1 for s in shares):
+        shares = None  # nothing shared: each set whole, from its directory
+    stages = [RulesStage(config) for config in configs] if shares is None else \
+        [RulesStage(configs[s.serves[0]], rules=s.ruleset) for s in shares]
     return Replayer(Pipeline(pipeline_config), stages, partitions=partitions, worker=worker, workers=workers,
-                    policy=policy)
+                    policy=policy, shares=shares)
 
 
 class SliceDriver:

@@ -21,7 +21,7 @@ from typing import Final
 from app.rules.source import RuleError
 from app.rules.spec import Rule, compile_rules_text
 
-__all__ = ["ReloadResult", "RuleSet", "RuleSetLoader", "check_rules", "load_rules", "rule_files"]
+__all__ = ["FixedRules", "ReloadResult", "RuleSet", "RuleSetLoader", "check_rules", "load_rules", "rule_files"]
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +201,28 @@ class RuleSetLoader:
         return [RuleError(name, rule.line, f"duplicate rule name `{rule.name}`: already defined at "
                                            f"{claimed[rule.name]}; rule names must be unique across files")
                 for rule in clashes]
+
+
+class FixedRules:
+    """A RuleSetLoader's stand-in for rules given in memory (a backtest's share of a rule set):
+    reads no directory, and every reload returns the same rules."""
+
+    def __init__(self, ruleset: RuleSet) -> None:
+        self._result = ReloadResult(ruleset, [], changed=False)
+
+    @property
+    def ruleset(self) -> RuleSet:
+        """The rules."""
+        return self._result.ruleset
+
+    @property
+    def errors(self) -> list[RuleError]:
+        """None: the rules were checked where they were loaded."""
+        return []
+
+    def reload(self) -> ReloadResult:
+        """The same rules, unchanged."""
+        return self._result
 
 
 def load_rules(directory: Path | str) -> tuple[RuleSet, list[RuleError]]:

@@ -82,6 +82,9 @@ class Rule:
     state_fingerprint: str
     #: how long a quiet group's state is kept (app.runtime.expiry); None: the stage's default, 0: forever
     state_retention_ms: int | None = None
+    #: Hash of the whole definition (every rule key, not where it is written): equal definitions
+    #: behave alike (a backtest comparing two rule sets evaluates such rules once: app.backtest.sharing).
+    definition: str = ""
 
     @property
     def location(self) -> str:
@@ -89,10 +92,14 @@ class Rule:
         return f"{self.file}:{self.line}"
 
 
-def _fingerprint(raw: Mapping[str, Any]) -> str:
-    relevant = {k: raw[k] for k in _STATE_KEYS if k in raw}
+def _canonical_hash(raw: Mapping[str, Any], keys: tuple[str, ...]) -> str:
+    relevant = {k: raw[k] for k in keys if k in raw}
     canonical = json.dumps(relevant, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _fingerprint(raw: Mapping[str, Any]) -> str:
+    return _canonical_hash(raw, _STATE_KEYS)[:16]
 
 
 def _group_by(raw: LineDict, sink: ErrorSink, trigger: Trigger | None) -> tuple[FieldRef, ...]:
@@ -236,7 +243,7 @@ def compile_rule(raw: Any, sink: ErrorSink, line: int) -> Rule | None:
         name=name, description=description, file=sink.file, line=raw.line, enabled=enabled, match=match,
         names=literal_names(raw.get("match")), group_by=group_by, trigger=trigger,
         throttle_ms=throttle_ms, actions=actions, state_fingerprint=_fingerprint(raw),
-        state_retention_ms=state_retention_ms,
+        state_retention_ms=state_retention_ms, definition=_canonical_hash(raw, RULE_KEYS),
     )
 
 

@@ -44,7 +44,7 @@ from app.model.signing import sign_action
 from app.rules.actions import RenderFailure, render_actions
 from app.rules.engine import ALERT_TYPE, EXPIRY_TIMER_PREFIX, Firing, RuleEngine, RuleIndex
 from app.rules.fields import EVENT_TYPE
-from app.rules.loader import RuleSet, RuleSetLoader
+from app.rules.loader import FixedRules, RuleSet, RuleSetLoader
 from app.rules.silence_reader import SilenceReader
 from app.rules.silences import ActionFacts, Silence, SilenceSet
 from app.rules.stage_metrics import StageMetrics
@@ -191,9 +191,13 @@ class RulesStage:
     config: StageConfig
     registry: AgentRegistry | None = None
     silences: SilenceSet = field(default_factory=SilenceSet)
+    #: rules given in memory instead of `config.rules_dir` (a backtest's share of a rule set:
+    #: app.backtest.sharing); never reloaded
+    rules: RuleSet | None = None
 
     def __post_init__(self) -> None:
-        self.loader = RuleSetLoader(self.config.rules_dir)
+        self.loader: RuleSetLoader | FixedRules = RuleSetLoader(self.config.rules_dir) if self.rules is None \
+            else FixedRules(self.rules)
         self.metrics = StageMetrics()
         #: rule-group state forgotten after its retention, per state kind
         self.expiry = ExpiryMetrics()

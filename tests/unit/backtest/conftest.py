@@ -81,7 +81,7 @@ def replay(directories: list[Path], events: list[dict[str, Any]], *, until_s: fl
             replayer = build_replayer(pipeline_config, directories, partitions=list(mine), worker=worker,
                                       workers=workers)
             SliceDriver(replayer, MemorySource(mine), time_range=time_range, slice_ms=slice_ms,
-                        exchange=QueueExchange(worker, inboxes, len(directories))).run()
+                        exchange=QueueExchange(worker, inboxes, len(replayer.rulesets))).run()
             found[worker] = replayer.actions
         except BaseException as exc:  # surfaced below
             errors.append(exc)
