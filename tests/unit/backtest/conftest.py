@@ -59,16 +59,17 @@ def partitioned(events: Iterable[dict[str, Any]], partitions: int) -> dict[int, 
 
 def replay(directories: list[Path], events: list[dict[str, Any]], *, until_s: float | None = None,
            partitions: int = 3, slice_ms: int = DEFAULT_SLICE_MS, workers: int = 1,
-           config: PipelineConfig | None = None) -> list[FiredAction]:
+           config: PipelineConfig | None = None, share: bool = True) -> list[FiredAction]:
     """The would-be actions of `events` (in this offset order) under the rules of `directories`,
     time run to T0 + until_s (default: the last event), in `workers` replays (threads exchanging
-    through queues, as processes do)."""
+    through queues, as processes do); `share`: two rule sets evaluate their common rules once
+    (app.backtest.sharing)."""
     records = partitioned(events, partitions)
     times = [e["time"] for e in events] or [T0]
     time_range = TimeRange(min(times), T0 + round(until_s * S) if until_s is not None else max(times))
     pipeline_config = config or PipelineConfig.model_validate({})
     if workers == 1:
-        replayer = build_replayer(pipeline_config, directories, partitions=list(records))
+        replayer = build_replayer(pipeline_config, directories, partitions=list(records), share=share)
         SliceDriver(replayer, MemorySource(records), time_range=time_range, slice_ms=slice_ms).run()
         return sort_actions(replayer.actions)
     inboxes: list[Any] = [queue.Queue() for _ in range(workers)]
@@ -79,7 +80,7 @@ def replay(directories: list[Path], events: list[dict[str, Any]], *, until_s: fl
         try:
             mine = {p: rs for p, rs in records.items() if p % workers == worker}
             replayer = build_replayer(pipeline_config, directories, partitions=list(mine), worker=worker,
-                                      workers=workers)
+                                      workers=workers, share=share)
             SliceDriver(replayer, MemorySource(mine), time_range=time_range, slice_ms=slice_ms,
                         exchange=QueueExchange(worker, inboxes, len(replayer.rulesets))).run()
             found[worker] = replayer.actions
