@@ -192,6 +192,11 @@ class RunCounts:
     suppressed: Counter[int] = field(default_factory=Counter)
 
 
+def _routed_type(topic: str, type_name: str | None) -> str:
+    """The type a route agent of `topic` sees a record as (route_events: its own, alerts: ALERT_TYPE)."""
+    return ALERT_TYPE if topic == ALERTS_TOPIC else type_name or EVENT_TYPE
+
+
 class RuleSetReplay:
     """One rule set in a replay (or a share of two compared: app.backtest.sharing): its stage's route
     agents on `events` and `alerts` partitions and its evaluate agent on one partition of its own,
@@ -237,9 +242,16 @@ class RuleSetReplay:
     def route(self, topic: str, partition: int, stream: int, records: list[InRecord], keys: Sequence[int],
               clock: PositionClock) -> list[Routed]:
         """Run the route agent of `topic` over a batch; what it forwards, as Routed records of
-        `stream` (keys: the records' event times, which move the stream's position)."""
+        `stream` (keys: the records' event times, which move the stream's position). Records no rule
+        of the set can concern (RuleIndex.routes_nothing) skip the agent: it would do nothing with them."""
         self.engine_clock.current = clock
-        self.engine.process(topic, partition, records)
+        index = self.stage.current(clock.now_ms).index
+        routable = records
+        if not index.timed_rules:  # (a schedule's start rides on any record)
+            skips = index.routes_nothing
+            routable = [r for r in records if not skips(r.value, _routed_type(topic, r.type_name))]
+        if routable:
+            self.engine.process(topic, partition, routable)
         outputs = self.engine.take_outputs()
         self._count_dead_letters(self._route_errors_weight)
         start = self._position.get(stream, -_INFINITY)

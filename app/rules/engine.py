@@ -135,6 +135,16 @@ class RuleIndex:
                 matched.append((rule, group, group_key(group.values())))
         return tuple(matched)
 
+    def routes_nothing(self, record: Any, event_type: str = EVENT_TYPE) -> bool:
+        """True when `group_keys` certainly finds no group and raises nothing for `record`: its
+        `time` is an integer and no rule can match it (no status rule for a transition; no rule of
+        its event name, nor one of any name, for anything else). A cheap pre-check for routers."""
+        if type(record) is not dict or type(record.get("time")) is not int:
+            return False
+        if event_type == ALERT_TYPE:
+            return not self.transition_rules
+        return not self.event_rules(record)
+
     def group_keys(self, record: Mapping[str, Any], event_type: str = EVENT_TYPE) -> list[str]:
         """The distinct group keys of the rules `record` matches, in rule order (a vigil.Alert is
         matched against status rules, anything else against event rules); raises InvalidEventError."""
