@@ -43,7 +43,13 @@ from app.pipeline.tracker import ALERTS_TOPIC, METRICS_TOPIC
 from app.rules.engine import ALERT_TYPE
 from app.rules.fields import EVENT_TYPE
 from app.rules.loader import RuleSet
-from app.rules.stage import RulesStage, group_of_repartition_key, schedule_of_repartition_key
+from app.rules.stage import (
+    ROUTE_AGENTS,
+    RulesStage,
+    group_of_repartition_key,
+    routed_type,
+    schedule_of_repartition_key,
+)
 from app.rules.topics import ACTIONS_DLQ_TOPIC, ACTIONS_TOPIC, REPARTITION_TOPIC, SUPPRESSED_TOPIC
 from app.rules.triggers import AbsentTrigger
 from app.runtime.engine import Engine, InRecord
@@ -192,11 +198,6 @@ class RunCounts:
     suppressed: Counter[int] = field(default_factory=Counter)
 
 
-def _routed_type(topic: str, type_name: str | None) -> str:
-    """The type a route agent of `topic` sees a record as (route_events: its own, alerts: ALERT_TYPE)."""
-    return ALERT_TYPE if topic == ALERTS_TOPIC else type_name or EVENT_TYPE
-
-
 class RuleSetReplay:
     """One rule set in a replay (or a share of two compared: app.backtest.sharing): its stage's route
     agents on `events` and `alerts` partitions and its evaluate agent on one partition of its own,
@@ -241,17 +242,50 @@ class RuleSetReplay:
     # -- routing (runs beside the pipeline, per `events` partition) -----------------------------------------
     def route(self, topic: str, partition: int, stream: int, records: list[InRecord], keys: Sequence[int],
               clock: PositionClock) -> list[Routed]:
-        """Run the route agent of `topic` over a batch; what it forwards, as Routed records of
-        `stream` (keys: the records' event times, which move the stream's position). Records no rule
-        of the set can concern (RuleIndex.routes_nothing) skip the agent: it would do nothing with them."""
+        """Route a batch as the route agent of `topic` does; what it forwards, as Routed records of
+        `stream` (keys: the records' event times, which move the stream's position).
+
+        The agent runs on the engine only when the rule set has schedules (their starts ride on any
+        record, through the agent's context); otherwise each record's keys come straight from the
+        stage (RulesStage.repartition_keys: what the agent sends), skipping records no rule can
+        concern (RuleIndex.routes_nothing), and a record that fails is counted as the engine counts
+        an agent's failure: routing keeps no state, so nothing else differs."""
         self.engine_clock.current = clock
         index = self.stage.current(clock.now_ms).index
-        routable = records
-        if not index.timed_rules:  # (a schedule's start rides on any record)
-            skips = index.routes_nothing
-            routable = [r for r in records if not skips(r.value, _routed_type(topic, r.type_name))]
-        if routable:
-            self.engine.process(topic, partition, routable)
+        if index.timed_rules:
+            return self._route_by_agent(topic, partition, stream, records, keys)
+        start = self._position.get(stream, -_INFINITY)
+        self._position[stream] = max(start, max(keys)) if keys else start
+        positions: list[int] | None = None
+        skips, repartition_keys, now_ms = index.routes_nothing, self.stage.repartition_keys, clock.now_ms
+        seq = self._seq[stream]
+        routed: list[Routed] = []
+        for i, record in enumerate(records):
+            value = record.value
+            event_type = routed_type(topic, record.type_name)
+            if event_type is None or skips(value, event_type):
+                continue
+            try:
+                found = repartition_keys(value, event_type, now_ms)
+            except Exception as exc:  # the engine dead-letters what an agent raises on
+                log.warning("agent %s failed on %s[%d]@%d: %s: %s", ROUTE_AGENTS[topic], topic, partition,
+                            record.offset, type(exc).__name__, exc)
+                self.counts.agent_errors[ROUTE_AGENTS[topic]] += self._route_errors_weight
+                continue
+            if not found:
+                continue
+            if positions is None:
+                positions = list(itertools.accumulate(keys, max, initial=start))
+            type_name, time_ms = record.type_name or EVENT_TYPE, int(value["time"])
+            for key in found:
+                routed.append((positions[i + 1], stream, seq, key, value, type_name, time_ms))
+                seq += 1
+        self._seq[stream] = seq
+        return routed
+
+    def _route_by_agent(self, topic: str, partition: int, stream: int, records: list[InRecord],
+                        keys: Sequence[int]) -> list[Routed]:
+        self.engine.process(topic, partition, records)
         outputs = self.engine.take_outputs()
         self._count_dead_letters(self._route_errors_weight)
         start = self._position.get(stream, -_INFINITY)

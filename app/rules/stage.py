@@ -61,12 +61,14 @@ __all__ = [
     "ACTIONS_DLQ_TOPIC",
     "ACTIONS_TOPIC",
     "REPARTITION_TOPIC",
+    "ROUTE_AGENTS",
     "STATE_TABLE",
     "SUPPRESSED_TOPIC",
     "RulesStage",
     "StageConfig",
     "group_of_repartition_key",
     "repartition_key",
+    "routed_type",
     "schedule_of_repartition_key",
     "schedule_start_key",
     "suppressed_record",
@@ -85,6 +87,18 @@ _SCHEDULE_PREFIX: Final = "s:"
 SCHEDULE_START_EVERY_MS: Final = 60_000
 #: Trigger kinds whose state keys double as timer keys (their timers go when their state goes).
 _TIMER_KINDS: Final = frozenset(t.kind for t in Trigger.__subclasses__() if t.uses_timers)
+
+
+#: The route agents' names, by the topic each reads.
+ROUTE_AGENTS: Final = {"events": "rules_route_events", "alerts": "rules_route_alerts"}
+
+
+def routed_type(topic: str, type_name: str | None) -> str | None:
+    """The type a route agent of `topic` routes a record of Avro type `type_name` as (None: it leaves
+    the record alone: transitions are evaluated from `alerts` only)."""
+    if topic == "alerts":
+        return ALERT_TYPE
+    return None if type_name == ALERT_TYPE else type_name or EVENT_TYPE
 
 
 def repartition_key(group_key: str) -> str:
@@ -218,13 +232,14 @@ class RulesStage:
     def _build_agents(self) -> list[Agent]:
         reg = self.registry or AgentRegistry()  # never the plugin registry: stages are built, not imported
 
-        @agent("events", name="rules_route_events", registry=reg)
+        @agent("events", name=ROUTE_AGENTS["events"], registry=reg)
         def route_events(event: Any, ctx: AgentContext) -> None:
             """Rules: forward each event to the partition of every rule group it concerns."""
-            if ctx.type_name != ALERT_TYPE:  # transitions are evaluated from `alerts` only
-                self.route(event, ctx.type_name or EVENT_TYPE, ctx)
+            event_type = routed_type("events", ctx.type_name)
+            if event_type is not None:
+                self.route(event, event_type, ctx)
 
-        @agent("alerts", name="rules_route_alerts", registry=reg)
+        @agent("alerts", name=ROUTE_AGENTS["alerts"], registry=reg)
         def route_alerts(alert: Any, ctx: AgentContext) -> None:
             """Rules: forward each status transition to the partition of every status-rule group it concerns."""
             self.route(alert, ALERT_TYPE, ctx)
@@ -240,11 +255,17 @@ class RulesStage:
     def route(self, record: Any, event_type: str, ctx: AgentContext) -> None:
         """Forward `record` unchanged (its consumed bytes) once per distinct group key it concerns."""
         self._start_silence_reader(ctx)  # here, not at import: only a running worker reads silences
-        version = self.current(ctx.now_ms())
+        now_ms = ctx.now_ms()
+        version = self.current(now_ms)
         if version.index.timed_rules:
             self._start_schedules(version, ctx)
-        for group_key in version.index.group_keys(record, event_type):
-            ctx.send(REPARTITION_TOPIC, repartition_key(group_key), ctx.raw_value)
+        for key in self.repartition_keys(record, event_type, now_ms):
+            ctx.send(REPARTITION_TOPIC, key, ctx.raw_value)
+
+    def repartition_keys(self, record: Any, event_type: str, now_ms: int) -> list[str]:
+        """The keys `route` forwards `record` under: one per distinct group key of the rules it
+        matches (schedule starts aside); raises InvalidEventError for a record it cannot route."""
+        return [repartition_key(group_key) for group_key in self.current(now_ms).index.group_keys(record, event_type)]
 
     def _start_schedules(self, version: _Version, ctx: AgentContext) -> None:
         now = ctx.now_ms()

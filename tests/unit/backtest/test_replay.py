@@ -285,3 +285,18 @@ def test_schedules__fire_once_per_slot_in_event_time(tmp_path: Path, workers: in
     expected = sorted((h, (slot + splay_delay_ms("per-host", h, 5 * S)) / S) for h in ("h1", "h2")
                       for slot in (20 * S, 40 * S, 60 * S) if slot + splay_delay_ms("per-host", h, 5 * S) <= 60 * S)
     assert per_host == expected
+
+
+@pytest.mark.parametrize("rules", [MIXED, MIXED + SCHEDULES.replace("rules:\n", "")])
+def test_route__a_record_routing_fails_on_is_counted_as_the_engine_counts_it(tmp_path: Path, rules: str) -> None:
+    from app.backtest.clock import PositionClock
+    from app.runtime.engine import InRecord
+
+    # with schedules the route agent runs on the engine; without, the stage's keys are taken directly
+    replayer = build_replayer(PipelineConfig.model_validate({}), [rules_dir(tmp_path, rules)], partitions=[0])
+    good, bad = event("web1", "log", 1.0), {**event("web1", "log", 2.0), "time": "soon"}
+    records = [InRecord("web1/log", value, offset, T0, "vigil.Event", f"0:{offset}".encode())
+               for offset, value in enumerate([bad, good])]
+    routed = replayer.rulesets[0].route("events", 0, 0, records, [T0 + S, T0 + 2 * S], PositionClock())
+    assert [(item[3], item[4]["time"]) for item in routed if not item[3].startswith("s:")] == [("g:", T0 + S)]
+    assert replayer.counts.agent_errors == {"rules_route_events": 1}
