@@ -38,6 +38,10 @@ What can make one rule of a set depend on another, and why it does not here:
   processes, each evaluating its own groups, depends on the same property.
 - Errors: records a route agent cannot route (no valid `time`) fail before any rule is looked at,
   so the same records fail in every share: they are counted once per rule set, as in a full run.
+  Evaluation raises on no record it is routed (routing validated it; templates fail without
+  raising: counted render failures). Should a rule raise anyway, the engine drops that record's
+  evaluation for its whole group: in a whole set the other rules' too, in a share only the share's.
+  That is the one case a share could differ; it shows as an agent error (`rules_evaluate`).
 
 With one rule set, or no rule shared, every set is evaluated whole, as before.
 """
