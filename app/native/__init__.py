@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 #: (the pipeline's, the rules' field access and match conditions, the store-key codec the pipeline
 #: builds keys with, and the Avro reader and writer every consumed and produced record goes through).
 MODULES: Final = (
+    "app.pipeline.aggregate",
     "app.pipeline.windows",
     "app.pipeline.status",
     "app.pipeline.flap",

@@ -210,7 +210,7 @@ def _bins_quantiles(qs: Iterable[float], positive: SketchBins, negative: SketchB
             i = bisect_left(neg_running, reversed_rank + 1)  # key_at_rank(lower=False): running >= rank + 1
             estimate = -_MAPPING.value(neg_keys[i] if i < len(neg_keys) else neg_keys[-1])
         elif rank < zero_count + neg_total:
-            estimate = 0
+            estimate = 0.0
         else:
             i = bisect_right(pos_running, rank - zero_count - neg_total)  # key_at_rank(lower=True): running > rank
             estimate = _MAPPING.value(pos_keys[i] if i < len(pos_keys) else pos_keys[-1])
@@ -280,7 +280,9 @@ class MetricAggregate:
 
     __slots__ = ("_negative", "_positive", "_sketch", "count", "last", "last_time_ms", "max", "min", "sum")
 
-    def __init__(self) -> None:
+    def __init__(self, sketch: tuple[DenseStore, DenseStore, float] | None = None) -> None:
+        """An empty aggregate; `sketch`: the sketch's positive and negative stores and zero count to
+        start from instead of empty ones (the summary values are the caller's to set then)."""
         self.count = 0
         self.sum = 0.0
         self.min = math.inf
@@ -288,7 +290,10 @@ class MetricAggregate:
         #: the value with the latest event time (ties: the one added later), NaN while empty
         self.last = math.nan
         self.last_time_ms = -(2**63)
-        self._reset_sketch(DenseStore(), DenseStore(), 0.0)
+        if sketch is None:
+            self._reset_sketch(DenseStore(), DenseStore(), 0.0)
+        else:
+            self._reset_sketch(*sketch)
 
     def _reset_sketch(self, positive: DenseStore, negative: DenseStore, zero_count: float) -> None:
         # Keeping our own references to the stores lets us serialise them without reaching into the
@@ -331,12 +336,11 @@ class MetricAggregate:
                   positive: dict[int, float], negative: dict[int, float], zero_count: float) -> MetricAggregate:
         """An aggregate from summary values and sketch bin counts kept elsewhere (keys from
         `sketch_key` of each value's magnitude; values within SKETCH_MIN_MAGNITUDE of 0 in zero_count)."""
-        agg = cls.__new__(cls)
+        pos_keys, neg_keys = sorted(positive), sorted(negative)
+        agg = cls((_store_from_sparse(pos_keys, [positive[k] for k in pos_keys]),
+                   _store_from_sparse(neg_keys, [negative[k] for k in neg_keys]), float(zero_count)))
         agg.count, agg.sum, agg.min, agg.max = count, sum, min, max
         agg.last, agg.last_time_ms = last, last_time_ms
-        pos_keys, neg_keys = sorted(positive), sorted(negative)
-        agg._reset_sketch(_store_from_sparse(pos_keys, [positive[k] for k in pos_keys]),
-                          _store_from_sparse(neg_keys, [negative[k] for k in neg_keys]), float(zero_count))
         return agg
 
     def copy(self) -> MetricAggregate:
@@ -396,16 +400,15 @@ class MetricAggregate:
         """Inverse of to_dict."""
         if not data["count"]:
             return cls()
-        agg = cls.__new__(cls)  # skips building an empty sketch that would be replaced at once
+        sketch = data["sketch"]
+        agg = cls((_store_from_state(sketch["positive"]), _store_from_state(sketch["negative"]),
+                   float(sketch["zero"])))
         agg.count = data["count"]
         agg.sum = data["sum"]
         agg.min = data["min"]
         agg.max = data["max"]
         agg.last = data["last"]
         agg.last_time_ms = data["last_time_ms"]
-        sketch = data["sketch"]
-        agg._reset_sketch(_store_from_state(sketch["positive"]), _store_from_state(sketch["negative"]),
-                          float(sketch["zero"]))
         return agg
 
     # -- vigil.WindowAggregate ----------------------------------------------------------------------
@@ -453,8 +456,7 @@ class MetricAggregate:
             positive, negative = _store_from_proto(message.positiveValues), _store_from_proto(message.negativeValues)
         except ValueError as exc:
             raise ValueError(f"{label}: {exc}") from None
-        agg = cls()
-        agg._reset_sketch(positive, negative, float(message.zeroCount))
+        agg = cls((positive, negative, float(message.zeroCount)))
         agg.count = record["count"]
         agg.sum = record["sum"]
         agg.min = record["min"]
