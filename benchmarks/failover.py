@@ -30,7 +30,7 @@ In each scenario, after the load stops, every event id produced must be in the o
 (c) restore: a changelog of about `--restore-mb` MB (values of `--restore-value-bytes`, unique
 keys, spread over the partitions) is produced straight to the table's changelog topic in the
 worker's format (JSON values, the key as the table key); a plain confluent consumer reads it
-(read_committed, the restore consumer's fetch size: `raw_mb_s`, `raw_records_s`), then a fresh
+(read_committed, fetching as the restore consumer does: `raw_mb_s`, `raw_records_s`), then a fresh
 `vigil worker` with no local state restores it through its real restore path: the rate is read
 from its /metrics (vigil_restored_records) until /readyz answers 200 (`restore_mb_s`,
 `restore_records_s`, `restore_ratio` = restore / raw records/s).
@@ -70,6 +70,7 @@ from app.devstack.kafka import free_port
 from app.model.schemas import builtin_schema
 from app.model.serde import AvroSerde
 from app.registry.client import RegistryClient
+from app.runtime.worker.restore import RESTORE_FETCH_CONFIG
 
 __all__ = ["OutputReader", "WorkerProcess", "first_output_after", "longest_pause"]
 
@@ -86,8 +87,6 @@ ARRIVAL_RESOLUTION_S = 0.05
 KILL_GRACE_S = 1.0
 #: How often the restoring worker's /metrics is read (the restore's time resolution).
 METRICS_POLL_S = 0.25
-#: The restore consumer's fetch size (app.runtime.worker.restore), used by the raw read too.
-RESTORE_FETCH_BYTES = 16 << 20
 
 
 # -- pure analysis ------------------------------------------------------------------------------------
@@ -621,8 +620,7 @@ def raw_read(settings: Settings, topic: str, partitions: int) -> tuple[int, int,
     """A plain consumer reading every partition to its end: (records, bytes, seconds from the first
     record to the last)."""
     consumer = make_consumer(settings, f"fo-raw-{uuid.uuid4().hex[:6]}", **{
-        "isolation.level": "read_committed", "enable.partition.eof": True,
-        "max.partition.fetch.bytes": RESTORE_FETCH_BYTES})
+        "isolation.level": "read_committed", "enable.partition.eof": True, **RESTORE_FETCH_CONFIG})
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     records = size = 0
     first = last = 0.0

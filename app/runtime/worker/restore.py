@@ -28,7 +28,7 @@ from app.runtime.store import PartitionStore, clear_store
 from app.runtime.tables import Table
 from app.runtime.worker.bus import KafkaRetry
 
-__all__ = ["RestoreProgress", "Restorer", "needs_rebuild"]
+__all__ = ["RESTORE_FETCH_CONFIG", "RestoreProgress", "Restorer", "needs_rebuild"]
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,20 @@ _WATERMARK_TIMEOUT_S = 10.0
 _NOT_THERE_YET = frozenset({KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART})
 #: Changelog records taken from the restore consumer at once.
 _RESTORE_BATCH = 10_000
-#: How long the broker may hold a fetch of the restore consumer that finds nothing new.
-_FETCH_WAIT_MS = 50
+#: How the restore consumer fetches (benchmarks/failover.py's plain reader fetches the same way, so
+#: that it compares like with like).
+RESTORE_FETCH_CONFIG: dict[str, int] = {
+    "max.partition.fetch.bytes": 16 << 20,
+    # a broker answers a connection's requests in order: a watermark query (one per table partition
+    # a restore plans) waited out the long poll of the fetch before it, 500 ms by default
+    # (measured: 2 s to plan a takeover of 2 partitions of 2 tables)
+    "fetch.wait.max.ms": 50,
+    # librdkafka stops fetching once its queue holds queued.max.messages.kbytes (64 MiB) and looks
+    # again only after this backoff, 1 s by default, although a restore applies those 64 MiB in a
+    # fraction of that: a cold restore of 1 GB waited in consume() for ~70% of its time (py-spy)
+    # and ran at 90-115 MB/s; with 10 ms, ~250 MB/s (benchmarks/failover.py)
+    "fetch.queue.backoff.ms": 10,
+}
 
 SourcePartition = tuple[str, int]
 ChangelogPartition = tuple[str, int]
@@ -307,11 +319,7 @@ class Restorer:
         if self._consumer is None:
             self._consumer = make_consumer(self.settings, self.group_id, **{
                 "isolation.level": "read_committed", "enable.partition.eof": True, "enable.auto.commit": False,
-                "auto.offset.reset": "earliest", "max.partition.fetch.bytes": 16 << 20,
-                # a broker answers a connection's requests in order: a watermark query (one per table
-                # partition a restore plans) waited out the long poll of the fetch before it, 500 ms
-                # by default (measured: 2 s to plan a takeover of 2 partitions of 2 tables)
-                "fetch.wait.max.ms": _FETCH_WAIT_MS})
+                "auto.offset.reset": "earliest", **RESTORE_FETCH_CONFIG})
         return self._consumer
 
     def _watermarks(self, topic: str, partition: int) -> tuple[int, int]:
