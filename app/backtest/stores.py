@@ -24,7 +24,7 @@ class DiscardBackend:
     def get(self, key: bytes) -> bytes | None:
         return None
 
-    def write(self, puts: dict[bytes, bytes | None], *, wal: bool = True) -> None:
+    def write(self, puts: Iterable[tuple[bytes, bytes | None]], *, wal: bool = True) -> None:
         pass
 
     def iterate(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:

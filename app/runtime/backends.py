@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -17,9 +17,10 @@ __all__ = ["MemoryBackend", "RocksBackend", "StoreBackend"]
 class StoreBackend(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
 
-    def write(self, puts: dict[bytes, bytes | None], *, wal: bool = True) -> None:
-        """Apply puts (None = delete) atomically. wal=False: without a write-ahead log, so a crash
-        may lose the last such writes (whole writes, newest first) until the backend is closed."""
+    def write(self, puts: Iterable[tuple[bytes, bytes | None]], *, wal: bool = True) -> None:
+        """Apply (key, value) puts (None = delete) atomically, in order (a later put of a key wins).
+        wal=False: without a write-ahead log, so a crash may lose the last such writes (whole
+        writes, newest first) until the backend is closed."""
         ...
 
     def iterate(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]: ...
@@ -36,8 +37,8 @@ class MemoryBackend:
     def get(self, key: bytes) -> bytes | None:
         return self.data.get(key)
 
-    def write(self, puts: dict[bytes, bytes | None], *, wal: bool = True) -> None:
-        for k, v in puts.items():
+    def write(self, puts: Iterable[tuple[bytes, bytes | None]], *, wal: bool = True) -> None:
+        for k, v in puts:
             if v is None:
                 self.data.pop(k, None)
             else:
@@ -72,15 +73,18 @@ class RocksBackend:
     def get(self, key: bytes) -> bytes | None:
         return self.db.get(key)
 
-    def write(self, puts: dict[bytes, bytes | None], *, wal: bool = True) -> None:
-        if not puts:
-            return
+    def write(self, puts: Iterable[tuple[bytes, bytes | None]], *, wal: bool = True) -> None:
+        # pairs, not a dict: a restore hands its changelog records over as they came (building a
+        # dict of them took ~7% of a cold restore)
         batch = WriteBatch(raw_mode=True)
-        for k, v in puts.items():
+        put, delete = batch.put, batch.delete
+        for k, v in puts:
             if v is None:
-                batch.delete(k)
+                delete(k)
             else:
-                batch.put(k, v)
+                put(k, v)
+        if batch.is_empty():
+            return
         if wal:
             self.db.write(batch)
         else:

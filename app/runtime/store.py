@@ -13,6 +13,7 @@ where they wait when the cache dropped them).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from itertools import chain
 from typing import Any
 
 from app.runtime.backends import StoreBackend
@@ -215,14 +216,14 @@ class PartitionStore:
         checkpoint (to spread a large commit over several calls); `persist` the rest. Safe after a
         crash: the backend is then ahead of its checkpoint, and a restore re-applies those keys from
         the changelog."""
-        self.backend.write(dict(writes), wal=self._wal)
+        self.backend.write(writes, wal=self._wal)
 
     def _write(self, writes: list[tuple[bytes, bytes | None]], checkpoint: int | None) -> None:
-        batch: dict[bytes, bytes | None] = dict(writes)
-        if checkpoint is not None:
-            batch[CHECKPOINT_KEY] = str(checkpoint).encode()
+        if checkpoint is None:
+            self.backend.write(writes, wal=self._wal)
+        else:
+            self.backend.write(chain(writes, ((CHECKPOINT_KEY, str(checkpoint).encode()),)), wal=self._wal)
             self.checkpoint = checkpoint
-        self.backend.write(batch, wal=self._wal)
         if len(self._cache) > self.cache_limit:  # write-mostly tables never miss on read: evict here too
             self._evict()
 
@@ -249,8 +250,7 @@ class PartitionStore:
 
 def clear_store(store: PartitionStore) -> None:
     """Delete everything (data and checkpoint) from a store, e.g. before a full rebuild."""
-    deletes: dict[bytes, bytes | None] = {k: None for k, _ in store.backend.iterate(b"")}
-    store.backend.write(deletes)
+    store.backend.write([(k, None) for k, _ in store.backend.iterate(b"")])
     store._cache.clear()
     store._dirty.clear()
     store._inflight.clear()

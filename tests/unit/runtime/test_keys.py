@@ -121,7 +121,7 @@ def test_windowed_table__reads_windows_stored_by_the_previous_version() -> None:
 
     h = AgentHarness(reg.agents(), partitions=1)
     store = sums.partition(0)
-    store.backend.write({b"web1/load\x1f400000000000ea60": b"5", b"a\x1fb\x1f3fffffffffff15a0": b"7"})
+    store.backend.write([(b"web1/load\x1f400000000000ea60", b"5"), (b"a\x1fb\x1f3fffffffffff15a0", b"7")])
     h.restart()  # re-reads the stores and re-indexes the open windows from them
     assert sums.windows("web1/load") == [(Window(60_000, 120_000), 5)]
     assert sums.windows("a\x1fb") == [(Window(-60_000, 0), 7)]
