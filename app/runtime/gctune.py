@@ -8,9 +8,10 @@ backtest's). Start-up objects are frozen out of collection and full collections 
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-__all__ = ["STREAM_THRESHOLDS", "tune_for_streams"]
+__all__ = ["STREAM_THRESHOLDS", "gc_paused", "tune_for_streams"]
 
 #: (generation 0, 1, 2) thresholds for stream processing.
 STREAM_THRESHOLDS = (700, 10, 1000)
@@ -29,3 +30,17 @@ def tune_for_streams() -> Callable[[], None]:
         gc.unfreeze()
 
     return restore
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic collection inside the block (one that was off stays off): for loops that make many
+    short-lived objects without cycles, which reference counting frees anyway and collections
+    would only walk (a cold restore's changelog records: ~5% of the restoring thread)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -23,6 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from app.bus.clients import make_consumer, take_available
 from app.config import Settings
 from app.runtime.engine import Engine
+from app.runtime.gctune import gc_paused
 from app.runtime.metrics import WorkerMetrics
 from app.runtime.recovery import plan_restore, restore_done
 from app.runtime.store import PartitionStore, clear_store
@@ -238,24 +239,31 @@ class Restorer:
         deadline = time.monotonic() + budget_s
         eof: set[ChangelogPartition] = set()
         while True:
-            msgs = take_available(consumer, _RESTORE_BATCH, min(0.05, budget_s))
-            for key, (records, last_offset) in split_by_partition(msgs, eof).items():
-                target = self._by_changelog.get(key)
-                if target is None:  # cancelled meanwhile
-                    continue
-                target.store.apply_changelog(records, last_offset)
-                target.read += len(records)
-                # at C speed; tombstones (None) count nothing
-                target.bytes_read += sum(map(len, filter(None, map(_VALUE, records))))
-                if target.end_offset is None:
-                    self.metrics.standby_records.labels(target.table.name).inc(len(records))
-                    continue
-                self.metrics.restored.labels(target.table.name).inc(len(records))
-                self.metrics.restore_remaining.labels(target.table.name, str(key[1])).set(
-                    max(0, target.end_offset - last_offset - 1))
-            if not msgs or time.monotonic() >= deadline:
+            with gc_paused():  # a batch's messages and records hold no cycles (freed in the block)
+                took = self._take(consumer, min(0.05, budget_s), eof)
+            if not took or time.monotonic() >= deadline:
                 break
         return self._finished(consumer, eof)
+
+    def _take(self, consumer: Consumer, wait_s: float, eof: set[ChangelogPartition]) -> bool:
+        """Read one batch and write each changelog partition's records to its store; whether there
+        were any messages."""
+        msgs = take_available(consumer, _RESTORE_BATCH, wait_s)
+        for key, (records, last_offset) in split_by_partition(msgs, eof).items():
+            target = self._by_changelog.get(key)
+            if target is None:  # cancelled meanwhile
+                continue
+            target.store.apply_changelog(records, last_offset)
+            target.read += len(records)
+            # at C speed; tombstones (None) count nothing
+            target.bytes_read += sum(map(len, filter(None, map(_VALUE, records))))
+            if target.end_offset is None:
+                self.metrics.standby_records.labels(target.table.name).inc(len(records))
+                continue
+            self.metrics.restored.labels(target.table.name).inc(len(records))
+            self.metrics.restore_remaining.labels(target.table.name, str(key[1])).set(
+                max(0, target.end_offset - last_offset - 1))
+        return bool(msgs)
 
     def _finished(self, consumer: Consumer, eof: set[ChangelogPartition]) -> list[tuple[SourcePartition,
                                                                                          set[tuple[str, int]]]]:
