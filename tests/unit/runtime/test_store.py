@@ -5,11 +5,12 @@ scannable through eviction, and persists apply in take order."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 from app.runtime.backends import MemoryBackend, RocksBackend
 from app.runtime.codecs import JsonCodec
-from app.runtime.store import PartitionStore
+from app.runtime.store import CHECKPOINT_KEY, RESTORE_WRITE_RECORDS, PartitionStore
 
 
 def test_in_flight_writes__read_scanned_and_kept_through_eviction() -> None:
@@ -67,6 +68,35 @@ def _crash_image(store: PartitionStore, tmp_path: Path, name: str) -> PartitionS
     copy = tmp_path / name
     shutil.copytree(store.backend.path, copy)
     return PartitionStore(RocksBackend(copy), JsonCodec())
+
+
+class _RecordingBackend(MemoryBackend):
+    """Keeps every write it was given, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[list[tuple[bytes, bytes | None]]] = []
+
+    def write(self, puts: Iterable[tuple[bytes, bytes | None]], *, wal: bool = True) -> None:
+        self.writes.append(list(puts))
+        super().write(self.writes[-1], wal=wal)
+
+
+def test_restored_records__written_in_slices_in_order_with_the_checkpoint_last() -> None:
+    """A large changelog batch reaches the backend in slices of RESTORE_WRITE_RECORDS: a key
+    changed in two slices ends with its later value, a tombstone deletes, and only the last slice
+    carries the checkpoint (a crash between slices leaves the store ahead of it, never behind)."""
+    backend = _RecordingBackend()
+    store = PartitionStore(backend, JsonCodec())
+    n = RESTORE_WRITE_RECORDS * 2 + 7
+    records: list[tuple[bytes, bytes | None]] = [(f"k{i}".encode(), str(i).encode()) for i in range(n)]
+    records[RESTORE_WRITE_RECORDS + 1] = (b"k0", None)  # a tombstone of a key of the first slice
+    records[-1] = (b"k1", b"99")  # a key of the first slice, again
+    store.apply_changelog(records, 41)
+    assert [len(w) for w in backend.writes] == [RESTORE_WRITE_RECORDS, RESTORE_WRITE_RECORDS, 7 + 1]
+    assert [any(k == CHECKPOINT_KEY for k, _ in w) for w in backend.writes] == [False, False, True]
+    assert store.checkpoint == 41 and store.get("k0") is None and store.get("k1") == 99
+    assert store.get(f"k{n - 2}") == n - 2 and len(list(store.items())) == n - 3
 
 
 def test_restored_records__a_crash_loses_them_and_every_later_write_never_a_write_before_them(
