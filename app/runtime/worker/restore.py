@@ -51,7 +51,7 @@ RESTORE_FETCH_CONFIG: dict[str, int] = {
     # librdkafka stops fetching once its queue holds queued.max.messages.kbytes (64 MiB) and looks
     # again only after this backoff, 1 s by default, although a restore applies those 64 MiB in a
     # fraction of that: a cold restore of 1 GB waited in consume() for ~70% of its time (py-spy)
-    # and ran at 90-115 MB/s; with 10 ms, ~250 MB/s (benchmarks/failover.py)
+    # and ran at 90-115 MB/s; with 10 ms, 180-250 MB/s (benchmarks/failover.py, same machine)
     "fetch.queue.backoff.ms": 10,
 }
 
