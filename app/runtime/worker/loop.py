@@ -101,6 +101,15 @@ RESTORE_IDLE_SLICE_S = 0.25
 _SEEK_RETRY_CODES = frozenset({KafkaError._STATE})
 #: While Kafka is unreachable, how often the loop asks for metadata to notice it is back.
 _BUS_PROBE_EVERY_S = 2.0
+#: While no records arrive, how often the loop asks for metadata to notice that Kafka is gone: an
+#: idle worker makes no call that could fail, and librdkafka's "all brokers down" report is not
+#: always made (it needs every known broker down at one instant, between reconnection attempts).
+_BUS_IDLE_CHECK_S = 5.0
+#: How long that request may take before Kafka counts as unreachable (generous: a loaded machine
+#: must not look like an outage, which holds back wall-clock timers).
+_BUS_IDLE_CHECK_TIMEOUT_S = 5.0
+#: How long the request that looks for Kafka's return may take.
+_BUS_PROBE_TIMEOUT_S = 0.5
 
 
 class OutputsBlocked(Exception):
@@ -484,6 +493,7 @@ class Worker:
         slice_timeout_s = min(idle_timeout_s, 0.01)
         lag_due = 0.0
         probe_due = 0.0
+        idle_check_due = time.monotonic() + _BUS_IDLE_CHECK_S
         while not self._stop.is_set():
             if self.bus.consumer_fatal is not None:
                 with self.lock:
@@ -528,9 +538,14 @@ class Worker:
             if now >= lag_due:
                 self._update_lag()
                 lag_due = now + 5
+            if msgs:
+                idle_check_due = now + _BUS_IDLE_CHECK_S
             if self.bus.down and now >= probe_due:
-                self._probe_bus()
+                self._probe_bus(_BUS_PROBE_TIMEOUT_S)
                 probe_due = now + _BUS_PROBE_EVERY_S
+            elif not self.bus.down and now >= idle_check_due:
+                self._probe_bus(_BUS_IDLE_CHECK_TIMEOUT_S)
+                idle_check_due = time.monotonic() + _BUS_IDLE_CHECK_S
             self.metrics.degraded.set(1 if self.problems() else 0)
 
     def _turn(self, msgs: list[Message], writing: bool, interval_s: float) -> None:
@@ -661,12 +676,13 @@ class Worker:
             return set()
         return {(self._source[t], p) for t, p in [*self.holds.held, *self.holds.retrying]}
 
-    def _probe_bus(self) -> None:
-        """While Kafka looked unreachable: a metadata request tells when it is back."""
+    def _probe_bus(self, timeout_s: float) -> None:
+        """A metadata request: Kafka is back when it answers, unreachable when it does not."""
         assert self.consumer is not None
         try:
-            self.consumer.list_topics(next(iter(self._source)), timeout=0.5)
-        except KafkaException:
+            self.consumer.list_topics(next(iter(self._source)), timeout=timeout_s)
+        except KafkaException as exc:
+            self.bus.unreachable(f"a metadata request got no answer within {timeout_s:g} s ({exc})")
             return
         self.bus.up()
 
