@@ -8,7 +8,9 @@ for one name a TLS connection made (and checked) for another name on the same ad
 `PinnedOrigin` (scheme, vetted address, port, TLS server name) cannot: each of its connections was
 made to that address and checked for that name. Idle connections are kept `keepalive_s` (shorter
 than servers' usual keep-alive timeouts, so a reused connection is rarely one the server is closing).
-An origin busy with many requests at once gets several clients (REQUESTS_PER_CLIENT).
+An origin busy with many requests at once gets several clients (REQUESTS_PER_CLIENT). A client keeps
+no cookies (NoCookies): it serves many actions, and for plain http every name on the same address, so
+a cookie one answer set would go with another action's request, maybe to another host.
 
 Clients belong to the event loop they were made on: on another loop (a test's) the set starts anew.
 """
@@ -20,12 +22,14 @@ import ssl
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
+from http.cookiejar import Cookie, CookieJar
+from typing import Any
 
 import httpx
 
 from app.executor.allowlist import IPAddress, parse_address
 
-__all__ = ["Lease", "PinnedClients", "PinnedOrigin", "pinned_origin", "tls_context"]
+__all__ = ["Lease", "NoCookies", "PinnedClients", "PinnedOrigin", "pinned_origin", "tls_context"]
 
 #: Idle connections are closed after this long.
 KEEPALIVE_S = 2.0
@@ -42,6 +46,16 @@ REQUESTS_PER_CLIENT = 8
 def tls_context() -> ssl.SSLContext:
     """The TLS context of every client (built once: creating it loads the CA bundle)."""
     return httpx.create_ssl_context()
+
+
+class NoCookies(CookieJar):
+    """A cookie jar that keeps nothing (see the module docstring)."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        """Set-Cookie answers are not kept."""
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        """Nor are cookies set by hand."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +116,7 @@ class PinnedClients:
             limits = httpx.Limits(max_connections=None, max_keepalive_connections=self.requests_per_client,
                                   keepalive_expiry=self.keepalive_s)
             kept = Lease(httpx.AsyncClient(verify=tls_context(), follow_redirects=False, trust_env=False,
-                                           limits=limits))
+                                           limits=limits, cookies=NoCookies()))
             leases.append(kept)
         kept.users += 1
         self._trim()

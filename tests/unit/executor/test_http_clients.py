@@ -9,7 +9,7 @@ import ipaddress
 import httpx
 
 from app.executor.allowlist import OutboundConfig
-from app.executor.egress import EgressGuard
+from app.executor.egress import EgressGuard, EgressRefused
 from app.executor.http_clients import PinnedClients, PinnedOrigin, pinned_origin
 from app.executor.safe_http import request
 
@@ -92,3 +92,59 @@ def test_request__reuses_the_connection_to_the_same_destination() -> None:
 
     connections, statuses = asyncio.run(scenario())
     assert statuses == [200, 200, 200] and connections == 1
+
+
+def test_request__a_cookie_one_answer_sets_is_not_sent_with_the_next_request() -> None:
+    """The kept clients serve many actions (and, for http, every name on an address): no cookie jar."""
+    async def scenario() -> list[str]:
+        cookies: list[str] = []
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while head := await reader.readuntil(b"\r\n\r\n"):
+                    cookies.extend(line.split(":", 1)[1].strip() for line in head.decode().split("\r\n")
+                                   if line.lower().startswith("cookie:"))
+                    writer.write(b"HTTP/1.1 200 OK\r\nSet-Cookie: session=secret; Path=/\r\n"
+                                 b"Content-Length: 2\r\n\r\nok")
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        guard = EgressGuard(OutboundConfig.model_validate(
+            {"allow": [{"networks": ["127.0.0.1/32"], "schemes": ["http"], "ports": ["*"]}]}),
+            clients=PinnedClients())
+        try:
+            for i in range(2):
+                assert (await request(guard, "GET", f"http://127.0.0.1:{port}/{i}", timeout_s=5)).status == 200
+        finally:
+            assert guard.clients is not None
+            await guard.clients.aclose()
+            server.close()
+        return cookies
+
+    assert asyncio.run(scenario()) == []
+
+
+def test_vet__a_resolver_answer_that_changes_is_judged_anew() -> None:
+    """The guard remembers verdicts per (destination, addresses): the same name resolving elsewhere
+    is judged again, never let through on an earlier verdict."""
+    answers = [["127.0.0.1"], ["127.0.0.2"], ["127.0.0.1"]]
+
+    async def resolver(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        return [ipaddress.ip_address(a) for a in answers.pop(0)]
+
+    async def scenario() -> list[bool]:
+        guard = EgressGuard(OutboundConfig.model_validate(
+            {"allow": [{"networks": ["127.0.0.1/32"], "schemes": ["http"], "ports": ["*"]}]}), resolver=resolver)
+        allowed = []
+        for _ in range(3):
+            try:
+                await guard.vet("http", "api.test", 8080)
+                allowed.append(True)
+            except EgressRefused:
+                allowed.append(False)
+        return allowed
+
+    assert asyncio.run(scenario()) == [True, False, True]
