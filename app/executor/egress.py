@@ -18,11 +18,22 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from app.executor.allowlist import Destination, IPAddress, OutboundConfig, decide, parse_address, prefilter
+from app.executor.allowlist import (
+    Destination,
+    IPAddress,
+    OutboundConfig,
+    Verdict,
+    decide,
+    parse_address,
+    prefilter,
+)
 from app.executor.http_clients import PinnedClients
 from app.executor.plugin import ActionFailed, ActionRejected
 
-__all__ = ["EgressGuard", "EgressRefused", "Resolver", "Vetted", "system_resolver"]
+__all__ = ["VERDICTS_KEPT", "EgressGuard", "EgressRefused", "Resolver", "Vetted", "system_resolver"]
+
+#: Verdicts a guard keeps (see EgressGuard.vet); beyond, it starts anew.
+VERDICTS_KEPT = 1024
 
 #: resolver(host, port) -> the addresses `host` resolves to (raises OSError/socket.gaierror).
 Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
@@ -62,6 +73,9 @@ class EgressGuard:
         #: HTTP clients kept between requests to vetted destinations (app.executor.http_clients);
         #: None: each request makes its own (and closes it)
         self.clients = clients
+        #: decide()'s verdict per (destination, addresses) under `_verdicts_for` (see vet)
+        self._verdicts: dict[tuple[Destination, tuple[IPAddress, ...]], Verdict] = {}
+        self._verdicts_for = config
 
     async def vet(self, scheme: str, host: str, port: int) -> Vetted:
         """Resolve `host` and judge the destination. Raises EgressRefused (a REJECTED result)
@@ -80,7 +94,20 @@ class EgressGuard:
                 transient = isinstance(exc, socket.gaierror) and exc.errno == socket.EAI_AGAIN
                 raise ActionFailed(f"{dest}: cannot resolve {dest.host}: {exc.strerror or exc}",
                                    retryable=transient) from None
-        verdict = decide(self.config, dest, addresses)
+        verdict = self._decide(dest, tuple(addresses))
         if not verdict.allowed:
             raise EgressRefused(verdict.reason)
         return Vetted(dest, tuple(addresses), verdict.reason)
+
+    def _decide(self, dest: Destination, addresses: tuple[IPAddress, ...]) -> Verdict:
+        """decide() on the addresses this vet resolved, remembered: it is pure (the allowlist, the
+        destination and the addresses make the verdict), so a destination asked for again -- every
+        step of a roll -- is judged once. The addresses are part of the key: an answer of the
+        resolver that differs is judged anew, and nothing skips the resolution."""
+        if self._verdicts_for is not self.config or len(self._verdicts) >= VERDICTS_KEPT:
+            self._verdicts, self._verdicts_for = {}, self.config
+        key = (dest, addresses)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self._verdicts[key] = decide(self.config, dest, list(addresses))
+        return verdict
