@@ -289,14 +289,17 @@ class ActionRunner:
         call = ActionCall(action=action, params=params, attempt=attempt, timeout_s=timeout_s, config=self.config,
                           settings=dict(self.config.plugin_settings.get(spec.name, {})), egress=self.egress)
         try:
-            result = await asyncio.wait_for(spec.run(call), timeout_s + min(_GRACE_S, timeout_s))
+            # In this task (asyncio.wait_for of Python 3.11 runs it in a task of its own: one more task
+            # and loop pass per step).
+            async with asyncio.timeout(timeout_s + min(_GRACE_S, timeout_s)):
+                result = await spec.run(call)
         except ActionRejected as exc:
             return _Outcome(ResultStatus.REJECTED, error=str(exc), retryable=False)
         except ActionTimedOut as exc:
             return _Outcome(ResultStatus.TIMED_OUT, output=exc.output, error=str(exc))
         except ActionFailed as exc:
             return _Outcome(ResultStatus.FAILED, output=exc.output, error=str(exc), retryable=exc.retryable)
-        except TimeoutError as exc:  # ours (wait_for) or the plugin's own I/O timeout
+        except TimeoutError as exc:  # ours (asyncio.timeout) or the plugin's own I/O timeout
             return _Outcome(ResultStatus.TIMED_OUT, error=str(exc) or f"no result within {timeout_s:g}s")
         except asyncio.CancelledError:
             task = asyncio.current_task()
