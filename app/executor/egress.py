@@ -73,9 +73,8 @@ class EgressGuard:
         #: HTTP clients kept between requests to vetted destinations (app.executor.http_clients);
         #: None: each request makes its own (and closes it)
         self.clients = clients
-        #: decide()'s verdict per (destination, addresses) under `_verdicts_for` (see vet)
+        #: decide()'s verdict per (destination, addresses) (see _decide)
         self._verdicts: dict[tuple[Destination, tuple[IPAddress, ...]], Verdict] = {}
-        self._verdicts_for = config
 
     async def vet(self, scheme: str, host: str, port: int) -> Vetted:
         """Resolve `host` and judge the destination. Raises EgressRefused (a REJECTED result)
@@ -104,8 +103,8 @@ class EgressGuard:
         destination and the addresses make the verdict), so a destination asked for again -- every
         step of a roll -- is judged once. The addresses are part of the key: an answer of the
         resolver that differs is judged anew, and nothing skips the resolution."""
-        if self._verdicts_for is not self.config or len(self._verdicts) >= VERDICTS_KEPT:
-            self._verdicts, self._verdicts_for = {}, self.config
+        if len(self._verdicts) >= VERDICTS_KEPT:
+            self._verdicts = {}
         key = (dest, addresses)
         verdict = self._verdicts.get(key)
         if verdict is None:

@@ -16,6 +16,13 @@ from app.executor.safe_http import request
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
 
 
+def _loopback_guard() -> EgressGuard:
+    """A guard that allows http to 127.0.0.1 on any port, keeping its clients between requests."""
+    return EgressGuard(OutboundConfig.model_validate(
+        {"allow": [{"networks": ["127.0.0.1/32"], "schemes": ["http"], "ports": ["*"]}]}),
+        clients=PinnedClients())
+
+
 def test_pinned_origin__keeps_the_tls_name_apart_per_destination() -> None:
     a = pinned_origin(httpx.URL("https://api.test:8443/x"), LOOPBACK)
     b = pinned_origin(httpx.URL("https://other.test:8443/y"), LOOPBACK)
@@ -78,9 +85,7 @@ def test_request__reuses_the_connection_to_the_same_destination() -> None:
 
         server = await asyncio.start_server(serve, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        guard = EgressGuard(OutboundConfig.model_validate(
-            {"allow": [{"networks": ["127.0.0.1/32"], "schemes": ["http"], "ports": ["*"]}]}),
-            clients=PinnedClients())
+        guard = _loopback_guard()
         try:
             statuses = [(await request(guard, "GET", f"http://127.0.0.1:{port}/{i}", timeout_s=5)).status
                         for i in range(3)]
@@ -112,9 +117,7 @@ def test_request__a_cookie_one_answer_sets_is_not_sent_with_the_next_request() -
 
         server = await asyncio.start_server(serve, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        guard = EgressGuard(OutboundConfig.model_validate(
-            {"allow": [{"networks": ["127.0.0.1/32"], "schemes": ["http"], "ports": ["*"]}]}),
-            clients=PinnedClients())
+        guard = _loopback_guard()
         try:
             for i in range(2):
                 assert (await request(guard, "GET", f"http://127.0.0.1:{port}/{i}", timeout_s=5)).status == 200
