@@ -301,6 +301,8 @@ def _read_tag(text: str, pos: int, head: LegacyHeader, *, header_seen: bool) -> 
     program, pid, colon = match.group("program"), match.group("pid"), match.group("colon")
     if program.isdigit() and colon:
         return pos  # "1234:" is a Cisco sequence number, not a program
+    if not any(c.isalnum() for c in program):
+        return pos  # ";:" or "--" is punctuation in the text, not a TAG (RFC 3164: alphanumeric)
     tab_ended = text.startswith("\t", match.end())
     if not colon and pid is None and not (header_seen and (tab_ended or _BARE_PROGRAM.fullmatch(program))
                                           and not _is_ip(program)):

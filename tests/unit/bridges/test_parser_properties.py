@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -61,6 +62,14 @@ def _bsd(t: datetime, *, upper: bool, pad: bool, year: str) -> str:
             "after_time": f"{month} {day} {clock} {t.year}"}[year]
 
 
+def _is_address(word: str) -> bool:
+    try:
+        ipaddress.ip_address(word)
+    except ValueError:
+        return False
+    return True
+
+
 @st.composite
 def rfc3164_lines(draw: st.DrawFn) -> tuple[str, Header]:
     """`<PRI>[ ]TIMESTAMP HOST  TAG[pid]: MSG` with the spacing and timestamp variants seen in the wild."""
@@ -74,8 +83,9 @@ def rfc3164_lines(draw: st.DrawFn) -> tuple[str, Header]:
     if program is not None and pid is None and (t is None or host is None):
         colon = True
     text = draw(texts)
-    # Else the first word of the text is the TAG, or (right after a timestamp) the host.
-    assume(program is not None or not text[:1].isalnum())
+    # Else the first word of the text is the TAG, or (right after a timestamp) the host -- an
+    # address too ("::" is one).
+    assume(program is not None or not (text[:1].isalnum() or _is_address(text.split(" ", 1)[0])))
     parts = [f"<{draw(st.integers(0, 191))}>" + (" " if draw(st.booleans()) else "")]
     if t is not None:
         iso = t.strftime("%Y-%m-%dT%H:%M:%S") + draw(st.sampled_from(["Z", "+00:00", ".000000Z", ""]))

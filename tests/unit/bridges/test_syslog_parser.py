@@ -134,3 +134,14 @@ def test_extract_pairs__reads_key_value_and_comma_separated_key_space_value() ->
 def test_extract_pairs__is_bounded() -> None:
     message = " ".join(f"k{i}=v{i}" for i in range(1000))
     assert len(extract_pairs(message)) == 32
+
+
+def test_rfc3164__punctuation_is_no_tag() -> None:
+    """Found by the property test: a TAG is alphanumeric, so ";:" is text and the program is missing."""
+    from app.bridges.parsers._common import missing_fields
+
+    event = parse_syslog(b"<0>Jun 10 00:00:00 host1 ;: hello", source_host="192.0.2.50", received_ms=0)
+    assert (event.subject, event.tags.get("program")) == ("host1", None)
+    assert missing_fields(event) == ["program"]
+    event = parse_syslog(b"<13>Jun 10 00:00:00 ::1 sshd[4]: hi", source_host="192.0.2.50", received_ms=0)
+    assert (event.subject, event.tags.get("program"), event.tags.get("pid")) == ("::1", "sshd", "4")
