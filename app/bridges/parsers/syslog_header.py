@@ -304,8 +304,10 @@ def _read_tag(text: str, pos: int, head: LegacyHeader, *, header_seen: bool) -> 
     if not any(c.isalnum() for c in program):
         return pos  # ";:" or "--" is punctuation in the text, not a TAG (RFC 3164: alphanumeric)
     tab_ended = text.startswith("\t", match.end())
-    if not colon and pid is None and not (header_seen and (tab_ended or _BARE_PROGRAM.fullmatch(program))
-                                          and not _is_ip(program)):
+    # A bare word (no ':' or [pid]) is a TAG only in "host tag msg": after a timestamp alone, a word
+    # that could not be the host ("_0") is text, as a word that could be is the host.
+    bare_ok = tab_ended or (head.host is not None and _BARE_PROGRAM.fullmatch(program) is not None)
+    if not colon and pid is None and not (header_seen and bare_ok and not _is_ip(program)):
         return pos
     if program.startswith("/"):  # "/kernel:", "/usr/sbin/cron[42]:": the executable's name
         program = program.rstrip("/").rsplit("/", 1)[-1] or program
