@@ -11,7 +11,7 @@ import click
 from confluent_kafka import KafkaException
 
 from app.actions.history import HistoryError, load_history, load_trace_records
-from app.actions.join import ActionRow, suppression_text
+from app.actions.join import ActionRow, held_text, suppression_text
 from app.actions.trace import TraceNode, build_trace, format_time, render_tree
 from app.bus.clients import make_producer
 from app.cli import CliContext, pass_cli, print_json
@@ -54,10 +54,10 @@ class _closing:
 
 def _row_of(answer: dict[str, Any]) -> ActionRow:
     """An ActionRow from the API's form of one (ActionRow.to_dict)."""
-    action = {k: v for k, v in answer.items() if k not in ("status", "results", "suppressed_by")}
+    action = {k: v for k, v in answer.items() if k not in ("status", "results", "suppressed_by", "held_by")}
     if not isinstance(action.get("params"), str):
         action["params"] = json.dumps(action.get("params"), sort_keys=True, separators=(",", ":"))
-    return ActionRow(action, list(answer.get("results") or []), answer.get("suppressed_by"))
+    return ActionRow(action, list(answer.get("results") or []), answer.get("suppressed_by"), answer.get("held_by"))
 
 
 def _row_line(row: ActionRow) -> str:
@@ -66,6 +66,8 @@ def _row_line(row: ActionRow) -> str:
     result = row.result
     if row.suppressed is not None:
         line += f" {suppression_text(row.suppressed)}"
+    elif row.held is not None:
+        line += f" {held_text(row.held)}"
     elif result is not None and result.get("error"):
         line += f": {str(result['error']).splitlines()[0][:100]}"
     return f"{line}  [{a.get('id')}]"
@@ -75,7 +77,8 @@ def _row_line(row: ActionRow) -> str:
 @click.option("--rule", default="*", show_default=True, help="rule name (glob)")
 @click.option("--target", default="*", show_default=True, help="target (glob)")
 @click.option("--since", default="1h", show_default=True, help="how far back, e.g. 30m, 24h, 7d")
-@click.option("--suppressed", is_flag=True, help="list the actions silences or the storm guard suppressed instead")
+@click.option("--suppressed", is_flag=True, help="list the actions silences, the storm guard or failing dependencies "
+                   "suppressed instead")
 @click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True, help="most recent N")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
 @api_option

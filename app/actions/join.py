@@ -1,5 +1,9 @@
 """Actions joined with what became of them (pure): their results, or the silence (or the storm
-guard, app.rules.storms) that suppressed them."""
+guard, app.rules.storms, or a failing dependency, app.rules.inhibit) that suppressed them.
+
+A firing a dependency held back is recorded on actions-suppressed; when it is released later, the
+same action (same id) is on `actions` too: its row is then the sent action, with `held` saying
+what held it back meanwhile."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["ActionRow", "join_actions", "suppression_text"]
+__all__ = ["ActionRow", "held_text", "join_actions", "suppression_text"]
 
 
 @dataclass
@@ -18,8 +22,11 @@ class ActionRow:
 
     action: dict[str, Any]
     results: list[dict[str, Any]] = field(default_factory=list)
-    #: {"id", "reason", "until_ms", ...} of the silence, or {"guard": "chain", "reason", "detail", ...}
+    #: {"id", "reason", "until_ms", ...} of the silence, {"guard": "chain", "reason", "detail", ...} of
+    #: the storm guard, or {"guard": "dependency", "dependency", "identity", "state", "since_ms", ...}
     suppressed: dict[str, Any] | None = None
+    #: a dependency that held the action back before it was released (sent): its reason, as above
+    held: dict[str, Any] | None = None
 
     @property
     def status(self) -> str:
@@ -42,13 +49,24 @@ class ActionRow:
             action["params"] = orjson.loads(action.get("params") or "{}")
         except orjson.JSONDecodeError:
             pass  # show it as it is
-        return {**action, "status": self.status, "results": self.results, "suppressed_by": self.suppressed}
+        out = {**action, "status": self.status, "results": self.results, "suppressed_by": self.suppressed}
+        if self.held is not None:
+            out["held_by"] = self.held
+        return out
 
 def suppression_text(by: Mapping[str, Any]) -> str:
-    """'by silence <id> (<reason>)' or 'by the storm guard (cycle: ...)' for listings and traces."""
+    """'by silence <id> (<reason>)', 'by the storm guard (cycle: ...)' or 'by dependency <name> (...)'
+    for listings and traces."""
     if by.get("guard") == "chain":
         return f"by the storm guard ({by.get('reason')}: {by.get('detail')})"
+    if by.get("guard") == "dependency":
+        return f"by {by.get('detail')}"
     return f"by silence {by.get('id')} ({by.get('reason')})"
+
+
+def held_text(by: Mapping[str, Any]) -> str:
+    """'(held by dependency ..., then released)' for an action a dependency delayed."""
+    return f"(held {suppression_text(by)}, then released)"
 
 
 def join_actions(actions: Iterable[dict[str, Any]], results: Iterable[dict[str, Any]],
@@ -60,8 +78,12 @@ def join_actions(actions: Iterable[dict[str, Any]], results: Iterable[dict[str, 
         rows.setdefault(str(action.get("id")), ActionRow(action))
     for record in suppressed:
         action = record.get("action") or {}
-        by = record.get("silence") or record.get("storm") or {}
-        rows.setdefault(str(action.get("id")), ActionRow(action, suppressed=by))
+        by = record.get("silence") or record.get("storm") or record.get("dependency") or {}
+        row = rows.get(str(action.get("id")))
+        if row is None:
+            rows[str(action.get("id"))] = ActionRow(action, suppressed=by)
+        elif row.suppressed is None and "dependency" in record:
+            row.held = by  # held back, then released: the row is the sent action
     for result in sorted(results, key=lambda r: (r.get("time") or 0)):
         row = rows.get(str(result.get("action_id")))
         if row is not None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from app.actions.join import ActionRow, join_actions, suppression_text
+from app.actions.join import ActionRow, held_text, join_actions, suppression_text
 
 __all__ = ["TraceNode", "TraceRecords", "build_trace", "format_time", "render_tree", "resolve_trace_id"]
 
@@ -176,7 +176,7 @@ def _line(node: TraceNode) -> str:
         return f"rule {r.get('rule')} fired for {r.get('group_key') or '(all)'} at {format_time(r.get('time'))}"
     if node.kind == "action":
         by = r.get("suppressed_by") or {}
-        why = f" {suppression_text(by)}" if by else ""
+        why = f" {suppression_text(by)}" if by else (f" {held_text(r['held_by'])}" if r.get("held_by") else "")
         return f"action {node.id} {r.get('type')} -> {r.get('target')} {r.get('status')}{why}"
     detail = r.get("error") or r.get("output") or ""
     detail = f": {str(detail).splitlines()[0][:120]}" if detail else ""

@@ -139,7 +139,7 @@ def build_replayer(pipeline_config: PipelineConfig, rules_dirs: Sequence[Path], 
     lives (default: in memory, query-only tables dropped). `share`: two rule sets compared evaluate
     the rules they have in common once (app.backtest.sharing; False: each set whole)."""
     configs = [StageConfig(rules_dir=Path(d), reload_interval_ms=None, match_memo=MATCH_MEMO,
-                           state_retention_ms=rules_state_retention_ms) for d in rules_dirs]
+                           state_retention_ms=rules_state_retention_ms, dependencies=False) for d in rules_dirs]
     shares = plan_shares([load_rules(d)[0] for d in rules_dirs]) if share and len(rules_dirs) == 2 else None
     if shares is not None and all(len(s.serves) == 1 for s in shares):
         shares = None  # nothing shared: each set whole, from its directory

@@ -13,6 +13,7 @@ from app.backtest.replayer import FiredAction
 from app.config import ConfigError
 from app.pipeline.config import PipelineConfig
 from app.pipeline.validate import format_time_ms
+from app.rules.dependencies import check_dependencies
 from app.rules.junit import JUnitCase, JUnitSuite, junit_xml
 from app.rules.loader import RuleSetLoader
 from app.rules.offline import InputError, action_differences, read_jsonl, simulate
@@ -33,7 +34,7 @@ def _load_or_fail(directory: Path, *, errors_to_stderr: bool) -> RuleSetLoader:
 
     loader = RuleSetLoader(directory)
     result = loader.reload()
-    errors = sorted({*result.errors, *check_definitions(directory, loader.ruleset)})
+    errors = sorted({*result.errors, *check_definitions(directory, loader.ruleset), *check_dependencies(directory)})
     for error in errors:
         click.echo(str(error), err=errors_to_stderr)
     if errors:

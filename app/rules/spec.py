@@ -44,8 +44,9 @@ ACTION_RESERVED: Final = ("target", "deadline")
 #: Params of some action types that are not rendered when the rule fires but passed on as written:
 #: a roll's action and health check are rendered per member by the orchestrator (app.orchestration).
 DEFERRED_PARAMS: Final = {"roll": ("action", "wait_for")}
-#: Other top-level keys a rule file may hold beside `rules:` (checked by app.orchestration.definitions).
-OTHER_FILE_KEYS: Final = ("gates", "runbooks")
+#: Other top-level keys a rule file may hold beside `rules:` (gates and runbooks: checked by
+#: app.orchestration.definitions; dependencies: read from `dependencies/` by app.rules.dependencies).
+OTHER_FILE_KEYS: Final = ("gates", "runbooks", "dependencies")
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
 _ACTION_TYPE: Final = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 _TEMPLATE_MARKERS: Final = ("{{", "{%", "{#")

@@ -41,9 +41,22 @@ from app.config import Settings
 from app.model.chain import chain_of
 from app.model.events import Action, now_ms
 from app.model.signing import sign_action
-from app.rules.actions import RenderFailure, render_actions
+from app.pipeline.validate import format_time_ms
+from app.rules.actions import RenderedAction, RenderFailure, render_actions
+from app.rules.dependencies import DependencyLoader, DependencySet
+from app.rules.dependency_reader import DependencyStatusReader
 from app.rules.engine import ALERT_TYPE, EXPIRY_TIMER_PREFIX, Firing, RuleEngine, RuleIndex
 from app.rules.fields import EVENT_TYPE
+from app.rules.inhibit import (
+    Cause,
+    DependencyView,
+    dependent_matches,
+    identity_key,
+    judge_firing,
+    judge_held,
+    judge_settled,
+    settle_ms_of,
+)
 from app.rules.loader import FixedRules, RuleSet, RuleSetLoader
 from app.rules.silence_reader import SilenceReader
 from app.rules.silences import ActionFacts, Silence, SilenceSet
@@ -60,12 +73,15 @@ from app.runtime.tables import Table
 __all__ = [
     "ACTIONS_DLQ_TOPIC",
     "ACTIONS_TOPIC",
+    "DEPENDENCY_TIMER_PREFIX",
+    "HELD_PREFIX",
     "REPARTITION_TOPIC",
     "ROUTE_AGENTS",
     "STATE_TABLE",
     "SUPPRESSED_TOPIC",
     "RulesStage",
     "StageConfig",
+    "dependency_reason",
     "group_of_repartition_key",
     "repartition_key",
     "routed_type",
@@ -82,6 +98,10 @@ RELOAD_TIMER: Final = "__reload__"
 APPLIED_KEY: Final = "__rules__"
 _KEY_PREFIX: Final = "g:"
 _SCHEDULE_PREFIX: Final = "s:"
+#: State of a firing a dependency holds back (or that waits for its settle), by its first action id,
+#: and the timer that looks at it again.
+HELD_PREFIX: Final = "~held/"
+DEPENDENCY_TIMER_PREFIX: Final = "~dep/"
 #: How often each process re-sends the start of a schedule (a worker on an older rule set may have
 #: ignored the first one; the evaluate partition's state makes repeats harmless).
 SCHEDULE_START_EVERY_MS: Final = 60_000
@@ -146,6 +166,11 @@ class StageConfig:
     match_memo: int = 0
     #: a group quiet this long (event time) loses its state unless its rule says otherwise; 0: never
     state_retention_ms: int = DEFAULT_STATE_RETENTION_MS
+    #: apply `<rules_dir>/dependencies/` (off in a backtest: it replays events, not the `status`
+    #: topic of the time, so it has no dependency states to judge by)
+    dependencies: bool = True
+    #: how often a firing a dependency holds back looks again whether the dependency recovered
+    dependency_recheck_ms: int = 5_000
 
     @classmethod
     def from_settings(cls, settings: Settings | None, environ: Mapping[str, str] | None = None) -> StageConfig:
@@ -208,6 +233,8 @@ class RulesStage:
     #: rules given in memory instead of `config.rules_dir` (a backtest's share of a rule set:
     #: app.backtest.sharing); never reloaded
     rules: RuleSet | None = None
+    #: the statuses dependency decisions read (fed from `status` in a worker; by hand in tests)
+    dependency_view: DependencyView = field(default_factory=DependencyView)
 
     def __post_init__(self) -> None:
         self.loader: RuleSetLoader | FixedRules = RuleSetLoader(self.config.rules_dir) if self.rules is None \
@@ -223,6 +250,9 @@ class RulesStage:
         self._reader_tried = False
         self._silences_waited = False
         self._schedules_started: dict[str, int] = {}  # schedule rule fingerprint -> when its start was sent
+        self.dependency_loader = DependencyLoader(self.config.rules_dir)
+        self._dependency_reader: DependencyStatusReader | None = None
+        self._dependencies_waited = False
         if self.config.signing_key is None:
             log.warning("rules stage: no action signing key (VIGIL_ACTION_SIGNING_KEY or "
                         "VIGIL_ACTION_SIGNING_KEY_FILE): actions are sent unsigned")
@@ -295,6 +325,9 @@ class RulesStage:
         if key.startswith(EXPIRY_TIMER_PREFIX):
             self._engine(ctx).expire(key[len(EXPIRY_TIMER_PREFIX):], ctx.watermark)
             return
+        if key.startswith(DEPENDENCY_TIMER_PREFIX):
+            self._look_again(key[len(DEPENDENCY_TIMER_PREFIX):], ctx)
+            return
         if key == RELOAD_TIMER:
             self._engine(ctx)  # reloads if due and reconciles this partition's state
             if self.config.reload_interval_ms is not None:
@@ -315,6 +348,8 @@ class RulesStage:
         return self._version
 
     def _reload(self) -> None:
+        if self.config.dependencies:
+            self._reload_dependencies()
         before = set(self.loader.errors)
         result = self.loader.reload()
         errors = set(result.errors)
@@ -335,6 +370,29 @@ class RulesStage:
         self.metrics.rules.set(len(ruleset.enabled))
         log.info("rules: %d active rule(s) from %s%s", len(ruleset.enabled), self.config.rules_dir,
                  f"; {len(errors)} error(s)" if errors else "")
+
+    def _reload_dependencies(self) -> None:
+        before = set(self.dependency_loader.errors)
+        changed = self.dependency_loader.reload()
+        errors = set(self.dependency_loader.errors)
+        for error in sorted(errors - before):
+            log.warning("dependencies: %s", error)
+        for error in sorted(before - errors):
+            log.info("dependencies: fixed: %s", error)
+        self.metrics.dependency_errors.set(len(errors))
+        if not changed:
+            return
+        dependencies = self.dependency_loader.dependencies
+        self.metrics.dependencies.set(len(dependencies))
+        log.info("dependencies: %d active declaration(s) from %s", len(dependencies), self.dependency_loader.directory)
+        if self.dependency_view.set_dependencies(dependencies) and self._dependency_reader is not None:
+            self._dependency_reader.request_reread()
+        self._start_dependency_reader()
+
+    @property
+    def dependencies(self) -> DependencySet:
+        """The active dependency declarations (none when the stage does not apply them)."""
+        return self.dependency_loader.dependencies if self.config.dependencies else DependencySet()
 
     def _engine(self, ctx: AgentContext) -> RuleEngine:
         self._start_silence_reader(ctx)
@@ -385,6 +443,7 @@ class RulesStage:
             if storm is not None:
                 self.metrics.storm_suppressed.labels(rule.name, storm.reason).inc()
                 log.info("rules: %s not acted on for %s: %s", rule.name, firing.group_key or "(all)", storm.detail)
+            ready: list[tuple[RenderedAction, Action]] = []
             for rendered in render_actions(firing, rule):
                 if isinstance(rendered, RenderFailure):
                     self._render_failed(rendered, firing, ctx)
@@ -393,17 +452,119 @@ class RulesStage:
                 if storm is not None:
                     ctx.send(SUPPRESSED_TOPIC, rendered.target, storm_suppressed_record(action, storm, now_ms))
                     continue
-                facts = ActionFacts(rule.name, rendered.type, rendered.target, rendered.group_key,
-                                    firing.event, firing.event_type)
-                silence = self.silences.covering(facts, now_ms)
-                if silence is None:
-                    ctx.send(ACTIONS_TOPIC, rendered.target, action)
-                    self.metrics.actions.labels(rule.name).inc()
-                else:
-                    ctx.send(SUPPRESSED_TOPIC, rendered.target, suppressed_record(action, silence, now_ms))
-                    self.metrics.suppressed.labels(rule.name).inc()
-                    log.info("rules: %s %s -> %s suppressed by silence %s (%s)", rule.name, rendered.type,
-                             rendered.target, silence.id, silence.reason)
+                ready.append((rendered, action))
+            if ready and not self._held_back(firing, ready, ctx):
+                for rendered, action in ready:
+                    self._send(ActionFacts(rule.name, rendered.type, rendered.target, rendered.group_key,
+                                           firing.event, firing.event_type), action, ctx)
+
+    def _send(self, facts: ActionFacts, action: Action, ctx: AgentContext) -> None:
+        """Send one action, or record it as suppressed when a silence covers it."""
+        now_ms = ctx.now_ms()
+        silence = self.silences.covering(facts, now_ms)
+        if silence is None:
+            ctx.send(ACTIONS_TOPIC, facts.target, action)
+            self.metrics.actions.labels(facts.rule).inc()
+        else:
+            ctx.send(SUPPRESSED_TOPIC, facts.target, suppressed_record(action, silence, now_ms))
+            self.metrics.suppressed.labels(facts.rule).inc()
+            log.info("rules: %s %s -> %s suppressed by silence %s (%s)", facts.rule, facts.action_type,
+                     facts.target, silence.id, silence.reason)
+
+    # -- dependencies (app.rules.inhibit) ---------------------------------------------------------------
+    def _held_back(self, firing: Firing, ready: list[tuple[RenderedAction, Action]], ctx: AgentContext) -> bool:
+        """Whether a dependency holds the firing back, now or until its settle passed (then it is
+        kept in the state table and looked at again by timer)."""
+        dependencies = self.dependencies
+        if not dependencies:
+            return False
+        matches = dependent_matches(dependencies, firing.event, firing.event_type)
+        if not matches:
+            return False
+        self._await_dependencies()
+        verdict = judge_firing(matches, self.dependency_view, firing.event.get("subject"), firing.time_ms)
+        if verdict.kind == "send":
+            return False
+        firing_id = ready[0][1].id
+        entry: dict[str, Any] = {
+            "phase": "settle", "rule": firing.rule, "time_ms": firing.time_ms, "event": dict(firing.event),
+            "event_type": firing.event_type, "settle_ms": settle_ms_of(matches),
+            "dependent": identity_key(firing.event.get("subject"), firing.event.get("name")),
+            "actions": [{"action": action.to_record(), "type": rendered.type, "target": rendered.target,
+                         "group_key": rendered.group_key} for rendered, action in ready]}
+        if verdict.kind == "settle":
+            assert verdict.at_ms is not None
+            self.state[HELD_PREFIX + firing_id] = entry
+            ctx.timers.schedule(DEPENDENCY_TIMER_PREFIX + firing_id, verdict.at_ms, kind="wall")
+        else:
+            self._hold(firing_id, entry, list(verdict.causes), ctx)
+        return True
+
+    def _hold(self, firing_id: str, entry: dict[str, Any], causes: list[Cause], ctx: AgentContext) -> None:
+        now_ms = ctx.now_ms()
+        reason = dependency_reason(causes)
+        for item in entry["actions"]:
+            ctx.send(SUPPRESSED_TOPIC, item["target"], {"action": item["action"], "time": now_ms, "dependency": reason})
+        for name in sorted({c.dependency for c in causes}):
+            self.metrics.dependency_inhibited.labels(name).inc()
+        log.info("rules: %s for %s held back: %s", entry["rule"], entry["dependent"], reason["detail"])
+        self.state[HELD_PREFIX + firing_id] = {**entry, "phase": "held", "held_ms": now_ms,
+                                               "causes": [c.to_dict() for c in causes]}
+        ctx.timers.schedule(DEPENDENCY_TIMER_PREFIX + firing_id, now_ms + self.config.dependency_recheck_ms,
+                            kind="wall")
+
+    def _release(self, firing_id: str, entry: dict[str, Any], ctx: AgentContext) -> None:
+        """Send a firing's actions (their original ids: executors run each once) and forget it."""
+        del self.state[HELD_PREFIX + firing_id]
+        for item in entry["actions"]:
+            facts = ActionFacts(entry["rule"], item["type"], item["target"], item["group_key"], entry["event"],
+                                entry["event_type"])
+            self._send(facts, Action.from_record(item["action"]), ctx)
+
+    def _look_again(self, firing_id: str, ctx: AgentContext) -> None:
+        """A held or settling firing's timer came due."""
+        entry = self.state.get(HELD_PREFIX + firing_id)
+        if not isinstance(entry, dict):
+            return
+        view, now_ms = self.dependency_view, ctx.now_ms()
+        subject = entry["event"].get("subject")
+        if entry["phase"] == "settle":
+            matches = dependent_matches(self.dependencies, entry["event"], entry["event_type"])
+            verdict = judge_settled(matches, view, subject, entry["time_ms"])
+            if verdict.kind == "hold":
+                self._hold(firing_id, entry, list(verdict.causes), ctx)
+            else:
+                self._release(firing_id, entry, ctx)
+            return
+        causes = [Cause.from_dict(c) for c in entry["causes"]]
+        held = judge_held(causes, view, entry["dependent"], now_ms, int(entry["settle_ms"]))
+        names = sorted({c.dependency for c in causes})
+        if held.kind == "wait":
+            at_ms = held.at_ms if held.at_ms is not None else now_ms + self.config.dependency_recheck_ms
+            ctx.timers.schedule(DEPENDENCY_TIMER_PREFIX + firing_id, at_ms, kind="wall")
+        elif held.kind == "release":
+            log.info("rules: %s for %s released: its dependencies recovered and it still fails", entry["rule"],
+                     entry["dependent"])
+            for name in names:
+                self.metrics.dependency_released.labels(name).inc()
+            self._release(firing_id, entry, ctx)
+        else:
+            log.info("rules: %s for %s dropped: it recovered with its dependencies", entry["rule"],
+                     entry["dependent"])
+            for name in names:
+                self.metrics.dependency_dropped.labels(name).inc()
+            del self.state[HELD_PREFIX + firing_id]
+
+    def held(self) -> list[dict[str, Any]]:
+        """Firings held back or settling in this process's partitions (for GET /rules)."""
+        out = []
+        for _, entry in self.state.all_items(HELD_PREFIX):
+            if isinstance(entry, dict):
+                out.append({"rule": entry.get("rule"), "dependent": entry.get("dependent"),
+                            "phase": entry.get("phase"), "time_ms": entry.get("time_ms"),
+                            "causes": entry.get("causes", []),
+                            "actions": [a["action"].get("id") for a in entry.get("actions", [])]})
+        return out
 
     def sign(self, action: Action) -> Action:
         """The action with its HMAC signature (unchanged when no key is configured)."""
@@ -433,6 +594,21 @@ class RulesStage:
             return
         self._reader_tried = True
         self._reader = SilenceReader(self.config.settings, self.silences).start()
+        self._start_dependency_reader()
+
+    def _start_dependency_reader(self) -> None:
+        settings = self.config.settings
+        if self._dependency_reader is not None or settings is None or not self.dependencies:
+            return
+        self._dependency_reader = DependencyStatusReader(settings, self.dependency_view).start()
+
+    def _await_dependencies(self) -> None:
+        if self._dependency_reader is None or self._dependencies_waited or self.dependency_view.ready.is_set():
+            return
+        self._dependencies_waited = True  # once, as for silences
+        if not self.dependency_view.ready.wait(self.config.silences_wait_s):
+            log.warning("rules: dependency states not loaded after %.0fs; judging firings by what is known",
+                        self.config.silences_wait_s)
 
     def _await_silences(self) -> None:
         if self._reader is None or self._silences_waited or self.silences.ready.is_set():
@@ -453,10 +629,13 @@ class RulesStage:
                      self.close)
 
     def close(self) -> None:
-        """Stop the silences reader (if started)."""
+        """Stop the silences and dependency readers (if started)."""
         if self._reader is not None:
             self._reader.stop()
             self._reader = None
+        if self._dependency_reader is not None:
+            self._dependency_reader.stop()
+            self._dependency_reader = None
 
     def describe(self, now_ms: int) -> dict[str, Any]:
         """What GET /rules shows: active rules, current errors, silences and counters."""
@@ -469,6 +648,10 @@ class RulesStage:
                 "errors": [str(e) for e in self.loader.errors], "signed": self.config.signing_key is not None,
                 "silences": {"loaded": self.silences.ready.is_set(),
                              "active": [s.to_dict() for s in self.silences.active(now_ms)]},
+                "dependencies": {"declared": [d.describe() for d in self.dependencies.dependencies],
+                                 "errors": [str(e) for e in self.dependency_loader.errors],
+                                 "loaded": self.dependency_view.ready.is_set(),
+                                 "statuses_kept": len(self.dependency_view), "held": self.held()},
                 "counters": {**self.metrics.snapshot(), "vigil_state_expired": dict(self.expiry.counts)}}
 
 
@@ -477,3 +660,13 @@ def suppressed_record(action: Action, silence: Silence, now_ms: int) -> dict[str
     return {"action": action.to_record(), "time": now_ms,
             "silence": {"id": silence.id, "reason": silence.reason, "until_ms": silence.until_ms,
                         "rule": silence.rule, "match": silence.match}}
+
+
+def dependency_reason(causes: list[Cause]) -> dict[str, Any]:
+    """What a held action is recorded with on actions-suppressed: the first cause (which dependency,
+    its state and since when), a sentence for people, and every cause."""
+    first = causes[0]
+    others = f" (and {len(causes) - 1} more)" if len(causes) > 1 else ""
+    since = format_time_ms(first.since_ms)
+    detail = f"dependency {first.dependency}: {first.identity} is {first.state} since {since}{others}"
+    return {**first.to_dict(), "detail": detail, "causes": [c.to_dict() for c in causes]}

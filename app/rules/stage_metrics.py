@@ -32,6 +32,17 @@ class StageMetrics:
         self.errors = Gauge("vigil_rules_file_errors", "errors in the rule files as they are on disk now",
                             registry=r)
         self.rules = Gauge("vigil_rules_active", "rules being evaluated", registry=r)
+        # dependency-aware alerting (app.rules.inhibit), per dependency declaration
+        self.dependency_inhibited = Counter("vigil_rules_dependency_inhibited", "firings held back because a "
+                                            "dependency was failing", ["dependency"], registry=r)
+        self.dependency_released = Counter("vigil_rules_dependency_released", "held firings sent after their "
+                                           "dependency recovered (their dependent still failing)", ["dependency"],
+                                           registry=r)
+        self.dependency_dropped = Counter("vigil_rules_dependency_dropped", "held firings not sent: their "
+                                          "dependent recovered with the dependency", ["dependency"], registry=r)
+        self.dependencies = Gauge("vigil_rules_dependencies", "dependency declarations in force", registry=r)
+        self.dependency_errors = Gauge("vigil_rules_dependency_file_errors", "errors in the dependency files as "
+                                       "they are on disk now", registry=r)
 
     def snapshot(self) -> dict[str, Any]:
         """Current values as plain numbers: totals, and per rule where counted per rule."""

@@ -133,6 +133,9 @@ def _schemas() -> dict[str, Any]:
                        "status": {"type": "string", "enum": _RESULT_STATES},
                        "results": {"type": "array", "items": _OPEN},
                        "suppressed_by": {"type": "object", "nullable": True, "additionalProperties": True},
+                       "held_by": {"type": "object", "nullable": True, "additionalProperties": True,
+                                   "description": "the failing dependency that held the action back before "
+                                                  "it was released (sent)"},
                        "event_id": _MAYBE_STR, "trace_id": _MAYBE_STR},
     }
     silence = {

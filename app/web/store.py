@@ -110,12 +110,18 @@ class Batch:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (record["id"], record["time"], record["rule"], record["target"], status, record.get("event_id"),
              record.get("trace_id"), _json(record)))
+        if not cur.rowcount and self._held_by_dependency(record["id"]):
+            # A firing a dependency held back (recorded as suppressed) and then released: the row
+            # becomes the sent action; its `silence` column keeps what held it (ActionRow.held).
+            cur = self._conn.execute("UPDATE actions SET status = ?, record = ? WHERE id = ?",
+                                     (status, _json(record), record["id"]))
         if cur.rowcount:
             self.changes.append(("action", {**record, "status": status}))
 
     def suppressed(self, record: dict[str, Any]) -> None:
-        """An actions-suppressed record: {"action": {...}, "silence" or "storm": {...}, "time": ms}."""
-        action, silence = record.get("action"), record.get("silence") or record.get("storm")
+        """An actions-suppressed record: {"action": {...}, "silence", "storm" or "dependency": {...}, "time": ms}."""
+        action = record.get("action")
+        silence = record.get("silence") or record.get("storm") or record.get("dependency")
         if not isinstance(action, dict) or not isinstance(action.get("id"), str):
             return
         cur = self._conn.execute(
@@ -124,6 +130,10 @@ class Batch:
             (action["id"], int(action.get("time") or record.get("time") or 0), str(action.get("rule", "")),
              str(action.get("target", "")), action.get("event_id"), action.get("trace_id"), _json(action),
              _json(silence or {})))
+        if not cur.rowcount and "dependency" in record:
+            # released before this record was read: keep what held it beside the sent action
+            self._conn.execute("UPDATE actions SET silence = ? WHERE id = ? AND status != 'SUPPRESSED'",
+                               (_json(silence or {}), action["id"]))
         if cur.rowcount:
             self.changes.append(("suppressed", record))
 
@@ -138,6 +148,15 @@ class Batch:
             self._conn.execute("UPDATE actions SET status = ? WHERE id = ? AND status != 'SUPPRESSED'",
                                (status, record["action_id"]))
         self.changes.append(("result", record))
+
+    def _held_by_dependency(self, action_id: str) -> bool:
+        """Whether the action is recorded as suppressed by a failing dependency (so far)."""
+        row = self._conn.execute("SELECT silence FROM actions WHERE id = ? AND status = 'SUPPRESSED'",
+                                 (action_id,)).fetchone()
+        if row is None or row[0] is None:
+            return False
+        by = orjson.loads(row[0])
+        return isinstance(by, dict) and by.get("guard") == "dependency"
 
     def _status_from_results(self, action_id: str) -> str | None:
         """The action's status by its results (ActionRow.status: the last one that is not a
@@ -286,7 +305,7 @@ class HistoryStore:
             where.append("status = 'SUPPRESSED'" if suppressed else "status != 'SUPPRESSED'")
         params.append(limit)
         rows = self.reader().execute(
-            f"SELECT id, record, silence FROM actions WHERE {' AND '.join(where)} ORDER BY time DESC, id DESC "
+            f"SELECT id, record, silence, status FROM actions WHERE {' AND '.join(where)} ORDER BY time DESC, id DESC "
             "LIMIT ?", params).fetchall()
         return self._joined(rows)
 
@@ -299,17 +318,21 @@ class HistoryStore:
                     f"SELECT action_id, record FROM results WHERE action_id IN ({', '.join('?' * len(chunk))}) "
                     "ORDER BY time, id", chunk):
                 results[action_id].append(orjson.loads(record))
-        return [ActionRow(orjson.loads(record), results[action_id],
-                          orjson.loads(silence) if silence is not None else None)
-                for action_id, record, silence in rows]
+        joined = []
+        for action_id, record, silence, status in rows:
+            by = orjson.loads(silence) if silence is not None else None
+            suppressed = status == "SUPPRESSED"
+            joined.append(ActionRow(orjson.loads(record), results[action_id], by if suppressed else None,
+                                    None if suppressed else by))
+        return joined
 
     def actions_by_ids(self, action_ids: Iterable[str]) -> list[ActionRow]:
         ids = list(dict.fromkeys(action_ids))[:1000]
         if not ids:
             return []
         rows = self.reader().execute(
-            f"SELECT id, record, silence FROM actions WHERE id IN ({', '.join('?' * len(ids))}) ORDER BY time, id",
-            ids).fetchall()
+            f"SELECT id, record, silence, status FROM actions WHERE id IN ({', '.join('?' * len(ids))}) "
+            "ORDER BY time, id", ids).fetchall()
         return self._joined(rows)
 
     def actions_of_trace(self, trace_id: str, event_ids: Iterable[str] = (), *, limit: int = 1000) -> list[ActionRow]:
@@ -317,7 +340,7 @@ class HistoryStore:
         ids = [trace_id, *dict.fromkeys(e for e in event_ids if e != trace_id)][:500]
         marks = ", ".join("?" * len(ids))
         rows = self.reader().execute(
-            f"SELECT id, record, silence FROM actions WHERE trace_id = ? OR event_id IN ({marks}) "
+            f"SELECT id, record, silence, status FROM actions WHERE trace_id = ? OR event_id IN ({marks}) "
             "ORDER BY time, id LIMIT ?", [trace_id, *ids, limit]).fetchall()
         return self._joined(rows)
 

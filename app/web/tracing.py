@@ -98,7 +98,8 @@ async def gather_trace(target_id: str, store: HistoryStore, lookup: EventLookup)
                            actions=[r.action for r in all_rows if r.suppressed is None],
                            results=[res for r in all_rows for res in r.results],
                            suppressed=[{"action": r.action, "silence": r.suppressed} for r in all_rows
-                                       if r.suppressed is not None])
+                                       if r.suppressed is not None]
+                           + [{"action": r.action, "dependency": r.held} for r in all_rows if r.held is not None])
     tree = build_trace(start_id if start_id in events or rows else trace_id, records)
     if tree is None:
         return None

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from app.model.events import Action
+from app.rules.inhibit import DependencyView
 from app.rules.silences import SilenceSet
 from app.rules.stage import ACTIONS_TOPIC, REPARTITION_TOPIC, RulesStage, StageConfig
 from app.rules.storms import DEFAULT_MAX_CHAIN_DEPTH
@@ -25,10 +26,14 @@ class StageRun:
 
     def __init__(self, rules_dir: Path, *, partitions: int = 3, signing_key: bytes | None = KEY,
                  wall_clock_ms: int = 0, silences: SilenceSet | None = None,
-                 max_chain_depth: int = DEFAULT_MAX_CHAIN_DEPTH) -> None:
-        self.config = StageConfig(rules_dir=rules_dir, signing_key=signing_key, max_chain_depth=max_chain_depth)
+                 max_chain_depth: int = DEFAULT_MAX_CHAIN_DEPTH, dependency_view: DependencyView | None = None,
+                 dependency_recheck_ms: int = 5_000) -> None:
+        self.config = StageConfig(rules_dir=rules_dir, signing_key=signing_key, max_chain_depth=max_chain_depth,
+                                  dependency_recheck_ms=dependency_recheck_ms)
         self.silences = silences or SilenceSet()
-        self.stage = RulesStage(self.config, registry=AgentRegistry(), silences=self.silences)
+        self.dependency_view = dependency_view or DependencyView()
+        self.stage = RulesStage(self.config, registry=AgentRegistry(), silences=self.silences,
+                                dependency_view=self.dependency_view)
         self.harness = AgentHarness(self.stage.agents, partitions=partitions, wall_clock_ms=wall_clock_ms)
         self._forwarded = 0
 
@@ -36,7 +41,8 @@ class StageRun:
         """Restart the worker on the same state; `new_process`: also a fresh stage (loads the rule
         files anew, remembers nothing in memory), as after a process restart."""
         if new_process:
-            self.stage = RulesStage(self.config, registry=AgentRegistry(), silences=self.silences)
+            self.stage = RulesStage(self.config, registry=AgentRegistry(), silences=self.silences,
+                                    dependency_view=self.dependency_view)
             self.harness.agents = self.stage.agents
         self.harness.restart()
 

@@ -60,7 +60,7 @@ export function Actions() {
                 <td>{a.type}</td>
                 <td class="mono">{a.target}</td>
                 <td><span class={`badge res-${String(a.status).toLowerCase()}`}>{a.status}</span></td>
-                <td class="text">{a.suppressed_by ? `silence ${a.suppressed_by.id}: ${a.suppressed_by.reason}` : last ? (last.error || last.output || "") : ""}</td>
+                <td class="text">{a.suppressed_by ? (a.suppressed_by.guard ? `${a.suppressed_by.detail}` : `silence ${a.suppressed_by.id}: ${a.suppressed_by.reason}`) : a.held_by ? `held: ${a.held_by.detail}, then released` : last ? (last.error || last.output || "") : ""}</td>
                 <td><a href={`/trace/${a.id}`} onClick={linkHandler(`/trace/${a.id}`)}>why</a></td>
               </tr>
             );

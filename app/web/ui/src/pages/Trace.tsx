@@ -98,7 +98,7 @@ function TraceNode({ node }: { node: Node }) {
       <>
         <span class="kind action">action</span> {r.type} → <span class="mono">{r.target}</span>{" "}
         <span class={`badge res-${String(r.status).toLowerCase()}`}>{r.status}</span>
-        {r.suppressed_by ? ` by silence ${r.suppressed_by.id} (${r.suppressed_by.reason})` : ""}
+        {r.suppressed_by ? (r.suppressed_by.guard ? ` by ${r.suppressed_by.detail}` : ` by silence ${r.suppressed_by.id} (${r.suppressed_by.reason})`) : r.held_by ? ` (held by ${r.held_by.detail}, then released)` : ""}
         <span class="muted mono"> {node.id}</span>
       </>
     );
