@@ -95,3 +95,18 @@ def test_trace__root_event_outside_the_range_read(records: TraceRecords) -> None
 
 def test_trace__unknown_id() -> None:
     assert build_trace("nope", TraceRecords([], [], [])) is None
+
+
+def test_held_by_a_dependency_then_released__listed_as_sent_with_what_held_it() -> None:
+    from app.actions.join import held_text, join_actions, suppression_text
+
+    held = {"guard": "dependency", "dependency": "rack-switch", "detail": "dependency rack-switch: sw1/ping is "
+            "CRITICAL since 2027-01-15T08:00:00.000Z"}
+    sent = {"id": "a1", "time": 5, "rule": "host-down", "target": "h1"}
+    still = {"id": "a2", "time": 5, "rule": "host-down", "target": "h2"}
+    rows = {r.action["id"]: r for r in join_actions([sent], [], [{"action": sent, "dependency": held},
+                                                                  {"action": still, "dependency": held}])}
+    assert rows["a1"].status == "PENDING" and rows["a1"].held == held and rows["a1"].suppressed is None
+    assert rows["a2"].status == "SUPPRESSED" and rows["a2"].suppressed == held
+    assert suppression_text(held) == "by dependency rack-switch: sw1/ping is CRITICAL since 2027-01-15T08:00:00.000Z"
+    assert held_text(held).startswith("(held by dependency rack-switch:") and held_text(held).endswith("released)")

@@ -286,3 +286,17 @@ def test_view_keeps_dependencies_and_what_is_not_ok_only() -> None:
     # selectors changed: the view says so (the reader then reads the topic again)
     assert view.set_dependencies(parse(RACK.replace("name: ping", "name: link")))
     assert not view.set_dependencies(parse(RACK.replace("name: ping", "name: link").replace("10s", "20s")))
+
+
+def test_rules_check_fails_with_file_line_for_a_bad_dependency_file(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from app.rules.cli import rules_group
+
+    write_rules(tmp_path, "rules: []\n")
+    write_rules(tmp_path / "dependencies", RACK.replace("equal:", "equals:"), "rack.yaml")
+    result = CliRunner().invoke(rules_group, ["check", str(tmp_path)])
+    assert result.exit_code != 0
+    assert f"{tmp_path}/dependencies/rack.yaml:5: dependency rack-switch: unknown key `equals`" in result.output
+    write_rules(tmp_path / "dependencies", RACK, "rack.yaml")
+    assert CliRunner().invoke(rules_group, ["check", str(tmp_path)]).exit_code == 0

@@ -74,6 +74,28 @@ def test_actions__joined_with_results_in_either_order(store: HistoryStore) -> No
     assert rows["x1"].to_dict()["params"] == {}
 
 
+HELD = {"guard": "dependency", "dependency": "rack-switch", "identity": "sw1/ping", "state": "CRITICAL",
+        "since_ms": 90, "detail": "dependency rack-switch: sw1/ping is CRITICAL since ..."}
+
+
+@pytest.mark.parametrize("suppressed_first", [True, False])
+def test_action_held_by_a_dependency_then_released__row_is_the_sent_action(store: HistoryStore,
+                                                                           suppressed_first: bool) -> None:
+    with store.batch() as b:
+        if suppressed_first:
+            b.suppressed({"action": action("x1", 100), "time": 101, "dependency": HELD})
+        b.action(action("x1", 100))
+        if not suppressed_first:  # the tailers read actions and actions-suppressed apart
+            b.suppressed({"action": action("x1", 100), "time": 101, "dependency": HELD})
+        b.result(result("r1", "x1", 300, "SUCCEEDED"))
+        b.suppressed({"action": action("x2", 100, target="web2"), "time": 101, "dependency": HELD})
+    rows = {r.action["id"]: r for r in store.actions(since_ms=0, until_ms=1000)}
+    assert rows["x1"].status == "SUCCEEDED" and rows["x1"].suppressed is None and rows["x1"].held == HELD
+    assert rows["x1"].to_dict()["held_by"] == HELD
+    assert rows["x2"].status == "SUPPRESSED" and rows["x2"].suppressed == HELD and rows["x2"].held is None
+    assert [r.action["id"] for r in store.actions(since_ms=0, until_ms=1000, suppressed=True)] == ["x2"]
+
+
 def test_windows__range_of_one_identity(store: HistoryStore) -> None:
     with store.batch() as b:
         for start in range(0, 60_000, 10_000):
