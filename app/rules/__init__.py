@@ -11,11 +11,14 @@ Pure layers (each usable alone; none imports a Kafka client or rocksdict):
     offline.py    run rules over recorded JSONL by event time; compare with expectations
     cli.py        `vigil rules check` / `vigil rules test`
     silences.py   silence records, matching, the in-memory SilenceSet
+    dependencies.py  `<rules_dir>/dependencies/*.yaml`: declarations, cycle check, hot reload
+    inhibit.py    which firings a failing dependency holds back, settle, release (pure decisions)
 
 The stage (runs in the worker, on the runtime agent API):
     stage.py      RulesStage: repartition by group key, evaluate, sign, send/suppress/dead-letter
     agent.py      the built-in instance `vigil worker` runs, and GET /rules
     silence_reader.py  tails the compacted `silences` topic      signing_key.py  load_signing_key()
+    dependency_reader.py  tails the compacted `status` topic into the dependencies' view
     topics.py     topic names           stage_metrics.py  Prometheus counters of the stage
 
 Grammar (contract; additions marked +):

@@ -36,7 +36,7 @@ from app.globs import glob_matcher, is_glob
 from app.model.events import State
 from app.rules.fields import FieldRef, parse_field
 from app.rules.loader import rule_files
-from app.rules.match import Predicate, compile_match
+from app.rules.match import OPERATORS, Predicate, compile_match
 from app.rules.source import ErrorSink, LineDict, RuleError, line_of, load_yaml_text
 
 __all__ = [
@@ -145,10 +145,12 @@ def _glob_problem(pattern: str) -> str | None:
 
 
 def _check_globs(spec: Any, sink: ErrorSink, line: int, what: str) -> None:
-    """Report malformed globs anywhere in a match spec (strings are globs where the grammar takes one)."""
+    """Report malformed globs in a match spec: plain strings under a field or a combinator (an
+    operator's operand is no glob: `regex`, `in`, `eq`, ... say what they take themselves)."""
     if isinstance(spec, Mapping):
         for key, value in spec.items():
-            _check_globs(value, sink, line_of(spec, key, line), what)
+            if key not in OPERATORS:
+                _check_globs(value, sink, line_of(spec, key, line), what)
     elif isinstance(spec, list):
         for i, value in enumerate(spec):
             _check_globs(value, sink, line_of(spec, i, line), what)

@@ -300,3 +300,13 @@ def test_rules_check_fails_with_file_line_for_a_bad_dependency_file(tmp_path: Pa
     assert f"{tmp_path}/dependencies/rack.yaml:5: dependency rack-switch: unknown key `equals`" in result.output
     write_rules(tmp_path / "dependencies", RACK, "rack.yaml")
     assert CliRunner().invoke(rules_group, ["check", str(tmp_path)]).exit_code == 0
+
+
+def test_operands_are_not_globs() -> None:
+    errors = errors_of("""\
+        dependencies:
+          - name: d
+            dependents: {subject: {regex: "^web[0-9]+$"}, tags.rack: {in: ["[r1]"]}}
+            depends_on: {subject: db1}
+        """)
+    assert errors == []
