@@ -10,6 +10,7 @@ Template context (all read-only in the sandbox):
     group    the group_by values (`group.subject`); renders as the group key ("web1/load")
     trigger  {kind, id}
     time     firing time, ms since the epoch
+    lookup   lookup(KEY, event=None, default=..., merge='first'): hierarchical data (app.lookups.operands)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from app.lookups.operands import lookup_function
 from app.model.events import Action
 from app.model.ids import deterministic_id
 from app.rules.engine import ALERT_TYPE, Firing
@@ -95,6 +97,7 @@ def template_context(firing: Firing, rule: Rule) -> dict[str, Any]:
         "group": _Group(firing.group, firing.group_key),
         "trigger": {"kind": firing.trigger, "id": firing.trigger_id},
         "time": firing.time_ms,
+        "lookup": lookup_function(rule.lookups, firing.event, firing.event_type),
     }
 
 

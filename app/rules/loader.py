@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from app.lookups.data import DATA_DIR
+from app.lookups.hierarchy import HIERARCHY_FILE
+from app.lookups.loader import LookupLoader
+from app.rules.files import definition_files
 from app.rules.source import RuleError
 from app.rules.spec import Rule, compile_rules_text
 
@@ -26,6 +29,9 @@ __all__ = ["FixedRules", "ReloadResult", "RuleSet", "RuleSetLoader", "check_rule
 log = logging.getLogger(__name__)
 
 RULE_FILE_SUFFIXES: Final = (".yaml", ".yml")
+#: Top-level entries of a rules directory that are not rule files: the lookup hierarchy and its data
+#: (app.lookups).
+NOT_RULE_FILES: Final = frozenset({HIERARCHY_FILE, DATA_DIR})
 
 
 @dataclass(frozen=True)
@@ -77,42 +83,29 @@ class _File:
 
 
 def rule_files(directory: Path) -> list[Path]:
-    """Rule files under `directory`, sorted, skipping hidden files and folders.
-
-    Folders reached through a symlink are read too: a Kubernetes ConfigMap volume shows each entry
-    as a symlink into its hidden `..data` folder, so a `gates/` folder there is a symlink. Each real
-    folder and file is read once (a symlink loop ends), under the first path the directory shows it at.
-    """
-    found: dict[str, Path] = {}  # real path -> the first path it was seen at
-    seen_folders: set[str] = set()
-    for folder, subfolders, names in os.walk(directory, followlinks=True):
-        real = os.path.realpath(folder)
-        if real in seen_folders:
-            subfolders.clear()
-            continue
-        seen_folders.add(real)
-        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
-        for name in sorted(names):
-            path = Path(folder, name)
-            if not name.startswith(".") and path.suffix in RULE_FILE_SUFFIXES and path.is_file():
-                found.setdefault(os.path.realpath(path), path)
-    return sorted(found.values())
+    """Rule files under `directory`, sorted, skipping hidden files and folders and what holds other
+    definitions (NOT_RULE_FILES); folders reached through a symlink are read too (app.rules.files)."""
+    return definition_files(directory, RULE_FILE_SUFFIXES, skip_top=NOT_RULE_FILES)
 
 
-def _compile_file(data: bytes, name: str) -> tuple[tuple[Rule, ...] | None, list[RuleError]]:
+def _compile_file(data: bytes, name: str, lookups: LookupLoader) -> tuple[tuple[Rule, ...] | None, list[RuleError]]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         return None, [RuleError(name, 1, f"not UTF-8 text ({exc.reason} at byte {exc.start}); save as UTF-8")]
-    rules, errors = compile_rules_text(text, name)
+    rules, errors = compile_rules_text(text, name, lookups=lookups.source)
     return (None if errors else tuple(rules)), errors
 
 
 class RuleSetLoader:
-    """Loads a rules directory and reloads only files whose mtime/size and content hash changed."""
+    """Loads a rules directory and reloads only files whose mtime/size and content hash changed.
+
+    The directory's lookup hierarchy and data (app.lookups) load with it, in `lookups`: its rules
+    read that data, and a reload picks up its changes too (errors in it are among `errors`)."""
 
     def __init__(self, directory: Path | str) -> None:
         self.directory = Path(directory)
+        self.lookups = LookupLoader(self.directory)
         self._files: dict[str, _File] = {}
         self._ruleset = RuleSet()
         self._errors: list[RuleError] = []
@@ -124,8 +117,8 @@ class RuleSetLoader:
 
     @property
     def errors(self) -> list[RuleError]:
-        """Every problem in the files as they are on disk now."""
-        return list(self._errors)
+        """Every problem in the files as they are on disk now (rule files, hierarchy and data)."""
+        return sorted([*self._errors, *self.lookups.errors])
 
     def reload(self) -> ReloadResult:
         """Pick up added, changed and deleted files; broken files keep their last good version."""
@@ -134,6 +127,7 @@ class RuleSetLoader:
                                                       "the right path)")
             self._errors = [error]
             return ReloadResult(self._ruleset, [error], changed=False)
+        self.lookups.reload()
         changed: list[str] = []
         seen: set[str] = set()
         known_before = set(self._files)
@@ -153,7 +147,7 @@ class RuleSetLoader:
             if entry and digest == entry.digest:
                 entry.mtime_ns, entry.size = stat.st_mtime_ns, stat.st_size  # touched, not changed
                 continue
-            latest, errors = _compile_file(data, name)
+            latest, errors = _compile_file(data, name, self.lookups)
             good = entry.good if entry else None
             self._files[name] = _File(stat.st_mtime_ns, stat.st_size, digest, latest, errors, good,
                                       entry.active if entry else (), entry.active_source if entry else None)
@@ -168,7 +162,7 @@ class RuleSetLoader:
             if broken and name in known_before:  # first loads: the caller reports the errors
                 kept = "keeping its last good version" if self._files[name].good else "none of its rules active"
                 log.warning("rule file %s has %d error(s); %s", name, len(broken), kept)
-        return ReloadResult(self._ruleset, list(self._errors), bool(changed), tuple(changed))
+        return ReloadResult(self._ruleset, self.errors, bool(changed), tuple(changed))
 
     def _assemble(self) -> None:
         claimed: dict[str, str] = {}  # rule name -> "file:line" that owns it

@@ -23,8 +23,12 @@ from app.rules.source import ErrorSink, did_you_mean, line_of
 __all__ = [
     "COMBINATORS",
     "OPERATORS",
+    "EventValueTest",
+    "OperandCompiler",
+    "OperandGetter",
     "Predicate",
     "ValueTest",
+    "compile_event_value_test",
     "compile_match",
     "compile_value_test",
     "literal_names",
@@ -34,6 +38,12 @@ __all__ = [
 Predicate = Callable[[Mapping[str, Any], str], bool]
 #: A compiled field condition over one value (which may be MISSING).
 ValueTest = Callable[[Any], bool]
+#: A field condition over one value and the event it was read from (operands looked up per event).
+EventValueTest = Callable[[Any, Mapping[str, Any], str], bool]
+#: An operand read per event: (event, event type) -> value, or MISSING.
+OperandGetter = Callable[[Mapping[str, Any], str], Any]
+#: Compiles a templated operand at a line into an OperandGetter, or returns an error message.
+OperandCompiler = Callable[[str, int], OperandGetter | str]
 
 OPERATORS: Final = ("eq", "ne", "gt", "ge", "lt", "le", "in", "not_in", "regex", "contains",
                     "startswith", "endswith", "exists")
@@ -117,6 +127,9 @@ _BINARY: Final[dict[str, Callable[[Any, Any], bool]]] = {
     "endswith": _affix("endswith"),
     "exists": lambda v, o: (v is not MISSING and v is not None) is o,
 }
+#: Operators whose operand may be looked up per event (a template).
+_LOOKED_UP_OPS: Final = frozenset({"eq", "ne", "gt", "ge", "lt", "le", "in", "not_in", "contains",
+                                   "startswith", "endswith"})
 
 
 # --- operand validation ---------------------------------------------------------------------------
@@ -173,6 +186,10 @@ def _check_operand(op: str, operand: Any) -> tuple[Any, str | None]:
 
 # --- compilation ----------------------------------------------------------------------------------
 
+class _OperandMissing(Exception):
+    """An operand looked up per event has no usable value: the whole condition does not hold."""
+
+
 def _all_of(tests: list[Callable[..., bool]]) -> Callable[..., bool]:
     if not tests:
         return _always
@@ -187,6 +204,17 @@ def _any_of(tests: list[Callable[..., bool]]) -> Callable[..., bool]:
 
 def _negate(test: Callable[..., bool]) -> Callable[..., bool]:
     return lambda *args: not test(*args)
+
+
+def _lift(test: ValueTest) -> EventValueTest:
+    """A static value test in the (value, event, event_type) form."""
+    return lambda value, event, event_type: test(value)
+
+
+def _combined(parts: list[tuple[Callable[..., bool], bool]]) -> tuple[list[Callable[..., bool]], bool]:
+    """The tests of `parts` ((test, dynamic) pairs) in one form: lifted when any of them is dynamic."""
+    dynamic = any(d for _, d in parts)
+    return [(_lift(t) if dynamic and not d else t) for t, d in parts], dynamic
 
 
 def _glob_test(pattern: str) -> ValueTest:
@@ -206,44 +234,112 @@ def _bound(fn: Callable[[Any, Any], bool], operand: Any) -> ValueTest:
     return lambda value: fn(value, operand)
 
 
-def compile_value_test(spec: Any, sink: ErrorSink, line: int, *, key: str | None = None) -> ValueTest:
-    """Compile one field condition: glob string, plain value (eq), or operator mapping."""
+def _looked_up(fn: Callable[[Any, Any], bool], op: str, getter: OperandGetter) -> EventValueTest:
+    """The test `fn(value, operand)` with its operand read per event (raises _OperandMissing when the
+    operand is missing or of a type the operator cannot use)."""
+    wants_list = op in ("in", "not_in")
+    wants_text = op in ("startswith", "endswith")
+
+    def test(value: Any, event: Mapping[str, Any], event_type: str) -> bool:
+        operand = getter(event, event_type)
+        if operand is MISSING or isinstance(operand, Mapping) or (isinstance(operand, list) is not wants_list):
+            raise _OperandMissing()
+        if wants_text:
+            operand = as_text(operand)
+            if operand is None:
+                raise _OperandMissing()
+        return fn(value, operand)
+
+    return test
+
+
+def _is_templated(operand: Any, operands: OperandCompiler | None) -> bool:
+    return operands is not None and isinstance(operand, str) and "{{" in operand
+
+
+def _operand_getter(operand: str, operands: OperandCompiler, sink: ErrorSink, line: int,
+                    what: str) -> OperandGetter | None:
+    getter = operands(operand, line)
+    if isinstance(getter, str):
+        sink.add(line, f"{what}: {getter}")
+        return None
+    return getter
+
+
+def _compile_value(spec: Any, sink: ErrorSink, line: int, key: str | None,
+                   operands: OperandCompiler | None) -> tuple[Callable[..., bool], bool]:
+    """(test, dynamic): a static test takes the value; a dynamic one (value, event, event_type)."""
+    what = key or "value"
+    if _is_templated(spec, operands):
+        assert operands is not None
+        getter = _operand_getter(spec, operands, sink, line, what)
+        return (_looked_up(_eq, "eq", getter), True) if getter is not None else (_never, False)
     spec = _normalise(key, spec)
     if isinstance(spec, str):
-        return _glob_test(spec) if is_glob(spec) else (lambda v: _eq(v, spec))
+        return (_glob_test(spec) if is_glob(spec) else (lambda v: _eq(v, spec))), False
     if isinstance(spec, Mapping):
-        tests: list[ValueTest] = []
+        parts: list[tuple[Callable[..., bool], bool]] = []
         for op, operand in spec.items():
             op_line = line_of(spec, op, line)
             if op in ("any", "all"):
                 items = _list_of(operand, sink, op_line, op,
-                                 lambda s, ln: compile_value_test(s, sink, ln, key=key))
-                tests.append((_any_of if op == "any" else _all_of)(items) if items else _never)
+                                 lambda s, ln: _compile_value(s, sink, ln, key, operands))
+                tests, dynamic = _combined(items)
+                parts.append(((_any_of if op == "any" else _all_of)(tests) if tests else _never, dynamic))
             elif op == "not":
-                tests.append(_negate(compile_value_test(operand, sink, op_line, key=key)))
+                test, dynamic = _compile_value(operand, sink, op_line, key, operands)
+                parts.append((_negate(test), dynamic))
+            elif op in _LOOKED_UP_OPS and _is_templated(operand, operands):
+                assert operands is not None
+                getter = _operand_getter(operand, operands, sink, op_line, what)
+                parts.append((_looked_up(_BINARY[op], op, getter), True) if getter is not None else (_never, False))
             elif op in _BINARY:
                 value, error = _check_operand(op, _normalise(key, operand))
                 if error:
-                    sink.add(op_line, f"{key or 'value'}: {error}")
-                    tests.append(_never)
+                    sink.add(op_line, f"{what}: {error}")
+                    parts.append((_never, False))
                 else:
-                    tests.append(_bound(_BINARY[op], value))
+                    parts.append((_bound(_BINARY[op], value), False))
             else:
                 choices = (*OPERATORS, *COMBINATORS)
-                sink.add(op_line, f"{key or 'value'}: unknown operator `{op}`{did_you_mean(op, choices)}; "
+                sink.add(op_line, f"{what}: unknown operator `{op}`{did_you_mean(op, choices)}; "
                                   f"operators are {', '.join(choices)}")
-                tests.append(_never)
-        if not tests:
-            sink.add(line, f"{key or 'value'}: empty operator mapping (e.g. {{gt: 20}})")
-            return _never
-        return _all_of(tests)
+                parts.append((_never, False))
+        if not parts:
+            sink.add(line, f"{what}: empty operator mapping (e.g. {{gt: 20}})")
+            return _never, False
+        tests, dynamic = _combined(parts)
+        return _all_of(tests), dynamic
     if isinstance(spec, list):
-        sink.add(line, f"{key or 'value'}: a list is not a condition; use {{in: [...]}} to match any of them")
-        return _never
+        sink.add(line, f"{what}: a list is not a condition; use {{in: [...]}} to match any of them")
+        return _never, False
     if not _is_scalar(spec):
-        sink.add(line, f"{key or 'value'}: {spec!r} is not a condition (use a string, number or operators)")
-        return _never
-    return lambda v: _eq(v, spec)
+        sink.add(line, f"{what}: {spec!r} is not a condition (use a string, number or operators)")
+        return _never, False
+    return (lambda v: _eq(v, spec)), False
+
+
+def compile_value_test(spec: Any, sink: ErrorSink, line: int, *, key: str | None = None) -> ValueTest:
+    """Compile one field condition: glob string, plain value (eq), or operator mapping."""
+    return _compile_value(spec, sink, line, key, None)[0]
+
+
+def _holds_unless_missing(test: EventValueTest) -> EventValueTest:
+    def guarded(value: Any, event: Mapping[str, Any], event_type: str) -> bool:
+        try:
+            return test(value, event, event_type)
+        except _OperandMissing:
+            return False
+
+    return guarded
+
+
+def compile_event_value_test(spec: Any, sink: ErrorSink, line: int, *, key: str | None = None,
+                             operands: OperandCompiler | None = None) -> EventValueTest:
+    """Compile a field condition whose operands may be templates read per event (`operands` compiles
+    them: app.lookups.operands); a condition whose operand finds nothing does not hold."""
+    test, dynamic = _compile_value(spec, sink, line, key, operands)
+    return _holds_unless_missing(test) if dynamic else _lift(test)
 
 
 def _field_test(ref: FieldRef, test: ValueTest) -> Predicate:
@@ -251,29 +347,59 @@ def _field_test(ref: FieldRef, test: ValueTest) -> Predicate:
     return lambda event, event_type: test(get(event, event_type))
 
 
-def compile_match(spec: Any, sink: ErrorSink, line: int) -> Predicate:
-    """Compile a `match:` mapping (all keys must hold) into a predicate over (event, event_type)."""
+def _event_field_test(ref: FieldRef, test: EventValueTest) -> Predicate:
+    get = ref.get
+    return lambda event, event_type: test(get(event, event_type), event, event_type)
+
+
+def _compile_match(spec: Any, sink: ErrorSink, line: int, operands: OperandCompiler | None) -> tuple[Predicate, bool]:
     if spec is None:
-        return _always
+        return _always, False
     if not isinstance(spec, Mapping):
         sink.add(line, "`match` must be a mapping of field: condition, e.g. {name: load, tags.class: client}")
-        return _never
+        return _never, False
     predicates: list[Predicate] = []
+    dynamic = False
     for key, value in spec.items():
         key_line = line_of(spec, key, line)
         if key in ("any", "all"):
-            items = _list_of(value, sink, key_line, key, lambda s, ln: compile_match(s, sink, ln))
-            predicates.append((_any_of if key == "any" else _all_of)(items) if items else _never)
+            items = _list_of(value, sink, key_line, key, lambda s, ln: _compile_match(s, sink, ln, operands))
+            predicates.append((_any_of if key == "any" else _all_of)([p for p, _ in items]) if items else _never)
+            dynamic = dynamic or any(d for _, d in items)
         elif key == "not":
-            predicates.append(_negate(compile_match(value, sink, key_line)))
+            predicate, inner = _compile_match(value, sink, key_line, operands)
+            predicates.append(_negate(predicate))
+            dynamic = dynamic or inner
         else:
             ref = parse_field(key)
             if isinstance(ref, str):
                 sink.add(key_line, f"match: {ref}")
                 predicates.append(_never)
-            else:
-                predicates.append(_field_test(ref, compile_value_test(value, sink, key_line, key=key)))
-    return _all_of(predicates)
+                continue
+            test, looked_up = _compile_value(value, sink, key_line, key, operands)
+            predicates.append(_event_field_test(ref, test) if looked_up else _field_test(ref, test))
+            dynamic = dynamic or looked_up
+    return _all_of(predicates), dynamic
+
+
+def _matches_unless_missing(predicate: Predicate) -> Predicate:
+    def guarded(event: Mapping[str, Any], event_type: str) -> bool:
+        try:
+            return predicate(event, event_type)
+        except _OperandMissing:
+            return False
+
+    return guarded
+
+
+def compile_match(spec: Any, sink: ErrorSink, line: int, *, operands: OperandCompiler | None = None) -> Predicate:
+    """Compile a `match:` mapping (all keys must hold) into a predicate over (event, event_type).
+
+    operands: compiles templated operands (`{gt: "{{ lookup('load_max') }}"}`, app.lookups.operands),
+    read per event; when one finds nothing the whole match does not hold (also under `not`).
+    Without it a templated operand is plain text."""
+    predicate, dynamic = _compile_match(spec, sink, line, operands)
+    return _matches_unless_missing(predicate) if dynamic else predicate
 
 
 def literal_names(spec: Any) -> frozenset[str] | None:

@@ -27,8 +27,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from app.lookups.loader import LookupSource
+from app.lookups.operands import LookupUse, OperandGetter, compile_operand, template_lookups
 from app.rules.fields import FieldRef, parse_field
-from app.rules.match import Predicate, compile_match, literal_names
+from app.rules.match import OperandCompiler, Predicate, compile_match, literal_names
 from app.rules.source import ErrorSink, LineDict, RuleError, is_json_value, line_of, load_yaml_text
 from app.rules.templates import CompiledTemplate, compile_template, compile_tree
 from app.rules.triggers import COMPANION_KEYS, TRIGGER_KEYS, Trigger, parse_trigger
@@ -84,8 +86,13 @@ class Rule:
     #: how long a quiet group's state is kept (app.runtime.expiry); None: the stage's default, 0: forever
     state_retention_ms: int | None = None
     #: Hash of the whole definition (every rule key, not where it is written): equal definitions
-    #: behave alike (a backtest comparing two rule sets evaluates such rules once: app.backtest.sharing).
+    #: behave alike (a backtest comparing two rule sets evaluates such rules once: app.backtest.sharing)
+    #: when they read the same lookup data (`lookup_uses`).
     definition: str = ""
+    #: where its `lookup()` calls read (the loader's hierarchy and data: app.lookups); None: no data
+    lookups: LookupSource | None = None
+    #: the literal keys its templates and operands look up
+    lookup_uses: tuple[LookupUse, ...] = ()
 
     @property
     def location(self) -> str:
@@ -211,8 +218,29 @@ def _actions(raw: LineDict, sink: ErrorSink) -> tuple[ActionSpec, ...]:
     return tuple(a for a in compiled if a is not None)
 
 
-def compile_rule(raw: Any, sink: ErrorSink, line: int) -> Rule | None:
-    """Validate and compile one rule mapping; None when it has errors (all reported to `sink`)."""
+def _template_uses(node: Any, line: int) -> list[LookupUse]:
+    if isinstance(node, CompiledTemplate):
+        return template_lookups(node.source, line)
+    if isinstance(node, dict):
+        return [use for value in node.values() for use in _template_uses(value, line)]
+    if isinstance(node, list):
+        return [use for value in node for use in _template_uses(value, line)]
+    return []
+
+
+def _operand_compiler(lookups: LookupSource, uses: list[LookupUse]) -> OperandCompiler:
+    """Compiles a rule's templated operands against `lookups`, noting the keys they look up."""
+
+    def compile_one(template: str, line: int) -> OperandGetter | str:
+        uses.extend(template_lookups(template, line))
+        return compile_operand(lookups, template)
+
+    return compile_one
+
+
+def compile_rule(raw: Any, sink: ErrorSink, line: int, *, lookups: LookupSource | None = None) -> Rule | None:
+    """Validate and compile one rule mapping; None when it has errors (all reported to `sink`).
+    lookups: where its `lookup()` calls read (none given: an empty source, every lookup finds nothing)."""
     if not isinstance(raw, LineDict):
         sink.add(line, "each item of `rules:` must be a mapping with name, match/trigger and actions")
         return None
@@ -232,8 +260,11 @@ def compile_rule(raw: Any, sink: ErrorSink, line: int) -> Rule | None:
     if "match" not in raw and not any(k in raw for k in TRIGGER_KEYS):
         sink.add(raw.line, "rule has no trigger and no `match`: add `match:` (fires on every matching event) "
                            f"or one trigger ({', '.join(TRIGGER_KEYS)})")
-    match = compile_match(raw.get("match"), sink, line_of(raw, "match"))
-    trigger = parse_trigger(raw, sink)
+    source = lookups if lookups is not None else LookupSource()
+    uses: list[LookupUse] = []
+    operands = _operand_compiler(source, uses)
+    match = compile_match(raw.get("match"), sink, line_of(raw, "match"), operands=operands)
+    trigger = parse_trigger(raw, sink, operands=operands)
     group_by = _group_by(raw, sink, trigger)
     throttle_ms = _throttle(raw, sink)
     state_retention_ms = _state_retention(raw, sink)
@@ -244,13 +275,17 @@ def compile_rule(raw: Any, sink: ErrorSink, line: int) -> Rule | None:
         name=name, description=description, file=sink.file, line=raw.line, enabled=enabled, match=match,
         names=literal_names(raw.get("match")), group_by=group_by, trigger=trigger,
         throttle_ms=throttle_ms, actions=actions, state_fingerprint=_fingerprint(raw),
-        state_retention_ms=state_retention_ms, definition=_canonical_hash(raw, RULE_KEYS),
+        state_retention_ms=state_retention_ms, definition=_canonical_hash(raw, RULE_KEYS), lookups=source,
+        lookup_uses=tuple([*uses, *(u for a in actions for u in _template_uses([a.params, a.target], a.line))]),
     )
 
 
-def compile_rules_text(text: str, file: str) -> tuple[list[Rule], list[RuleError]]:
-    """All rules of one file's text and every error in it (duplicate names within the file included)."""
+def compile_rules_text(text: str, file: str, *, lookups: LookupSource | None = None
+                       ) -> tuple[list[Rule], list[RuleError]]:
+    """All rules of one file's text and every error in it (duplicate names within the file included).
+    lookups: where the rules' `lookup()` calls read (app.lookups.loader)."""
     sink = ErrorSink(file)
+    lookups = lookups if lookups is not None else LookupSource()
     doc = load_yaml_text(text, sink)
     if sink:
         return [], sink.errors
@@ -271,7 +306,7 @@ def compile_rules_text(text: str, file: str) -> tuple[list[Rule], list[RuleError
     rules: list[Rule] = []
     first_line: dict[str, int] = {}
     for i, raw in enumerate(items):
-        rule = compile_rule(raw, sink, line_of(items, i, line_of(doc, "rules")))
+        rule = compile_rule(raw, sink, line_of(items, i, line_of(doc, "rules")), lookups=lookups)
         name = raw.get("name") if isinstance(raw, Mapping) else None
         if isinstance(name, str):
             if name in first_line:

@@ -23,6 +23,7 @@ __all__ = [
     "RenderError",
     "compile_template",
     "compile_tree",
+    "parse_template",
     "render_tree",
 ]
 
@@ -87,6 +88,12 @@ def compile_template(source: str) -> CompiledTemplate | str:
         return CompiledTemplate(source, _ENV.from_string(source))
     except jinja2.TemplateSyntaxError as exc:
         return f"template syntax error in {source!r}: {exc.message} (template line {exc.lineno})"
+
+
+def parse_template(source: str) -> jinja2.nodes.Template:
+    """The syntax tree of a template (for checks that read what a template calls); raises
+    jinja2.TemplateSyntaxError."""
+    return _ENV.parse(source)
 
 
 def compile_tree(value: Any, sink: ErrorSink, line: int, path: str) -> Any:

@@ -30,7 +30,8 @@ from typing import Any, ClassVar, Final
 
 from app.model.ids import deterministic_id
 from app.rules.fields import event_ref, group_key, metric_getter
-from app.rules.match import Predicate, ValueTest, compile_match, compile_value_test
+from app.rules.match import (EventValueTest, OperandCompiler, Predicate, ValueTest, compile_event_value_test,
+                             compile_match, compile_value_test)
 from app.rules.schedules import Schedule, ScheduleError, due_slot, schedule_from_spec, splay_delay_ms
 from app.rules.source import ErrorSink, LineDict, line_of
 
@@ -198,7 +199,7 @@ class RegisterTrigger(Trigger):
     metric: str
     aggregate: str
     period_ms: int
-    when: ValueTest
+    when: EventValueTest  # (aggregate, event, event type): its operand may be looked up per event
     for_ms: int | None = None
     max_samples: int = DEFAULT_MAX_SAMPLES
     value_of: Callable[[Mapping[str, Any], str], float | None] = field(init=False, repr=False)
@@ -227,7 +228,7 @@ class RegisterTrigger(Trigger):
         # Bounded: beyond max_samples the oldest go first (the window effectively shortens).
         samples = samples[max(first, len(samples) - self.max_samples):]
         result = self.compute(samples) if samples else None
-        holds = result is not None and self.when(result)
+        holds = result is not None and self.when(result, event, event_type)
         if not holds:
             return Step({"s": samples, "since": None})
         since = int(state["since"]) if state and state.get("since") is not None else now_ms
@@ -245,7 +246,7 @@ class RegisterTrigger(Trigger):
         return int(samples[-1][0]) if samples else None
 
 
-def _parse_register(rule: LineDict, sink: ErrorSink) -> RegisterTrigger | None:
+def _parse_register(rule: LineDict, sink: ErrorSink, operands: OperandCompiler | None) -> RegisterTrigger | None:
     spec, line = rule["register"], line_of(rule, "register")
     if not isinstance(spec, Mapping):
         sink.add(line, "`register` must be a mapping: {metric: M, aggregate: avg, period: 10s}")
@@ -270,7 +271,7 @@ def _parse_register(rule: LineDict, sink: ErrorSink) -> RegisterTrigger | None:
     if "when" not in rule:
         sink.add(line, "register needs a `when:` condition beside it, e.g. when: {gt: 20}")
         ok = False
-    when = compile_value_test(rule.get("when"), sink, line_of(rule, "when"), key="when")
+    when = compile_event_value_test(rule.get("when"), sink, line_of(rule, "when"), key="when", operands=operands)
     for_ms = sink.duration_ms(rule["for"], line_of(rule, "for"), "for") if "for" in rule else None
     if not ok or not isinstance(metric, str) or period is None or ("for" in rule and for_ms is None):
         return None
@@ -308,7 +309,7 @@ def _state_test(spec: Any, sink: ErrorSink, line: int, key: str) -> ValueTest:
     return compile_value_test(spec, sink, line, key=f"{key}_state")
 
 
-def _parse_status(rule: LineDict, sink: ErrorSink) -> StatusTrigger | None:
+def _parse_status(rule: LineDict, sink: ErrorSink, operands: OperandCompiler | None) -> StatusTrigger | None:
     spec, line = rule["status"], line_of(rule, "status")
     if spec is None:
         spec = {}
@@ -361,7 +362,7 @@ class AbsentTrigger(Trigger):
         return None if state.get("fired") else int(state["last"]) + self.absent_ms
 
 
-def _parse_absent(rule: LineDict, sink: ErrorSink) -> AbsentTrigger | None:
+def _parse_absent(rule: LineDict, sink: ErrorSink, operands: OperandCompiler | None) -> AbsentTrigger | None:
     ms = sink.duration_ms(rule["absent_for"], line_of(rule, "absent_for"), "absent_for")
     return AbsentTrigger(ms) if ms is not None else None
 
@@ -397,7 +398,7 @@ class CountTrigger(Trigger):
         return int(times[-1]) if times else None
 
 
-def _parse_count(rule: LineDict, sink: ErrorSink) -> CountTrigger | None:
+def _parse_count(rule: LineDict, sink: ErrorSink, operands: OperandCompiler | None) -> CountTrigger | None:
     spec, line = rule["count"], line_of(rule, "count")
     if not isinstance(spec, Mapping):
         sink.add(line, "`count` must be a mapping: {at_least: 5, within: 60s}")
@@ -453,7 +454,7 @@ class SequenceTrigger(Trigger):
         return max(starts) if starts else None
 
 
-def _parse_sequence(rule: LineDict, sink: ErrorSink) -> SequenceTrigger | None:
+def _parse_sequence(rule: LineDict, sink: ErrorSink, operands: OperandCompiler | None) -> SequenceTrigger | None:
     spec, line = rule["sequence"], line_of(rule, "sequence")
     if not isinstance(spec, list) or len(spec) < 2:
         sink.add(line, "`sequence` needs a list of at least two steps: [{match: ...}, {match: ...}]")
@@ -465,7 +466,7 @@ def _parse_sequence(rule: LineDict, sink: ErrorSink) -> SequenceTrigger | None:
             sink.add(step_line, f"sequence step {i + 1} must be a mapping with `match:`")
             continue
         sink.unknown_keys(step, ("match",), f"sequence step {i + 1}")
-        steps.append(compile_match(step["match"], sink, line_of(step, "match", step_line)))
+        steps.append(compile_match(step["match"], sink, line_of(step, "match", step_line), operands=operands))
     if "within" not in rule:
         sink.add(line, "sequence needs `within:` beside it (how long all steps may take), e.g. within: 10m")
         return None
@@ -556,7 +557,7 @@ class ScheduleTrigger(Trigger):
                 "schedule": {"slot": slot_ms, "rule": self.rule}}
 
 
-def _parse_schedule(rule: LineDict, sink: ErrorSink) -> ScheduleTrigger | None:
+def _parse_schedule(rule: LineDict, sink: ErrorSink, operands: OperandCompiler | None) -> ScheduleTrigger | None:
     if "every" in rule:
         spec: Any = {"every": rule["every"]}
         line = line_of(rule, "every")
@@ -583,7 +584,7 @@ def _parse_schedule(rule: LineDict, sink: ErrorSink) -> ScheduleTrigger | None:
     return ScheduleTrigger(str(name), schedule, by_events="match" in rule)
 
 
-_PARSERS: Final[dict[str, Callable[[LineDict, ErrorSink], Trigger | None]]] = {
+_PARSERS: Final[dict[str, Callable[[LineDict, ErrorSink, OperandCompiler | None], Trigger | None]]] = {
     "register": _parse_register,
     "status": _parse_status,
     "absent_for": _parse_absent,
@@ -594,8 +595,9 @@ _PARSERS: Final[dict[str, Callable[[LineDict, ErrorSink], Trigger | None]]] = {
 }
 
 
-def parse_trigger(rule: LineDict, sink: ErrorSink) -> Trigger | None:
-    """The rule's trigger (MatchTrigger when it has none), or None after reporting errors."""
+def parse_trigger(rule: LineDict, sink: ErrorSink, *, operands: OperandCompiler | None = None) -> Trigger | None:
+    """The rule's trigger (MatchTrigger when it has none), or None after reporting errors.
+    operands: compiles operands looked up per event (`when`, sequence steps: app.lookups.operands)."""
     chosen = [key for key in TRIGGER_KEYS if key in rule]
     if len(chosen) > 1:
         sink.add(line_of(rule, chosen[1]),
@@ -607,4 +609,4 @@ def parse_trigger(rule: LineDict, sink: ErrorSink) -> Trigger | None:
             sink.add(line_of(rule, companion), f"`{companion}` only applies to a `{owner}` trigger")
     if not chosen:
         return MatchTrigger()
-    return _PARSERS[chosen[0]](rule, sink)
+    return _PARSERS[chosen[0]](rule, sink, operands)

@@ -90,14 +90,14 @@ def test_register__events_without_the_metric_are_ignored(harness: Callable[[str]
 
 
 def test_register__late_sample_outside_the_window_is_dropped() -> None:
-    trigger = RegisterTrigger("m", "count", 10 * S, lambda v: True)
+    trigger = RegisterTrigger("m", "count", 10 * S, lambda v, e, t: True)
     step = trigger.on_event(None, event(metrics={"m": 1.0}, time=100 * S), "vigil.Event", 100 * S, {})
     late = trigger.on_event(step.state, event(metrics={"m": 1.0}, time=80 * S), "vigil.Event", 80 * S, {})
     assert late.state is step.state and late.hit is None
 
 
 def test_register__out_of_order_sample_within_window_is_kept_in_time_order() -> None:
-    trigger = RegisterTrigger("m", "last", 10 * S, lambda v: True)
+    trigger = RegisterTrigger("m", "last", 10 * S, lambda v, e, t: True)
     state = None
     for t, v in [(5 * S, 1.0), (3 * S, 2.0)]:
         step = trigger.on_event(state, event(metrics={"m": v}, time=t), "vigil.Event", t, {})
@@ -107,7 +107,7 @@ def test_register__out_of_order_sample_within_window_is_kept_in_time_order() -> 
 
 
 def test_register__samples_per_group_are_bounded() -> None:
-    trigger = RegisterTrigger("m", "count", 3_600 * S, lambda v: True, max_samples=4)
+    trigger = RegisterTrigger("m", "count", 3_600 * S, lambda v, e, t: True, max_samples=4)
     state = None
     for t in range(10):
         state = trigger.on_event(state, event(metrics={"m": 1.0}, time=t), "vigil.Event", t, {}).state
