@@ -149,8 +149,8 @@ class LookupLoader:
             if not isinstance(good, DataFile):
                 continue
             if good.path in files:
-                errors.append(RuleError(name, 1, f"data for level path `{good.path}` is also in {files[good.path].file}; "
-                                                 "keep one file per level path"))
+                errors.append(RuleError(name, 1, f"data for level path `{good.path}` is also in "
+                                                 f"{files[good.path].file}; keep one file per level path"))
                 continue
             files[good.path] = good
         if files and hierarchy_entry is None:

@@ -30,8 +30,15 @@ from typing import Any, ClassVar, Final
 
 from app.model.ids import deterministic_id
 from app.rules.fields import event_ref, group_key, metric_getter
-from app.rules.match import (EventValueTest, OperandCompiler, Predicate, ValueTest, compile_event_value_test,
-                             compile_match, compile_value_test)
+from app.rules.match import (
+    EventValueTest,
+    OperandCompiler,
+    Predicate,
+    ValueTest,
+    compile_event_value_test,
+    compile_match,
+    compile_value_test,
+)
 from app.rules.schedules import Schedule, ScheduleError, due_slot, schedule_from_spec, splay_delay_ms
 from app.rules.source import ErrorSink, LineDict, line_of
 
