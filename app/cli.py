@@ -46,6 +46,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "gate": "app.orchestration.cli:gate_group",
     "runs": "app.orchestration.cli:runs_group",
     "approve": "app.orchestration.cli:approve_command",
+    "lookup": "app.lookups.cli:lookup_command",
 }
 
 # Hoisted from anywhere on the line. Not --config: subcommands have their own (beacon run --config).

@@ -42,6 +42,8 @@ What can make one rule of a set depend on another, and why it does not here:
   raising: counted render failures). Should a rule raise anyway, the engine drops that record's
   evaluation for its whole group: in a whole set the other rules' too, in a share only the share's.
   That is the one case a share could differ; it shows as an agent error (`rules_evaluate`).
+- Lookups (app.lookups): a rule reads its own directory's hierarchy and data, so rules are shared
+  only when both directories' lookup data are the same (same content digest, or none in either).
 
 With one rule set, or no rule shared, every set is evaluated whole, as before.
 """
@@ -75,7 +77,14 @@ class Share:
 def shareable(rule: Rule, other: Rule | None) -> bool:
     """Whether `rule` of one set and `other` (same name, of the other set) can be evaluated once."""
     return (other is not None and rule.enabled and other.enabled and bool(rule.definition)
-            and rule.definition == other.definition and not isinstance(rule.trigger, ScheduleTrigger))
+            and rule.definition == other.definition and not isinstance(rule.trigger, ScheduleTrigger)
+            and _same_lookups(rule, other))
+
+
+def _same_lookups(rule: Rule, other: Rule) -> bool:
+    """Whether both read the same lookup data (app.lookups: each rule set's directory has its own)."""
+    digest = rule.lookups.data.digest if rule.lookups is not None else ""
+    return digest == (other.lookups.data.digest if other.lookups is not None else "")
 
 
 def plan_shares(rulesets: Sequence[RuleSet]) -> list[Share]:

@@ -90,8 +90,9 @@ def parse_data_text(text: str, file: str, path: str) -> tuple[DataFile | None, l
     if doc is None:
         doc = LineDict()
     if not isinstance(doc, Mapping):
+        found = "a list" if isinstance(doc, list) else f"{doc!r}"
         sink.add(line_of(doc, default=1), f"a data file must be a mapping of keys to values (e.g. `load_max: 8`), "
-                                          f"got {type(doc).__name__}")
+                                          f"got {found}")
         return None, sink.errors
     _check_values(doc, sink, line_of(doc, default=1), "")
     if sink:

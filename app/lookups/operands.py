@@ -14,7 +14,7 @@ the LookupSource counts and logs it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -22,7 +22,7 @@ import jinja2
 from jinja2 import nodes
 
 from app.lookups.loader import LookupSource
-from app.lookups.resolve import MERGES
+from app.lookups.resolve import MERGES, LookupData
 from app.rules.fields import EVENT_TYPE, MISSING
 from app.rules.templates import CompiledTemplate, RenderError, compile_template, parse_template
 
@@ -31,6 +31,7 @@ __all__ = [
     "LookupUse",
     "OperandGetter",
     "compile_operand",
+    "keys_without_data",
     "lookup_function",
     "template_lookups",
 ]
@@ -176,3 +177,15 @@ def compile_operand(source: LookupSource, template: str) -> OperandGetter | str:
     if isinstance(compiled, str):
         return compiled
     return _rendered_operand(source, compiled)
+
+
+def keys_without_data(uses: Iterable[tuple[str, LookupUse]], data: LookupData) -> list[str]:
+    """Warnings (`file:line: warning: ...`) for literal keys (file, use) that no data file defines."""
+    warnings = []
+    for file, use in uses:
+        if not data.defines(use.key):
+            fallback = "its default is used" if use.has_default else \
+                "firings fail into actions-dlq and conditions do not hold"
+            warnings.append(f"{file}:{use.line}: warning: lookup key `{use.key}` is defined in no data file "
+                            f"({fallback})")
+    return sorted(set(warnings))

@@ -11,6 +11,7 @@ import click
 from app.backtest.capture import CaptureError, is_capture_line, read_capture, replay_capture
 from app.backtest.replayer import FiredAction
 from app.config import ConfigError
+from app.lookups.operands import keys_without_data
 from app.pipeline.config import PipelineConfig
 from app.pipeline.validate import format_time_ms
 from app.rules.dependencies import check_dependencies
@@ -39,6 +40,9 @@ def _load_or_fail(directory: Path, *, errors_to_stderr: bool) -> RuleSetLoader:
         click.echo(str(error), err=errors_to_stderr)
     if errors:
         raise click.ClickException(f"{len(errors)} error(s) in {directory}; fix them and run again")
+    for warning in keys_without_data(((r.file, use) for r in loader.ruleset for use in r.lookup_uses),
+                                     loader.lookups.data):
+        click.echo(warning, err=errors_to_stderr)
     return loader
 
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from app.config import Settings
+from app.lookups.loader import LookupSource
 from app.model.chain import chain_of
 from app.model.events import Action, now_ms
 from app.model.signing import sign_action
@@ -240,6 +241,8 @@ class RulesStage:
         self.loader: RuleSetLoader | FixedRules = RuleSetLoader(self.config.rules_dir) if self.rules is None \
             else FixedRules(self.rules)
         self.metrics = StageMetrics()
+        for source in self._lookup_sources():
+            source.on_miss = self._lookup_missed
         #: rule-group state forgotten after its retention, per state kind
         self.expiry = ExpiryMetrics()
         self.state = Table(STATE_TABLE, default=None, help="rules stage: trigger state and throttles per group")
@@ -257,6 +260,15 @@ class RulesStage:
             log.warning("rules stage: no action signing key (VIGIL_ACTION_SIGNING_KEY or "
                         "VIGIL_ACTION_SIGNING_KEY_FILE): actions are sent unsigned")
         self.agents: list[Agent] = self._build_agents()
+
+    def _lookup_sources(self) -> list[LookupSource]:
+        """Where this stage's rules read lookups: its loader's, or (rules given) each rule's."""
+        if isinstance(self.loader, RuleSetLoader):
+            return [self.loader.lookups.source]
+        return list({id(r.lookups): r.lookups for r in self.loader.ruleset if r.lookups is not None}.values())
+
+    def _lookup_missed(self, key: str) -> None:
+        self.metrics.lookup_misses.labels(key).inc()
 
     # -- agents ---------------------------------------------------------------------------------------
     def _build_agents(self) -> list[Agent]:

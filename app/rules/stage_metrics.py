@@ -43,6 +43,10 @@ class StageMetrics:
         self.dependencies = Gauge("vigil_rules_dependencies", "dependency declarations in force", registry=r)
         self.dependency_errors = Gauge("vigil_rules_dependency_file_errors", "errors in the dependency files as "
                                        "they are on disk now", registry=r)
+        # lookups (app.lookups)
+        self.lookup_misses = Counter("vigil_rules_lookup_misses", "match/when conditions that did not hold because "
+                                     "their lookup found no value and gave no default (app.lookups)", ["key"],
+                                     registry=r)
 
     def snapshot(self) -> dict[str, Any]:
         """Current values as plain numbers: totals, and per rule where counted per rule."""
