@@ -30,6 +30,7 @@ HIERARCHY_FILE: Final = "hierarchy.yaml"
 HIERARCHY_KEYS: Final = ("levels",)
 LEVEL_KEYS: Final = ("name", "path")
 _PLACEHOLDER: Final = re.compile(r"\{\{(.*?)\}\}")
+_FIELD_KEY: Final = re.compile(r"[A-Za-z0-9_.:-]+")
 _PATH_TEXT: Final = re.compile(r"[A-Za-z0-9_.@+=,-]+(/[A-Za-z0-9_.@+=,-]+)*/?")
 
 
@@ -79,9 +80,10 @@ def _compile_template(template: str, sink: ErrorSink, line: int) -> tuple[tuple[
     for match in _PLACEHOLDER.finditer(template):
         texts.append(template[position:match.start()])
         key = match.group(1).strip()
-        ref = parse_field(key)
+        ref = parse_field(key) if _FIELD_KEY.fullmatch(key) else \
+            "a placeholder holds one field key, e.g. {{ tags.role }} (no filters or expressions)"
         if isinstance(ref, str):
-            sink.add(line, f"level {template!r}: {ref}" if key else f"level {template!r}: empty `{{{{ }}}}`")
+            sink.add(line, f"level {template!r}: {ref}")
         else:
             fields.append(ref)
         position = match.end()
