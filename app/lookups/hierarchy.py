@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
-from app.rules.fields import MISSING, FieldRef, as_text, parse_field
+from app.rules.fields import MISSING, TOP_LEVEL_FIELDS, FieldRef, as_text, parse_field
 from app.rules.source import ErrorSink, LineDict, RuleError, line_of, load_yaml_text
 
 __all__ = ["HIERARCHY_FILE", "HIERARCHY_KEYS", "Hierarchy", "Level", "parse_hierarchy_text"]
@@ -45,20 +45,23 @@ class Level:
     texts: tuple[str, ...]
     fields: tuple[FieldRef, ...]
 
-    def path(self, event: Mapping[str, Any], event_type: str) -> str | None:
-        """The level's data path for `event`, or None when a field it needs is missing or empty."""
-        if not self.fields:
-            return self.texts[0]
-        texts = self.texts
-        parts = [texts[0]]
-        for i, ref in enumerate(self.fields):
-            value = ref.get(event, event_type)
-            text = None if value is MISSING or value is None else as_text(value)
-            if not text:
-                return None
-            parts.append(text)
-            parts.append(texts[i + 1])
-        return "".join(parts)
+
+_TOP, _TAG, _REF = 0, 1, 2
+
+
+def _read_plan(ref: FieldRef) -> tuple[int, str, FieldRef]:
+    if ref.key in TOP_LEVEL_FIELDS:
+        return _TOP, ref.key, ref
+    if ref.key.startswith("tags."):
+        return _TAG, ref.key[len("tags."):], ref
+    return _REF, ref.key, ref
+
+
+def _as_part(value: Any) -> str | None:
+    """A field value as a path part; None when missing or empty (the level is skipped)."""
+    if value is MISSING or value is None:
+        return None
+    return as_text(value) or None
 
 
 @dataclass(frozen=True)
@@ -67,10 +70,58 @@ class Hierarchy:
 
     levels: tuple[Level, ...] = ()
     file: str = ""
+    #: the distinct fields the levels read: their values decide the paths (`values`, `paths_of`)
+    fields: tuple[FieldRef, ...] = field(init=False, repr=False, compare=False)
+
+    #: per level, the index in `fields` of each of its placeholders
+    _slots: tuple[tuple[int, ...], ...] = field(init=False, repr=False, compare=False)
+
+    #: how `values` reads each field: (_TOP | _TAG | _REF, name, ref)
+    _plan: tuple[tuple[int, str, FieldRef], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_key = {ref.key: ref for level in self.levels for ref in level.fields}
+        index = {key: i for i, key in enumerate(by_key)}
+        object.__setattr__(self, "fields", tuple(by_key.values()))
+        object.__setattr__(self, "_plan", tuple(_read_plan(ref) for ref in self.fields))
+        object.__setattr__(self, "_slots", tuple(tuple(index[ref.key] for ref in level.fields)
+                                                 for level in self.levels))
 
     def paths(self, event: Mapping[str, Any], event_type: str) -> tuple[str, ...]:
         """The data paths of the levels that apply to `event`, most specific first."""
-        return tuple(p for p in (level.path(event, event_type) for level in self.levels) if p is not None)
+        return self.paths_of(self.values(event, event_type))
+
+    def values(self, event: Mapping[str, Any], event_type: str) -> tuple[Any, ...]:
+        """The values of `fields` in `event`: events with equal values have equal paths."""
+        # Per event, on the rules' hot path: top-level fields and tags of a plain dict are read
+        # directly (what their FieldRef reads, without its generic Mapping checks); the rest by ref.
+        tags = event.get("tags")
+        plain_tags = tags if type(tags) is dict else None
+        out = []
+        for where, name, ref in self._plan:
+            if where == _TOP:
+                out.append(event.get(name, MISSING))
+            elif where == _TAG and plain_tags is not None:
+                out.append(plain_tags.get(name, MISSING))
+            else:
+                out.append(ref.get(event, event_type))
+        return tuple(out)
+
+    def paths_of(self, values: tuple[Any, ...]) -> tuple[str, ...]:
+        """The paths of the levels that apply to an event whose `fields` have `values`."""
+        paths: list[str] = []
+        for level, slots in zip(self.levels, self._slots, strict=True):
+            texts = level.texts
+            parts = [texts[0]]
+            for i, slot in enumerate(slots):
+                part = _as_part(values[slot])
+                if part is None:
+                    break
+                parts.append(part)
+                parts.append(texts[i + 1])
+            else:
+                paths.append("".join(parts))
+        return tuple(paths)
 
 
 def _compile_template(template: str, sink: ErrorSink, line: int) -> tuple[tuple[str, ...], tuple[FieldRef, ...]]:

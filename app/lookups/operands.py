@@ -128,8 +128,7 @@ def template_lookups(template: str, line: int) -> list[LookupUse]:
 
 def _fast_operand(source: LookupSource, key: str, default: Any, merge: str) -> OperandGetter:
     def get(event: Mapping[str, Any], event_type: str) -> Any:
-        data = source.data
-        answer = data.resolve(key, data.hierarchy.paths(event, event_type), merge)
+        answer = source.data.lookup(key, event, event_type, merge)  # cached by the levels' field values
         if answer.value is not MISSING:
             return answer.value
         if default is not _NO_DEFAULT:

@@ -124,10 +124,24 @@ class LookupData:
     #: content hash of the hierarchy and data files (equal digests: equal answers)
     digest: str = ""
     _answers: dict[tuple[tuple[str, ...], str, str], Answer] = field(default_factory=dict, repr=False)
+    #: the same answers by the values of the fields the levels read (no paths built per event)
+    _by_values: dict[tuple[tuple[Any, ...], str, str], Answer] = field(default_factory=dict, repr=False)
 
     def lookup(self, key: str, event: Mapping[str, Any], event_type: str, merge: str = "first") -> Answer:
         """The answer for `key` about `event` (ValueError for an unknown strategy)."""
-        return self.resolve(key, self.hierarchy.paths(event, event_type), merge)
+        hierarchy = self.hierarchy
+        values = hierarchy.values(event, event_type)
+        cache_key = (values, key, merge)
+        try:
+            answer = self._by_values.get(cache_key)
+        except TypeError:  # a field value that cannot be a dict key (a `data.*` list): no shortcut
+            return self.resolve(key, hierarchy.paths_of(values), merge)
+        if answer is None:
+            answer = self.resolve(key, hierarchy.paths_of(values), merge)
+            if len(self._by_values) >= CACHE_SIZE:
+                self._by_values.clear()
+            self._by_values[cache_key] = answer
+        return answer
 
     def resolve(self, key: str, paths: tuple[str, ...], merge: str = "first") -> Answer:
         """The answer for `key` along the levels `paths` (most specific first); cached."""

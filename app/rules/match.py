@@ -242,9 +242,13 @@ def _looked_up(fn: Callable[[Any, Any], bool], op: str, getter: OperandGetter) -
 
     def test(value: Any, event: Mapping[str, Any], event_type: str) -> bool:
         operand = getter(event, event_type)
-        if operand is MISSING or isinstance(operand, Mapping) or (isinstance(operand, list) is not wants_list):
+        # Looked-up data is JSON-like (dict, list, scalars): concrete isinstance checks are cheap.
+        if wants_list:
+            if not isinstance(operand, list):
+                raise _OperandMissing()
+        elif operand is MISSING or isinstance(operand, dict | list):
             raise _OperandMissing()
-        if wants_text:
+        elif wants_text:
             operand = as_text(operand)
             if operand is None:
                 raise _OperandMissing()
