@@ -31,6 +31,8 @@ Grammar (contract; additions marked +):
             #        (+ id time trace_id ttl from_state to_state cause_event_id)
             # COND: "glob*" | scalar (eq) | {eq ne gt ge lt le in not_in regex contains startswith
             #        endswith exists: ..., + any/all/not of CONDs}
+            # + an operand (not of regex/exists) may be a template read per event, e.g.
+            #   {gt: "{{ lookup('thresholds.load') }}"} (app.lookups; in `when:` too)
         group_by: [subject, name]  # scopes trigger state and throttle; default [subject, name]
                                    # ([subject] for sequence); [] = one group for everything
         # at most one trigger (none: every matching event fires):
@@ -51,6 +53,7 @@ Grammar (contract; additions marked +):
                                    #   state and throttle (0: never); default: rules_state_retention (7d)
         actions:
           - TYPE: {PARAM: TEMPLATE..., target: TEMPLATE, deadline: 5m (+)}
+            # + templates may call lookup(KEY, event, default=, merge=) (app.lookups.operands)
 """
 
 # Import from the submodules (app.rules.engine, app.rules.loader, ...): importing the package stays cheap.
