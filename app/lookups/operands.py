@@ -63,7 +63,8 @@ class LookupUse:
 
 
 def lookup_function(source: LookupSource | None, event: Mapping[str, Any], event_type: str) -> Callable[..., Any]:
-    """The `lookup` templates call: about `event` unless given another."""
+    """The `lookup` templates call: about `event` (the firing's, of type `event_type`) unless given another."""
+    firing_event, firing_type = event, event_type
 
     def lookup(key: Any, event: Any = None, default: Any = _NO_DEFAULT, merge: str = "first") -> Any:
         if not isinstance(key, str) or not key:
@@ -86,7 +87,6 @@ def lookup_function(source: LookupSource | None, event: Mapping[str, Any], event
         where = ", ".join(paths) or "no level (the event has none of the fields the levels need)"
         raise LookupMissingError(f"lookup: no value for key `{key}` at {where}, and no default=", key, paths)
 
-    firing_event, firing_type = event, event_type
     return lookup
 
 

@@ -656,7 +656,11 @@ class RulesStage:
                   "group_by": [ref.key for ref in r.group_by], "throttle_ms": r.throttle_ms,
                   "actions": [a.type for a in r.actions], "description": r.description}
                  for r in version.ruleset]
+        lookups = self.loader.lookups.data if isinstance(self.loader, RuleSetLoader) else None
         return {"rules_dir": str(self.config.rules_dir), "rules": rules,
+                "lookups": None if lookups is None else {
+                    "levels": [level.template for level in lookups.hierarchy.levels],
+                    "data_files": sorted(f.file for f in lookups.files.values())},
                 "errors": [str(e) for e in self.loader.errors], "signed": self.config.signing_key is not None,
                 "silences": {"loaded": self.silences.ready.is_set(),
                              "active": [s.to_dict() for s in self.silences.active(now_ms)]},

@@ -241,3 +241,25 @@ def test_backtest_sharing__only_between_directories_with_the_same_lookup_data(ru
     assert [s.serves for s in shared] == [(0, 1)]
     unshared = plan_shares([load_rules(d)[0] for d in (same, other)])
     assert sorted(s.serves for s in unshared) == [(0,), (1,)]
+
+
+def test_when_lookup_that_finds_nothing__does_not_hold_and_counts(rules_dir: Path) -> None:
+    write_rules(rules_dir, """
+        rules:
+          - name: r
+            match: {name: load}
+            register: {metric: load, aggregate: last, period: 1m}
+            when: {not: {le: "{{ lookup('no.such') }}"}}
+            actions: [{print: {}}]
+    """)
+    run = StageRun(rules_dir)
+    run.feed([load("db", "db1", 50)])
+    assert run.actions() == []
+    assert run.stage.metrics.lookup_misses.labels("no.such")._value.get() == 1
+
+
+def test_get_rules__shows_the_levels_and_data_files(rules_dir: Path) -> None:
+    write_rules(rules_dir, THRESHOLD_IN_MATCH)
+    lookups = StageRun(rules_dir).stage.describe(0)["lookups"]
+    assert lookups["levels"] == ["host/{{ subject }}", "role/{{ tags.role }}", "dc/{{ tags.dc }}", "common"]
+    assert len(lookups["data_files"]) == 4
