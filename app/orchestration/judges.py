@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from app.orchestration.conditions import (
@@ -21,7 +22,8 @@ from app.orchestration.conditions import (
     StatusCondition,
     describe_time,
 )
-from app.rules.match import ValueTest
+from app.rules.fields import EVENT_TYPE
+from app.rules.match import EventValueTest, ValueTest
 from app.rules.silences import ActionFacts, Silence
 from app.rules.triggers import RegisterTrigger, StatusTrigger
 
@@ -217,6 +219,10 @@ def judge_metric(c: MetricCondition, series: Mapping[tuple[str, str], Series], n
                            details=tuple(values[:_SHOWN]))
 
 
+def _when_holds(when: EventValueTest, row: Mapping[str, Any], negated: bool, value: Any) -> bool:
+    return bool(when(value, row, EVENT_TYPE)) != negated
+
+
 def judge_rule(c: RuleCondition, rows: Sequence[Mapping[str, Any]], series: Mapping[tuple[str, str], Series],
                now_ms: int) -> ConditionResult:
     """`rows`: status records of the identities the rule matches; `series`: for a register rule,
@@ -227,7 +233,9 @@ def judge_rule(c: RuleCondition, rows: Sequence[Mapping[str, Any]], series: Mapp
     if isinstance(trigger, RegisterTrigger):
         for row in rows:
             windows = series.get((str(row["subject"]), str(row["name"])), [])
-            value, ok, since = _judge_series(windows, trigger.aggregate, trigger.period_ms, trigger.when, now_ms)
+            # `when` may look its bound up per identity (app.lookups): the status row stands for the event.
+            value, ok, since = _judge_series(windows, trigger.aggregate, trigger.period_ms,
+                                             partial(_when_holds, trigger.when, row, False), now_ms)
             if ok:
                 firing.append(f"{_identity(row)}: {trigger.aggregate}({trigger.metric}) = {_format(value)}")
                 if since is not None:
@@ -235,7 +243,7 @@ def judge_rule(c: RuleCondition, rows: Sequence[Mapping[str, Any]], series: Mapp
             else:
                 # Not firing: judged like a metric condition whose bound is the opposite of `when`.
                 _, _, quiet = _judge_series(windows, trigger.aggregate, trigger.period_ms,
-                                            lambda v: not trigger.when(v), now_ms)
+                                            partial(_when_holds, trigger.when, row, True), now_ms)
                 if quiet is not None:
                     sinces.append(quiet)
     else:
