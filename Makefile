@@ -9,7 +9,7 @@ HELM_VERSION := v3.19.0
 REGISTRY_VERSION := v1.4.0
 GOBIN := $(CURDIR)/.vigil/bin
 
-.PHONY: run test deps native ui chromium lint fmt bench clean-state helm registry-peer k8s-deps etcd helm-docs salt \
+.PHONY: run test deps native ui chromium lint fmt bench clean-state helm registry-peer k8s-deps etcd helm-docs salt receivers prometheus otelcol carbon \
 	image-tools image-base image image-test
 
 deps: $(VENV)/.installed $(KAFKA_LIBS)/.installed native ui
@@ -154,10 +154,49 @@ registry-peer:
 	@mkdir -p .vigil
 	@test -x $(GOBIN)/schema-registry || GOBIN=$(GOBIN) go install github.com/axonops/axonops-schema-registry/cmd/schema-registry@$(REGISTRY_VERSION) > .vigil/registry-peer-install.log 2>&1 || echo "note: peer schema registry unavailable (see .vigil/registry-peer-install.log)"
 
+# --- Real metric receivers for the sinks' tests (tests/integration/receivers.py) ---------------
+# Prometheus (remote-write receiver + scraper) and a minimal OpenTelemetry Collector (tools/otelcol:
+# OTLP receiver + file exporter) built with Go into .vigil/bin, carbon-cache (Graphite) in a
+# virtualenv of its own (it pins Twisted and friends). Best effort, like registry-peer: a failed
+# install is logged to .vigil/<target>-install.log (command first) and the receiver's tests skip
+# quoting it. The stamp names the version, so bumping one rebuilds it.
+PROMETHEUS_VERSION := v0.316.0
+CARBON_VENV := .vigil/carbon-venv
+OTELCOL_SOURCES := tools/otelcol/go.mod tools/otelcol/go.sum tools/otelcol/main.go
+receivers: prometheus carbon otelcol
+prometheus: $(GOBIN)/.prometheus-$(PROMETHEUS_VERSION)
+otelcol: $(GOBIN)/vigil-otelcol
+carbon: $(CARBON_VENV)/.installed
+
+# remove_all_sd: no service-discovery plugins (cloud SDKs, Kubernetes client): a third of the build.
+$(GOBIN)/.prometheus-$(PROMETHEUS_VERSION):
+	@mkdir -p $(GOBIN)
+	@cmd="go install -tags remove_all_sd github.com/prometheus/prometheus/cmd/prometheus@$(PROMETHEUS_VERSION)"; \
+	echo "building Prometheus $(PROMETHEUS_VERSION) (once; a few minutes)"; echo "+ $$cmd" > .vigil/prometheus-install.log; \
+	GOBIN=$(GOBIN) $$cmd >> .vigil/prometheus-install.log 2>&1 && touch $@ \
+		|| echo "note: Prometheus unavailable (see .vigil/prometheus-install.log)"
+
+$(GOBIN)/vigil-otelcol: $(OTELCOL_SOURCES)
+	@mkdir -p $(GOBIN)
+	@cmd="go build -trimpath -buildvcs=false -o $(GOBIN)/vigil-otelcol ."; \
+	echo "building the OpenTelemetry Collector (tools/otelcol; once; a few minutes)"; \
+	echo "+ cd tools/otelcol && $$cmd" > .vigil/otelcol-install.log; \
+	(cd tools/otelcol && $$cmd) >> .vigil/otelcol-install.log 2>&1 \
+		|| echo "note: OpenTelemetry Collector unavailable (see .vigil/otelcol-install.log)"
+
+# carbon's setup.py installs under /opt/graphite unless GRAPHITE_NO_PREFIX is set.
+$(CARBON_VENV)/.installed: requirements-carbon.lock
+	@mkdir -p .vigil
+	@cmd="$(CARBON_VENV)/bin/pip install -q --disable-pip-version-check -r requirements-carbon.lock"; \
+	echo "+ GRAPHITE_NO_PREFIX=True $$cmd" > .vigil/carbon-install.log; \
+	{ test -x $(CARBON_VENV)/bin/python || $(PY) -m venv $(CARBON_VENV); } >> .vigil/carbon-install.log 2>&1 \
+		&& GRAPHITE_NO_PREFIX=True $$cmd >> .vigil/carbon-install.log 2>&1 && touch $@ \
+		|| echo "note: carbon unavailable (see .vigil/carbon-install.log)"
+
 run: deps
 	$(VIGIL) dev run --rules rules
 
-test: deps helm registry-peer k8s-deps chromium salt
+test: deps helm registry-peer k8s-deps chromium salt receivers
 	$(VENV)/bin/ruff check app tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q

@@ -16,6 +16,18 @@ from app.topics.admin import reconcile
 from app.topics.spec import TopicSpec, load_topics_file
 from tests.conftest import REPO, free_port
 from tests.integration.outage import OutageStack
+from tests.integration.receivers import (
+    CARBON_VENV,
+    OTELCOL,
+    PROMETHEUS,
+    GraphiteReceiver,
+    OtlpReceiver,
+    PrometheusReceiver,
+    require_installed,
+    start_carbon,
+    start_otelcol,
+    start_prometheus,
+)
 from tests.kafka_clients import fail_if_open
 
 
@@ -109,3 +121,30 @@ def outage(outage_stack: OutageStack) -> OutageStack:
     """The module's outage stack, with broker and registry up at the start of the test."""
     outage_stack.ensure_up()
     return outage_stack
+
+
+# --- Real metric receivers (tests/integration/receivers.py; `make receivers` installs them) -----
+
+
+@pytest.fixture(scope="session")
+def prometheus_receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusReceiver]:
+    """A real Prometheus: `.remote_write_url`, `.query(promql)`, `.series(match)`, `.scrape(url)`."""
+    require_installed(PROMETHEUS, "prometheus")
+    with start_prometheus(tmp_path_factory.mktemp("prometheus")) as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="session")
+def graphite_receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GraphiteReceiver]:
+    """A real carbon-cache: plaintext on `.host`:`.port`, `.datapoints(path)` from its whisper files."""
+    require_installed(CARBON_VENV / "bin" / "carbon-cache.py", "carbon")
+    with start_carbon(tmp_path_factory.mktemp("carbon")) as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="session")
+def otlp_receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OtlpReceiver]:
+    """A real OpenTelemetry Collector: OTLP/HTTP at `.endpoint`, `.metrics()` every point received."""
+    require_installed(OTELCOL, "otelcol")
+    with start_otelcol(tmp_path_factory.mktemp("otelcol")) as receiver:
+        yield receiver
