@@ -56,7 +56,7 @@ def require_installed(path: Path, make_target: str) -> None:
     log = REPO / ".vigil" / f"{make_target}-install.log"
     reason = f"{path} is missing: `make {make_target}` installs it"
     if log.is_file():
-        reason += f"; it failed, {log}:\n{log.read_text(errors='replace').strip()[-3000:]}"
+        reason += f"; its last install attempt, {log}:\n{log.read_text(errors='replace').strip()[-3000:]}"
     pytest.skip(reason)
 
 
@@ -221,16 +221,39 @@ class GraphiteReceiver:
     whisper_dir: Path
 
     def datapoints(self, path: str) -> list[tuple[int, float]]:
-        """The (unix seconds, value) points stored so far for the metric `path` (e.g. 'vigil.cpu'),
+        """The (unix seconds, value) points stored so far for the metric `path` (e.g. 'vigil.cpu',
+        or a tagged 'vigil.cpu;dc=a;host=h' with its tags sorted by name, as carbon stores it),
         oldest first; [] when carbon has written none yet (it writes from its cache within moments)."""
-        file = self.whisper_dir.joinpath(*path.split(".")).with_suffix(".wsp")
-        if not file.is_file():
+        file = self._whisper_file(path)
+        if file is None:
             return []
         fetched = whisper.fetch(str(file), 0)
         if fetched is None:
             return []
         (start_s, _end_s, step_s), values = fetched
         return [(start_s + i * step_s, v) for i, v in enumerate(values) if v is not None]
+
+    def stored_paths(self) -> list[str]:
+        """Every metric path carbon has created a whisper file for, sorted."""
+        return sorted(self._paths())
+
+    def _paths(self) -> dict[str, Path]:
+        # carbon's layout (carbon.util.TaggedSeries.encode): a.b.c in a/b/c.wsp; a tagged series
+        # under _tagged/<hash[0:3]>/<hash[3:6]>/ with its dots written as _DOT_.
+        paths = {}
+        for file in self.whisper_dir.rglob("*.wsp") if self.whisper_dir.is_dir() else ():
+            relative = file.relative_to(self.whisper_dir).with_suffix("")
+            if relative.parts[0] == "_tagged":
+                paths[relative.name.replace("_DOT_", ".")] = file
+            else:
+                paths[".".join(relative.parts)] = file
+        return paths
+
+    def _whisper_file(self, path: str) -> Path | None:
+        if ";" in path:
+            return self._paths().get(path)
+        file = self.whisper_dir.joinpath(*path.split(".")).with_suffix(".wsp")
+        return file if file.is_file() else None
 
 
 # Every metric at 1-second precision for a day: a point a sink sends is stored as it was sent.
@@ -257,8 +280,10 @@ MAX_UPDATES_PER_SECOND = inf
 MAX_CREATES_PER_MINUTE = inf
 WHISPER_AUTOFLUSH = True
 WHISPER_SPARSE_CREATE = True
-# Tagged series would be registered with a graphite-web tag database, which is not run here.
+# No graphite-web tag database runs here to register tagged series with; carbon still stores them.
 ENABLE_TAGS = False
+# Tagged series' files named after the series (not its hash), so stored_paths() can list them.
+TAG_HASH_FILENAMES = False
 """)
     (conf / "storage-schemas.conf").write_text(f"[all]\npattern = .*\nretentions = {CARBON_RETENTIONS}\n")
     return conf / "carbon.conf"

@@ -82,6 +82,17 @@ def test_graphite_stores_plaintext_lines(graphite_receiver: GraphiteReceiver) ->
     assert graphite_receiver.datapoints("vigil.smoke.never.sent") == []
 
 
+def test_graphite_stores_tagged_series(graphite_receiver: GraphiteReceiver) -> None:
+    """Graphite 1.1's tagged form, `name;tag=value;...`: carbon sorts the tags."""
+    name = f"vigil.smoke.{uuid.uuid4().hex[:8]}.load"
+    now_s = int(time.time())
+    with socket.create_connection((graphite_receiver.host, graphite_receiver.port), timeout=10) as conn:
+        conn.sendall(f"{name};host=web-1.example;dc=a 3.5 {now_s}\n".encode())
+    path = f"{name};dc=a;host=web-1.example"
+    assert wait_until(lambda: graphite_receiver.datapoints(path), message=f"carbon to store {path}") == [(now_s, 3.5)]
+    assert path in graphite_receiver.stored_paths()
+
+
 def test_otlp_receives_the_sdk_exporter(otlp_receiver: OtlpReceiver) -> None:
     case = uuid.uuid4().hex[:8]
     before_ns = time.time_ns()
