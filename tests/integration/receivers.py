@@ -35,7 +35,8 @@ import yaml
 from tests.conftest import REPO, free_port
 
 __all__ = ["CARBON_VENV", "OTELCOL", "PROMETHEUS", "GraphiteReceiver", "OtlpReceiver", "PrometheusReceiver",
-           "ReceiverFailed", "require_installed", "start_carbon", "start_otelcol", "start_prometheus"]
+           "ReceiverFailed", "Scrape", "flatten_otlp_metrics", "require_installed", "start_carbon", "start_otelcol",
+           "start_prometheus"]
 
 PROMETHEUS = REPO / ".vigil" / "bin" / "prometheus"
 OTELCOL = REPO / ".vigil" / "bin" / "vigil-otelcol"
@@ -112,7 +113,7 @@ class PrometheusReceiver:
     config_path: Path
     http: httpx.Client
     remote_write: tuple[str, ...] = ()
-    _scrapes: dict[str, str] = field(default_factory=dict)  # job name -> scrape URL
+    _scrapes: dict[str, Scrape] = field(default_factory=dict)  # by job name
     _next_job: int = 0
 
     @property
@@ -144,11 +145,12 @@ class PrometheusReceiver:
         return result
 
     @contextmanager
-    def scrape(self, url: str) -> Iterator[str]:
-        """Scrape `url` every second while inside; yields the scrape job's name (its `job` label)."""
+    def scrape(self, url: str, *, bearer_token: str | None = None) -> Iterator[str]:
+        """Scrape `url` every second while inside (sending `Authorization: Bearer <bearer_token>`
+        if given, as for a worker with an API token); yields the job's name (its `job` label)."""
         self._next_job += 1
         job = f"scrape-{self._next_job}"
-        self._scrapes[job] = url
+        self._scrapes[job] = Scrape(url, bearer_token)
         self._reload(lambda jobs: job in jobs)
         try:
             yield job
@@ -169,15 +171,26 @@ class PrometheusReceiver:
             time.sleep(0.05)
 
 
-def prometheus_config(scrapes: dict[str, str], remote_write: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Prometheus' configuration: scrape each URL (job name -> URL) every second, and send what it
+@dataclass(frozen=True)
+class Scrape:
+    """One scrape target of the test Prometheus."""
+
+    url: str
+    bearer_token: str | None = None
+
+
+def prometheus_config(scrapes: dict[str, Scrape], remote_write: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Prometheus' configuration: scrape each target (by job name) every second, and send what it
     scrapes to each `remote_write` URL (used to make a Prometheus the sender of a test)."""
     jobs = []
-    for job, url in scrapes.items():
-        parts = urlsplit(url)
-        jobs.append({"job_name": job, "scrape_interval": "1s", "scrape_timeout": "1s",
-                     "scheme": parts.scheme or "http", "metrics_path": parts.path or "/metrics",
-                     "static_configs": [{"targets": [parts.netloc]}]})
+    for job, scrape in scrapes.items():
+        parts = urlsplit(scrape.url)
+        scrape_config: dict[str, Any] = {
+            "job_name": job, "scrape_interval": "1s", "scrape_timeout": "1s", "scheme": parts.scheme or "http",
+            "metrics_path": parts.path or "/metrics", "static_configs": [{"targets": [parts.netloc]}]}
+        if scrape.bearer_token is not None:
+            scrape_config["authorization"] = {"type": "Bearer", "credentials": scrape.bearer_token}
+        jobs.append(scrape_config)
     config: dict[str, Any] = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                               "scrape_configs": jobs}
     if remote_write:

@@ -44,7 +44,9 @@ def exposition(metric: str, value: float, case: str) -> Iterator[str]:
 
 def test_prometheus_scrapes_a_url(prometheus_receiver: PrometheusReceiver) -> None:
     case = uuid.uuid4().hex[:8]
-    with exposition("vigil_receiver_smoke_scraped", 42.5, case) as url, prometheus_receiver.scrape(url) as job:
+    # The token is what a worker with an API token asks for; prometheus_client ignores it.
+    with (exposition("vigil_receiver_smoke_scraped", 42.5, case) as url,
+          prometheus_receiver.scrape(url, bearer_token="smoke-token") as job):
         result = wait_until(lambda: prometheus_receiver.query(f'vigil_receiver_smoke_scraped{{case="{case}"}}'),
                             message=f"Prometheus to scrape {url}")
     assert [(r["metric"]["job"], r["metric"]["instance"], float(r["value"][1])) for r in result] == \
