@@ -163,7 +163,9 @@ registry-peer:
 PROMETHEUS_VERSION := v0.316.0
 CARBON_VENV := .vigil/carbon-venv
 OTELCOL_SOURCES := tools/otelcol/go.mod tools/otelcol/go.sum tools/otelcol/main.go
-receivers: prometheus carbon otelcol
+# In parallel: carbon's install waits on the network while the Go builds use the cores.
+receivers:
+	@$(MAKE) --no-print-directory -s -j3 prometheus carbon otelcol
 prometheus: $(GOBIN)/.prometheus-$(PROMETHEUS_VERSION)
 otelcol: $(GOBIN)/vigil-otelcol
 carbon: $(CARBON_VENV)/.installed
