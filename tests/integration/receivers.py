@@ -199,13 +199,14 @@ def prometheus_config(scrapes: dict[str, Scrape], remote_write: tuple[str, ...] 
 
 
 @contextmanager
-def start_prometheus(root: Path, binary: Path = PROMETHEUS, *,
+def start_prometheus(root: Path, binary: Path = PROMETHEUS, *, port: int | None = None,
                      remote_write: tuple[str, ...] = ()) -> Iterator[PrometheusReceiver]:
-    """Prometheus with its remote-write receiver and lifecycle API (config reload) on a free port;
-    what it scrapes it also sends to each `remote_write` URL."""
+    """Prometheus with its remote-write receiver and lifecycle API (config reload) on `port` (a free
+    one by default; give the last one's and the same root to restart it after an outage); what it
+    scrapes it also sends to each `remote_write` URL."""
     config_path = root / "prometheus.yml"
     config_path.write_text(yaml.safe_dump(prometheus_config({}, remote_write)))
-    port = free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [str(binary), f"--config.file={config_path}", f"--storage.tsdb.path={root / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}", "--web.enable-remote-write-receiver",
@@ -276,7 +277,7 @@ CARBON_RETENTIONS = "1s:1d"
 def carbon_config(root: Path, *, line_port: int, pickle_port: int, query_port: int) -> Path:
     """carbon.conf and storage-schemas.conf in root/conf; returns carbon.conf's path."""
     conf, storage = root / "conf", root / "storage"
-    conf.mkdir(parents=True)
+    conf.mkdir(parents=True, exist_ok=True)
     (conf / "carbon.conf").write_text(f"""\
 [cache]
 STORAGE_DIR = {storage}
@@ -303,9 +304,10 @@ TAG_HASH_FILENAMES = False
 
 
 @contextmanager
-def start_carbon(root: Path, venv: Path = CARBON_VENV) -> Iterator[GraphiteReceiver]:
-    """carbon-cache (in the foreground) on free loopback ports, storing whisper files under root."""
-    line_port, pickle_port, query_port = free_port(), free_port(), free_port()
+def start_carbon(root: Path, venv: Path = CARBON_VENV, *, port: int | None = None) -> Iterator[GraphiteReceiver]:
+    """carbon-cache (in the foreground) with its plaintext receiver on `port` (a free one by default;
+    give the last one's and the same root to restart it after an outage), storing under root."""
+    line_port, pickle_port, query_port = port or free_port(), free_port(), free_port()
     config = carbon_config(root, line_port=line_port, pickle_port=pickle_port, query_port=query_port)
     argv = [str(venv / "bin" / "python"), str(venv / "bin" / "carbon-cache.py"), f"--config={config}",
             "--nodaemon", "start"]
@@ -409,7 +411,8 @@ def otelcol_config(*, port: int, export_path: Path) -> dict[str, Any]:
     """Collector configuration: OTLP/HTTP on loopback -> file exporter; no telemetry endpoint."""
     return {
         "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{port}"}}}},
-        "exporters": {"file": {"path": str(export_path), "format": "json", "flush_interval": "100ms"}},
+        "exporters": {"file": {"path": str(export_path), "format": "json", "flush_interval": "100ms",
+                            "append": True}},
         "service": {
             "pipelines": {"metrics": {"receivers": ["otlp"], "exporters": ["file"]}},
             # The collector would otherwise serve its own metrics on :8888.
@@ -419,9 +422,10 @@ def otelcol_config(*, port: int, export_path: Path) -> dict[str, Any]:
 
 
 @contextmanager
-def start_otelcol(root: Path, binary: Path = OTELCOL) -> Iterator[OtlpReceiver]:
-    """The collector (tools/otelcol) with its OTLP/HTTP receiver on a free loopback port."""
-    port = free_port()
+def start_otelcol(root: Path, binary: Path = OTELCOL, *, port: int | None = None) -> Iterator[OtlpReceiver]:
+    """The collector (tools/otelcol) with its OTLP/HTTP receiver on `port` (a free one by default;
+    give the last one's and the same root to restart it after an outage: the export file grows)."""
+    port = port or free_port()
     export_path = root / "metrics.jsonl"
     config_path = root / "otelcol.yaml"
     config_path.write_text(yaml.safe_dump(otelcol_config(port=port, export_path=export_path)))

@@ -24,7 +24,15 @@ from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from tests.conftest import free_port, wait_until
-from tests.integration.receivers import GraphiteReceiver, OtlpReceiver, PrometheusReceiver, start_prometheus
+from tests.integration.receivers import (
+    OTELCOL,
+    GraphiteReceiver,
+    OtlpReceiver,
+    PrometheusReceiver,
+    require_installed,
+    start_otelcol,
+    start_prometheus,
+)
 
 
 @contextmanager
@@ -95,10 +103,9 @@ def test_graphite_stores_tagged_series(graphite_receiver: GraphiteReceiver) -> N
     assert path in graphite_receiver.stored_paths()
 
 
-def test_otlp_receives_the_sdk_exporter(otlp_receiver: OtlpReceiver) -> None:
-    case = uuid.uuid4().hex[:8]
-    before_ns = time.time_ns()
-    exporter = OTLPMetricExporter(endpoint=f"{otlp_receiver.endpoint}/v1/metrics", timeout=10)
+def send_with_sdk(endpoint: str, case: str) -> None:
+    """The OpenTelemetry Python SDK's OTLP/HTTP exporter sends a counter (3) and a gauge (0.75)."""
+    exporter = OTLPMetricExporter(endpoint=f"{endpoint}/v1/metrics", timeout=10)
     # Exported on force_flush below, not on a timer.
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
     provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "vigil-smoke"}))
@@ -109,6 +116,12 @@ def test_otlp_receives_the_sdk_exporter(otlp_receiver: OtlpReceiver) -> None:
         assert provider.force_flush(timeout_millis=10_000)
     finally:
         provider.shutdown()
+
+
+def test_otlp_receives_the_sdk_exporter(otlp_receiver: OtlpReceiver) -> None:
+    case = uuid.uuid4().hex[:8]
+    before_ns = time.time_ns()
+    send_with_sdk(otlp_receiver.endpoint, case)
 
     def received() -> list[dict]:
         return [p for p in otlp_receiver.metrics() if p["attributes"].get("case") == case]
@@ -126,3 +139,19 @@ def test_otlp_receives_the_sdk_exporter(otlp_receiver: OtlpReceiver) -> None:
     assert events["resource"]["service.name"] == "vigil-smoke"
     assert events["scope"] == "vigil.smoke"
     assert before_ns <= events["time_unix_nano"] <= time.time_ns()
+
+
+def test_a_receiver_restarts_on_its_port_keeping_what_it_had(tmp_path: Path) -> None:
+    """How a test takes a destination down and back up (here the collector; all three alike)."""
+    require_installed(OTELCOL, "otelcol")
+    first, second = uuid.uuid4().hex[:8], uuid.uuid4().hex[:8]
+    with start_otelcol(tmp_path) as receiver:
+        send_with_sdk(receiver.endpoint, first)
+        wait_until(lambda: any(p["attributes"].get("case") == first for p in receiver.metrics()),
+                   message="the first points")
+    with start_otelcol(tmp_path, port=int(receiver.endpoint.rsplit(":", 1)[1])) as again:
+        assert again.endpoint == receiver.endpoint
+        send_with_sdk(again.endpoint, second)
+        wait_until(lambda: any(p["attributes"].get("case") == second for p in again.metrics()),
+                   message="the second points")
+        assert {first, second} <= {p["attributes"].get("case") for p in again.metrics()}
