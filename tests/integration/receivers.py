@@ -67,12 +67,12 @@ def _log_tail(log_path: Path, chars: int = 3000) -> str:
 
 @contextmanager
 def _daemon(argv: list[str], *, log_path: Path, ready: Callable[[], bool], what: str,
-            env: dict[str, str] | None = None, timeout_s: float = START_TIMEOUT_S) -> Iterator[subprocess.Popen[bytes]]:
+            timeout_s: float = START_TIMEOUT_S) -> Iterator[subprocess.Popen[bytes]]:
     """Run `argv` in its own process group, logging to `log_path`; return once `ready()` is true.
     At the end: SIGTERM to the group, SIGKILL if it has not exited within STOP_TIMEOUT_S."""
     with log_path.open("ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env={**os.environ, **(env or {})})
+                                start_new_session=True)
     try:
         deadline = time.monotonic() + timeout_s
         while not ready():
