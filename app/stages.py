@@ -1,5 +1,6 @@
 """The built-in stages a `vigil worker` runs, built from settings: the pipeline (status, windows,
-absence, archive index), the rules stage and the members stage. Nothing here runs at import: each
+absence, archive index), the rules stage, the members stage and the routes stage (copies of events
+to other topics: app.routing). Nothing here runs at import: each
 call builds new stages, so several (with different settings) can live in one process.
 """
 
@@ -28,6 +29,12 @@ def _rules(settings: Settings) -> Stage:
     return RulesStage(StageConfig.from_settings(settings)).stage()
 
 
+def _routes(settings: Settings) -> Stage:
+    from app.routing.stage import RoutesConfig, RoutesStage
+
+    return RoutesStage(RoutesConfig.from_settings(settings)).stage()
+
+
 def _members(settings: Settings) -> Stage:
     from app.members.agent import build_members_stage
 
@@ -36,7 +43,7 @@ def _members(settings: Settings) -> Stage:
 
 #: name -> builder; `vigil worker --stage NAME` picks some (default: all, in this order)
 BUILTIN_STAGES: Final[dict[str, Callable[[Settings], Stage]]] = {
-    "pipeline": _pipeline, "rules": _rules, "members": _members}
+    "pipeline": _pipeline, "rules": _rules, "members": _members, "routes": _routes}
 
 
 def build_stages(settings: Settings, names: Iterable[str] | None = None) -> list[Stage]:

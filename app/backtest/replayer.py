@@ -540,7 +540,8 @@ class Replayer:
             elif output.topic == METRICS_TOPIC:
                 self.counts.windows += 1
             elif output.topic == self.pipeline.agent.dlq_topic:
-                self.counts.rejected[(output.headers or {}).get("vigil.field", "")] += 1
+                headers = output.headers if isinstance(output.headers, dict) else {}  # the pipeline's: text
+                self.counts.rejected[headers.get("vigil.field", "")] += 1
         self._alert_seq[p] = seq
         for dead in self.engine.take_dead_letters():
             self.counts.agent_errors[dead.agent] += 1

@@ -35,7 +35,10 @@ def _load_or_fail(directory: Path, *, errors_to_stderr: bool) -> RuleSetLoader:
 
     loader = RuleSetLoader(directory)
     result = loader.reload()
-    errors = sorted({*result.errors, *check_definitions(directory, loader.ruleset), *check_dependencies(directory)})
+    from app.routing.loader import check_routes  # <rules_dir>/routes/*.yaml
+
+    errors = sorted({*result.errors, *check_definitions(directory, loader.ruleset), *check_dependencies(directory),
+                     *check_routes(directory)})
     for error in errors:
         click.echo(str(error), err=errors_to_stderr)
     if errors:

@@ -22,6 +22,7 @@ from app.lookups.hierarchy import HIERARCHY_FILE
 from app.lookups.loader import LookupLoader
 from app.rules.files import definition_files
 from app.rules.source import RuleError
+from app.routing.loader import ROUTES_FOLDER
 from app.rules.spec import Rule, compile_rules_text
 
 __all__ = ["FixedRules", "ReloadResult", "RuleSet", "RuleSetLoader", "check_rules", "load_rules", "rule_files"]
@@ -30,8 +31,8 @@ log = logging.getLogger(__name__)
 
 RULE_FILE_SUFFIXES: Final = (".yaml", ".yml")
 #: Top-level entries of a rules directory that are not rule files: the lookup hierarchy and its data
-#: (app.lookups).
-NOT_RULE_FILES: Final = frozenset({HIERARCHY_FILE, DATA_DIR})
+#: (app.lookups), the routes (app.routing).
+NOT_RULE_FILES: Final = frozenset({HIERARCHY_FILE, DATA_DIR, ROUTES_FOLDER})
 
 
 @dataclass(frozen=True)

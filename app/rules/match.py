@@ -32,6 +32,7 @@ __all__ = [
     "compile_match",
     "compile_value_test",
     "literal_names",
+    "match_fields",
 ]
 
 #: A compiled `match`: (event, event Avro type full name) -> bool.
@@ -418,3 +419,19 @@ def literal_names(spec: Any) -> frozenset[str] | None:
     if values and all(isinstance(v, str) and not is_glob(v) for v in values):
         return frozenset(values)
     return None
+
+
+def match_fields(spec: Any) -> frozenset[str]:
+    """The field keys a `match:` mapping reads (inside any/all/not too), e.g. {"subject", "tags.env"}:
+    what a caller must look at to decide it (routes key their decision cache on these fields)."""
+    found: set[str] = set()
+    if isinstance(spec, Mapping):
+        for key, value in spec.items():
+            if key in ("any", "all"):
+                for item in value if isinstance(value, list) else []:
+                    found |= match_fields(item)
+            elif key == "not":
+                found |= match_fields(value)
+            elif isinstance(key, str):
+                found.add(key)
+    return frozenset(found)

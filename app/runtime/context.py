@@ -14,13 +14,16 @@ __all__ = ["AgentContext", "Output"]
 @dataclass(slots=True)
 class Output:
     """A record an agent sends; encoded by the I/O layer (Avro when `schema` names a record type
-    or the value is a Vigil model, bytes as is, otherwise JSON)."""
+    or the value is a Vigil model, bytes as is, otherwise JSON). Headers are text (a dict) or, to
+    forward a consumed record's headers unchanged, its (name, bytes) list; `timestamp_ms` None:
+    the producer's clock (as Kafka does)."""
 
     topic: str
     key: str | bytes | None
     value: Any
     schema: str | None = None
-    headers: dict[str, str] | None = None
+    headers: dict[str, str] | list[tuple[str, bytes]] | None = None
+    timestamp_ms: int | None = None
 
 
 class AgentContext:
@@ -55,9 +58,12 @@ class AgentContext:
         self.settings: Any = None
 
     def send(self, topic: str, key: str | bytes | None, value: Any, *, schema: str | None = None,
-             headers: dict[str, str] | None = None) -> None:
-        """Produce a record (within the same commit/transaction as the state changes)."""
-        self._outputs.append(Output(topic, key, value, schema, headers))
+             headers: dict[str, str] | list[tuple[str, bytes]] | None = None,
+             timestamp_ms: int | None = None) -> None:
+        """Produce a record (within the same commit/transaction as the state changes). A consumed
+        record is forwarded unchanged with its raw key, raw value (bytes are sent as they are),
+        headers list and timestamp (`ctx.records[i].raw_key`, `.raw_value`, `.headers`, `.timestamp_ms`)."""
+        self._outputs.append(Output(topic, key, value, schema, headers, timestamp_ms))
 
     def checkpoint(self) -> None:
         """Make every state change and output so far durable now (a commit mid-batch).

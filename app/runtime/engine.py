@@ -50,6 +50,8 @@ class InRecord:
     type_name: str | None = None
     raw_value: bytes | None = None
     raw_key: bytes | None = None
+    #: the record's Kafka headers as consumed (None: it has none)
+    headers: list[tuple[str, bytes]] | None = None
 
 
 @dataclass(slots=True)

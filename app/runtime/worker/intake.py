@@ -98,7 +98,7 @@ class Intake:
             if group is None:
                 group = groups[tp] = []
             group.append(InRecord(k.decode(errors="replace") if k is not None else None, value, msg.offset(),
-                                  msg.timestamp()[1], type_name, raw, k))
+                                  msg.timestamp()[1], type_name, raw, k, msg.headers()))
         return out
 
     def _undecodable(self, msg: Message, exc: Exception) -> None:

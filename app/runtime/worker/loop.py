@@ -249,8 +249,8 @@ class Worker:
                                 on_lost=self._on_lost)
 
     def _produce(self, topic: str, value: bytes | None, key: bytes | None, *, partition: int = -1,
-                 headers: list[tuple[str, bytes]] | None = None) -> None:
-        self.output.produce(topic, value, key, partition=partition, headers=headers)
+                 headers: list[tuple[str, bytes]] | None = None, timestamp_ms: int | None = None) -> None:
+        self.output.produce(topic, value, key, partition=partition, headers=headers, timestamp_ms=timestamp_ms)
 
     def _produce_changelog(self, topic: str, value: bytes | None, key: bytes, partition: int,
                            callback: DeliveryCallback, epoch: int) -> None:
@@ -710,7 +710,9 @@ class Worker:
         uncommitted work are dropped with it and made again)."""
         enc = self.encoder
         for out in self.engine.take_outputs():
-            headers = [(k, v.encode()) for k, v in out.headers.items()] if out.headers else None
+            headers = out.headers
+            if headers is not None and not isinstance(headers, list):
+                headers = [(k, v.encode()) for k, v in headers.items()] if headers else None
             topic = self.settings.topic(out.topic)
             try:
                 value = enc.value(out.value, out.schema)
@@ -718,7 +720,7 @@ class Worker:
                 if exc.is_not_found() and not exc.is_retriable():
                     raise
                 raise OutputsBlocked(f"{out.topic}: {exc}") from exc
-            self._produce(topic, value, enc.key(out.key), headers=headers)
+            self._produce(topic, value, enc.key(out.key), headers=headers, timestamp_ms=out.timestamp_ms)
             self.metrics.events_out.labels(out.topic).inc()
         for d in self.engine.take_dead_letters():
             self._dead_letter(d)

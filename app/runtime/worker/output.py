@@ -61,8 +61,8 @@ def _retry_in_place(exc: BaseException) -> bool:
     err = error_of(exc)
     return err is not None and txn_action(err) == TxnAction.RETRY
 
-#: (topic, value, key, partition, headers, on_delivery) of a record in the open transaction
-_TxnRecord = tuple[str, bytes | None, bytes | None, int, list[tuple[str, bytes]] | None, DeliveryCallback]
+#: (topic, value, key, partition, headers, timestamp ms or 0, on_delivery) of a record in the open transaction
+_TxnRecord = tuple[str, bytes | None, bytes | None, int, list[tuple[str, bytes]] | None, int, DeliveryCallback]
 
 
 class OutputProducer:
@@ -96,8 +96,9 @@ class OutputProducer:
 
     def produce(self, topic: str, value: bytes | None, key: bytes | None, *, partition: int = -1,
                 headers: list[tuple[str, bytes]] | None = None, callback: DeliveryCallback | None = None,
-                epoch: int | None = None) -> None:
-        """Produce one record, counted in the open epoch, or in `epoch` (an ended one) if given."""
+                epoch: int | None = None, timestamp_ms: int | None = None) -> None:
+        """Produce one record, counted in the open epoch, or in `epoch` (an ended one) if given;
+        `timestamp_ms` None: the producer's clock."""
         producer = self.producer
         assert producer is not None
         if self.eos and not self.in_txn:
@@ -105,15 +106,17 @@ class OutputProducer:
             self.in_txn = True
         deliveries = self.commits.deliveries
         on_delivery = callback or deliveries.on_delivery
+        timestamp = timestamp_ms or 0  # librdkafka: 0 is "now"
         while True:
             try:
-                producer.produce(topic, value, key, partition=partition, headers=headers, on_delivery=on_delivery)
+                producer.produce(topic, value, key, partition=partition, headers=headers, on_delivery=on_delivery,
+                                 timestamp=timestamp)
                 if epoch is None:
                     deliveries.count += 1
                 else:
                     deliveries.add(epoch, 1)
                 if self.eos:  # kept until the transaction commits: see commit_transaction
-                    self._txn_records.append((topic, value, key, partition, headers, on_delivery))
+                    self._txn_records.append((topic, value, key, partition, headers, timestamp, on_delivery))
                 return
             except BufferError:
                 producer.poll(0.05)  # local queue full: let deliveries drain
@@ -166,8 +169,9 @@ class OutputProducer:
             self.abort()
             self.poll()  # the aborted records' delivery reports: counted, their errors expected
         self.commits.deliveries.errors.clear()
-        for topic, value, key, partition, headers, on_delivery in records:
-            self.produce(topic, value, key, partition=partition, headers=headers, callback=on_delivery, epoch=epoch)
+        for topic, value, key, partition, headers, timestamp, on_delivery in records:
+            self.produce(topic, value, key, partition=partition, headers=headers, callback=on_delivery, epoch=epoch,
+                         timestamp_ms=timestamp)
 
     def abort(self) -> None:
         """Abort the open transaction. A fenced producer, or one that cannot abort within ABORT_S

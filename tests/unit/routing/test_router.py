@@ -1,0 +1,138 @@
+"""The router: which routes an event takes, the decision cache, and deterministic sampling."""
+
+from __future__ import annotations
+
+import uuid
+
+from app.routing.router import Router, sampled_in
+from app.routing.sampling import sample_point, sample_threshold
+from app.routing.spec import Route, compile_routes_text
+
+ROUTES = """\
+routes:
+  - name: prod
+    match: {tags.env: production}
+    to: prod-copy
+  - name: web-critical
+    match: {subject: "web*", severity: {ge: 2}}
+    to: web-critical
+  - name: load-high
+    match: {name: load, metrics.load1: {gt: 10}}
+    to: load-high
+  - name: tenth
+    match: {tags.env: production}
+    to: dev-events
+    sample: {percent: 10}
+  - name: tenth-by-id
+    match: {kind: metric}
+    to: dev-metrics
+    sample: {percent: 10, by: event_id}
+  - name: disabled
+    enabled: false
+    to: nowhere
+"""
+
+
+def routes(text: str = ROUTES) -> list[Route]:
+    compiled, errors = compile_routes_text(text, "r.yaml")
+    assert errors == []
+    return compiled
+
+
+def event(subject: str = "web1", name: str = "load", **fields: object) -> dict[str, object]:
+    base: dict[str, object] = {"id": uuid.uuid4().hex, "subject": subject, "name": name, "kind": "METRIC",
+                               "severity": 0, "tags": {}, "metrics": {}, "time": 1}
+    base.update(fields)
+    return base
+
+
+def names(found: tuple[Route, ...]) -> list[str]:
+    return [r.name for r in found]
+
+
+def test_an_event_takes_every_matching_enabled_route_in_order() -> None:
+    router = Router(routes())
+    assert [r.name for r in router.routes] == ["prod", "web-critical", "load-high", "tenth", "tenth-by-id"]
+    e = event(severity=2, tags={"env": "production"}, metrics={"load1": 12.0})
+    assert names(router.matching(e, "vigil.Event")) == ["prod", "web-critical", "load-high", "tenth", "tenth-by-id"]
+    assert names(router.matching(event("db1", kind="STATUS"), "vigil.Event")) == []
+
+
+def test_cached_decisions_equal_direct_evaluation() -> None:
+    cached = Router(routes(ROUTES.split("  - name: load-high")[0]))  # prod, web-critical: identity/tag fields
+    assert cached.caches and cached.fields == ("severity", "subject", "tags.env")
+    direct = Router(cached.routes, cache_limit=0)
+    samples = [event(f"{s}{i}", severity=sev, tags=tags) for s in ("web", "db") for i in range(5)
+               for sev in (0, 2, 3) for tags in ({}, {"env": "production"}, {"env": "dev"})]
+    for e in samples * 2:  # the second pass is answered from the cache
+        assert cached.matching(e, "vigil.Event") == direct._evaluate(e, "vigil.Event")
+    assert len(cached._cache) == len(samples)
+
+
+def test_routes_over_changing_fields_are_not_cached() -> None:
+    router = Router(routes())
+    assert not router.caches  # load-high reads metrics.load1
+    assert names(router.matching(event(metrics={"load1": 11}, kind="STATUS"), "vigil.Event")) == ["load-high"]
+    assert names(router.matching(event(metrics={"load1": 9}, kind="STATUS"), "vigil.Event")) == []
+    assert router._cache == {}
+
+
+def test_custom_types_are_matched_without_the_cache() -> None:
+    router = Router(routes(ROUTES.split("  - name: web-critical")[0]))
+    assert router.caches
+    assert names(router.matching({"subject": "x", "tags": {"env": "production"}}, "acme.Repair")) == ["prod"]
+    assert router._cache == {}
+
+
+def test_the_cache_starts_again_past_its_limit() -> None:
+    router = Router(routes(ROUTES.split("  - name: web-critical")[0]), cache_limit=3)
+    for i in range(10):
+        router.matching(event(tags={"env": f"e{i}"}), "vigil.Event")
+        assert len(router._cache) <= 3
+
+
+def test_sampling_is_deterministic_per_identity() -> None:
+    route = Router(routes()).routes[3]  # tenth: 10% by identity
+    keys = [f"host{i}/load".encode() for i in range(20_000)]
+    first = [sampled_in(route, k, event(), None) for k in keys]
+    again = [sampled_in(route, k, event(), None) for k in keys]  # other event ids, same identities
+    assert first == again
+    share = sum(first) / len(keys)
+    assert 0.09 < share < 0.11, share
+
+
+def test_sampling_by_event_id_is_deterministic_per_id() -> None:
+    route = Router(routes()).routes[4]  # tenth-by-id
+    events = [event() for _ in range(20_000)]
+    decisions = [sampled_in(route, b"same/key", e, None) for e in events]
+    assert decisions == [sampled_in(route, b"other/key", e, None) for e in events]
+    assert 0.09 < sum(decisions) / len(events) < 0.11
+
+
+def test_identity_without_a_key_is_subject_and_name() -> None:
+    route = Router(routes()).routes[3]
+    e = event("web7", "disk")
+    assert sampled_in(route, None, e, None) == sampled_in(route, b"web7/disk", e, None)
+
+
+def test_sample_points_are_stable_and_samples_nest() -> None:
+    # fixed values: the decision must never change between versions or processes
+    assert sample_point(b"web1/load") == sample_point(b"web1/load")
+    assert [sample_point(k) for k in (b"", b"a", b"web1/load")] == [0, 3320656311, 978903297]
+    assert sample_threshold(100) == 2**32 and sample_threshold(0) == 0
+    keys = [f"k{i}".encode() for i in range(5000)]
+    ten = {k for k in keys if sample_point(k) < sample_threshold(10)}
+    twenty = {k for k in keys if sample_point(k) < sample_threshold(20)}
+    assert ten < twenty
+
+
+def test_decide_splits_taken_and_sampled_out() -> None:
+    router = Router(routes())
+    inside = next(f"h{i}/load".encode() for i in range(1000) if sampled_in(router.routes[3], f"h{i}/load".encode(),
+                                                                            event(), None))
+    outside = next(f"h{i}/load".encode() for i in range(1000) if not sampled_in(
+        router.routes[3], f"h{i}/load".encode(), event(), None))
+    e = event(tags={"env": "production"}, kind="STATUS")
+    assert names(router.decide(e, "vigil.Event", inside, b"").taken) == ["prod", "tenth"]
+    decision = router.decide(e, "vigil.Event", outside, b"")
+    assert (names(decision.taken), names(decision.sampled_out)) == (["prod"], ["tenth"])
