@@ -29,6 +29,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "emit": "app.events_cli:emit_command",
     "events": "app.events_cli:events_group",
     "rules": "app.rules.cli:rules_group",
+    "routes": "app.routing.cli:routes_group",
     "bridge": "app.bridges.cli:bridge_group",
     "worker": "app.runtime.cli:worker_command",
     "beacon": "app.beacons.cli:beacon_group",

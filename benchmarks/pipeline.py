@@ -4,6 +4,7 @@ run, plus event-to-alert latency at a steady rate.
 
     python benchmarks/pipeline.py [--events 1000000] [--identities 10000] [--guarantee at_least_once]
                                   [--latency-rate 5000] [--latency-seconds 20] [--json]
+                                  [--no-routes] [--with-sinks SETTINGS.yaml]
 
 Throughput: the dataset of the runtime benchmark (benchmarks/common.py: 1 ms of event time apart,
 one metric, a ttl on a tenth of the identities, some non-OK severities, so there are transitions,
@@ -12,6 +13,13 @@ dict update); `raw_vigil_decode_eps` the same loop decoding with Vigil's serde, 
 (its compiled Avro reader when built), with `ratio_vigil_decode` against it; `pipeline_eps` is a
 Worker running the built-in pipeline agent with RocksDB tables and changelogs, from the first
 record processed to the commit after the N-th (start-up excluded).
+
+Issue 24's figure, in the same run: `pipeline_routes_eps` is the same measurement with the routes
+stage beside the pipeline (ROUTES: 10 routes over globs, tags and severity, two of them 10% samples;
+their destination topics created here), and `routes_ratio` = pipeline_routes_eps / pipeline_eps
+(goal >= ROUTES_TARGET_RATIO). `--with-sinks FILE` adds the metric sink stages to that run, built
+from the settings with FILE's keys (a vigil.yaml fragment that enables them); until this build has
+sink stages (app.stages) it says so and runs without them. `--no-routes` skips the second run.
 
 Latency: a fresh set of topics and `vigil worker` (built-in stages, as deployed) in a subprocess;
 events produced at a steady rate with their production time as event time, a fifth of them
@@ -33,6 +41,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +54,33 @@ from app.model.ids import new_id
 from app.model.schemas import builtin_schema
 from app.model.serde import AvroSerde
 from app.registry.client import RegistryClient
+from app.runtime.stage import Stage
 from app.runtime.worker import Guarantee, Worker, WorkerOptions
 from app.topics.admin import reconcile
-from app.topics.spec import load_topics_file
+from app.topics.spec import TopicSpec, load_topics_file
 
-__all__ = ["alert_latency_ms", "pipeline_eps"]
+__all__ = ["ROUTES", "alert_latency_ms", "pipeline_eps", "routes_stages", "sink_stages"]
 
 TARGET_RATIO = 0.35
 TARGET_P99_MS = 100.0
+ROUTES_TARGET_RATIO = 0.9
+#: The routes of the "with routes" run, over the dataset of common.py (subjects host-0..999, names
+#: load-0..9, tags.class client|server, severity 0 for 97%): about a third of the events are copied.
+ROUTES = """\
+routes:
+  - {name: hosts-1x, match: {subject: "host-1*", name: load-0}, to: bench-hosts-1x}
+  - {name: warnings, match: {severity: {ge: 1}}, to: bench-warnings}
+  - {name: critical-servers, match: {severity: critical, tags.class: server}, to: bench-critical}
+  - {name: clients-load0, match: {tags.class: client, name: "load-0"}, to: bench-clients}
+  - {name: hosts-x5, match: {subject: "host-*5", name: load-9}, to: bench-hosts-x5}
+  - {name: servers-9xx, match: {subject: "host-9*", not: {tags.class: client}}, to: bench-servers-9}
+  - {name: two-hosts, match: {any: [{subject: host-42}, {subject: host-420}]}, to: bench-two-hosts}
+  - {name: status-only, match: {kind: status}, to: bench-status}
+  - {name: servers-tenth, match: {tags.class: server}, to: bench-dev-servers, sample: {percent: 10}}
+  - {name: all-tenth, to: bench-dev-all, sample: {percent: 10, by: event_id}}
+"""
+#: Stages `vigil worker` builds that are not metric sinks (the rest of app.stages are, once they exist).
+_NOT_SINKS = frozenset({"pipeline", "rules", "members", "routes"})
 
 
 def _isolated(settings: Settings, state_dir: Path) -> Settings:
@@ -116,17 +144,52 @@ def _first_time(consumer: Any, serde: AvroSerde, partitions: int) -> int:
     return min(firsts.values())
 
 
+def routes_stages(s: Settings, rules_dir: Path) -> list[Stage]:
+    """The routes stage over ROUTES (written to `rules_dir/routes`), destination topics created."""
+    from app.routing.loader import load_routes, routes_dir
+    from app.routing.stage import RoutesConfig, RoutesStage
+
+    routes_dir(rules_dir).mkdir(parents=True, exist_ok=True)
+    (routes_dir(rules_dir) / "bench.yaml").write_text(ROUTES)
+    routes = load_routes(rules_dir)
+    if routes.errors:
+        raise RuntimeError(f"benchmark routes invalid: {'; '.join(map(str, routes.errors))}")
+    reconcile(make_admin(s), [TopicSpec(name=s.topic(r.to), partitions=6, replication=1, config={})
+                              for r in routes], dry_run=False)
+    return [RoutesStage(RoutesConfig(routes_dir(rules_dir), settings=s)).stage()]
+
+
+def sink_stages(s: Settings, settings_file: Path) -> list[Stage]:
+    """The metric sink stages of app.stages, built from `s` with the keys of `settings_file` (which
+    enable them); none (said on stderr) while this build has no sink stages."""
+    import yaml
+
+    from app.stages import BUILTIN_STAGES, build_stages
+
+    names = [name for name in BUILTIN_STAGES if name not in _NOT_SINKS]
+    if not names:
+        log("--with-sinks: this build has no metric sink stages (app.stages: "
+            f"{', '.join(BUILTIN_STAGES)}); the run goes on without them")
+        return []
+    overrides = yaml.safe_load(settings_file.read_text()) or {}
+    sink_settings = Settings.model_validate({**s.model_dump(), **overrides})
+    log(f"--with-sinks: stages {', '.join(names)} with {', '.join(overrides) or 'default settings'}")
+    return build_stages(sink_settings, names)
+
+
 def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
-                 gc_threshold: tuple[int, ...] | None = None) -> dict[str, Any]:
+                 gc_threshold: tuple[int, ...] | None = None, stages: Sequence[Stage] = ()) -> dict[str, Any]:
     """Events/s of the built-in pipeline agent in a Worker (tables in RocksDB with changelogs), on
-    the `events` topic of settings `s`. `gc_threshold`: an experiment, gc.set_threshold for the run
-    (the worker itself does not tune the garbage collector)."""
+    the `events` topic of settings `s`, with the agents of `stages` beside it (closed afterwards).
+    `gc_threshold`: an experiment, gc.set_threshold for the run (the worker itself does not tune
+    the garbage collector)."""
     from app.pipeline.agents import Pipeline
     from app.pipeline.config import PipelineConfig
 
     pipeline = Pipeline(PipelineConfig.from_settings(s))
-    worker = Worker(s, [pipeline.agent], WorkerOptions(app_id=f"bench-pl-{uuid.uuid4().hex[:6]}",
-                                                       guarantee=guarantee, instance_id="bench"))
+    worker = Worker(s, [pipeline.agent, *(a for stage in stages for a in stage.agents)],
+                    WorkerOptions(app_id=f"bench-pl-{uuid.uuid4().hex[:6]}", guarantee=guarantee, instance_id="bench"),
+                    collectors=[c for stage in stages for c in stage.collectors])
     stats = worker.engine.stats[pipeline.agent.name]
     thread = threading.Thread(target=worker.run, daemon=True)
     gc_seconds = _time_gc()
@@ -160,6 +223,14 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
     finally:
         worker.stop()
         thread.join(120)
+        for stage in stages:
+            stage.close()
+
+
+def _routed_copies(stages: Sequence[Stage]) -> int:
+    """Copies the routes stage sent (its vigil_routed_total, all routes)."""
+    return int(sum(sample.value for stage in stages for registry in stage.collectors for metric in registry.collect()
+                   if metric.name == "vigil_routed" for sample in metric.samples if sample.name.endswith("_total")))
 
 
 def _time_gc() -> Any:
@@ -323,6 +394,9 @@ def main() -> None:
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--gc-threshold", type=lambda t: tuple(int(x) for x in t.split(",")), metavar="G0,G1,G2",
                         help="experiment: gc.set_threshold for the pipeline run (default: Python's)")
+    parser.add_argument("--no-routes", action="store_true", help="skip the run with 10 routes (pipeline_routes_eps)")
+    parser.add_argument("--with-sinks", type=Path, metavar="SETTINGS.yaml", default=None,
+                        help="the routes run also runs the metric sink stages, enabled by this vigil.yaml fragment")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result: dict[str, Any] = {"events": args.events, "identities": args.identities, "guarantee": args.guarantee,
@@ -347,6 +421,21 @@ def main() -> None:
             result["ratio_vigil_decode"] = round(result["pipeline_eps"] / result["raw_vigil_decode_eps"], 3)
             log(f"pipeline: {result['pipeline_eps']:,.0f} ev/s ({result['ratio']} x raw, target {TARGET_RATIO}); "
                 f"{result['cpu_eps']:,} events per CPU second")
+            if not args.no_routes:
+                extra = routes_stages(s, Path(state) / "rules")
+                if args.with_sinks is not None:
+                    sinks = sink_stages(s, args.with_sinks)
+                    extra += sinks
+                    result["sinks"] = [stage.name for stage in sinks]
+                routed = pipeline_eps(s, args.events, Guarantee(args.guarantee), args.gc_threshold, extra)
+                result["pipeline_routes_eps"] = routed["eps"]
+                result["pipeline_routes_cpu_eps"] = routed["cpu_eps"]
+                result["routes"] = ROUTES.count("- {name:")
+                result["routed_copies"] = _routed_copies(extra)
+                result["routes_ratio"] = round(result["pipeline_routes_eps"] / result["pipeline_eps"], 3)
+                log(f"pipeline with {result['routes']} routes{' and sinks' if result.get('sinks') else ''}: "
+                    f"{result['pipeline_routes_eps']:,.0f} ev/s ({result['routes_ratio']} x without, target "
+                    f"{ROUTES_TARGET_RATIO}); {result['routed_copies']:,} copies")
         if args.latency_rate > 0:
             lat = alert_latency_ms(settings, rate_eps=args.latency_rate, seconds=args.latency_seconds,
                                    identities=min(args.identities, 1000), guarantee=args.guarantee,
