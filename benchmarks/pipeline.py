@@ -79,8 +79,8 @@ routes:
   - {name: servers-tenth, match: {tags.class: server}, to: bench-dev-servers, sample: {percent: 10}}
   - {name: all-tenth, to: bench-dev-all, sample: {percent: 10, by: event_id}}
 """
-#: Stages `vigil worker` builds that are not metric sinks (the rest of app.stages are, once they exist).
-_NOT_SINKS = frozenset({"pipeline", "rules", "members", "routes"})
+#: How the metric sink stages of app.stages are recognised by name (--sink-stages names them instead).
+_SINK_WORDS = ("sink", "prometheus", "graphite", "otlp", "opentelemetry")
 
 
 def _isolated(settings: Settings, state_dir: Path) -> Settings:
@@ -159,14 +159,16 @@ def routes_stages(s: Settings, rules_dir: Path) -> list[Stage]:
     return [RoutesStage(RoutesConfig(routes_dir(rules_dir), settings=s)).stage()]
 
 
-def sink_stages(s: Settings, settings_file: Path) -> list[Stage]:
-    """The metric sink stages of app.stages, built from `s` with the keys of `settings_file` (which
-    enable them); none (said on stderr) while this build has no sink stages."""
+def sink_stages(s: Settings, settings_file: Path, names: list[str] | None = None) -> list[Stage]:
+    """The metric sink stages of app.stages (`names`, else those named like sinks), built from `s`
+    with the keys of `settings_file` (which enable them); none (said on stderr) while this build has
+    no sink stages."""
     import yaml
 
     from app.stages import BUILTIN_STAGES, build_stages
 
-    names = [name for name in BUILTIN_STAGES if name not in _NOT_SINKS]
+    if names is None:
+        names = [name for name in BUILTIN_STAGES if any(word in name for word in _SINK_WORDS)]
     if not names:
         log("--with-sinks: this build has no metric sink stages (app.stages: "
             f"{', '.join(BUILTIN_STAGES)}); the run goes on without them")
@@ -397,6 +399,9 @@ def main() -> None:
     parser.add_argument("--no-routes", action="store_true", help="skip the run with 10 routes (pipeline_routes_eps)")
     parser.add_argument("--with-sinks", type=Path, metavar="SETTINGS.yaml", default=None,
                         help="the routes run also runs the metric sink stages, enabled by this vigil.yaml fragment")
+    parser.add_argument("--sink-stages", type=lambda t: [n for n in t.split(",") if n], default=None,
+                        metavar="A,B", help="with --with-sinks: the stages of app.stages to add (default: those "
+                                            "named like a sink: prometheus, graphite, otlp, ...)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result: dict[str, Any] = {"events": args.events, "identities": args.identities, "guarantee": args.guarantee,
@@ -424,7 +429,7 @@ def main() -> None:
             if not args.no_routes:
                 extra = routes_stages(s, Path(state) / "rules")
                 if args.with_sinks is not None:
-                    sinks = sink_stages(s, args.with_sinks)
+                    sinks = sink_stages(s, args.with_sinks, args.sink_stages)
                     extra += sinks
                     result["sinks"] = [stage.name for stage in sinks]
                 routed = pipeline_eps(s, args.events, Guarantee(args.guarantee), args.gc_threshold, extra)

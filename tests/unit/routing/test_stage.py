@@ -150,3 +150,14 @@ def test_sampled_out_events_are_counted(tmp_path: Path) -> None:
     harness.clear_outputs()
     harness.feed_many("events", [event(f"h{i}") for i in range(1000)])
     assert len(harness.outputs()) == copied  # the same identities again
+
+
+def test_the_worker_builds_the_routes_stage_from_the_settings(tmp_path: Path) -> None:
+    from app.config import load_settings
+    from app.stages import build_stages
+
+    write(tmp_path / "routes" / "r.yaml", ROUTES)
+    [stage] = build_stages(load_settings(rules_dir=tmp_path), ["routes"])
+    assert stage.name == "routes" and [a.name for a in stage.agents] == ["routes"]
+    assert stage.agents[0].topic == "events" and stage.agents[0].batch
+    stage.close()
