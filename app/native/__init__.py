@@ -34,8 +34,9 @@ __all__ = ["MANIFEST", "MODULES", "NATIVE_DIR", "NativeFinder", "describe_native
 log = logging.getLogger(__name__)
 
 #: The modules compiled together (one mypyc group). Pure, fully annotated, on the per-event path
-#: (the pipeline's, the rules' field access and match conditions, the store-key codec the pipeline
-#: builds keys with, and the Avro reader and writer every consumed and produced record goes through).
+#: (the pipeline's, the rules' field access and match conditions, the routes' per-event loop, the
+#: store-key codec the pipeline builds keys with, and the Avro reader and writer every consumed and
+#: produced record goes through).
 MODULES: Final = (
     "app.pipeline.aggregate",
     "app.pipeline.windows",
@@ -52,6 +53,8 @@ MODULES: Final = (
     "app.model.avro_plan",
     "app.model.avro_reader",
     "app.model.avro_writer",
+    "app.routing.sampling",
+    "app.routing.router",
 )
 APP_ROOT: Final = Path(__file__).resolve().parent.parent
 #: Where the build puts the extensions and the manifest (not in git).

@@ -11,15 +11,16 @@ names literal event names only for events of those names). The sample decision i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Final
 
 from app.routing.sampling import sample_point
 from app.routing.spec import Route
 from app.rules.fields import EVENT_TYPE
 
-__all__ = ["CACHE_LIMIT", "Decision", "Router", "sample_key", "sampled_in"]
+__all__ = ["CACHE_LIMIT", "BatchCounts", "Decision", "Router", "Sampler", "route_batch", "sample_key", "sampled_in"]
 
 #: Distinct field-value combinations cached per router (past it, the cache starts again).
 CACHE_LIMIT: Final = 200_000
@@ -51,6 +52,32 @@ def sampled_in(route: Route, key: bytes | None, event: Mapping[str, Any], raw_va
     return sample_point(sample_key(route, key, event, raw_value)) < route.sample_below
 
 
+class Sampler:
+    """sampled_in with the sample points of identities remembered (an identity's point is the
+    same for all its events: one dict lookup instead of a hash per event and route)."""
+
+    def __init__(self, cache_limit: int = CACHE_LIMIT) -> None:
+        self._points: dict[bytes, int] = {}
+        self._cache_limit = cache_limit
+
+    def admits(self, route: Route, key: bytes | None, event: Mapping[str, Any], raw_value: bytes | None) -> bool:
+        """Whether a record that matches `route` is in its sample."""
+        if route.sample_percent is None:
+            return True
+        if route.sample_by != "identity":
+            event_id = event.get("id")
+            data = event_id.encode() if type(event_id) is str and event_id else sample_key(route, key, event, raw_value)
+            return sample_point(data) < route.sample_below
+        if key is None:
+            return sample_point(sample_key(route, key, event, raw_value)) < route.sample_below
+        point = self._points.get(key)
+        if point is None:
+            if len(self._points) >= self._cache_limit:
+                self._points.clear()
+            point = self._points[key] = sample_point(key)
+        return point < route.sample_below
+
+
 @dataclass(frozen=True)
 class Decision:
     """Where one event goes: the routes that copy it, and the matching routes whose sample left it out."""
@@ -66,9 +93,9 @@ class Router:
         self.routes: tuple[Route, ...] = tuple(r for r in routes if r.enabled)
         refs = {f.key: f for r in self.routes for f in r.fields}
         self.fields = tuple(sorted(refs))
-        self._getters = tuple(refs[k].get for k in self.fields)
         #: whether decisions of vigil.Event records are cached by their field values
         self.caches = all(_repeats(k) for k in self.fields)
+        self._key = _key_function(self.fields) if self.caches else None
         self._cache: dict[tuple[Any, ...], tuple[Route, ...]] = {}
         self._cache_limit = cache_limit
 
@@ -79,9 +106,12 @@ class Router:
         """The enabled routes whose match accepts the event, in definition order (before sampling)."""
         # The schema fixes the types of vigil.Event fields, so equal values mean equal decisions
         # (custom types could hold 1 in one record and True in another, which hash alike).
-        if not self.caches or event_type != EVENT_TYPE:
+        if self._key is None or event_type != EVENT_TYPE:
             return self._evaluate(event, event_type)
-        key = tuple([get(event, event_type) for get in self._getters])
+        try:
+            key = self._key(event)
+        except (KeyError, AttributeError, TypeError):  # a field the record lacks, tags not a map: no shortcut
+            return self._evaluate(event, event_type)
         cache = self._cache
         hit = cache.get(key)
         if hit is None:
@@ -96,10 +126,65 @@ class Router:
         return tuple(r for r in self.routes if (r.names is None or name in r.names) and r.match(event, event_type))
 
     def decide(self, event: Mapping[str, Any], event_type: str, key: bytes | None,
-               raw_value: bytes | None) -> Decision:
+               raw_value: bytes | None, sampler: Sampler | None = None) -> Decision:
         """Where the event goes after sampling (what the stage does, for tools and tests)."""
+        admits = (sampler or Sampler()).admits
         taken: list[Route] = []
         out: list[Route] = []
         for route in self.matching(event, event_type):
-            (taken if sampled_in(route, key, event, raw_value) else out).append(route)
+            (taken if admits(route, key, event, raw_value) else out).append(route)
         return Decision(tuple(taken), tuple(out))
+
+
+def _key_function(fields: tuple[str, ...]) -> Callable[[Mapping[str, Any]], Any]:
+    """The cache key of a vigil.Event: the values of `fields` (top-level ones by one itemgetter, in
+    C; tags from the tags map, None when absent: tag values are strings). `type` is not read: only
+    vigil.Event records are cached. Raises KeyError for a record without one of the top-level fields."""
+    top = tuple(f for f in fields if f in _REPEATING and f != "type")
+    tags = tuple(f[len("tags."):] for f in fields if f.startswith("tags."))
+    get_top: Callable[[Mapping[str, Any]], Any] = itemgetter(*top) if top else (lambda _: None)
+    if not tags:
+        return get_top
+    if len(tags) == 1:
+        (tag,) = tags
+        return lambda event: (get_top(event), event["tags"].get(tag))
+    return lambda event: (get_top(event), tuple([event["tags"].get(t) for t in tags]))
+
+
+@dataclass
+class BatchCounts:
+    """What route_batch did, per route: copies sent, left out by the sample, not sent (missing topic)."""
+
+    routed: dict[Route, int]
+    sampled_out: dict[Route, int]
+    missing: dict[Route, int]
+
+
+def route_batch(router: Router, sampler: Sampler, records: list[Any], missing_topics: frozenset[str],
+                send: Callable[..., None]) -> BatchCounts:
+    """Route a batch of consumed records (the engine's InRecords: value decoded, raw key and value,
+    headers, timestamp): `send(topic, raw key, raw value, headers=, timestamp_ms=)` once per record and
+    route it takes, except to `missing_topics` (counted). The stage's per-event loop, here so that it
+    is compiled with the router (app.native)."""
+    routed: dict[Route, int] = {}
+    left_out: dict[Route, int] = {}
+    dropped: dict[Route, int] = {}
+    matching = router.matching
+    admits = sampler.admits
+    for r in records:
+        value = r.value
+        if type(value) is not dict:
+            continue  # not an event (the pipeline dead-letters it)
+        type_name = r.type_name
+        matched = matching(value, type_name if type_name is not None else EVENT_TYPE)
+        if not matched:
+            continue
+        for route in matched:
+            if route.sample_percent is not None and not admits(route, r.raw_key, value, r.raw_value):
+                left_out[route] = left_out.get(route, 0) + 1
+            elif route.to in missing_topics:
+                dropped[route] = dropped.get(route, 0) + 1
+            else:
+                send(route.to, r.raw_key, r.raw_value, headers=r.headers, timestamp_ms=r.timestamp_ms)
+                routed[route] = routed.get(route, 0) + 1
+    return BatchCounts(routed, left_out, dropped)

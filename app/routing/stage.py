@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter as Tally
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +29,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from app.config import Settings
 from app.routing.catalog import KafkaTopicCatalog, TopicCatalog
 from app.routing.loader import RouteSetLoader, routes_dir
-from app.routing.router import Router, sampled_in
+from app.routing.router import Router, Sampler, route_batch
 from app.routing.spec import SOURCE_TOPIC
-from app.rules.fields import EVENT_TYPE
 from app.runtime.agent import Agent, AgentRegistry, agent
 from app.runtime.context import AgentContext
 from app.runtime.stage import Stage
@@ -73,6 +71,7 @@ class RoutesStage:
         self.catalog = catalog
         self.clock = clock
         self.router = Router(())
+        self.sampler = Sampler()
         self._version = -1
         #: logical destination names found missing in the catalog's last answer
         self._missing: frozenset[str] = frozenset()
@@ -135,33 +134,14 @@ class RoutesStage:
         if not router:
             return
         missing = self._missing_topics(ctx.settings)
-        matching = router.matching
-        send = ctx.send
-        routed: Tally[str] = Tally()
-        left_out: Tally[str] = Tally()
-        dropped: Tally[tuple[str, str]] = Tally()
-        for r in ctx.records:
-            value = r.value
-            if type(value) is not dict:
-                continue  # not an event (the pipeline dead-letters it)
-            matched = matching(value, r.type_name or EVENT_TYPE)
-            if not matched:
-                continue
-            for route in matched:
-                if route.sample_percent is not None and not sampled_in(route, r.raw_key, value, r.raw_value):
-                    left_out[route.name] += 1
-                elif route.to in missing:
-                    dropped[route.to, route.name] += 1
-                else:
-                    send(route.to, r.raw_key, r.raw_value, headers=r.headers, timestamp_ms=r.timestamp_ms)
-                    routed[route.name] += 1
-        for name, n in routed.items():
-            self.routed.labels(name).inc(n)
-        for name, n in left_out.items():
-            self.sampled_out.labels(name).inc(n)
-        for (topic, name), n in dropped.items():
-            self.errors.labels(name, MISSING_TOPIC).inc(n)
-            self._report_missing(name, topic, n, ctx.settings)
+        counts = route_batch(router, self.sampler, ctx.records, missing, ctx.send)
+        for route, n in counts.routed.items():
+            self.routed.labels(route.name).inc(n)
+        for route, n in counts.sampled_out.items():
+            self.sampled_out.labels(route.name).inc(n)
+        for route, n in counts.missing.items():
+            self.errors.labels(route.name, MISSING_TOPIC).inc(n)
+            self._report_missing(route.name, route.to, n, ctx.settings)
 
     def _report_missing(self, route: str, topic: str, copies: int, settings: Settings | None) -> None:
         now = self.clock()

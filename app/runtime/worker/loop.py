@@ -709,6 +709,7 @@ class Worker:
         registry cannot give now raises OutputsBlocked (the caller rewinds: the outputs of
         uncommitted work are dropped with it and made again)."""
         enc = self.encoder
+        sent: dict[str, int] = {}  # per topic, counted once per flush (a labels() lookup per record costs)
         for out in self.engine.take_outputs():
             headers = out.headers
             if headers is not None and not isinstance(headers, list):
@@ -721,7 +722,9 @@ class Worker:
                     raise
                 raise OutputsBlocked(f"{out.topic}: {exc}") from exc
             self._produce(topic, value, enc.key(out.key), headers=headers, timestamp_ms=out.timestamp_ms)
-            self.metrics.events_out.labels(out.topic).inc()
+            sent[out.topic] = sent.get(out.topic, 0) + 1
+        for logical, n in sent.items():
+            self.metrics.events_out.labels(logical).inc(n)
         for d in self.engine.take_dead_letters():
             self._dead_letter(d)
         for summary in self.dead_letter_limit.due(self._now_ms(), everything=self._shutting_down):
