@@ -4,7 +4,7 @@ run, plus event-to-alert latency at a steady rate.
 
     python benchmarks/pipeline.py [--events 1000000] [--identities 10000] [--guarantee at_least_once]
                                   [--latency-rate 5000] [--latency-seconds 20] [--json]
-                                  [--no-routes] [--with-sinks SETTINGS.yaml]
+                                  [--routes-repeat 3] [--no-routes] [--with-sinks SETTINGS.yaml]
 
 Throughput: the dataset of the runtime benchmark (benchmarks/common.py: 1 ms of event time apart,
 one metric, a ttl on a tenth of the identities, some non-OK severities, so there are transitions,
@@ -19,7 +19,11 @@ stage beside the pipeline (ROUTES: 10 routes over globs, tags and severity, two 
 their destination topics created here), and `routes_ratio` = pipeline_routes_eps / pipeline_eps
 (goal >= ROUTES_TARGET_RATIO). `--with-sinks FILE` adds the metric sink stages to that run, built
 from the settings with FILE's keys (a vigil.yaml fragment that enables them); until this build has
-sink stages (app.stages) it says so and runs without them. `--no-routes` skips the second run.
+sink stages (app.stages) it says so and runs without them. `--routes-repeat N` (default 3)
+alternates N runs with routes and N runs without (the first is the run above): `pipeline_eps` and
+`pipeline_routes_eps` are then the medians, every run's figure is listed, and `routes_cpu_ratio`
+compares events per CPU second of this process, which other load on the machine disturbs less.
+`--no-routes` skips all this.
 
 Latency: a fresh set of topics and `vigil worker` (built-in stages, as deployed) in a subprocess;
 events produced at a steady rate with their production time as event time, a fifth of them
@@ -229,6 +233,48 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
             stage.close()
 
 
+def _routes_comparison(s: Settings, args: argparse.Namespace, rules_dir: Path, first: dict[str, Any]
+                       ) -> dict[str, Any]:
+    """The pipeline with the routes (and sinks) beside it, `--routes-repeat` times alternating with
+    runs without them (`first` is the first run without): medians of both, their ratio in events/s
+    and in events per CPU second (steadier on a shared machine), every run's figure."""
+    import statistics
+
+    without, with_routes, copies, sinks = [first], [], [], []
+    for i in range(args.routes_repeat):
+        extra = routes_stages(s, rules_dir)
+        if args.with_sinks is not None:
+            sinks = sink_stages(s, args.with_sinks, args.sink_stages)
+            extra += sinks
+        with_routes.append(pipeline_eps(s, args.events, Guarantee(args.guarantee), args.gc_threshold, extra))
+        copies.append(_routed_copies(extra))
+        log(f"pipeline with routes, run {i + 1}: {with_routes[-1]['eps']:,.0f} ev/s, {with_routes[-1]['cpu_eps']:,} "
+            f"per CPU second; {copies[-1]:,} copies")
+        if i + 1 < args.routes_repeat:
+            without.append(pipeline_eps(s, args.events, Guarantee(args.guarantee), args.gc_threshold))
+            log(f"pipeline without, run {i + 2}: {without[-1]['eps']:,.0f} ev/s, {without[-1]['cpu_eps']:,} "
+                f"per CPU second")
+    out: dict[str, Any] = {
+        "routes": ROUTES.count("- {name:"), "routed_copies": copies[-1], "routes_repeat": args.routes_repeat,
+        "pipeline_eps_runs": [round(r["eps"]) for r in without],
+        "pipeline_routes_eps_runs": [round(r["eps"]) for r in with_routes],
+        "pipeline_cpu_eps_runs": [r["cpu_eps"] for r in without],
+        "pipeline_routes_cpu_eps_runs": [r["cpu_eps"] for r in with_routes],
+        "pipeline_eps": statistics.median(r["eps"] for r in without),
+        "pipeline_routes_eps": statistics.median(r["eps"] for r in with_routes),
+    }
+    if args.with_sinks is not None:
+        out["sinks"] = [stage.name for stage in sinks]
+    out["routes_ratio"] = round(out["pipeline_routes_eps"] / out["pipeline_eps"], 3)
+    out["routes_cpu_ratio"] = round(statistics.median(out["pipeline_routes_cpu_eps_runs"])
+                                    / statistics.median(out["pipeline_cpu_eps_runs"]), 3)
+    log(f"pipeline with {out['routes']} routes{' and sinks' if out.get('sinks') else ''}: "
+        f"{out['pipeline_routes_eps']:,.0f} ev/s against {out['pipeline_eps']:,.0f} without (medians of "
+        f"{args.routes_repeat}): {out['routes_ratio']} x (per CPU second {out['routes_cpu_ratio']} x), target "
+        f"{ROUTES_TARGET_RATIO}; {out['routed_copies']:,} copies")
+    return out
+
+
 def _routed_copies(stages: Sequence[Stage]) -> int:
     """Copies the routes stage sent (its vigil_routed_total, all routes)."""
     return int(sum(sample.value for stage in stages for registry in stage.collectors for metric in registry.collect()
@@ -399,6 +445,8 @@ def main() -> None:
     parser.add_argument("--no-routes", action="store_true", help="skip the run with 10 routes (pipeline_routes_eps)")
     parser.add_argument("--with-sinks", type=Path, metavar="SETTINGS.yaml", default=None,
                         help="the routes run also runs the metric sink stages, enabled by this vigil.yaml fragment")
+    parser.add_argument("--routes-repeat", type=int, default=3, metavar="N",
+                        help="runs with routes, alternating with runs without (medians reported)")
     parser.add_argument("--sink-stages", type=lambda t: [n for n in t.split(",") if n], default=None,
                         metavar="A,B", help="with --with-sinks: the stages of app.stages to add (default: those "
                                             "named like a sink: prometheus, graphite, otlp, ...)")
@@ -427,20 +475,7 @@ def main() -> None:
             log(f"pipeline: {result['pipeline_eps']:,.0f} ev/s ({result['ratio']} x raw, target {TARGET_RATIO}); "
                 f"{result['cpu_eps']:,} events per CPU second")
             if not args.no_routes:
-                extra = routes_stages(s, Path(state) / "rules")
-                if args.with_sinks is not None:
-                    sinks = sink_stages(s, args.with_sinks, args.sink_stages)
-                    extra += sinks
-                    result["sinks"] = [stage.name for stage in sinks]
-                routed = pipeline_eps(s, args.events, Guarantee(args.guarantee), args.gc_threshold, extra)
-                result["pipeline_routes_eps"] = routed["eps"]
-                result["pipeline_routes_cpu_eps"] = routed["cpu_eps"]
-                result["routes"] = ROUTES.count("- {name:")
-                result["routed_copies"] = _routed_copies(extra)
-                result["routes_ratio"] = round(result["pipeline_routes_eps"] / result["pipeline_eps"], 3)
-                log(f"pipeline with {result['routes']} routes{' and sinks' if result.get('sinks') else ''}: "
-                    f"{result['pipeline_routes_eps']:,.0f} ev/s ({result['routes_ratio']} x without, target "
-                    f"{ROUTES_TARGET_RATIO}); {result['routed_copies']:,} copies")
+                result.update(_routes_comparison(s, args, Path(state) / "rules", run))
         if args.latency_rate > 0:
             lat = alert_latency_ms(settings, rate_eps=args.latency_rate, seconds=args.latency_seconds,
                                    identities=min(args.identities, 1000), guarantee=args.guarantee,
