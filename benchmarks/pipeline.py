@@ -148,13 +148,13 @@ def _first_time(consumer: Any, serde: AvroSerde, partitions: int) -> int:
     return min(firsts.values())
 
 
-def routes_stages(s: Settings, rules_dir: Path) -> list[Stage]:
-    """The routes stage over ROUTES (written to `rules_dir/routes`), destination topics created."""
+def routes_stages(s: Settings, rules_dir: Path, text: str = ROUTES) -> list[Stage]:
+    """The routes stage over `text` (written to `rules_dir/routes`), destination topics created."""
     from app.routing.loader import load_routes, routes_dir
     from app.routing.stage import RoutesConfig, RoutesStage
 
     routes_dir(rules_dir).mkdir(parents=True, exist_ok=True)
-    (routes_dir(rules_dir) / "bench.yaml").write_text(ROUTES)
+    (routes_dir(rules_dir) / "bench.yaml").write_text(text)
     routes = load_routes(rules_dir)
     if routes.errors:
         raise RuntimeError(f"benchmark routes invalid: {'; '.join(map(str, routes.errors))}")
@@ -240,9 +240,12 @@ def _routes_comparison(s: Settings, args: argparse.Namespace, rules_dir: Path, f
     and in events per CPU second (steadier on a shared machine), every run's figure."""
     import statistics
 
+    from app.routing.loader import load_routes
+
+    text = args.routes_file.read_text() if args.routes_file is not None else ROUTES
     without, with_routes, copies, sinks = [first], [], [], []
     for i in range(args.routes_repeat):
-        extra = routes_stages(s, rules_dir)
+        extra = routes_stages(s, rules_dir, text)
         if args.with_sinks is not None:
             sinks = sink_stages(s, args.with_sinks, args.sink_stages)
             extra += sinks
@@ -255,7 +258,8 @@ def _routes_comparison(s: Settings, args: argparse.Namespace, rules_dir: Path, f
             log(f"pipeline without, run {i + 2}: {without[-1]['eps']:,.0f} ev/s, {without[-1]['cpu_eps']:,} "
                 f"per CPU second")
     out: dict[str, Any] = {
-        "routes": ROUTES.count("- {name:"), "routed_copies": copies[-1], "routes_repeat": args.routes_repeat,
+        "routes": len(load_routes(rules_dir)), "routes_file": str(args.routes_file or "ROUTES"),
+        "routed_copies": copies[-1], "routes_repeat": args.routes_repeat,
         "pipeline_eps_runs": [round(r["eps"]) for r in without],
         "pipeline_routes_eps_runs": [round(r["eps"]) for r in with_routes],
         "pipeline_cpu_eps_runs": [r["cpu_eps"] for r in without],
@@ -445,6 +449,8 @@ def main() -> None:
     parser.add_argument("--no-routes", action="store_true", help="skip the run with 10 routes (pipeline_routes_eps)")
     parser.add_argument("--with-sinks", type=Path, metavar="SETTINGS.yaml", default=None,
                         help="the routes run also runs the metric sink stages, enabled by this vigil.yaml fragment")
+    parser.add_argument("--routes-file", type=Path, default=None, metavar="ROUTES.yaml",
+                        help="the routes of the routes run (default: ROUTES, 10 routes over this dataset)")
     parser.add_argument("--routes-repeat", type=int, default=3, metavar="N",
                         help="runs with routes, alternating with runs without (medians reported)")
     parser.add_argument("--sink-stages", type=lambda t: [n for n in t.split(",") if n], default=None,
@@ -475,7 +481,8 @@ def main() -> None:
             log(f"pipeline: {result['pipeline_eps']:,.0f} ev/s ({result['ratio']} x raw, target {TARGET_RATIO}); "
                 f"{result['cpu_eps']:,} events per CPU second")
             if not args.no_routes:
-                result.update(_routes_comparison(s, args, Path(state) / "rules", run))
+                first = {"eps": result["pipeline_eps"], "cpu_eps": result["cpu_eps"]}
+                result.update(_routes_comparison(s, args, Path(state) / "rules", first))
         if args.latency_rate > 0:
             lat = alert_latency_ms(settings, rate_eps=args.latency_rate, seconds=args.latency_seconds,
                                    identities=min(args.identities, 1000), guarantee=args.guarantee,
