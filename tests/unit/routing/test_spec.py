@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from app.routing.loader import check_routes, load_routes
 from app.routing.sampling import HASH_SPACE
 from app.routing.spec import compile_routes_text
 from app.rules.cli import rules_group
+from app.rules.match import compile_match, match_fields
+from app.rules.source import ErrorSink
 
 GOOD = """\
 routes:
@@ -94,3 +97,17 @@ def test_rules_check_passes_with_valid_routes_and_does_not_read_them_as_rules(tm
 
 def test_no_routes_folder_is_no_error(tmp_path: Path) -> None:
     assert check_routes(tmp_path) == [] and len(load_routes(tmp_path)) == 0
+
+
+def test_a_route_matches_exactly_as_a_rule_with_the_same_match() -> None:
+    spec = {"subject": "web*", "severity": {"any": [{"eq": 1}, {"ge": 3}]}, "not": {"tags.env": "dev"},
+            "any": [{"kind": "metric"}, {"metrics.load1": {"gt": 10}}]}
+    assert match_fields(spec) == {"subject", "severity", "tags.env", "kind", "metrics.load1"}
+    [route], errors = compile_routes_text(yaml.safe_dump({"routes": [{"name": "r", "to": "x", "match": spec}]}), "r")
+    assert errors == []
+    rule_match = compile_match(spec, ErrorSink("rule"), 1)
+    events = [{"subject": s, "severity": sev, "tags": tags, "kind": kind, "metrics": metrics}
+              for s in ("web1", "db1") for sev in (0, 1, 3) for tags in ({}, {"env": "dev"})
+              for kind in ("METRIC", "STATUS") for metrics in ({}, {"load1": 11.0})]
+    assert [route.match(e, "vigil.Event") for e in events] == [rule_match(e, "vigil.Event") for e in events]
+    assert any(route.match(e, "vigil.Event") for e in events) and not all(route.match(e, "vigil.Event") for e in events)
