@@ -20,9 +20,9 @@ from typing import Final
 from app.lookups.data import DATA_DIR
 from app.lookups.hierarchy import HIERARCHY_FILE
 from app.lookups.loader import LookupLoader
+from app.routing.loader import ROUTES_FOLDER
 from app.rules.files import definition_files
 from app.rules.source import RuleError
-from app.routing.loader import ROUTES_FOLDER
 from app.rules.spec import Rule, compile_rules_text
 
 __all__ = ["FixedRules", "ReloadResult", "RuleSet", "RuleSetLoader", "check_rules", "load_rules", "rule_files"]
