@@ -9,94 +9,47 @@ subjects. The destinations decode with the protocols' reference decoders (destin
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from app.bus.clients import make_admin
-from app.config import Settings
-from app.runtime.stage import Stage, combine
-from app.runtime.worker import Worker, WorkerOptions
-from app.sdk import Emitter
-from app.sinks.config import sinks_on
-from app.stages import build_stages
-from app.topics.admin import reconcile
-from app.topics.spec import load_topics_file
-from tests.conftest import REPO, free_port, wait_until
-from tests.integration.runtime.kafka_helpers import worker_thread
+from tests.conftest import wait_until
+from tests.integration.sinks.conftest import DELIVERY, S, SinksWorker, unique
 from tests.integration.sinks.destinations import GraphiteListener, HttpDestination, otlp_samples, remote_write_samples
-
-S = 1000
-#: Fast retries, small batches leaving soon: the tests wait on conditions, never on these.
-DELIVERY = {"batch_delay": "100ms", "retry_initial": "100ms", "retry_max": "500ms", "timeout": "30s"}
 
 
 @dataclass
 class Live:
-    settings: Settings
-    worker: Worker
-    url: str
-    emitter: Emitter
+    """The module's worker and the destinations its push sinks send to."""
+
+    sinks: SinksWorker
     remote_write: HttpDestination
     otlp: HttpDestination
     graphite: GraphiteListener
-    #: event time after every event sent so far: with no grace, an event behind its partition's
-    #: event-time watermark would be late (not counted in any window)
-    next_t0_ms: int = 0
-
-    def scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        text = httpx.get(f"{self.url}/metrics", timeout=10).text
-        return {(s.name, tuple(sorted(s.labels.items()))): s.value
-                for family in text_string_to_metric_families(text) for s in family.samples}
-
-    def counter(self, name: str, **labels: str) -> float:
-        return self.scrape().get((name, tuple(sorted(labels.items()))), 0.0)
 
     def emit_windows(self, subject: str) -> list[tuple[int, float]]:
-        """Events of `subject` 400 ms apart (load1 = 0, 1, 2, ...) over 2.8 s that close two 1-s
-        windows: [(window start ms, mean)] of those."""
-        t0 = max((int(time.time() * 1000) // S - 20) * S, self.next_t0_ms)
-        self.next_t0_ms = t0 + 4 * S
-        for i in range(8):
-            self.emitter.emit(subject=subject, name="load", kind="METRIC", time=t0 + i * 400,
-                              metrics={"load1": float(i)})
-        return [(t0, 1.0), (t0 + S, 3.5)]
+        return self.sinks.emit_windows(subject)
 
+    def scrape(self) -> dict[Any, float]:
+        return self.sinks.scrape()
 
-def _unique(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:8]}"
+    def counter(self, name: str, **labels: str) -> float:
+        return self.sinks.counter(name, **labels)
 
 
 @pytest.fixture(scope="module")
-def live(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    prefix = f"sk{uuid.uuid4().hex[:8]}-"
+def live(sinks_worker) -> Iterator[Live]:
     remote_write = HttpDestination(remote_write_samples).start()
     otlp = HttpDestination(otlp_samples).start()
     graphite = GraphiteListener().start()
-    s = settings.model_copy(update={"topic_prefix": prefix, "state_dir": tmp_path_factory.mktemp("sinks-state"),
-                                    "pipeline": {"window_sizes": ["1s"], "grace": 0, "close_spread": 0}})
-    s = sinks_on(s, prometheus={}, remote_write={"url": f"{remote_write.url}/api/v1/write", **DELIVERY},
-                 otlp={"endpoint": otlp.url, **DELIVERY},
-                 graphite={"address": f"127.0.0.1:{graphite.port}", **DELIVERY})
-    reconcile(make_admin(s), load_topics_file(REPO / "topics.yaml").with_prefix(prefix).topics, dry_run=False)
-    parts = combine(build_stages(s, ["pipeline", "sinks"]))
-    port = free_port()
-    options = WorkerOptions(app_id=f"sk-{uuid.uuid4().hex[:6]}", instance_id="w1", commit_interval_ms=200,
-                            http_port=port)
     try:
-        with worker_thread(s, Stage("test", parts.agents, parts.routes, parts.collectors), options) as worker:
-            wait_until(lambda: len(worker.engine.assigned()) == 12, timeout_s=60,
-                       message="events and metrics partitions assigned")
-            emitter = Emitter(s)
-            yield Live(s, worker, f"http://127.0.0.1:{port}", emitter, remote_write, otlp, graphite)
-            emitter.close()
+        with sinks_worker(prometheus={}, remote_write={"url": f"{remote_write.url}/api/v1/write", **DELIVERY},
+                          otlp={"endpoint": otlp.url, **DELIVERY},
+                          graphite={"address": f"127.0.0.1:{graphite.port}", **DELIVERY}) as worker:
+            yield Live(worker, remote_write, otlp, graphite)
     finally:
-        parts.close()
         for destination in (remote_write, otlp, graphite):
             destination.stop()
 
@@ -106,7 +59,7 @@ def _means(samples, name: str) -> set[tuple[int, float]]:
 
 
 def test_events_in__windows_closed__every_sink_delivers_them(live: Live) -> None:
-    subject = _unique("web")
+    subject = unique("web")
     expected = live.emit_windows(subject)
     ends = {(start + S, mean) for start, mean in expected}
     wait_until(lambda: _means(live.remote_write.of(subject), "vigil_window_mean") == ends, timeout_s=60,
@@ -127,7 +80,7 @@ def test_events_in__windows_closed__every_sink_delivers_them(live: Live) -> None
 
 
 def test_destination_down__windows_wait_on_disk_then_arrive_when_it_is_back(live: Live) -> None:
-    subject = _unique("down")
+    subject = unique("down")
     live.remote_write.stop()
     try:
         expected = live.emit_windows(subject)
@@ -146,7 +99,7 @@ def test_destination_down__windows_wait_on_disk_then_arrive_when_it_is_back(live
 
 
 def test_answering_500__retried_until_accepted(live: Live) -> None:
-    subject = _unique("five")
+    subject = unique("five")
     live.otlp.status = 503
     try:
         expected = live.emit_windows(subject)
@@ -160,7 +113,7 @@ def test_answering_500__retried_until_accepted(live: Live) -> None:
 
 
 def test_answering_400__dropped_and_counted_later_windows_still_delivered(live: Live) -> None:
-    refused, later = _unique("bad"), _unique("good")
+    refused, later = unique("bad"), unique("good")
     dropped = live.counter("vigil_sink_dropped_samples_total", sink="remote_write", reason="rejected")
     live.remote_write.status = 400
     try:
@@ -177,7 +130,7 @@ def test_answering_400__dropped_and_counted_later_windows_still_delivered(live: 
 
 
 def test_a_hanging_destination_never_holds_the_worker_up(live: Live) -> None:
-    first, second = _unique("hang"), _unique("after")
+    first, second = unique("hang"), unique("after")
     live.remote_write.answering.clear()
     try:
         expected_first = live.emit_windows(first)

@@ -36,8 +36,13 @@ def test_window_label__as_people_write_sizes() -> None:
 
 
 def test_identity_memo__builds_once_per_identity_and_forgets_past_its_bound() -> None:
-    built = []
-    memo = IdentityMemo(lambda w: built.append(w.subject) or w.subject.upper(), max_entries=2)
+    built: list[str] = []
+
+    def build(w: ClosedWindow) -> str:
+        built.append(w.subject)
+        return w.subject.upper()
+
+    memo = IdentityMemo(build, max_entries=2)
     assert [memo.get(window(s)) for s in ("a", "a", "b", "a")] == ["A", "A", "B", "A"]
     assert built == ["a", "b"]
     memo.get(window("c"))  # a third identity: the memo starts over
