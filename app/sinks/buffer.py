@@ -5,7 +5,8 @@ the payload), written to a temporary name and renamed, so a crash leaves whole b
 A restart finds them again in order. The total stays under `max_bytes`: to take a new batch the
 oldest are dropped, and their samples counted (the newest data is worth most, and receivers such as
 Prometheus refuse samples that are too old anyway). A directory is held by one process at a time
-(an flock on `LOCK`): a second worker on the same state_dir gets an error naming it.
+(an flock on `LOCK`); `claim` gives a second worker on the same state_dir a directory of its own
+beside the first (`<dir>-2`, ...), so workers on one host never share a buffer.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ from typing import Final
 
 from app.sinks.types import Payload
 
-__all__ = ["BufferLocked", "DiskBuffer", "Stored"]
+__all__ = ["BufferLocked", "DiskBuffer", "Stored", "claim_buffer"]
+
+#: How many directories `claim_buffer` tries (workers with one state_dir on one host).
+MAX_CLAIMS: Final = 64
 
 log = logging.getLogger(__name__)
 
@@ -154,3 +158,17 @@ class DiskBuffer:
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
+
+
+def claim_buffer(directory: Path, *, max_bytes: int, on_drop: Callable[[str, int], None]) -> DiskBuffer:
+    """The buffer at `directory`, or when another process holds it, at the first free of
+    `<directory>-2`, `-3`, ... (a restarted worker finds its batches again when it is alone, or
+    takes over another's, which it sends just the same)."""
+    for n in range(1, MAX_CLAIMS + 1):
+        candidate = directory if n == 1 else directory.with_name(f"{directory.name}-{n}")
+        try:
+            return DiskBuffer(candidate, max_bytes=max_bytes, on_drop=on_drop)
+        except BufferLocked:
+            continue
+    raise BufferLocked(f"{directory}: {MAX_CLAIMS} processes hold this sink buffer and its siblings; give the "
+                       "workers state_dirs of their own (or sinks.<sink>.buffer_dir)")

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from app.retry import Backoff
-from app.sinks.buffer import DiskBuffer
+from app.sinks.buffer import claim_buffer
 from app.sinks.config import PushConfig
 from app.sinks.metrics import DROP_REASONS, SinkMetrics
 from app.sinks.types import Encoder, SendFailed, Transport
@@ -64,7 +64,7 @@ class PushSink:
         self._retries = metrics.retries.labels(name)
         self._buffered = metrics.buffered_bytes.labels(name)
         self._dropped = {reason: metrics.dropped.labels(name, reason) for reason in DROP_REASONS}
-        self.buffer = DiskBuffer(buffer_dir, max_bytes=config.buffer_max_bytes, on_drop=self._drop)
+        self.buffer = claim_buffer(buffer_dir, max_bytes=config.buffer_max_bytes, on_drop=self._drop)
         self._buffered.set(self.buffer.bytes)
         self._cond = threading.Condition()
         self._incoming: list[ClosedWindow] = []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.sinks.buffer import BufferLocked, DiskBuffer
+from app.sinks.buffer import BufferLocked, DiskBuffer, claim_buffer
 from app.sinks.types import Payload
 
 
@@ -82,3 +82,17 @@ def test_one_process_per_directory(tmp_path: Path) -> None:
         _buffer(tmp_path, drops)
     held.close()
     _buffer(tmp_path, drops).close()
+
+
+def test_claim__a_second_process_on_the_same_state_dir_gets_a_sibling(tmp_path: Path) -> None:
+    drops: Counter = Counter()
+    first = claim_buffer(tmp_path / "graphite", max_bytes=1000, on_drop=lambda r, n: None)
+    second = claim_buffer(tmp_path / "graphite", max_bytes=1000, on_drop=lambda r, n: None)
+    assert (first.directory.name, second.directory.name) == ("graphite", "graphite-2")
+    second.append(Payload(b"kept", 1))
+    second.close()
+    again = claim_buffer(tmp_path / "graphite", max_bytes=1000, on_drop=lambda r, n: None)
+    assert again.directory.name == "graphite-2" and again.oldest() == Payload(b"kept", 1)
+    first.close()
+    again.close()
+    assert not drops
