@@ -40,6 +40,7 @@ def unique(prefix: str) -> str:
 @dataclass
 class SinksWorker:
     settings: Settings
+    app_id: str
     worker: Worker
     url: str
     emitter: Emitter
@@ -71,27 +72,31 @@ class SinksWorker:
 def sinks_worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory
                  ) -> Iterator[Callable[..., AbstractContextManager[SinksWorker]]]:
     """Factory: `with sinks_worker(prometheus={}, graphite={...}) as w:` a worker (pipeline + sinks
-    with those sections enabled) on topics of its own, stopped (and its sinks closed) on exit."""
+    with those sections enabled) on topics of its own, stopped (and its sinks closed) on exit.
+    `restart_of=w` makes it the same worker again (topics, consumer group, state_dir)."""
 
     @contextmanager
-    def start(**sinks: dict[str, Any]) -> Iterator[SinksWorker]:
-        prefix = f"sk{uuid.uuid4().hex[:8]}-"
-        state_dir: Path = tmp_path_factory.mktemp("sinks-state")
+    def start(*, restart_of: SinksWorker | None = None, **sinks: dict[str, Any]) -> Iterator[SinksWorker]:
+        if restart_of is None:
+            prefix, app_id = f"sk{uuid.uuid4().hex[:8]}-", f"sk-{uuid.uuid4().hex[:6]}"
+            state_dir: Path = tmp_path_factory.mktemp("sinks-state")
+        else:
+            prefix, app_id = restart_of.settings.topic_prefix, restart_of.app_id
+            state_dir = restart_of.settings.state_dir
         s = settings.model_copy(update={"topic_prefix": prefix, "state_dir": state_dir,
                                         "pipeline": {"window_sizes": ["1s"], "grace": 0, "close_spread": 0}})
         s = sinks_on(s, **sinks)
         reconcile(make_admin(s), load_topics_file(REPO / "topics.yaml").with_prefix(prefix).topics, dry_run=False)
         parts = combine(build_stages(s, ["pipeline", "sinks"]))
         port = free_port()
-        options = WorkerOptions(app_id=f"sk-{uuid.uuid4().hex[:6]}", instance_id="w1", commit_interval_ms=200,
-                                http_port=port)
+        options = WorkerOptions(app_id=app_id, instance_id="w1", commit_interval_ms=200, http_port=port)
         try:
             with worker_thread(s, Stage("test", parts.agents, parts.routes, parts.collectors), options) as worker:
                 wait_until(lambda: len(worker.engine.assigned()) == 12, timeout_s=60,
                            message="events and metrics partitions assigned")
                 emitter = Emitter(s)
                 try:
-                    yield SinksWorker(s, worker, f"http://127.0.0.1:{port}", emitter)
+                    yield SinksWorker(s, app_id, worker, f"http://127.0.0.1:{port}", emitter)
                 finally:
                     emitter.close()
         finally:

@@ -6,8 +6,17 @@ test with the reason."""
 
 from __future__ import annotations
 
-from tests.conftest import wait_until
-from tests.integration.receivers import GraphiteReceiver, OtlpReceiver, PrometheusReceiver
+from pathlib import Path
+
+from tests.conftest import free_port, wait_until
+from tests.integration.receivers import (
+    PROMETHEUS,
+    GraphiteReceiver,
+    OtlpReceiver,
+    PrometheusReceiver,
+    require_installed,
+    start_prometheus,
+)
 from tests.integration.sinks.conftest import DELIVERY, S, unique
 
 
@@ -27,6 +36,33 @@ def test_remote_write__prometheus_stores_every_window(sinks_worker, prometheus_r
                           "window": "1s"}
         assert worker.counter("vigil_sink_samples_sent_total", sink="remote_write") >= 2 * 9
         assert worker.counter("vigil_sink_dropped_samples_total", sink="remote_write", reason="rejected") == 0
+
+
+def test_remote_write__prometheus_down__batches_kept_on_disk_across_a_restart_then_stored(
+        sinks_worker, tmp_path: Path) -> None:
+    require_installed(PROMETHEUS, "prometheus")
+    subject, port = unique("late"), free_port()
+    remote_write = {"url": f"http://127.0.0.1:{port}/api/v1/write", **DELIVERY}
+    with sinks_worker(remote_write=remote_write) as first:  # nothing listens on the port yet
+        expected = first.emit_windows(subject)
+        wait_until(lambda: first.counter("vigil_sink_buffered_bytes", sink="remote_write") > 0, timeout_s=60,
+                   message="batches buffered while Prometheus is down")
+    buffered = sorted((first.settings.state_dir / "sinks" / "remote_write").glob("*.batch"))
+    assert buffered, "the stopped worker left its batches on disk"
+    with start_prometheus(tmp_path, port=port) as prometheus, sinks_worker(restart_of=first,
+                                                                           remote_write=remote_write) as again:
+
+        def stored() -> list[tuple[float, float]]:
+            result = prometheus.query(f'vigil_window_mean{{subject="{subject}"}}[5m]')
+            return [(float(t), float(v)) for series in result for t, v in series["values"]]
+
+        wait_until(lambda: stored() == [((start + S) / S, mean) for start, mean in expected], timeout_s=60,
+                   message="the buffered windows in Prometheus after the restart")
+        wait_until(lambda: again.counter("vigil_sink_buffered_bytes", sink="remote_write") == 0, timeout_s=30,
+                   message="the buffer drained")
+        # the restarted worker resumed after the windows it had read: they came from the disk buffer
+        assert again.counter("vigil_sink_retries_total", sink="remote_write") >= 1
+        assert not list((first.settings.state_dir / "sinks" / "remote_write").glob("*.batch"))
 
 
 def test_exposition__prometheus_scrapes_the_latest_windows(sinks_worker,
