@@ -4,6 +4,12 @@ the hand-over to each push sink) and in the senders' threads (batching, encoding
 loopback destinations run in a child process, so their CPU is not counted).
 
     python benchmarks/sinks.py [--windows 45000] [--identities 5000] [--json]
+    python benchmarks/sinks.py --serve 19091,12003   # only the destinations, until Ctrl-C
+
+`--serve HTTP_PORT,TCP_PORT` runs just the destinations (an HTTP endpoint answering 200 to every
+POST, a TCP listener reading lines) on loopback, for another benchmark whose sinks need somewhere to
+send: benchmarks/sinks-all.yaml enables every sink against these ports (the pipeline benchmark's
+`--with-sinks benchmarks/sinks-all.yaml`).
 
 The Kafka side (consuming `metrics` and decoding each WindowAggregate) is the worker's usual
 per-record cost and is not included. Compare `worker_us_per_window` with the pipeline's CPU per
@@ -36,8 +42,9 @@ __all__ = ["sinks_cpu"]
 SINKS = ("remote_write", "graphite", "otlp")
 
 
-def _destinations(ports: Any, ready: Any) -> None:
-    """A child process: an HTTP endpoint answering 200 and a TCP listener, both reading and dropping."""
+def _destinations(ports: Any | None, ready: Any | None, http_port: int = 0, tcp_port: int = 0) -> None:
+    """(A child process:) an HTTP endpoint answering 200 and a TCP listener, both reading and
+    dropping, on free ports unless given (told through `ports`), until `ready` is set (or forever)."""
 
     class Http(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -56,13 +63,15 @@ def _destinations(ports: Any, ready: Any) -> None:
             while self.rfile.read(65536):
                 pass
 
-    http = ThreadingHTTPServer(("127.0.0.1", 0), Http)
-    tcp = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Lines)
+    socketserver.ThreadingTCPServer.allow_reuse_address = True
+    http = ThreadingHTTPServer(("127.0.0.1", http_port), Http)
+    tcp = socketserver.ThreadingTCPServer(("127.0.0.1", tcp_port), Lines)
     for server in (http, tcp):
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
-    ports.put((http.server_address[1], tcp.server_address[1]))
-    ready.wait()
+    if ports is not None:
+        ports.put((http.server_address[1], tcp.server_address[1]))
+    (ready or threading.Event()).wait()
 
 
 def _records(windows: int, identities: int, now_ms: int) -> list[dict[str, Any]]:
@@ -146,8 +155,18 @@ def main() -> None:
                         help="closed windows handed over at once, the first of each identity not measured (more "
                              "than a sink's queue_windows, 50,000, overflows it: counted as dropped)")
     parser.add_argument("--identities", type=int, default=5_000)
+    parser.add_argument("--serve", metavar="HTTP_PORT,TCP_PORT", default=None,
+                        help="only run the destinations on these loopback ports until interrupted")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.serve:
+        http_port, tcp_port = (int(p) for p in args.serve.split(","))
+        log(f"destinations: HTTP on 127.0.0.1:{http_port}, TCP lines on 127.0.0.1:{tcp_port}; Ctrl-C stops")
+        try:
+            _destinations(None, None, http_port, tcp_port)
+        except KeyboardInterrupt:
+            pass
+        return
     result = sinks_cpu(args.windows, args.identities)
     log(f"sinks: {result['worker_us_per_window']} µs per window on the worker's thread, "
         f"{result['senders_us_per_window']} µs in the senders (samples dropped: {result['dropped_samples']})")
