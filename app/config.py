@@ -120,6 +120,8 @@ class Settings(BaseSettings):
                                      description="built-in pipeline: window sizes, grace, flap policy, retention")
     ui: dict[str, Any] = Field(default_factory=dict,
                                description="`vigil ui`: listen address, workers, token, retention (app.web.config)")
+    sinks: dict[str, Any] = Field(default_factory=dict, description="metric sinks of closed windows: prometheus, "
+                                  "remote_write, graphite, otlp, each off by default (app.sinks.config)")
 
     @field_validator("kafka_bootstrap")
     @classmethod

@@ -1,6 +1,6 @@
 """The built-in stages a `vigil worker` runs, built from settings: the pipeline (status, windows,
-absence, archive index), the rules stage, the members stage and the routes stage (copies of events
-to other topics: app.routing). Nothing here runs at import: each
+absence, archive index), the rules stage, the members stage, the routes stage (copies of events
+to other topics: app.routing) and the metric sinks (app.sinks). Nothing here runs at import: each
 call builds new stages, so several (with different settings) can live in one process.
 """
 
@@ -41,9 +41,17 @@ def _members(settings: Settings) -> Stage:
     return build_members_stage()
 
 
+def _sinks(settings: Settings) -> Stage:
+    from app.sinks.config import SinksConfig
+    from app.sinks.stage import SinksStage
+
+    return SinksStage(SinksConfig.from_settings(settings), state_dir=settings.state_dir).stage()
+
+
 #: name -> builder; `vigil worker --stage NAME` picks some (default: all, in this order)
 BUILTIN_STAGES: Final[dict[str, Callable[[Settings], Stage]]] = {
-    "pipeline": _pipeline, "rules": _rules, "members": _members, "routes": _routes}
+    "pipeline": _pipeline, "rules": _rules, "members": _members, "routes": _routes,
+    "sinks": _sinks}
 
 
 def build_stages(settings: Settings, names: Iterable[str] | None = None) -> list[Stage]:

@@ -45,7 +45,7 @@ def http_auth() -> tuple[bytes | None, bool]:
 
 @click.command("worker")
 @click.option("--stage", "stage_names", multiple=True, metavar="NAME",
-              help="built-in stage to run: pipeline, rules, members, routes (repeatable; default: all)")
+              help="built-in stage to run: pipeline, rules, members, routes, sinks (repeatable; default: all)")
 @click.option("--plugins", multiple=True, metavar="MODULE", help="plugin module with @agent functions (repeatable)")
 @click.option("--no-builtins", is_flag=True, help="run only plugin agents")
 @click.option("--guarantee", type=click.Choice([g.value for g in Guarantee]), default=Guarantee.AT_LEAST_ONCE.value,

@@ -1,0 +1,116 @@
+"""OpenTelemetry metrics over OTLP/HTTP: closed windows as a protobuf ExportMetricsServiceRequest
+POSTed to `<endpoint>/v1/metrics` (message classes: the `opentelemetry-proto` package).
+
+One request holds one ResourceMetrics (resource attribute `service.name`, default "vigil"), one
+ScopeMetrics (scope "vigil.sinks") and one Metric per aggregate, `vigil.window.<aggregate>`, whose
+data points carry the identity as attributes `subject`, `name`, `metric`, `window` and span the
+window: start_time = window start, time = window end. `count` and `sum` are what happened within
+the window, so they are delta Sums (count monotonic); the others (min, max, mean, last, p50, p95,
+p99) are Gauges.
+
+Retries follow the OTLP/HTTP specification: 429, 502, 503 and 504 are retried, any other error
+status is not (counted as rejected).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import (
+    AggregationTemporality,
+    Gauge,
+    Metric,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
+)
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+from app.sinks.http import HttpTransport
+from app.sinks.types import Payload
+from app.sinks.windows import AGGREGATES, ClosedWindow, IdentityMemo
+from app.sinks.wire import double, embedded, field_number, fixed64
+
+__all__ = ["METRICS_PATH", "METRIC_PREFIX", "OtlpEncoder", "is_retriable_status", "otlp_transport"]
+
+METRIC_PREFIX: Final = "vigil.window."
+METRICS_PATH: Final = "/v1/metrics"
+SCOPE: Final = "vigil.sinks"
+#: Aggregates sent as delta Sums (value: is_monotonic); the rest are Gauges.
+_SUMS: Final = {"count": True, "sum": False}
+_RETRIABLE: Final = frozenset({429, 502, 503, 504})
+
+_REQUEST_RESOURCE_METRICS: Final = field_number(ExportMetricsServiceRequest, "resource_metrics")
+_RM_SCOPE_METRICS: Final = field_number(ResourceMetrics, "scope_metrics")
+_SM_METRICS: Final = field_number(ScopeMetrics, "metrics")
+_METRIC_GAUGE: Final = field_number(Metric, "gauge")
+_METRIC_SUM: Final = field_number(Metric, "sum")
+_GAUGE_POINTS: Final = field_number(Gauge, "data_points")
+_SUM_POINTS: Final = field_number(Sum, "data_points")
+_DP_ATTRIBUTES: Final = field_number(NumberDataPoint, "attributes")
+_DP_START: Final = field_number(NumberDataPoint, "start_time_unix_nano")
+_DP_TIME: Final = field_number(NumberDataPoint, "time_unix_nano")
+_DP_VALUE: Final = field_number(NumberDataPoint, "as_double")
+
+
+def is_retriable_status(status: int) -> bool:
+    """OTLP/HTTP: 429, 502, 503 and 504 may be retried; other errors must not be."""
+    return status in _RETRIABLE
+
+
+def _attribute(key: str, value: str) -> bytes:
+    return embedded(_DP_ATTRIBUTES, KeyValue(key=key, value=AnyValue(string_value=value)).SerializeToString())
+
+
+def _identity_attributes(w: ClosedWindow) -> bytes:
+    return (_attribute("subject", w.subject) + _attribute("name", w.name) + _attribute("metric", w.metric)
+            + _attribute("window", w.window))
+
+
+class OtlpEncoder:
+    """Closed windows -> ExportMetricsServiceRequest bytes. Attributes are serialised once per
+    identity and the outer messages once, with the message classes; see app.sinks.wire."""
+
+    def __init__(self, *, service_name: str = "vigil") -> None:
+        resource = Resource(attributes=[KeyValue(key="service.name", value=AnyValue(string_value=service_name))])
+        self._resource_metrics = ResourceMetrics(resource=resource).SerializeToString()
+        self._scope_metrics = ScopeMetrics(scope=InstrumentationScope(name=SCOPE)).SerializeToString()
+        self._metric_heads = {agg: Metric(name=METRIC_PREFIX + agg).SerializeToString() for agg in AGGREGATES}
+        self._sum_tails = {agg: Sum(aggregation_temporality=AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA,
+                                    is_monotonic=monotonic).SerializeToString() for agg, monotonic in _SUMS.items()}
+        self._attributes: IdentityMemo[bytes] = IdentityMemo(_identity_attributes)
+
+    def encode(self, windows: list[ClosedWindow]) -> Payload:
+        points: dict[str, list[bytes]] = {}
+        samples = 0
+        for w in windows:
+            head = self._attributes.get(w) + fixed64(_DP_START, w.start_ms * 1_000_000) + \
+                fixed64(_DP_TIME, w.end_ms * 1_000_000)
+            for aggregate, value in w.values:
+                point = head + double(_DP_VALUE, value)
+                found = points.get(aggregate)
+                if found is None:
+                    points[aggregate] = [point]
+                else:
+                    found.append(point)
+            samples += len(w.values)
+        metrics = []
+        for aggregate, found in points.items():
+            tail = self._sum_tails.get(aggregate)
+            if tail is None:
+                body = embedded(_METRIC_GAUGE, b"".join(embedded(_GAUGE_POINTS, p) for p in found))
+            else:
+                body = embedded(_METRIC_SUM, b"".join(embedded(_SUM_POINTS, p) for p in found) + tail)
+            metrics.append(embedded(_SM_METRICS, self._metric_heads[aggregate] + body))
+        scope_metrics = embedded(_RM_SCOPE_METRICS, self._scope_metrics + b"".join(metrics))
+        return Payload(embedded(_REQUEST_RESOURCE_METRICS, self._resource_metrics + scope_metrics), samples)
+
+
+def otlp_transport(endpoint: str, *, timeout_s: float, headers: dict[str, str]) -> HttpTransport:
+    """The HTTP transport of an OTLP sink (POST <endpoint>/v1/metrics)."""
+    return HttpTransport(endpoint + METRICS_PATH,
+                         headers={"Content-Type": "application/x-protobuf", "User-Agent": "vigil-sinks/1", **headers},
+                         timeout_s=timeout_s, retriable_status=is_retriable_status)
