@@ -163,16 +163,16 @@ ConfigMaps mounted as folders (`rules.existingFolders`).
 {{- end }}
 
 {{/*
-`rules.files` as a YAML list of {file, key}: the path in the rules directory (at most one folder,
-e.g. gates/deploy-web.yaml) and its ConfigMap key (ConfigMap keys cannot hold "/"). Fails on a bad
-name or two paths with the same key.
+`rules.files` as a YAML list of {file, key}: the path in the rules directory (in folders or not,
+e.g. gates/deploy-web.yaml, data/role/db.yaml; .json for lookup data) and its ConfigMap key
+(ConfigMap keys cannot hold "/"). Fails on a bad name or two paths with the same key.
 */}}
 {{- define "vigil.rules.fileKeys" -}}
 {{- $entries := list }}
 {{- $keys := dict }}
 {{- range $file, $_ := .Values.rules.files }}
-{{- if not (regexMatch "^([A-Za-z0-9][A-Za-z0-9_-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*\\.ya?ml$" $file) }}
-{{- fail (printf "rules.files: %q is not a rule file path (letters, digits, . _ -, ending in .yaml; at most one folder, e.g. gates/deploy-web.yaml)" $file) }}
+{{- if not (regexMatch "^([A-Za-z0-9][A-Za-z0-9_-]*/)*[A-Za-z0-9][A-Za-z0-9._-]*\\.(ya?ml|json)$" $file) }}
+{{- fail (printf "rules.files: %q is not a rule file path (letters, digits, . _ -, ending in .yaml or .json; folders allowed, e.g. gates/deploy-web.yaml, data/role/db.yaml)" $file) }}
 {{- end }}
 {{- $key := replace "/" "__" $file }}
 {{- if hasKey $keys $key }}
@@ -193,7 +193,7 @@ name or two paths with the same key.
     {{- $nested := false }}
     {{- range $entries }}{{ if contains "/" .file }}{{ $nested = true }}{{ end }}{{ end }}
     {{- if $nested }}
-    # Files in folders (gates/, runbooks/): each key back to its path.
+    # Files in folders (gates/, runbooks/, routes/, data/...): each key back to its path.
     items:
       {{- range $entries }}
       - {key: {{ .key | quote }}, path: {{ .file | quote }}}

@@ -4,6 +4,7 @@ over TLS from a Secret, and the rules directory carrying orchestration's gates/ 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +197,53 @@ def test_rules_directory_carries_gates_and_runbooks_folders(render: Render, tmp_
         "gates/deploy-web.yaml", "load.yaml", "runbooks/restart.yaml"]
     approvals = mounts[f"{rules_dir}/approvals"]
     assert approvals["readOnly"] and _volume(workload, approvals["name"])["configMap"] == {"name": "team-approvals"}
+
+
+ISSUE24_FILES = {"rules": {"files": {
+    "load.yaml": {"rules": [{"name": "load-high", "match": {"name": "load"},
+                             "actions": [{"print": {"text": "{{ lookup('owner') }}"}}]}]},
+    "routes/dev.yaml": {"routes": [{"name": "to-dev", "match": {"tags.env": "production"}, "to": "dev-events",
+                                    "sample": {"percent": 10}}]},
+    "hierarchy.yaml": {"levels": ["host/{{ subject }}", "role/{{ tags.role }}", "common"]},
+    "data/role/db.yaml": {"owner": "dba"},
+    "data/common.json": {"owner": "ops"},
+}}}
+
+
+def test_routes_and_nested_lookup_data_reach_the_rules_directory(render: Render, tmp_path: Path) -> None:
+    from app.lookups.loader import LookupLoader
+    from app.routing.loader import RouteSetLoader, routes_dir
+    from app.rules.fields import EVENT_TYPE
+
+    manifest = render(values=ISSUE24_FILES)
+    worker = manifest.require("StatefulSet", "worker")
+    configmap = manifest.require("ConfigMap", "rules")
+    for item in _volume(worker, "rules")["configMap"]["items"]:  # laid out as the kubelet does
+        path = tmp_path / item["path"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(configmap["data"][item["key"]])
+    assert json.loads((tmp_path / "data/common.json").read_text()) == {"owner": "ops"}
+    assert [p.relative_to(tmp_path).as_posix() for p in rule_files(tmp_path)] == ["load.yaml"]
+    routes = RouteSetLoader(routes_dir(tmp_path)).reload()
+    assert not routes.errors and [route.name for route in routes] == ["to-dev"]
+    lookups = LookupLoader(tmp_path)
+    lookups.reload()
+    assert not lookups.errors
+    assert lookups.data.lookup("owner", {"subject": "db1", "tags": {"role": "db"}}, EVENT_TYPE).value == "dba"
+    assert lookups.data.lookup("owner", {"subject": "web1", "tags": {"role": "web"}}, EVENT_TYPE).value == "ops"
+
+
+def test_metric_sinks_reach_the_workers_as_settings(render: Render) -> None:
+    from app.config import Settings
+    from app.sinks.config import SinksConfig
+
+    sinks = {"prometheus": {"enabled": True, "max_series": 1000},
+             "remote_write": {"enabled": True, "url": "http://prometheus:9090/api/v1/write"}}
+    env = env_of(_container(render(values={"worker": {"sinks": sinks}}), "StatefulSet", "worker"))
+    config = SinksConfig.from_settings(Settings(sinks=json.loads(env["VIGIL_SINKS"]["value"])))
+    assert config.prometheus.enabled and config.prometheus.max_series == 1000
+    assert config.remote_write.enabled and not config.graphite.enabled
+    assert "VIGIL_SINKS" not in env_of(_container(render("default"), "StatefulSet", "worker"))
 
 
 def test_executor_finds_runbooks_and_the_workers_their_waits_ask(render: Render) -> None:

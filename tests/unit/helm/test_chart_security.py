@@ -169,7 +169,7 @@ def test_kafka_config_is_json_that_vigil_settings_accept(render: Render, scenari
     ({"bridges": {"syslog": {"service": {"type": "Public"}}}}, "at '/bridges/syslog/service/type'"),
     ({"ui": {"ingress": {"hosts": [{"hostname": "x"}]}}}, "at '/ui/ingress/hosts/0'"),
     ({"rules": {"files": {"../evil.yaml": "rules: []"}}}, "is not a rule file path"),
-    ({"rules": {"files": {"gates/a/b.yaml": "gates: []"}}}, "at most one folder"),
+    ({"rules": {"files": {"data/role/../x.yaml": "a: 1"}}}, "is not a rule file path"),
     ({"rules": {"files": {"gates/x.yaml": "gates: []", "gates__x.yaml": "rules: []"}}},
      "would share the ConfigMap key \"gates__x.yaml\""),
     ({"rules": {"existingFolders": {"Gates": "cm"}}}, "rules.existingFolders: \"Gates\" is not a folder name"),
@@ -187,6 +187,7 @@ def test_kafka_config_is_json_that_vigil_settings_accept(render: Render, scenari
     ({"ui": {"enabled": True}, "worker": {"enabled": False}}, "give the workers' URLs in ui.workers"),
     ({"ui": {"workers": ["ftp://x"]}}, "at '/ui/workers/0'"),
     ({"worker": {"standbyReplicas": -1}}, "at '/worker/standbyReplicas'"),
+    ({"worker": {"sinks": {"graphit": {"enabled": True}}}}, "at '/worker/sinks'"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_unsafe_or_invalid_values_are_refused(render: Render, values: dict[str, Any], message: str) -> None:
     with pytest.raises(HelmFailed) as failed:
