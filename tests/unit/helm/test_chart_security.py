@@ -187,7 +187,7 @@ def test_kafka_config_is_json_that_vigil_settings_accept(render: Render, scenari
     ({"ui": {"enabled": True}, "worker": {"enabled": False}}, "give the workers' URLs in ui.workers"),
     ({"ui": {"workers": ["ftp://x"]}}, "at '/ui/workers/0'"),
     ({"worker": {"standbyReplicas": -1}}, "at '/worker/standbyReplicas'"),
-    ({"worker": {"sinks": {"graphit": {"enabled": True}}}}, "at '/worker/sinks'"),
+    ({"worker": {"sinks": {"graphit": {"enabled": True}}}}, "invalid propertyName 'graphit'"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_unsafe_or_invalid_values_are_refused(render: Render, values: dict[str, Any], message: str) -> None:
     with pytest.raises(HelmFailed) as failed:
