@@ -1,16 +1,21 @@
 """HTTP clients kept between requests, one per pinned destination, so that a plugin's requests to
 the same place reuse their connections (no connect, no TLS handshake per request).
 
+The clients are aiohttp sessions: asyncio-native, a request and its answer cost about a fifth of the
+CPU of httpx's (httpcore over anyio yields to the event loop at every lock and socket operation, so
+50 requests at once moved through each stage together; benchmarks/orchestration.py, a step of a roll).
+
 app.executor.safe_http sends every hop to an address the outbound guard vetted, with the name kept
-for the Host header and for TLS (SNI and the certificate check). httpx pools connections by the URL's
-origin only -- here the vetted address -- so one client for every destination could hand a request
-for one name a TLS connection made (and checked) for another name on the same address. A client per
-`PinnedOrigin` (scheme, vetted address, port, TLS server name) cannot: each of its connections was
-made to that address and checked for that name. Idle connections are kept `keepalive_s` (shorter
-than servers' usual keep-alive timeouts, so a reused connection is rarely one the server is closing).
-An origin busy with many requests at once gets several clients (REQUESTS_PER_CLIENT). A client keeps
-no cookies (NoCookies): it serves many actions, and for plain http every name on the same address, so
-a cookie one answer set would go with another action's request, maybe to another host.
+for the Host header and for TLS (SNI and the certificate check). A client per `PinnedOrigin` (scheme,
+vetted address, port, TLS server name) can never hand a request for one name a TLS connection made
+(and checked) for another name on the same address: each of its connections was made to that address
+and checked for that name (whatever the pool's own key). Its connector resolves no names (`NoNames`):
+it is only ever given vetted addresses. Idle connections are kept `keepalive_s` (shorter than
+servers' usual keep-alive timeouts, so a reused connection is rarely one the server is closing). An
+origin busy with many requests at once gets several clients (REQUESTS_PER_CLIENT). A client keeps no
+cookies (aiohttp's DummyCookieJar): it serves many actions, and for plain http every name on the same
+address, so a cookie one answer set would go with another action's request, maybe to another host.
+Proxies from the environment are not used (trust_env off): the guard judges where the connection goes.
 
 Clients belong to the event loop they were made on: on another loop (a test's) the set starts anew.
 """
@@ -18,27 +23,26 @@ Clients belong to the event loop they were made on: on another loop (a test's) t
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
-from http.cookiejar import Cookie, CookieJar
-from typing import Any
 
+import aiohttp
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from app.executor.allowlist import IPAddress, parse_address
 
-__all__ = ["Lease", "NoCookies", "PinnedClients", "PinnedOrigin", "pinned_origin", "tls_context"]
+__all__ = ["Lease", "NoNames", "PinnedClients", "PinnedOrigin", "pinned_origin", "tls_context"]
 
 #: Idle connections are closed after this long.
 KEEPALIVE_S = 2.0
 #: Clients (destinations) kept at most; the least recently used one is closed beyond.
 MAX_CLIENTS = 64
-#: Requests one client serves at once; more to the same destination get another client. httpx's
-#: pool does work proportional to the square of its connections on every request and answer (and a
-#: readability check per idle connection): 50 requests at once over one client of 50 connections took
-#: 140-250 ms to leave; split over clients of 8 they leave as they come.
+#: Requests one client serves at once; more to the same destination get another client (its
+#: connector's pool stays small).
 REQUESTS_PER_CLIENT = 8
 
 
@@ -48,14 +52,18 @@ def tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-class NoCookies(CookieJar):
-    """A cookie jar that keeps nothing (see the module docstring)."""
+class NoNames(AbstractResolver):
+    """The resolver of the clients' connectors: they connect to vetted addresses only, so a name to
+    resolve there is a bug, refused (as a failed connection) rather than looked up."""
 
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        """Set-Cookie answers are not kept."""
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        """Refuses every name (aiohttp never asks for an address literal)."""
+        raise socket.gaierror(socket.EAI_NONAME, f"{host}: the pinned HTTP clients connect to vetted addresses "
+                                                 f"only, never to a name")
 
-    def set_cookie(self, cookie: Cookie) -> None:
-        """Nor are cookies set by hand."""
+    async def close(self) -> None:
+        """Nothing to release."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +90,12 @@ class Lease:
     """A client lent for one request: give it back with PinnedClients.release once its response is
     closed."""
 
-    client: httpx.AsyncClient
+    client: aiohttp.ClientSession
     users: int = 0
 
 
 class PinnedClients:
-    """httpx.AsyncClients per PinnedOrigin, kept between requests (see the module docstring)."""
+    """aiohttp.ClientSessions per PinnedOrigin, kept between requests (see the module docstring)."""
 
     def __init__(self, *, keepalive_s: float = KEEPALIVE_S, max_clients: int = MAX_CLIENTS,
                  requests_per_client: int = REQUESTS_PER_CLIENT) -> None:
@@ -107,16 +115,18 @@ class PinnedClients:
         the event loop that uses it."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # made on another loop: unusable here (and that loop may be gone)
+            for lease in (lease for leases in self._kept.values() for lease in leases):
+                lease.client.detach()  # closed (no "unclosed session" warning); its connections go with it
             self._kept.clear()
             self._loop = loop
         leases = self._kept.setdefault(origin, [])
         self._kept.move_to_end(origin)
         kept = next((lease for lease in leases if lease.users < self.requests_per_client), None)
         if kept is None:
-            limits = httpx.Limits(max_connections=None, max_keepalive_connections=self.requests_per_client,
-                                  keepalive_expiry=self.keepalive_s)
-            kept = Lease(httpx.AsyncClient(verify=tls_context(), follow_redirects=False, trust_env=False,
-                                           limits=limits, cookies=NoCookies()))
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=self.keepalive_s,
+                                             ssl=tls_context(), resolver=NoNames())
+            kept = Lease(aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                                               trust_env=False))
             leases.append(kept)
         kept.users += 1
         self._trim()
@@ -139,7 +149,7 @@ class PinnedClients:
                     return
                 leases.remove(lease)
                 excess -= 1
-                task = asyncio.ensure_future(lease.client.aclose())
+                task = asyncio.ensure_future(lease.client.close())
                 self._closing.add(task)
                 task.add_done_callback(self._closing.discard)
             if not leases:
@@ -150,4 +160,4 @@ class PinnedClients:
         kept = [lease for leases in self._kept.values() for lease in leases]
         self._kept.clear()
         for lease in kept:
-            await lease.client.aclose()
+            await lease.client.close()

@@ -10,7 +10,9 @@ Accept, Content-Type, User-Agent): the action's other headers may hold credentia
 first host.
 
 Proxies from the environment are not used (trust_env off): the guard judges where the connection
-goes, which a proxy would change.
+goes, which a proxy would change. URLs are parsed and joined with httpx.URL; requests go out through
+the pinned aiohttp clients of app.executor.http_clients. Each hop's connect and each read wait at
+most `timeout_s` (the attempt's own limit bounds the whole request).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import json as jsonlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import httpx
+from yarl import URL
 
 from app.executor.egress import EgressGuard, EgressRefused
 from app.executor.http_clients import Lease, PinnedClients, pinned_origin
@@ -70,17 +74,17 @@ def _next_hop(hop: _Hop, status: int, location: str) -> _Hop:
     return _Hop(method, url, headers, content)
 
 
-async def _read_capped(response: httpx.Response, limit: int) -> str:
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> str:
     """The start of the body (at most `limit` bytes are kept; the rest is drained and dropped)."""
     kept = bytearray()
-    async for chunk in response.aiter_bytes():
+    async for chunk in response.content.iter_any():
         if len(kept) < limit:
             kept += chunk[: limit - len(kept)]
     return kept.decode("utf-8", errors="replace")
 
 
 async def _send_pinned(clients: PinnedClients, guard: EgressGuard, hop: _Hop,
-                       timeout_s: float) -> tuple[httpx.Response, Lease]:
+                       timeout_s: float) -> tuple[aiohttp.ClientResponse, Lease]:
     """Send one hop to a vetted address of its host (the next one if connecting fails), with the
     client of that pinned origin (released by the caller once the response is closed)."""
     url = hop.url
@@ -89,19 +93,21 @@ async def _send_pinned(clients: PinnedClients, guard: EgressGuard, hop: _Hop,
     host = url.raw_host.decode("ascii")
     vetted = await guard.vet(url.scheme, host, url.port or (443 if url.scheme == "https" else 80))
     headers = {**hop.headers, "Host": url.netloc.decode("ascii")}
-    last: httpx.ConnectError | None = None
+    # connect: getting a connection (pool and TCP/TLS); sock_read: each wait for the answer's bytes
+    timeout = aiohttp.ClientTimeout(total=None, connect=timeout_s, sock_read=timeout_s)
+    last: aiohttp.ClientConnectorError | None = None
     for address in vetted.addresses:
         origin = pinned_origin(url, address)
-        extensions: dict[str, Any] = {}
-        if origin.server_name:
-            extensions["sni_hostname"] = origin.server_name  # TLS checks the certificate against the name
         lease = clients.lease(origin)
         try:
-            req = lease.client.build_request(hop.method, url.copy_with(host=str(address)), headers=headers,
-                                             content=hop.content, extensions=extensions, timeout=timeout_s)
-            r = await lease.client.send(req, stream=True)
+            r = await lease.client.request(
+                hop.method, URL(str(url.copy_with(host=str(address))), encoded=True), headers=headers,
+                data=hop.content, allow_redirects=False, timeout=timeout,
+                # TLS (SNI and the certificate check) for the name, not the address it was pinned to
+                server_hostname=origin.server_name or None,
+                skip_auto_headers=("Content-Type",))  # no made-up type for a body given as bytes
             return r, lease
-        except httpx.ConnectError as exc:  # nothing was sent; try the next address
+        except aiohttp.ClientConnectorError as exc:  # nothing was sent; try the next address
             clients.release(lease)
             last = exc
         except BaseException:
@@ -144,23 +150,24 @@ async def request(guard: EgressGuard, method: str, url: str, *, headers: dict[st
                 raise EgressRefused(f"redirect {len(redirects)} from {redirects[-1]} refused: {exc}") from None
             try:
                 location = response.headers.get("location")
-                if response.status_code not in REDIRECT_STATUSES or not location or not max_redirects:
+                if response.status not in REDIRECT_STATUSES or not location or not max_redirects:
                     body = await _read_capped(response, body_limit)
-                    return HttpAnswer(response.status_code, response.reason_phrase, body, str(hop.url), redirects)
+                    return HttpAnswer(response.status, response.reason or "", body, str(hop.url), redirects)
             finally:
                 try:
-                    await response.aclose()
+                    # Read to the end: the connection goes back to the pool; else it is closed.
+                    response.release()
                 finally:
                     clients.release(lease)
             if len(redirects) >= max_redirects:
                 raise ActionFailed(f"{method} {url}: more than {max_redirects} redirect(s) (last to "
                                    f"{location[:200]})", retryable=False)
             redirects.append(str(hop.url))
-            hop = _next_hop(hop, response.status_code, location)
-    except httpx.TimeoutException as exc:
+            hop = _next_hop(hop, response.status, location)
+    except TimeoutError as exc:  # aiohttp's connect and read timeouts (ServerTimeoutError) among them
         raise ActionTimedOut(f"{hop.method} {hop.url}: no answer within {timeout_s:g}s "
                              f"({type(exc).__name__})") from None
-    except httpx.HTTPError as exc:
+    except aiohttp.ClientError as exc:
         raise ActionFailed(f"{hop.method} {hop.url}: {type(exc).__name__}: {exc}") from None
     finally:
         if clients is not guard.clients:

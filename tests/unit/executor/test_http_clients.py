@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
+import aiohttp
 import httpx
+import pytest
 
 from app.executor.allowlist import OutboundConfig
 from app.executor.egress import EgressGuard, EgressRefused
 from app.executor.http_clients import PinnedClients, PinnedOrigin, pinned_origin
+from app.executor.plugin import ActionTimedOut
 from app.executor.safe_http import request
+
+_T = TypeVar("_T")
 
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
 
@@ -45,11 +52,11 @@ def test_pinned_clients__one_client_per_origin_and_only_idle_ones_are_closed_bey
         clients.release(first)
         assert len(clients) == 1 and clients.lease(two) is second, "the idle one went, the busy one stayed"
         await asyncio.sleep(0)  # the closing task runs
-        assert first.client.is_closed
+        assert first.client.closed
         clients.release(second)
         clients.release(second)
         await clients.aclose()
-        assert second.client.is_closed
+        assert second.client.closed
 
     asyncio.run(scenario())
 
@@ -151,3 +158,81 @@ def test_vet__a_resolver_answer_that_changes_is_judged_anew() -> None:
         return allowed
 
     assert asyncio.run(scenario()) == [True, False, True]
+
+
+async def _serve_once(handle: Callable[[bytes, asyncio.StreamWriter], Awaitable[None]],
+                      use: Callable[[int], Awaitable[_T]]) -> _T:
+    """A loopback server whose connections get `handle(request head, writer)` per request, while
+    `use(port)` runs."""
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                await handle(head + await reader.readexactly(length), writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        return await use(server.sockets[0].getsockname()[1])
+    finally:
+        server.close()
+
+
+def test_request__a_body_without_a_type_gets_none_made_up() -> None:
+    """A body given as bytes goes as it is: no Content-Type unless the action gave one."""
+    seen: list[bytes] = []
+
+    async def answer(request_bytes: bytes, writer: asyncio.StreamWriter) -> None:
+        seen.append(request_bytes)
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await writer.drain()
+
+    async def use(port: int) -> None:
+        guard = _loopback_guard()
+        try:
+            await request(guard, "POST", f"http://127.0.0.1:{port}/a", content=b"raw", timeout_s=5)
+            await request(guard, "POST", f"http://127.0.0.1:{port}/b", content=b"<x/>", timeout_s=5,
+                          headers={"Content-Type": "application/xml"})
+        finally:
+            assert guard.clients is not None
+            await guard.clients.aclose()
+
+    asyncio.run(_serve_once(answer, use))
+    first, second = (raw.lower() for raw in seen)
+    assert b"content-type" not in first and first.endswith(b"\r\n\r\nraw")
+    assert b"content-type: application/xml" in second
+
+
+def test_request__no_answer_within_the_timeout_is_timed_out() -> None:
+    async def never(request_bytes: bytes, writer: asyncio.StreamWriter) -> None:
+        await asyncio.Event().wait()  # holds the request; closed with the server
+
+    async def use(port: int) -> str:
+        guard = _loopback_guard()
+        try:
+            await request(guard, "GET", f"http://127.0.0.1:{port}/slow", timeout_s=0.2)
+        except ActionTimedOut as exc:
+            return str(exc)
+        finally:
+            assert guard.clients is not None
+            await guard.clients.aclose()
+        return "answered"
+
+    assert asyncio.run(_serve_once(never, use)).startswith("GET http://127.0.0.1:")
+
+
+def test_pinned_clients__never_resolve_a_name() -> None:
+    """The kept clients are only given vetted addresses: a name reaching them is refused, not looked up."""
+    async def scenario() -> None:
+        clients = PinnedClients()
+        lease = clients.lease(PinnedOrigin("http", "127.0.0.1", 80, ""))
+        try:
+            with pytest.raises(aiohttp.ClientConnectorError, match="vetted addresses only"):
+                await lease.client.get("http://localhost:1/")
+        finally:
+            clients.release(lease)
+            await clients.aclose()
+
+    asyncio.run(scenario())

@@ -57,7 +57,7 @@ def test_http__connection_refused_fails(executor) -> None:
     h = executor(retries={"max_attempts": 1})
     h.run(http("h1", f"http://127.0.0.1:{free_port()}/"))
     [result] = h.results()
-    assert result.status == "FAILED" and "ConnectError" in result.error
+    assert result.status == "FAILED" and "Cannot connect to host 127.0.0.1" in result.error
 
 
 @pytest.mark.parametrize(("params", "error"), [
