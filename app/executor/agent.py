@@ -129,4 +129,5 @@ def build_executor_agent(config: ExecutorConfig, *, plugins: PluginRegistry | No
                      config.ledger_retention_ms)
         ctx.timers.schedule(LEDGER_SWEEP_TIMER, now + sweep_every_ms, kind="wall")
 
+    executor.on_close(runner.aclose)  # its kept HTTP connections, before the engine's loop closes
     return executor

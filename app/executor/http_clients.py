@@ -156,8 +156,12 @@ class PinnedClients:
                 del self._kept[origin]
 
     async def aclose(self) -> None:
-        """Close every client (on the loop they were made on)."""
+        """Close every client (those made on another loop are only let go: they cannot run here)."""
         kept = [lease for leases in self._kept.values() for lease in leases]
         self._kept.clear()
+        here = self._loop is asyncio.get_running_loop()
         for lease in kept:
-            await lease.client.close()
+            if here:
+                await lease.client.close()
+            else:
+                lease.client.detach()

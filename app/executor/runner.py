@@ -167,6 +167,11 @@ class ActionRunner:
         #: and HTTP connections kept between requests to the same vetted destination
         self.egress = EgressGuard(config.outbound, resolver=resolver, clients=PinnedClients())
 
+    async def aclose(self) -> None:
+        """Close what the runner keeps between actions (its HTTP connections); for Agent.on_close."""
+        if self.egress.clients is not None:
+            await self.egress.clients.aclose()
+
     # -- entry point ------------------------------------------------------------------------------
     async def handle(self, value: Any, ctx: AgentContext, batch: BatchState) -> ActionResult | None:
         """Process one consumed record; publishes its result and returns it (None for a record that

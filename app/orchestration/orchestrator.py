@@ -158,6 +158,7 @@ class Orchestrator:
                                   decode="json", dlq_topic="actions-dlq",
                                   registry=registry or AgentRegistry())(self.on_records)
         self.agent.on_timer(self.on_timer)
+        self.agent.on_close(self.runner.aclose)  # the steps' kept HTTP connections
 
     # -- entry points -------------------------------------------------------------------------------------------
     async def on_records(self, values: list[Any], ctx: AgentContext) -> None:

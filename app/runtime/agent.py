@@ -47,6 +47,7 @@ class Agent:
     help: str = ""
     timer_fn: Callable[..., Any] | None = None
     rebuild_fn: Callable[..., Any] | None = None
+    close_fn: Callable[[], Any] | None = None
     meta: Table = field(init=False)
 
     def __post_init__(self) -> None:
@@ -76,6 +77,13 @@ class Agent:
         partition is assigned and its changelogged tables were restored from Kafka (or its local-only
         tables were never written here), with the local-only tables emptied first."""
         self.rebuild_fn = fn
+        return fn
+
+    def on_close(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        """Decorator: `fn()` (a function or a coroutine function) runs once when the engine that ran
+        the agent closes, on its event loop before that loop is closed: to release what the agent's
+        calls left open on the loop (kept HTTP connections)."""
+        self.close_fn = fn
         return fn
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -10,6 +10,7 @@ re-run one record at a time, so only the poison record goes to the dead-letter l
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import traceback
 from collections.abc import Callable, Container, Iterator
@@ -430,4 +431,13 @@ class Engine:
         for topic, partition in list(self._parts):
             self.close_partition(topic, partition)
         if self._loop is not None:
+            for a in self.agents:  # Agent.on_close, while the loop can still run what they close
+                if a.close_fn is None:
+                    continue
+                try:
+                    result = a.close_fn()
+                    if inspect.isawaitable(result):
+                        self._loop.run_until_complete(result)
+                except Exception:  # closing must go on: the other agents, then the loop
+                    log.exception("agent %s: its on_close failed", a.name)
             self._loop.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from app.runtime.agent import AgentRegistry, agent
@@ -72,6 +74,34 @@ def test_local_only_table__emptied_and_refilled_by_on_rebuild(reg: AgentRegistry
     # the stale entry ("1") is gone: rebuilt from `latest` alone, outside any agent call
     assert sorted(by_time.all_items()) == [("2", "b/load"), ("3", "a/load")]
     assert latest.active is None and by_time.active is None
+
+
+def test_on_close__runs_on_the_engine_loop_before_it_closes(reg: AgentRegistry) -> None:
+    """What an agent's calls left open on the engine's loop (kept HTTP connections) is closed there."""
+    seen: list[tuple[str, bool]] = []
+
+    @agent("events", registry=reg)
+    async def handle(event, ctx):
+        seen.append(("call", False))
+
+    @handle.on_close
+    async def close():
+        seen.append(("close", asyncio.get_running_loop().is_closed()))
+
+    @agent("other", registry=reg)
+    def broken(event, ctx):
+        pass
+
+    @broken.on_close
+    def fail():
+        raise RuntimeError("closing failed")
+
+    h = AgentHarness(reg.agents(), partitions=1)
+    h.feed_many("events", [ev("a", time=1)])
+    loop = h.engine.loop
+    h.engine.close()
+    assert seen == [("call", False), ("close", False)], "once, on the open loop (a failing one does not stop it)"
+    assert loop.is_closed()
 
 
 def test_table__outside_agent_raises_clear_error() -> None:
