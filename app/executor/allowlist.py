@@ -29,6 +29,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
@@ -75,8 +76,10 @@ _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
 _HOST = re.compile(r"^(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
 
 
+@lru_cache(maxsize=4096)
 def parse_address(text: str) -> IPAddress | None:
-    """`text` as an IP address (brackets and an IPv6 zone are accepted), or None for a name."""
+    """`text` as an IP address (brackets and an IPv6 zone are accepted), or None for a name.
+    Remembered (addresses are immutable): every request asks it for its host, several times."""
     text = text.strip("[]").split("%", 1)[0]
     try:
         return ipaddress.ip_address(text)

@@ -123,8 +123,11 @@ class PinnedClients:
         self._kept.move_to_end(origin)
         kept = next((lease for lease in leases if lease.users < self.requests_per_client), None)
         if kept is None:
+            # tls_context() for https only: building it loads the CA bundle (~0.1 s of CPU), which a
+            # process sending plain http never needs (True: aiohttp's verifying default, unused for http)
+            ssl_context = tls_context() if origin.scheme == "https" else True
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=self.keepalive_s,
-                                             ssl=tls_context(), resolver=NoNames())
+                                             ssl=ssl_context, resolver=NoNames())
             kept = Lease(aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
                                                trust_env=False))
             leases.append(kept)
