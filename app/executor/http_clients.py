@@ -1,21 +1,28 @@
 """HTTP clients kept between requests, one per pinned destination, so that a plugin's requests to
 the same place reuse their connections (no connect, no TLS handshake per request).
 
-The clients are aiohttp sessions: asyncio-native, a request and its answer cost about a fifth of the
-CPU of httpx's (httpcore over anyio yields to the event loop at every lock and socket operation, so
-50 requests at once moved through each stage together; benchmarks/orchestration.py, a step of a roll).
+The clients are aiohttp sessions: asyncio-native, a request and its answer through safe_http cost
+about a third of the CPU they did with httpx (httpcore over anyio yields to the event loop at every
+lock and socket operation, so 50 requests at once moved through each stage together; a step of a
+roll in benchmarks/orchestration.py).
 
 app.executor.safe_http sends every hop to an address the outbound guard vetted, with the name kept
 for the Host header and for TLS (SNI and the certificate check). A client per `PinnedOrigin` (scheme,
 vetted address, port, TLS server name) can never hand a request for one name a TLS connection made
 (and checked) for another name on the same address: each of its connections was made to that address
 and checked for that name (whatever the pool's own key). Its connector resolves no names (`NoNames`):
-it is only ever given vetted addresses. Idle connections are kept `keepalive_s` (shorter than
-servers' usual keep-alive timeouts, so a reused connection is rarely one the server is closing). An
-origin busy with many requests at once gets several clients (REQUESTS_PER_CLIENT). A client keeps no
-cookies (aiohttp's DummyCookieJar): it serves many actions, and for plain http every name on the same
-address, so a cookie one answer set would go with another action's request, maybe to another host.
-Proxies from the environment are not used (trust_env off): the guard judges where the connection goes.
+it is only ever given vetted addresses. An origin busy with many requests at once gets several
+clients (REQUESTS_PER_CLIENT). A client keeps no cookies (aiohttp's DummyCookieJar): it serves many
+actions, and for plain http every name on the same address, so a cookie one answer set would go with
+another action's request, maybe to another host. Proxies from the environment are not used
+(trust_env off): the guard judges where the connection goes.
+
+Idle connections are reused for `keepalive_s`, judged by their age only: aiohttp learns that a server
+closed one when the event loop reads the socket, and the executor's loop runs only during agent
+calls, so between batches a closed connection looks alive (httpcore polled each idle socket instead).
+`keepalive_s` is therefore well below servers' usual keep-alive timeouts (gunicorn 2 s; uvicorn,
+Apache, Node 5 s; nginx 75 s); a server closing sooner can fail the next request with
+ServerDisconnectedError, retried like any transport failure.
 
 Clients belong to the event loop they were made on: on another loop (a test's) the set starts anew.
 """
@@ -37,8 +44,8 @@ from app.executor.allowlist import IPAddress, parse_address
 
 __all__ = ["Lease", "NoNames", "PinnedClients", "PinnedOrigin", "pinned_origin", "tls_context"]
 
-#: Idle connections are closed after this long.
-KEEPALIVE_S = 2.0
+#: Idle connections are not reused after this long (see the module docstring).
+KEEPALIVE_S = 1.0
 #: Clients (destinations) kept at most; the least recently used one is closed beyond.
 MAX_CLIENTS = 64
 #: Requests one client serves at once; more to the same destination get another client (its
