@@ -18,6 +18,7 @@ most `timeout_s` (the attempt's own limit bounds the whole request).
 from __future__ import annotations
 
 import json as jsonlib
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -36,6 +37,10 @@ __all__ = ["CROSS_ORIGIN_HEADERS", "REDIRECT_STATUSES", "HttpAnswer", "request"]
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 #: Headers that follow a redirect to another origin; the rest stay with the first one.
 CROSS_ORIGIN_HEADERS = frozenset({"idempotency-key", "accept", "content-type", "user-agent"})
+#: A header name is an RFC 9110 token; a value is printable ASCII, spaces and tabs (no CR/LF: no
+#: header of its own smuggled in). Checked before anything is sent, as httpx's h11 did.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 
 
 @dataclass
@@ -69,6 +74,17 @@ def _pinned_url(url: httpx.URL, address: IPAddress) -> URL:
     """What goes on the wire for `url` pinned to the vetted `address`: the URL with the address as
     its host (remembered, as _parse_url)."""
     return URL(str(url.copy_with(host=str(address))), encoded=True)
+
+
+def _check_headers(headers: dict[str, str]) -> None:
+    """ActionRejected for a header that is not valid HTTP (see _HEADER_NAME)."""
+    for name, value in headers.items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise ActionRejected(f"header name {name[:100]!r} is not valid in HTTP (letters, digits and "
+                                 f"!#$%&'*+-.^_`|~ only)")
+        if not _HEADER_VALUE.fullmatch(value):
+            raise ActionRejected(f"the value of header {name} holds a control or non-ASCII character "
+                                 f"(line breaks could smuggle in a header of its own)")
 
 
 def _origin(url: httpx.URL) -> tuple[str, bytes, int | None]:
@@ -140,6 +156,7 @@ async def request(guard: EgressGuard, method: str, url: str, *, headers: dict[st
     docstring). Raises EgressRefused (REJECTED) for a refused hop, ActionTimedOut, or ActionFailed
     for transport errors and too many redirects; any HTTP status is returned, not raised."""
     headers = dict(headers or {})
+    _check_headers(headers)
     if json is not None:
         if content is not None:
             raise ActionRejected("give json or content, not both")

@@ -15,7 +15,7 @@ import pytest
 from app.executor.allowlist import OutboundConfig
 from app.executor.egress import EgressGuard, EgressRefused
 from app.executor.http_clients import PinnedClients, PinnedOrigin, pinned_origin
-from app.executor.plugin import ActionTimedOut
+from app.executor.plugin import ActionRejected, ActionTimedOut
 from app.executor.safe_http import request
 
 _T = TypeVar("_T")
@@ -236,3 +236,34 @@ def test_pinned_clients__never_resolve_a_name() -> None:
             await clients.aclose()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("headers", "error"), [
+    ({"X-A": "a\r\nInjected: 1"}, "the value of header X-A holds a control or non-ASCII character"),
+    ({"X-A": "caf\u00e9"}, "the value of header X-A holds a control or non-ASCII character"),
+    ({"Bad Name": "v"}, "header name 'Bad Name' is not valid in HTTP"),
+])
+def test_request__a_header_that_is_not_valid_http_is_rejected_before_anything_is_sent(headers, error) -> None:
+    async def scenario() -> str:
+        connections = 0
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal connections
+            connections += 1
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        guard = _loopback_guard()
+        try:
+            await request(guard, "GET", f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/", headers=headers,
+                          timeout_s=5)
+        except ActionRejected as exc:
+            assert connections == 0
+            return str(exc)
+        finally:
+            assert guard.clients is not None
+            await guard.clients.aclose()
+            server.close()
+        return "sent"
+
+    assert asyncio.run(scenario()).startswith(error)
