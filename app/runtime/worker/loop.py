@@ -101,9 +101,10 @@ RESTORE_IDLE_SLICE_S = 0.25
 _SEEK_RETRY_CODES = frozenset({KafkaError._STATE})
 #: While Kafka is unreachable, how often the loop asks for metadata to notice it is back.
 _BUS_PROBE_EVERY_S = 2.0
-#: While no records arrive, how often the loop asks for metadata to notice that Kafka is gone: an
-#: idle worker makes no call that could fail, and librdkafka's "all brokers down" report is not
-#: always made (it needs every known broker down at one instant, between reconnection attempts).
+#: While no records arrive (and no transaction commits), how often the loop asks for metadata to
+#: notice that Kafka is gone: an idle worker makes no call that could fail, and librdkafka's "all
+#: brokers down" report is not always made (it needs every known broker down at one instant, between
+#: reconnection attempts).
 _BUS_IDLE_CHECK_S = 5.0
 #: How long that request may take before Kafka counts as unreachable (generous: a loaded machine
 #: must not look like an outage, which holds back wall-clock timers).
@@ -170,6 +171,8 @@ class Worker:
         #: next offset to commit per (real topic, partition): everything before it is processed
         self._offsets: dict[tuple[str, int], int] = {}
         self._last_commit = time.monotonic()
+        #: when Kafka last answered a call that waits for it (a committed transaction): it is up then
+        self._bus_answered_s = 0.0
         #: records processed or timers fired since the last commit point
         self._uncommitted = False
         self._shutting_down = False
@@ -540,6 +543,10 @@ class Worker:
                 lag_due = now + 5
             if msgs:
                 idle_check_due = now + _BUS_IDLE_CHECK_S
+            # A committed transaction is Kafka answering too: a worker busy with timers (an orchestrator's
+            # turns) is not idle, and the metadata request blocked the loop between two turns, while
+            # the turn's steps in flight waited (0.5 s, load 3: the p99 of benchmarks/orchestration.py).
+            idle_check_due = max(idle_check_due, self._bus_answered_s + _BUS_IDLE_CHECK_S)
             if self.bus.down and now >= probe_due:
                 self._probe_bus(_BUS_PROBE_TIMEOUT_S)
                 probe_due = now + _BUS_PROBE_EVERY_S
@@ -749,6 +756,7 @@ class Worker:
             assert consumer is not None
             offsets = [TopicPartition(t, p, o) for (t, p), o in self._offsets.items()]
             self.output.commit_transaction(point.epoch, offsets, consumer.consumer_group_metadata)
+            self._bus_answered_s = time.monotonic()
         if block:  # else the run loop finishes it, in slices
             # Offsets are committed synchronously only when asked to wait (revoke, shutdown): a
             # backlog of commit points is finished with asynchronous offset commits, since a sync
