@@ -17,9 +17,11 @@ record processed to the commit after the N-th (start-up excluded).
 Issue 24's figure, in the same run: `pipeline_routes_eps` is the same measurement with the routes
 stage beside the pipeline (ROUTES: 10 routes over globs, tags and severity, two of them 10% samples;
 their destination topics created here), and `routes_ratio` = pipeline_routes_eps / pipeline_eps
-(goal >= ROUTES_TARGET_RATIO). `--with-sinks FILE` adds the metric sink stages to that run, built
-from the settings with FILE's keys (a vigil.yaml fragment that enables them); until this build has
-sink stages (app.stages) it says so and runs without them. `--routes-repeat N` (default 3)
+(goal >= ROUTES_TARGET_RATIO). `--with-sinks FILE` adds the metric sinks stage to that run, built
+from the settings with FILE's keys (a vigil.yaml fragment that enables them, e.g.
+benchmarks/sinks-all.yaml against `benchmarks/sinks.py --serve`); that run then ends only when the
+sinks have read every window the events closed and sent it (or dropped it: counted and reported
+per sink and reason in `sinks`). `--routes-repeat N` (default 3)
 alternates N runs with routes and N runs without (the first is the run above): `pipeline_eps` and
 `pipeline_routes_eps` are then the medians, every run's figure is listed, and `routes_cpu_ratio`
 compares events per CPU second of this process, which other load on the machine disturbs less.
@@ -45,9 +47,9 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common import REPO, bench_stack, emit_json, log, produce_dataset, raw_consume
 
@@ -62,6 +64,9 @@ from app.runtime.stage import Stage
 from app.runtime.worker import Guarantee, Worker, WorkerOptions
 from app.topics.admin import reconcile
 from app.topics.spec import TopicSpec, load_topics_file
+
+if TYPE_CHECKING:
+    from app.sinks.stage import SinksStage
 
 __all__ = ["ROUTES", "alert_latency_ms", "pipeline_eps", "routes_stages", "sink_stages"]
 
@@ -83,8 +88,6 @@ routes:
   - {name: servers-tenth, match: {tags.class: server}, to: bench-dev-servers, sample: {percent: 10}}
   - {name: all-tenth, to: bench-dev-all, sample: {percent: 10, by: event_id}}
 """
-#: How the metric sink stages of app.stages are recognised by name (--sink-stages names them instead).
-_SINK_WORDS = ("sink", "prometheus", "graphite", "otlp", "opentelemetry")
 
 
 def _isolated(settings: Settings, state_dir: Path) -> Settings:
@@ -163,30 +166,55 @@ def routes_stages(s: Settings, rules_dir: Path, text: str = ROUTES) -> list[Stag
     return [RoutesStage(RoutesConfig(routes_dir(rules_dir), settings=s)).stage()]
 
 
-def sink_stages(s: Settings, settings_file: Path, names: list[str] | None = None) -> list[Stage]:
-    """The metric sink stages of app.stages (`names`, else those named like sinks), built from `s`
-    with the keys of `settings_file` (which enable them); none (said on stderr) while this build has
-    no sink stages."""
+def sink_stages(s: Settings, settings_file: Path) -> tuple[SinksStage, Stage]:
+    """The metric sinks stage built from `s` with the keys of `settings_file` (which enable them)."""
     import yaml
 
-    from app.stages import BUILTIN_STAGES, build_stages
+    from app.sinks.config import SinksConfig
+    from app.sinks.stage import SinksStage
 
-    if names is None:
-        names = [name for name in BUILTIN_STAGES if any(word in name for word in _SINK_WORDS)]
-    if not names:
-        log("--with-sinks: this build has no metric sink stages (app.stages: "
-            f"{', '.join(BUILTIN_STAGES)}); the run goes on without them")
-        return []
     overrides = yaml.safe_load(settings_file.read_text()) or {}
     sink_settings = Settings.model_validate({**s.model_dump(), **overrides})
-    log(f"--with-sinks: stages {', '.join(names)} with {', '.join(overrides) or 'default settings'}")
-    return build_stages(sink_settings, names)
+    sinks = SinksStage(SinksConfig.from_settings(sink_settings), state_dir=Path(tempfile.mkdtemp()))
+    log(f"--with-sinks: {', '.join(key for key, on in overrides.get('sinks', {}).items() if on.get('enabled'))}")
+    return sinks, sinks.stage()
+
+
+def sinks_settled(sinks: SinksStage, counts: dict[str, int]) -> Callable[[Worker], bool]:
+    """Whether the sinks agent has read every window the pipeline published and every push sink
+    has sent (or dropped, counted) all of them: the sinks' work is in the measured time. `counts`
+    gets the windows published and read when it was last asked."""
+    from app.pipeline.tracker import METRICS_TOPIC
+    from app.sinks.stage import AGENT_NAME
+
+    def settled(worker: Worker) -> bool:
+        published = worker.metrics.events_out.labels(METRICS_TOPIC)._value.get()
+        read = worker.engine.stats[AGENT_NAME].events_in
+        counts.update(windows_published=int(published), windows_read=read)
+        return read >= published and all(sink.idle() for sink in sinks.push)
+
+    return settled
+
+
+def sink_counts(sinks: SinksStage) -> dict[str, Any]:
+    """Samples sent and dropped (by reason) per push sink, and the exposition's series."""
+    out: dict[str, Any] = {}
+    for metric in sinks.metrics.registry.collect():
+        for sample in metric.samples:
+            if sample.name in ("vigil_sink_samples_sent_total", "vigil_sink_dropped_samples_total") and sample.value:
+                label = sample.labels.get("sink", "") + (f":{sample.labels['reason']}" if "reason" in sample.labels
+                                                          else "")
+                out[f"{sample.name.removeprefix('vigil_sink_').removesuffix('_total')}[{label}]"] = int(sample.value)
+    return out
 
 
 def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
-                 gc_threshold: tuple[int, ...] | None = None, stages: Sequence[Stage] = ()) -> dict[str, Any]:
+                 gc_threshold: tuple[int, ...] | None = None, stages: Sequence[Stage] = (),
+                 settled: Callable[[Worker], bool] | None = None) -> dict[str, Any]:
     """Events/s of the built-in pipeline agent in a Worker (tables in RocksDB with changelogs), on
     the `events` topic of settings `s`, with the agents of `stages` beside it (closed afterwards).
+    `settled`: the run ends only once it also holds (e.g. the sinks delivered every window the
+    events closed), so work that lags behind the pipeline is not left out of the time.
     `gc_threshold`: an experiment, gc.set_threshold for the run (the worker itself does not tune
     the garbage collector)."""
     from app.pipeline.agents import Pipeline
@@ -216,7 +244,8 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
                 first, cpu_first = now, time.process_time()
             if n >= events and commits_at_n is None:
                 commits_at_n = worker.metrics.commits._value.get()
-            if commits_at_n is not None and worker.metrics.commits._value.get() > commits_at_n:
+            if (commits_at_n is not None and worker.metrics.commits._value.get() > commits_at_n
+                    and (settled is None or settled(worker))):
                 done, cpu_done = now, time.process_time()
                 break
             time.sleep(0.005)
@@ -243,14 +272,20 @@ def _routes_comparison(s: Settings, args: argparse.Namespace, rules_dir: Path, f
     from app.routing.loader import load_routes
 
     text = args.routes_file.read_text() if args.routes_file is not None else ROUTES
-    without, with_routes, copies, sinks = [first], [], [], []
+    without, with_routes, copies, sunk = [first], [], [], []
     for i in range(args.routes_repeat):
         extra = routes_stages(s, rules_dir, text)
+        settled = None
         if args.with_sinks is not None:
-            sinks = sink_stages(s, args.with_sinks, args.sink_stages)
-            extra += sinks
-        with_routes.append(pipeline_eps(s, args.events, Guarantee(args.guarantee), args.gc_threshold, extra))
+            sinks, stage = sink_stages(s, args.with_sinks)
+            extra.append(stage)
+            windows: dict[str, int] = {}
+            settled = sinks_settled(sinks, windows)
+        with_routes.append(pipeline_eps(s, args.events, Guarantee(args.guarantee), args.gc_threshold, extra, settled))
         copies.append(_routed_copies(extra))
+        if args.with_sinks is not None:
+            sunk.append({**windows, **sink_counts(sinks)})
+            log(f"sinks, run {i + 1}: {sunk[-1]}")
         log(f"pipeline with routes, run {i + 1}: {with_routes[-1]['eps']:,.0f} ev/s, {with_routes[-1]['cpu_eps']:,} "
             f"per CPU second; {copies[-1]:,} copies")
         if i + 1 < args.routes_repeat:
@@ -268,7 +303,7 @@ def _routes_comparison(s: Settings, args: argparse.Namespace, rules_dir: Path, f
         "pipeline_routes_eps": statistics.median(r["eps"] for r in with_routes),
     }
     if args.with_sinks is not None:
-        out["sinks"] = [stage.name for stage in sinks]
+        out["sinks"] = sunk
     out["routes_ratio"] = round(out["pipeline_routes_eps"] / out["pipeline_eps"], 3)
     out["routes_cpu_ratio"] = round(statistics.median(out["pipeline_routes_cpu_eps_runs"])
                                     / statistics.median(out["pipeline_cpu_eps_runs"]), 3)
@@ -453,9 +488,6 @@ def main() -> None:
                         help="the routes of the routes run (default: ROUTES, 10 routes over this dataset)")
     parser.add_argument("--routes-repeat", type=int, default=3, metavar="N",
                         help="runs with routes, alternating with runs without (medians reported)")
-    parser.add_argument("--sink-stages", type=lambda t: [n for n in t.split(",") if n], default=None,
-                        metavar="A,B", help="with --with-sinks: the stages of app.stages to add (default: those "
-                                            "named like a sink: prometheus, graphite, otlp, ...)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result: dict[str, Any] = {"events": args.events, "identities": args.identities, "guarantee": args.guarantee,

@@ -70,6 +70,8 @@ class PushSink:
         self._incoming: list[ClosedWindow] = []
         self._stopping = False
         self._pending: list[ClosedWindow] = []
+        #: the sender is in a pass (what it took is neither pending nor sent yet)
+        self._stepping = False
         self._first_at = 0.0
         #: when the oldest buffered batch may be sent again (monotonic s)
         self._retry_at = 0.0
@@ -93,6 +95,11 @@ class PushSink:
             if fresh:
                 self._incoming += fresh
                 self._cond.notify()
+
+    def idle(self) -> bool:
+        """Nothing waits to be sent: no window in memory, no batch in the disk buffer."""
+        with self._cond:
+            return not (self._stepping or self._incoming or self._pending or len(self.buffer))
 
     # -- the sender ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -141,6 +148,14 @@ class PushSink:
         buffered batches if their retry is due. With `stopping`, what is left goes to the buffer."""
         with self._cond:
             taken, self._incoming = self._incoming, []
+            self._stepping = True
+        try:
+            self._step(taken, stopping)
+        finally:
+            with self._cond:
+                self._stepping = False
+
+    def _step(self, taken: list[ClosedWindow], stopping: bool) -> None:
         now = self._monotonic()
         if taken:
             if not self._pending:
