@@ -180,6 +180,20 @@ def sink_stages(s: Settings, settings_file: Path) -> tuple[SinksStage, Stage]:
     return sinks, sinks.stage()
 
 
+def _commit_ends(s: Settings, group: str, topic: str) -> None:
+    """Commit `topic`'s end offsets for consumer group `group` (which then starts there)."""
+    from confluent_kafka import TopicPartition
+
+    consumer = make_consumer(s, group)
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = [TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
+                for p in partitions]
+        consumer.commit(offsets=ends, asynchronous=False)
+    finally:
+        consumer.close()
+
+
 def sinks_settled(sinks: SinksStage, counts: dict[str, int]) -> Callable[[Worker], bool]:
     """Whether the sinks agent has read every window the pipeline published and every push sink
     has sent (or dropped, counted) all of them: the sinks' work is in the measured time. `counts`
@@ -210,19 +224,24 @@ def sink_counts(sinks: SinksStage) -> dict[str, Any]:
 
 def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
                  gc_threshold: tuple[int, ...] | None = None, stages: Sequence[Stage] = (),
-                 settled: Callable[[Worker], bool] | None = None) -> dict[str, Any]:
+                 settled: Callable[[Worker], bool] | None = None, start_at_end: Sequence[str] = ()) -> dict[str, Any]:
     """Events/s of the built-in pipeline agent in a Worker (tables in RocksDB with changelogs), on
     the `events` topic of settings `s`, with the agents of `stages` beside it (closed afterwards).
     `settled`: the run ends only once it also holds (e.g. the sinks delivered every window the
     events closed), so work that lags behind the pipeline is not left out of the time.
+    `start_at_end`: logical topics the run's agents read from their current end (the windows an
+    earlier run published on `metrics` are not this run's work).
     `gc_threshold`: an experiment, gc.set_threshold for the run (the worker itself does not tune
     the garbage collector)."""
     from app.pipeline.agents import Pipeline
     from app.pipeline.config import PipelineConfig
 
     pipeline = Pipeline(PipelineConfig.from_settings(s))
+    app_id = f"bench-pl-{uuid.uuid4().hex[:6]}"
+    for topic in start_at_end:
+        _commit_ends(s, app_id, s.topic(topic))
     worker = Worker(s, [pipeline.agent, *(a for stage in stages for a in stage.agents)],
-                    WorkerOptions(app_id=f"bench-pl-{uuid.uuid4().hex[:6]}", guarantee=guarantee, instance_id="bench"),
+                    WorkerOptions(app_id=app_id, guarantee=guarantee, instance_id="bench"),
                     collectors=[c for stage in stages for c in stage.collectors])
     stats = worker.engine.stats[pipeline.agent.name]
     thread = threading.Thread(target=worker.run, daemon=True)
@@ -281,7 +300,8 @@ def _routes_comparison(s: Settings, args: argparse.Namespace, rules_dir: Path, f
             extra.append(stage)
             windows: dict[str, int] = {}
             settled = sinks_settled(sinks, windows)
-        with_routes.append(pipeline_eps(s, args.events, Guarantee(args.guarantee), args.gc_threshold, extra, settled))
+        with_routes.append(pipeline_eps(s, args.events, Guarantee(args.guarantee), args.gc_threshold, extra, settled,
+                                        start_at_end=["metrics"] if settled else ()))
         copies.append(_routed_copies(extra))
         if args.with_sinks is not None:
             sunk.append({**windows, **sink_counts(sinks)})

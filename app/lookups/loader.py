@@ -20,7 +20,7 @@ from typing import Any
 from app.lookups.data import DATA_DIR, DATA_SUFFIXES, DataFile, parse_data_text
 from app.lookups.hierarchy import HIERARCHY_FILE, Hierarchy, parse_hierarchy_text
 from app.lookups.resolve import LookupData
-from app.rules.files import definition_files
+from app.rules.files import FileWatch, definition_files
 from app.rules.source import RuleError
 
 __all__ = ["LookupLoader", "LookupSource", "load_lookups"]
@@ -57,9 +57,6 @@ class LookupSource:
 
 @dataclass
 class _File:
-    mtime_ns: int
-    size: int
-    digest: str
     errors: list[RuleError]
     good: Any = None  # the last content that parsed cleanly (Hierarchy or DataFile)
     good_digest: str = ""
@@ -76,6 +73,7 @@ class LookupLoader:
         self.directory = Path(directory)
         self.source = source if source is not None else LookupSource()
         self._files: dict[str, _File] = {}
+        self._watch = FileWatch()
         self._errors: list[RuleError] = []
 
     @property
@@ -94,35 +92,19 @@ class LookupLoader:
         data_dir = self.directory / DATA_DIR
         paths = ([hierarchy_path] if hierarchy_path.is_file() else []) + \
             (definition_files(data_dir, DATA_SUFFIXES) if data_dir.is_dir() else [])
-        changed = False
-        seen: set[str] = set()
-        for path in paths:
-            name = str(path)
-            try:
-                stat = path.stat()
-                entry = self._files.get(name)
-                seen.add(name)
-                if entry and (stat.st_mtime_ns, stat.st_size) == (entry.mtime_ns, entry.size):
-                    continue
-                raw = path.read_bytes()
-            except FileNotFoundError:
-                seen.discard(name)
-                continue
-            digest = hashlib.sha256(raw).hexdigest()
-            if entry and digest == entry.digest:
-                entry.mtime_ns, entry.size = stat.st_mtime_ns, stat.st_size
-                continue
-            parsed, errors = self._parse(path, raw, data_dir)
+        updated, gone = self._watch.scan(paths)
+        for file in updated:
+            entry = self._files.get(file.name)
+            parsed, errors = self._parse(Path(file.name), file.data, data_dir)
             good = parsed if parsed is not None else (entry.good if entry else None)
-            good_digest = digest if parsed is not None else (entry.good_digest if entry else "")
-            self._files[name] = _File(stat.st_mtime_ns, stat.st_size, digest, errors, good, good_digest)
-            changed = True
+            good_digest = file.digest if parsed is not None else (entry.good_digest if entry else "")
+            self._files[file.name] = _File(errors, good, good_digest)
             if errors and entry is not None:
-                log.warning("lookup file %s has %d error(s); %s", name, len(errors),
+                log.warning("lookup file %s has %d error(s); %s", file.name, len(errors),
                             "keeping its last good version" if good is not None else "not used")
-        for name in set(self._files) - seen:
-            del self._files[name]
-            changed = True
+        for name in gone:
+            self._files.pop(name, None)
+        changed = bool(updated or gone)
         if not changed:
             return False
         before = self.source.data

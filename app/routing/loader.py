@@ -8,7 +8,6 @@ Route names are unique across files; a later file's route with a taken name is a
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Final
 
 from app.routing.spec import Route, compile_routes_text
-from app.rules.files import definition_files
+from app.rules.files import FileWatch, definition_files
 from app.rules.source import RuleError
 
 __all__ = ["ROUTES_FOLDER", "RouteSet", "RouteSetLoader", "check_routes", "load_routes", "routes_dir"]
@@ -52,8 +51,6 @@ class RouteSet:
 
 @dataclass
 class _File:
-    signature: tuple[int, int]
-    digest: str
     errors: list[RuleError]
     good: tuple[Route, ...] | None  # the last version that loaded cleanly (kept while it is broken)
 
@@ -67,6 +64,7 @@ class RouteSetLoader:
     interval_s: float = 2.0
     clock: Callable[[], float] = time.monotonic
     _files: dict[str, _File] = field(default_factory=dict)
+    _watch: FileWatch = field(default_factory=FileWatch)
     _current: RouteSet = field(default_factory=RouteSet)
     _checked: float | None = None
 
@@ -81,35 +79,18 @@ class RouteSetLoader:
     def reload(self) -> RouteSet:
         """Pick up added, changed and deleted files now; broken files keep their last good version."""
         paths = definition_files(self.directory, ROUTE_FILE_SUFFIXES) if self.directory.is_dir() else []
-        changed = False
-        seen: set[str] = set()
-        for path in paths:
-            name = str(path)
-            try:
-                stat = path.stat()
-                signature = (stat.st_mtime_ns, stat.st_size)
-                entry = self._files.get(name)
-                seen.add(name)
-                if entry is not None and entry.signature == signature:
-                    continue
-                data = path.read_bytes()
-            except OSError:
-                seen.discard(name)
-                continue  # gone while we looked: removed below
-            digest = hashlib.sha256(data).hexdigest()
-            if entry is not None and entry.digest == digest:
-                entry.signature = signature
-                continue
-            routes, errors = self._compile(data, name)
+        updated, gone = self._watch.scan(paths)
+        for file in updated:
+            entry = self._files.get(file.name)
+            routes, errors = self._compile(file.data, file.name)
             good = entry.good if entry is not None else None
             if errors and good is not None:
                 log.warning("routes file %s has %d error(s) (first: %s); keeping its last good version",
-                            name, len(errors), errors[0])
-            self._files[name] = _File(signature, digest, errors, good if errors else tuple(routes))
-            changed = True
-        for name in set(self._files) - seen:
-            del self._files[name]
-            changed = True
+                            file.name, len(errors), errors[0])
+            self._files[file.name] = _File(errors, good if errors else tuple(routes))
+        for name in gone:
+            self._files.pop(name, None)
+        changed = bool(updated or gone)
         if changed or self._current.version == 0:
             self._current = self._assemble(self._current.version + 1)
         return self._current

@@ -35,6 +35,7 @@ from typing import Any, Final
 from app.globs import glob_matcher, is_glob
 from app.model.events import State
 from app.rules.fields import FieldRef, parse_field
+from app.rules.files import FileWatch
 from app.rules.loader import rule_files
 from app.rules.match import OPERATORS, Predicate, compile_match
 from app.rules.source import ErrorSink, LineDict, RuleError, line_of, load_yaml_text
@@ -396,7 +397,6 @@ def _assemble(files: Mapping[str, Sequence[Dependency]]) -> tuple[list[Dependenc
 
 @dataclass
 class _File:
-    signature: tuple[int, int]
     latest: list[Dependency] | None  # None while the file has errors
     errors: list[RuleError]
     good: list[Dependency] = field(default_factory=list)
@@ -410,6 +410,7 @@ class DependencyLoader:
     def __init__(self, rules_dir: Path | str) -> None:
         self.directory = Path(rules_dir) / DEPENDENCIES_DIR
         self._files: dict[str, _File] = {}
+        self._watch = FileWatch()
         self._set = DependencySet()
         self._errors: list[RuleError] = []
         self._loaded = False
@@ -427,34 +428,24 @@ class DependencyLoader:
     def reload(self) -> bool:
         """Pick up added, changed and removed files; True when the active set changed."""
         paths = rule_files(self.directory) if self.directory.is_dir() else []
-        seen: set[str] = set()
-        changed = not self._loaded
-        for path in paths:
-            name = str(path)
+        updated, gone = self._watch.scan(paths)
+        for file in updated:
+            entry = self._files.get(file.name)
             try:
-                stat = path.stat()
-                signature = (stat.st_mtime_ns, stat.st_size)
-                entry = self._files.get(name)
-                seen.add(name)
-                if entry is not None and entry.signature == signature:
-                    continue
-                text = path.read_bytes().decode("utf-8")
-            except FileNotFoundError:
-                seen.discard(name)
-                continue
+                text = file.data.decode("utf-8")
             except UnicodeDecodeError as exc:
                 found: list[Dependency] = []
-                errors = [RuleError(name, 1, f"not UTF-8 text ({exc.reason}); save as UTF-8")]
+                errors = [RuleError(file.name, 1, f"not UTF-8 text ({exc.reason}); save as UTF-8")]
             else:
-                found, errors = parse_dependencies_text(text, name)
+                found, errors = parse_dependencies_text(text, file.name)
             good = entry.good if entry is not None else []
-            self._files[name] = _File(signature, None if errors else found, errors, found if not errors else good)
+            self._files[file.name] = _File(None if errors else found, errors, found if not errors else good)
             if errors and entry is not None:
-                log.warning("dependency file %s has %d error(s); keeping its last good version", name, len(errors))
-            changed = True
-        for name in set(self._files) - seen:
-            del self._files[name]
-            changed = True
+                log.warning("dependency file %s has %d error(s); keeping its last good version", file.name,
+                            len(errors))
+        for name in gone:
+            self._files.pop(name, None)
+        changed = bool(updated or gone) or not self._loaded
         if not changed:
             return False
         self._loaded = True

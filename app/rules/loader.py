@@ -10,7 +10,6 @@ broken.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from app.lookups.data import DATA_DIR
 from app.lookups.hierarchy import HIERARCHY_FILE
 from app.lookups.loader import LookupLoader
 from app.routing.loader import ROUTES_FOLDER
-from app.rules.files import definition_files
+from app.rules.files import FileWatch, definition_files
 from app.rules.source import RuleError
 from app.rules.spec import Rule, compile_rules_text
 
@@ -73,9 +72,6 @@ class ReloadResult:
 
 @dataclass
 class _File:
-    mtime_ns: int
-    size: int
-    digest: str
     latest: tuple[Rule, ...] | None  # the current content, None when it has errors
     errors: list[RuleError]
     good: tuple[Rule, ...] | None = None  # last content that loaded cleanly and was accepted
@@ -108,6 +104,7 @@ class RuleSetLoader:
         self.directory = Path(directory)
         self.lookups = LookupLoader(self.directory)
         self._files: dict[str, _File] = {}
+        self._watch = FileWatch()
         self._ruleset = RuleSet()
         self._errors: list[RuleError] = []
 
@@ -129,32 +126,17 @@ class RuleSetLoader:
             self._errors = [error]
             return ReloadResult(self._ruleset, [error], changed=False)
         self.lookups.reload()
-        changed: list[str] = []
-        seen: set[str] = set()
         known_before = set(self._files)
-        for path in rule_files(self.directory):
-            name = str(path)
-            try:
-                stat = path.stat()
-                entry = self._files.get(name)
-                if entry and (stat.st_mtime_ns, stat.st_size) == (entry.mtime_ns, entry.size):
-                    seen.add(name)
-                    continue
-                data = path.read_bytes()
-            except FileNotFoundError:
-                continue  # deleted while we looked: handled as removed below
-            seen.add(name)
-            digest = hashlib.sha256(data).hexdigest()
-            if entry and digest == entry.digest:
-                entry.mtime_ns, entry.size = stat.st_mtime_ns, stat.st_size  # touched, not changed
-                continue
-            latest, errors = _compile_file(data, name, self.lookups)
-            good = entry.good if entry else None
-            self._files[name] = _File(stat.st_mtime_ns, stat.st_size, digest, latest, errors, good,
-                                      entry.active if entry else (), entry.active_source if entry else None)
-            changed.append(name)
-        for name in sorted(set(self._files) - seen):
-            del self._files[name]
+        updated, gone = self._watch.scan(rule_files(self.directory))
+        changed: list[str] = []
+        for file in updated:
+            entry = self._files.get(file.name)
+            latest, errors = _compile_file(file.data, file.name, self.lookups)
+            self._files[file.name] = _File(latest, errors, entry.good if entry else None, entry.active if entry else (),
+                                           entry.active_source if entry else None)
+            changed.append(file.name)
+        for name in gone:
+            self._files.pop(name, None)
             changed.append(name)
         if changed or not self._files:
             self._assemble()
