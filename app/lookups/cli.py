@@ -71,12 +71,9 @@ def lookup_command(ctx: click.Context, key: str, subject: str, event_name: str, 
                    rules_dir: Path | None, as_json: bool) -> None:
     """Look KEY up for an event like the one described, as rules' lookup(KEY) would, and show which
     level (file:line) answered; for merges, every level that contributed. Exit 1 when nothing does."""
-    from app.cli import CliContext  # local: this module must import without the whole CLI
+    from app.rules.cli import default_rules_dir  # local: as the CLI's other groups, imported when run
 
-    if rules_dir is None:
-        cli_context = ctx.find_object(CliContext)
-        rules_dir = Path(cli_context.settings.rules_dir) if cli_context else Path("rules")
-    data, errors = load_lookups(rules_dir)
+    data, errors = load_lookups(default_rules_dir(ctx, rules_dir))
     for error in errors:
         click.echo(f"warning: {error} (this file is not used)", err=True)
     event = {"subject": subject, "name": event_name, "tags": _tags(tags), "metrics": {}, "time": 0}

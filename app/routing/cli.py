@@ -11,20 +11,11 @@ import click
 
 from app.routing.loader import RouteSet, load_routes
 from app.routing.router import Router
+from app.rules.cli import default_rules_dir
 from app.rules.fields import EVENT_TYPE
 from app.rules.offline import InputError, read_jsonl
 
 __all__ = ["routes_group"]
-
-
-def _rules_dir(ctx: click.Context, given: Path | None) -> Path:
-    """DIR as given, else the configured rules_dir (under `vigil`), else ./rules."""
-    if given is not None:
-        return given
-    from app.cli import CliContext  # local: this module must import without the whole CLI
-
-    cli_context = ctx.find_object(CliContext)
-    return Path(cli_context.settings.rules_dir) if cli_context else Path("rules")
 
 
 def _load_or_fail(rules_dir: Path) -> RouteSet:
@@ -46,7 +37,7 @@ def routes_group() -> None:
 @click.pass_context
 def list_command(ctx: click.Context, directory: Path | None) -> None:
     """The routes of DIRECTORY/routes (default: the configured rules_dir), one per line."""
-    rules_dir = _rules_dir(ctx, directory)
+    rules_dir = default_rules_dir(ctx, directory)
     routes = _load_or_fail(rules_dir)
     for route in routes:
         click.echo(f"{route.describe()}    {route.location}")
@@ -62,7 +53,7 @@ def list_command(ctx: click.Context, directory: Path | None) -> None:
 def test_command(ctx: click.Context, events_file: Path, directory: Path | None, as_json: bool) -> None:
     """Which routes each event of EVENTS_FILE (JSONL, one event per line; `type` for custom records)
     would take, sampling applied (by the key `subject/name`, or by `id`)."""
-    router = Router(_load_or_fail(_rules_dir(ctx, directory)))
+    router = Router(_load_or_fail(default_rules_dir(ctx, directory)))
     try:
         for event in read_jsonl(events_file):
             event_type = event.pop("type", EVENT_TYPE)

@@ -19,11 +19,14 @@ from app.rules.junit import JUnitCase, JUnitSuite, junit_xml
 from app.rules.loader import RuleSetLoader
 from app.rules.offline import InputError, action_differences, read_jsonl, simulate
 
-__all__ = ["rules_group"]
+__all__ = ["default_rules_dir", "rules_group"]
 
 
-def _default_rules_dir(ctx: click.Context) -> Path:
-    """The configured rules_dir when run under `vigil` (settings), else ./rules."""
+def default_rules_dir(ctx: click.Context, given: Path | None = None) -> Path:
+    """`given` if any, else the configured rules_dir when run under `vigil` (settings), else ./rules
+    (what every command that reads a rules directory defaults to)."""
+    if given is not None:
+        return given
     from app.cli import CliContext  # local: this module must import without the whole CLI
 
     cli_context = ctx.find_object(CliContext)
@@ -62,7 +65,7 @@ def check_command(ctx: click.Context, directory: Path | None) -> None:
 
     Prints `file:line: message` for each problem and exits non-zero if there is any.
     """
-    directory = directory or _default_rules_dir(ctx)
+    directory = default_rules_dir(ctx, directory)
     loader = _load_or_fail(directory, errors_to_stderr=False)  # the errors are check's output
     files = len({rule.file for rule in loader.ruleset})
     click.echo(f"{directory}: {len(loader.ruleset)} rule(s) in {files} file(s), no errors")
