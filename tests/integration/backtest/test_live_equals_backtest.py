@@ -83,6 +83,10 @@ SCENARIO: list[tuple[float, str, str, dict[str, Any]]] = [
     (1.4, "web1", "restart", {}),
     (1.6, "web1", "load", {"metrics": {"load1": 25.0}}),
     (2.2, "db1", "disk", {"severity": 0}),
+    # load-hot holds from 0.1 s and must for 1 s: a stall that delays the first load sample by half a
+    # second (seen on a loaded CI machine) left 0.9 s between the samples, so two more keep it holding
+    (2.4, "web1", "load", {"metrics": {"load1": 24.0}}),
+    (2.8, "web1", "load", {"metrics": {"load1": 23.0}}),
 ]
 EXPECTED_RULES = ["deploy-restart", "disk-critical", "disk-recovered", "errors", "hb-missing", "load-hot",
                   "went-silent"]
