@@ -254,6 +254,8 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
     try:
         first = done = 0.0
         cpu_first = cpu_done = 0.0  # this process's CPU time: the worker's thread and its clients' threads
+        threads_first: dict[str, float] = {}
+        threads_done: dict[str, float] = {}
         commits_at_n = None
         deadline = time.monotonic() + 1800
         while time.monotonic() < deadline:
@@ -261,11 +263,13 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
             now = time.perf_counter()
             if n and not first:
                 first, cpu_first = now, time.process_time()
+                threads_first = _threads_cpu_s(thread.native_id)
             if n >= events and commits_at_n is None:
                 commits_at_n = worker.metrics.commits._value.get()
             if (commits_at_n is not None and worker.metrics.commits._value.get() > commits_at_n
                     and (settled is None or settled(worker))):
                 done, cpu_done = now, time.process_time()
+                threads_done = _threads_cpu_s(thread.native_id)
                 break
             time.sleep(0.005)
         else:
@@ -273,6 +277,7 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
         # events per CPU second: what the worker costs, less dependent than eps on other work on the machine
         return {"eps": events / (done - first), "cpu_eps": round(events / (cpu_done - cpu_first)),
                 "gc_s": round(gc_seconds(), 2), "timers_fired": stats.timers_fired,
+                "thread_cpu_s": {k: round(v - threads_first.get(k, 0.0), 2) for k, v in threads_done.items()},
                 **pipeline.stats()}
     finally:
         worker.stop()
@@ -307,11 +312,11 @@ def _routes_comparison(s: Settings, args: argparse.Namespace, rules_dir: Path, f
             sunk.append({**windows, **sink_counts(sinks)})
             log(f"sinks, run {i + 1}: {sunk[-1]}")
         log(f"pipeline with routes, run {i + 1}: {with_routes[-1]['eps']:,.0f} ev/s, {with_routes[-1]['cpu_eps']:,} "
-            f"per CPU second; {copies[-1]:,} copies")
+            f"per CPU second; {copies[-1]:,} copies; CPU s by thread {with_routes[-1]['thread_cpu_s']}")
         if i + 1 < args.routes_repeat:
             without.append(pipeline_eps(s, args.events, Guarantee(args.guarantee), args.gc_threshold))
             log(f"pipeline without, run {i + 2}: {without[-1]['eps']:,.0f} ev/s, {without[-1]['cpu_eps']:,} "
-                f"per CPU second")
+                f"per CPU second; CPU s by thread {without[-1]['thread_cpu_s']}")
     out: dict[str, Any] = {
         "routes": len(load_routes(rules_dir)), "routes_file": str(args.routes_file or "ROUTES"),
         "routed_copies": copies[-1], "routes_repeat": args.routes_repeat,
@@ -319,6 +324,8 @@ def _routes_comparison(s: Settings, args: argparse.Namespace, rules_dir: Path, f
         "pipeline_routes_eps_runs": [round(r["eps"]) for r in with_routes],
         "pipeline_cpu_eps_runs": [r["cpu_eps"] for r in without],
         "pipeline_routes_cpu_eps_runs": [r["cpu_eps"] for r in with_routes],
+        "pipeline_thread_cpu_s_runs": [r["thread_cpu_s"] for r in without],
+        "pipeline_routes_thread_cpu_s_runs": [r["thread_cpu_s"] for r in with_routes],
         "pipeline_eps": statistics.median(r["eps"] for r in without),
         "pipeline_routes_eps": statistics.median(r["eps"] for r in with_routes),
     }
@@ -338,6 +345,30 @@ def _routed_copies(stages: Sequence[Stage]) -> int:
     """Copies the routes stage sent (its vigil_routed_total, all routes)."""
     return int(sum(sample.value for stage in stages for registry in stage.collectors for metric in registry.collect()
                    if metric.name == "vigil_routed" for sample in metric.samples if sample.name.endswith("_total")))
+
+
+def _threads_cpu_s(worker_tid: int | None) -> dict[str, float]:
+    """CPU seconds so far of this process's threads by kind (Linux /proc; empty elsewhere): the
+    worker's thread, librdkafka's threads (names `rdk:...`), and every other thread (sink senders,
+    the benchmark's registry): where a run's CPU went."""
+    out = {"worker": 0.0, "librdkafka": 0.0, "other": 0.0}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return {}
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue  # ended meanwhile
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        cpu_s = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+        kind = "worker" if int(tid) == worker_tid else "librdkafka" if name.startswith("rdk:") else "other"
+        out[kind] += cpu_s
+    return out
 
 
 def _time_gc() -> Any:
@@ -531,9 +562,10 @@ def main() -> None:
             result["ratio"] = round(result["pipeline_eps"] / result["raw_eps"], 3)
             result["ratio_vigil_decode"] = round(result["pipeline_eps"] / result["raw_vigil_decode_eps"], 3)
             log(f"pipeline: {result['pipeline_eps']:,.0f} ev/s ({result['ratio']} x raw, target {TARGET_RATIO}); "
-                f"{result['cpu_eps']:,} events per CPU second")
+                f"{result['cpu_eps']:,} events per CPU second; CPU s by thread {result['thread_cpu_s']}")
             if not args.no_routes:
-                first = {"eps": result["pipeline_eps"], "cpu_eps": result["cpu_eps"]}
+                first = {"eps": result["pipeline_eps"], "cpu_eps": result["cpu_eps"],
+                         "thread_cpu_s": result["thread_cpu_s"]}
                 result.update(_routes_comparison(s, args, Path(state) / "rules", first))
         if args.latency_rate > 0:
             lat = alert_latency_ms(settings, rate_eps=args.latency_rate, seconds=args.latency_seconds,

@@ -161,12 +161,12 @@ class BatchCounts:
 
 
 def route_batch(router: Router, sampler: Sampler, records: list[Any], missing_topics: frozenset[str],
-                send: Callable[..., None]) -> BatchCounts:
+                forward: Callable[[str, list[Any]], None]) -> BatchCounts:
     """Route a batch of consumed records (the engine's InRecords: value decoded, raw key and value,
-    headers, timestamp): `send(topic, raw key, raw value, headers=, timestamp_ms=)` once per record and
-    route it takes, except to `missing_topics` (counted). The stage's per-event loop, here so that it
-    is compiled with the router (app.native)."""
-    routed: dict[Route, int] = {}
+    headers, timestamp): `forward(topic, records)` once per route that takes any, with the records
+    it takes in batch order, except to `missing_topics` (counted). The stage's per-event loop, here
+    so that it is compiled with the router (app.native)."""
+    taken: dict[Route, list[Any]] = {}
     left_out: dict[Route, int] = {}
     dropped: dict[Route, int] = {}
     matching = router.matching
@@ -182,9 +182,16 @@ def route_batch(router: Router, sampler: Sampler, records: list[Any], missing_to
         for route in matched:
             if route.sample_percent is not None and not admits(route, r.raw_key, value, r.raw_value):
                 left_out[route] = left_out.get(route, 0) + 1
-            elif route.to in missing_topics:
-                dropped[route] = dropped.get(route, 0) + 1
-            else:
-                send(route.to, r.raw_key, r.raw_value, headers=r.headers, timestamp_ms=r.timestamp_ms)
-                routed[route] = routed.get(route, 0) + 1
+                continue
+            copies = taken.get(route)
+            if copies is None:
+                copies = taken[route] = []
+            copies.append(r)
+    routed: dict[Route, int] = {}
+    for route, copies in taken.items():
+        if route.to in missing_topics:
+            dropped[route] = len(copies)
+        else:
+            forward(route.to, copies)
+            routed[route] = len(copies)
     return BatchCounts(routed, left_out, dropped)

@@ -4,7 +4,9 @@ route's topic, on the public agent API.
 Cost per event: the agent reads the records the worker decoded once for every agent of `events`
 (the pipeline's too: no second decode), decides with the router (app.routing.router: one cached
 lookup per event for routes over identity, tags and severity), and forwards the consumed bytes
-(key, value, headers, timestamp unchanged: nothing is re-encoded). Counters are added per batch.
+(key, value, headers, timestamp unchanged: nothing is re-encoded) with one `ctx.forward` per route
+and batch, which the worker produces without an Output object or encoding step per copy.
+Counters are added per batch.
 
 Delivery: the copies are outputs of the worker's commit. Under exactly-once they are in the
 worker's transaction with its offsets (a crash neither loses nor repeats one); under at-least-once a
@@ -134,7 +136,7 @@ class RoutesStage:
         if not router:
             return
         missing = self._missing_topics(ctx.settings)
-        counts = route_batch(router, self.sampler, ctx.records, missing, ctx.send)
+        counts = route_batch(router, self.sampler, ctx.records, missing, ctx.forward)
         for route, n in counts.routed.items():
             self.routed.labels(route.name).inc(n)
         for route, n in counts.sampled_out.items():

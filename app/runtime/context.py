@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from app.runtime.timers import PartitionTimers
 
-__all__ = ["AgentContext", "Output"]
+__all__ = ["AgentContext", "ConsumedRecord", "Forward", "Output", "each_output"]
 
 
 @dataclass(slots=True)
@@ -26,6 +27,43 @@ class Output:
     timestamp_ms: int | None = None
 
 
+class ConsumedRecord(Protocol):
+    """What forwarding needs of a consumed record (the engine's InRecord has it)."""
+
+    @property
+    def raw_key(self) -> bytes | None: ...
+    @property
+    def raw_value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> list[tuple[str, bytes]] | None: ...
+    @property
+    def timestamp_ms(self) -> int: ...
+
+
+@dataclass(slots=True)
+class Forward:
+    """Consumed records an agent forwards unchanged to `topic` (raw key, raw value, headers and
+    timestamp as consumed): one entry for many copies, so that the worker produces them without
+    an Output object and an encoding step per record (the routes stage's copies)."""
+
+    topic: str
+    records: Sequence[ConsumedRecord]
+
+    def outputs(self) -> list[Output]:
+        """The copies as Outputs (for harnesses and tools that look at outputs one by one)."""
+        return [Output(self.topic, r.raw_key, r.raw_value, None, r.headers, r.timestamp_ms) for r in self.records]
+
+
+def each_output(outputs: Iterable[Output | Forward]) -> Iterator[Output]:
+    """Every record of `outputs`, a Forward's copies one by one."""
+    for out in outputs:
+        if type(out) is Forward:
+            yield from out.outputs()
+        else:
+            assert isinstance(out, Output)
+            yield out
+
+
 class AgentContext:
     """Per agent-partition context, updated in place for each event (cheap on the hot path)."""
 
@@ -33,7 +71,7 @@ class AgentContext:
                  "raw_value", "records", "settings", "tables", "timers", "timestamp", "topic", "type_name", "watermark")
 
     def __init__(self, agent_name: str, topic: str, partition: int, tables: dict[str, Any],
-                 timers: PartitionTimers, outputs: list[Output], clock: Any) -> None:
+                 timers: PartitionTimers, outputs: list[Output | Forward], clock: Any) -> None:
         self.agent_name = agent_name
         self.topic = topic
         self.partition = partition
@@ -64,6 +102,14 @@ class AgentContext:
         record is forwarded unchanged with its raw key, raw value (bytes are sent as they are),
         headers list and timestamp (`ctx.records[i].raw_key`, `.raw_value`, `.headers`, `.timestamp_ms`)."""
         self._outputs.append(Output(topic, key, value, schema, headers, timestamp_ms))
+
+    def forward(self, topic: str, records: Sequence[ConsumedRecord]) -> None:
+        """Produce consumed records again, unchanged, to `topic` (within the same commit or
+        transaction as the state changes): what `send(topic, r.raw_key, r.raw_value,
+        headers=r.headers, timestamp_ms=r.timestamp_ms)` does for each record, at a fraction of
+        the cost per record. The list must not change afterwards."""
+        if records:
+            self._outputs.append(Forward(topic, records))
 
     def checkpoint(self) -> None:
         """Make every state change and output so far durable now (a commit mid-batch).

@@ -19,7 +19,7 @@ from typing import Any
 
 from app.runtime.agent import Agent
 from app.runtime.backends import StoreBackend
-from app.runtime.context import AgentContext, Output
+from app.runtime.context import AgentContext, Forward, Output, each_output
 from app.runtime.store import PartitionStore, clear_store
 from app.runtime.tables import Table
 from app.runtime.timers import PartitionTimers
@@ -207,7 +207,7 @@ class Engine:
         self.checkpoint_hook = checkpoint
         self.backend_factory = backend_factory
         self.clock = clock
-        self.outputs: list[Output] = []
+        self.outputs: list[Output | Forward] = []
         self.dead_letters: list[DeadLetter] = []
         self.stats: dict[str, AgentStats] = {a.name: AgentStats() for a in agents}
         self.by_topic: dict[str, list[Agent]] = {}
@@ -419,7 +419,13 @@ class Engine:
         return min(dues) if dues else None
 
     def take_outputs(self) -> list[Output]:
-        out = self.outputs[:]
+        """The outputs so far, one per record (a Forward's copies one by one), and forget them."""
+        return list(each_output(self.take_output_entries()))
+
+    def take_output_entries(self) -> list[Output | Forward]:
+        """The outputs so far as the agents made them (a Forward is many records), and forget
+        them: for the worker, which produces a Forward's copies without expanding them."""
+        out = self.outputs[:]  # the list itself stays: every context and transaction holds it
         self.outputs.clear()
         return out
 

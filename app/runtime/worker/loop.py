@@ -52,6 +52,7 @@ from app.registry.errors import RegistryError
 from app.retry import Backoff
 from app.runtime.agent import Agent
 from app.runtime.backends import RocksBackend
+from app.runtime.context import Forward
 from app.runtime.deliveries import DeliveryCallback
 from app.runtime.engine import CheckpointFailed, DeadLetter, Engine
 from app.runtime.gctune import tune_for_streams
@@ -361,7 +362,7 @@ class Worker:
         if self.output.in_txn:
             self.output.abort()
         self.commits.drop()
-        self.engine.take_outputs()
+        self.engine.take_output_entries()
         self.engine.take_dead_letters()
         self._uncommitted = False
 
@@ -717,7 +718,11 @@ class Worker:
         uncommitted work are dropped with it and made again)."""
         enc = self.encoder
         sent: dict[str, int] = {}  # per topic, counted once per flush (a labels() lookup per record costs)
-        for out in self.engine.take_outputs():
+        for out in self.engine.take_output_entries():
+            if isinstance(out, Forward):  # consumed records copied unchanged: produced as they are
+                self.output.produce_forward(self.settings.topic(out.topic), out.records)
+                sent[out.topic] = sent.get(out.topic, 0) + len(out.records)
+                continue
             headers = out.headers
             if headers is not None and not isinstance(headers, list):
                 headers = [(k, v.encode()) for k, v in headers.items()] if headers else None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
@@ -21,6 +21,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from app.bus.clients import make_producer
 from app.bus.faults import TxnAction, error_of, is_membership_lost, is_transient, txn_action
 from app.config import Settings
+from app.runtime.context import ConsumedRecord
 from app.runtime.deliveries import DeliveryCallback
 from app.runtime.metrics import WorkerMetrics
 from app.runtime.worker.bus import BusState, KafkaRetry
@@ -94,6 +95,12 @@ class OutputProducer:
             self.retry(lambda: producer.init_transactions(TXN_CALL_S), "initialise transactions")
         self.producer = producer
 
+    def _begin(self, producer: Producer) -> None:
+        """Exactly-once: open a transaction if none is (the first record after a commit)."""
+        if self.eos and not self.in_txn:
+            producer.begin_transaction()
+            self.in_txn = True
+
     def produce(self, topic: str, value: bytes | None, key: bytes | None, *, partition: int = -1,
                 headers: list[tuple[str, bytes]] | None = None, callback: DeliveryCallback | None = None,
                 epoch: int | None = None, timestamp_ms: int | None = None) -> None:
@@ -101,9 +108,7 @@ class OutputProducer:
         `timestamp_ms` None: the producer's clock."""
         producer = self.producer
         assert producer is not None
-        if self.eos and not self.in_txn:
-            producer.begin_transaction()
-            self.in_txn = True
+        self._begin(producer)
         deliveries = self.commits.deliveries
         on_delivery = callback or deliveries.on_delivery
         timestamp = timestamp_ms or 0  # librdkafka: 0 is "now"
@@ -120,6 +125,31 @@ class OutputProducer:
                 return
             except BufferError:
                 producer.poll(0.05)  # local queue full: let deliveries drain
+
+    def produce_forward(self, topic: str, records: Sequence[ConsumedRecord]) -> None:
+        """Produce consumed records again to `topic`, each with its raw key, raw value, headers and
+        timestamp, counted in the open epoch like `produce` (one delivery report each: a failed
+        copy fails its commit like any record, so offsets never pass an undelivered copy). The
+        loop of `produce` without its per-record arguments and lookups: routes copy a third of
+        the events."""
+        producer = self.producer
+        assert producer is not None
+        self._begin(producer)
+        deliveries = self.commits.deliveries
+        on_delivery = deliveries.on_delivery
+        produce = producer.produce
+        kept = self._txn_records if self.eos else None
+        for r in records:
+            value, key, headers, timestamp = r.raw_value, r.raw_key, r.headers, r.timestamp_ms or 0
+            while True:
+                try:
+                    produce(topic, value, key, headers=headers, on_delivery=on_delivery, timestamp=timestamp)
+                    break
+                except BufferError:
+                    producer.poll(0.05)  # local queue full: let deliveries drain
+            deliveries.count += 1
+            if kept is not None:  # kept until the transaction commits: see commit_transaction
+                kept.append((topic, value, key, -1, headers, timestamp, on_delivery))
 
     def _producer(self) -> Producer:
         assert self.producer is not None

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from app.routing.router import Router, sampled_in
+from app.routing.router import Router, Sampler, route_batch, sampled_in
 from app.routing.sampling import sample_point, sample_threshold
 from app.routing.spec import Route, compile_routes_text
+from app.runtime.engine import InRecord
 
 ROUTES = """\
 routes:
@@ -136,3 +137,26 @@ def test_decide_splits_taken_and_sampled_out() -> None:
     assert names(router.decide(e, "vigil.Event", inside, b"").taken) == ["prod", "tenth"]
     decision = router.decide(e, "vigil.Event", outside, b"")
     assert (names(decision.taken), names(decision.sampled_out)) == (["prod"], ["tenth"])
+
+
+def test_route_batch_forwards_once_per_route_in_batch_order_and_counts_the_rest() -> None:
+    router = Router(routes())
+    tenth = router.routes[3]
+    keys = [f"h{i}/load".encode() for i in range(200)]
+    inside = [k for k in keys if sampled_in(tenth, k, event(), None)][:2]
+    outside = [k for k in keys if not sampled_in(tenth, k, event(), None)][:1]
+    prod = event(tags={"env": "production"}, kind="STATUS")
+    records = [InRecord(k.decode(), {**prod, "id": f"e{i}"}, i, 100 + i, "vigil.Event", b"raw%d" % i, k, None)
+               for i, k in enumerate([inside[0], outside[0], inside[1]])]
+    records.insert(1, InRecord("x", "not an event", 9, 0, None, b"x", b"x", None))  # skipped
+    db1 = event("db1", severity=2, kind="STATUS")
+    records.append(InRecord("db1/load", db1, 5, 105, "vigil.Event", b"raw5", b"db1/load", None))
+    forwarded: list[tuple[str, list[int]]] = []
+    counts = route_batch(router, Sampler(), records, frozenset({"dev-events"}),
+                         lambda topic, copies: forwarded.append((topic, [r.offset for r in copies])))
+    # every production record to prod-copy, in order, in one call; the sampled-in ones would go to
+    # dev-events, which is missing: counted, not forwarded; db1 matches nothing
+    assert forwarded == [("prod-copy", [0, 1, 2])]
+    assert {r.name: n for r, n in counts.routed.items()} == {"prod": 3}
+    assert {r.name: n for r, n in counts.sampled_out.items()} == {"tenth": 1}
+    assert {r.name: n for r, n in counts.missing.items()} == {"tenth": 2}
