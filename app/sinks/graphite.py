@@ -53,17 +53,18 @@ class GraphiteEncoder:
 
     def __init__(self, template: PathTemplate) -> None:
         self.template = template
+        #: identity -> aggregate -> "path " (each line's start)
         self._paths: IdentityMemo[dict[str, str]] = IdentityMemo(
-            lambda w: {agg: template.path(w, agg) for agg in AGGREGATES})
+            lambda w: {agg: template.path(w, agg) + " " for agg in AGGREGATES})
 
     def encode(self, windows: list[ClosedWindow]) -> Payload:
         lines: list[str] = []
         samples = 0
         for w in windows:
             paths = self._paths.get(w)
-            ts_s = w.start_ms // 1000
+            end = f" {w.start_ms // 1000}\n"
             for aggregate, value in w.values:
-                lines.append(f"{paths[aggregate]} {value!r} {ts_s}\n")
+                lines.append(f"{paths[aggregate]}{value!r}{end}")
             samples += len(w.values)
         return Payload("".join(lines).encode(), samples)
 

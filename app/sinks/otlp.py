@@ -32,7 +32,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from app.sinks.http import HttpTransport
 from app.sinks.types import Payload
 from app.sinks.windows import AGGREGATES, ClosedWindow, IdentityMemo
-from app.sinks.wire import double, embedded, field_number, fixed64
+from app.sinks.wire import DOUBLE, LEN, embedded, field_number, fixed64, varint
 
 __all__ = ["METRICS_PATH", "METRIC_PREFIX", "OtlpEncoder", "is_retriable_status", "otlp_transport"]
 
@@ -54,6 +54,10 @@ _DP_ATTRIBUTES: Final = field_number(NumberDataPoint, "attributes")
 _DP_START: Final = field_number(NumberDataPoint, "start_time_unix_nano")
 _DP_TIME: Final = field_number(NumberDataPoint, "time_unix_nano")
 _DP_VALUE: Final = field_number(NumberDataPoint, "as_double")
+#: the tag of NumberDataPoint.as_double (a 64-bit field)
+_VALUE_TAG: Final = varint(_DP_VALUE << 3 | 1)
+#: the bytes of a data point besides its attributes: two fixed64 times and a double
+_POINT_FIXED_LEN: Final = len(fixed64(_DP_START, 0)) + len(fixed64(_DP_TIME, 0)) + len(_VALUE_TAG) + DOUBLE.size
 
 
 def is_retriable_status(status: int) -> bool:
@@ -70,9 +74,22 @@ def _identity_attributes(w: ClosedWindow) -> bytes:
             + _attribute("window", w.window))
 
 
+def _point_heads(w: ClosedWindow) -> dict[str, bytes]:
+    """Aggregate -> the start of its data point element: the Sum's or Gauge's `data_points` tag,
+    the point's length (attributes, two fixed64 times and a double) and the identity's attributes."""
+    attributes = _identity_attributes(w)
+    point_len = len(attributes) + _POINT_FIXED_LEN
+    heads = {}
+    for agg in AGGREGATES:
+        number = _SUM_POINTS if agg in _SUMS else _GAUGE_POINTS
+        heads[agg] = varint(number << 3 | LEN) + varint(point_len) + attributes
+    return heads
+
+
 class OtlpEncoder:
     """Closed windows -> ExportMetricsServiceRequest bytes. Attributes are serialised once per
-    identity and the outer messages once, with the message classes; see app.sinks.wire."""
+    identity (with the framing of its data points, whose length they fix) and the outer messages
+    once, with the message classes; see app.sinks.wire."""
 
     def __init__(self, *, service_name: str = "vigil") -> None:
         resource = Resource(attributes=[KeyValue(key="service.name", value=AnyValue(string_value=service_name))])
@@ -81,29 +98,30 @@ class OtlpEncoder:
         self._metric_heads = {agg: Metric(name=METRIC_PREFIX + agg).SerializeToString() for agg in AGGREGATES}
         self._sum_tails = {agg: Sum(aggregation_temporality=AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA,
                                     is_monotonic=monotonic).SerializeToString() for agg, monotonic in _SUMS.items()}
-        self._attributes: IdentityMemo[bytes] = IdentityMemo(_identity_attributes)
+        #: identity -> aggregate -> a data point element of that aggregate's Gauge or Sum up to its
+        #: attributes (tag, length, attributes: a point's length is fixed by its identity)
+        self._point_heads: IdentityMemo[dict[str, bytes]] = IdentityMemo(_point_heads)
 
     def encode(self, windows: list[ClosedWindow]) -> Payload:
         points: dict[str, list[bytes]] = {}
         samples = 0
+        pack = DOUBLE.pack
         for w in windows:
-            head = self._attributes.get(w) + fixed64(_DP_START, w.start_ms * 1_000_000) + \
-                fixed64(_DP_TIME, w.end_ms * 1_000_000)
+            heads = self._point_heads.get(w)
+            times = fixed64(_DP_START, w.start_ms * 1_000_000) + fixed64(_DP_TIME, w.end_ms * 1_000_000) + _VALUE_TAG
             for aggregate, value in w.values:
-                point = head + double(_DP_VALUE, value)
                 found = points.get(aggregate)
                 if found is None:
-                    points[aggregate] = [point]
-                else:
-                    found.append(point)
+                    found = points[aggregate] = []
+                found += (heads[aggregate], times, pack(value))
             samples += len(w.values)
         metrics = []
         for aggregate, found in points.items():
             tail = self._sum_tails.get(aggregate)
             if tail is None:
-                body = embedded(_METRIC_GAUGE, b"".join(embedded(_GAUGE_POINTS, p) for p in found))
+                body = embedded(_METRIC_GAUGE, b"".join(found))
             else:
-                body = embedded(_METRIC_SUM, b"".join(embedded(_SUM_POINTS, p) for p in found) + tail)
+                body = embedded(_METRIC_SUM, b"".join(found) + tail)
             metrics.append(embedded(_SM_METRICS, self._metric_heads[aggregate] + body))
         scope_metrics = embedded(_RM_SCOPE_METRICS, self._scope_metrics + b"".join(metrics))
         return Payload(embedded(_REQUEST_RESOURCE_METRICS, self._resource_metrics + scope_metrics), samples)

@@ -21,7 +21,9 @@ from app.sinks.http import HttpTransport
 from app.sinks.prompb.remote_pb2 import Label, Sample, TimeSeries, WriteRequest
 from app.sinks.types import Payload
 from app.sinks.windows import AGGREGATES, ClosedWindow, IdentityMemo
-from app.sinks.wire import double, embedded, field_number, int64
+from app.sinks.wire import DOUBLE as _DOUBLE
+from app.sinks.wire import LEN as _LEN
+from app.sinks.wire import embedded, field_number, int64, varint
 
 __all__ = ["HEADERS", "SERIES_PREFIX", "RemoteWriteEncoder", "is_retriable_status", "remote_write_transport"]
 
@@ -34,6 +36,9 @@ _TS_LABELS: Final = field_number(TimeSeries, "labels")
 _TS_SAMPLES: Final = field_number(TimeSeries, "samples")
 _SAMPLE_VALUE: Final = field_number(Sample, "value")
 _SAMPLE_TIMESTAMP: Final = field_number(Sample, "timestamp")
+_DOUBLE_LEN: Final = _DOUBLE.size
+#: the tag of Sample.value (a 64-bit field)
+_VALUE_TAG: Final = varint(_SAMPLE_VALUE << 3 | 1)
 
 
 def is_retriable_status(status: int) -> bool:
@@ -42,24 +47,48 @@ def is_retriable_status(status: int) -> bool:
 
 
 class RemoteWriteEncoder:
-    """Closed windows -> snappy(WriteRequest). Labels are serialised once per identity (and the
-    `__name__` label once per aggregate) with the message classes; see app.sinks.wire."""
+    """Closed windows -> snappy(WriteRequest). Everything of a sample's TimeSeries but its value
+    and timestamp is serialised once per identity and aggregate (the `__name__` label with the
+    message classes, the identity's labels, and the framing around them, whose lengths are fixed
+    once the timestamp's length is known); a sample then costs its packed value and the window's
+    timestamp bytes. See app.sinks.wire."""
 
     def __init__(self) -> None:
         self._names = {agg: embedded(_TS_LABELS, Label(name="__name__", value=SERIES_PREFIX + agg).SerializeToString())
                        for agg in AGGREGATES}
-        self._labels: IdentityMemo[bytes] = IdentityMemo(_identity_labels)
+        #: per length of the timestamp field: identity -> aggregate -> bytes before the sample's value
+        self._heads: dict[int, IdentityMemo[dict[str, bytes]]] = {}
+
+    def _memo(self, at_len: int) -> IdentityMemo[dict[str, bytes]]:
+        memo = self._heads.get(at_len)
+        if memo is None:
+            memo = self._heads[at_len] = IdentityMemo(lambda w: self._series_heads(w, at_len))
+        return memo
+
+    def _series_heads(self, w: ClosedWindow, at_len: int) -> dict[str, bytes]:
+        """Aggregate -> the serialised TimeSeries element up to its sample's value, for a sample
+        whose timestamp field is `at_len` bytes (the same for decades of millisecond times)."""
+        labels = _identity_labels(w)
+        sample_len = 1 + _DOUBLE_LEN + at_len  # value tag + value + timestamp field
+        heads = {}
+        for agg, name in self._names.items():
+            series_head = name + labels + varint(_TS_SAMPLES << 3 | _LEN) + varint(sample_len) + _VALUE_TAG
+            series_len = len(series_head) + _DOUBLE_LEN + at_len
+            heads[agg] = varint(_WR_TIMESERIES << 3 | _LEN) + varint(series_len) + series_head
+        return heads
 
     def encode(self, windows: list[ClosedWindow]) -> Payload:
         parts: list[bytes] = []
+        append = parts.append
         samples = 0
-        names = self._names
+        pack = _DOUBLE.pack
         for w in windows:
-            labels = self._labels.get(w)
             at = int64(_SAMPLE_TIMESTAMP, w.end_ms)
+            heads = self._memo(len(at)).get(w)
             for aggregate, value in w.values:
-                series = names[aggregate] + labels + embedded(_TS_SAMPLES, double(_SAMPLE_VALUE, value) + at)
-                parts.append(embedded(_WR_TIMESERIES, series))
+                append(heads[aggregate])
+                append(pack(value))
+                append(at)
             samples += len(w.values)
         return Payload(bytes(cramjam.snappy.compress_raw(b"".join(parts))), samples)
 

@@ -17,11 +17,14 @@ from __future__ import annotations
 import struct
 from typing import Any, Final
 
-__all__ = ["double", "embedded", "field_number", "fixed64", "int64", "varint"]
+__all__ = ["DOUBLE", "LEN", "double", "embedded", "field_number", "fixed64", "int64", "varint"]
 
-_DOUBLE: Final = struct.Struct("<d")
+#: a double (and a 64-bit field's value) as protobuf writes it: 8 bytes, little-endian
+DOUBLE: Final = struct.Struct("<d")
 _FIXED64: Final = struct.Struct("<Q")
-_VARINT, _I64, _LEN = 0, 1, 2
+_VARINT, _I64 = 0, 1
+#: wire type of a length-delimited field (embedded message, string, bytes)
+LEN: Final = 2
 
 
 def varint(n: int) -> bytes:
@@ -43,11 +46,11 @@ def field_number(message_class: Any, name: str) -> int:
 
 def embedded(number: int, body: bytes) -> bytes:
     """A length-delimited field: an embedded message (or string/bytes) `body` as field `number`."""
-    return varint(number << 3 | _LEN) + varint(len(body)) + body
+    return varint(number << 3 | LEN) + varint(len(body)) + body
 
 
 def double(number: int, value: float) -> bytes:
-    return varint(number << 3 | _I64) + _DOUBLE.pack(value)
+    return varint(number << 3 | _I64) + DOUBLE.pack(value)
 
 
 def fixed64(number: int, value: int) -> bytes:

@@ -51,3 +51,18 @@ def test_encode__one_metric_per_aggregate_sums_for_count_and_sum_gauges_for_the_
 def test_retries_follow_the_otlp_http_specification() -> None:
     assert [s for s in (400, 404, 413, 429, 500, 501, 502, 503, 504) if is_retriable_status(s)] == \
         [429, 502, 503, 504]
+
+
+def test_encode__points_of_one_identity_across_windows_and_batches_decode_exactly() -> None:
+    # a data point's framing is made once per identity: later windows and batches reuse it
+    encoder = OtlpEncoder()
+    for batch in range(2):
+        windows = [window(f"h{i % 2}", start_ms=(batch * 3 + i) * 10_000, value=float(i)) for i in range(3)]
+        request = _decode(encoder.encode(windows).body)
+        metrics = {m.name: m for m in request.resource_metrics[0].scope_metrics[0].metrics}
+        for name, points in (("vigil.window.last", metrics["vigil.window.last"].gauge.data_points),
+                             ("vigil.window.count", metrics["vigil.window.count"].sum.data_points)):
+            assert [(_attributes(p)["subject"], p.start_time_unix_nano, p.time_unix_nano) for p in points] == [
+                (f"h{i % 2}", (batch * 3 + i) * 10_000_000_000, ((batch * 3 + i) * 10_000 + 10_000) * 1_000_000)
+                for i in range(3)], name
+        assert [p.as_double for p in metrics["vigil.window.last"].gauge.data_points] == [0.0, 1.0, 2.0]

@@ -54,3 +54,15 @@ def test_protocol_headers_and_retries_follow_the_specification() -> None:
     assert HEADERS["X-Prometheus-Remote-Write-Version"] == "0.1.0"
     assert [s for s in (400, 401, 404, 408, 413, 429, 500, 502, 503) if is_retriable_status(s)] == \
         [429, 500, 502, 503]
+
+
+def test_encode__an_identity_seen_with_timestamps_of_other_lengths_is_framed_for_each() -> None:
+    # the framing made once per identity depends on the timestamp field's length: a window whose
+    # end takes fewer (or more) varint bytes than the identity's last one must still decode exactly
+    encoder = RemoteWriteEncoder()
+    ends = [1_700_000_010_000, 10_000, 1_700_000_020_000, -10_000, 100]
+    for end in ends:
+        request = _decode(encoder.encode([window("web1", start_ms=end - 10_000, value=float(end))]).body)
+        assert {(ts.samples[0].timestamp, ts.samples[0].value) for ts in request.timeseries
+                if ts.labels[0].value == "vigil_window_last"} == {(end, float(end))}
+        assert all(len(ts.samples) == 1 and len(ts.labels) == 5 for ts in request.timeseries)
