@@ -257,6 +257,7 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
         threads_first: dict[str, float] = {}
         threads_done: dict[str, float] = {}
         commits_at_n = None
+        committed_at = 0.0  # when the N-th event's work was committed (before the sinks settled)
         deadline = time.monotonic() + 1800
         while time.monotonic() < deadline:
             n = stats.events_in
@@ -266,8 +267,10 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
                 threads_first = _threads_cpu_s(thread.native_id)
             if n >= events and commits_at_n is None:
                 commits_at_n = worker.metrics.commits._value.get()
-            if (commits_at_n is not None and worker.metrics.commits._value.get() > commits_at_n
-                    and (settled is None or settled(worker))):
+            committed = commits_at_n is not None and worker.metrics.commits._value.get() > commits_at_n
+            if committed and not committed_at:
+                committed_at = now
+            if committed and (settled is None or settled(worker)):
                 done, cpu_done = now, time.process_time()
                 threads_done = _threads_cpu_s(thread.native_id)
                 break
@@ -278,6 +281,7 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
         return {"eps": events / (done - first), "cpu_eps": round(events / (cpu_done - cpu_first)),
                 "gc_s": round(gc_seconds(), 2), "timers_fired": stats.timers_fired,
                 "thread_cpu_s": {k: round(v - threads_first.get(k, 0.0), 2) for k, v in threads_done.items()},
+                "settle_s": round(done - committed_at, 2),
                 **pipeline.stats()}
     finally:
         worker.stop()
@@ -312,7 +316,8 @@ def _routes_comparison(s: Settings, args: argparse.Namespace, rules_dir: Path, f
             sunk.append({**windows, **sink_counts(sinks)})
             log(f"sinks, run {i + 1}: {sunk[-1]}")
         log(f"pipeline with routes, run {i + 1}: {with_routes[-1]['eps']:,.0f} ev/s, {with_routes[-1]['cpu_eps']:,} "
-            f"per CPU second; {copies[-1]:,} copies; CPU s by thread {with_routes[-1]['thread_cpu_s']}")
+            f"per CPU second; {copies[-1]:,} copies; CPU s by thread {with_routes[-1]['thread_cpu_s']}; "
+            f"{with_routes[-1]['settle_s']} s from the last commit until the sinks settled")
         if i + 1 < args.routes_repeat:
             without.append(pipeline_eps(s, args.events, Guarantee(args.guarantee), args.gc_threshold))
             log(f"pipeline without, run {i + 2}: {without[-1]['eps']:,.0f} ev/s, {without[-1]['cpu_eps']:,} "

@@ -5,8 +5,11 @@ read only fields that repeat from event to event (subject, name, kind, origin, s
 tags.*), the matching routes are cached by the values of exactly those fields: a stream of 10,000
 identities costs one dict lookup per event instead of one match per route. Routes that read
 changing fields (metrics.*, time, id, text, data.*) are matched event by event (routes whose match
-names literal event names only for events of those names). The sample decision is per record
-(app.routing.sampling) and never cached.
+names literal event names only for events of those names). What a record then needs is cached
+as a Plan by those values and the record's Kafka key (when a route samples by identity: the
+key's sample point never changes), so a record of a known identity costs one lookup, an append
+per route taking it, and a hash per route sampling by event id (app.routing.sampling; never
+cached: every event id is new).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from app.routing.sampling import sample_point
 from app.routing.spec import Route
 from app.rules.fields import EVENT_TYPE
 
-__all__ = ["CACHE_LIMIT", "BatchCounts", "Decision", "Router", "Sampler", "route_batch", "sample_key", "sampled_in"]
+__all__ = ["CACHE_LIMIT", "BatchCounts", "Decision", "Plan", "Router", "route_batch", "sample_key", "sampled_in"]
 
 #: Distinct field-value combinations cached per router (past it, the cache starts again).
 CACHE_LIMIT: Final = 200_000
@@ -52,38 +55,27 @@ def sampled_in(route: Route, key: bytes | None, event: Mapping[str, Any], raw_va
     return sample_point(sample_key(route, key, event, raw_value)) < route.sample_below
 
 
-class Sampler:
-    """sampled_in with the sample points of identities remembered (an identity's point is the
-    same for all its events: one dict lookup instead of a hash per event and route)."""
-
-    def __init__(self, cache_limit: int = CACHE_LIMIT) -> None:
-        self._points: dict[bytes, int] = {}
-        self._cache_limit = cache_limit
-
-    def admits(self, route: Route, key: bytes | None, event: Mapping[str, Any], raw_value: bytes | None) -> bool:
-        """Whether a record that matches `route` is in its sample."""
-        if route.sample_percent is None:
-            return True
-        if route.sample_by != "identity":
-            event_id = event.get("id")
-            data = event_id.encode() if type(event_id) is str and event_id else sample_key(route, key, event, raw_value)
-            return sample_point(data) < route.sample_below
-        if key is None:
-            return sample_point(sample_key(route, key, event, raw_value)) < route.sample_below
-        point = self._points.get(key)
-        if point is None:
-            if len(self._points) >= self._cache_limit:
-                self._points.clear()
-            point = self._points[key] = sample_point(key)
-        return point < route.sample_below
-
-
 @dataclass(frozen=True)
 class Decision:
     """Where one event goes: the routes that copy it, and the matching routes whose sample left it out."""
 
     taken: tuple[Route, ...]
     sampled_out: tuple[Route, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """What is left to decide for one record, as indexes into Router.routes: the routes that take
+    it (matching, and in their identity sample if they sample by identity), the matching routes
+    whose identity sample leaves it out, and the matching routes sampled by event id (decided per
+    record). Cached per field values and Kafka key: a record of a known identity costs one lookup."""
+
+    taken: tuple[int, ...]
+    identity_out: tuple[int, ...]
+    by_event: tuple[int, ...]
+
+
+_NOTHING: Final = Plan((), (), ())
 
 
 class Router:
@@ -98,6 +90,10 @@ class Router:
         self._key = _key_function(self.fields) if self.caches else None
         self._cache: dict[tuple[Any, ...], tuple[Route, ...]] = {}
         self._cache_limit = cache_limit
+        self._index = {route: i for i, route in enumerate(self.routes)}
+        #: whether a plan depends on the Kafka key (some route samples by identity)
+        self._by_identity = any(r.sample_percent is not None and r.sample_by == "identity" for r in self.routes)
+        self._plans: dict[Any, Plan] = {}
 
     def __bool__(self) -> bool:
         return bool(self.routes)
@@ -125,15 +121,54 @@ class Router:
         name = event.get("name")
         return tuple(r for r in self.routes if (r.names is None or name in r.names) and r.match(event, event_type))
 
+    def plan(self, event: Mapping[str, Any], event_type: str, key: bytes | None) -> Plan:
+        """The routes the record takes or is sampled out of, but for samples by event id (left to
+        decide per record): cached like `matching`, and by Kafka key too when a route samples by
+        identity (a record without a key is sampled by subject/name: not cached)."""
+        if self._key is None or event_type != EVENT_TYPE or (key is None and self._by_identity):
+            return self._plan_of(self._evaluate(event, event_type), key, event)
+        try:
+            fields = self._key(event)
+        except (KeyError, AttributeError, TypeError):  # as in matching: no shortcut
+            return self._plan_of(self._evaluate(event, event_type), key, event)
+        cache_key = (fields, key) if self._by_identity else fields
+        plans = self._plans
+        hit = plans.get(cache_key)
+        if hit is None:
+            hit = self._plan_of(self.matching(event, event_type), key, event)
+            if len(plans) >= self._cache_limit:
+                plans.clear()
+            plans[cache_key] = hit
+        return hit
+
+    def _plan_of(self, matched: tuple[Route, ...], key: bytes | None, event: Mapping[str, Any]) -> Plan:
+        if not matched:
+            return _NOTHING
+        taken: list[int] = []
+        out: list[int] = []
+        by_event: list[int] = []
+        for route in matched:
+            i = self._index[route]
+            if route.sample_percent is None:
+                taken.append(i)
+            elif route.sample_by != "identity":
+                by_event.append(i)
+            elif sampled_in(route, key, event, None):
+                taken.append(i)
+            else:
+                out.append(i)
+        return Plan(tuple(taken), tuple(out), tuple(by_event))
+
     def decide(self, event: Mapping[str, Any], event_type: str, key: bytes | None,
-               raw_value: bytes | None, sampler: Sampler | None = None) -> Decision:
-        """Where the event goes after sampling (what the stage does, for tools and tests)."""
-        admits = (sampler or Sampler()).admits
-        taken: list[Route] = []
-        out: list[Route] = []
-        for route in self.matching(event, event_type):
-            (taken if admits(route, key, event, raw_value) else out).append(route)
-        return Decision(tuple(taken), tuple(out))
+               raw_value: bytes | None) -> Decision:
+        """Where the event goes after sampling, in definition order (what the stage does, for tools
+        and tests)."""
+        plan = self.plan(event, event_type, key)
+        taken = list(plan.taken)
+        out = list(plan.identity_out)
+        for i in plan.by_event:
+            (taken if sampled_in(self.routes[i], key, event, raw_value) else out).append(i)
+        return Decision(tuple(self.routes[i] for i in sorted(taken)), tuple(self.routes[i] for i in sorted(out)))
 
 
 def _key_function(fields: tuple[str, ...]) -> Callable[[Mapping[str, Any]], Any]:
@@ -160,38 +195,46 @@ class BatchCounts:
     missing: dict[Route, int]
 
 
-def route_batch(router: Router, sampler: Sampler, records: list[Any], missing_topics: frozenset[str],
+def route_batch(router: Router, records: list[Any], missing_topics: frozenset[str],
                 forward: Callable[[str, list[Any]], None]) -> BatchCounts:
     """Route a batch of consumed records (the engine's InRecords: value decoded, raw key and value,
     headers, timestamp): `forward(topic, records)` once per route that takes any, with the records
     it takes in batch order, except to `missing_topics` (counted). The stage's per-event loop, here
-    so that it is compiled with the router (app.native)."""
-    taken: dict[Route, list[Any]] = {}
-    left_out: dict[Route, int] = {}
-    dropped: dict[Route, int] = {}
-    matching = router.matching
-    admits = sampler.admits
+    so that it is compiled with the router (app.native): per record one cached plan, an append per
+    route taking it, and a hash per route sampling by event id."""
+    routes = router.routes
+    copies: list[list[Any]] = [[] for _ in routes]
+    left_out = [0] * len(routes)
+    plan_of = router.plan
     for r in records:
         value = r.value
         if type(value) is not dict:
             continue  # not an event (the pipeline dead-letters it)
         type_name = r.type_name
-        matched = matching(value, type_name if type_name is not None else EVENT_TYPE)
-        if not matched:
+        plan = plan_of(value, type_name if type_name is not None else EVENT_TYPE, r.raw_key)
+        if plan is _NOTHING:
             continue
-        for route in matched:
-            if route.sample_percent is not None and not admits(route, r.raw_key, value, r.raw_value):
-                left_out[route] = left_out.get(route, 0) + 1
-                continue
-            copies = taken.get(route)
-            if copies is None:
-                copies = taken[route] = []
-            copies.append(r)
+        for i in plan.taken:
+            copies[i].append(r)
+        for i in plan.identity_out:
+            left_out[i] += 1
+        for i in plan.by_event:
+            if sampled_in(routes[i], r.raw_key, value, r.raw_value):
+                copies[i].append(r)
+            else:
+                left_out[i] += 1
     routed: dict[Route, int] = {}
-    for route, copies in taken.items():
+    sampled_out: dict[Route, int] = {}
+    dropped: dict[Route, int] = {}
+    for i, route in enumerate(routes):
+        if left_out[i]:
+            sampled_out[route] = left_out[i]
+        taken = copies[i]
+        if not taken:
+            continue
         if route.to in missing_topics:
-            dropped[route] = len(copies)
+            dropped[route] = len(taken)
         else:
-            forward(route.to, copies)
-            routed[route] = len(copies)
-    return BatchCounts(routed, left_out, dropped)
+            forward(route.to, taken)
+            routed[route] = len(taken)
+    return BatchCounts(routed, sampled_out, dropped)

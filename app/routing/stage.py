@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from app.config import Settings
 from app.routing.catalog import KafkaTopicCatalog, TopicCatalog
 from app.routing.loader import RouteSetLoader, routes_dir
-from app.routing.router import Router, Sampler, route_batch
+from app.routing.router import Router, route_batch
 from app.routing.spec import SOURCE_TOPIC
 from app.runtime.agent import Agent, AgentRegistry, agent
 from app.runtime.context import AgentContext
@@ -73,7 +73,6 @@ class RoutesStage:
         self.catalog = catalog
         self.clock = clock
         self.router = Router(())
-        self.sampler = Sampler()
         self._version = -1
         #: logical destination names found missing in the catalog's last answer
         self._missing: frozenset[str] = frozenset()
@@ -136,7 +135,7 @@ class RoutesStage:
         if not router:
             return
         missing = self._missing_topics(ctx.settings)
-        counts = route_batch(router, self.sampler, ctx.records, missing, ctx.forward)
+        counts = route_batch(router, ctx.records, missing, ctx.forward)
         for route, n in counts.routed.items():
             self.routed.labels(route.name).inc(n)
         for route, n in counts.sampled_out.items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from app.routing.router import Router, Sampler, route_batch, sampled_in
+from app.routing.router import Router, route_batch, sampled_in
 from app.routing.sampling import sample_point, sample_threshold
 from app.routing.spec import Route, compile_routes_text
 from app.runtime.engine import InRecord
@@ -152,7 +152,7 @@ def test_route_batch_forwards_once_per_route_in_batch_order_and_counts_the_rest(
     db1 = event("db1", severity=2, kind="STATUS")
     records.append(InRecord("db1/load", db1, 5, 105, "vigil.Event", b"raw5", b"db1/load", None))
     forwarded: list[tuple[str, list[int]]] = []
-    counts = route_batch(router, Sampler(), records, frozenset({"dev-events"}),
+    counts = route_batch(router, records, frozenset({"dev-events"}),
                          lambda topic, copies: forwarded.append((topic, [r.offset for r in copies])))
     # every production record to prod-copy, in order, in one call; the sampled-in ones would go to
     # dev-events, which is missing: counted, not forwarded; db1 matches nothing
@@ -160,3 +160,36 @@ def test_route_batch_forwards_once_per_route_in_batch_order_and_counts_the_rest(
     assert {r.name: n for r, n in counts.routed.items()} == {"prod": 3}
     assert {r.name: n for r, n in counts.sampled_out.items()} == {"tenth": 1}
     assert {r.name: n for r, n in counts.missing.items()} == {"tenth": 2}
+
+
+def test_route_batch_takes_exactly_what_each_record_decided_alone_takes() -> None:
+    # plans are cached by field values and Kafka key; every record must still go exactly where an
+    # uncached decision sends it: keys present and missing, custom types, records lacking fields
+    text = ROUTES.split("  - name: load-high")[0] + ROUTES[ROUTES.index("  - name: tenth\n"):]
+    router = Router(routes(text))
+    assert router.caches
+    records = []
+    for i in range(600):
+        e = event(f"{('web', 'db')[i % 2]}{i % 37}", severity=i % 4, kind=("METRIC", "STATUS")[i % 3 == 0],
+                  tags=({}, {"env": "production"}, {"env": "dev"})[i % 3])
+        if i % 50 == 7:
+            del e["severity"]  # no shortcut for it
+        key = None if i % 11 == 0 else f"{e['subject']}/load".encode()
+        records.append(InRecord(None, e, i, i, "acme.Custom" if i % 13 == 0 else "vigil.Event", b"r%d" % i, key,
+                                None))
+    forwarded: dict[str, list[int]] = {}
+    counts = route_batch(router, records * 2, frozenset(),
+                         lambda topic, copies: forwarded.setdefault(topic, []).extend(r.offset for r in copies))
+    expected: dict[str, list[int]] = {}
+    out: dict[str, int] = {}
+    for r in records * 2:  # uncached: every route's match, then its sample
+        for route in router._evaluate(r.value, r.type_name):
+            if sampled_in(route, r.raw_key, r.value, r.raw_value):
+                expected.setdefault(route.to, []).append(r.offset)
+            else:
+                out[route.name] = out.get(route.name, 0) + 1
+        assert router.decide(r.value, r.type_name, r.raw_key, r.raw_value) == Router(router.routes).decide(
+            r.value, r.type_name, r.raw_key, r.raw_value)
+    assert forwarded == expected and set(expected) == {"prod-copy", "web-critical", "dev-events", "dev-metrics"}
+    assert {r.name: n for r, n in counts.sampled_out.items()} == out
+    assert {r.to: n for r, n in counts.routed.items()} == {topic: len(v) for topic, v in expected.items()}
