@@ -4,7 +4,10 @@ destination cannot take now waits on disk and is retried with backoff.
 
 - `offer()` (the sinks stage, on the worker's thread) only appends to a bounded in-memory queue;
   windows that do not fit are dropped and counted (queue_full). Nothing the destination does can
-  slow the pipeline down: no lock is held across I/O, no call waits for the sender.
+  slow the pipeline down: no lock is held across I/O, no call waits for the sender. It wakes the
+  sender only when that sender has something to do now (`must_wake`): a sender holding a partial
+  batch wakes at its deadline anyway, and a wake per agent batch cost the worker's thread the GIL
+  hand-overs of three threads.
 - The sender thread makes a batch of at most `batch_windows` windows, or whatever it has
   `batch_delay` after a batch's first window, encodes it once (the sink's encoder) and sends it
   (the sink's transport).
@@ -32,7 +35,7 @@ from app.sinks.metrics import DROP_REASONS, SinkMetrics
 from app.sinks.types import Encoder, SendFailed, Transport
 from app.sinks.windows import ClosedWindow
 
-__all__ = ["PushSink"]
+__all__ = ["PushSink", "must_wake"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,13 @@ log = logging.getLogger(__name__)
 _DRAIN_PER_PASS = 16
 #: The sender wakes at least this often (to notice a stop even if a notify were missed).
 _MAX_WAIT_S = 1.0
+
+
+def must_wake(*, stopping: bool, holding: int, queued: int, batch_windows: int) -> bool:
+    """Whether offering windows must wake the sender: it is stopping, or it holds no partial batch
+    (`holding` 0: it is not waiting for a batch deadline, so it would not look at the queue until
+    its idle wait ends), or the windows it holds and those queued make a full batch."""
+    return stopping or holding == 0 or holding + queued >= batch_windows
 
 
 class PushSink:
@@ -70,6 +80,8 @@ class PushSink:
         self._incoming: list[ClosedWindow] = []
         self._stopping = False
         self._pending: list[ClosedWindow] = []
+        #: windows of the sender's partial batch, as of its last pass (read by offer, under the lock)
+        self._holding = 0
         #: the sender is in a pass (what it took is neither pending nor sent yet)
         self._stepping = False
         self._first_at = 0.0
@@ -94,7 +106,9 @@ class PushSink:
                 fresh = fresh[:max(room, 0)]
             if fresh:
                 self._incoming += fresh
-                self._cond.notify()
+                if must_wake(stopping=self._stopping, holding=self._holding, queued=len(self._incoming),
+                             batch_windows=self.config.batch_windows):
+                    self._cond.notify()
 
     def idle(self) -> bool:
         """Nothing waits to be sent: no window in memory, no batch in the disk buffer."""
@@ -154,6 +168,7 @@ class PushSink:
         finally:
             with self._cond:
                 self._stepping = False
+                self._holding = len(self._pending)
 
     def _step(self, taken: list[ClosedWindow], stopping: bool) -> None:
         now = self._monotonic()

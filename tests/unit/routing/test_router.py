@@ -183,13 +183,15 @@ def test_route_batch_takes_exactly_what_each_record_decided_alone_takes() -> Non
     expected: dict[str, list[int]] = {}
     out: dict[str, int] = {}
     for r in records * 2:  # uncached: every route's match, then its sample
-        for route in router._evaluate(r.value, r.type_name):
+        type_name = r.type_name
+        assert type_name is not None
+        for route in router._evaluate(r.value, type_name):
             if sampled_in(route, r.raw_key, r.value, r.raw_value):
                 expected.setdefault(route.to, []).append(r.offset)
             else:
                 out[route.name] = out.get(route.name, 0) + 1
-        assert router.decide(r.value, r.type_name, r.raw_key, r.raw_value) == Router(router.routes).decide(
-            r.value, r.type_name, r.raw_key, r.raw_value)
+        assert router.decide(r.value, type_name, r.raw_key, r.raw_value) == Router(router.routes).decide(
+            r.value, type_name, r.raw_key, r.raw_value)
     assert forwarded == expected and set(expected) == {"prod-copy", "web-critical", "dev-events", "dev-metrics"}
     assert {r.name: n for r, n in counts.sampled_out.items()} == out
     assert {r.to: n for r, n in counts.routed.items()} == {topic: len(v) for topic, v in expected.items()}

@@ -208,3 +208,45 @@ def test_the_sender_thread_delivers_and_a_stop_is_prompt(parts) -> None:
     wait_until(lambda: destination.accepted == ["a,b,c"], timeout_s=10, message="the batch delivered")
     sink.close()
     assert sink._thread is not None and not sink._thread.is_alive()
+
+
+@pytest.mark.parametrize(("stopping", "holding", "queued", "wake"), [
+    (False, 0, 1, True),    # nothing held: the sender waits for nothing in particular
+    (False, 1, 1, False),   # a partial batch held: its deadline wakes the sender
+    (False, 1, 2, True),    # held + queued make a full batch (3)
+    (False, 2, 5, True),
+    (True, 1, 1, True),     # stopping: everything goes
+])
+def test_must_wake(stopping: bool, holding: int, queued: int, wake: bool) -> None:
+    from app.sinks.delivery import must_wake
+
+    assert must_wake(stopping=stopping, holding=holding, queued=queued, batch_windows=3) is wake
+
+
+def test_offers_wake_the_sender_only_when_it_has_something_to_do_now(parts) -> None:
+    destination, clock, _, _ = parts
+    sink = _sink(parts)
+    wakes: list[int] = []
+    notify = sink._cond.notify
+
+    def counted(n: int = 1) -> None:
+        wakes.append(n)
+        notify(n)
+
+    sink._cond.notify = counted  # type: ignore[method-assign]
+    sink.offer(_windows("a"))
+    assert len(wakes) == 1  # the sender held nothing
+    sink.step()
+    sink.offer(_windows("b"))
+    assert len(wakes) == 1  # it holds "a" until the deadline: no wake
+    clock.s += 1.0
+    sink.step()  # the deadline: "a" and "b" go
+    assert destination.accepted == ["a,b"]
+    sink.offer(_windows("c"))
+    sink.step()
+    sink.offer(_windows("d"))
+    sink.offer(_windows("e"))
+    assert len(wakes) == 3  # after "c" (nothing held), then "c"+"d"+"e" is a full batch
+    sink.step()
+    assert destination.accepted == ["a,b", "c,d,e"]
+    sink.close()
