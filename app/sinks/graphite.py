@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import socket
 import string
+from collections.abc import Iterable
 from typing import Final
 
 from app.sinks.types import Payload, SendFailed
@@ -44,8 +45,13 @@ class PathTemplate:
 
     def path(self, window: ClosedWindow, aggregate: str) -> str:
         """The path of one aggregate of `window`."""
-        return self.template.format(subject=graphite_node(window.subject), name=graphite_node(window.name),
-                                    metric=graphite_node(window.metric), window=window.window, aggregate=aggregate)
+        return self.paths(window, (aggregate,))[aggregate]
+
+    def paths(self, window: ClosedWindow, aggregates: Iterable[str]) -> dict[str, str]:
+        """The path of each of `aggregates` of `window` (its fields made nodes once)."""
+        fields = {"subject": graphite_node(window.subject), "name": graphite_node(window.name),
+                  "metric": graphite_node(window.metric), "window": window.window}
+        return {agg: self.template.format(aggregate=agg, **fields) for agg in aggregates}
 
 
 class GraphiteEncoder:
@@ -55,7 +61,7 @@ class GraphiteEncoder:
         self.template = template
         #: identity -> aggregate -> "path " (each line's start)
         self._paths: IdentityMemo[dict[str, str]] = IdentityMemo(
-            lambda w: {agg: template.path(w, agg) + " " for agg in AGGREGATES})
+            lambda w: {agg: path + " " for agg, path in template.paths(w, AGGREGATES).items()})
 
     def encode(self, windows: list[ClosedWindow]) -> Payload:
         lines: list[str] = []
