@@ -305,13 +305,16 @@ class Engine:
     # -- processing -------------------------------------------------------------------------------------
     def process(self, topic: str, partition: int, records: list[InRecord]) -> None:
         """Run every agent of `topic` over the records (all from this partition, in offset order)."""
+        #: batch agents of one topic (the pipeline, the routes) share the batch's values and event
+        #: times (per timestamp function): computed once, each agent gets its own copy of the lists
+        shared: dict[Any, tuple[list[Any], list[int], int]] = {}
         for ap in self._parts.get((topic, partition), ()):
             self.stats[ap.agent.name].events_in += len(records)
             ap.bind()
             try:
                 with ap.transaction():
                     if ap.agent.batch:
-                        self._run_batch(ap, records)
+                        self._run_batch(ap, records, shared)
                     else:
                         self._run_each(ap, records)
             except Exception:
@@ -341,16 +344,23 @@ class Engine:
             else:
                 fn(v, ctx)
 
-    def _run_batch(self, ap: _AgentPartition, records: list[InRecord]) -> None:
+    def _run_batch(self, ap: _AgentPartition, records: list[InRecord],
+                   shared: dict[Any, tuple[list[Any], list[int], int]] | None = None) -> None:
         agent, ctx = ap.agent, ap.ctx
         ts_fn = agent.timestamp or _event_time
         last = records[-1]
         ctx.key, ctx.offset, ctx.type_name, ctx.raw_value = last.key, last.offset, last.type_name, last.raw_value
         ctx.records = records
-        ctx.event_times = times = [ts_fn(r.value, r.timestamp_ms) for r in records]
-        max_ts = max(times)
+        known = shared.get(ts_fn) if shared is not None else None
+        if known is None:
+            event_times = [ts_fn(r.value, r.timestamp_ms) for r in records]
+            known = ([r.value for r in records], event_times, max(event_times))
+            if shared is not None:
+                shared[ts_fn] = known
+        values, times, max_ts = known
+        ctx.event_times = times[:]  # copies (C speed): an agent may change its lists
         ctx.timestamp = max_ts
-        result = agent.fn([r.value for r in records], ctx)
+        result = agent.fn(values[:], ctx)
         if asyncio.iscoroutine(result):
             self.loop.run_until_complete(result)
         if max_ts > ap.wm:

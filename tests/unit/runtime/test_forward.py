@@ -129,3 +129,20 @@ def test_produce_forward_under_exactly_once_opens_the_transaction_and_keeps_copi
     assert producer.transactions == 1 and out.in_txn
     assert [(r[0], r[1], r[2], r[3]) for r in out._txn_records] == [("p-copies", b"raw1", b"k1", -1),
                                                                     ("p-copies", b"raw2", b"k2", -1)]
+
+
+def test_batch_agents_of_one_topic_each_get_the_batch_values_and_event_times_as_their_own_lists() -> None:
+    registry = AgentRegistry()
+    seen: dict[str, tuple[list[Any], list[int], int]] = {}
+
+    def make(name: str) -> Any:
+        @agent("events", name=name, batch=True, registry=registry)
+        def fn(values: list[Any], ctx: AgentContext) -> None:
+            seen[name] = (list(values), list(ctx.event_times), ctx.timestamp)
+            values.clear()  # an agent may change its lists: the next agent must not see it
+            ctx.event_times.clear()
+        return fn
+
+    harness = AgentHarness([make("first"), make("second")])
+    harness.engine.process("events", 0, [record(1), record(2)])
+    assert seen["first"] == seen["second"] == ([{"n": 1}, {"n": 2}], [1001, 1002], 1002)
