@@ -25,7 +25,9 @@ per sink and reason in `sinks`). `--routes-repeat N` (default 3)
 alternates N runs with routes and N runs without (the first is the run above): `pipeline_eps` and
 `pipeline_routes_eps` are then the medians, every run's figure is listed, and `routes_cpu_ratio`
 compares events per CPU second of this process, which other load on the machine disturbs less.
-`--no-routes` skips all this.
+`--no-routes` skips all this. Every run also lists `thread_cpu_s`: the CPU seconds of the worker's
+thread, of librdkafka's threads and of the others (the sinks' senders, the benchmark's registry),
+and with sinks `settle_s`: from the commit after the N-th event until the sinks settled.
 
 Latency: a fresh set of topics and `vigil worker` (built-in stages, as deployed) in a subprocess;
 events produced at a steady rate with their production time as event time, a fifth of them
