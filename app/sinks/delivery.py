@@ -79,6 +79,8 @@ class PushSink:
         self._cond = threading.Condition()
         self._incoming: list[ClosedWindow] = []
         self._stopping = False
+        #: send_held() asked for the partial batch to go now (cleared by the pass that sends it)
+        self._send_held = False
         self._pending: list[ClosedWindow] = []
         #: windows of the sender's partial batch, as of its last pass (read by offer, under the lock)
         self._holding = 0
@@ -110,6 +112,13 @@ class PushSink:
                              batch_windows=self.config.batch_windows):
                     self._cond.notify()
 
+    def send_held(self) -> None:
+        """Send the partial batch the sender holds now instead of at its `batch_delay` deadline
+        (e.g. when the input has ended and nothing more will fill it); never waits."""
+        with self._cond:
+            self._send_held = True
+            self._cond.notify()
+
     def idle(self) -> bool:
         """Nothing waits to be sent: no window in memory, no batch in the disk buffer."""
         with self._cond:
@@ -135,7 +144,7 @@ class PushSink:
     def _run(self) -> None:
         while True:
             with self._cond:
-                if not self._incoming and not self._stopping:
+                if not self._incoming and not self._stopping and not self._send_held:
                     self._cond.wait(self._wait_s())
                 stopping = self._stopping
             try:
@@ -162,15 +171,16 @@ class PushSink:
         buffered batches if their retry is due. With `stopping`, what is left goes to the buffer."""
         with self._cond:
             taken, self._incoming = self._incoming, []
+            send_held, self._send_held = self._send_held, False
             self._stepping = True
         try:
-            self._step(taken, stopping)
+            self._step(taken, stopping, send_held)
         finally:
             with self._cond:
                 self._stepping = False
                 self._holding = len(self._pending)
 
-    def _step(self, taken: list[ClosedWindow], stopping: bool) -> None:
+    def _step(self, taken: list[ClosedWindow], stopping: bool, send_held: bool = False) -> None:
         now = self._monotonic()
         if taken:
             if not self._pending:
@@ -181,7 +191,7 @@ class PushSink:
             batch, self._pending = self._pending[:size], self._pending[size:]
             self._first_at = now
             self._flush(batch, stopping=stopping)
-        if self._pending and (stopping or now >= self._first_at + self.config.batch_delay_ms / 1000):
+        if self._pending and (stopping or send_held or now >= self._first_at + self.config.batch_delay_ms / 1000):
             batch, self._pending = self._pending, []
             self._flush(batch, stopping=stopping)
         if not stopping and len(self.buffer) and self._monotonic() >= self._retry_at:

@@ -94,6 +94,21 @@ def test_batches_leave_full_or_after_the_delay(parts) -> None:
     assert destination.closed
 
 
+def test_send_held__the_partial_batch_leaves_at_the_next_pass_without_its_delay(parts) -> None:
+    destination, clock, _, _ = parts
+    sink = _sink(parts)
+    sink.offer(_windows("a", "b", "c", "d"))
+    sink.step()
+    assert destination.accepted == ["a,b,c"]
+    sink.send_held()
+    sink.step()
+    assert destination.accepted == ["a,b,c", "d"] and sink.idle()  # no time passed
+    sink.offer(_windows("e"))
+    sink.step()
+    assert destination.accepted == ["a,b,c", "d"]  # asked once: later partial batches wait again
+    sink.close()
+
+
 def test_destination_down__batches_wait_on_disk_in_order_then_drain_when_it_is_back(parts) -> None:
     destination, clock, metrics, _ = parts
     sink = _sink(parts)
