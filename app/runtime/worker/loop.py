@@ -11,6 +11,12 @@ Exactly-once: everything (outputs, changelogs, dead letters, consumer offsets) g
 transaction per commit interval; stores are written locally only after the commit succeeded, so
 local state never holds anything a crash could roll back. The transactional.id is stable per
 instance, so a restarted worker fences its previous incarnation and aborts its open transaction.
+The commit at the interval runs in the background (app.runtime.worker.output): the loop goes on
+taking records and firing timers; what they make waits in the engine until the commit has ended
+(librdkafka takes no record while a commit runs) and goes into the next transaction, and the commit
+point's stores are written once the worker has collected the commit. A failed commit is raised
+there and rewinds as before. Commits that must be durable before the caller goes on (an agent's
+checkpoint, a revoke, shutdown) wait for a background one first, then commit in the foreground.
 
 Faults (see docs/runtime.md, "Outages"):
 - The schema registry cannot answer (down, 5xx, timeout) while a record is decoded: the record is
@@ -254,6 +260,8 @@ class Worker:
 
     def _produce(self, topic: str, value: bytes | None, key: bytes | None, *, partition: int = -1,
                  headers: list[tuple[str, bytes]] | None = None, timestamp_ms: int | None = None) -> None:
+        if self.output.committing:  # the record goes into the next transaction
+            self._collect_commit(block=True)
         self.output.produce(topic, value, key, partition=partition, headers=headers, timestamp_ms=timestamp_ms)
 
     def _produce_changelog(self, topic: str, value: bytes | None, key: bytes, partition: int,
@@ -359,6 +367,8 @@ class Worker:
     # -- going back to the last durable point -----------------------------------------------------------
     def _drop_uncommitted(self) -> None:
         """Forget everything not yet durable: the open transaction, commit points, outputs."""
+        if self.output.committing:  # committed or not, its point is dropped: a restore reads what it made
+            self.output.abandon_commit()
         if self.output.in_txn:
             self.output.abort()
         self.commits.drop()
@@ -504,6 +514,7 @@ class Worker:
                     self._rebuild_consumer(self.bus.consumer_fatal)
             if self.bus.producer_fatal is not None:
                 with self.lock:
+                    self.output.abandon_commit()
                     self.output.rebuild(self.bus.producer_fatal)
                     self._rewind("the producer failed for good and was made anew")
             writing = bool(self.commits)
@@ -558,6 +569,7 @@ class Worker:
 
     def _turn(self, msgs: list[Message], writing: bool, interval_s: float) -> None:
         turn_started = time.monotonic()
+        self._collect_commit(block=False)
         if msgs:
             if self.bus.down:
                 self.bus.up()
@@ -566,10 +578,12 @@ class Worker:
             self._uncommitted = True
             self._flush_engine()
         now = time.monotonic()
-        if commit_due(since_commit_s=now - self._last_commit, interval_s=interval_s, got=bool(msgs),
-                      writing=writing, uncommitted=self._uncommitted):
+        # While a commit runs in the background the next one waits (it is due again next turn).
+        if not self.output.committing and commit_due(
+                since_commit_s=now - self._last_commit, interval_s=interval_s, got=bool(msgs), writing=writing,
+                uncommitted=self._uncommitted):
             self.commit(wait=False)
-        if self.commits:
+        if self.commits and not self.output.committing:  # else finished once collected
             budget_s = COMMIT_SLICE_S * (1 if msgs else 4) + (now - turn_started) / 4
             self.commits.produce_writes(budget_s)
             self._finish_commits(block=False, budget_s=budget_s)
@@ -578,6 +592,9 @@ class Worker:
         """A failure in a turn: rewind, rebuild the producer, or (not transient) stop the worker."""
         if isinstance(exc, CheckpointFailed):
             raise exc
+        # Every recovery below drops uncommitted work or stops: a commit in the background is not
+        # waited for (a rewind restores what it committed from Kafka).
+        self.output.abandon_commit()
         if isinstance(exc, OutputsBlocked):
             self._rewind(f"outputs cannot be encoded: {exc}")
             self._hold_all(str(exc.__cause__ or exc))
@@ -626,7 +643,7 @@ class Worker:
             self._offsets[(topic, partition)] = records[-1].offset + 1
             if self.holds.retrying:
                 self.holds.passed((topic, partition))
-            if self.eos and i + 1 < len(groups) and commit_due(
+            if self.eos and i + 1 < len(groups) and not self.output.committing and commit_due(
                     since_commit_s=time.monotonic() - self._last_commit, interval_s=self.options.commit_interval / 1000,
                     got=True, writing=False, uncommitted=True):
                 # A turn of a backlog (50,000 records: seconds) would make its outputs visible only
@@ -634,7 +651,7 @@ class Worker:
                 # so this folds no fewer updates per key. (benchmarks/failover.py, with the 1-s
                 # heartbeat and the restore's 50-ms fetches: the partitions of a SIGKILLed worker
                 # output again 5 s after its session expired, 10.7 s before the three.)
-                self.commit()
+                self.commit(wait=False)
             else:
                 # Each partition's outputs go to the producer as soon as its batch is done (under
                 # at-least-once they are visible at once): a status change of a backlog turn's first
@@ -747,8 +764,10 @@ class Worker:
     # -- commit ---------------------------------------------------------------------------------------
     def commit(self, *, wait: bool = True) -> None:
         """Make processed input, state and outputs durable together (see module docstring).
-        wait=False (at-least-once): take the commit point, then encode and produce its writes in
-        slices between batches and finish it once acknowledged."""
+        wait=False: take the commit point, then (at-least-once) encode and produce its writes in
+        slices between batches and finish it once acknowledged, or (exactly-once) commit the
+        transaction in the background and finish the point once collected (`_collect_commit`)."""
+        self._collect_commit(block=True)  # one transaction at a time, in order
         self._flush_engine()
         point = self.commits.take(self.engine.stores(), self._offsets)
         self._last_commit = time.monotonic()
@@ -760,6 +779,9 @@ class Worker:
             consumer = self.consumer
             assert consumer is not None
             offsets = [TopicPartition(t, p, o) for (t, p), o in self._offsets.items()]
+            if not wait:
+                self.output.begin_commit(point.epoch, offsets, consumer.consumer_group_metadata)
+                return
             self.output.commit_transaction(point.epoch, offsets, consumer.consumer_group_metadata)
             self._bus_answered_s = time.monotonic()
         if block:  # else the run loop finishes it, in slices
@@ -767,6 +789,16 @@ class Worker:
             # backlog of commit points is finished with asynchronous offset commits, since a sync
             # commit can block inside librdkafka for as long as the group coordinator is away.
             self._finish_commits(block=True, sync_offsets=wait)
+
+    def _collect_commit(self, *, block: bool) -> None:
+        """Take the outcome of the transaction committing in the background: once committed, finish
+        its commit point (write the stores); a failure is raised as the commit raised it (the
+        caller's recovery rewinds). block=False: only when it has ended."""
+        if not self.output.committing or (not block and not self.output.commit_ended):
+            return
+        self.output.end_commit()
+        self._bus_answered_s = time.monotonic()
+        self._finish_commits(block=True, sync_offsets=False)
 
     def _finish_commits(self, *, block: bool, budget_s: float | None = None, sync_offsets: bool = True) -> None:
         if block:
