@@ -100,7 +100,9 @@ class AgentContext:
              timestamp_ms: int | None = None) -> None:
         """Produce a record (within the same commit/transaction as the state changes). A consumed
         record is forwarded unchanged with its raw key, raw value (bytes are sent as they are),
-        headers list and timestamp (`ctx.records[i].raw_key`, `.raw_value`, `.headers`, `.timestamp_ms`)."""
+        headers list and timestamp (`ctx.records[i].raw_key`, `.raw_value`, `.headers`, `.timestamp_ms`).
+        Do not change `value` after sending it: the worker may encode it at once (while an agent
+        call awaits) or at the end of the call."""
         self._outputs.append(Output(topic, key, value, schema, headers, timestamp_ms))
 
     def forward(self, topic: str, records: Sequence[ConsumedRecord]) -> None:

@@ -58,7 +58,7 @@ from app.registry.errors import RegistryError
 from app.retry import Backoff
 from app.runtime.agent import Agent
 from app.runtime.backends import RocksBackend
-from app.runtime.context import Forward
+from app.runtime.context import Forward, Output
 from app.runtime.deliveries import DeliveryCallback
 from app.runtime.engine import CheckpointFailed, DeadLetter, Engine
 from app.runtime.gctune import tune_for_streams
@@ -81,7 +81,7 @@ from app.runtime.worker.standby import Standbys
 from app.topics.admin import reconcile
 from app.topics.spec import TopicSpec
 
-__all__ = ["OutputsBlocked", "Worker"]
+__all__ = ["OutputsBlocked", "Worker", "encoded_prefix"]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,10 @@ FETCH_PARTITION_BYTES = 32 << 20
 #: processed meanwhile, or longer when there is nothing else to do.
 RESTORE_SLICE_S = 0.05
 RESTORE_IDLE_SLICE_S = 0.25
+#: While an agent call awaits (an orchestrator's turn runs its steps for seconds), how often the
+#: outputs it sent so far are encoded: the flush after the call then has little left to encode
+#: (encoding a turn's ~500 outputs at its end took 15-30 ms, while steps whose result had come waited).
+ENCODE_AHEAD_EVERY_S = 0.05
 #: Seek refusals that pass (a partition whose fetcher is starting after assignment or resume).
 _SEEK_RETRY_CODES = frozenset({KafkaError._STATE})
 #: While Kafka is unreachable, how often the loop asks for metadata to notice it is back.
@@ -118,6 +122,15 @@ _BUS_IDLE_CHECK_S = 5.0
 _BUS_IDLE_CHECK_TIMEOUT_S = 5.0
 #: How long the request that looks for Kafka's return may take.
 _BUS_PROBE_TIMEOUT_S = 0.5
+
+
+def encoded_prefix(ahead: list[tuple[Output | Forward, bytes | None]], outputs: list[Output | Forward]) -> bool:
+    """Whether `ahead` (outputs and their encoded values) encodes the first outputs of `outputs`.
+    The engine's list only grows at its end or is cut back (a call's rollback, a take), so its entry
+    at the last index encoded is still the output encoded there exactly when nothing before it was
+    cut."""
+    n = len(ahead)
+    return n <= len(outputs) and (n == 0 or outputs[n - 1] is ahead[-1][0])
 
 
 class OutputsBlocked(Exception):
@@ -197,6 +210,8 @@ class Worker:
         self.failure: str | None = None
         self.http: HttpApi | None = None
         self.consumer: Consumer | None = None
+        #: outputs of the agent call in progress encoded ahead (see _encode_ahead), oldest first
+        self._ahead: list[tuple[Output | Forward, bytes | None]] = []
 
     # -- setup ----------------------------------------------------------------------------------------
     def _backend(self, table: Table, partition: int) -> RocksBackend:
@@ -373,6 +388,7 @@ class Worker:
             self.output.abort()
         self.commits.drop()
         self.engine.take_output_entries()
+        self._ahead = []
         self.engine.take_dead_letters()
         self._uncommitted = False
 
@@ -500,6 +516,7 @@ class Worker:
         if self.options.tune_gc:
             tune_for_streams()  # see app.runtime.gctune: CPython's defaults cost a worker 30-45%
         self._started.set()
+        self.engine.loop.call_soon(self._encode_ahead_every)
         interval_s = self.options.commit_interval / 1000
         idle_timeout_s = self.options.poll_timeout_ms / 1000
         # Take what has arrived at once (latency); with nothing there, wait for the next record, but
@@ -729,13 +746,40 @@ class Worker:
     def _now_ms(self) -> int:
         return self.options.clock() if self.options.clock is not None else int(time.time() * 1000)
 
+    def _encode_ahead_every(self) -> None:
+        """On the engine's loop, every ENCODE_AHEAD_EVERY_S while it runs (inside agent calls)."""
+        self._encode_ahead()
+        self.engine.loop.call_later(ENCODE_AHEAD_EVERY_S, self._encode_ahead_every)
+
+    def _encode_ahead(self) -> None:
+        """Encode the outputs sent since the last look (kept in `_ahead` for `_flush_engine`). A call
+        that rolled back removed its outputs from the end of the engine's list: what was encoded
+        for them is dropped. An output that cannot be encoded now is left to the flush, which says
+        why."""
+        outputs, ahead = self.engine.outputs, self._ahead
+        if not encoded_prefix(ahead, outputs):
+            ahead.clear()
+        for out in outputs[len(ahead):]:
+            if isinstance(out, Forward):  # produced as consumed: nothing to encode
+                ahead.append((out, None))
+                continue
+            try:
+                value = self.encoder.value(out.value, out.schema)
+            except Exception:
+                return
+            ahead.append((out, value))
+
     def _flush_engine(self) -> None:
         """Hand the engine's outputs and dead letters to the producer. An output whose schema the
         registry cannot give now raises OutputsBlocked (the caller rewinds: the outputs of
         uncommitted work are dropped with it and made again)."""
         enc = self.encoder
         sent: dict[str, int] = {}  # per topic, counted once per flush (a labels() lookup per record costs)
-        for out in self.engine.take_output_entries():
+        outputs = self.engine.take_output_entries()
+        ahead, self._ahead = self._ahead, []
+        if not encoded_prefix(ahead, outputs):
+            ahead = []
+        for i, out in enumerate(outputs):
             if isinstance(out, Forward):  # consumed records copied unchanged: produced as they are
                 self.output.produce_forward(self.settings.topic(out.topic), out.records)
                 sent[out.topic] = sent.get(out.topic, 0) + len(out.records)
@@ -745,7 +789,7 @@ class Worker:
                 headers = [(k, v.encode()) for k, v in headers.items()] if headers else None
             topic = self.settings.topic(out.topic)
             try:
-                value = enc.value(out.value, out.schema)
+                value = ahead[i][1] if i < len(ahead) else enc.value(out.value, out.schema)
             except RegistryError as exc:
                 if exc.is_not_found() and not exc.is_retriable():
                     raise
