@@ -41,7 +41,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +124,8 @@ _BUS_IDLE_CHECK_TIMEOUT_S = 5.0
 _BUS_PROBE_TIMEOUT_S = 0.5
 
 
-def encoded_prefix(ahead: list[tuple[Output | Forward, bytes | None]], outputs: list[Output | Forward]) -> bool:
+def encoded_prefix(ahead: Sequence[tuple[Output | Forward, bytes | None]],
+                   outputs: Sequence[Output | Forward]) -> bool:
     """Whether `ahead` (outputs and their encoded values) encodes the first outputs of `outputs`.
     The engine's list only grows at its end or is cut back (a call's rollback, a take), so its entry
     at the last index encoded is still the output encoded there exactly when nothing before it was
@@ -275,7 +276,7 @@ class Worker:
 
     def _produce(self, topic: str, value: bytes | None, key: bytes | None, *, partition: int = -1,
                  headers: list[tuple[str, bytes]] | None = None, timestamp_ms: int | None = None) -> None:
-        if self.output.committing:  # the record goes into the next transaction
+        if self.output.committing:  # a dead letter of decoding: it goes into the next transaction
             self._collect_commit(block=True)
         self.output.produce(topic, value, key, partition=partition, headers=headers, timestamp_ms=timestamp_ms)
 
@@ -587,6 +588,8 @@ class Worker:
     def _turn(self, msgs: list[Message], writing: bool, interval_s: float) -> None:
         turn_started = time.monotonic()
         self._collect_commit(block=False)
+        if (self.engine.outputs or self.engine.dead_letters) and not self.output.committing:
+            self._flush_engine()  # what was held while the commit ran
         if msgs:
             if self.bus.down:
                 self.bus.up()
@@ -772,7 +775,13 @@ class Worker:
     def _flush_engine(self) -> None:
         """Hand the engine's outputs and dead letters to the producer. An output whose schema the
         registry cannot give now raises OutputsBlocked (the caller rewinds: the outputs of
-        uncommitted work are dropped with it and made again)."""
+        uncommitted work are dropped with it and made again). While a transaction commits in the
+        background they wait in the engine (librdkafka takes no record meanwhile): the loop goes on,
+        and they go into the next transaction."""
+        if self.output.committing:
+            if not self.output.commit_ended:
+                return
+            self._collect_commit(block=True)
         enc = self.encoder
         sent: dict[str, int] = {}  # per topic, counted once per flush (a labels() lookup per record costs)
         outputs = self.engine.take_output_entries()

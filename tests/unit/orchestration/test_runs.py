@@ -365,3 +365,22 @@ def test_carry__a_cancel_between_turns_is_kept_when_the_carried_step_ends(orches
     assert state["state"] == "cancelled", state
     assert state["lanes"][0]["steps"]["slow"]["status"] == "SUCCEEDED" and "after" not in state["lanes"][0]["steps"]
     assert len(calls.done) == 1 and len(h.step_results()) == 1
+
+
+def test_kept_runs__a_rewind_without_an_error_reads_them_again_from_the_durable_state(orchestration, calls) -> None:
+    # The orchestrator keeps a partition's runs between its calls; a worker that rewinds (a commit
+    # failed) reopens the partition's stores with what was committed, and the runs must be read from
+    # them again, not taken from memory, although no agent call failed.
+    h = orchestration(APPROVAL.replace("step: {say: acted}", "safe-step: {say: acted}"))
+    run_id = h.start("runbook", {"name": "gated"})
+    assert h.state(run_id)["lanes"][0]["phase"] == "approval"
+    h.commit()  # durable: the run waits for its approval
+    h.send("approve", run_id, by="ops-alice")
+    assert h.state(run_id)["state"] == "succeeded" and len(calls.done) == 1
+    h.engine.outputs.clear()  # the rewind: what came after the commit is dropped ...
+    h.engine.close()
+    h._start()
+    h.send("approve", run_id, by="ops-alice")  # ... and Kafka delivers the approval again
+    state = h.state(run_id)
+    assert state["state"] == "succeeded" and state["lanes"][0]["steps"]["ask"]["status"] == "APPROVED"
+    assert len(calls.done) == 2 and len({action_id for action_id, _ in calls.done}) == 1  # `act` again, same id
