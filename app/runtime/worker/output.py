@@ -189,6 +189,11 @@ class OutputProducer:
         """The background commit has ended (committed or failed): `end_commit` will not wait."""
         return self._commit is not None and self._commit.done()
 
+    @property
+    def commit_succeeded(self) -> bool:
+        """The background commit has ended and committed (`end_commit` will return at once)."""
+        return self.commit_ended and self._commit is not None and self._commit.exception() is None
+
     def begin_commit(self, epoch: int, offsets: list[TopicPartition], group_metadata: Callable[[], Any]) -> None:
         """`commit_transaction` on the committer thread; the caller goes on. Until `end_commit` the
         producer must not be used (produce, abort, flush and a second commit raise RuntimeError)."""

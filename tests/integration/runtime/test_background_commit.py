@@ -4,7 +4,9 @@ that fails rewinds without any output twice."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -18,7 +20,7 @@ from confluent_kafka import KafkaError, KafkaException
 from app.config import Settings
 from app.runtime.agent import Agent, AgentRegistry, agent
 from app.runtime.tables import Table
-from app.runtime.worker import WorkerOptions
+from app.runtime.worker import Worker, WorkerOptions
 from app.runtime.worker.options import Guarantee
 from app.runtime.worker.output import OutputProducer
 from tests.conftest import wait_until
@@ -140,3 +142,39 @@ def test_background_commit__a_failed_one_rewinds_and_no_record_is_output_or_coun
         wait_until(lambda: worker.rewind_count == 1, message="the rewind after the failed commit")
         outputs = json_values(read_topic(settings, out, expect=30))
         assert_each_once(outputs, range(30))
+
+
+def test_background_commit__an_awaiting_agent_call_finishes_one_that_ended_without_waiting_for_its_end(
+        settings: Settings, new_topic: Callable[..., str], tmp_path: Path, held: HeldCommits) -> None:
+    source, out = new_topic("src"), new_topic("out")
+    reg = AgentRegistry()
+    workers: list[Worker] = []
+    inside = threading.Event()
+    finished_inside: list[int] = []
+
+    @agent(source, decode="json", registry=reg)
+    async def slow(value: dict[str, Any], ctx: Any) -> None:
+        if value["n"] == 2:  # runs while the commit of n=1 is held
+            inside.set()
+            before = workers[0].commit_count
+            deadline = time.monotonic() + 30
+            while workers[0].commit_count == before and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            finished_inside.append(workers[0].commit_count - before)
+        ctx.send(out, ctx.key, {"n": value["n"], "seen": 1})
+
+    with worker_thread(settings.model_copy(update={"state_dir": tmp_path}), reg.agents(), eos_options()) as worker:
+        workers.append(worker)
+        produce(settings, source, range(0, 1))
+        assert len(read_topic(settings, out, expect=1)) == 1
+        held.hold_next = True
+        produce(settings, source, range(1, 2))
+        assert held.entered.wait(60), "no commit after n=1"
+        produce(settings, source, range(2, 3))
+        assert inside.wait(60), "n=2 was not taken while the commit ran"
+        held.released.set()
+        outputs = json_values(read_topic(settings, out, expect=3))
+        assert sorted(o["n"] for o in outputs) == [0, 1, 2]
+        # The commit of n=1 was collected (its stores written) while the call of n=2 still awaited.
+        assert finished_inside == [1]
+        assert worker.rewind_count == 0
