@@ -11,6 +11,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from app.runtime.context import Output
+from app.runtime.engine import InRecord
 from app.runtime.metrics import WorkerMetrics
 from app.runtime.worker.bus import BusState, KafkaRetry
 from app.runtime.worker.commits import CommitPoints
@@ -88,6 +89,8 @@ def test_background_commit__the_producer_waits_for_it_and_the_next_records_go_in
     assert out.committing and not out.commit_ended
     with pytest.raises(RuntimeError, match="commits in the background"):
         out.produce("out", b"b", None)
+    with pytest.raises(RuntimeError, match="commits in the background"):
+        out.produce_forward("copies", [InRecord("k", None, 5, 1_000, raw_value=b"c", raw_key=b"k")])
     with pytest.raises(RuntimeError, match="commits in the background"):
         out.begin_commit(2, offsets(), lambda: None)
     polls = fake.polls
