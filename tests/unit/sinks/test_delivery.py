@@ -95,7 +95,7 @@ def test_batches_leave_full_or_after_the_delay(parts) -> None:
 
 
 def test_send_held__the_partial_batch_leaves_at_the_next_pass_without_its_delay(parts) -> None:
-    destination, clock, _, _ = parts
+    destination, _, _, _ = parts
     sink = _sink(parts)
     sink.offer(_windows("a", "b", "c", "d"))
     sink.step()
