@@ -301,8 +301,10 @@ def _read_tag(text: str, pos: int, head: LegacyHeader, *, header_seen: bool) -> 
     program, pid, colon = match.group("program"), match.group("pid"), match.group("colon")
     if program.isdigit() and colon:
         return pos  # "1234:" is a Cisco sequence number, not a program
-    if not any(c.isalnum() for c in program):
-        return pos  # ";:" or "--" is punctuation in the text, not a TAG (RFC 3164: alphanumeric)
+    if not (program[0].isalnum() or program[0] == "/") or not any(c.isalnum() for c in program):
+        # ";0:", ";:" or "--" is punctuation in the text, not a TAG (RFC 3164: alphanumeric); a
+        # path ("/kernel:") is the executable's name
+        return pos
     tab_ended = text.startswith("\t", match.end())
     # A bare word (no ':' or [pid]) is a TAG only in "host tag msg": after a timestamp alone, a word
     # that could not be the host ("_0") is text, as a word that could be is the host.

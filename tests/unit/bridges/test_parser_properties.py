@@ -83,9 +83,10 @@ def rfc3164_lines(draw: st.DrawFn) -> tuple[str, Header]:
     if program is not None and pid is None and (t is None or host is None):
         colon = True
     text = draw(texts)
-    # Else the first word of the text is the TAG, or (right after a timestamp) the host -- an
-    # address too ("::" is one).
-    assume(program is not None or not (text[:1].isalnum() or _is_address(text.split(" ", 1)[0])))
+    # Else the first word of the text is the TAG (it starts with a letter, digit or "/": a path),
+    # or (right after a timestamp) the host -- an address too ("::" is one).
+    assume(program is not None or not (text[:1].isalnum() or text[:1] == "/"
+                                       or _is_address(text.split(" ", 1)[0])))
     parts = [f"<{draw(st.integers(0, 191))}>" + (" " if draw(st.booleans()) else "")]
     if t is not None:
         iso = t.strftime("%Y-%m-%dT%H:%M:%S") + draw(st.sampled_from(["Z", "+00:00", ".000000Z", ""]))
@@ -134,7 +135,7 @@ def network_os_lines(draw: st.DrawFn) -> tuple[str, Header]:
     else:
         program = draw(st.from_regex(r"[A-Z][A-Za-z]{1,12}", fullmatch=True))
         line = f"<165>{bsd} {host} {program}: %{code}: {text}"
-    if ms in line:
+    if layout in ("ios", "ios_origin", "iosxr"):  # the layouts that write milliseconds (not: ".132" in a host)
         t = t.replace(microsecond=millis * 1000)
     return line, Header(host, t, program, pid, code)
 

@@ -143,5 +143,9 @@ def test_rfc3164__punctuation_is_no_tag() -> None:
     event = parse_syslog(b"<0>Jun 10 00:00:00 host1 ;: hello", source_host="192.0.2.50", received_ms=0)
     assert (event.subject, event.tags.get("program")) == ("host1", None)
     assert missing_fields(event) == ["program"]
+    event = parse_syslog(b"<0>;0: hello", source_host="192.0.2.50", received_ms=0)  # found again: ";0" too
+    assert (event.tags.get("program"), event.text) == (None, ";0: hello")
+    event = parse_syslog(b"<0>Jun 10 00:00:00 host1 /usr/sbin/cron[42]: run", source_host="192.0.2.50", received_ms=0)
+    assert (event.tags.get("program"), event.tags.get("pid")) == ("cron", "42")
     event = parse_syslog(b"<13>Jun 10 00:00:00 ::1 sshd[4]: hi", source_host="192.0.2.50", received_ms=0)
     assert (event.subject, event.tags.get("program"), event.tags.get("pid")) == ("::1", "sshd", "4")
