@@ -93,7 +93,10 @@ class Step:
 
 
 class Trigger:
-    """Base: a stateless trigger that ignores events (subclasses override what they use)."""
+    """Base: a stateless trigger that ignores events (subclasses override what they use).
+
+    A dataclass trigger takes its class constants from a plain base class of its own (e.g.
+    _RegisterKind): compiled by mypyc, a dataclass's ClassVars would reach @dataclass as fields."""
 
     kind: ClassVar[str] = "match"
     stateful: ClassVar[bool] = False
@@ -196,12 +199,16 @@ def _valid_aggregate(name: Any) -> bool:
     return match is not None and 0 < float(match.group(1)) < 100
 
 
-@dataclass(frozen=True, eq=False)
-class RegisterTrigger(Trigger):
-    """Fires while `aggregate(metric)` over the sliding `period` satisfies `when` (for `for_ms`)."""
+class _RegisterKind(Trigger):
+    """RegisterTrigger's class constants (see Trigger)."""
 
-    kind: ClassVar[str] = "register"
-    stateful: ClassVar[bool] = True
+    kind = "register"
+    stateful = True
+
+
+@dataclass(frozen=True, eq=False)
+class RegisterTrigger(_RegisterKind):
+    """Fires while `aggregate(metric)` over the sliding `period` satisfies `when` (for `for_ms`)."""
 
     metric: str
     aggregate: str
@@ -287,12 +294,16 @@ def _parse_register(rule: LineDict, sink: ErrorSink, operands: OperandCompiler |
 
 # --- status ---------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, eq=False)
-class StatusTrigger(Trigger):
-    """Fires on status transitions (vigil.Alert records) whose from/to states match."""
+class _StatusKind(Trigger):
+    """StatusTrigger's class constants (see Trigger)."""
 
-    kind: ClassVar[str] = "status"
-    on_transitions: ClassVar[bool] = True
+    kind = "status"
+    on_transitions = True
+
+
+@dataclass(frozen=True, eq=False)
+class StatusTrigger(_StatusKind):
+    """Fires on status transitions (vigil.Alert records) whose from/to states match."""
 
     from_state: ValueTest
     to_state: ValueTest
@@ -330,13 +341,17 @@ def _parse_status(rule: LineDict, sink: ErrorSink, operands: OperandCompiler | N
 
 # --- absent_for -----------------------------------------------------------------------------------
 
-@dataclass(frozen=True, eq=False)
-class AbsentTrigger(Trigger):
-    """Fires once when a group sees no matching event for `absent_ms`; its next event re-arms it."""
+class _AbsentKind(Trigger):
+    """AbsentTrigger's class constants (see Trigger)."""
 
-    kind: ClassVar[str] = "absent_for"
-    stateful: ClassVar[bool] = True
-    uses_timers: ClassVar[bool] = True
+    kind = "absent_for"
+    stateful = True
+    uses_timers = True
+
+
+@dataclass(frozen=True, eq=False)
+class AbsentTrigger(_AbsentKind):
+    """Fires once when a group sees no matching event for `absent_ms`; its next event re-arms it."""
 
     absent_ms: int
 
@@ -376,12 +391,16 @@ def _parse_absent(rule: LineDict, sink: ErrorSink, operands: OperandCompiler | N
 
 # --- count ----------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, eq=False)
-class CountTrigger(Trigger):
-    """Fires when `at_least` matching events fall within `within_ms`; then counts afresh."""
+class _CountKind(Trigger):
+    """CountTrigger's class constants (see Trigger)."""
 
-    kind: ClassVar[str] = "count"
-    stateful: ClassVar[bool] = True
+    kind = "count"
+    stateful = True
+
+
+@dataclass(frozen=True, eq=False)
+class CountTrigger(_CountKind):
+    """Fires when `at_least` matching events fall within `within_ms`; then counts afresh."""
 
     at_least: int
     within_ms: int
@@ -421,14 +440,18 @@ def _parse_count(rule: LineDict, sink: ErrorSink, operands: OperandCompiler | No
 
 # --- sequence -------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, eq=False)
-class SequenceTrigger(Trigger):
-    """Fires when events matching each step arrive in order, all within `within_ms` of the first."""
+class _SequenceKind(Trigger):
+    """SequenceTrigger's class constants (see Trigger)."""
 
-    kind: ClassVar[str] = "sequence"
-    stateful: ClassVar[bool] = True
+    kind = "sequence"
+    stateful = True
     # Steps are usually different event names about one thing, so group by subject only.
-    default_group_by: ClassVar[tuple[str, ...]] = ("subject",)
+    default_group_by = ("subject",)
+
+
+@dataclass(frozen=True, eq=False)
+class SequenceTrigger(_SequenceKind):
+    """Fires when events matching each step arrive in order, all within `within_ms` of the first."""
 
     steps: tuple[Predicate, ...]
     within_ms: int
@@ -485,18 +508,22 @@ def _parse_sequence(rule: LineDict, sink: ErrorSink, operands: OperandCompiler |
 
 # --- schedule -------------------------------------------------------------------------------------
 
+class _ScheduleKind(Trigger):
+    """ScheduleTrigger's class constants (see Trigger)."""
+
+    kind = "schedule"
+    stateful = True
+    uses_timers = True
+    default_group_by = ()
+
+
 @dataclass(frozen=True, eq=False)
-class ScheduleTrigger(Trigger):
+class ScheduleTrigger(_ScheduleKind):
     """Fires once per slot of its schedule (app.rules.schedules), per group, after the group's splay.
 
     Without `match:` the rule has one group and no events: the rules stage starts it (`start`). With
     `match:` each group (e.g. `group_by: [subject]` over heartbeats: one per host) starts on its first
     matching event and is dropped, without firing, once no matching event came for two intervals."""
-
-    kind: ClassVar[str] = "schedule"
-    stateful: ClassVar[bool] = True
-    uses_timers: ClassVar[bool] = True
-    default_group_by: ClassVar[tuple[str, ...]] = ()
 
     rule: str
     schedule: Schedule
