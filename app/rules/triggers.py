@@ -169,11 +169,45 @@ def _values(samples: Sequence[Sequence[float]]) -> list[float]:
     return [v for _, v in samples]
 
 
+# avg, sum, min and max straight over the samples (no list of values per event). The same results
+# as sum()/min()/max() of the values: sum() adds floats left to right in a C double from 0, and
+# min()/max() keep the first extreme one.
+def _sum(samples: Sequence[Sequence[float]]) -> float:
+    total = 0.0
+    for sample in samples:
+        total += sample[1]
+    return total
+
+
+def _avg(samples: Sequence[Sequence[float]]) -> float:
+    return _sum(samples) / len(samples)
+
+
+def _min(samples: Sequence[Sequence[float]]) -> float:
+    lowest = float(samples[0][1])
+    for sample in samples:
+        if sample[1] < lowest:
+            lowest = sample[1]
+    return lowest
+
+
+def _max(samples: Sequence[Sequence[float]]) -> float:
+    highest = float(samples[0][1])
+    for sample in samples:
+        if sample[1] > highest:
+            highest = sample[1]
+    return highest
+
+
+_DIRECT: Final[dict[str, Aggregator]] = {"avg": _avg, "sum": _sum, "min": _min, "max": _max}
+
+
 def aggregator(name: str) -> Aggregator:
     """The function computing aggregate `name` (looked up once per rule, not once per event);
     ValueError for an unknown name."""
-    if name == "avg":
-        return lambda samples: sum(values := _values(samples)) / len(values)
+    direct = _DIRECT.get(name)
+    if direct is not None:
+        return direct
     if name == "rate":
         return _rate
     simple = _SIMPLE.get(name)
@@ -184,6 +218,15 @@ def aggregator(name: str) -> Aggregator:
         q = float(match.group(1))
         return lambda samples: _percentile(_values(samples), q)
     raise ValueError(f"unknown aggregate {name!r}")
+
+
+def _first_after(samples: Sequence[Sequence[float]], cutoff_ms: int) -> int:
+    """bisect_right by time: how many samples are at or before the window's start (few: they leave
+    one by one)."""
+    first = 0
+    while first < len(samples) and samples[first][0] <= cutoff_ms:
+        first += 1
+    return first
 
 
 def aggregate(name: str, samples: Sequence[Sequence[float]]) -> float | None:
@@ -226,21 +269,29 @@ class RegisterTrigger(_RegisterKind):
     def on_event(self, state: dict[str, Any] | None, event: Mapping[str, Any], event_type: str,
                  time_ms: int, group: Mapping[str, str]) -> Step:
         value = self.value_of(event, event_type)
-        samples: list[list[float]] = list(state["s"]) if state else []
-        if value is None or (samples and time_ms <= samples[-1][0] - self.period_ms):
+        kept = state["s"] if state else []
+        old: list[list[float]] = kept if isinstance(kept, list) else list(kept)
+        if value is None or (old and time_ms <= old[-1][0] - self.period_ms):
             return Step(state)  # no sample, or one already outside the window
-        if not samples or time_ms >= samples[-1][0]:
-            samples.append([time_ms, value])  # in time order, as usual: where insort would put it
+        if not old or time_ms >= old[-1][0]:
+            # In time order, as usual (where insort would put it): the window ends at the new
+            # sample, and the kept samples are copied once, with the new one after them.
+            now_ms = time_ms
+            cutoff = now_ms - self.period_ms
+            first = _first_after(old, cutoff)
+            if first == len(old) and time_ms <= cutoff:
+                first += 1  # the new sample is outside a zero-length window too
+            start = max(first, len(old) + 1 - self.max_samples)
+            samples = old[start:]
+            if start <= len(old):
+                samples.append([time_ms, value])
         else:
+            samples = list(old)
             bisect.insort(samples, [time_ms, value], key=lambda s: s[0])
-        now_ms = int(samples[-1][0])
-        # bisect_right by time: the samples at or before the window's start (few: they leave one by one)
-        cutoff = now_ms - self.period_ms
-        first = 0
-        while first < len(samples) and samples[first][0] <= cutoff:
-            first += 1
-        # Bounded: beyond max_samples the oldest go first (the window effectively shortens).
-        samples = samples[max(first, len(samples) - self.max_samples):]
+            now_ms = int(samples[-1][0])
+            first = _first_after(samples, now_ms - self.period_ms)
+            # Bounded: beyond max_samples the oldest go first (the window effectively shortens).
+            samples = samples[max(first, len(samples) - self.max_samples):]
         result = self.compute(samples) if samples else None
         holds = result is not None and self.when(result, event, event_type)
         if not holds:
