@@ -72,24 +72,40 @@ DEFAULT_MAX_SAMPLES: Final = 512
 _MAX_SAMPLES_LIMIT: Final = 100_000
 
 
-@dataclass(frozen=True, slots=True)
+# Hit and Step are made per matching event: their __init__ is written out so that mypyc compiles it
+# (a dataclass's generated one runs as Python, a frozen one through object.__setattr__ per field).
+# Treat both as immutable.
+@dataclass(init=False, slots=True)
 class Hit:
     """A trigger fired. `event`/`event_type` override the cause (absence: the last event seen)."""
 
     trigger_id: str
     value: Any
     time_ms: int
-    event: Mapping[str, Any] | None = None
-    event_type: str | None = None
+    event: Mapping[str, Any] | None
+    event_type: str | None
+
+    def __init__(self, trigger_id: str, value: Any, time_ms: int, event: Mapping[str, Any] | None = None,
+                 event_type: str | None = None) -> None:
+        self.trigger_id = trigger_id
+        self.value = value
+        self.time_ms = time_ms
+        self.event = event
+        self.event_type = event_type
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, slots=True)
 class Step:
     """What a trigger decided: the group's new state (None deletes it), a hit, a timer to arm."""
 
     state: dict[str, Any] | None
-    hit: Hit | None = None
-    timer_at_ms: int | None = None
+    hit: Hit | None
+    timer_at_ms: int | None
+
+    def __init__(self, state: dict[str, Any] | None, hit: Hit | None = None, timer_at_ms: int | None = None) -> None:
+        self.state = state
+        self.hit = hit
+        self.timer_at_ms = timer_at_ms
 
 
 class Trigger:
