@@ -150,8 +150,9 @@ def build_replayer(pipeline_config: PipelineConfig, rules_dirs: Sequence[Path], 
         shares = None  # nothing shared: each set whole, from its directory
     stages = [RulesStage(config) for config in configs] if shares is None else \
         [RulesStage(configs[s.serves[0]], rules=s.ruleset) for s in shares]
-    return Replayer(Pipeline(pipeline_config), stages, partitions=partitions, worker=worker, workers=workers,
-                    policy=policy, shares=shares)
+    # Window records only counted: the replay routes alerts and events to the rules, never windows.
+    return Replayer(Pipeline(pipeline_config, window_records=False), stages, partitions=partitions, worker=worker,
+                    workers=workers, policy=policy, shares=shares)
 
 
 class SliceDriver:
