@@ -543,6 +543,7 @@ class Replayer:
                 headers = output.headers if isinstance(output.headers, dict) else {}  # the pipeline's: text
                 self.counts.rejected[headers.get("vigil.field", "")] += 1
         self._alert_seq[p] = seq
+        self.counts.windows += self.pipeline.tracker.take_unsent_windows()
         for dead in self.engine.take_dead_letters():
             self.counts.agent_errors[dead.agent] += 1
         if not alerts:

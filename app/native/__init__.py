@@ -48,6 +48,8 @@ MODULES: Final = (
     "app.pipeline.intake",
     "app.rules.fields",
     "app.rules.match",
+    "app.rules.triggers",
+    "app.rules.engine",
     "app.model.ids",
     "app.runtime.keys",
     "app.model.avro_plan",

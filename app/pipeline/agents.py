@@ -52,11 +52,14 @@ class Pipeline:
     """The built-in stages and the agent that runs them."""
 
     def __init__(self, config: PipelineConfig, *, registry: AgentRegistry | None = None,
-                 name: str = AGENT_NAME, dead_letter_limits: DeadLetterLimits | None = None) -> None:
+                 name: str = AGENT_NAME, dead_letter_limits: DeadLetterLimits | None = None,
+                 window_records: bool = True) -> None:
+        """`window_records=False`: closed metric windows are counted (tracker.take_unsent_windows),
+        not sent, for a run where nothing reads them (a backtest)."""
         self.config = config
         self.max_future_ms = config.max_future_ms
         self.archive = ArchiveIndex(retention_ms=config.archive_retention_ms)
-        self.tracker = Tracker(config, on_page=self.archive.write_page)
+        self.tracker = Tracker(config, on_page=self.archive.write_page, window_records=window_records)
         #: rejected records by the field that failed ("" for a record that is not a mapping)
         self.rejected: Counter[str] = Counter()
         #: events whose Kafka key is not their identity (their state may be split across partitions)

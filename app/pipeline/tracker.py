@@ -139,9 +139,13 @@ class TrackerBatch:
 class Tracker:
     """Status, alerts, absence and metric windows per identity."""
 
-    def __init__(self, config: PipelineConfig, *, on_page: PageWriter) -> None:
+    def __init__(self, config: PipelineConfig, *, on_page: PageWriter, window_records: bool = True) -> None:
         #: called with (subject, name, references, ctx) when PAGE_SIZE references are waiting
         self.on_page = on_page
+        #: whether closed windows are sent as vigil.WindowAggregate records; when nothing reads them
+        #: (a backtest) they are only counted, in windows_unsent (encoding the sketch, quantiles: ~6%)
+        self.window_records = window_records
+        self.windows_unsent = 0
         self.flap = config.flap_policy
         self.sizes_ms: tuple[int, ...] = config.window_sizes_ms
         self.grace_ms = config.grace_ms
@@ -161,6 +165,11 @@ class Tracker:
     @property
     def tables(self) -> tuple[Table, ...]:
         return self.table, *self.closed.tables
+
+    def take_unsent_windows(self) -> int:
+        """The window records closed and not sent (window_records off) since the last call."""
+        unsent, self.windows_unsent = self.windows_unsent, 0
+        return unsent
 
     # -- inside the agent -----------------------------------------------------------------------------
     def apply(self, key: str, ev: NormalizedEvent, ref: EventRef, ctx: AgentContext, batch: TrackerBatch) -> None:
@@ -291,10 +300,13 @@ class Tracker:
                                           watermark_ms=ctx.watermark)
         status = tracked.status
         for size_ms, start_ms, value in closed:
-            for metric, obs in value.items():
-                record = to_window_record(obs, subject=status.subject, name=status.name, metric=metric,
-                                          window_start_ms=start_ms, size_ms=size_ms)
-                ctx.send(METRICS_TOPIC, key, record, schema="vigil.WindowAggregate")
+            if not self.window_records:
+                self.windows_unsent += len(value)
+            else:
+                for metric, obs in value.items():
+                    record = to_window_record(obs, subject=status.subject, name=status.name, metric=metric,
+                                              window_start_ms=start_ms, size_ms=size_ms)
+                    ctx.send(METRICS_TOPIC, key, record, schema="vigil.WindowAggregate")
             if self.keep_closed:
                 self.closed.put(start_ms, _closed_key(status.subject, status.name, size_ms, start_ms), value, ctx)
         tracked.close_at_ms = next_close_ms

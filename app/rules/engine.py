@@ -43,9 +43,11 @@ class InvalidEventError(ValueError):
     """The record cannot be evaluated (not a mapping, or no integer `time`): dead-letter it."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, slots=True)
 class Firing:
-    """A rule fired for one group: everything needed to render its actions deterministically."""
+    """A rule fired for one group: everything needed to render its actions deterministically.
+    Treat it as immutable (its __init__ is written out so that mypyc compiles it, as for
+    app.rules.triggers.Step)."""
 
     rule: str
     group_key: str
@@ -56,6 +58,18 @@ class Firing:
     event_type: str
     value: Any  # register aggregate, count, to_state, silence/sequence seconds; None for match
     time_ms: int  # event time of the firing (absence: the deadline that passed)
+
+    def __init__(self, rule: str, group_key: str, group: Mapping[str, str], trigger: str, trigger_id: str,
+                 event: Mapping[str, Any], event_type: str, value: Any, time_ms: int) -> None:
+        self.rule = rule
+        self.group_key = group_key
+        self.group = group
+        self.trigger = trigger
+        self.trigger_id = trigger_id
+        self.event = event
+        self.event_type = event_type
+        self.value = value
+        self.time_ms = time_ms
 
 
 @dataclass(frozen=True)

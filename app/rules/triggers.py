@@ -72,28 +72,47 @@ DEFAULT_MAX_SAMPLES: Final = 512
 _MAX_SAMPLES_LIMIT: Final = 100_000
 
 
-@dataclass(frozen=True, slots=True)
+# Hit and Step are made per matching event: their __init__ is written out so that mypyc compiles it
+# (a dataclass's generated one runs as Python, a frozen one through object.__setattr__ per field).
+# Treat both as immutable.
+@dataclass(init=False, slots=True)
 class Hit:
     """A trigger fired. `event`/`event_type` override the cause (absence: the last event seen)."""
 
     trigger_id: str
     value: Any
     time_ms: int
-    event: Mapping[str, Any] | None = None
-    event_type: str | None = None
+    event: Mapping[str, Any] | None
+    event_type: str | None
+
+    def __init__(self, trigger_id: str, value: Any, time_ms: int, event: Mapping[str, Any] | None = None,
+                 event_type: str | None = None) -> None:
+        self.trigger_id = trigger_id
+        self.value = value
+        self.time_ms = time_ms
+        self.event = event
+        self.event_type = event_type
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, slots=True)
 class Step:
     """What a trigger decided: the group's new state (None deletes it), a hit, a timer to arm."""
 
     state: dict[str, Any] | None
-    hit: Hit | None = None
-    timer_at_ms: int | None = None
+    hit: Hit | None
+    timer_at_ms: int | None
+
+    def __init__(self, state: dict[str, Any] | None, hit: Hit | None = None, timer_at_ms: int | None = None) -> None:
+        self.state = state
+        self.hit = hit
+        self.timer_at_ms = timer_at_ms
 
 
 class Trigger:
-    """Base: a stateless trigger that ignores events (subclasses override what they use)."""
+    """Base: a stateless trigger that ignores events (subclasses override what they use).
+
+    A dataclass trigger takes its class constants from a plain base class of its own (e.g.
+    _RegisterKind): compiled by mypyc, a dataclass's ClassVars would reach @dataclass as fields."""
 
     kind: ClassVar[str] = "match"
     stateful: ClassVar[bool] = False
@@ -166,11 +185,45 @@ def _values(samples: Sequence[Sequence[float]]) -> list[float]:
     return [v for _, v in samples]
 
 
+# avg, sum, min and max straight over the samples (no list of values per event). The same results
+# as sum()/min()/max() of the values: sum() adds floats left to right in a C double from 0, and
+# min()/max() keep the first extreme one.
+def _sum(samples: Sequence[Sequence[float]]) -> float:
+    total = 0.0
+    for sample in samples:
+        total += sample[1]
+    return total
+
+
+def _avg(samples: Sequence[Sequence[float]]) -> float:
+    return _sum(samples) / len(samples)
+
+
+def _min(samples: Sequence[Sequence[float]]) -> float:
+    lowest = float(samples[0][1])
+    for sample in samples:
+        if sample[1] < lowest:
+            lowest = sample[1]
+    return lowest
+
+
+def _max(samples: Sequence[Sequence[float]]) -> float:
+    highest = float(samples[0][1])
+    for sample in samples:
+        if sample[1] > highest:
+            highest = sample[1]
+    return highest
+
+
+_DIRECT: Final[dict[str, Aggregator]] = {"avg": _avg, "sum": _sum, "min": _min, "max": _max}
+
+
 def aggregator(name: str) -> Aggregator:
     """The function computing aggregate `name` (looked up once per rule, not once per event);
     ValueError for an unknown name."""
-    if name == "avg":
-        return lambda samples: sum(values := _values(samples)) / len(values)
+    direct = _DIRECT.get(name)
+    if direct is not None:
+        return direct
     if name == "rate":
         return _rate
     simple = _SIMPLE.get(name)
@@ -181,6 +234,15 @@ def aggregator(name: str) -> Aggregator:
         q = float(match.group(1))
         return lambda samples: _percentile(_values(samples), q)
     raise ValueError(f"unknown aggregate {name!r}")
+
+
+def _first_after(samples: Sequence[Sequence[float]], cutoff_ms: int) -> int:
+    """bisect_right by time: how many samples are at or before the window's start (few: they leave
+    one by one)."""
+    first = 0
+    while first < len(samples) and samples[first][0] <= cutoff_ms:
+        first += 1
+    return first
 
 
 def aggregate(name: str, samples: Sequence[Sequence[float]]) -> float | None:
@@ -196,12 +258,16 @@ def _valid_aggregate(name: Any) -> bool:
     return match is not None and 0 < float(match.group(1)) < 100
 
 
-@dataclass(frozen=True, eq=False)
-class RegisterTrigger(Trigger):
-    """Fires while `aggregate(metric)` over the sliding `period` satisfies `when` (for `for_ms`)."""
+class _RegisterKind(Trigger):
+    """RegisterTrigger's class constants (see Trigger)."""
 
-    kind: ClassVar[str] = "register"
-    stateful: ClassVar[bool] = True
+    kind = "register"
+    stateful = True
+
+
+@dataclass(frozen=True, eq=False)
+class RegisterTrigger(_RegisterKind):
+    """Fires while `aggregate(metric)` over the sliding `period` satisfies `when` (for `for_ms`)."""
 
     metric: str
     aggregate: str
@@ -219,21 +285,29 @@ class RegisterTrigger(Trigger):
     def on_event(self, state: dict[str, Any] | None, event: Mapping[str, Any], event_type: str,
                  time_ms: int, group: Mapping[str, str]) -> Step:
         value = self.value_of(event, event_type)
-        samples: list[list[float]] = list(state["s"]) if state else []
-        if value is None or (samples and time_ms <= samples[-1][0] - self.period_ms):
+        kept = state["s"] if state else []
+        old: list[list[float]] = kept if isinstance(kept, list) else list(kept)
+        if value is None or (old and time_ms <= old[-1][0] - self.period_ms):
             return Step(state)  # no sample, or one already outside the window
-        if not samples or time_ms >= samples[-1][0]:
-            samples.append([time_ms, value])  # in time order, as usual: where insort would put it
+        if not old or time_ms >= old[-1][0]:
+            # In time order, as usual (where insort would put it): the window ends at the new
+            # sample, and the kept samples are copied once, with the new one after them.
+            now_ms = time_ms
+            cutoff = now_ms - self.period_ms
+            first = _first_after(old, cutoff)
+            if first == len(old) and time_ms <= cutoff:
+                first += 1  # the new sample is outside a zero-length window too
+            start = max(first, len(old) + 1 - self.max_samples)
+            samples = old[start:]
+            if start <= len(old):
+                samples.append([time_ms, value])
         else:
+            samples = list(old)
             bisect.insort(samples, [time_ms, value], key=lambda s: s[0])
-        now_ms = int(samples[-1][0])
-        # bisect_right by time: the samples at or before the window's start (few: they leave one by one)
-        cutoff = now_ms - self.period_ms
-        first = 0
-        while first < len(samples) and samples[first][0] <= cutoff:
-            first += 1
-        # Bounded: beyond max_samples the oldest go first (the window effectively shortens).
-        samples = samples[max(first, len(samples) - self.max_samples):]
+            now_ms = int(samples[-1][0])
+            first = _first_after(samples, now_ms - self.period_ms)
+            # Bounded: beyond max_samples the oldest go first (the window effectively shortens).
+            samples = samples[max(first, len(samples) - self.max_samples):]
         result = self.compute(samples) if samples else None
         holds = result is not None and self.when(result, event, event_type)
         if not holds:
@@ -287,12 +361,16 @@ def _parse_register(rule: LineDict, sink: ErrorSink, operands: OperandCompiler |
 
 # --- status ---------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, eq=False)
-class StatusTrigger(Trigger):
-    """Fires on status transitions (vigil.Alert records) whose from/to states match."""
+class _StatusKind(Trigger):
+    """StatusTrigger's class constants (see Trigger)."""
 
-    kind: ClassVar[str] = "status"
-    on_transitions: ClassVar[bool] = True
+    kind = "status"
+    on_transitions = True
+
+
+@dataclass(frozen=True, eq=False)
+class StatusTrigger(_StatusKind):
+    """Fires on status transitions (vigil.Alert records) whose from/to states match."""
 
     from_state: ValueTest
     to_state: ValueTest
@@ -330,13 +408,17 @@ def _parse_status(rule: LineDict, sink: ErrorSink, operands: OperandCompiler | N
 
 # --- absent_for -----------------------------------------------------------------------------------
 
-@dataclass(frozen=True, eq=False)
-class AbsentTrigger(Trigger):
-    """Fires once when a group sees no matching event for `absent_ms`; its next event re-arms it."""
+class _AbsentKind(Trigger):
+    """AbsentTrigger's class constants (see Trigger)."""
 
-    kind: ClassVar[str] = "absent_for"
-    stateful: ClassVar[bool] = True
-    uses_timers: ClassVar[bool] = True
+    kind = "absent_for"
+    stateful = True
+    uses_timers = True
+
+
+@dataclass(frozen=True, eq=False)
+class AbsentTrigger(_AbsentKind):
+    """Fires once when a group sees no matching event for `absent_ms`; its next event re-arms it."""
 
     absent_ms: int
 
@@ -376,12 +458,16 @@ def _parse_absent(rule: LineDict, sink: ErrorSink, operands: OperandCompiler | N
 
 # --- count ----------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, eq=False)
-class CountTrigger(Trigger):
-    """Fires when `at_least` matching events fall within `within_ms`; then counts afresh."""
+class _CountKind(Trigger):
+    """CountTrigger's class constants (see Trigger)."""
 
-    kind: ClassVar[str] = "count"
-    stateful: ClassVar[bool] = True
+    kind = "count"
+    stateful = True
+
+
+@dataclass(frozen=True, eq=False)
+class CountTrigger(_CountKind):
+    """Fires when `at_least` matching events fall within `within_ms`; then counts afresh."""
 
     at_least: int
     within_ms: int
@@ -421,14 +507,18 @@ def _parse_count(rule: LineDict, sink: ErrorSink, operands: OperandCompiler | No
 
 # --- sequence -------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, eq=False)
-class SequenceTrigger(Trigger):
-    """Fires when events matching each step arrive in order, all within `within_ms` of the first."""
+class _SequenceKind(Trigger):
+    """SequenceTrigger's class constants (see Trigger)."""
 
-    kind: ClassVar[str] = "sequence"
-    stateful: ClassVar[bool] = True
+    kind = "sequence"
+    stateful = True
     # Steps are usually different event names about one thing, so group by subject only.
-    default_group_by: ClassVar[tuple[str, ...]] = ("subject",)
+    default_group_by = ("subject",)
+
+
+@dataclass(frozen=True, eq=False)
+class SequenceTrigger(_SequenceKind):
+    """Fires when events matching each step arrive in order, all within `within_ms` of the first."""
 
     steps: tuple[Predicate, ...]
     within_ms: int
@@ -485,18 +575,22 @@ def _parse_sequence(rule: LineDict, sink: ErrorSink, operands: OperandCompiler |
 
 # --- schedule -------------------------------------------------------------------------------------
 
+class _ScheduleKind(Trigger):
+    """ScheduleTrigger's class constants (see Trigger)."""
+
+    kind = "schedule"
+    stateful = True
+    uses_timers = True
+    default_group_by = ()
+
+
 @dataclass(frozen=True, eq=False)
-class ScheduleTrigger(Trigger):
+class ScheduleTrigger(_ScheduleKind):
     """Fires once per slot of its schedule (app.rules.schedules), per group, after the group's splay.
 
     Without `match:` the rule has one group and no events: the rules stage starts it (`start`). With
     `match:` each group (e.g. `group_by: [subject]` over heartbeats: one per host) starts on its first
     matching event and is dropped, without firing, once no matching event came for two intervals."""
-
-    kind: ClassVar[str] = "schedule"
-    stateful: ClassVar[bool] = True
-    uses_timers: ClassVar[bool] = True
-    default_group_by: ClassVar[tuple[str, ...]] = ()
 
     rule: str
     schedule: Schedule

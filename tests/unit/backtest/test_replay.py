@@ -3,10 +3,12 @@ event time, whatever the batching, slicing and number of processes; reruns give 
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
 
+import app.backtest.run as backtest_run
 from app.backtest.replayer import pipeline_timer_limit
 from app.backtest.run import SliceDriver, build_replayer
 from app.backtest.source import MemorySource
@@ -300,3 +302,26 @@ def test_route__a_record_routing_fails_on_is_counted_as_the_engine_counts_it(tmp
     routed = replayer.rulesets[0].route("events", 0, 0, records, [T0 + S, T0 + 2 * S], PositionClock())
     assert [(item[3], item[4]["time"]) for item in routed if not item[3].startswith("s:")] == [("g:", T0 + S)]
     assert replayer.counts.agent_errors == {"rules_route_events": 1}
+
+
+def test_slice_driver__collects_cycles_every_so_many_records_with_automatic_collection_paused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Automatic collection stays off while the slices run (their states hold no cycles); the
+    # driver collects the young generations itself every COLLECT_EVERY_RECORDS records, and
+    # leaves the collector as it found it, on or off.
+    calls: list[bool] = []
+    monkeypatch.setattr(backtest_run, "COLLECT_EVERY_RECORDS", 10)
+    monkeypatch.setattr(backtest_run, "collect_young", lambda: calls.append(gc.isenabled()))
+    records = partitioned([event("web1", "load", t, metrics={"load1": 1.0}) for t in range(0, 60)], 1)
+    rules = [rules_dir(tmp_path, "rules: []\n")]
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        try:
+            calls.clear()
+            replayer = build_replayer(PipelineConfig.model_validate({}), rules, partitions=[0])
+            SliceDriver(replayer, MemorySource(records), time_range=TimeRange(T0, T0 + 60 * S),
+                        slice_ms=5 * S).run()
+            assert gc.isenabled() is enabled
+        finally:
+            gc.enable()
+        assert replayer.counts.events == 60 and calls == [False] * 6  # 12 slices of 5 events

@@ -145,6 +145,22 @@ def test_closed_windows__published_with_exact_stats_and_sketch_quantiles(bench: 
         [(0, 100, True), (10_000, 1, False)]
 
 
+def test_closed_windows__only_counted_without_window_records(bench: Callable[..., Bench]) -> None:
+    # A backtest's pipeline (nothing reads window records): the same windows close, none is sent,
+    # and take_unsent_windows counts what would have been sent, once.
+    config = {"window_sizes": ["10s", "1m"], "grace": "2s"}
+    sent, counted = bench(**config), bench(**config)
+    counted.pipeline = Pipeline(PipelineConfig.model_validate(config), window_records=False)
+    counted.harness = AgentHarness([counted.pipeline.agent], partitions=2, wall_clock_ms=NOW_MS)
+    for b in (sent, counted):
+        b.feed(*[b.event(at_s=i * 0.5, metrics={"lat": float(i), "n": 1.0}) for i in range(200)])
+    windows = len(sent.out("metrics"))
+    assert windows > 10 and sent.pipeline.tracker.take_unsent_windows() == 0
+    assert counted.out("metrics") == [] and counted.pipeline.tracker.take_unsent_windows() == windows
+    assert counted.pipeline.tracker.take_unsent_windows() == 0
+    assert counted.out("status") == sent.out("status")
+
+
 def test_windows__retention_deletes_closed_windows_by_event_time(bench: Callable[..., Bench]) -> None:
     b = bench(window_sizes=["10s"], grace="0s", window_retention="1m")
     b.feed(b.event(at_s=-3 * 3600, metrics={"x": 1.0}), b.event(at_s=-3 * 3600 + 15, metrics={"x": 2.0}))

@@ -4,6 +4,7 @@ plus throttle and group_by. Time is event time throughout; nothing sleeps."""
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -112,6 +113,38 @@ def test_register__samples_per_group_are_bounded() -> None:
     for t in range(10):
         state = trigger.on_event(state, event(metrics={"m": 1.0}, time=t), "vigil.Event", t, {}).state
     assert state is not None and [s[0] for s in state["s"]] == [6, 7, 8, 9]
+
+
+@pytest.mark.parametrize("name", ["avg", "sum", "min", "max"])
+def test_aggregate__same_floats_as_the_builtins(name: str) -> None:
+    # avg/sum/min/max run over the samples without a list of values: bit for bit what sum(),
+    # min() and max() of the values give (a backtest's reports must not change).
+    rng = random.Random(name)
+    builtin: dict[str, Callable[[list[float]], float]] = {
+        "avg": lambda v: sum(v) / len(v), "sum": sum, "min": min, "max": max}
+    for size in (1, 2, 7, 512):
+        values = [rng.uniform(-1e6, 1e6) * rng.choice((1e-9, 1.0, 1e9)) for _ in range(size)]
+        assert aggregate(name, [[i, v] for i, v in enumerate(values)]) == builtin[name](values)
+
+
+def test_register__in_order_samples_slide_and_stay_bounded_without_touching_the_old_state() -> None:
+    # Reference: the previous state's samples copied, the new one appended, the window's start
+    # and max_samples trimmed off the front.
+    trigger = RegisterTrigger("m", "sum", 10 * S, lambda v, e, t: True, max_samples=5)
+    rng = random.Random(3)
+    state: dict[str, Any] | None = None
+    t = 0
+    for _ in range(200):
+        t += rng.choice((0, 1, 500, 3 * S, 11 * S))
+        v = float(rng.randrange(100))
+        before = json.loads(json.dumps(state))
+        expected = [*(state["s"] if state else []), [t, v]]
+        expected = [s for s in expected if s[0] > t - 10 * S][-5:]
+        step = trigger.on_event(state, event(metrics={"m": v}, time=t), "vigil.Event", t, {})
+        assert step.state is not None and step.state["s"] == expected
+        assert json.loads(json.dumps(state)) == before  # stored values never change
+        assert step.hit is not None and step.hit.value == sum(s[1] for s in expected)
+        state = step.state
 
 
 def test_register__state_is_json_serialisable(harness: Callable[[str], Harness]) -> None:
