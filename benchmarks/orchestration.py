@@ -224,12 +224,18 @@ def roll_benchmark(settings: Settings, *, members: int, concurrency: int, fail_r
             while time.monotonic() < deadline:
                 if proc.poll() is not None:
                     raise RuntimeError(f"the executor stopped: {(home / 'executor.log').read_text()[-3000:]}")
-                runs = read_compacted(settings, "run-states", decode=lambda _k, raw: json.loads(raw))
-                state = runs.get(run_id) or {}
-                if state.get("state") in ("succeeded", "failed", "cancelled"):
-                    cpu_s = _cpu_s(proc.pid) - (steps.cpu_at_first_s or 0.0)
-                    break
-                time.sleep(1.0)
+                with steps.lock:
+                    answered = len(steps.requests)
+                # The run's state is read only once every member has answered: reading it (a Kafka
+                # consumer, JSON) in this process while the roll runs took the GIL from the members'
+                # endpoint thread, so requests were timestamped late (whole waves, ~35-65 ms).
+                if answered >= members:
+                    runs = read_compacted(settings, "run-states", decode=lambda _k, raw: json.loads(raw))
+                    state = runs.get(run_id) or {}
+                    if state.get("state") in ("succeeded", "failed", "cancelled"):
+                        cpu_s = _cpu_s(proc.pid) - (steps.cpu_at_first_s or 0.0)
+                        break
+                time.sleep(0.2)
             else:
                 raise RuntimeError(f"the roll did not finish within {timeout_s:.0f}s (see the executor's log)")
         finally:
