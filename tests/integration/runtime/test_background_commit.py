@@ -100,17 +100,25 @@ def eos_options() -> WorkerOptions:
                          commit_interval_ms=100)
 
 
+def hold_a_commit_with_records_behind(settings: Settings, source: str, out: str, held: HeldCommits,
+                                      per_step: int, fail_with: KafkaException | None = None) -> None:
+    """`per_step` records through and committed, the commit of the next `per_step` held (entered;
+    failing with `fail_with` once released), and `per_step` more records produced behind it."""
+    produce(settings, source, range(0, per_step))
+    assert len(read_topic(settings, out, expect=per_step)) == per_step
+    held.fail_next = fail_with
+    held.hold_next = True
+    produce(settings, source, range(per_step, 2 * per_step))
+    assert held.entered.wait(60), "no commit after the second records"
+    produce(settings, source, range(2 * per_step, 3 * per_step))
+
+
 def test_background_commit__records_taken_while_it_runs_go_into_the_next_transaction(
         settings: Settings, new_topic: Callable[..., str], tmp_path: Path, held: HeldCommits) -> None:
     source, out = new_topic("src"), new_topic("out")
     with worker_thread(settings.model_copy(update={"state_dir": tmp_path}), echo_agent(source, out),
                        eos_options()) as worker:
-        produce(settings, source, range(0, 10))
-        assert len(read_topic(settings, out, expect=10)) == 10
-        held.hold_next = True
-        produce(settings, source, range(10, 20))
-        assert held.entered.wait(60), "no commit after the second records"
-        produce(settings, source, range(20, 30))
+        hold_a_commit_with_records_behind(settings, source, out, held, 10)
         # The loop goes on while the commit is held: the third records are processed meanwhile ...
         wait_until(lambda: worker.engine.stats["echo"].events_in == 30, message="records taken during the commit")
         assert worker.output.committing and not held.released.is_set()
@@ -129,14 +137,9 @@ def test_background_commit__a_failed_one_rewinds_and_no_record_is_output_or_coun
     source, out = new_topic("src"), new_topic("out")
     with worker_thread(settings.model_copy(update={"state_dir": tmp_path}), echo_agent(source, out),
                        eos_options()) as worker:
-        produce(settings, source, range(0, 10))
-        assert len(read_topic(settings, out, expect=10)) == 10
-        held.fail_next = KafkaException(KafkaError(KafkaError.INVALID_TXN_STATE, "test: the commit failed",
-                                                   txn_requires_abort=True))
-        held.hold_next = True  # fails once the loop took more records meanwhile
-        produce(settings, source, range(10, 20))
-        assert held.entered.wait(60), "no commit after the second records"
-        produce(settings, source, range(20, 30))
+        failure = KafkaException(KafkaError(KafkaError.INVALID_TXN_STATE, "test: the commit failed",
+                                            txn_requires_abort=True))
+        hold_a_commit_with_records_behind(settings, source, out, held, 10, failure)  # fails once more were taken
         wait_until(lambda: worker.engine.stats["echo"].events_in >= 30, message="records taken during the commit")
         held.released.set()
         wait_until(lambda: worker.rewind_count == 1, message="the rewind after the failed commit")
@@ -165,12 +168,7 @@ def test_background_commit__an_awaiting_agent_call_finishes_one_that_ended_witho
 
     with worker_thread(settings.model_copy(update={"state_dir": tmp_path}), reg.agents(), eos_options()) as worker:
         workers.append(worker)
-        produce(settings, source, range(0, 1))
-        assert len(read_topic(settings, out, expect=1)) == 1
-        held.hold_next = True
-        produce(settings, source, range(1, 2))
-        assert held.entered.wait(60), "no commit after n=1"
-        produce(settings, source, range(2, 3))
+        hold_a_commit_with_records_behind(settings, source, out, held, 1)
         assert inside.wait(60), "n=2 was not taken while the commit ran"
         held.released.set()
         outputs = json_values(read_topic(settings, out, expect=3))

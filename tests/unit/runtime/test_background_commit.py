@@ -104,7 +104,8 @@ def test_background_commit__the_producer_waits_for_it_and_the_next_records_go_in
     assert fake.committed == [[b"a"], [b"b"]]
 
 
-def test_background_commit__a_failure_is_raised_when_collected_and_the_transaction_can_be_aborted() -> None:
+def failing_commit_begun() -> tuple[FakeProducer, OutputProducer]:
+    """A transaction with one record whose background commit has begun and will fail (released)."""
     fake = FakeProducer()
     fake.fail = KafkaException(KafkaError(KafkaError.INVALID_TXN_STATE, "test: the commit failed",
                                           txn_requires_abort=True))
@@ -112,6 +113,11 @@ def test_background_commit__a_failure_is_raised_when_collected_and_the_transacti
     out.produce("out", b"a", None)
     out.begin_commit(1, offsets(), lambda: None)
     fake.release.set()
+    return fake, out
+
+
+def test_background_commit__a_failure_is_raised_when_collected_and_the_transaction_can_be_aborted() -> None:
+    fake, out = failing_commit_begun()
     with pytest.raises(KafkaException, match="the commit failed"):
         out.end_commit()
     assert out.in_txn and not out.committing
@@ -120,13 +126,7 @@ def test_background_commit__a_failure_is_raised_when_collected_and_the_transacti
 
 
 def test_background_commit__abandoned_it_is_waited_for_and_its_failure_only_logged(caplog) -> None:
-    fake = FakeProducer()
-    fake.fail = KafkaException(KafkaError(KafkaError.INVALID_TXN_STATE, "test: the commit failed",
-                                          txn_requires_abort=True))
-    out = transactional(fake)
-    out.produce("out", b"a", None)
-    out.begin_commit(1, offsets(), lambda: None)
-    fake.release.set()
+    _, out = failing_commit_begun()
     out.abandon_commit()
     assert not out.committing
     assert "committing in the background failed" in caplog.text
