@@ -116,7 +116,7 @@ def _worker_main(plan: _Plan, inboxes: list[Any], results: Any) -> None:
 
         exchange = QueueExchange(plan.worker, inboxes, len(replayer.rulesets))
         SliceDriver(replayer, reader, time_range=request.time_range, slice_ms=request.slice_ms, exchange=exchange,
-                    on_progress=on_progress).run()
+                    on_progress=on_progress, pause_gc=request.tune_gc).run()
         counts = reader.counts
         results.put(("done", plan.worker, replayer.actions, replayer.counts, counts.records, counts.filtered,
                      counts.unreadable, counts.listed))

@@ -12,6 +12,7 @@ processes of a parallel run exchange routed records (app.backtest.parallel).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -91,7 +92,8 @@ class BacktestRequest:
     #: processes to use (None: one per core, at most one per partition with records)
     processes: int | None = 1
     slice_ms: int = DEFAULT_SLICE_MS
-    #: tune the garbage collector for stream processing during the run (app.runtime.gctune)
+    #: tune the garbage collector for stream processing during the run (app.runtime.gctune) and pause its
+    #: automatic collections (SliceDriver.pause_gc); off where the process is shared (the web server)
     tune_gc: bool = True
 
 
@@ -160,7 +162,7 @@ class SliceDriver:
 
     def __init__(self, replayer: Replayer, source: RecordSource, *, time_range: TimeRange,
                  slice_ms: int = DEFAULT_SLICE_MS, exchange: Exchange | None = None,
-                 on_progress: Callable[[int | None], None] | None = None) -> None:
+                 on_progress: Callable[[int | None], None] | None = None, pause_gc: bool = True) -> None:
         if slice_ms <= 0:
             raise ValueError(f"slice_ms must be positive, got {slice_ms}")
         self.replayer = replayer
@@ -168,6 +170,9 @@ class SliceDriver:
         self.time_range = time_range
         self.slice_ms = slice_ms
         self.exchange = exchange
+        #: automatic collection paused during the run (COLLECT_EVERY_RECORDS); off in a process the
+        #: backtest shares (the web server's): the pause would hold for every thread of it
+        self.pause_gc = pause_gc
         self.on_progress = on_progress
 
     def run(self) -> None:
@@ -177,7 +182,7 @@ class SliceDriver:
         next_ms = self._swap([], replayer.next_time())[1]
         previous: int | None = None
         collected_at = 0
-        with gc_paused():  # see COLLECT_EVERY_RECORDS
+        with gc_paused() if self.pause_gc else contextlib.nullcontext():  # see COLLECT_EVERY_RECORDS
             while next_ms is not None:
                 index = (next_ms - from_ms) // self.slice_ms
                 if previous is not None and index <= previous:
@@ -189,7 +194,7 @@ class SliceDriver:
                 received, next_ms = self._swap(outgoing, replayer.next_time())
                 replayer.evaluate(horizon_ms, received)
                 previous = index
-                if replayer.counts.events - collected_at >= COLLECT_EVERY_RECORDS:
+                if self.pause_gc and replayer.counts.events - collected_at >= COLLECT_EVERY_RECORDS:
                     collected_at = replayer.counts.events
                     collect_young()
                 if self.on_progress is not None:
@@ -297,7 +302,7 @@ def _run_in_process(settings: Settings, request: BacktestRequest, topic: str, ra
 
     try:
         SliceDriver(replayer, reader, time_range=request.time_range, slice_ms=request.slice_ms,
-                    on_progress=on_progress).run()
+                    on_progress=on_progress, pause_gc=request.tune_gc).run()
     finally:
         reader.close()
     merge_into(result, replayer.actions, replayer.counts, reader.counts.records, reader.counts.filtered,

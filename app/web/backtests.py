@@ -213,7 +213,8 @@ class BacktestJobs:
     def _backtest(self, job: BacktestJob) -> dict[str, Any]:
         request = BacktestRequest(rules_dirs=tuple(job.rules_dirs),
                                   time_range=TimeRange(job.request["from"], job.request["to"]),
-                                  subject=job.request["subject"], processes=1)
+                                  subject=job.request["subject"], processes=1,
+                                  tune_gc=False)  # the server's process: its collector left as it is
         result = run_backtest(self.settings, request, progress=_Progress(job))
         rulesets = len(job.rules_dirs)
         ids = [{a.id for a in result.actions if a.ruleset == r} for r in range(rulesets)]

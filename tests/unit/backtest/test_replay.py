@@ -325,3 +325,17 @@ def test_slice_driver__collects_cycles_every_so_many_records_with_automatic_coll
         finally:
             gc.enable()
         assert replayer.counts.events == 60 and calls == [False] * 6  # 12 slices of 5 events
+
+
+def test_slice_driver__without_pause_gc_leaves_the_collector_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                   ) -> None:
+    # The web server runs backtests in its own process: no pause (for every thread) and no collections of its own.
+    calls: list[bool] = []
+    monkeypatch.setattr(backtest_run, "COLLECT_EVERY_RECORDS", 10)
+    monkeypatch.setattr(backtest_run, "collect_young", lambda: calls.append(gc.isenabled()))
+    seen: list[bool] = []
+    records = partitioned([event("web1", "load", t, metrics={"load1": 1.0}) for t in range(0, 60)], 1)
+    replayer = build_replayer(PipelineConfig.model_validate({}), [rules_dir(tmp_path, "rules: []\n")], partitions=[0])
+    SliceDriver(replayer, MemorySource(records), time_range=TimeRange(T0, T0 + 60 * S), slice_ms=5 * S,
+                on_progress=lambda _ms: seen.append(gc.isenabled()), pause_gc=False).run()
+    assert replayer.counts.events == 60 and calls == [] and seen and all(seen)
