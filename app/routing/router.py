@@ -108,13 +108,17 @@ class Router:
             key = self._key(event)
         except (KeyError, AttributeError, TypeError):  # a field the record lacks, tags not a map: no shortcut
             return self._evaluate(event, event_type)
+        return self._matching_by(key, event, event_type)
+
+    def _matching_by(self, fields: Any, event: Mapping[str, Any], event_type: str) -> tuple[Route, ...]:
+        """`matching` once the record's cache key (its `fields` values) is known."""
         cache = self._cache
-        hit = cache.get(key)
+        hit = cache.get(fields)
         if hit is None:
             hit = self._evaluate(event, event_type)
             if len(cache) >= self._cache_limit:
                 cache.clear()
-            cache[key] = hit
+            cache[fields] = hit
         return hit
 
     def _evaluate(self, event: Mapping[str, Any], event_type: str) -> tuple[Route, ...]:
@@ -135,7 +139,7 @@ class Router:
         plans = self._plans
         hit = plans.get(cache_key)
         if hit is None:
-            hit = self._plan_of(self.matching(event, event_type), key, event)
+            hit = self._plan_of(self._matching_by(fields, event, event_type), key, event)
             if len(plans) >= self._cache_limit:
                 plans.clear()
             plans[cache_key] = hit
