@@ -117,7 +117,7 @@ def test_answering_400__dropped_and_counted_later_windows_still_delivered(live: 
     dropped = live.counter("vigil_sink_dropped_samples_total", sink="remote_write", reason="rejected")
     live.remote_write.status = 400
     try:
-        live.emit_windows(refused)
+        refused_windows = live.emit_windows(refused)
         wait_until(lambda: live.counter("vigil_sink_dropped_samples_total", sink="remote_write",
                                         reason="rejected") >= dropped + 2 * 9, timeout_s=60,
                    message="the refused windows counted as rejected")
@@ -126,7 +126,10 @@ def test_answering_400__dropped_and_counted_later_windows_still_delivered(live: 
     expected = live.emit_windows(later)
     wait_until(lambda: _means(live.remote_write.of(later), "vigil_window_mean") ==
                {(start + S, mean) for start, mean in expected}, timeout_s=60, message="later windows delivered")
-    assert live.remote_write.of(refused) == []
+    # the refused subject's third window (its last event's) closes when the later events move the
+    # partition's stream time on, so it may arrive now, with a 200; the two refused ones never do
+    refused_ends = {start + S for start, _ in refused_windows}
+    assert [s for s in live.remote_write.of(refused) if s[3] in refused_ends] == []
 
 
 def test_a_hanging_destination_never_holds_the_worker_up(live: Live) -> None:
