@@ -156,6 +156,18 @@ def raw_consume(settings: Settings, topic: str, events: int, decode: Any = None)
     return n / elapsed
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) another process has used so far (Linux /proc; 0.0 when it
+    cannot be read, e.g. it has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def emit_json(result: dict[str, Any], as_json: bool) -> None:
     for k, v in result.items():
         shown = (f"{v:,.0f}" if v >= 10 else f"{v:.3f}") if isinstance(v, float) else v

@@ -16,6 +16,7 @@
       otlp:                       # OpenTelemetry metrics, OTLP/HTTP protobuf
         enabled: true
         endpoint: http://127.0.0.1:4318   # POSTs to <endpoint>/v1/metrics
+      senders: process            # push sinks encode and send in a child process (or: thread)
 
 Every push sink (remote_write, graphite, otlp) also takes the delivery keys of `PushConfig`
 (batching, retry, on-disk buffer). Credentials never sit here: they come from the environment or
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -128,6 +129,11 @@ class SinksConfig(BaseModel):
     remote_write: RemoteWriteConfig = Field(default_factory=RemoteWriteConfig)
     graphite: GraphiteConfig = Field(default_factory=GraphiteConfig)
     otlp: OtlpConfig = Field(default_factory=OtlpConfig)
+    senders: Literal["process", "thread"] = Field(
+        "process", description="where the push sinks batch, encode and send: `process` (default), a child "
+        "process of the worker, so their CPU never competes with the pipeline for the worker's GIL; `thread`, "
+        "threads of the worker (one process fewer; encoding then slows the pipeline by about 2 µs per event "
+        "at 0.02 closed windows per event)")
 
     @model_validator(mode="after")
     def _check_destinations(self) -> SinksConfig:

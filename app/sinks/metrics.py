@@ -1,15 +1,22 @@
-"""The sinks' own counters on the worker's /metrics, one registry per sinks stage (labelled by sink)."""
+"""The sinks' own counters on the worker's /metrics, one registry per sinks stage (labelled by sink).
+
+When the push sinks run in a child process (app.sinks.process) the child counts in a SinkMetrics of
+its own and reports `relayed_values()` now and then; the worker's MetricRelay adds what grew since
+the last report to the worker's counters, so /metrics shows one set of counters either way."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-__all__ = ["DROP_REASONS", "SinkMetrics"]
+__all__ = ["DROP_REASONS", "MetricRelay", "MetricValue", "SinkMetrics"]
 
 #: Why samples were given up: the sender's queue was full (the pipeline never waits), the disk buffer
 #: was full (the oldest batches go), the destination refused them for good (a 4xx other than 408/429),
 #: a buffered batch did not read back, or the window ended longer ago than the sink's max_age.
 DROP_REASONS = ("queue_full", "buffer_full", "rejected", "corrupt", "too_old")
+
+#: (metric name, sorted label pairs, value): a counter's total or a gauge's value
+MetricValue = tuple[str, tuple[tuple[str, str], ...], float]
 
 
 class SinkMetrics:
@@ -27,3 +34,48 @@ class SinkMetrics:
         self.series_cut = Counter("vigil_sink_series_cut", "Prometheus series not shown: over the sink's max_series",
                                   ["sink"], registry=r)
         self.series = Gauge("vigil_sink_series", "Prometheus series shown on /metrics", ["sink"], registry=r)
+        #: what the push sinks count, by metric name (relayed from a sender process)
+        self.relayed: dict[str, Counter | Gauge] = {
+            "vigil_sink_samples_sent": self.sent, "vigil_sink_send_failures": self.failures,
+            "vigil_sink_retries": self.retries, "vigil_sink_buffered_bytes": self.buffered_bytes,
+            "vigil_sink_dropped_samples": self.dropped}
+
+    def relayed_values(self) -> list[MetricValue]:
+        """The push sinks' counters and gauges now, for MetricRelay.apply in another process."""
+        out: list[MetricValue] = []
+        for name, metric in self.relayed.items():
+            total = f"{name}_total" if isinstance(metric, Counter) else name
+            for family in metric.collect():
+                out.extend((name, tuple(sorted(s.labels.items())), s.value) for s in family.samples
+                           if s.name == total)
+        return out
+
+
+class MetricRelay:
+    """Applies a child process's reports (cumulative values) to this process's SinkMetrics:
+    counters grow by what grew since the last report, gauges take the value. `restarted()`: a new
+    child counts from zero again (the counters here keep what the old one had counted)."""
+
+    def __init__(self, metrics: SinkMetrics) -> None:
+        self.metrics = metrics
+        self._last: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+    def apply(self, values: list[MetricValue]) -> None:
+        """Take one report."""
+        for name, labels, value in values:
+            metric = self.metrics.relayed.get(name)
+            if metric is None:
+                continue
+            child = metric.labels(**dict(labels))
+            if isinstance(child, Gauge):
+                child.set(value)
+                continue
+            key = (name, labels)
+            grown = value - self._last.get(key, 0.0)
+            self._last[key] = value
+            if grown > 0:
+                child.inc(grown)
+
+    def restarted(self) -> None:
+        """The child was made anew: its next reports count from zero."""
+        self._last.clear()

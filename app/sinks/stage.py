@@ -3,9 +3,11 @@ publishes as vigil.WindowAggregate) hands each batch to every enabled sink, writ
 agent API like the pipeline. Built from settings by app.stages; with no sink enabled the stage
 has no agent, so the worker does not even read `metrics`.
 
-The agent's cost per window is a conversion and a list append per sink: encoding and network
-I/O happen in each push sink's sender thread (app.sinks.delivery), and the Prometheus exposition
-only keeps the latest window per identity for the next scrape.
+The agent's cost per window is a conversion and a list append: encoding and network I/O happen in
+the push sinks' senders (app.sinks.delivery), in a child process of the worker by default
+(app.sinks.process: their CPU then never competes with the pipeline for the GIL) or in threads
+(`sinks.senders: thread`), and the Prometheus exposition only keeps the latest window per identity
+for the next scrape.
 """
 
 from __future__ import annotations
@@ -19,15 +21,12 @@ from app.pipeline.tracker import METRICS_TOPIC
 from app.runtime.agent import Agent, AgentRegistry, agent
 from app.runtime.context import AgentContext
 from app.runtime.stage import Stage
-from app.sinks.config import PushConfig, SinksConfig
-from app.sinks.credentials import otlp_headers, remote_write_auth
+from app.sinks.config import SinksConfig
 from app.sinks.delivery import PushSink
 from app.sinks.exposition import LatestWindows
-from app.sinks.graphite import GraphiteEncoder, GraphiteTransport, PathTemplate
 from app.sinks.metrics import SinkMetrics
-from app.sinks.otlp import OtlpEncoder, otlp_transport
-from app.sinks.remote_write import RemoteWriteEncoder, remote_write_transport
-from app.sinks.types import Encoder, Transport
+from app.sinks.process import SenderProcess
+from app.sinks.push import Sender, build_push_sinks, enabled_push_sections
 from app.sinks.windows import WINDOW_RECORD, ClosedWindow, NotAWindow
 
 __all__ = ["AGENT_NAME", "SinksStage"]
@@ -56,43 +55,18 @@ class SinksStage:
                                             on_cut=self.metrics.series_cut.labels("prometheus").inc,
                                             on_size=self.metrics.series.labels("prometheus").set)
             self.metrics.registry.register(self.exposition)
-        self.push: list[PushSink] = []
-        try:
-            for name, section, encoder, make_transport in self._push_sinks(config, environ):
-                if section.enabled:
-                    directory = section.buffer_dir or Path(state_dir) / "sinks" / name
-                    self.push.append(PushSink(name, encoder=encoder, transport=make_transport(), config=section,
-                                              buffer_dir=directory, metrics=self.metrics))
-        except BaseException:
-            self.close()
-            raise
+        #: what the windows are offered to: the push sinks, or the process that runs them
+        self.push: list[Sender] = []
+        if config.senders == "process" and enabled_push_sections(config):
+            self.push.append(SenderProcess(config, state_dir=Path(state_dir), metrics=self.metrics, environ=environ))
+        else:
+            self.push.extend(build_push_sinks(config, state_dir=Path(state_dir), metrics=self.metrics,
+                                              environ=environ))
         self.agent: Agent = agent(METRICS_TOPIC, name=AGENT_NAME, batch=True,
                                   registry=registry or AgentRegistry())(self.process)
         for sink in self.push:
-            sink.start()
-
-    @staticmethod
-    def _push_sinks(config: SinksConfig, environ: Mapping[str, str] | None) -> list[Any]:
-        """(name, section, encoder, transport factory) of each push sink; transports are made only
-        for enabled sinks (credentials are read then)."""
-        rw, gr, ot = config.remote_write, config.graphite, config.otlp
-        host, _, port = gr.address.rpartition(":")
-
-        def remote_write() -> Transport:
-            auth, headers = remote_write_auth(rw.username, environ)
-            return remote_write_transport(rw.url, timeout_s=rw.timeout_ms / 1000, auth=auth, headers=headers)
-
-        def graphite() -> Transport:
-            return GraphiteTransport(host, int(port), timeout_s=gr.timeout_ms / 1000)
-
-        def otlp() -> Transport:
-            return otlp_transport(ot.endpoint, timeout_s=ot.timeout_ms / 1000, headers=otlp_headers(environ))
-
-        sinks: list[tuple[str, PushConfig, Encoder, Any]] = [
-            ("remote_write", rw, RemoteWriteEncoder(), remote_write),
-            ("graphite", gr, GraphiteEncoder(PathTemplate(gr.path_template)), graphite),
-            ("otlp", ot, OtlpEncoder(service_name=ot.service_name), otlp)]
-        return sinks
+            if isinstance(sink, PushSink):
+                sink.start()
 
     def stage(self) -> Stage:
         """The agent (none when no sink is enabled) and the sinks' metrics, for a worker to run."""

@@ -1,0 +1,344 @@
+"""The push sinks in a child process of the worker (`sinks.senders: process`, the default).
+
+Encoding a closed window for three destinations costs ~100 µs of CPU in the senders; in threads of
+the worker that CPU competes with the pipeline for the worker's GIL (~2 µs per event at 0.02
+windows per event, measured by benchmarks/pipeline.py --with-sinks). In a child process it runs
+beside the pipeline instead, and the worker's side of a window is a tuple on a pipe.
+
+- The worker (SenderProcess): `offer()` appends to a bounded outbox and returns (past the bound,
+  windows are dropped and counted, queue_full, as a sink's own queue does); a feeder thread
+  pickles what is waiting and writes it to the child's stdin. A supervisor thread reads the child's
+  reports (on a pipe of their own: what the sinks' code prints cannot garble them) and applies its
+  counters to the worker's (app.sinks.metrics.MetricRelay), so /metrics looks the same as with
+  threads. A child that dies is started again (its disk buffers are locked by the process that
+  holds them, so the new one takes them over and sends what they kept; what the dead one had only
+  in memory is lost, as it would be with threads if the worker died).
+- The child (`python -m app.sinks.process FD`): builds the sinks from the settings it is sent
+  (app.sinks.push, the same code as the threads), offers them what it reads, and reports every
+  REPORT_S. End of its input (the worker stopped or died) stops it: what its sinks hold in memory
+  goes to their disk buffers.
+
+The child is a fresh interpreter (subprocess, not multiprocessing: nothing of the worker's main
+module runs again in it, and no librdkafka thread is forked).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Final
+
+from app.sinks.config import SinksConfig
+from app.sinks.metrics import MetricRelay, MetricValue, SinkMetrics
+from app.sinks.windows import ClosedWindow
+
+__all__ = ["REPORT_S", "SenderProcess", "main"]
+
+log = logging.getLogger(__name__)
+
+#: The child reports its counters and whether it is idle this often.
+REPORT_S: Final = 0.1
+#: How long the worker waits for a new child to build its sinks (import, buffers, credentials).
+START_TIMEOUT_S: Final = 60.0
+#: A child that died is started again after this long (doubling up to RESTART_MAX_S while it keeps dying).
+RESTART_S: Final = 1.0
+RESTART_MAX_S: Final = 30.0
+
+_LENGTH: Final = struct.Struct(">I")
+
+#: what a window travels as: ClosedWindow's fields in order
+_WindowTuple = tuple[str, str, str, int, int, int, tuple[tuple[str, float], ...]]
+
+
+def _write_frame(out: IO[bytes], obj: Any) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    out.write(_LENGTH.pack(len(data)) + data)
+    out.flush()
+
+
+def _read_exact(source: IO[bytes], n: int) -> bytes | None:
+    chunks = []
+    while n:
+        chunk = source.read(n)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_frame(source: IO[bytes]) -> Any | None:
+    """The next object, or None at the end of the stream."""
+    head = _read_exact(source, _LENGTH.size)
+    if head is None:
+        return None
+    data = _read_exact(source, _LENGTH.unpack(head)[0])
+    return None if data is None else pickle.loads(data)
+
+
+@dataclass
+class _Report:
+    """The child's last word: the last message it has taken, whether its sinks had nothing waiting
+    then, and their counters."""
+
+    taken: int = 0
+    idle: bool = True
+    values: list[MetricValue] = field(default_factory=list)
+
+
+class SenderProcess:
+    """The worker's side of the push sinks' child process (see the module doc). Raises what the
+    child raised building the sinks (ConfigError for missing credentials, a locked buffer)."""
+
+    def __init__(self, config: SinksConfig, *, state_dir: Path, metrics: SinkMetrics,
+                 environ: Mapping[str, str] | None = None) -> None:
+        from app.sinks.push import enabled_push_sections
+
+        sections = enabled_push_sections(config)
+        self.names = tuple(name for name, _ in sections)
+        self.max_windows = max(section.queue_windows for _, section in sections)
+        self.stop_timeout_s = sum(section.timeout_ms / 1000 + 10 for _, section in sections) + 5
+        self.metrics = metrics
+        self._relay = MetricRelay(metrics)
+        self._start_message = (config, str(state_dir), dict(environ) if environ is not None else None,
+                               logging.getLogger().getEffectiveLevel())
+        self._queue_full = [metrics.dropped.labels(name, "queue_full") for name in self.names]
+        self._cond = threading.Condition()
+        #: (seq, windows or None for "send what you hold") waiting for the feeder
+        self._outbox: deque[tuple[int, list[ClosedWindow] | None]] = deque()
+        self._outbox_windows = 0
+        self._seq = 0
+        self._report = _Report()
+        self._closing = False
+        self._proc: subprocess.Popen[bytes] | None = None
+        #: bumped each time a child starts (the feeder writes to the current one)
+        self._generation = 0
+        self._start_child()
+        self._feeder = threading.Thread(target=self._feed, name="sink-sender-feed", daemon=True)
+        self._supervisor = threading.Thread(target=self._supervise, name="sink-sender-watch", daemon=True)
+        self._feeder.start()
+        self._supervisor.start()
+
+    # -- the pipeline's side ------------------------------------------------------------------------
+    def offer(self, windows: list[ClosedWindow]) -> None:
+        """Hand closed windows to the child; never waits (past max_windows waiting, dropped: queue_full)."""
+        with self._cond:
+            room = self.max_windows - self._outbox_windows
+            if room < len(windows):
+                lost = windows[max(room, 0):]
+                windows = windows[:max(room, 0)]
+                samples = sum(w.sample_count for w in lost)
+                for counter in self._queue_full:
+                    counter.inc(samples)
+            if windows:
+                self._seq += 1
+                self._outbox.append((self._seq, windows))
+                self._outbox_windows += len(windows)
+                self._cond.notify()
+
+    def send_held(self) -> None:
+        """Have every sink send its partial batch now; never waits."""
+        with self._cond:
+            # the same seq as the last windows: asking again and again (a poll) never moves idle() away
+            if not self._outbox or self._outbox[-1][1] is not None:
+                self._outbox.append((self._seq, None))
+                self._cond.notify()
+
+    def idle(self) -> bool:
+        """The child has taken everything offered and its sinks had nothing waiting when it said so."""
+        with self._cond:
+            return not self._outbox and self._report.taken == self._seq and self._report.idle
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (None before it started)."""
+        return self._proc.pid if self._proc is not None else None
+
+    def close(self) -> None:
+        """Stop the child (its sinks put what they hold in their disk buffers) and take its last counts."""
+        with self._cond:
+            if self._closing:
+                return
+            self._closing = True
+            self._cond.notify_all()
+        self._feeder.join(self.stop_timeout_s)
+        self._supervisor.join(self.stop_timeout_s)
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            log.error("sinks: the sender process did not stop within %.0f s; killing it", self.stop_timeout_s)
+            proc.kill()
+            proc.wait()
+
+    # -- the child --------------------------------------------------------------------------------
+    def _start_child(self) -> None:
+        """Start a child and wait until it has built its sinks (raises what it raised)."""
+        read_fd, write_fd = os.pipe()
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[2])  # the directory holding the `app` package
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "app.sinks.process", str(write_fd)],
+                                    stdin=subprocess.PIPE, pass_fds=(write_fd,), env=env)
+        finally:
+            os.close(write_fd)
+        self._reports = os.fdopen(read_fd, "rb")
+        assert proc.stdin is not None
+        _write_frame(proc.stdin, self._start_message)
+        first = self._read_report_with_deadline(proc)
+        if isinstance(first, BaseException):
+            proc.wait(10)
+            self._reports.close()
+            raise first
+        self._proc = proc
+        self._generation += 1
+
+    def _read_report_with_deadline(self, proc: subprocess.Popen[bytes]) -> Any:
+        result: list[Any] = []
+        reader = threading.Thread(target=lambda: result.append(_read_frame(self._reports)), daemon=True)
+        reader.start()
+        reader.join(START_TIMEOUT_S)
+        if not result or result[0] is None:
+            proc.kill()
+            proc.wait()
+            return RuntimeError(f"sinks: the sender process did not start (exit code {proc.returncode}); "
+                                "see its messages above")
+        return result[0]
+
+    def _feed(self) -> None:
+        """Write what waits in the outbox to the current child, batched into one frame."""
+        while True:
+            with self._cond:
+                while not self._outbox and not self._closing:
+                    self._cond.wait()
+                waiting = list(self._outbox)
+                self._outbox.clear()
+                self._outbox_windows = 0
+                closing = self._closing
+                proc = self._proc
+            messages: list[tuple[int, list[_WindowTuple] | None]] = [(seq, None if windows is None else [
+                (w.subject, w.name, w.metric, w.size_ms, w.start_ms, w.end_ms, w.values) for w in windows])
+                for seq, windows in waiting]
+            if messages and proc is not None and proc.stdin is not None:
+                try:
+                    _write_frame(proc.stdin, messages)
+                except (BrokenPipeError, ValueError, OSError):
+                    pass  # the child died: the supervisor starts another (these windows are lost with it)
+            if closing:
+                if proc is not None and proc.stdin is not None:
+                    try:
+                        proc.stdin.close()  # end of input: the child stops
+                    except OSError:
+                        pass
+                return
+
+    def _supervise(self) -> None:
+        """Take the child's reports; start a new child when one dies (until closing)."""
+        delay_s = RESTART_S
+        while True:
+            proc = self._proc
+            while (frame := _read_frame(self._reports)) is not None:
+                report = _Report(*frame)
+                with self._cond:
+                    self._report = report
+                self._relay.apply(report.values)
+                delay_s = RESTART_S
+            self._reports.close()
+            code = proc.wait() if proc is not None else None
+            if self._closing:
+                return
+            log.error("sinks: the sender process exited (code %s); starting another (what it held on disk "
+                      "is sent by the next one)", code)
+            while True:
+                time.sleep(delay_s)
+                delay_s = min(delay_s * 2, RESTART_MAX_S)
+                if self._closing:
+                    return
+                try:
+                    with self._cond:
+                        self._report = _Report(taken=self._seq)
+                    self._relay.restarted()
+                    self._start_child()
+                    break
+                except Exception as exc:
+                    log.error("sinks: the sender process could not start again (next try in %.0f s): %s",
+                              delay_s, exc)
+
+
+def _child(status_fd: int) -> int:
+    """The child's main loop (see the module doc)."""
+    from app.sinks.push import build_push_sinks
+
+    source = sys.stdin.buffer
+    start = _read_frame(source)
+    if start is None:
+        return 0
+    config, state_dir, environ, level = start
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s [sink senders] %(message)s")
+    reports = os.fdopen(status_fd, "wb")
+    metrics = SinkMetrics()
+    try:
+        sinks = build_push_sinks(config, state_dir=Path(state_dir), metrics=metrics, environ=environ)
+    except BaseException as exc:
+        _write_frame(reports, exc)
+        return 1
+    for sink in sinks:
+        sink.start()
+    taken = 0
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def report() -> None:
+        with lock:
+            seen = taken  # read before asking the sinks: offered before `taken` moved on
+            # a plain tuple: this module is __main__ here, so its classes would not unpickle in the worker
+            _write_frame(reports, (seen, all(sink.idle() for sink in sinks), metrics.relayed_values()))
+
+    def reporter() -> None:
+        while not done.wait(REPORT_S):
+            report()
+
+    report()  # ready
+    thread = threading.Thread(target=reporter, name="sink-reports", daemon=True)
+    thread.start()
+    try:
+        while (messages := _read_frame(source)) is not None:
+            for seq, tuples in messages:
+                if tuples is None:
+                    for sink in sinks:
+                        sink.send_held()
+                else:
+                    windows = [ClosedWindow(*t) for t in tuples]
+                    for sink in sinks:
+                        sink.offer(windows)
+                taken = seq
+    finally:
+        done.set()
+        thread.join()
+        for sink in sinks:
+            try:
+                sink.close()
+            except Exception:
+                logging.getLogger(__name__).exception("sinks: closing %s failed", sink.name)
+        report()
+        reports.close()
+    return 0
+
+
+def main() -> None:
+    """`python -m app.sinks.process FD`: the child, reporting on file descriptor FD."""
+    sys.exit(_child(int(sys.argv[1])))
+
+
+if __name__ == "__main__":
+    main()

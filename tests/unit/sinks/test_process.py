@@ -1,0 +1,159 @@
+"""The push sinks in a child process (app.sinks.process): windows offered in the worker reach a
+destination on loopback from the child, its counters show on the worker's SinkMetrics, a child
+that dies is started again and the next windows arrive, the worker's side never waits (past its
+bound windows are dropped and counted), and an error building the sinks is raised in the worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.config import ConfigError, load_settings
+from app.sinks.config import SinksConfig, sinks_on
+from app.sinks.metrics import MetricRelay, SinkMetrics
+from app.sinks.process import SenderProcess
+from tests.conftest import wait_until
+from tests.unit.sinks.conftest import window
+
+
+class Lines:
+    """A plaintext (Graphite) listener on loopback: every line received, by any connection."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.lines: list[str] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("r") as lines:
+            for line in lines:
+                with self._lock:
+                    self.lines.append(line.strip())
+
+    def subjects(self) -> set[str]:
+        with self._lock:
+            return {line.split(".")[1] for line in self.lines}
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.fixture
+def lines() -> Iterator[Lines]:
+    listener = Lines()
+    yield listener
+    listener.close()
+
+
+def _config(tmp_path: Path, port: int, **graphite: object) -> SinksConfig:
+    settings = sinks_on(load_settings(state_dir=tmp_path),
+                        graphite={"address": f"127.0.0.1:{port}", "batch_delay": "20ms", **graphite})
+    return SinksConfig.from_settings(settings)
+
+
+def _value(metrics: SinkMetrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def test_relay__counters_grow_by_what_grew_gauges_take_the_value_a_new_child_counts_from_zero() -> None:
+    metrics = SinkMetrics()
+    relay = MetricRelay(metrics)
+    relay.apply([("vigil_sink_samples_sent", (("sink", "otlp"),), 9.0),
+                 ("vigil_sink_buffered_bytes", (("sink", "otlp"),), 100.0)])
+    relay.apply([("vigil_sink_samples_sent", (("sink", "otlp"),), 27.0),
+                 ("vigil_sink_buffered_bytes", (("sink", "otlp"),), 0.0),
+                 ("vigil_unknown", (), 5.0)])
+    assert _value(metrics, "vigil_sink_samples_sent_total", sink="otlp") == 27
+    assert _value(metrics, "vigil_sink_buffered_bytes", sink="otlp") == 0
+    relay.restarted()
+    relay.apply([("vigil_sink_samples_sent", (("sink", "otlp"),), 4.0)])
+    assert _value(metrics, "vigil_sink_samples_sent_total", sink="otlp") == 31
+
+
+def test_relay__reports_of_a_child_round_trip() -> None:
+    child, worker = SinkMetrics(), SinkMetrics()
+    child.sent.labels("graphite").inc(18)
+    child.dropped.labels("graphite", "rejected").inc(9)
+    child.buffered_bytes.labels("graphite").set(512)
+    MetricRelay(worker).apply(child.relayed_values())
+    assert _value(worker, "vigil_sink_samples_sent_total", sink="graphite") == 18
+    assert _value(worker, "vigil_sink_dropped_samples_total", sink="graphite", reason="rejected") == 9
+    assert _value(worker, "vigil_sink_buffered_bytes", sink="graphite") == 512
+
+
+def test_windows_reach_the_destination_from_the_child_and_are_counted_here(tmp_path: Path, lines: Lines) -> None:
+    metrics = SinkMetrics()
+    sender = SenderProcess(_config(tmp_path, lines.port), state_dir=tmp_path, metrics=metrics)
+    try:
+        assert sender.pid is not None and sender.pid != os.getpid()
+        sender.offer([window("web1", start_ms=int(time.time() * 1000) - 20_000), window("web2")])
+        wait_until(lambda: lines.subjects() >= {"web1"}, timeout_s=30, message="web1's lines at the listener")
+        wait_until(lambda: _value(metrics, "vigil_sink_samples_sent_total", sink="graphite") == 9, timeout_s=30,
+                   message="the child's count of samples sent, here")
+        # web2's window ended in 1970: older than max_age, dropped in the child and counted here
+        wait_until(lambda: _value(metrics, "vigil_sink_dropped_samples_total", sink="graphite", reason="too_old") == 9,
+                   timeout_s=30, message="the too-old window counted")
+        sender.send_held()
+        wait_until(sender.idle, timeout_s=30, message="the child idle")
+    finally:
+        sender.close()
+    assert _value(metrics, "vigil_sink_samples_sent_total", sink="graphite") == 9
+
+
+def test_a_child_that_dies_is_started_again_and_later_windows_arrive(tmp_path: Path, lines: Lines) -> None:
+    metrics = SinkMetrics()
+    sender = SenderProcess(_config(tmp_path, lines.port), state_dir=tmp_path, metrics=metrics)
+    now_ms = int(time.time() * 1000)
+    try:
+        sender.offer([window("before", start_ms=now_ms - 20_000)])
+        wait_until(lambda: _value(metrics, "vigil_sink_samples_sent_total", sink="graphite") == 9, timeout_s=30,
+                   message="the first window sent")
+        first = sender.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        wait_until(lambda: sender.pid != first and sender.idle(), timeout_s=60, message="a new child")
+        sender.offer([window("after", start_ms=now_ms - 10_000)])
+        wait_until(lambda: lines.subjects() >= {"before", "after"}, timeout_s=30, message="the later window")
+        # the new child counts from zero; the count here goes on from the old one's
+        wait_until(lambda: _value(metrics, "vigil_sink_samples_sent_total", sink="graphite") == 18, timeout_s=30,
+                   message="both windows counted")
+    finally:
+        sender.close()
+
+
+def test_the_worker_side_never_waits__past_its_bound_windows_are_dropped_and_counted(tmp_path: Path,
+                                                                                     lines: Lines) -> None:
+    metrics = SinkMetrics()
+    sender = SenderProcess(_config(tmp_path, lines.port, queue_windows=2), state_dir=tmp_path, metrics=metrics)
+    try:
+        now_ms = int(time.time() * 1000)
+        sender.offer([window(f"w{i}", start_ms=now_ms - 20_000) for i in range(5)])
+        assert _value(metrics, "vigil_sink_dropped_samples_total", sink="graphite", reason="queue_full") == 3 * 9
+        wait_until(lambda: lines.subjects() == {"w0", "w1"}, timeout_s=30, message="the two that fit")
+    finally:
+        sender.close()
+
+
+def test_an_error_building_the_sinks_is_raised_here(tmp_path: Path) -> None:
+    settings = sinks_on(load_settings(state_dir=tmp_path), remote_write={"url": "http://127.0.0.1:9/api/v1/write"})
+    config = SinksConfig.from_settings(settings)
+    with pytest.raises(ConfigError, match="username is not"):
+        SenderProcess(config, state_dir=tmp_path, metrics=SinkMetrics(),
+                      environ={"VIGIL_SINK_REMOTE_WRITE_PASSWORD": "pw"})
