@@ -118,6 +118,8 @@ class SenderProcess:
         self._outbox: deque[tuple[int, list[ClosedWindow] | None]] = deque()
         self._outbox_windows = 0
         self._seq = 0
+        #: the last seq send_held() was asked at (-1: never)
+        self._held_seq = -1
         self._report = _Report()
         self._closing = False
         self._proc: subprocess.Popen[bytes] | None = None
@@ -149,8 +151,9 @@ class SenderProcess:
     def send_held(self) -> None:
         """Have every sink send its partial batch now; never waits."""
         with self._cond:
-            # the same seq as the last windows: asking again and again (a poll) never moves idle() away
-            if not self._outbox or self._outbox[-1][1] is not None:
+            # once per windows offered: asking again and again (a poll) leaves idle() be
+            if self._held_seq != self._seq:
+                self._held_seq = self._seq
                 self._outbox.append((self._seq, None))
                 self._cond.notify()
 

@@ -157,3 +157,20 @@ def test_an_error_building_the_sinks_is_raised_here(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="username is not"):
         SenderProcess(config, state_dir=tmp_path, metrics=SinkMetrics(),
                       environ={"VIGIL_SINK_REMOTE_WRITE_PASSWORD": "pw"})
+
+
+def test_asking_for_held_batches_again_and_again_leaves_idle_be(tmp_path: Path, lines: Lines) -> None:
+    """A caller polling `send_held(); idle()` (as a benchmark waiting for the sinks does) sees idle."""
+    sender = SenderProcess(_config(tmp_path, lines.port, batch_delay="1h"), state_dir=tmp_path,
+                           metrics=SinkMetrics())
+    try:
+        sender.offer([window("held", start_ms=int(time.time() * 1000) - 20_000)])
+
+        def polled() -> bool:
+            sender.send_held()
+            return sender.idle()
+
+        wait_until(polled, timeout_s=30, message="idle while polled")
+        wait_until(lambda: lines.subjects() == {"held"}, timeout_s=30, message="the held batch at the listener")
+    finally:
+        sender.close()
