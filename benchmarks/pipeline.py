@@ -181,7 +181,8 @@ def sink_stages(s: Settings, settings_file: Path) -> tuple[SinksStage, Stage]:
     overrides = yaml.safe_load(settings_file.read_text()) or {}
     sink_settings = Settings.model_validate({**s.model_dump(), **overrides})
     sinks = SinksStage(SinksConfig.from_settings(sink_settings), state_dir=Path(tempfile.mkdtemp()))
-    log(f"--with-sinks: {', '.join(key for key, on in overrides.get('sinks', {}).items() if on.get('enabled'))}")
+    enabled = [key for key, on in overrides.get("sinks", {}).items() if isinstance(on, dict) and on.get("enabled")]
+    log(f"--with-sinks: {', '.join(enabled)} (senders: {sinks.config.senders})")
     return sinks, sinks.stage()
 
 
