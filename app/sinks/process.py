@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
+from app.logs import configure_logging
 from app.sinks.config import SinksConfig
 from app.sinks.metrics import MetricRelay, MetricValue, SinkMetrics
 from app.sinks.windows import ClosedWindow
@@ -286,8 +288,10 @@ def _child(status_fd: int) -> int:
     if start is None:
         return 0
     config, state_dir, environ, level = start
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s [sink senders] %(message)s")
+    # Ctrl-C in a terminal reaches the whole process group: the worker stops this process (end of
+    # its input) once it has stopped taking windows, so what is in flight goes to the disk buffers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    configure_logging(level)
     reports = os.fdopen(status_fd, "wb")
     metrics = SinkMetrics()
     try:
