@@ -100,7 +100,7 @@ class _Report:
 
 class SenderProcess:
     """The worker's side of the push sinks' child process (see the module doc). Raises what the
-    child raised building the sinks (ConfigError for missing credentials, a locked buffer)."""
+    child raised building the sinks (e.g. ConfigError for contradictory credentials)."""
 
     def __init__(self, config: SinksConfig, *, state_dir: Path, metrics: SinkMetrics,
                  environ: Mapping[str, str] | None = None) -> None:
@@ -124,9 +124,8 @@ class SenderProcess:
         self._held_seq = -1
         self._report = _Report()
         self._closing = False
+        #: the current child (the feeder writes to it; the supervisor replaces one that died)
         self._proc: subprocess.Popen[bytes] | None = None
-        #: bumped each time a child starts (the feeder writes to the current one)
-        self._generation = 0
         self._start_child()
         self._feeder = threading.Thread(target=self._feed, name="sink-sender-feed", daemon=True)
         self._supervisor = threading.Thread(target=self._supervise, name="sink-sender-watch", daemon=True)
@@ -194,6 +193,9 @@ class SenderProcess:
         try:
             proc = subprocess.Popen([sys.executable, "-m", "app.sinks.process", str(write_fd)],
                                     stdin=subprocess.PIPE, pass_fds=(write_fd,), env=env)
+        except BaseException:
+            os.close(read_fd)
+            raise
         finally:
             os.close(write_fd)
         self._reports = os.fdopen(read_fd, "rb")
@@ -205,7 +207,6 @@ class SenderProcess:
             self._reports.close()
             raise first
         self._proc = proc
-        self._generation += 1
 
     def _read_report_with_deadline(self, proc: subprocess.Popen[bytes]) -> Any:
         result: list[Any] = []
