@@ -171,8 +171,6 @@ class SenderProcess:
     def close(self) -> None:
         """Stop the child (its sinks put what they hold in their disk buffers) and take its last counts."""
         with self._cond:
-            if self._closing:
-                return
             self._closing = True
             self._cond.notify_all()
         self._feeder.join(self.stop_timeout_s)

@@ -174,3 +174,28 @@ def test_asking_for_held_batches_again_and_again_leaves_idle_be(tmp_path: Path, 
         wait_until(lambda: lines.subjects() == {"held"}, timeout_s=30, message="the held batch at the listener")
     finally:
         sender.close()
+
+
+def test_a_child_whose_worker_went_away_keeps_what_it_held_on_disk_for_the_next(tmp_path: Path,
+                                                                                 lines: Lines) -> None:
+    """End of its input (the worker died: its end of the pipe closed) stops the child; the windows it
+    held in memory go to its disk buffer, and the next sender process on the state_dir sends them."""
+    config = _config(tmp_path, lines.port, batch_delay="1h")
+    first = SenderProcess(config, state_dir=tmp_path, metrics=SinkMetrics())
+    first.offer([window("kept", start_ms=int(time.time() * 1000) - 20_000)])
+    wait_until(lambda: first._report.taken == 1, timeout_s=30, message="the child took the window")
+    proc = first._proc
+    assert proc is not None and proc.stdin is not None
+    with first._cond:
+        first._closing = True  # as if the worker were gone: nothing starts another child
+    proc.stdin.close()
+    assert proc.wait(30) == 0
+    assert lines.subjects() == set()
+    assert list((tmp_path / "sinks" / "graphite").glob("*.batch"))
+    first.close()
+    assert not first._feeder.is_alive() and not first._supervisor.is_alive()
+    second = SenderProcess(config, state_dir=tmp_path, metrics=SinkMetrics())
+    try:
+        wait_until(lambda: lines.subjects() == {"kept"}, timeout_s=30, message="the buffered window sent")
+    finally:
+        second.close()
