@@ -22,6 +22,8 @@ __all__ = ["GraphiteEncoder", "GraphiteTransport", "PathTemplate", "graphite_nod
 
 FIELDS: Final = frozenset({"subject", "name", "metric", "window", "aggregate"})
 _NOT_NODE = re.compile(r"[^A-Za-z0-9_\-]+")
+#: where the aggregate goes in a path formatted once for all aggregates of a window
+_MARK: Final = "\x00"
 
 
 def graphite_node(text: str) -> str:
@@ -51,7 +53,11 @@ class PathTemplate:
         """The path of each of `aggregates` of `window` (its fields made nodes once)."""
         fields = {"subject": graphite_node(window.subject), "name": graphite_node(window.name),
                   "metric": graphite_node(window.metric), "window": window.window}
-        return {agg: self.template.format(aggregate=agg, **fields) for agg in aggregates}
+        if _MARK in self.template:  # (a template holding the mark itself) one format per aggregate
+            return {agg: self.template.format(aggregate=agg, **fields) for agg in aggregates}
+        # formatted once with a mark where the aggregate goes (fields are single nodes: never the mark)
+        parts = self.template.format(aggregate=_MARK, **fields).split(_MARK)
+        return {agg: agg.join(parts) for agg in aggregates}
 
 
 class GraphiteEncoder:

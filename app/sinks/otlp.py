@@ -34,7 +34,7 @@ from app.sinks.types import Payload
 from app.sinks.windows import AGGREGATES, ClosedWindow, IdentityMemo
 from app.sinks.wire import DOUBLE, LEN, embedded, field_number, fixed64, varint
 
-__all__ = ["METRICS_PATH", "METRIC_PREFIX", "OtlpEncoder", "is_retriable_status", "otlp_transport"]
+__all__ = ["METRICS_PATH", "METRIC_PREFIX", "OtlpEncoder", "attribute_bytes", "is_retriable_status", "otlp_transport"]
 
 METRIC_PREFIX: Final = "vigil.window."
 METRICS_PATH: Final = "/v1/metrics"
@@ -51,6 +51,9 @@ _METRIC_SUM: Final = field_number(Metric, "sum")
 _GAUGE_POINTS: Final = field_number(Gauge, "data_points")
 _SUM_POINTS: Final = field_number(Sum, "data_points")
 _DP_ATTRIBUTES: Final = field_number(NumberDataPoint, "attributes")
+_KV_KEY: Final = field_number(KeyValue, "key")
+_KV_VALUE: Final = field_number(KeyValue, "value")
+_ANY_STRING: Final = field_number(AnyValue, "string_value")
 _DP_START: Final = field_number(NumberDataPoint, "start_time_unix_nano")
 _DP_TIME: Final = field_number(NumberDataPoint, "time_unix_nano")
 _DP_VALUE: Final = field_number(NumberDataPoint, "as_double")
@@ -65,8 +68,16 @@ def is_retriable_status(status: int) -> bool:
     return status in _RETRIABLE
 
 
+def attribute_bytes(key: str, value: str) -> bytes:
+    """A string KeyValue as `KeyValue(key=..., value=AnyValue(string_value=...)).SerializeToString()`
+    writes it, without message objects (made for every identity's first window): proto3 leaves an
+    empty key out; `string_value` is in a oneof, so it is written even when empty."""
+    key_field = embedded(_KV_KEY, key.encode()) if key else b""
+    return key_field + embedded(_KV_VALUE, embedded(_ANY_STRING, value.encode()))
+
+
 def _attribute(key: str, value: str) -> bytes:
-    return embedded(_DP_ATTRIBUTES, KeyValue(key=key, value=AnyValue(string_value=value)).SerializeToString())
+    return embedded(_DP_ATTRIBUTES, attribute_bytes(key, value))
 
 
 def _identity_attributes(w: ClosedWindow) -> bytes:

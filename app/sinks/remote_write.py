@@ -25,7 +25,8 @@ from app.sinks.wire import DOUBLE as _DOUBLE
 from app.sinks.wire import LEN as _LEN
 from app.sinks.wire import embedded, field_number, int64, varint
 
-__all__ = ["HEADERS", "SERIES_PREFIX", "RemoteWriteEncoder", "is_retriable_status", "remote_write_transport"]
+__all__ = ["HEADERS", "SERIES_PREFIX", "RemoteWriteEncoder", "is_retriable_status", "label_bytes",
+           "remote_write_transport"]
 
 #: Series names are this plus the aggregate: vigil_window_mean, vigil_window_p95, ...
 SERIES_PREFIX: Final = "vigil_window_"
@@ -34,11 +35,15 @@ HEADERS: Final = {"Content-Encoding": "snappy", "Content-Type": "application/x-p
 _WR_TIMESERIES: Final = field_number(WriteRequest, "timeseries")
 _TS_LABELS: Final = field_number(TimeSeries, "labels")
 _TS_SAMPLES: Final = field_number(TimeSeries, "samples")
+_LABEL_NAME: Final = field_number(Label, "name")
+_LABEL_VALUE: Final = field_number(Label, "value")
 _SAMPLE_VALUE: Final = field_number(Sample, "value")
 _SAMPLE_TIMESTAMP: Final = field_number(Sample, "timestamp")
 _DOUBLE_LEN: Final = _DOUBLE.size
 #: the tag of Sample.value (a 64-bit field)
 _VALUE_TAG: Final = varint(_SAMPLE_VALUE << 3 | 1)
+#: the tag of a WriteRequest.timeseries element
+_SERIES_TAG: Final = varint(_WR_TIMESERIES << 3 | _LEN)
 
 
 def is_retriable_status(status: int) -> bool:
@@ -54,8 +59,7 @@ class RemoteWriteEncoder:
     timestamp bytes. See app.sinks.wire."""
 
     def __init__(self) -> None:
-        self._names = {agg: embedded(_TS_LABELS, Label(name="__name__", value=SERIES_PREFIX + agg).SerializeToString())
-                       for agg in AGGREGATES}
+        self._names = {agg: embedded(_TS_LABELS, label_bytes("__name__", SERIES_PREFIX + agg)) for agg in AGGREGATES}
         #: per length of the timestamp field: identity -> aggregate -> bytes before the sample's value
         self._heads: dict[int, IdentityMemo[dict[str, bytes]]] = {}
 
@@ -70,11 +74,12 @@ class RemoteWriteEncoder:
         whose timestamp field is `at_len` bytes (the same for decades of millisecond times)."""
         labels = _identity_labels(w)
         sample_len = 1 + _DOUBLE_LEN + at_len  # value tag + value + timestamp field
+        sample_head = varint(_TS_SAMPLES << 3 | _LEN) + varint(sample_len) + _VALUE_TAG
         heads = {}
         for agg, name in self._names.items():
-            series_head = name + labels + varint(_TS_SAMPLES << 3 | _LEN) + varint(sample_len) + _VALUE_TAG
+            series_head = name + labels + sample_head
             series_len = len(series_head) + _DOUBLE_LEN + at_len
-            heads[agg] = varint(_WR_TIMESERIES << 3 | _LEN) + varint(series_len) + series_head
+            heads[agg] = _SERIES_TAG + varint(series_len) + series_head
         return heads
 
     def encode(self, windows: list[ClosedWindow]) -> Payload:
@@ -93,9 +98,16 @@ class RemoteWriteEncoder:
         return Payload(bytes(cramjam.snappy.compress_raw(b"".join(parts))), samples)
 
 
+def label_bytes(name: str, value: str) -> bytes:
+    """A Label as `Label(name=..., value=...).SerializeToString()` writes it (proto3: an empty string
+    is left out), without a message object: it is made for every identity's first window."""
+    out = embedded(_LABEL_NAME, name.encode()) if name else b""
+    return out + embedded(_LABEL_VALUE, value.encode()) if value else out
+
+
 def _identity_labels(w: ClosedWindow) -> bytes:
     """The identity's labels as TimeSeries.labels elements, sorted by name after `__name__`."""
-    return b"".join(embedded(_TS_LABELS, Label(name=k, value=v).SerializeToString()) for k, v in
+    return b"".join(embedded(_TS_LABELS, label_bytes(k, v)) for k, v in
                     (("metric", w.metric), ("name", w.name), ("subject", w.subject), ("window", w.window)))
 
 

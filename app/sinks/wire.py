@@ -27,10 +27,14 @@ _VARINT, _I64 = 0, 1
 LEN: Final = 2
 
 
+#: the varints of 0..127 (one byte each), made once: most tags and lengths are among them
+_ONE_BYTE: Final = tuple(bytes((n,)) for n in range(0x80))
+
+
 def varint(n: int) -> bytes:
     """Base-128 varint of a non-negative int below 2**64."""
     if n < 0x80:
-        return bytes((n,))
+        return _ONE_BYTE[n]
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -46,7 +50,10 @@ def field_number(message_class: Any, name: str) -> int:
 
 def embedded(number: int, body: bytes) -> bytes:
     """A length-delimited field: an embedded message (or string/bytes) `body` as field `number`."""
-    return varint(number << 3 | LEN) + varint(len(body)) + body
+    tag, size = number << 3 | LEN, len(body)
+    if tag < 0x80 and size < 0x80:
+        return _ONE_BYTE[tag] + _ONE_BYTE[size] + body
+    return varint(tag) + varint(size) + body
 
 
 def double(number: int, value: float) -> bytes:

@@ -71,3 +71,13 @@ def test_transport__sends_over_one_connection_and_reconnects_after_an_error() ->
     with pytest.raises(SendFailed) as failed:  # nobody listens there any more
         GraphiteTransport("127.0.0.1", port, timeout_s=5).send(b"c 3 1\n")
     assert failed.value.retriable
+
+
+@pytest.mark.parametrize("text", ["v.{aggregate}.{subject}.{aggregate}", "fixed.{subject}", "{aggregate}",
+                                  "odd\x00mark.{subject}.{aggregate}"])
+def test_path_template__every_aggregate_of_a_window_as_formatted_one_by_one(text: str) -> None:
+    template = PathTemplate(text)
+    w = window("db1.example.com", "load", size_ms=10_000)
+    fields = {"subject": "db1_example_com", "name": "load", "metric": "load1", "window": "10s"}
+    assert template.paths(w, ("count", "p99")) == {agg: text.format(aggregate=agg, **fields)
+                                                    for agg in ("count", "p99")}

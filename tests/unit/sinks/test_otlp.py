@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
-from app.sinks.otlp import OtlpEncoder, is_retriable_status
+from app.sinks.otlp import OtlpEncoder, attribute_bytes, is_retriable_status
 from tests.unit.sinks.conftest import window
 
 
@@ -66,3 +68,9 @@ def test_encode__points_of_one_identity_across_windows_and_batches_decode_exactl
                 (f"h{i % 2}", (batch * 3 + i) * 10_000_000_000, ((batch * 3 + i) * 10_000 + 10_000) * 1_000_000)
                 for i in range(3)], name
         assert [p.as_double for p in metrics["vigil.window.last"].gauge.data_points] == [0.0, 1.0, 2.0]
+
+
+@pytest.mark.parametrize(("key", "value"), [("subject", "web1"), ("window", ""), ("", "x"), ("", ""),
+                                            ("subject", "h\u00e9t\u00e9-\u4e2d"), ("subject", "x" * 300)])
+def test_attribute_bytes__as_the_message_classes_write_it(key: str, value: str) -> None:
+    assert attribute_bytes(key, value) == KeyValue(key=key, value=AnyValue(string_value=value)).SerializeToString()

@@ -4,9 +4,10 @@ as the specification requires) and the WriteRequest message class."""
 from __future__ import annotations
 
 import cramjam
+import pytest
 
 from app.sinks.prompb.remote_pb2 import Label, Sample, TimeSeries, WriteRequest
-from app.sinks.remote_write import HEADERS, RemoteWriteEncoder, is_retriable_status
+from app.sinks.remote_write import HEADERS, RemoteWriteEncoder, is_retriable_status, label_bytes
 from app.sinks.windows import AGGREGATES
 from tests.unit.sinks.conftest import window
 
@@ -66,3 +67,9 @@ def test_encode__an_identity_seen_with_timestamps_of_other_lengths_is_framed_for
         assert {(ts.samples[0].timestamp, ts.samples[0].value) for ts in request.timeseries
                 if ts.labels[0].value == "vigil_window_last"} == {(end, float(end))}
         assert all(len(ts.samples) == 1 and len(ts.labels) == 5 for ts in request.timeseries)
+
+
+@pytest.mark.parametrize(("name", "value"), [("subject", "web1"), ("window", ""), ("", "x"), ("", ""),
+                                             ("subject", "h\u00e9t\u00e9-\u4e2d"), ("subject", "x" * 300)])
+def test_label_bytes__as_the_message_class_writes_it(name: str, value: str) -> None:
+    assert label_bytes(name, value) == Label(name=name, value=value).SerializeToString()
