@@ -303,11 +303,14 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
         children_s = threads_done["children"] - threads_first["children"]
         return {"eps": events / (done - first), "cpu_eps": round(events / (cpu_done - cpu_first)),
                 "cpu_eps_with_children": round(events / (cpu_done - cpu_first + children_s)),
-                "gc_s": round(gc_seconds(), 2), "timers_fired": stats.timers_fired,
+                "gc_s": round(sum(end - start for start, end, _ in gc_seconds()
+                                  if start >= first and end <= done), 2),
+                "gc_by_generation": _gc_between(gc_seconds(), first, done), "timers_fired": stats.timers_fired,
                 "thread_cpu_s": {k: round(v - threads_first.get(k, 0.0), 2) for k, v in threads_done.items()},
                 "settle_s": round(done - committed_at, 2),
                 **pipeline.stats()}
     finally:
+        gc_seconds.stop()
         worker.stop()
         thread.join(120)
         for stage in stages:
@@ -357,6 +360,10 @@ def _routes_comparison(s: Settings, args: argparse.Namespace, rules_dir: Path, f
         "pipeline_routes_cpu_eps_with_children_runs": [r["cpu_eps_with_children"] for r in with_routes],
         "pipeline_thread_cpu_s_runs": [r["thread_cpu_s"] for r in without],
         "pipeline_routes_thread_cpu_s_runs": [r["thread_cpu_s"] for r in with_routes],
+        "pipeline_gc_s_runs": [r.get("gc_s") for r in without],
+        "pipeline_routes_gc_s_runs": [r["gc_s"] for r in with_routes],
+        "pipeline_gc_by_generation_runs": [r.get("gc_by_generation") for r in without],
+        "pipeline_routes_gc_by_generation_runs": [r["gc_by_generation"] for r in with_routes],
         "pipeline_eps": statistics.median(r["eps"] for r in without),
         "pipeline_routes_eps": statistics.median(r["eps"] for r in with_routes),
     }
@@ -408,19 +415,36 @@ def _threads_cpu_s(worker_tid: int | None) -> dict[str, float]:
 
 
 def _time_gc() -> Any:
-    """Start timing the garbage collector (all threads); returns a function giving seconds so far."""
+    """Start timing the garbage collector (all threads); returns a function giving the collections
+    so far as (start, end, generation), perf_counter seconds. Stop it with `.stop()`."""
     import gc
 
-    spent = [0.0, 0.0]
+    collections: list[tuple[float, float, int]] = []
+    started = [0.0]
+
     def on_gc(phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
-            spent[1] = time.perf_counter()
+            started[0] = time.perf_counter()
         else:
-            spent[0] += time.perf_counter() - spent[1]
-
+            collections.append((started[0], time.perf_counter(), info["generation"]))
 
     gc.callbacks.append(on_gc)
-    return lambda: spent[0]
+
+    def so_far() -> list[tuple[float, float, int]]:
+        return list(collections)
+
+    so_far.stop = lambda: gc.callbacks.remove(on_gc)  # type: ignore[attr-defined]
+    return so_far
+
+
+def _gc_between(collections: list[tuple[float, float, int]], first: float, done: float) -> dict[str, Any]:
+    """Seconds and counts of the collections inside [first, done], by generation."""
+    out: dict[str, Any] = {}
+    for start, end, generation in collections:
+        if start >= first and end <= done:
+            seconds, count = out.get(f"gen{generation}", (0.0, 0))
+            out[f"gen{generation}"] = (round(seconds + end - start, 3), count + 1)
+    return out
 
 
 # -- latency ------------------------------------------------------------------------------------------
@@ -601,7 +625,8 @@ def main() -> None:
                 f"{result['cpu_eps']:,} events per CPU second; CPU s by thread {result['thread_cpu_s']}")
             if not args.no_routes:
                 first = {"eps": result["pipeline_eps"], "cpu_eps": result["cpu_eps"],
-                         "thread_cpu_s": result["thread_cpu_s"]}
+                         "thread_cpu_s": result["thread_cpu_s"], "gc_s": result["gc_s"],
+                         "gc_by_generation": result["gc_by_generation"]}
                 result.update(_routes_comparison(s, args, Path(state) / "rules", first))
         if args.latency_rate > 0:
             lat = alert_latency_ms(settings, rate_eps=args.latency_rate, seconds=args.latency_seconds,
