@@ -204,6 +204,8 @@ class SenderProcess:
             proc.wait(10)
             self._reports.close()
             raise first
+        # its counters as built (e.g. the bytes a disk buffer already holds), as threads show them at once
+        self._relay.apply(_Report(*first).values)
         self._proc = proc
 
     def _read_report_with_deadline(self, proc: subprocess.Popen[bytes]) -> Any:

@@ -34,7 +34,9 @@ def test_remote_write__prometheus_stores_every_window(sinks_worker, prometheus_r
         [series] = prometheus_receiver.series(f'{{subject="{subject}",__name__="vigil_window_p99"}}')
         assert series == {"__name__": "vigil_window_p99", "subject": subject, "name": "load", "metric": "load1",
                           "window": "1s"}
-        assert worker.counter("vigil_sink_samples_sent_total", sink="remote_write") >= 2 * 9
+        # the sinks' counters reach the worker's /metrics with the sender process's next report
+        wait_until(lambda: worker.counter("vigil_sink_samples_sent_total", sink="remote_write") >= 2 * 9,
+                   timeout_s=30, message="the samples counted as sent")
         assert worker.counter("vigil_sink_dropped_samples_total", sink="remote_write", reason="rejected") == 0
 
 

@@ -76,7 +76,8 @@ def test_events_in__windows_closed__every_sink_delivers_them(live: Live) -> None
     series = ("vigil_window_mean", tuple(sorted({"subject": subject, "name": "load", "metric": "load1",
                                                  "window": "1s"}.items())))
     assert wait_until(lambda: live.scrape().get(series) == 3.5, timeout_s=30, message="exposition")
-    assert live.counter("vigil_sink_samples_sent_total", sink="remote_write") > 0
+    wait_until(lambda: live.counter("vigil_sink_samples_sent_total", sink="remote_write") > 0, timeout_s=30,
+               message="the samples counted as sent (the sender process reports every 100 ms)")
 
 
 def test_destination_down__windows_wait_on_disk_then_arrive_when_it_is_back(live: Live) -> None:

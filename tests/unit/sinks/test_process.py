@@ -199,3 +199,19 @@ def test_a_child_whose_worker_went_away_keeps_what_it_held_on_disk_for_the_next(
         wait_until(lambda: lines.subjects() == {"kept"}, timeout_s=30, message="the buffered window sent")
     finally:
         second.close()
+
+
+def test_a_new_sender_process_shows_what_its_disk_buffers_hold_at_once(tmp_path: Path, lines: Lines) -> None:
+    """As a sink in a thread does from its construction: no report to wait for."""
+    config = _config(tmp_path, lines.port, batch_delay="1h")
+    first = SenderProcess(config, state_dir=tmp_path, metrics=SinkMetrics())
+    first.offer([window("kept", start_ms=int(time.time() * 1000) - 20_000)])
+    wait_until(lambda: first._report.taken == 1, timeout_s=30, message="the child took the window")
+    first.close()  # what it held goes to its disk buffer
+    lines.close()  # nothing listens now: the next one keeps the batch
+    metrics = SinkMetrics()
+    second = SenderProcess(config, state_dir=tmp_path, metrics=metrics)
+    try:
+        assert _value(metrics, "vigil_sink_buffered_bytes", sink="graphite") > 0
+    finally:
+        second.close()
