@@ -22,7 +22,6 @@ from app.runtime.agent import Agent, AgentRegistry, agent
 from app.runtime.context import AgentContext
 from app.runtime.stage import Stage
 from app.sinks.config import SinksConfig
-from app.sinks.delivery import PushSink
 from app.sinks.exposition import LatestWindows
 from app.sinks.metrics import SinkMetrics
 from app.sinks.process import SenderProcess
@@ -60,13 +59,12 @@ class SinksStage:
         if config.senders == "process" and enabled_push_sections(config):
             self.push.append(SenderProcess(config, state_dir=Path(state_dir), metrics=self.metrics, environ=environ))
         else:
-            self.push.extend(build_push_sinks(config, state_dir=Path(state_dir), metrics=self.metrics,
-                                              environ=environ))
+            sinks = build_push_sinks(config, state_dir=Path(state_dir), metrics=self.metrics, environ=environ)
+            for sink in sinks:
+                sink.start()
+            self.push.extend(sinks)
         self.agent: Agent = agent(METRICS_TOPIC, name=AGENT_NAME, batch=True,
                                   registry=registry or AgentRegistry())(self.process)
-        for sink in self.push:
-            if isinstance(sink, PushSink):
-                sink.start()
 
     def stage(self) -> Stage:
         """The agent (none when no sink is enabled) and the sinks' metrics, for a worker to run."""

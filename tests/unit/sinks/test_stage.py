@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from prometheus_client import generate_latest
 
 from app.config import load_settings
@@ -40,7 +41,8 @@ def test_no_sink_enabled__the_stage_has_no_agent() -> None:
     stage.close()
 
 
-def test_closed_windows_reach_the_exposition_and_graphite(tmp_path: Path) -> None:
+@pytest.mark.parametrize("senders", ["process", "thread"])
+def test_closed_windows_reach_the_exposition_and_graphite(tmp_path: Path, senders: str) -> None:
     server = socket.create_server(("127.0.0.1", 0))
     received: list[bytes] = []
 
@@ -53,6 +55,7 @@ def test_closed_windows_reach_the_exposition_and_graphite(tmp_path: Path) -> Non
     threading.Thread(target=serve, daemon=True).start()
     settings = sinks_on(load_settings(state_dir=tmp_path), prometheus={},
                         graphite={"address": f"127.0.0.1:{server.getsockname()[1]}", "batch_delay": "50ms"})
+    settings = settings.model_copy(update={"sinks": {**settings.sinks, "senders": senders}})
     sinks = SinksStage(SinksConfig.from_settings(settings), state_dir=tmp_path)
     stage = sinks.stage()
     now_ms = int(time.time() * 1000)
