@@ -90,6 +90,12 @@ class PushSink:
         #: when the oldest buffered batch may be sent again (monotonic s)
         self._retry_at = 0.0
         self._thread: threading.Thread | None = None
+        #: windows that entered the queue, and those that left memory since (sent, put in the disk
+        #: buffer, or dropped and counted); in the order they entered, so a window offered when
+        #: windows_accepted became n is settled once windows_settled >= n (app.sinks.process
+        #: resends to a new sender process only what its dead predecessor had not settled)
+        self.windows_accepted = 0
+        self.windows_settled = 0
 
     # -- the pipeline's side ----------------------------------------------------------------------
     def offer(self, windows: list[ClosedWindow]) -> None:
@@ -108,6 +114,7 @@ class PushSink:
                 fresh = fresh[:max(room, 0)]
             if fresh:
                 self._incoming += fresh
+                self.windows_accepted += len(fresh)
                 if must_wake(stopping=self._stopping, holding=self._holding, queued=len(self._incoming),
                              batch_windows=self.config.batch_windows):
                     self._cond.notify()
@@ -199,6 +206,12 @@ class PushSink:
         self._buffered.set(self.buffer.bytes)
 
     def _flush(self, windows: list[ClosedWindow], *, stopping: bool) -> None:
+        try:
+            self._send_or_buffer(windows, stopping=stopping)
+        finally:
+            self.windows_settled += len(windows)
+
+    def _send_or_buffer(self, windows: list[ClosedWindow], *, stopping: bool) -> None:
         payload = self.encoder.encode(windows)
         if payload.samples == 0:
             return

@@ -34,6 +34,9 @@ class SinkMetrics:
         self.series_cut = Counter("vigil_sink_series_cut", "Prometheus series not shown: over the sink's max_series",
                                   ["sink"], registry=r)
         self.series = Gauge("vigil_sink_series", "Prometheus series shown on /metrics", ["sink"], registry=r)
+        self.windows_resent = Counter(
+            "vigil_sink_windows_resent", "windows handed again to a new sender process: the one that stopped "
+            "had not yet sent or buffered them (a destination may receive them twice)", registry=r)
         #: what the push sinks count, by metric name (relayed from a sender process)
         self.relayed: dict[str, Counter | Gauge] = {
             "vigil_sink_samples_sent": self.sent, "vigil_sink_send_failures": self.failures,

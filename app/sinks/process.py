@@ -10,9 +10,12 @@ beside the pipeline instead, and the worker's side of a window is a tuple on a p
   pickles what is waiting and writes it to the child's stdin. A supervisor thread reads the child's
   reports (on a pipe of their own: what the sinks' code prints cannot garble them) and applies its
   counters to the worker's (app.sinks.metrics.MetricRelay), so /metrics looks the same as with
-  threads. A child that dies is started again (its disk buffers are locked by the process that
-  holds them, so the new one takes them over and sends what they kept; what the dead one had only
-  in memory is lost, as it would be with threads if the worker died).
+  threads. A child that dies is started again: its disk buffers are locked by the process that
+  holds them, so the new one takes them over and sends what they kept, and the windows the dead one
+  had only in memory (or in the pipe) are handed to the new one again. The worker keeps every window
+  it wrote until the child reports it settled in every sink (sent, in a disk buffer, or dropped and
+  counted); so a child's death loses nothing, and a window the dead child had sent but not yet
+  reported may reach a destination twice (at least once; counted: vigil_sink_windows_resent).
 - The child (`python -m app.sinks.process FD`): builds the sinks from the settings it is sent
   (app.sinks.push, the same code as the threads), offers them what it reads, and reports every
   REPORT_S. End of its input (the worker stopped or died) stops it: what its sinks hold in memory
@@ -91,11 +94,13 @@ def _read_frame(source: IO[bytes]) -> Any | None:
 @dataclass
 class _Report:
     """The child's last word: the last message it has taken, whether its sinks had nothing waiting
-    then, and their counters."""
+    then, their counters, and up to which message its windows are settled."""
 
     taken: int = 0
     idle: bool = True
     values: list[MetricValue] = field(default_factory=list)
+    #: every window of a message up to this seq is settled in every sink
+    settled: int = 0
 
 
 class SenderProcess:
@@ -114,11 +119,15 @@ class SenderProcess:
         self._relay = MetricRelay(metrics)
         self._start_message = (config, str(state_dir), dict(environ) if environ is not None else None,
                                logging.getLogger().getEffectiveLevel())
+        self._resent = metrics.windows_resent
         self._queue_full = [metrics.dropped.labels(name, "queue_full") for name in self.names]
         self._cond = threading.Condition()
         #: (seq, windows or None for "send what you hold") waiting for the feeder
         self._outbox: deque[tuple[int, list[ClosedWindow] | None]] = deque()
         self._outbox_windows = 0
+        #: (seq, windows) written to the child and not yet settled there: handed again to the next
+        #: child if this one dies
+        self._unsettled: deque[tuple[int, list[ClosedWindow]]] = deque()
         self._seq = 0
         #: the last seq send_held() was asked at (-1: never)
         self._held_seq = -1
@@ -126,7 +135,7 @@ class SenderProcess:
         self._closing = False
         #: the current child (the feeder writes to it; the supervisor replaces one that died)
         self._proc: subprocess.Popen[bytes] | None = None
-        self._start_child()
+        self._proc = self._start_child(base_seq=0)
         self._feeder = threading.Thread(target=self._feed, name="sink-sender-feed", daemon=True)
         self._supervisor = threading.Thread(target=self._supervise, name="sink-sender-watch", daemon=True)
         self._feeder.start()
@@ -182,8 +191,9 @@ class SenderProcess:
             proc.wait()
 
     # -- the child --------------------------------------------------------------------------------
-    def _start_child(self) -> None:
-        """Start a child and wait until it has built its sinks (raises what it raised)."""
+    def _start_child(self, *, base_seq: int) -> subprocess.Popen[bytes]:
+        """Start a child that counts its messages from `base_seq` and wait until it has built its
+        sinks (raises what it raised)."""
         read_fd, write_fd = os.pipe()
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])  # the directory holding the `app` package
@@ -198,7 +208,7 @@ class SenderProcess:
             os.close(write_fd)
         self._reports = os.fdopen(read_fd, "rb")
         assert proc.stdin is not None
-        _write_frame(proc.stdin, self._start_message)
+        _write_frame(proc.stdin, (*self._start_message, base_seq))
         first = self._read_report_with_deadline(proc)
         if isinstance(first, BaseException):
             proc.wait(10)
@@ -206,7 +216,7 @@ class SenderProcess:
             raise first
         # its counters as built (e.g. the bytes a disk buffer already holds), as threads show them at once
         self._relay.apply(_Report(*first).values)
-        self._proc = proc
+        return proc
 
     def _read_report_with_deadline(self, proc: subprocess.Popen[bytes]) -> Any:
         result: list[Any] = []
@@ -231,6 +241,7 @@ class SenderProcess:
                 self._outbox_windows = 0
                 closing = self._closing
                 proc = self._proc
+                self._unsettled.extend((seq, windows) for seq, windows in waiting if windows is not None)
             messages: list[tuple[int, list[_WindowTuple] | None]] = [(seq, None if windows is None else [
                 (w.subject, w.name, w.metric, w.size_ms, w.start_ms, w.end_ms, w.values) for w in windows])
                 for seq, windows in waiting]
@@ -238,7 +249,7 @@ class SenderProcess:
                 try:
                     _write_frame(proc.stdin, messages)
                 except (BrokenPipeError, ValueError, OSError):
-                    pass  # the child died: the supervisor starts another (these windows are lost with it)
+                    pass  # the child died: the supervisor starts another and hands these to it
             if closing:
                 if proc is not None and proc.stdin is not None:
                     try:
@@ -256,6 +267,8 @@ class SenderProcess:
                 report = _Report(*frame)
                 with self._cond:
                     self._report = report
+                    while self._unsettled and self._unsettled[0][0] <= report.settled:
+                        self._unsettled.popleft()
                 self._relay.apply(report.values)
                 delay_s = RESTART_S
             self._reports.close()
@@ -271,13 +284,34 @@ class SenderProcess:
                     return
                 try:
                     with self._cond:
-                        self._report = _Report(taken=self._seq)
+                        # the new child's count starts just before the first window it is handed again
+                        base_seq = self._unsettled[0][0] - 1 if self._unsettled else self._seq
                     self._relay.restarted()
-                    self._start_child()
+                    new = self._start_child(base_seq=base_seq)
+                    self._hand_over(new, base_seq)
                     break
                 except Exception as exc:
                     log.error("sinks: the sender process could not start again (next try in %.0f s): %s",
                               delay_s, exc)
+
+
+    def _hand_over(self, proc: subprocess.Popen[bytes], base_seq: int) -> None:
+        """Make `proc` the child the feeder writes to, with the windows its predecessor had not
+        settled first in line. One step under the lock: the feeder writes either to the dead child
+        (and what it wrote is among those handed over) or to this one, in order."""
+        with self._cond:
+            again = list(self._unsettled)
+            self._unsettled.clear()
+            self._outbox.extendleft(reversed(again))
+            windows = sum(len(w) for _, w in again)
+            self._outbox_windows += windows
+            self._report = _Report(taken=base_seq, settled=base_seq)
+            self._proc = proc
+            self._cond.notify()
+        if windows:
+            self._resent.inc(windows)
+            log.warning("sinks: %d window(s) the stopped sender process had not sent or buffered are handed "
+                        "to the new one (a destination may receive some of them twice)", windows)
 
 
 def _child(status_fd: int) -> int:
@@ -288,7 +322,7 @@ def _child(status_fd: int) -> int:
     start = _read_frame(source)
     if start is None:
         return 0
-    config, state_dir, environ, level = start
+    config, state_dir, environ, level, base_seq = start
     # Ctrl-C in a terminal reaches the whole process group: the worker stops this process (end of
     # its input) once it has stopped taking windows, so what is in flight goes to the disk buffers
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -302,15 +336,22 @@ def _child(status_fd: int) -> int:
         return 1
     for sink in sinks:
         sink.start()
-    taken = 0
+    taken = settled = base_seq
+    #: (seq, each sink's windows_accepted after that message's windows were offered), oldest first
+    offered: deque[tuple[int, tuple[int, ...]]] = deque()
     lock = threading.Lock()
     done = threading.Event()
 
     def report() -> None:
+        nonlocal settled
         with lock:
             seen = taken  # read before asking the sinks: offered before `taken` moved on
+            while offered and all(sink.windows_settled >= n for sink, n in zip(sinks, offered[0][1])):
+                settled = offered.popleft()[0]
+            if not offered:
+                settled = seen
             # a plain tuple: this module is __main__ here, so its classes would not unpickle in the worker
-            _write_frame(reports, (seen, all(sink.idle() for sink in sinks), metrics.relayed_values()))
+            _write_frame(reports, (seen, all(sink.idle() for sink in sinks), metrics.relayed_values(), settled))
 
     def reporter() -> None:
         while not done.wait(REPORT_S):
@@ -325,11 +366,15 @@ def _child(status_fd: int) -> int:
                 if tuples is None:
                     for sink in sinks:
                         sink.send_held()
+                    with lock:
+                        taken = seq
                 else:
                     windows = [ClosedWindow(*t) for t in tuples]
                     for sink in sinks:
                         sink.offer(windows)
-                taken = seq
+                    with lock:
+                        offered.append((seq, tuple(sink.windows_accepted for sink in sinks)))
+                        taken = seq
     finally:
         done.set()
         thread.join()

@@ -138,6 +138,50 @@ def test_a_child_that_dies_is_started_again_and_later_windows_arrive(tmp_path: P
         sender.close()
 
 
+def test_windows_a_dead_child_held_in_memory_are_handed_to_the_next_one(tmp_path: Path, lines: Lines) -> None:
+    """The child held the window in a partial batch (batch_delay 1h) and was SIGKILLed: the worker
+    had kept it (not settled) and hands it to the new child, which sends it."""
+    metrics = SinkMetrics()
+    sender = SenderProcess(_config(tmp_path, lines.port, batch_delay="1h"), state_dir=tmp_path, metrics=metrics)
+    now_ms = int(time.time() * 1000)
+    try:
+        sender.offer([window("held", start_ms=now_ms - 20_000), window("held2", start_ms=now_ms - 20_000)])
+        wait_until(lambda: sender._report.taken == 1, timeout_s=30, message="the child took the windows")
+        assert [seq for seq, _ in sender._unsettled] == [1]  # in the child's memory only
+        first = sender.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        wait_until(lambda: sender.pid != first, timeout_s=60, message="a new child")
+        sender.offer([window("after", start_ms=now_ms - 10_000)])
+
+        def all_sent() -> bool:
+            sender.send_held()
+            return sender.idle()
+
+        wait_until(all_sent, timeout_s=30, message="the new child idle")
+        wait_until(lambda: lines.subjects() == {"held", "held2", "after"}, timeout_s=30,
+                   message="the windows the dead child held, and the later one")
+        assert _value(metrics, "vigil_sink_windows_resent_total") == 2
+        wait_until(lambda: not sender._unsettled, timeout_s=30, message="everything settled")
+    finally:
+        sender.close()
+    subjects = [line.split(".")[1] for line in lines.lines]
+    assert subjects.count("held") == subjects.count("after") == 9  # sent once: one line per aggregate
+
+
+def test_windows_sent_are_settled__the_worker_keeps_nothing(tmp_path: Path, lines: Lines) -> None:
+    sender = SenderProcess(_config(tmp_path, lines.port), state_dir=tmp_path, metrics=SinkMetrics())
+    now_ms = int(time.time() * 1000)
+    try:
+        for i in range(5):
+            sender.offer([window(f"w{i}", start_ms=now_ms - 20_000)])
+        wait_until(lambda: lines.subjects() == {f"w{i}" for i in range(5)}, timeout_s=30, message="all sent")
+        wait_until(lambda: sender._report.settled == 5 and not sender._unsettled, timeout_s=30,
+                   message="the child reports them settled; the worker lets them go")
+    finally:
+        sender.close()
+
+
 def test_the_worker_side_never_waits__past_its_bound_windows_are_dropped_and_counted(tmp_path: Path,
                                                                                      lines: Lines) -> None:
     metrics = SinkMetrics()
