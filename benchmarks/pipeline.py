@@ -65,6 +65,7 @@ from app.model.ids import new_id
 from app.model.schemas import builtin_schema
 from app.model.serde import AvroSerde
 from app.registry.client import RegistryClient
+from app.runtime.gctune import STREAM_THRESHOLDS
 from app.runtime.stage import Stage
 from app.runtime.worker import Guarantee, Worker, WorkerOptions
 from app.topics.admin import reconcile
@@ -239,8 +240,13 @@ def sink_counts(sinks: SinksStage) -> dict[str, Any]:
     return out
 
 
+def _thresholds(text: str) -> tuple[int, int, int]:
+    g0, g1, g2 = (int(x) for x in text.split(","))
+    return g0, g1, g2
+
+
 def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
-                 gc_threshold: tuple[int, ...] | None = None, stages: Sequence[Stage] = (),
+                 gc_threshold: tuple[int, int, int] | None = None, stages: Sequence[Stage] = (),
                  settled: Callable[[Worker], bool] | None = None, start_at_end: Sequence[str] = (),
                  child_pids: Callable[[], Sequence[int]] = tuple) -> dict[str, Any]:
     """Events/s of the built-in pipeline agent in a Worker (tables in RocksDB with changelogs), on
@@ -251,8 +257,8 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
     earlier run published on `metrics` are not this run's work).
     `child_pids`: processes of the stages (the sinks' sender process) whose CPU the run also counts
     (`thread_cpu_s["children"]`, `cpu_eps_with_children`).
-    `gc_threshold`: an experiment, gc.set_threshold for the run (the worker itself does not tune
-    the garbage collector)."""
+    `gc_threshold`: an experiment, the worker's collector thresholds for the run instead of
+    app.runtime.gctune.STREAM_THRESHOLDS."""
     from app.pipeline.agents import Pipeline
     from app.pipeline.config import PipelineConfig
 
@@ -261,15 +267,12 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
     for topic in start_at_end:
         _commit_ends(s, app_id, s.topic(topic))
     worker = Worker(s, [pipeline.agent, *(a for stage in stages for a in stage.agents)],
-                    WorkerOptions(app_id=app_id, guarantee=guarantee, instance_id="bench"),
+                    WorkerOptions(app_id=app_id, guarantee=guarantee, instance_id="bench",
+                                  gc_thresholds=gc_threshold or STREAM_THRESHOLDS),
                     collectors=[c for stage in stages for c in stage.collectors])
     stats = worker.engine.stats[pipeline.agent.name]
     thread = threading.Thread(target=worker.run, daemon=True)
     gc_seconds = _time_gc()
-    if gc_threshold:
-        import gc
-
-        gc.set_threshold(*gc_threshold)
     thread.start()
     try:
         first = done = 0.0
@@ -590,8 +593,8 @@ def main() -> None:
     parser.add_argument("--latency-linger-ms", type=float, default=None,
                         help="linger.ms of the latency run's event producer (default: Vigil's producer default)")
     parser.add_argument("--skip-throughput", action="store_true")
-    parser.add_argument("--gc-threshold", type=lambda t: tuple(int(x) for x in t.split(",")), metavar="G0,G1,G2",
-                        help="experiment: gc.set_threshold for the pipeline run (default: Python's)")
+    parser.add_argument("--gc-threshold", type=_thresholds, metavar="G0,G1,G2",
+                        help="experiment: the worker's collector thresholds (default: app.runtime.gctune.STREAM_THRESHOLDS)")
     parser.add_argument("--no-routes", action="store_true", help="skip the run with 10 routes (pipeline_routes_eps)")
     parser.add_argument("--with-sinks", type=Path, metavar="SETTINGS.yaml", default=None,
                         help="the routes run also runs the metric sink stages, enabled by this vigil.yaml fragment")

@@ -17,13 +17,14 @@ __all__ = ["STREAM_THRESHOLDS", "collect_young", "gc_paused", "tune_for_streams"
 STREAM_THRESHOLDS = (700, 10, 1000)
 
 
-def tune_for_streams() -> Callable[[], None]:
-    """Freeze what exists now and set STREAM_THRESHOLDS; returns a function that undoes both (for
-    code that runs inside a process it does not own, e.g. a library call)."""
+def tune_for_streams(thresholds: tuple[int, int, int] = STREAM_THRESHOLDS) -> Callable[[], None]:
+    """Freeze what exists now and set `thresholds` (STREAM_THRESHOLDS unless measuring others);
+    returns a function that undoes both (for code that runs inside a process it does not own, e.g.
+    a library call)."""
     before = gc.get_threshold()
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*STREAM_THRESHOLDS)
+    gc.set_threshold(*thresholds)
 
     def restore() -> None:
         gc.set_threshold(*before)

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from app.runtime.gctune import STREAM_THRESHOLDS
+
 __all__ = ["COMMIT_INTERVAL_HELP", "Guarantee", "WorkerOptions", "commit_due", "poll_wait_s"]
 
 #: The --commit-interval-ms help of the commands that run a Worker.
@@ -44,6 +46,8 @@ class WorkerOptions:
     clock: Callable[[], int] | None = None  # wall clock in ms (tests control it); default: time.time()
     topics_wait_s: float = 15.0  # how long to wait for source topics to exist (deployments: minutes)
     tune_gc: bool = True  # see Worker.run: CPython's default GC thresholds cost stream workers 30-45%
+    #: the collector's thresholds when tune_gc (app.runtime.gctune; other values: for measuring)
+    gc_thresholds: tuple[int, int, int] = STREAM_THRESHOLDS
     #: Retries of a failing dependency (schema registry, Kafka) back off up to this long.
     max_retry_backoff_s: float = 15.0
     #: How long the group waits for a silent worker before giving its partitions to others (Kafka's

@@ -265,3 +265,21 @@ def test_offers_wake_the_sender_only_when_it_has_something_to_do_now(parts) -> N
     sink.step()
     assert destination.accepted == ["a,b", "c,d,e"]
     sink.close()
+
+
+def test_windows_settle_in_the_order_they_entered__sent_buffered_or_refused(parts) -> None:
+    """windows_accepted / windows_settled: how a sender process knows what it has settled (app.sinks.process)."""
+    destination, clock, _, _ = parts
+    sink = _sink(parts, queue_windows=5)
+    sink.offer(_windows("a", "b", "c", "d"))
+    sink.offer(_windows("e", "f"))  # "f" does not fit: dropped at the door, never entered
+    assert (sink.windows_accepted, sink.windows_settled) == (5, 0)
+    sink.step()
+    assert sink.windows_settled == 3  # a,b,c sent; d,e held for the delay
+    destination.failing = SendFailed("connection refused", retriable=True)
+    clock.s += 1.0
+    sink.step()
+    assert sink.windows_settled == 5 and len(sink.buffer) == 1  # on disk counts as settled
+    sink.offer(_windows("g"))
+    sink.close()  # stopping: what is in memory goes to the buffer
+    assert (sink.windows_accepted, sink.windows_settled) == (6, 6)
