@@ -169,6 +169,26 @@ def test_windows_a_dead_child_held_in_memory_are_handed_to_the_next_one(tmp_path
     assert subjects.count("held") == subjects.count("after") == 9  # sent once: one line per aggregate
 
 
+def test_children_killed_while_windows_flow__every_window_arrives(tmp_path: Path, lines: Lines) -> None:
+    """Nothing is lost to a sender process's death, wherever the windows were (outbox, pipe, the
+    child's queue or batch): at least once."""
+    sender = SenderProcess(_config(tmp_path, lines.port, batch_delay="50ms", batch_windows=7),
+                           state_dir=tmp_path, metrics=SinkMetrics())
+    now_ms = int(time.time() * 1000)
+    subjects = [f"s{i}" for i in range(120)]
+    try:
+        for n, subject in enumerate(subjects):
+            sender.offer([window(subject, start_ms=now_ms - 20_000)])
+            if n in (40, 80):
+                pid = sender.pid
+                assert pid is not None
+                os.kill(pid, signal.SIGKILL)
+                wait_until(lambda: sender.pid != pid, timeout_s=60, message="a new child")  # noqa: B023
+        wait_until(lambda: lines.subjects() >= set(subjects), timeout_s=60, message="every window at least once")
+    finally:
+        sender.close()
+
+
 def test_windows_sent_are_settled__the_worker_keeps_nothing(tmp_path: Path, lines: Lines) -> None:
     sender = SenderProcess(_config(tmp_path, lines.port), state_dir=tmp_path, metrics=SinkMetrics())
     now_ms = int(time.time() * 1000)
