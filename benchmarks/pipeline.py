@@ -594,7 +594,7 @@ def main() -> None:
                         help="linger.ms of the latency run's event producer (default: Vigil's producer default)")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--gc-threshold", type=_thresholds, metavar="G0,G1,G2",
-                        help="experiment: the worker's collector thresholds (default: app.runtime.gctune.STREAM_THRESHOLDS)")
+                        help="experiment: the worker's collector thresholds (default: gctune.STREAM_THRESHOLDS)")
     parser.add_argument("--no-routes", action="store_true", help="skip the run with 10 routes (pipeline_routes_eps)")
     parser.add_argument("--with-sinks", type=Path, metavar="SETTINGS.yaml", default=None,
                         help="the routes run also runs the metric sink stages, enabled by this vigil.yaml fragment")

@@ -346,7 +346,7 @@ def _child(status_fd: int) -> int:
         nonlocal settled
         with lock:
             seen = taken  # read before asking the sinks: offered before `taken` moved on
-            while offered and all(sink.windows_settled >= n for sink, n in zip(sinks, offered[0][1])):
+            while offered and all(sink.windows_settled >= n for sink, n in zip(sinks, offered[0][1], strict=True)):
                 settled = offered.popleft()[0]
             if not offered:
                 settled = seen

@@ -518,7 +518,8 @@ class Worker:
     def _run_loop(self) -> None:
         assert self.consumer is not None
         if self.options.tune_gc:
-            tune_for_streams(self.options.gc_thresholds)  # see app.runtime.gctune: CPython's defaults cost a worker 30-45%
+            # see app.runtime.gctune: CPython's defaults cost a worker 30-45%
+            tune_for_streams(self.options.gc_thresholds)
         self._started.set()
         self.engine.loop.call_soon(self._encode_ahead_every)
         interval_s = self.options.commit_interval / 1000
