@@ -189,6 +189,13 @@ class SenderProcess:
             log.error("sinks: the sender process did not stop within %.0f s; killing it", self.stop_timeout_s)
             proc.kill()
             proc.wait()
+        with self._cond:
+            # a clean stop settles everything (the child buffers what it holds); these were with a
+            # child that had died and not been replaced yet when the worker stopped
+            lost = sum(len(w) for _, w in self._unsettled) + sum(len(w) for _, w in self._outbox if w is not None)
+        if lost:
+            log.error("sinks: %d window(s) were not sent or buffered: the sender process had stopped and "
+                      "the worker stopped before another took them", lost)
 
     # -- the child --------------------------------------------------------------------------------
     def _start_child(self, *, base_seq: int) -> subprocess.Popen[bytes]:

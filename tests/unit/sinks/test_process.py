@@ -52,6 +52,11 @@ class Lines:
             return {line.split(".")[1] for line in self.lines}
 
     def close(self) -> None:
+        # shut down first: a thread blocked in accept() keeps a merely closed socket listening
+        try:
+            self.server.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.server.close()
 
 
@@ -272,10 +277,13 @@ def test_a_new_sender_process_shows_what_its_disk_buffers_hold_at_once(tmp_path:
     first.offer([window("kept", start_ms=int(time.time() * 1000) - 20_000)])
     wait_until(lambda: first._report.taken == 1, timeout_s=30, message="the child took the window")
     first.close()  # what it held goes to its disk buffer
-    lines.close()  # nothing listens now: the next one keeps the batch
-    metrics = SinkMetrics()
-    second = SenderProcess(config, state_dir=tmp_path, metrics=metrics)
-    try:
-        assert _value(metrics, "vigil_sink_buffered_bytes", sink="graphite") > 0
-    finally:
-        second.close()
+    # the next one sends to a port bound but not listening (refused): it keeps the batch
+    with socket.socket() as nobody:
+        nobody.bind(("127.0.0.1", 0))
+        metrics = SinkMetrics()
+        second = SenderProcess(_config(tmp_path, nobody.getsockname()[1], batch_delay="1h"), state_dir=tmp_path,
+                               metrics=metrics)
+        try:
+            assert _value(metrics, "vigil_sink_buffered_bytes", sink="graphite") > 0
+        finally:
+            second.close()
