@@ -126,6 +126,14 @@ class EventClock:
     def __init__(self, max_future_ms: int) -> None:
         self.max_future_ms = max_future_ms
 
+    # equal clocks are one clock: the engine computes a batch's event times once for all the
+    # agents of a topic whose clocks are equal (the pipeline's and the routes')
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EventClock) and other.max_future_ms == self.max_future_ms
+
+    def __hash__(self) -> int:
+        return hash(("EventClock", self.max_future_ms))
+
     def __call__(self, value: Any, kafka_timestamp_ms: int) -> int:
         if type(value) is dict:
             time_ms = value.get("time")

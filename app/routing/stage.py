@@ -29,6 +29,8 @@ from typing import Any, Final
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from app.config import Settings
+from app.pipeline.config import DEFAULT_MAX_FUTURE_MS, PipelineConfig
+from app.pipeline.validate import EventClock
 from app.routing.catalog import KafkaTopicCatalog, TopicCatalog
 from app.routing.loader import RouteSetLoader, routes_dir
 from app.routing.router import Router, route_batch
@@ -56,11 +58,14 @@ class RoutesConfig:
     directory: Path
     reload_interval_s: float = 2.0
     settings: Settings | None = None
+    #: the pipeline's limit on event times ahead of Kafka's (the agent's event clock is the pipeline's)
+    max_future_ms: int = DEFAULT_MAX_FUTURE_MS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RoutesConfig:
         """`<rules_dir>/routes` of the settings' rules directory."""
-        return cls(routes_dir(settings.rules_dir), settings=settings)
+        return cls(routes_dir(settings.rules_dir), settings=settings,
+                   max_future_ms=PipelineConfig.from_settings(settings).max_future_ms)
 
 
 class RoutesStage:
@@ -87,7 +92,9 @@ class RoutesStage:
         self.file_errors = Gauge("vigil_route_file_errors", "errors in the route files now (broken files keep "
                                  "their last good version)", registry=r)
         self.active = Gauge("vigil_routes_active", "enabled routes", registry=r)
-        self.agent: Agent = agent(SOURCE_TOPIC, name=AGENT_NAME, batch=True,
+        # the pipeline's event clock: the engine then computes a batch's event times once for both
+        # agents (routes read none; another clock would cost a Python call per event)
+        self.agent: Agent = agent(SOURCE_TOPIC, name=AGENT_NAME, batch=True, timestamp=EventClock(config.max_future_ms),
                                   registry=registry or AgentRegistry())(self.process)
 
     def stage(self) -> Stage:
