@@ -240,6 +240,12 @@ def sink_counts(sinks: SinksStage) -> dict[str, Any]:
     return out
 
 
+def _rss_mb() -> int:
+    """This process's resident memory now (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 2**20
+
+
 def _thresholds(text: str) -> tuple[int, int, int]:
     g0, g1, g2 = (int(x) for x in text.split(","))
     return g0, g1, g2
@@ -311,6 +317,8 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
                 "gc_by_generation": _gc_between(gc_seconds(), first, done), "timers_fired": stats.timers_fired,
                 "thread_cpu_s": {k: round(v - threads_first.get(k, 0.0), 2) for k, v in threads_done.items()},
                 "settle_s": round(done - committed_at, 2),
+                # what earlier runs of this process left behind shows here (runs alternate in one process)
+                "rss_mb": _rss_mb(), "threads": threading.active_count(),
                 **pipeline.stats()}
     finally:
         gc_seconds.stop()
@@ -348,11 +356,13 @@ def _routes_comparison(s: Settings, args: argparse.Namespace, rules_dir: Path, f
             log(f"sinks, run {i + 1}: {sunk[-1]}")
         log(f"pipeline with routes, run {i + 1}: {with_routes[-1]['eps']:,.0f} ev/s, {with_routes[-1]['cpu_eps']:,} "
             f"per CPU second; {copies[-1]:,} copies; CPU s by thread {with_routes[-1]['thread_cpu_s']}; "
-            f"{with_routes[-1]['settle_s']} s from the last commit until the sinks settled")
+            f"{with_routes[-1]['settle_s']} s from the last commit until the sinks settled; "
+            f"RSS {with_routes[-1]['rss_mb']} MB, {with_routes[-1]['threads']} threads")
         if i + 1 < args.routes_repeat:
             without.append(pipeline_eps(s, args.events, Guarantee(args.guarantee), args.gc_threshold))
             log(f"pipeline without, run {i + 2}: {without[-1]['eps']:,.0f} ev/s, {without[-1]['cpu_eps']:,} "
-                f"per CPU second; CPU s by thread {without[-1]['thread_cpu_s']}")
+                f"per CPU second; CPU s by thread {without[-1]['thread_cpu_s']}; RSS {without[-1]['rss_mb']} MB, "
+                f"{without[-1]['threads']} threads")
     out: dict[str, Any] = {
         "routes": len(load_routes(rules_dir)), "routes_file": str(args.routes_file or "ROUTES"),
         "routed_copies": copies[-1], "routes_repeat": args.routes_repeat,
