@@ -291,8 +291,7 @@ class SenderProcess:
                     return
                 try:
                     with self._cond:
-                        # the new child's count starts just before the first window it is handed again
-                        base_seq = self._unsettled[0][0] - 1 if self._unsettled else self._seq
+                        base_seq = self._base_seq()
                     self._relay.restarted()
                     new = self._start_child(base_seq=base_seq)
                     self._hand_over(new, base_seq)
@@ -301,6 +300,12 @@ class SenderProcess:
                     log.error("sinks: the sender process could not start again (next try in %.0f s): %s",
                               delay_s, exc)
 
+    def _base_seq(self) -> int:
+        """Where a new child's count starts: just before the first window it will be handed (not
+        settled, or not written yet), so it never reports settled what it has not had. Call under
+        the lock; until the new child takes over, only offers (with later seqs) change the answer."""
+        first = [seq for seq, windows in (*self._unsettled, *self._outbox) if windows is not None]
+        return min(first) - 1 if first else self._seq
 
     def _hand_over(self, proc: subprocess.Popen[bytes], base_seq: int) -> None:
         """Make `proc` the child the feeder writes to, with the windows its predecessor had not
