@@ -47,7 +47,7 @@ from app.sinks.config import SinksConfig
 from app.sinks.metrics import MetricRelay, MetricValue, SinkMetrics
 from app.sinks.windows import ClosedWindow
 
-__all__ = ["REPORT_S", "SenderProcess", "main"]
+__all__ = ["REPORT_S", "UNSETTLED_WINDOWS_FACTOR", "SenderProcess", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,10 @@ log = logging.getLogger(__name__)
 REPORT_S: Final = 0.1
 #: How long the worker waits for a new child to build its sinks (import, buffers, credentials).
 START_TIMEOUT_S: Final = 60.0
+#: The worker keeps at most this many times `queue_windows` windows for a new child (a sink whose
+#: request hangs holds back the settling of everything behind it); past it the oldest are no longer
+#: kept: they are still in the child, but would be lost if it died.
+UNSETTLED_WINDOWS_FACTOR: Final = 2
 #: A child that died is started again after this long (doubling up to RESTART_MAX_S while it keeps dying).
 RESTART_S: Final = 1.0
 RESTART_MAX_S: Final = 30.0
@@ -128,6 +132,10 @@ class SenderProcess:
         #: (seq, windows) written to the child and not yet settled there: handed again to the next
         #: child if this one dies
         self._unsettled: deque[tuple[int, list[ClosedWindow]]] = deque()
+        self._unsettled_windows = 0
+        self._unsettled_max = UNSETTLED_WINDOWS_FACTOR * self.max_windows
+        #: the oldest unsettled windows had to be let go (logged once until the child catches up)
+        self._unsettled_overflow = False
         self._seq = 0
         #: the last seq send_held() was asked at (-1: never)
         self._held_seq = -1
@@ -248,7 +256,7 @@ class SenderProcess:
                 self._outbox_windows = 0
                 closing = self._closing
                 proc = self._proc
-                self._unsettled.extend((seq, windows) for seq, windows in waiting if windows is not None)
+                self._keep_unsettled(waiting)
             messages: list[tuple[int, list[_WindowTuple] | None]] = [(seq, None if windows is None else [
                 (w.subject, w.name, w.metric, w.size_ms, w.start_ms, w.end_ms, w.values) for w in windows])
                 for seq, windows in waiting]
@@ -265,6 +273,21 @@ class SenderProcess:
                         pass
                 return
 
+    def _keep_unsettled(self, messages: list[tuple[int, list[ClosedWindow] | None]]) -> None:
+        """Keep the windows of messages being written to the child until it reports them settled
+        (under the lock), up to the bound: past it the oldest are let go (logged)."""
+        for seq, windows in messages:
+            if windows is not None:
+                self._unsettled.append((seq, windows))
+                self._unsettled_windows += len(windows)
+        while self._unsettled_windows > self._unsettled_max and len(self._unsettled) > 1:
+            self._unsettled_windows -= len(self._unsettled.popleft()[1])
+            if not self._unsettled_overflow:
+                self._unsettled_overflow = True
+                log.warning("sinks: the sender process has not settled %d windows (a destination slow to answer?): "
+                            "the oldest are no longer kept for a new sender process, should this one die",
+                            self._unsettled_max)
+
     def _supervise(self) -> None:
         """Take the child's reports; start a new child when one dies (until closing)."""
         delay_s = RESTART_S
@@ -275,7 +298,9 @@ class SenderProcess:
                 with self._cond:
                     self._report = report
                     while self._unsettled and self._unsettled[0][0] <= report.settled:
-                        self._unsettled.popleft()
+                        self._unsettled_windows -= len(self._unsettled.popleft()[1])
+                    if not self._unsettled:
+                        self._unsettled_overflow = False
                 self._relay.apply(report.values)
                 delay_s = RESTART_S
             self._reports.close()
@@ -314,6 +339,7 @@ class SenderProcess:
         with self._cond:
             again = list(self._unsettled)
             self._unsettled.clear()
+            self._unsettled_windows = 0
             self._outbox.extendleft(reversed(again))
             windows = sum(len(w) for _, w in again)
             self._outbox_windows += windows

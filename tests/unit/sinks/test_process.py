@@ -18,7 +18,7 @@ import pytest
 from app.config import ConfigError, load_settings
 from app.sinks.config import SinksConfig, sinks_on
 from app.sinks.metrics import MetricRelay, SinkMetrics
-from app.sinks.process import SenderProcess
+from app.sinks.process import UNSETTLED_WINDOWS_FACTOR, SenderProcess
 from tests.conftest import wait_until
 from tests.unit.sinks.conftest import window
 
@@ -190,6 +190,22 @@ def test_children_killed_while_windows_flow__every_window_arrives(tmp_path: Path
                 os.kill(pid, signal.SIGKILL)
                 wait_until(lambda: sender.pid != pid, timeout_s=60, message="a new child")  # noqa: B023
         wait_until(lambda: lines.subjects() >= set(subjects), timeout_s=60, message="every window at least once")
+    finally:
+        sender.close()
+
+
+def test_what_the_worker_keeps_for_a_new_child_is_bounded__the_oldest_go_first(tmp_path: Path, lines: Lines) -> None:
+    """A child whose sink holds its windows (a long batch_delay stands for a destination slow to
+    answer) settles nothing; the worker keeps at most UNSETTLED_WINDOWS_FACTOR x queue_windows."""
+    sender = SenderProcess(_config(tmp_path, lines.port, batch_delay="1h", queue_windows=2), state_dir=tmp_path,
+                           metrics=SinkMetrics())
+    now_ms = int(time.time() * 1000)
+    try:
+        for n in range(1, 9):
+            sender.offer([window(f"w{n}", start_ms=now_ms - 20_000)])
+            wait_until(lambda: sender._report.taken == n, timeout_s=30, message=f"the child took message {n}")  # noqa: B023
+        assert [seq for seq, _ in sender._unsettled] == [5, 6, 7, 8]
+        assert sender._unsettled_windows == UNSETTLED_WINDOWS_FACTOR * 2
     finally:
         sender.close()
 
