@@ -45,6 +45,7 @@ Kafka: the stack from VIGIL_KAFKA_BOOTSTRAP/VIGIL_SCHEMA_REGISTRY_URL, else a th
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import subprocess
 import sys
@@ -169,7 +170,9 @@ def routes_stages(s: Settings, rules_dir: Path, text: str = ROUTES) -> list[Stag
         raise RuntimeError(f"benchmark routes invalid: {'; '.join(map(str, routes.errors))}")
     reconcile(make_admin(s), [TopicSpec(name=s.topic(r.to), partitions=6, replication=1, config={})
                               for r in routes], dry_run=False)
-    return [RoutesStage(RoutesConfig(routes_dir(rules_dir), settings=s)).stage()]
+    # as a worker builds it (the pipeline's event clock from the settings), over this directory
+    config = dataclasses.replace(RoutesConfig.from_settings(s), directory=routes_dir(rules_dir))
+    return [RoutesStage(config).stage()]
 
 
 def sink_stages(s: Settings, settings_file: Path) -> tuple[SinksStage, Stage]:
@@ -310,11 +313,11 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
             raise TimeoutError(f"only {stats.events_in} of {events} processed")
         # events per CPU second: what the worker costs, less dependent than eps on other work on the machine
         children_s = threads_done["children"] - threads_first["children"]
+        by_generation = _gc_between(gc_seconds(), first, done)
         return {"eps": events / (done - first), "cpu_eps": round(events / (cpu_done - cpu_first)),
                 "cpu_eps_with_children": round(events / (cpu_done - cpu_first + children_s)),
-                "gc_s": round(sum(end - start for start, end, _ in gc_seconds()
-                                  if start >= first and end <= done), 2),
-                "gc_by_generation": _gc_between(gc_seconds(), first, done), "timers_fired": stats.timers_fired,
+                "gc_s": round(sum(seconds for seconds, _ in by_generation.values()), 2),
+                "gc_by_generation": by_generation, "timers_fired": stats.timers_fired,
                 "thread_cpu_s": {k: round(v - threads_first.get(k, 0.0), 2) for k, v in threads_done.items()},
                 "settle_s": round(done - committed_at, 2),
                 # what earlier runs of this process left behind shows here (runs alternate in one process)
