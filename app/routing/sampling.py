@@ -23,7 +23,10 @@ def sample_point(data: bytes) -> int:
     constant, modulo 2**32 (Fibonacci hashing): the high bits, which the threshold compares first,
     then depend on every bit of the CRC, so keys differing only in their last characters spread
     over the whole range. Cheap: it runs for every event a by-event_id sample sees."""
-    return (zlib.crc32(data) * _GOLDEN) & _MASK
+    crc = zlib.crc32(data)
+    # crc * _GOLDEN mod 2**32 in two halves: the whole product needs 64 bits, past the machine
+    # integers of compiled code (a slow big-integer multiply); each half's stays within 49 bits
+    return ((crc & 0xFFFF) * _GOLDEN + ((((crc >> 16) * _GOLDEN) & 0xFFFF) << 16)) & _MASK
 
 
 def sample_threshold(percent: float) -> int:

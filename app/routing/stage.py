@@ -29,13 +29,11 @@ from typing import Any, Final
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from app.config import Settings
-from app.pipeline.config import DEFAULT_MAX_FUTURE_MS, PipelineConfig
-from app.pipeline.validate import EventClock
 from app.routing.catalog import KafkaTopicCatalog, TopicCatalog
 from app.routing.loader import RouteSetLoader, routes_dir
 from app.routing.router import Router, route_batch
 from app.routing.spec import SOURCE_TOPIC
-from app.runtime.agent import Agent, AgentRegistry, agent
+from app.runtime.agent import Agent, AgentRegistry, agent, kafka_time
 from app.runtime.context import AgentContext
 from app.runtime.stage import Stage
 
@@ -58,14 +56,11 @@ class RoutesConfig:
     directory: Path
     reload_interval_s: float = 2.0
     settings: Settings | None = None
-    #: the pipeline's limit on event times ahead of Kafka's (the agent's event clock is the pipeline's)
-    max_future_ms: int = DEFAULT_MAX_FUTURE_MS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RoutesConfig:
         """`<rules_dir>/routes` of the settings' rules directory."""
-        return cls(routes_dir(settings.rules_dir), settings=settings,
-                   max_future_ms=PipelineConfig.from_settings(settings).max_future_ms)
+        return cls(routes_dir(settings.rules_dir), settings=settings)
 
 
 class RoutesStage:
@@ -92,9 +87,11 @@ class RoutesStage:
         self.file_errors = Gauge("vigil_route_file_errors", "errors in the route files now (broken files keep "
                                  "their last good version)", registry=r)
         self.active = Gauge("vigil_routes_active", "enabled routes", registry=r)
-        # the pipeline's event clock: the engine then computes a batch's event times once for both
-        # agents (routes read none; another clock would cost a Python call per event)
-        self.agent: Agent = agent(SOURCE_TOPIC, name=AGENT_NAME, batch=True, timestamp=EventClock(config.max_future_ms),
+        # eager: run on each slice of a turn as it is decoded, while its records are in the CPU's
+        # caches (after the pipeline's pass over a whole turn they are read back from memory:
+        # measured, 1M events: 3.0-3.5 s of the routes' CPU, 2.2-2.5 s eager); the Kafka timestamp
+        # as event time: the routes read none, and the engine then makes no call per record for it
+        self.agent: Agent = agent(SOURCE_TOPIC, name=AGENT_NAME, batch=True, eager=True, timestamp=kafka_time,
                                   registry=registry or AgentRegistry())(self.process)
 
     def stage(self) -> Stage:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from app.runtime.agent import Agent
+from app.runtime.agent import Agent, kafka_time
 from app.runtime.backends import StoreBackend
 from app.runtime.context import AgentContext, Forward, Output, each_output
 from app.runtime.store import PartitionStore, clear_store
@@ -303,12 +303,16 @@ class Engine:
                     yield t, p, store
 
     # -- processing -------------------------------------------------------------------------------------
-    def process(self, topic: str, partition: int, records: list[InRecord]) -> None:
-        """Run every agent of `topic` over the records (all from this partition, in offset order)."""
+    def process(self, topic: str, partition: int, records: list[InRecord], *, eager: bool | None = None) -> None:
+        """Run every agent of `topic` over the records (all from this partition, in offset order);
+        `eager` True: only its eager agents, False: only the others (the worker runs the eager ones
+        on each slice of a turn as it is decoded, the others on the whole turn)."""
         #: batch agents of one topic (the pipeline, the routes) share the batch's values and event
         #: times (per timestamp function): computed once, each agent gets its own copy of the lists
         shared: dict[Any, tuple[list[Any], list[int], int]] = {}
         for ap in self._parts.get((topic, partition), ()):
+            if eager is not None and ap.agent.eager is not eager:
+                continue
             self.stats[ap.agent.name].events_in += len(records)
             ap.bind()
             try:
@@ -353,7 +357,10 @@ class Engine:
         ctx.records = records
         known = shared.get(ts_fn) if shared is not None else None
         if known is None:
-            event_times = [ts_fn(r.value, r.timestamp_ms) for r in records]
+            if ts_fn is kafka_time:
+                event_times = [r.timestamp_ms for r in records]
+            else:
+                event_times = [ts_fn(r.value, r.timestamp_ms) for r in records]
             known = ([r.value for r in records], event_times, max(event_times))
             if shared is not None:
                 shared[ts_fn] = known

@@ -59,8 +59,10 @@ class Intake:
         self.modes = decode_modes(engine)
         self.dead_letter = dead_letter
 
-    def decode(self, msgs: list[Message]) -> Decoded:
-        out = Decoded()
+    def decode(self, msgs: list[Message], into: Decoded | None = None) -> Decoded:
+        """The messages decoded and grouped; `into`: add them to what earlier messages of the same
+        turn gave (a partition stopped there stays stopped)."""
+        out = Decoded() if into is None else into
         decode = self.serde.decode_typed
         modes = self.modes
         source = self.source
@@ -99,6 +101,23 @@ class Intake:
                 group = groups[tp] = []
             group.append(InRecord(k.decode(errors="replace") if k is not None else None, value, msg.offset(),
                                   msg.timestamp()[1], type_name, raw, k, msg.headers()))
+        return out
+
+    def decode_in_slices(self, msgs: list[Message], eager_topics: frozenset[str],
+                         run: Callable[[str, int, list[InRecord]], None], slice_size: int) -> Decoded:
+        """`decode(msgs)`, `slice_size` messages at a time; after each slice, `run(real topic,
+        partition, records)` with the records it added to each partition of `eager_topics` (every
+        record once, in offset order). For eager agents: they read records still in the CPU's
+        caches, which a turn of tens of thousands of decoded records overflows."""
+        out = Decoded()
+        groups = out.groups
+        for start in range(0, len(msgs), slice_size):
+            seen = {tp: len(group) for tp, group in groups.items()}
+            self.decode(msgs[start:start + slice_size], out)
+            for tp, group in groups.items():
+                done = seen.get(tp, 0)
+                if tp[0] in eager_topics and len(group) > done:
+                    run(tp[0], tp[1], group[done:])
         return out
 
     def _undecodable(self, msg: Message, exc: Exception) -> None:

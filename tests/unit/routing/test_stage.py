@@ -163,14 +163,9 @@ def test_the_worker_builds_the_routes_stage_from_the_settings(tmp_path: Path) ->
     stage.close()
 
 
-def test_the_routes_agent_has_the_pipelines_event_clock__the_engine_computes_event_times_once(tmp_path: Path) -> None:
-    from app.config import load_settings
-    from app.pipeline.agents import Pipeline
-    from app.pipeline.config import PipelineConfig
+def test_the_routes_agent_is_eager_and_reads_kafka_time(tmp_path: Path) -> None:
+    from app.runtime.agent import kafka_time
 
-    settings = load_settings(state_dir=tmp_path, pipeline={"max_future": "2m"})
-    routes = RoutesStage(RoutesConfig.from_settings(settings), catalog=FixedCatalog(None))
-    pipeline = Pipeline(PipelineConfig.from_settings(settings))
-    assert routes.agent.timestamp == pipeline.agent.timestamp  # the engine's shared batch key
-    assert hash(routes.agent.timestamp) == hash(pipeline.agent.timestamp)
-    assert routes.config.max_future_ms == 120_000
+    routes = RoutesStage(RoutesConfig(tmp_path), catalog=FixedCatalog(None))
+    # each slice of a turn as it is decoded; no event-time call per record (the routes read none)
+    assert routes.agent.eager and routes.agent.batch and routes.agent.timestamp is kafka_time
