@@ -157,7 +157,9 @@ def agent(topic: str, *, name: str | None = None, tables: Iterable[Table] = (), 
       with the whole turn (up to 50,000 records) after them. For agents that read each record once
       and pay little per call (the routes): they then read records still in the CPU's caches
       (measured: the routes' per-record work 2-3x faster). Agents that fold many records of a key
-      per call (the pipeline) want whole turns: leave it False.
+      per call (the pipeline) want whole turns: leave it False. Under exactly-once the worker runs
+      eager agents with the others (its transactions between a turn's partitions must not hold
+      outputs of partitions not committed yet).
     """
 
     def wrap(fn: Callable[..., Any]) -> Agent:

@@ -171,8 +171,12 @@ class Worker:
                              settings=settings)
         self._stop = threading.Event()
         self._source = {settings.topic(t): t for t in self.engine.topics}  # real name -> logical
-        #: real names of the topics some eager agent reads (Worker._decode)
-        self._eager_topics = frozenset(settings.topic(a.topic) for a in self.engine.agents if a.eager)
+        #: real names of the topics some eager agent reads (Worker._decode). None under exactly-once:
+        #: a backlog's turn is committed between its partitions there (see _process), and such a
+        #: transaction must not hold eager outputs of partitions whose offsets it does not commit;
+        #: eager agents then run with the others
+        self._eager_topics = frozenset() if self.eos else frozenset(
+            settings.topic(a.topic) for a in self.engine.agents if a.eager)
         self.intake = Intake(self.serde, self.engine, self._source, self._dead_letter)
         self.commits = CommitPoints(changelog_of=self.changelog, produce_changelog=self._produce_changelog)
         self.bus = BusState()
@@ -683,9 +687,7 @@ class Worker:
             self._offsets[(topic, partition)] = records[-1].offset + 1
             if self.holds.retrying:
                 self.holds.passed((topic, partition))
-            # (not after eager agents: the transaction would hold their outputs of partitions whose
-            # offsets it does not commit, made again after a crash)
-            if self.eos and eager is None and i + 1 < len(groups) and not self.output.committing and commit_due(
+            if self.eos and i + 1 < len(groups) and not self.output.committing and commit_due(
                     since_commit_s=time.monotonic() - self._last_commit, interval_s=self.options.commit_interval / 1000,
                     got=True, writing=False, uncommitted=True):
                 # A turn of a backlog (50,000 records: seconds) would make its outputs visible only
