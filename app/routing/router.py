@@ -1,15 +1,18 @@
 """Which routes an event takes, at pipeline speed.
 
-A route's decision depends only on the fields its match reads. For vigil.Event records whose routes
-read only fields that repeat from event to event (subject, name, kind, origin, severity, type,
-tags.*), the matching routes are cached by the values of exactly those fields: a stream of 10,000
-identities costs one dict lookup per event instead of one match per route. Routes that read
-changing fields (metrics.*, time, id, text, data.*) are matched event by event (routes whose match
-names literal event names only for events of those names). What a record then needs is cached
-as a Plan by those values and the record's Kafka key (when a route samples by identity: the
-key's sample point never changes), so a record of a known identity costs one lookup, an append
-per route taking it, and one hash of its event id when a route samples by it (app.routing.sampling;
-never cached: every event id is new).
+A route's decision depends only on the field conditions of its match. For vigil.Event records
+whose routes read only fields that repeat from event to event (subject, name, kind, origin,
+severity, type, tags.*), each condition is tested once per distinct value of its field
+(app.rules.match.match_on_atoms): a record costs one lookup per field read (small tables: 1,000
+subjects, 10 names, 3 severities...) giving a bit mask of the conditions that hold, and one lookup
+of that mask giving its Plan (the routes it takes, and those that sample). Small tables stay in
+the CPU's caches beside the pipeline's work; one table keyed by every field's value (as before)
+held an entry per identity and severity (30,000 in the benchmark) and was read from memory for
+most records. Routes that read changing fields (metrics.*, time, id, text, data.*) are matched
+event by event (routes whose match names literal event names only for events of those names).
+Samples cost a hash per record: of the identity (the Kafka key) when a route samples by it, of
+the event id when one samples by that (app.routing.sampling), each once for all the routes
+sampling by it.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ from typing import Any, Final
 
 from app.routing.sampling import sample_point
 from app.routing.spec import Route
-from app.rules.fields import EVENT_TYPE
+from app.rules.fields import EVENT_TYPE, MISSING
+from app.rules.match import ValueTest, match_on_atoms
 
 __all__ = ["CACHE_LIMIT", "BatchCounts", "Decision", "Plan", "Router", "route_batch", "sample_key", "sampled_in"]
 
-#: Distinct field-value combinations cached per router (past it, the cache starts again).
+#: Distinct values remembered per field (past it, that field's table starts again).
 CACHE_LIMIT: Final = 200_000
-#: Fields whose values repeat across an identity's events (worth caching decisions on).
+#: Fields whose values repeat across an identity's events (worth deciding once per value).
 _REPEATING: Final = frozenset({"subject", "name", "kind", "origin", "severity", "type", "from_state", "to_state"})
 
 
@@ -64,17 +68,56 @@ class Decision:
 
 @dataclass(frozen=True, eq=False)
 class Plan:
-    """What is left to decide for one record, as indexes into Router.routes: the routes that take
-    it (matching, and in their identity sample if they sample by identity), the matching routes
-    whose identity sample leaves it out, and the matching routes sampled by event id (decided per
-    record). Cached per field values and Kafka key: a record of a known identity costs one lookup."""
+    """The matching routes of a record, as indexes into Router.routes: those without a sample
+    (they take it), those sampling by identity and those sampling by event id (decided per
+    record by its sample points)."""
 
     taken: tuple[int, ...]
-    identity_out: tuple[int, ...]
+    by_identity: tuple[int, ...]
     by_event: tuple[int, ...]
 
 
 _NOTHING: Final = Plan((), (), ())
+
+
+class _Field:
+    """One field the routes' conditions read, and for each of its values the conditions that hold."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        #: the tag's name for `tags.X`, None for a top-level field (or `type`)
+        self.tag: str | None = key[len("tags."):] if key.startswith("tags.") else None
+        #: (bit, test) of each condition on this field
+        self.tests: list[tuple[int, ValueTest]] = []
+        #: value -> the bits of this field's conditions that hold for it
+        self.bits: dict[Any, int] = {}
+
+    def value_of(self, event: dict[str, Any], event_type: str) -> Any:
+        """The field's value as app.rules.fields reads it (MISSING when absent); raises TypeError
+        for tags that are not a dict (the slow path decides those)."""
+        tag = self.tag
+        if tag is None:
+            return event_type if self.key == "type" else event.get(self.key, MISSING)
+        tags = event.get("tags")
+        if tags is None:
+            return MISSING
+        if type(tags) is not dict:
+            raise TypeError("tags is not a dict")
+        return tags.get(tag, MISSING)
+
+    def bits_of(self, value: Any, limit: int) -> int:
+        """The bits of this field's conditions that hold for `value` (TypeError when it is not
+        hashable: the slow path decides those)."""
+        bits = self.bits.get(value)
+        if bits is None:
+            bits = 0
+            for bit, test in self.tests:
+                if test(value):
+                    bits |= bit
+            if len(self.bits) >= limit:
+                self.bits.clear()
+            self.bits[value] = bits
+        return bits
 
 
 class Router:
@@ -84,128 +127,78 @@ class Router:
         self.routes: tuple[Route, ...] = tuple(r for r in routes if r.enabled)
         refs = {f.key: f for r in self.routes for f in r.fields}
         self.fields = tuple(sorted(refs))
-        #: whether decisions of vigil.Event records are cached by their field values
+        #: whether vigil.Event records are decided on their fields' values (see the module's text)
         self.caches = all(_repeats(k) for k in self.fields)
-        #: the cache key's top-level fields (`type` is not read: only vigil.Event records are
-        #: cached) and tags, in that order
-        self._top = tuple(f for f in self.fields if f in _REPEATING and f != "type")
-        self._tags = tuple(f[len("tags."):] for f in self.fields if f.startswith("tags."))
-        self._cache: dict[tuple[Any, ...], tuple[Route, ...]] = {}
         self._cache_limit = cache_limit
-        self._index = {route: i for i, route in enumerate(self.routes)}
-        #: whether a plan depends on the Kafka key (some route samples by identity)
-        self._by_identity = any(r.sample_percent is not None and r.sample_by == "identity" for r in self.routes)
-        self._plans: dict[tuple[Any, ...], Plan] = {}
-        #: one string object per distinct value in the caches' keys (see _shared)
-        self._strings: dict[str, str] = {}
+        atoms: list[tuple[str, ValueTest]] = []
+        #: per route, whether its match holds given the mask of the conditions that hold
+        self._formulas = [match_on_atoms(r.spec, atoms) for r in self.routes] if self.caches else []
+        by_key: dict[str, _Field] = {}
+        for i, (key, test) in enumerate(atoms):
+            by_key.setdefault(key, _Field(key)).tests.append((1 << i, test))
+        self._fields = list(by_key.values())
+        #: mask of the conditions that hold -> its Plan
+        self._plans: dict[int, Plan] = {}
 
     def __bool__(self) -> bool:
         return bool(self.routes)
 
     def matching(self, event: Mapping[str, Any], event_type: str) -> tuple[Route, ...]:
         """The enabled routes whose match accepts the event, in definition order (before sampling)."""
+        plan = self.plan(event, event_type)
+        return tuple(self.routes[i] for i in sorted(plan.taken + plan.by_identity + plan.by_event))
+
+    def plan(self, event: Mapping[str, Any], event_type: str) -> Plan:
+        """The routes the event matches, split by how they sample: decided on the values of its
+        fields (see the module's text) or, for routes over changing fields, custom record types
+        and records with unusual values, by evaluating every route."""
         # The schema fixes the types of vigil.Event fields, so equal values mean equal decisions
         # (custom types could hold 1 in one record and True in another, which hash alike).
         if not self.caches or event_type != EVENT_TYPE or type(event) is not dict:
-            return self._evaluate(event, event_type)
+            return self._plan_of(self._evaluate(event, event_type))
+        mask = 0
+        limit = self._cache_limit
         try:
-            fields = self._values_of(event, None, False)
-        except (KeyError, TypeError):  # a field the record lacks, tags not a map: no shortcut
-            return self._evaluate(event, event_type)
-        return self._matching_by(fields, event, event_type)
-
-    def _values_of(self, event: dict[str, Any], key: bytes | None, with_key: bool) -> tuple[Any, ...]:
-        """The cache key of a vigil.Event: the values of the routes' fields (tags from the tags
-        map, None when absent: tag values are strings), then the Kafka key if `with_key`. One flat
-        tuple: a cache hit compares it element by element, and nested tuples cost a lookup more
-        memory to read (the cache is cold between batches: the pipeline uses the CPU's caches
-        too). Raises KeyError for a record without one of the top-level fields, TypeError when its
-        tags are not a map."""
-        values: list[Any] = [event[f] for f in self._top]
-        names = self._tags
-        if names:
-            tags = event["tags"]
-            if type(tags) is not dict:
-                raise TypeError("tags is not a map")
-            for name in names:
-                values.append(tags.get(name))
-        if with_key:
-            values.append(key)
-        return tuple(values)
-
-    def _matching_by(self, fields: Any, event: Mapping[str, Any], event_type: str) -> tuple[Route, ...]:
-        """`matching` once the record's cache key (its `fields` values) is known."""
-        cache = self._cache
-        hit = cache.get(fields)
-        if hit is None:
-            hit = self._evaluate(event, event_type)
-            if len(cache) >= self._cache_limit:
-                cache.clear()
-                self._strings.clear()
-            cache[self._shared(fields)] = hit
-        return hit
-
-    def _shared(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
-        """`values` as a key to keep: each string the one object kept for its value. A hit compares
-        the record's values with the key's: 30,000 keys over 1,000 subjects then read 1,000
-        subject strings, which stay in the CPU's caches, not 30,000 (measured: a third of a
-        lookup's time was reading the kept keys)."""
-        strings = self._strings
-        return tuple([strings.setdefault(v, v) if type(v) is str else v for v in values])
-
-    def _evaluate(self, event: Mapping[str, Any], event_type: str) -> tuple[Route, ...]:
-        name = event.get("name")
-        return tuple(r for r in self.routes if (r.names is None or name in r.names) and r.match(event, event_type))
-
-    def plan(self, event: Mapping[str, Any], event_type: str, key: bytes | None) -> Plan:
-        """The routes the record takes or is sampled out of, but for samples by event id (left to
-        decide per record): cached like `matching`, and by Kafka key too when a route samples by
-        identity (a record without a key is sampled by subject/name: not cached)."""
-        by_identity = self._by_identity
-        if (not self.caches or event_type != EVENT_TYPE or type(event) is not dict
-                or (key is None and by_identity)):
-            return self._plan_of(self._evaluate(event, event_type), key, event)
-        try:
-            values = self._values_of(event, key, by_identity)
-        except (KeyError, TypeError):  # as in matching: no shortcut
-            return self._plan_of(self._evaluate(event, event_type), key, event)
+            for f in self._fields:
+                mask |= f.bits_of(f.value_of(event, event_type), limit)
+        except TypeError:  # tags not a map, an unhashable value: no shortcut
+            return self._plan_of(self._evaluate(event, event_type))
         plans = self._plans
-        hit = plans.get(values)
+        hit = plans.get(mask)
         if hit is None:
-            fields = values[:-1] if by_identity else values
-            hit = self._plan_of(self._matching_by(fields, event, event_type), key, event)
-            if len(plans) >= self._cache_limit:
-                plans.clear()
-                self._strings.clear()
-            plans[self._shared(values)] = hit
+            formulas = self._formulas
+            hit = plans[mask] = self._plan_of([i for i in range(len(formulas)) if formulas[i](mask)])
         return hit
 
-    def _plan_of(self, matched: tuple[Route, ...], key: bytes | None, event: Mapping[str, Any]) -> Plan:
+    def _evaluate(self, event: Mapping[str, Any], event_type: str) -> list[int]:
+        name = event.get("name")
+        return [i for i, r in enumerate(self.routes)
+                if (r.names is None or name in r.names) and r.match(event, event_type)]
+
+    def _plan_of(self, matched: list[int]) -> Plan:
         if not matched:
             return _NOTHING
         taken: list[int] = []
-        out: list[int] = []
+        by_identity: list[int] = []
         by_event: list[int] = []
-        for route in matched:
-            i = self._index[route]
+        for i in matched:
+            route = self.routes[i]
             if route.sample_percent is None:
                 taken.append(i)
-            elif route.sample_by != "identity":
-                by_event.append(i)
-            elif sampled_in(route, key, event, None):
-                taken.append(i)
+            elif route.sample_by == "identity":
+                by_identity.append(i)
             else:
-                out.append(i)
-        return Plan(tuple(taken), tuple(out), tuple(by_event))
+                by_event.append(i)
+        return Plan(tuple(taken), tuple(by_identity), tuple(by_event))
 
     def decide(self, event: Mapping[str, Any], event_type: str, key: bytes | None,
                raw_value: bytes | None) -> Decision:
         """Where the event goes after sampling, in definition order (what the stage does, for tools
         and tests)."""
-        plan = self.plan(event, event_type, key)
+        plan = self.plan(event, event_type)
         taken = list(plan.taken)
-        out = list(plan.identity_out)
-        for i in plan.by_event:
+        out: list[int] = []
+        for i in plan.by_identity + plan.by_event:
             (taken if sampled_in(self.routes[i], key, event, raw_value) else out).append(i)
         return Decision(tuple(self.routes[i] for i in sorted(taken)), tuple(self.routes[i] for i in sorted(out)))
 
@@ -224,8 +217,8 @@ def route_batch(router: Router, records: list[Any], missing_topics: frozenset[st
     """Route a batch of consumed records (the engine's InRecords: value decoded, raw key and value,
     headers, timestamp): `forward(topic, records)` once per route that takes any, with the records
     it takes in batch order, except to `missing_topics` (counted). The stage's per-event loop, here
-    so that it is compiled with the router (app.native): per record one cached plan, an append per
-    route taking it, and one hash of its event id for all the routes sampling by it."""
+    so that it is compiled with the router (app.native): per record one Plan (Router.plan), an
+    append per route taking it, and a sample point per way of sampling its routes use."""
     routes = router.routes
     copies: list[list[Any]] = [[] for _ in routes]
     left_out = [0] * len(routes)
@@ -235,15 +228,24 @@ def route_batch(router: Router, records: list[Any], missing_topics: frozenset[st
         if type(value) is not dict:
             continue  # not an event (the pipeline dead-letters it)
         type_name = r.type_name
-        plan = router.plan(value, type_name if type_name is not None else EVENT_TYPE, r.raw_key)
+        plan = router.plan(value, type_name if type_name is not None else EVENT_TYPE)
         if plan is _NOTHING:
             continue
         for i in plan.taken:
             copies[i].append(r)
-        for i in plan.identity_out:
-            left_out[i] += 1
+        if plan.by_identity:
+            # sample_key's identity branch, its point computed once for every route sampling by it
+            key = r.raw_key
+            if key is None:
+                key = f"{value.get('subject', '')}/{value.get('name', '')}".encode()
+            point = sample_point(key)
+            for i in plan.by_identity:
+                if point < below[i]:
+                    copies[i].append(r)
+                else:
+                    left_out[i] += 1
         if plan.by_event:
-            # sample_key's event id branch, its point computed once for every route sampling by it
+            # sample_key's event id branch, likewise
             event_id = value.get("id")
             data = event_id.encode() if isinstance(event_id, str) and event_id else (r.raw_value or b"")
             point = sample_point(data)

@@ -56,6 +56,8 @@ class Route:
     sample_by: str = "identity"
     #: a record is in the sample when its point (app.routing.sampling) is below this
     sample_below: int = 0
+    #: the `match:` mapping as written (the router decides on its field conditions: match_on_atoms)
+    spec: Any = None
 
     @property
     def location(self) -> str:
@@ -132,7 +134,7 @@ def compile_route(raw: Any, sink: ErrorSink, line: int) -> Route | None:
         return None
     return Route(name=name, description=str(description), file=sink.file, line=line, enabled=bool(enabled),
                  match=match, names=literal_names(spec), fields=fields, to=to, sample_percent=percent,
-                 sample_by=by, sample_below=sample_threshold(percent) if percent is not None else 0)
+                 sample_by=by, sample_below=sample_threshold(percent) if percent is not None else 0, spec=spec)
 
 
 def compile_routes_text(text: str, file: str) -> tuple[list[Route], list[RuleError]]:

@@ -33,6 +33,7 @@ __all__ = [
     "compile_value_test",
     "literal_names",
     "match_fields",
+    "match_on_atoms",
 ]
 
 #: A compiled `match`: (event, event Avro type full name) -> bool.
@@ -405,6 +406,42 @@ def compile_match(spec: Any, sink: ErrorSink, line: int, *, operands: OperandCom
     Without it a templated operand is plain text."""
     predicate, dynamic = _compile_match(spec, sink, line, operands)
     return _matches_unless_missing(predicate) if dynamic else predicate
+
+
+def _holds_at(bit: int) -> Callable[[int], bool]:
+    return lambda mask: mask & bit != 0
+
+
+def match_on_atoms(spec: Any, atoms: list[tuple[str, ValueTest]]) -> Callable[[int], bool]:
+    """`spec` (a `match:` mapping without templated operands) as a function of which of its field
+    conditions hold: each condition is appended to `atoms` as (field key, value test) and is bit i
+    of the mask, i its index in `atoms`. The grammar and answers of compile_match (a condition
+    holds when its test holds for the field's value, MISSING when absent), for callers that decide
+    many events by a few fields whose values repeat: they test each distinct value of a field once
+    and decide the rest on the mask (the routes: app.routing.router). Errors in `spec` make the
+    parts they are in never hold, as compile_match does (which reports them)."""
+    sink = ErrorSink("(atoms)")
+
+    def build(node: Any) -> Callable[[int], bool]:
+        if node is None:
+            return _always
+        if not isinstance(node, Mapping):
+            return _never
+        parts: list[Callable[[int], bool]] = []
+        for key, value in node.items():
+            if key in ("any", "all"):
+                items = [build(item) for item in value] if isinstance(value, list) and value else []
+                parts.append((_any_of if key == "any" else _all_of)(items) if items else _never)
+            elif key == "not":
+                parts.append(_negate(build(value)))
+            elif isinstance(parse_field(key), str):
+                parts.append(_never)
+            else:
+                parts.append(_holds_at(1 << len(atoms)))
+                atoms.append((key, compile_value_test(value, sink, 0, key=key)))
+        return _all_of(parts)
+
+    return build(spec)
 
 
 def literal_names(spec: Any) -> frozenset[str] | None:

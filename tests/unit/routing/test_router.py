@@ -1,4 +1,4 @@
-"""The router: which routes an event takes, the decision cache, and deterministic sampling."""
+"""The router: which routes an event takes, its tables of field values, and deterministic sampling."""
 
 from __future__ import annotations
 
@@ -59,15 +59,49 @@ def test_an_event_takes_every_matching_enabled_route_in_order() -> None:
     assert names(router.matching(event("db1", kind="STATUS"), "vigil.Event")) == []
 
 
-def test_cached_decisions_equal_direct_evaluation() -> None:
+def direct(router: Router, e: dict[str, object], event_type: str = "vigil.Event") -> tuple[Route, ...]:
+    """Every route's own compiled match, evaluated on the whole event."""
+    return tuple(r for r in router.routes if r.match(e, event_type))
+
+
+def test_decisions_on_field_values_equal_direct_evaluation() -> None:
     cached = Router(routes(ROUTES.split("  - name: load-high")[0]))  # prod, web-critical: identity/tag fields
     assert cached.caches and cached.fields == ("severity", "subject", "tags.env")
-    direct = Router(cached.routes, cache_limit=0)
     samples = [event(f"{s}{i}", severity=sev, tags=tags) for s in ("web", "db") for i in range(5)
                for sev in (0, 2, 3) for tags in ({}, {"env": "production"}, {"env": "dev"})]
-    for e in samples * 2:  # the second pass is answered from the cache
-        assert cached.matching(e, "vigil.Event") == direct._evaluate(e, "vigil.Event")
-    assert len(cached._cache) == len(samples)
+    for e in samples * 2:  # the second pass is answered from the tables
+        assert cached.matching(e, "vigil.Event") == direct(cached, e)
+    # each condition tested once per distinct value of its field (an absent tag is one value: MISSING)
+    assert {f.key: len(f.bits) for f in cached._fields} == {"tags.env": 3, "subject": 10, "severity": 3}
+
+
+ANY_ALL_NOT = """\
+routes:
+  - {name: a, match: {any: [{subject: "web*"}, {tags.rack: r1, not: {severity: {ge: 2}}}]}, to: a}
+  - {name: b, match: {all: [{name: {in: [load, disk]}}, {not: {tags.env: dev}}], kind: {in: [metric, status]}}, to: b}
+  - {name: c, match: {not: {any: [{tags.env: production}, {origin: {startswith: nagios}}]}}, to: c}
+  - {name: d, match: {severity: critical, tags.team: {exists: true}}, to: d}
+  - {name: e, match: {type: vigil.Event, subject: {regex: "^db[0-9]+$"}}, to: e}
+  - {name: f, to: f}
+  - {name: g, match: {subject: {not: {startswith: web}}, tags.rack: {any: [r1, r2]}}, to: g}
+"""
+
+
+def test_any_all_not_missing_tags_and_operators_decide_as_the_compiled_match() -> None:
+    import itertools
+    router = Router(routes(ANY_ALL_NOT))
+    assert router.caches
+    values = itertools.product(("web1", "db7", "dbx"), ("load", "cpu"), ("metric", "status", "log"),
+                               (0, 2, 3), ({}, {"rack": "r1"}, {"env": "dev", "team": "x"}, {"env": "production"}),
+                               ("nagios-bridge", "beacon"))
+    for subject, name, kind, severity, tags, origin in values:
+        e = event(subject, name, kind=kind, severity=severity, tags=tags, origin=origin)
+        assert router.matching(e, "vigil.Event") == direct(router, e), e
+    without_tags = event()
+    del without_tags["tags"]
+    assert router.matching(without_tags, "vigil.Event") == direct(router, without_tags)
+    odd = event(tags=["not", "a", "map"])  # not decided on the tables: every route evaluated
+    assert router.matching(odd, "vigil.Event") == direct(router, odd)
 
 
 def test_routes_over_changing_fields_are_not_cached() -> None:
@@ -75,21 +109,22 @@ def test_routes_over_changing_fields_are_not_cached() -> None:
     assert not router.caches  # load-high reads metrics.load1
     assert names(router.matching(event(metrics={"load1": 11}, kind="STATUS"), "vigil.Event")) == ["load-high"]
     assert names(router.matching(event(metrics={"load1": 9}, kind="STATUS"), "vigil.Event")) == []
-    assert router._cache == {}
+    assert router._plans == {} and router._fields == []
 
 
-def test_custom_types_are_matched_without_the_cache() -> None:
+def test_custom_types_are_matched_without_the_tables() -> None:
     router = Router(routes(ROUTES.split("  - name: web-critical")[0]))
     assert router.caches
     assert names(router.matching({"subject": "x", "tags": {"env": "production"}}, "acme.Repair")) == ["prod"]
-    assert router._cache == {}
+    assert router._plans == {} and all(not f.bits for f in router._fields)
 
 
-def test_the_cache_starts_again_past_its_limit() -> None:
+def test_a_fields_table_starts_again_past_its_limit() -> None:
     router = Router(routes(ROUTES.split("  - name: web-critical")[0]), cache_limit=3)
     for i in range(10):
         router.matching(event(tags={"env": f"e{i}"}), "vigil.Event")
-        assert len(router._cache) <= 3
+        assert all(len(f.bits) <= 3 for f in router._fields)
+    assert names(router.matching(event(tags={"env": "production"}), "vigil.Event")) == ["prod"]
 
 
 def test_sampling_is_deterministic_per_identity() -> None:
@@ -163,8 +198,9 @@ def test_route_batch_forwards_once_per_route_in_batch_order_and_counts_the_rest(
 
 
 def test_route_batch_takes_exactly_what_each_record_decided_alone_takes() -> None:
-    # plans are cached by field values and Kafka key; every record must still go exactly where an
-    # uncached decision sends it: keys present and missing, custom types, records lacking fields
+    # decided on tables of field values and sampled by key or event id; every record must still go
+    # exactly where each route's own match and sample send it: keys present and missing, custom
+    # types, records lacking fields
     text = ROUTES.split("  - name: load-high")[0] + ROUTES[ROUTES.index("  - name: tenth\n"):]
     router = Router(routes(text))
     assert router.caches
@@ -173,7 +209,7 @@ def test_route_batch_takes_exactly_what_each_record_decided_alone_takes() -> Non
         e = event(f"{('web', 'db')[i % 2]}{i % 37}", severity=i % 4, kind=("METRIC", "STATUS")[i % 3 == 0],
                   tags=({}, {"env": "production"}, {"env": "dev"})[i % 3])
         if i % 50 == 7:
-            del e["severity"]  # no shortcut for it
+            del e["severity"]  # decided on its value MISSING
         key = None if i % 11 == 0 else f"{e['subject']}/load".encode()
         records.append(InRecord(None, e, i, i, "acme.Custom" if i % 13 == 0 else "vigil.Event", b"r%d" % i, key,
                                 None))
@@ -185,7 +221,7 @@ def test_route_batch_takes_exactly_what_each_record_decided_alone_takes() -> Non
     for r in records * 2:  # uncached: every route's match, then its sample
         type_name = r.type_name
         assert type_name is not None
-        for route in router._evaluate(r.value, type_name):
+        for route in direct(router, r.value, type_name):
             if sampled_in(route, r.raw_key, r.value, r.raw_value):
                 expected.setdefault(route.to, []).append(r.offset)
             else:
