@@ -460,7 +460,7 @@ def literal_names(spec: Any) -> frozenset[str] | None:
 
 def match_fields(spec: Any) -> frozenset[str]:
     """The field keys a `match:` mapping reads (inside any/all/not too), e.g. {"subject", "tags.env"}:
-    what a caller must look at to decide it (routes key their decision cache on these fields)."""
+    what a caller must look at to decide it (the router decides routes over repeating fields without a match)."""
     found: set[str] = set()
     if isinstance(spec, Mapping):
         for key, value in spec.items():
