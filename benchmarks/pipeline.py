@@ -4,7 +4,7 @@ run, plus event-to-alert latency at a steady rate.
 
     python benchmarks/pipeline.py [--events 1000000] [--identities 10000] [--guarantee at_least_once]
                                   [--latency-rate 5000] [--latency-seconds 20] [--json]
-                                  [--routes-repeat 3] [--no-routes] [--with-sinks SETTINGS.yaml]
+                                  [--routes-repeat 4] [--no-routes] [--with-sinks SETTINGS.yaml]
 
 Throughput: the dataset of the runtime benchmark (benchmarks/common.py: 1 ms of event time apart,
 one metric, a ttl on a tenth of the identities, some non-OK severities, so there are transitions,
@@ -22,10 +22,14 @@ from the settings with FILE's keys (a vigil.yaml fragment that enables them, e.g
 benchmarks/sinks-all.yaml against `benchmarks/sinks.py --serve`); that run then ends only when the
 sinks have read every window the events closed and sent it (or dropped it: counted and reported
 per sink and reason in `sinks`); once every window is read, the senders' last partial batches are
-sent at once (`PushSink.send_held`) rather than at their `batch_delay` deadline. `--routes-repeat N` (default 3)
-alternates N runs with routes and N runs without (the first is the run above): `pipeline_eps` and
-`pipeline_routes_eps` are then the medians, every run's figure is listed, and `routes_cpu_ratio`
-compares events per CPU second of this process, which other load on the machine disturbs less.
+sent at once (`PushSink.send_held`) rather than at their `batch_delay` deadline. `--routes-repeat N` (default 4)
+makes N pairs of runs, one with routes and one without (the first without is the run above), in
+the order ABBA BAAB... (pair_orders: a process's runs get slower one after another, so always
+running with routes second would put that drift on them): `routes_ratio` is the median of the
+pairs' ratios (`routes_pair_ratios`), `pipeline_eps` and `pipeline_routes_eps` the medians of each
+series (`routes_ratio_of_medians` their ratio), every run's figure is listed, and
+`routes_cpu_ratio` compares events per CPU second of this process, which other load on the
+machine disturbs less.
 `--no-routes` skips all this. The sinks' sender process (`sinks.senders: process`, the default)
 is another process: its CPU is in `thread_cpu_s["children"]`, and `routes_cpu_ratio_with_children`
 counts it with the run's. Every run also lists `thread_cpu_s`: the CPU seconds of the worker's
@@ -331,18 +335,29 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
             stage.close()
 
 
+def pair_orders(pairs: int) -> list[bool]:
+    """For each pair of runs, whether the run with routes goes first: ABBA BAAB... (the first pair
+    starts without them: that run is the throughput run before). A process's runs get slower one
+    after another (measured: runs without routes at 51k, 45k, 43k events/s in one invocation), so
+    always running with routes second put that drift on them; in this order half the pairs have it
+    each way."""
+    return [i % 4 in (1, 2) for i in range(pairs)]
+
+
 def _routes_comparison(s: Settings, args: argparse.Namespace, rules_dir: Path, first: dict[str, Any]
                        ) -> dict[str, Any]:
-    """The pipeline with the routes (and sinks) beside it, `--routes-repeat` times alternating with
-    runs without them (`first` is the first run without): medians of both, their ratio in events/s
-    and in events per CPU second (steadier on a shared machine), every run's figure."""
+    """The pipeline with the routes (and sinks) beside it and without them, `--routes-repeat` pairs of
+    runs in the order of pair_orders (`first` is the first run without): the median of the pairs'
+    ratios, the medians of both series and their ratio, in events/s and in events per CPU second
+    (steadier on a shared machine), every run's figure."""
     import statistics
 
     from app.routing.loader import load_routes
 
     text = args.routes_file.read_text() if args.routes_file is not None else ROUTES
     without, with_routes, copies, sunk = [first], [], [], []
-    for i in range(args.routes_repeat):
+
+    def run_with(i: int) -> None:
         extra = routes_stages(s, rules_dir, text)
         settled = None
         if args.with_sinks is not None:
@@ -356,16 +371,27 @@ def _routes_comparison(s: Settings, args: argparse.Namespace, rules_dir: Path, f
         copies.append(_routed_copies(extra))
         if args.with_sinks is not None:
             sunk.append({**windows, **sink_counts(sinks)})
-            log(f"sinks, run {i + 1}: {sunk[-1]}")
-        log(f"pipeline with routes, run {i + 1}: {with_routes[-1]['eps']:,.0f} ev/s, {with_routes[-1]['cpu_eps']:,} "
+            log(f"sinks, pair {i + 1}: {sunk[-1]}")
+        log(f"pipeline with routes, pair {i + 1}: {with_routes[-1]['eps']:,.0f} ev/s, {with_routes[-1]['cpu_eps']:,} "
             f"per CPU second; {copies[-1]:,} copies; CPU s by thread {with_routes[-1]['thread_cpu_s']}; "
             f"{with_routes[-1]['settle_s']} s from the last commit until the sinks settled; "
             f"RSS {with_routes[-1]['rss_mb']} MB, {with_routes[-1]['threads']} threads")
-        if i + 1 < args.routes_repeat:
-            without.append(pipeline_eps(s, args.events, Guarantee(args.guarantee), args.gc_threshold))
-            log(f"pipeline without, run {i + 2}: {without[-1]['eps']:,.0f} ev/s, {without[-1]['cpu_eps']:,} "
-                f"per CPU second; CPU s by thread {without[-1]['thread_cpu_s']}; RSS {without[-1]['rss_mb']} MB, "
-                f"{without[-1]['threads']} threads")
+
+    def run_without(i: int) -> None:
+        without.append(pipeline_eps(s, args.events, Guarantee(args.guarantee), args.gc_threshold))
+        log(f"pipeline without, pair {i + 1}: {without[-1]['eps']:,.0f} ev/s, {without[-1]['cpu_eps']:,} "
+            f"per CPU second; CPU s by thread {without[-1]['thread_cpu_s']}; RSS {without[-1]['rss_mb']} MB, "
+            f"{without[-1]['threads']} threads")
+
+    orders = pair_orders(args.routes_repeat)
+    for i, with_first in enumerate(orders):
+        if with_first:
+            run_with(i)
+            run_without(i)
+        else:
+            if i:
+                run_without(i)
+            run_with(i)
     out: dict[str, Any] = {
         "routes": len(load_routes(rules_dir)), "routes_file": str(args.routes_file or "ROUTES"),
         "routed_copies": copies[-1], "routes_repeat": args.routes_repeat,
@@ -382,21 +408,27 @@ def _routes_comparison(s: Settings, args: argparse.Namespace, rules_dir: Path, f
         "pipeline_routes_gc_by_generation_runs": [r["gc_by_generation"] for r in with_routes],
         "pipeline_eps": statistics.median(r["eps"] for r in without),
         "pipeline_routes_eps": statistics.median(r["eps"] for r in with_routes),
+        "routes_first_in_pair": orders,
     }
     if args.with_sinks is not None:
         out["sinks"] = sunk
-    out["routes_ratio"] = round(out["pipeline_routes_eps"] / out["pipeline_eps"], 3)
-    out["routes_cpu_ratio"] = round(statistics.median(out["pipeline_routes_cpu_eps_runs"])
-                                    / statistics.median(out["pipeline_cpu_eps_runs"]), 3)
+
+    def pairs_ratio(with_key: str, without_key: str) -> float:
+        """The median of each pair's ratio (with / without)."""
+        return round(statistics.median(w[with_key] / o[without_key] for w, o in zip(with_routes, without,
+                                                                                     strict=True)), 3)
+
+    out["routes_pair_ratios"] = [round(w["eps"] / o["eps"], 3) for w, o in zip(with_routes, without, strict=True)]
+    out["routes_ratio"] = pairs_ratio("eps", "eps")
+    out["routes_cpu_ratio"] = pairs_ratio("cpu_eps", "cpu_eps")
     # the same counting the sinks' sender process too (its CPU is off this process's clock)
-    out["routes_cpu_ratio_with_children"] = round(
-        statistics.median(out["pipeline_routes_cpu_eps_with_children_runs"])
-        / statistics.median(out["pipeline_cpu_eps_runs"]), 3)
+    out["routes_cpu_ratio_with_children"] = pairs_ratio("cpu_eps_with_children", "cpu_eps")
+    out["routes_ratio_of_medians"] = round(out["pipeline_routes_eps"] / out["pipeline_eps"], 3)
     log(f"pipeline with {out['routes']} routes{' and sinks' if out.get('sinks') else ''}: "
         f"{out['pipeline_routes_eps']:,.0f} ev/s against {out['pipeline_eps']:,.0f} without (medians of "
-        f"{args.routes_repeat}): {out['routes_ratio']} x (per CPU second {out['routes_cpu_ratio']} x, "
-        f"{out['routes_cpu_ratio_with_children']} x with the sender process), target "
-        f"{ROUTES_TARGET_RATIO}; {out['routed_copies']:,} copies")
+        f"{args.routes_repeat}); median of the pairs' ratios {out['routes_ratio']} x {out['routes_pair_ratios']} "
+        f"(per CPU second {out['routes_cpu_ratio']} x, {out['routes_cpu_ratio_with_children']} x with the sender "
+        f"process), target {ROUTES_TARGET_RATIO}; {out['routed_copies']:,} copies")
     return out
 
 
@@ -613,8 +645,8 @@ def main() -> None:
                         help="the routes run also runs the metric sink stages, enabled by this vigil.yaml fragment")
     parser.add_argument("--routes-file", type=Path, default=None, metavar="ROUTES.yaml",
                         help="the routes of the routes run (default: ROUTES, 10 routes over this dataset)")
-    parser.add_argument("--routes-repeat", type=int, default=3, metavar="N",
-                        help="runs with routes, alternating with runs without (medians reported)")
+    parser.add_argument("--routes-repeat", type=int, default=4, metavar="N",
+                        help="pairs of runs with and without routes, in the order ABBA BAAB...")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result: dict[str, Any] = {"events": args.events, "identities": args.identities, "guarantee": args.guarantee,
