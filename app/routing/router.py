@@ -41,14 +41,30 @@ def _repeats(key: str) -> bool:
 def sample_key(route: Route, key: bytes | None, event: Mapping[str, Any], raw_value: bytes | None) -> bytes:
     """The bytes a record's sample point is computed from: its identity (the Kafka key, else
     `subject/name`) or its event id (records without one: their consumed bytes)."""
-    if route.sample_by == "identity":
-        if key is not None:
-            return key
-        return f"{event.get('subject', '')}/{event.get('name', '')}".encode()
+    return _identity_bytes(key, event) if route.sample_by == "identity" else _event_id_bytes(event, raw_value)
+
+
+def _identity_bytes(key: bytes | None, event: Mapping[str, Any]) -> bytes:
+    if key is not None:
+        return key
+    return f"{event.get('subject', '')}/{event.get('name', '')}".encode()
+
+
+def _event_id_bytes(event: Mapping[str, Any], raw_value: bytes | None) -> bytes:
     event_id = event.get("id")
     if isinstance(event_id, str) and event_id:
         return event_id.encode()
     return raw_value or b""
+
+
+def _take_sampled(record: Any, point: int, indexes: tuple[int, ...], below: list[int], copies: list[list[Any]],
+                  left_out: list[int]) -> None:
+    """The record to the copies of each route of `indexes` whose sample its point is in, else counted out."""
+    for i in indexes:
+        if point < below[i]:
+            copies[i].append(record)
+        else:
+            left_out[i] += 1
 
 
 def sampled_in(route: Route, key: bytes | None, event: Mapping[str, Any], raw_value: bytes | None) -> bool:
@@ -233,27 +249,11 @@ def route_batch(router: Router, records: list[Any], missing_topics: frozenset[st
             continue
         for i in plan.taken:
             copies[i].append(r)
+        # one sample point per way of sampling, for all the routes sampling that way
         if plan.by_identity:
-            # sample_key's identity branch, its point computed once for every route sampling by it
-            key = r.raw_key
-            if key is None:
-                key = f"{value.get('subject', '')}/{value.get('name', '')}".encode()
-            point = sample_point(key)
-            for i in plan.by_identity:
-                if point < below[i]:
-                    copies[i].append(r)
-                else:
-                    left_out[i] += 1
+            _take_sampled(r, sample_point(_identity_bytes(r.raw_key, value)), plan.by_identity, below, copies, left_out)
         if plan.by_event:
-            # sample_key's event id branch, likewise
-            event_id = value.get("id")
-            data = event_id.encode() if isinstance(event_id, str) and event_id else (r.raw_value or b"")
-            point = sample_point(data)
-            for i in plan.by_event:
-                if point < below[i]:
-                    copies[i].append(r)
-                else:
-                    left_out[i] += 1
+            _take_sampled(r, sample_point(_event_id_bytes(value, r.raw_value)), plan.by_event, below, copies, left_out)
     routed: dict[Route, int] = {}
     sampled_out: dict[Route, int] = {}
     dropped: dict[Route, int] = {}

@@ -15,35 +15,16 @@ from app.model.serde import AvroSerde
 from app.registry.client import RegistryError, RegistryUnavailable
 from app.registry.memory import InMemorySchemaSource
 from app.registry.waiting import RegistryWait
-
-
-class FakeMessage:
-    def __init__(self, partition: int, offset: int, value: bytes) -> None:
-        self._partition, self._offset, self._value = partition, offset, value
-
-    def error(self) -> None:
-        return None
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes:
-        return self._value
-
-    def timestamp(self) -> tuple[int, int]:
-        return 1, 1000 + self._offset
+from tests.unit.consumed import ConsumedMessage
 
 
 class FakeConsumer:
     """Hands out its messages in one batch, then nothing; positions are at the end."""
 
-    def __init__(self, messages: list[FakeMessage]) -> None:
+    def __init__(self, messages: list[ConsumedMessage]) -> None:
         self.messages = messages
 
-    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+    def consume(self, num_messages: int, timeout: float) -> list[ConsumedMessage]:
         out, self.messages = self.messages, []
         return out
 
@@ -51,13 +32,13 @@ class FakeConsumer:
         return [TopicPartition(tp.topic, tp.partition, 3) for tp in partitions]
 
 
-def _events() -> tuple[InMemorySchemaSource, list[FakeMessage]]:
+def _events() -> tuple[InMemorySchemaSource, list[ConsumedMessage]]:
     writer = InMemorySchemaSource()
     serde = AvroSerde(writer)
     encoded = [serde.encode(Event(subject="web1", name=f"n{i}").to_record(), builtin_schema("vigil.Event"))
                for i in range(2)]
     unknown_id = b"\x00\x00\x00\x00\x63\x02"
-    messages = [FakeMessage(0, 0, encoded[0]), FakeMessage(0, 1, unknown_id), FakeMessage(0, 2, encoded[1])]
+    messages = [ConsumedMessage(0, 0, encoded[0]), ConsumedMessage(0, 1, unknown_id), ConsumedMessage(0, 2, encoded[1])]
     return InMemorySchemaSource(writer.store), messages  # the reader: another process, nothing cached
 
 

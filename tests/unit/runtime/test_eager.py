@@ -15,37 +15,7 @@ from app.runtime.context import AgentContext
 from app.runtime.engine import DeadLetter, InRecord
 from app.runtime.testing import AgentHarness
 from app.runtime.worker.intake import Intake
-
-
-class Msg:
-    """Stands in for a consumed confluent_kafka.Message."""
-
-    def __init__(self, topic: str, partition: int, offset: int, value: bytes) -> None:
-        self._topic, self._partition, self._offset, self._value = topic, partition, offset, value
-
-    def error(self) -> None:
-        return None
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes:
-        return self._value
-
-    def key(self) -> bytes:
-        return b"k"
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1000 + self._offset)
-
-    def headers(self) -> None:
-        return None
+from tests.unit.consumed import ConsumedMessage
 
 
 class Serde:
@@ -94,9 +64,10 @@ def test_decode_in_slices_hands_each_record_once_in_order_and_keeps_stopped_part
     harness = AgentHarness([copier, folder])
     dead: list[DeadLetter] = []
     intake = Intake(cast(AvroSerde, Serde()), harness.engine, {"p-events": "events", "p-other": "events"}, dead.append)
-    msgs = [Msg("p-events", 0, 0, b"v0"), Msg("p-events", 1, 0, b"v100"), Msg("p-events", 0, 1, b"bad"),
-            Msg("p-events", 0, 2, b"v2"), Msg("p-events", 1, 1, b"down"), Msg("p-other", 0, 0, b"v7"),
-            Msg("p-events", 1, 2, b"v102"), Msg("p-events", 0, 3, b"v3")]
+    placed = [("p-events", 0, 0, b"v0"), ("p-events", 1, 0, b"v100"), ("p-events", 0, 1, b"bad"),
+              ("p-events", 0, 2, b"v2"), ("p-events", 1, 1, b"down"), ("p-other", 0, 0, b"v7"),
+              ("p-events", 1, 2, b"v102"), ("p-events", 0, 3, b"v3")]
+    msgs = [ConsumedMessage(partition, offset, value, topic=topic) for topic, partition, offset, value in placed]
     handed: list[tuple[str, int, list[int]]] = []
 
     def run(topic: str, partition: int, records: list[InRecord]) -> None:
