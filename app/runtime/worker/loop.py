@@ -171,7 +171,7 @@ class Worker:
                              settings=settings)
         self._stop = threading.Event()
         self._source = {settings.topic(t): t for t in self.engine.topics}  # real name -> logical
-        #: real names of the topics some eager agent reads (Worker._decode). None under exactly-once:
+        #: real names of the topics some eager agent reads (Worker._decode). Empty under exactly-once:
         #: a backlog's turn is committed between its partitions there (see _process), and such a
         #: transaction must not hold eager outputs of partitions whose offsets it does not commit;
         #: eager agents then run with the others
