@@ -87,7 +87,7 @@ def test_decode_in_slices_hands_each_record_once_in_order_and_keeps_stopped_part
     assert whole.groups == decoded.groups and whole.failed == decoded.failed
 
 
-def test_kafka_time_gives_each_records_kafka_timestamp_without_reading_the_value() -> None:
+def test_kafka_time_gives_each_records_kafka_timestamp_as_event_time() -> None:
     seen: list[tuple[list[int], int]] = []
 
     @agent("events", name="stamps", batch=True, timestamp=kafka_time, registry=AgentRegistry())
