@@ -59,7 +59,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from common import REPO, bench_stack, emit_json, log, process_cpu_s, produce_dataset, raw_consume
 
@@ -111,7 +111,8 @@ def _isolated(settings: Settings, state_dir: Path) -> Settings:
 
 def retimed_copy(settings: Settings, source: str, target: str, events: int, *, event_rate: float) -> None:
     """Copy the dataset to the pipeline's `events` topic (same partition and order per record) with
-    event times `1/event_rate` s apart, ending now: the stream as it would arrive live at that rate.
+    event times `1/event_rate` s apart, ending at `steady_end_ms` (within the last minute): the stream
+    as it would arrive live at that rate.
 
     The dataset of common.py is 1 ms apart (a live stream of 1,000 events/s: each of 10,000
     identities reports every 10 s, so nearly every event closes a 10 s window when replayed fast).
@@ -124,7 +125,7 @@ def retimed_copy(settings: Settings, source: str, target: str, events: int, *, e
     md = consumer.list_topics(source, timeout=10)
     consumer.assign([TopicPartition(source, p, 0) for p in md.topics[source].partitions])
     producer = make_producer(settings, **{"linger.ms": 50, "batch.size": 1_000_000})
-    end_ms = int(time.time() * 1000)
+    end_ms = steady_end_ms(int(time.time() * 1000))
     first_ms = _first_time(consumer, serde, len(md.topics[source].partitions))
     step_ms = 1000.0 / event_rate
     copied = 0
@@ -145,6 +146,22 @@ def retimed_copy(settings: Settings, source: str, target: str, events: int, *, e
         producer.poll(0)
     producer.flush(120)
     consumer.close()
+
+
+#: Where the retimed events end within a minute (ms past a whole minute of event time), so every run
+#: closes the same windows: with the default pipeline (10 s and 1 min windows, 5 s grace, closing
+#: timers spread over 5 s) and 20 s of events (1M at 50,000/s), the 1 min boundary and one 10 s
+#: boundary fall 16.7 s before the end (every identity's windows there close) and the next 10 s
+#: boundary 6.7 s before it (a third of the identities' closing timers are due by the end): 10,000 x
+#: (2 + 1/3) windows, what 20 s of a live stream at this rate closes in steady state (each identity
+#: closes one 10 s window every 10 s and one 1 min window every minute). Ending "now" instead made
+#: the count depend on when a run started: 10,000 to 24,077 windows per run were seen.
+STEADY_END_PHASE_MS: Final = 16_667
+
+
+def steady_end_ms(now_ms: int) -> int:
+    """The latest instant at or before `now_ms` that is STEADY_END_PHASE_MS past a whole minute."""
+    return now_ms - (now_ms - STEADY_END_PHASE_MS) % 60_000
 
 
 def _first_time(consumer: Any, serde: AvroSerde, partitions: int) -> int:
@@ -208,19 +225,26 @@ def _commit_ends(s: Settings, group: str, topic: str) -> None:
         consumer.close()
 
 
-def sinks_settled(sinks: SinksStage, counts: dict[str, int]) -> Callable[[Worker], bool]:
+def sinks_settled(sinks: SinksStage, counts: dict[str, float]) -> Callable[[Worker], bool]:
     """Whether the sinks agent has read every window the pipeline published and every push sink
     has sent (or dropped, counted) all of them: the sinks' work is in the measured time. `counts`
-    gets the windows published and read when it was last asked."""
+    gets the windows published and read when it was last asked, and `read_s`: from the first time it
+    was asked (the pipeline's work was committed) until the sinks agent had read every window (the
+    rest of the run's `settle_s` is the senders finishing)."""
     from app.pipeline.tracker import METRICS_TOPIC
     from app.sinks.stage import AGENT_NAME
+
+    asked_at: list[float] = []
 
     def settled(worker: Worker) -> bool:
         published = worker.metrics.events_out.labels(METRICS_TOPIC)._value.get()
         read = worker.engine.stats[AGENT_NAME].events_in
         counts.update(windows_published=int(published), windows_read=read)
+        if not asked_at:
+            asked_at.append(time.perf_counter())
         if read < published:
             return False
+        counts.setdefault("read_s", round(time.perf_counter() - asked_at[0], 2))
         # The input has ended: the senders' last partial batches go now, not at their batch_delay
         # deadline (up to 1 s of waiting is latency, not work; their sending stays in the time).
         for sink in sinks.push:
@@ -363,7 +387,7 @@ def _routes_comparison(s: Settings, args: argparse.Namespace, rules_dir: Path, f
         if args.with_sinks is not None:
             sinks, stage = sink_stages(s, args.with_sinks)
             extra.append(stage)
-            windows: dict[str, int] = {}
+            windows: dict[str, float] = {}
             settled = sinks_settled(sinks, windows)
         pids = _sender_pids(sinks) if args.with_sinks is not None else tuple
         with_routes.append(pipeline_eps(s, args.events, Guarantee(args.guarantee), args.gc_threshold, extra, settled,
