@@ -70,8 +70,8 @@ SENDER_NICENESS: Final = 10
 #: still keep up. Measured with benchmarks/pipeline.py (every sink, no routes, 23,000 windows per
 #: run, 2 vCPUs beside a Kafka broker; one invocation of 2-3 pairs each): with niceness +10 only,
 #: the worker's thread used 4-8 s more CPU for the same 1M events than without sinks (preempted
-#: mid-work, its caches refilled) and ran at 0.75x; as a batch task it used the same CPU as without:
-#: 1.01x.
+#: mid-work, its caches refilled) and ran at 0.75x; as a batch task it used about the same CPU as
+#: without and ran at 1.01x (0.90x in a later invocation of 4 pairs).
 SENDER_POLICY: Final = "SCHED_BATCH"
 #: A child that died is started again after this long (doubling up to RESTART_MAX_S while it keeps dying).
 RESTART_S: Final = 1.0
