@@ -13,10 +13,11 @@ import re
 import socket
 import string
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Final
 
 from app.sinks.types import Payload, SendFailed
-from app.sinks.windows import AGGREGATES, ClosedWindow, IdentityMemo
+from app.sinks.windows import AGGREGATES, COMMON_FIELD_VALUES, ClosedWindow, IdentityMemo
 
 __all__ = ["GraphiteEncoder", "GraphiteTransport", "PathTemplate", "graphite_node"]
 
@@ -29,6 +30,10 @@ _MARK: Final = "\x00"
 def graphite_node(text: str) -> str:
     """`text` as one Graphite path node ("web1.example.com" -> "web1_example_com"; "" -> "_")."""
     return _NOT_NODE.sub("_", text) or "_"
+
+
+#: the node of the few names and metrics, made once (not per identity)
+_common_node = lru_cache(maxsize=COMMON_FIELD_VALUES)(graphite_node)
 
 
 class PathTemplate:
@@ -51,8 +56,8 @@ class PathTemplate:
 
     def paths(self, window: ClosedWindow, aggregates: Iterable[str]) -> dict[str, str]:
         """The path of each of `aggregates` of `window` (its fields made nodes once)."""
-        fields = {"subject": graphite_node(window.subject), "name": graphite_node(window.name),
-                  "metric": graphite_node(window.metric), "window": window.window}
+        fields = {"subject": graphite_node(window.subject), "name": _common_node(window.name),
+                  "metric": _common_node(window.metric), "window": window.window}
         if _MARK in self.template:  # (a template holding the mark itself) one format per aggregate
             return {agg: self.template.format(aggregate=agg, **fields) for agg in aggregates}
         # formatted once with a mark where the aggregate goes (fields are single nodes: never the mark)

@@ -14,6 +14,7 @@ status is not (counted as rejected).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Final
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -31,7 +32,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from app.sinks.http import HttpTransport
 from app.sinks.types import Payload
-from app.sinks.windows import AGGREGATES, ClosedWindow, IdentityMemo
+from app.sinks.windows import AGGREGATES, COMMON_FIELD_VALUES, ClosedWindow, IdentityMemo
 from app.sinks.wire import DOUBLE, LEN, embedded, field_number, fixed64, varint
 
 __all__ = ["METRICS_PATH", "METRIC_PREFIX", "OtlpEncoder", "attribute_bytes", "is_retriable_status", "otlp_transport"]
@@ -80,21 +81,25 @@ def _attribute(key: str, value: str) -> bytes:
     return embedded(_DP_ATTRIBUTES, attribute_bytes(key, value))
 
 
+#: the same attribute of the few names, metrics and window sizes, made once (not per identity)
+_common_attribute = lru_cache(maxsize=COMMON_FIELD_VALUES)(_attribute)
+
+
 def _identity_attributes(w: ClosedWindow) -> bytes:
-    return (_attribute("subject", w.subject) + _attribute("name", w.name) + _attribute("metric", w.metric)
-            + _attribute("window", w.window))
+    return (_attribute("subject", w.subject) + _common_attribute("name", w.name)
+            + _common_attribute("metric", w.metric) + _common_attribute("window", w.window))
+
+
+#: aggregate -> the tag of its data point element (a Sum's or a Gauge's `data_points`)
+_POINT_TAGS: Final = {agg: varint((_SUM_POINTS if agg in _SUMS else _GAUGE_POINTS) << 3 | LEN) for agg in AGGREGATES}
 
 
 def _point_heads(w: ClosedWindow) -> dict[str, bytes]:
     """Aggregate -> the start of its data point element: the Sum's or Gauge's `data_points` tag,
     the point's length (attributes, two fixed64 times and a double) and the identity's attributes."""
     attributes = _identity_attributes(w)
-    point_len = len(attributes) + _POINT_FIXED_LEN
-    heads = {}
-    for agg in AGGREGATES:
-        number = _SUM_POINTS if agg in _SUMS else _GAUGE_POINTS
-        heads[agg] = varint(number << 3 | LEN) + varint(point_len) + attributes
-    return heads
+    rest = varint(len(attributes) + _POINT_FIXED_LEN) + attributes
+    return {agg: tag + rest for agg, tag in _POINT_TAGS.items()}
 
 
 class OtlpEncoder:

@@ -13,6 +13,7 @@ will refuse the same data again: counted as rejected).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Final
 
 import cramjam
@@ -20,7 +21,7 @@ import cramjam
 from app.sinks.http import HttpTransport
 from app.sinks.prompb.remote_pb2 import Label, Sample, TimeSeries, WriteRequest
 from app.sinks.types import Payload
-from app.sinks.windows import AGGREGATES, ClosedWindow, IdentityMemo
+from app.sinks.windows import AGGREGATES, COMMON_FIELD_VALUES, ClosedWindow, IdentityMemo
 from app.sinks.wire import DOUBLE as _DOUBLE
 from app.sinks.wire import LEN as _LEN
 from app.sinks.wire import embedded, field_number, int64, varint
@@ -72,15 +73,11 @@ class RemoteWriteEncoder:
     def _series_heads(self, w: ClosedWindow, at_len: int) -> dict[str, bytes]:
         """Aggregate -> the serialised TimeSeries element up to its sample's value, for a sample
         whose timestamp field is `at_len` bytes (the same for decades of millisecond times)."""
-        labels = _identity_labels(w)
         sample_len = 1 + _DOUBLE_LEN + at_len  # value tag + value + timestamp field
-        sample_head = varint(_TS_SAMPLES << 3 | _LEN) + varint(sample_len) + _VALUE_TAG
-        heads = {}
-        for agg, name in self._names.items():
-            series_head = name + labels + sample_head
-            series_len = len(series_head) + _DOUBLE_LEN + at_len
-            heads[agg] = _SERIES_TAG + varint(series_len) + series_head
-        return heads
+        # every aggregate's series: its name label, then these (the same for all of them)
+        rest = _identity_labels(w) + varint(_TS_SAMPLES << 3 | _LEN) + varint(sample_len) + _VALUE_TAG
+        rest_len = len(rest) + _DOUBLE_LEN + at_len
+        return {agg: _SERIES_TAG + varint(len(name) + rest_len) + name + rest for agg, name in self._names.items()}
 
     def encode(self, windows: list[ClosedWindow]) -> Payload:
         parts: list[bytes] = []
@@ -105,10 +102,19 @@ def label_bytes(name: str, value: str) -> bytes:
     return out + embedded(_LABEL_VALUE, value.encode()) if value else out
 
 
+def _label(name: str, value: str) -> bytes:
+    """A TimeSeries.labels element."""
+    return embedded(_TS_LABELS, label_bytes(name, value))
+
+
+#: the same label of the few names, metrics and window sizes, made once (not per identity)
+_common_label = lru_cache(maxsize=COMMON_FIELD_VALUES)(_label)
+
+
 def _identity_labels(w: ClosedWindow) -> bytes:
     """The identity's labels as TimeSeries.labels elements, sorted by name after `__name__`."""
-    return b"".join(embedded(_TS_LABELS, label_bytes(k, v)) for k, v in
-                    (("metric", w.metric), ("name", w.name), ("subject", w.subject), ("window", w.window)))
+    return (_common_label("metric", w.metric) + _common_label("name", w.name) + _label("subject", w.subject)
+            + _common_label("window", w.window))
 
 
 def remote_write_transport(url: str, *, timeout_s: float, auth: tuple[str, str] | None,

@@ -14,7 +14,8 @@ from typing import Any, Final, Generic, TypeVar
 
 from app.durations import format_duration_ms
 
-__all__ = ["AGGREGATES", "WINDOW_RECORD", "ClosedWindow", "IdentityMemo", "NotAWindow", "window_label"]
+__all__ = ["AGGREGATES", "COMMON_FIELD_VALUES", "WINDOW_RECORD", "ClosedWindow", "IdentityMemo", "NotAWindow",
+           "window_label"]
 
 T = TypeVar("T")
 
@@ -22,6 +23,10 @@ T = TypeVar("T")
 WINDOW_RECORD: Final = "vigil.WindowAggregate"
 #: The aggregates a window carries, in the order sinks emit them; the quantiles may be absent.
 AGGREGATES: Final = ("count", "sum", "min", "max", "mean", "last", "p50", "p95", "p99")
+#: How many values of an identity's name, metric or window size an encoder keeps encoded: there are
+#: few of them (check names, metric names, window sizes), shared by thousands of subjects, so what
+#: an encoder makes of them is made once, not once per identity (subjects are not kept this way).
+COMMON_FIELD_VALUES: Final = 4096
 
 
 class NotAWindow(ValueError):
