@@ -36,7 +36,8 @@ machine disturbs less.
 is another process: its CPU is in `thread_cpu_s["children"]`, and `routes_cpu_ratio_with_children`
 counts it with the run's. Every run also lists `thread_cpu_s`: the CPU seconds of the worker's
 thread, of librdkafka's threads and of the others (the sinks' senders, the benchmark's registry),
-and with sinks `settle_s`: from the commit after the N-th event until the sinks settled.
+and `other_processes`: the private Kafka broker's (when the benchmark started one); with sinks
+`settle_s`: from the commit after the N-th event until the sinks settled.
 
 Latency: a fresh set of topics and `vigil worker` (built-in stages, as deployed) in a subprocess;
 events produced at a steady rate with their production time as event time, a fifth of them
@@ -328,6 +329,7 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
                 first, cpu_first = now, time.process_time()
                 threads_first = _threads_cpu_s(thread.native_id)
                 threads_first["children"] = sum(process_cpu_s(pid) for pid in child_pids())
+                threads_first["other_processes"] = _other_children_cpu_s(child_pids())
             if n >= events and commits_at_n is None:
                 commits_at_n = worker.metrics.commits._value.get()
             committed = commits_at_n is not None and worker.metrics.commits._value.get() > commits_at_n
@@ -337,6 +339,7 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
                 done, cpu_done = now, time.process_time()
                 threads_done = _threads_cpu_s(thread.native_id)
                 threads_done["children"] = sum(process_cpu_s(pid) for pid in child_pids())
+                threads_done["other_processes"] = _other_children_cpu_s(child_pids())
                 break
             time.sleep(0.005)
         else:
@@ -462,6 +465,29 @@ def _routed_copies(stages: Sequence[Stage]) -> int:
     """Copies the routes stage sent (its vigil_routed_total, all routes)."""
     return int(sum(sample.value for stage in stages for registry in stage.collectors for metric in registry.collect()
                    if metric.name == "vigil_routed" for sample in metric.samples if sample.name.endswith("_total")))
+
+
+def _other_children_cpu_s(stage_pids: Sequence[int]) -> float:
+    """CPU seconds so far of this process's child processes other than `stage_pids` (Linux /proc;
+    0.0 elsewhere): the private Kafka broker when the benchmark started one (common.bench_stack),
+    which shares the machine with the worker."""
+    me = os.getpid()
+    total = 0.0
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return 0.0
+    for pid in pids:
+        if pid in stage_pids:
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue  # ended meanwhile
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == me:  # its parent is this process
+            total += process_cpu_s(pid)
+    return total
 
 
 def _threads_cpu_s(worker_tid: int | None) -> dict[str, float]:

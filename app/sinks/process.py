@@ -47,7 +47,7 @@ from app.sinks.config import SinksConfig
 from app.sinks.metrics import MetricRelay, MetricValue, SinkMetrics
 from app.sinks.windows import ClosedWindow
 
-__all__ = ["REPORT_S", "SENDER_NICENESS", "SENDER_POLICY", "UNSETTLED_WINDOWS_FACTOR", "SenderProcess", "main"]
+__all__ = ["REPORT_S", "SENDER_POLICY", "UNSETTLED_WINDOWS_FACTOR", "SenderProcess", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +59,19 @@ START_TIMEOUT_S: Final = 60.0
 #: request hangs holds back the settling of everything behind it); past it the oldest are no longer
 #: kept: they are still in the child, but would be lost if it died.
 UNSETTLED_WINDOWS_FACTOR: Final = 2
-#: The child's niceness above the worker's: on a busy machine the worker (and a Kafka broker beside
-#: it) go first, and the senders' batching absorbs the wait (measured on 2 vCPUs: the pipeline's
-#: throughput with every sink on varied most when the senders competed for the core the broker used).
-SENDER_NICENESS: Final = 10
 #: The child's scheduling policy (Linux): a batch task's wake-ups never preempt the task running on
 #: that CPU, so the child's threads -- woken by every window handed over, every report and every
 #: batch deadline -- take CPU when the worker's thread yields it or at the end of its time slice,
-#: never in the middle of its work; their share of a busy CPU (nice +10) stays what it was, so they
-#: still keep up. Measured with benchmarks/pipeline.py (every sink, no routes, 23,000 windows per
-#: run, 2 vCPUs beside a Kafka broker; one invocation of 2-3 pairs each): with niceness +10 only,
-#: the worker's thread used 4-8 s more CPU for the same 1M events than without sinks (preempted
-#: mid-work, its caches refilled) and ran at 0.75x; as a batch task it used about the same CPU as
-#: without and ran at 1.01x (0.90x in a later invocation of 4 pairs).
+#: never in the middle of its work. Its niceness stays the worker's: the child does only the work
+#: the windows bring (a few % of a CPU), and a lower share would only leave it behind the worker
+#: until the worker pauses (its batches late, and in a benchmark its backlog after the last event).
+#: Measured with benchmarks/pipeline.py (every sink, 23,654 windows per run, 2 vCPUs beside a Kafka
+#: broker; one invocation of 2-4 pairs each), the throughput against the same runs without them:
+#: sinks alone, niceness +10 only (the child's wake-ups preempted the worker mid-work: its thread used
+#: 4-8 s more CPU for the same 1M events): 0.75x; niceness +10 as a batch task: 1.01x and 0.90x;
+#: with the 10 routes too, niceness +10 as a batch task: 0.85x and 0.82x (0.1-1.7 s after the
+#: pipeline's last commit before the child had sent everything); niceness 0 as a batch task: 0.89x
+#: (0.1-0.7 s).
 SENDER_POLICY: Final = "SCHED_BATCH"
 #: A child that died is started again after this long (doubling up to RESTART_MAX_S while it keeps dying).
 RESTART_S: Final = 1.0
@@ -367,12 +367,8 @@ class SenderProcess:
 
 
 def _run_in_background() -> None:
-    """Lower this process's priority below the worker's: SENDER_NICENESS, and SENDER_POLICY where
-    the OS has it (each where allowed; otherwise the process runs as the worker does)."""
-    try:
-        os.nice(SENDER_NICENESS)
-    except OSError:
-        pass
+    """Make this process a batch task (SENDER_POLICY) where the OS has that and allows it;
+    otherwise it runs as the worker does."""
     policy = getattr(os, SENDER_POLICY, None)
     if policy is not None:
         try:
