@@ -17,6 +17,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -157,16 +158,32 @@ def raw_consume(settings: Settings, topic: str, events: int, decode: Any = None)
     return n / elapsed
 
 
+@dataclass(frozen=True)
+class ProcStat:
+    """What a Linux /proc/<pid>/stat (or a thread's task/<tid>/stat) line says that benchmarks use."""
+
+    name: str
+    parent_pid: int
+    cpu_s: float  # user + system
+
+
+def read_proc_stat(path: str) -> ProcStat | None:
+    """The stat file at `path`, or None when it cannot be read (ended, or not Linux)."""
+    try:
+        with open(path) as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # after the name, which may hold spaces and parentheses
+    return ProcStat(name=stat[stat.index("(") + 1:stat.rindex(")")], parent_pid=int(fields[1]),
+                    cpu_s=(int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+
+
 def process_cpu_s(pid: int) -> float:
     """CPU seconds (user + system) another process has used so far (Linux /proc; 0.0 when it
     cannot be read, e.g. it has ended)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return 0.0
-    fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    stat = read_proc_stat(f"/proc/{pid}/stat")
+    return stat.cpu_s if stat is not None else 0.0
 
 
 def emit_json(result: dict[str, Any], as_json: bool) -> None:

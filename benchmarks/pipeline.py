@@ -64,7 +64,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from common import REPO, bench_stack, emit_json, log, process_cpu_s, produce_dataset, raw_consume
+from common import REPO, bench_stack, emit_json, log, process_cpu_s, produce_dataset, raw_consume, read_proc_stat
 
 from app.bus.clients import PRODUCER_DEFAULTS, make_admin, make_consumer, make_producer
 from app.config import Settings
@@ -472,22 +472,12 @@ def _other_children_cpu_s(stage_pids: Sequence[int]) -> float:
     0.0 elsewhere): the private Kafka broker when the benchmark started one (common.bench_stack),
     which shares the machine with the worker."""
     me = os.getpid()
-    total = 0.0
     try:
         pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
         return 0.0
-    for pid in pids:
-        if pid in stage_pids:
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue  # ended meanwhile
-        if int(stat[stat.rindex(")") + 2:].split()[1]) == me:  # its parent is this process
-            total += process_cpu_s(pid)
-    return total
+    stats = [read_proc_stat(f"/proc/{pid}/stat") for pid in pids if pid not in stage_pids]
+    return sum(stat.cpu_s for stat in stats if stat is not None and stat.parent_pid == me)
 
 
 def _threads_cpu_s(worker_tid: int | None) -> dict[str, float]:
@@ -495,22 +485,16 @@ def _threads_cpu_s(worker_tid: int | None) -> dict[str, float]:
     worker's thread, librdkafka's threads (names `rdk:...`), and every other thread (sink senders,
     the benchmark's registry): where a run's CPU went."""
     out = {"worker": 0.0, "librdkafka": 0.0, "other": 0.0}
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     try:
         tids = os.listdir("/proc/self/task")
     except OSError:
         return {}
     for tid in tids:
-        try:
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                stat = f.read()
-        except OSError:
+        stat = read_proc_stat(f"/proc/self/task/{tid}/stat")
+        if stat is None:
             continue  # ended meanwhile
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
-        cpu_s = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
-        kind = "worker" if int(tid) == worker_tid else "librdkafka" if name.startswith("rdk:") else "other"
-        out[kind] += cpu_s
+        kind = "worker" if int(tid) == worker_tid else "librdkafka" if stat.name.startswith("rdk:") else "other"
+        out[kind] += stat.cpu_s
     return out
 
 
