@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 
 #: The modules compiled together (one mypyc group). Pure, fully annotated, on the per-event path
 #: (the pipeline's, the rules' field access and match conditions, the routes' per-event loop, the
-#: store-key codec the pipeline builds keys with, and the Avro reader and writer every consumed and
-#: produced record goes through).
+#: loop producing their copies and the delivery counting of every produced record, the store-key
+#: codec the pipeline builds keys with, and the Avro reader and writer every consumed and produced
+#: record goes through).
 MODULES: Final = (
     "app.pipeline.aggregate",
     "app.pipeline.windows",
@@ -57,6 +58,8 @@ MODULES: Final = (
     "app.model.avro_writer",
     "app.routing.sampling",
     "app.routing.router",
+    "app.runtime.deliveries",
+    "app.runtime.copies",
 )
 APP_ROOT: Final = Path(__file__).resolve().parent.parent
 #: Where the build puts the extensions and the manifest (not in git).

@@ -51,10 +51,12 @@ def _identity_bytes(key: bytes | None, event: Mapping[str, Any]) -> bytes:
 
 
 def _event_id_bytes(event: Mapping[str, Any], raw_value: bytes | None) -> bytes:
+    return _event_id(event) or raw_value or b""
+
+
+def _event_id(event: Mapping[str, Any]) -> bytes | None:
     event_id = event.get("id")
-    if isinstance(event_id, str) and event_id:
-        return event_id.encode()
-    return raw_value or b""
+    return event_id.encode() if isinstance(event_id, str) and event_id else None
 
 
 def _take_sampled(record: Any, point: int, indexes: tuple[int, ...], below: list[int], copies: list[list[Any]],
@@ -65,6 +67,12 @@ def _take_sampled(record: Any, point: int, indexes: tuple[int, ...], below: list
             copies[i].append(record)
         else:
             left_out[i] += 1
+
+
+def _event_point(event: dict[str, Any], record: Any) -> int:
+    """The sample point of a record's event id (records without one: of their consumed bytes,
+    read only then)."""
+    return sample_point(_event_id(event) or record.raw_value or b"")
 
 
 def sampled_in(route: Route, key: bytes | None, event: Mapping[str, Any], raw_value: bytes | None) -> bool:
@@ -155,6 +163,22 @@ class Router:
         self._fields = list(by_key.values())
         #: mask of the conditions that hold -> its Plan
         self._plans: dict[int, Plan] = {}
+        #: Kafka key -> its sample point (a dict lookup costs a third of the hash: CRC-32 through
+        #: a call into zlib, and the arithmetic); up to the cache limit, then started again
+        self._identity_points: dict[bytes, int] = {}
+
+    def identity_point(self, raw_key: bytes | None, event: Mapping[str, Any]) -> int:
+        """The sample point of a record's identity (its Kafka key, else `subject/name`)."""
+        if raw_key is None:
+            return sample_point(_identity_bytes(None, event))
+        points = self._identity_points
+        point = points.get(raw_key)
+        if point is None:
+            point = sample_point(raw_key)
+            if len(points) >= self._cache_limit:
+                points.clear()
+            points[raw_key] = point
+        return point
 
     def __bool__(self) -> bool:
         return bool(self.routes)
@@ -251,9 +275,9 @@ def route_batch(router: Router, records: list[Any], missing_topics: frozenset[st
             copies[i].append(r)
         # one sample point per way of sampling, for all the routes sampling that way
         if plan.by_identity:
-            _take_sampled(r, sample_point(_identity_bytes(r.raw_key, value)), plan.by_identity, below, copies, left_out)
+            _take_sampled(r, router.identity_point(r.raw_key, value), plan.by_identity, below, copies, left_out)
         if plan.by_event:
-            _take_sampled(r, sample_point(_event_id_bytes(value, r.raw_value)), plan.by_event, below, copies, left_out)
+            _take_sampled(r, _event_point(value, r), plan.by_event, below, copies, left_out)
     routed: dict[Route, int] = {}
     sampled_out: dict[Route, int] = {}
     dropped: dict[Route, int] = {}

@@ -10,6 +10,8 @@ from __future__ import annotations
 import zlib
 from typing import Final
 
+from mypy_extensions import i64
+
 __all__ = ["HASH_SPACE", "sample_point", "sample_threshold"]
 
 HASH_SPACE: Final = 1 << 32
@@ -23,10 +25,12 @@ def sample_point(data: bytes) -> int:
     constant, modulo 2**32 (Fibonacci hashing): the high bits, which the threshold compares first,
     then depend on every bit of the CRC, so keys differing only in their last characters spread
     over the whole range. Cheap: it runs for every event a by-event_id sample sees."""
-    crc = zlib.crc32(data)
-    # crc * _GOLDEN mod 2**32 in two halves: the whole product needs 64 bits, past the machine
-    # integers of compiled code (a slow big-integer multiply); each half's stays within 49 bits
-    return ((crc & 0xFFFF) * _GOLDEN + ((((crc >> 16) * _GOLDEN) & 0xFFFF) << 16)) & _MASK
+    crc: i64 = zlib.crc32(data)
+    golden: i64 = _GOLDEN
+    # crc * _GOLDEN mod 2**32 in two halves, in 64-bit machine integers when compiled (i64): the
+    # whole product needs 64 bits unsigned, past a signed i64; each half's stays within 49 bits.
+    # (As plain int, compiled code multiplied big integers: a factor past 2**31 leaves its fast path.)
+    return int(((crc & 0xFFFF) * golden + ((((crc >> 16) * golden) & 0xFFFF) << 16)) & _MASK)
 
 
 def sample_threshold(percent: float) -> int:

@@ -32,6 +32,7 @@ from app.bus.clients import make_producer
 from app.bus.faults import TxnAction, error_of, is_membership_lost, is_transient, txn_action
 from app.config import Settings
 from app.runtime.context import ConsumedRecord
+from app.runtime.copies import KeptRecord, produce_copies
 from app.runtime.deliveries import DeliveryCallback
 from app.runtime.metrics import WorkerMetrics
 from app.runtime.worker.bus import BusState, KafkaRetry
@@ -72,9 +73,6 @@ def _retry_in_place(exc: BaseException) -> bool:
     err = error_of(exc)
     return err is not None and txn_action(err) == TxnAction.RETRY
 
-#: (topic, value, key, partition, headers, timestamp ms or 0, on_delivery) of a record in the open transaction
-_TxnRecord = tuple[str, bytes | None, bytes | None, int, list[tuple[str, bytes]] | None, int, DeliveryCallback]
-
 
 class OutputProducer:
     """Produces the worker's records, counted per commit epoch; runs its transactions."""
@@ -89,7 +87,7 @@ class OutputProducer:
         self.metrics = metrics
         self.commits = commits
         self.in_txn = False
-        self._txn_records: list[_TxnRecord] = []
+        self._txn_records: list[KeptRecord] = []
         self.producer: Producer | None = None
         #: the commit running in the background, until the worker collects it (`end_commit`)
         self._commit: Future[None] | None = None
@@ -147,27 +145,13 @@ class OutputProducer:
     def produce_forward(self, topic: str, records: Sequence[ConsumedRecord]) -> None:
         """Produce consumed records again to `topic`, each with its raw key, raw value, headers and
         timestamp, counted in the open epoch like `produce` (one delivery report each: a failed
-        copy fails its commit like any record, so offsets never pass an undelivered copy). The
-        loop of `produce` without its per-record arguments and lookups: routes copy a third of
-        the events."""
+        copy fails its commit like any record, so offsets never pass an undelivered copy), in the
+        compiled loop of app.runtime.copies: routes copy a third of the events."""
         producer = self.producer
         assert producer is not None
         self._begin(producer)
-        deliveries = self.commits.deliveries
-        on_delivery = deliveries.on_delivery
-        produce = producer.produce
-        kept = self._txn_records if self.eos else None
-        for r in records:
-            value, key, headers, timestamp = r.raw_value, r.raw_key, r.headers, r.timestamp_ms or 0
-            while True:
-                try:
-                    produce(topic, value, key, headers=headers, on_delivery=on_delivery, timestamp=timestamp)
-                    break
-                except BufferError:
-                    producer.poll(0.05)  # local queue full: let deliveries drain
-            deliveries.count += 1
-            if kept is not None:  # kept until the transaction commits: see commit_transaction
-                kept.append((topic, value, key, -1, headers, timestamp, on_delivery))
+        produce_copies(producer.produce, producer.poll, topic, records, self.commits.deliveries,
+                       self._txn_records if self.eos else None)
 
     def _producer(self) -> Producer:
         assert self.producer is not None

@@ -65,8 +65,10 @@ class RecordingProducer:
         self.full_once = full_once
         self.transactions = 0
 
-    def produce(self, topic: str, value: bytes | None, key: bytes | None, *, headers: Any = None,
-                on_delivery: Any = None, timestamp: int = 0, partition: int = -1) -> None:
+    def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None, partition: int = -1,
+                callback: Any = None, on_delivery: Any = None, timestamp: int = 0, headers: Any = None) -> None:
+        """confluent_kafka.Producer.produce's parameters, in its positional order."""
+        on_delivery = callback or on_delivery
         if self.full_once:
             self.full_once = False
             raise BufferError("Local: Queue full")
