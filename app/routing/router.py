@@ -51,11 +51,11 @@ def _identity_bytes(key: bytes | None, event: Mapping[str, Any]) -> bytes:
 
 
 def _event_id_bytes(event: Mapping[str, Any], raw_value: bytes | None) -> bytes:
-    return _event_id(event) or raw_value or b""
+    return _id_bytes(event.get("id")) or raw_value or b""
 
 
-def _event_id(event: Mapping[str, Any]) -> bytes | None:
-    event_id = event.get("id")
+def _id_bytes(event_id: Any) -> bytes | None:
+    """An event's `id` field as the bytes its sample point is computed from (None: it has none)."""
     return event_id.encode() if isinstance(event_id, str) and event_id else None
 
 
@@ -72,7 +72,7 @@ def _take_sampled(record: Any, point: int, indexes: tuple[int, ...], below: list
 def _event_point(event: dict[str, Any], record: Any) -> int:
     """The sample point of a record's event id (records without one: of their consumed bytes,
     read only then)."""
-    return sample_point(_event_id(event) or record.raw_value or b"")
+    return sample_point(_id_bytes(event.get("id")) or record.raw_value or b"")
 
 
 def sampled_in(route: Route, key: bytes | None, event: Mapping[str, Any], raw_value: bytes | None) -> bool:
