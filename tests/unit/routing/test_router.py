@@ -151,6 +151,16 @@ def test_identity_without_a_key_is_subject_and_name() -> None:
     assert sampled_in(route, None, e, None) == sampled_in(route, b"web7/disk", e, None)
 
 
+def test_identity_points_are_remembered_per_key_within_the_limit_and_equal_the_hash() -> None:
+    router = Router(routes(), cache_limit=4)
+    keys = [f"host{i}/load".encode() for i in range(10)]
+    for _ in range(2):  # the second pass reads what the first remembered (or computed again past the limit)
+        assert [router.identity_point(k, event()) for k in keys] == [sample_point(k) for k in keys]
+        assert len(router._identity_points) <= 4
+    e = event("web7", "disk")
+    assert router.identity_point(None, e) == sample_point(b"web7/disk")  # no key: not remembered
+
+
 def test_sample_points_are_stable_and_samples_nest() -> None:
     # fixed values: the decision must never change between versions or processes
     assert sample_point(b"web1/load") == sample_point(b"web1/load")

@@ -7,9 +7,14 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
+from confluent_kafka import KafkaException
+
 from app.config import Settings
 from app.runtime.agent import AgentRegistry, agent
 from app.runtime.context import AgentContext, Forward, Output, each_output
+from app.runtime.copies import produce_copies
+from app.runtime.deliveries import DeliveryTracker
 from app.runtime.engine import InRecord
 from app.runtime.metrics import WorkerMetrics
 from app.runtime.testing import AgentHarness
@@ -122,6 +127,22 @@ def test_produce_forward_counts_every_copy_in_the_epoch_and_a_failed_copy_is_an_
     on_delivery(FakeError(), FakeMessage())
     assert deliveries.acknowledged(epoch)
     assert deliveries.errors == ["p-copies[3]: Broker: Message size too large"]  # the commit fails, not passes
+
+
+def test_copies_produced_before_a_failing_produce_are_counted_and_the_failure_raised() -> None:
+    deliveries = DeliveryTracker()
+    produced: list[bytes | None] = []
+
+    def produce(topic: str, value: bytes | None, key: bytes | None, partition: int, callback: Any,
+                on_delivery: Any, timestamp: int, headers: Any) -> None:
+        if value == b"raw3":
+            raise KafkaException("Local: Fatal error")
+        produced.append(value)
+
+    with pytest.raises(KafkaException):
+        produce_copies(produce, lambda timeout: 0, "p-copies", [record(1), record(2), record(3), record(4)],
+                       deliveries, None)
+    assert produced == [b"raw1", b"raw2"] and deliveries.count == 2  # the epoch waits for exactly those
 
 
 def test_produce_forward_under_exactly_once_opens_the_transaction_and_keeps_copies_for_a_recommit() -> None:
