@@ -37,7 +37,10 @@ is another process: its CPU is in `thread_cpu_s["children"]`, and `routes_cpu_ra
 counts it with the run's. Every run also lists `thread_cpu_s`: the CPU seconds of the worker's
 thread, of librdkafka's threads and of the others (the sinks' senders, the benchmark's registry),
 and `other_processes`: the private Kafka broker's (when the benchmark started one); with sinks
-`settle_s`: from the commit after the N-th event until the sinks settled.
+`settle_s`: from the commit after the N-th event until the sinks settled, and `worker_sched`: how
+the kernel scheduled the worker's thread (seconds runnable but waiting for a CPU, moves between
+CPUs, preemptions, waits), to tell a run whose thread needed more CPU for the same events from one
+whose thread lost its caches.
 
 Latency: a fresh set of topics and `vigil worker` (built-in stages, as deployed) in a subprocess;
 events produced at a steady rate with their production time as event time, a fifth of them
@@ -319,6 +322,8 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
         cpu_first = cpu_done = 0.0  # this process's CPU time: the worker's thread and its clients' threads
         threads_first: dict[str, float] = {}
         threads_done: dict[str, float] = {}
+        sched_first: dict[str, float] = {}
+        sched_done: dict[str, float] = {}
         commits_at_n = None
         committed_at = 0.0  # when the N-th event's work was committed (before the sinks settled)
         deadline = time.monotonic() + 1800
@@ -328,6 +333,7 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
             if n and not first:
                 first, cpu_first = now, time.process_time()
                 threads_first = _threads_cpu_s(thread.native_id)
+                sched_first = worker_sched(thread.native_id)
                 threads_first["children"] = sum(process_cpu_s(pid) for pid in child_pids())
                 threads_first["other_processes"] = _other_children_cpu_s(child_pids())
             if n >= events and commits_at_n is None:
@@ -338,6 +344,7 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
             if committed and (settled is None or settled(worker)):
                 done, cpu_done = now, time.process_time()
                 threads_done = _threads_cpu_s(thread.native_id)
+                sched_done = worker_sched(thread.native_id)
                 threads_done["children"] = sum(process_cpu_s(pid) for pid in child_pids())
                 threads_done["other_processes"] = _other_children_cpu_s(child_pids())
                 break
@@ -353,6 +360,7 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
                 "gc_by_generation": by_generation, "timers_fired": stats.timers_fired,
                 "thread_cpu_s": {k: round(v - threads_first.get(k, 0.0), 2) for k, v in threads_done.items()},
                 "settle_s": round(done - committed_at, 2),
+                "worker_sched": {k: round(v - sched_first.get(k, 0.0), 2) for k, v in sched_done.items()},
                 # what earlier runs of this process left behind shows here (runs alternate in one process)
                 "rss_mb": _rss_mb(), "threads": threading.active_count(),
                 **pipeline.stats()}
@@ -404,13 +412,14 @@ def _routes_comparison(s: Settings, args: argparse.Namespace, rules_dir: Path, f
         log(f"pipeline with routes, pair {i + 1}: {with_routes[-1]['eps']:,.0f} ev/s, {with_routes[-1]['cpu_eps']:,} "
             f"per CPU second; {copies[-1]:,} copies; CPU s by thread {with_routes[-1]['thread_cpu_s']}; "
             f"{with_routes[-1]['settle_s']} s from the last commit until the sinks settled; "
+            f"the worker's thread scheduled {with_routes[-1]['worker_sched']}; "
             f"RSS {with_routes[-1]['rss_mb']} MB, {with_routes[-1]['threads']} threads")
 
     def run_without(i: int) -> None:
         without.append(pipeline_eps(s, args.events, Guarantee(args.guarantee), args.gc_threshold))
         log(f"pipeline without, pair {i + 1}: {without[-1]['eps']:,.0f} ev/s, {without[-1]['cpu_eps']:,} "
-            f"per CPU second; CPU s by thread {without[-1]['thread_cpu_s']}; RSS {without[-1]['rss_mb']} MB, "
-            f"{without[-1]['threads']} threads")
+            f"per CPU second; CPU s by thread {without[-1]['thread_cpu_s']}; the worker's thread scheduled "
+            f"{without[-1]['worker_sched']}; RSS {without[-1]['rss_mb']} MB, {without[-1]['threads']} threads")
 
     orders = pair_orders(args.routes_repeat)
     for i, with_first in enumerate(orders):
@@ -431,6 +440,8 @@ def _routes_comparison(s: Settings, args: argparse.Namespace, rules_dir: Path, f
         "pipeline_routes_cpu_eps_with_children_runs": [r["cpu_eps_with_children"] for r in with_routes],
         "pipeline_thread_cpu_s_runs": [r["thread_cpu_s"] for r in without],
         "pipeline_routes_thread_cpu_s_runs": [r["thread_cpu_s"] for r in with_routes],
+        "pipeline_worker_sched_runs": [r.get("worker_sched") for r in without],
+        "pipeline_routes_worker_sched_runs": [r["worker_sched"] for r in with_routes],
         "pipeline_gc_s_runs": [r.get("gc_s") for r in without],
         "pipeline_routes_gc_s_runs": [r["gc_s"] for r in with_routes],
         "pipeline_gc_by_generation_runs": [r.get("gc_by_generation") for r in without],
@@ -496,6 +507,29 @@ def _threads_cpu_s(worker_tid: int | None) -> dict[str, float]:
         kind = "worker" if int(tid) == worker_tid else "librdkafka" if stat.name.startswith("rdk:") else "other"
         out[kind] += stat.cpu_s
     return out
+
+
+def worker_sched(tid: int | None) -> dict[str, float]:
+    """How the kernel scheduled the worker's thread so far (Linux /proc; empty elsewhere): seconds
+    it waited runnable for a CPU, its moves between CPUs, and its switches away that it did not ask
+    for (preempted) or asked for (waits): runs whose thread needed more CPU for the same events
+    can be told apart from runs that lost their CPU's caches to moves or preemptions."""
+    if tid is None:
+        return {}
+    base = f"/proc/self/task/{tid}"
+    try:
+        with open(f"{base}/schedstat") as f:
+            wait_ns = int(f.read().split()[1])
+        fields = {}
+        with open(f"{base}/sched") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                fields[name.strip()] = value.strip()
+    except (OSError, ValueError, IndexError):
+        return {}
+    return {"runnable_wait_s": wait_ns / 1e9, "migrations": float(fields.get("se.nr_migrations", 0)),
+            "preempted": float(fields.get("nr_involuntary_switches", 0)),
+            "waits": float(fields.get("nr_voluntary_switches", 0))}
 
 
 def _time_gc() -> Any:
