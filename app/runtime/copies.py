@@ -11,7 +11,7 @@ keyword arguments by name, measured ~0.3 µs more per call).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from app.runtime.deliveries import DeliveryCallback, DeliveryTracker
 
@@ -20,7 +20,7 @@ __all__ = ["KeptRecord", "produce_copies"]
 #: (topic, value, key, partition, headers, timestamp, on_delivery): a record kept to produce it again
 KeptRecord = tuple[str, bytes | None, bytes | None, int, list[tuple[str, bytes]] | None, int, DeliveryCallback]
 #: seconds to serve delivery reports when librdkafka's local queue is full
-_FULL_QUEUE_POLL_S = 0.05
+_FULL_QUEUE_POLL_S: Final = 0.05
 
 
 def produce_copies(produce: Callable[..., Any], poll: Callable[[float], Any], topic: str, records: Sequence[Any],
