@@ -36,11 +36,11 @@ machine disturbs less.
 is another process: its CPU is in `thread_cpu_s["children"]`, and `routes_cpu_ratio_with_children`
 counts it with the run's. Every run also lists `thread_cpu_s`: the CPU seconds of the worker's
 thread, of librdkafka's threads and of the others (the sinks' senders, the benchmark's registry),
-and `other_processes`: the private Kafka broker's (when the benchmark started one); with sinks
-`settle_s`: from the commit after the N-th event until the sinks settled, and `worker_sched`: how
-the kernel scheduled the worker's thread (seconds runnable but waiting for a CPU, moves between
-CPUs, preemptions, waits), to tell a run whose thread needed more CPU for the same events from one
-whose thread lost its caches.
+and `other_processes`: the private Kafka broker's (when the benchmark started one), and
+`worker_sched`: how the kernel scheduled the worker's thread (seconds runnable but waiting for a
+CPU, moves between CPUs, preemptions, waits), to tell a run whose thread needed more CPU for the
+same events from one whose thread lost its caches; with sinks `settle_s`: from the commit after the
+N-th event until the sinks settled.
 
 Latency: a fresh set of topics and `vigil worker` (built-in stages, as deployed) in a subprocess;
 events produced at a steady rate with their production time as event time, a fifth of them
@@ -333,7 +333,7 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
             if n and not first:
                 first, cpu_first = now, time.process_time()
                 threads_first = _threads_cpu_s(thread.native_id)
-                sched_first = worker_sched(thread.native_id)
+                sched_first = _worker_sched(thread.native_id)
                 threads_first["children"] = sum(process_cpu_s(pid) for pid in child_pids())
                 threads_first["other_processes"] = _other_children_cpu_s(child_pids())
             if n >= events and commits_at_n is None:
@@ -344,7 +344,7 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
             if committed and (settled is None or settled(worker)):
                 done, cpu_done = now, time.process_time()
                 threads_done = _threads_cpu_s(thread.native_id)
-                sched_done = worker_sched(thread.native_id)
+                sched_done = _worker_sched(thread.native_id)
                 threads_done["children"] = sum(process_cpu_s(pid) for pid in child_pids())
                 threads_done["other_processes"] = _other_children_cpu_s(child_pids())
                 break
@@ -509,7 +509,7 @@ def _threads_cpu_s(worker_tid: int | None) -> dict[str, float]:
     return out
 
 
-def worker_sched(tid: int | None) -> dict[str, float]:
+def _worker_sched(tid: int | None) -> dict[str, float]:
     """How the kernel scheduled the worker's thread so far (Linux /proc; empty elsewhere): seconds
     it waited runnable for a CPU, its moves between CPUs, and its switches away that it did not ask
     for (preempted) or asked for (waits): runs whose thread needed more CPU for the same events
@@ -520,7 +520,7 @@ def worker_sched(tid: int | None) -> dict[str, float]:
     try:
         with open(f"{base}/schedstat") as f:
             wait_ns = int(f.read().split()[1])
-        fields = {}
+        fields: dict[str, str] = {}
         with open(f"{base}/sched") as f:
             for line in f:
                 name, _, value = line.partition(":")

@@ -87,6 +87,12 @@ def test_relay__counters_grow_by_what_grew_gauges_take_the_value_a_new_child_cou
                  ("vigil_unknown", (), 5.0)])
     assert _value(metrics, "vigil_sink_samples_sent_total", sink="otlp") == 27
     assert _value(metrics, "vigil_sink_buffered_bytes", sink="otlp") == 0
+    # an unchanged report adds nothing; a gauge back at an earlier value takes it
+    relay.apply([("vigil_sink_samples_sent", (("sink", "otlp"),), 27.0),
+                 ("vigil_sink_buffered_bytes", (("sink", "otlp"),), 0.0)])
+    relay.apply([("vigil_sink_buffered_bytes", (("sink", "otlp"),), 100.0)])
+    assert _value(metrics, "vigil_sink_samples_sent_total", sink="otlp") == 27
+    assert _value(metrics, "vigil_sink_buffered_bytes", sink="otlp") == 100
     relay.restarted()
     relay.apply([("vigil_sink_samples_sent", (("sink", "otlp"),), 4.0)])
     assert _value(metrics, "vigil_sink_samples_sent_total", sink="otlp") == 31
