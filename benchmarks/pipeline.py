@@ -55,7 +55,6 @@ Kafka: the stack from VIGIL_KAFKA_BOOTSTRAP/VIGIL_SCHEMA_REGISTRY_URL, else a th
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import subprocess
 import sys
@@ -65,9 +64,19 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from common import REPO, bench_stack, emit_json, log, process_cpu_s, produce_dataset, raw_consume, read_proc_stat
+from stages import (
+    ForwarderWorker,
+    SinksProgress,
+    commit_ends,
+    routed_copies,
+    routes_stage,
+    sink_counts,
+    sink_stages,
+    write_routes,
+)
 
 from app.bus.clients import PRODUCER_DEFAULTS, make_admin, make_consumer, make_producer
 from app.config import Settings
@@ -80,12 +89,9 @@ from app.runtime.gctune import STREAM_THRESHOLDS
 from app.runtime.stage import Stage
 from app.runtime.worker import Guarantee, Worker, WorkerOptions
 from app.topics.admin import reconcile
-from app.topics.spec import TopicSpec, load_topics_file
+from app.topics.spec import load_topics_file
 
-if TYPE_CHECKING:
-    from app.sinks.stage import SinksStage
-
-__all__ = ["ROUTES", "alert_latency_ms", "pipeline_eps", "routes_stages", "sink_stages"]
+__all__ = ["ROUTES", "alert_latency_ms", "pipeline_eps"]
 
 TARGET_RATIO = 0.35
 TARGET_P99_MS = 100.0
@@ -185,98 +191,6 @@ def _first_time(consumer: Any, serde: AvroSerde, partitions: int) -> int:
     return min(firsts.values())
 
 
-def routes_stages(s: Settings, rules_dir: Path, text: str = ROUTES) -> list[Stage]:
-    """The routes stage over `text` (written to `rules_dir/routes`), destination topics created."""
-    from app.routing.loader import load_routes, routes_dir
-    from app.routing.stage import RoutesConfig, RoutesStage
-
-    routes_dir(rules_dir).mkdir(parents=True, exist_ok=True)
-    (routes_dir(rules_dir) / "bench.yaml").write_text(text)
-    routes = load_routes(rules_dir)
-    if routes.errors:
-        raise RuntimeError(f"benchmark routes invalid: {'; '.join(map(str, routes.errors))}")
-    reconcile(make_admin(s), [TopicSpec(name=s.topic(r.to), partitions=6, replication=1, config={})
-                              for r in routes], dry_run=False)
-    # as a worker builds it (the pipeline's event clock from the settings), over this directory
-    config = dataclasses.replace(RoutesConfig.from_settings(s), directory=routes_dir(rules_dir))
-    return [RoutesStage(config).stage()]
-
-
-def sink_stages(s: Settings, settings_file: Path) -> tuple[SinksStage, Stage]:
-    """The metric sinks stage built from `s` with the keys of `settings_file` (which enable them)."""
-    import yaml
-
-    from app.sinks.config import SinksConfig
-    from app.sinks.stage import SinksStage
-
-    overrides = yaml.safe_load(settings_file.read_text()) or {}
-    sink_settings = Settings.model_validate({**s.model_dump(), **overrides})
-    sinks = SinksStage(SinksConfig.from_settings(sink_settings), state_dir=Path(tempfile.mkdtemp()))
-    enabled = [key for key, on in overrides.get("sinks", {}).items() if isinstance(on, dict) and on.get("enabled")]
-    log(f"--with-sinks: {', '.join(enabled)} (senders: {sinks.config.senders})")
-    return sinks, sinks.stage()
-
-
-def _commit_ends(s: Settings, group: str, topic: str) -> None:
-    """Commit `topic`'s end offsets for consumer group `group` (which then starts there)."""
-    from confluent_kafka import TopicPartition
-
-    consumer = make_consumer(s, group)
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = [TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
-                for p in partitions]
-        consumer.commit(offsets=ends, asynchronous=False)
-    finally:
-        consumer.close()
-
-
-def sinks_settled(sinks: SinksStage, counts: dict[str, float]) -> Callable[[Worker], bool]:
-    """Whether the sinks agent has read every window the pipeline published and every push sink
-    has sent (or dropped, counted) all of them: the sinks' work is in the measured time. `counts`
-    gets the windows published and read when it was last asked, and `read_s`: from the first time it
-    was asked (the pipeline's work was committed) until the sinks agent had read every window (the
-    rest of the run's `settle_s` is the senders finishing)."""
-    from app.pipeline.tracker import METRICS_TOPIC
-    from app.sinks.stage import AGENT_NAME
-
-    asked_at: list[float] = []
-
-    def settled(worker: Worker) -> bool:
-        published = worker.metrics.events_out.labels(METRICS_TOPIC)._value.get()
-        read = worker.engine.stats[AGENT_NAME].events_in
-        counts.update(windows_published=int(published), windows_read=read)
-        if not asked_at:
-            asked_at.append(time.perf_counter())
-        if read < published:
-            return False
-        counts.setdefault("read_s", round(time.perf_counter() - asked_at[0], 2))
-        # The input has ended: the senders' last partial batches go now, not at their batch_delay
-        # deadline (up to 1 s of waiting is latency, not work; their sending stays in the time).
-        for sink in sinks.push:
-            sink.send_held()
-        return all(sink.idle() for sink in sinks.push)
-
-    return settled
-
-
-def _sender_pids(sinks: SinksStage) -> Callable[[], list[int]]:
-    """The sinks' sender process ids now (a child started again has another)."""
-    return lambda: [pid for sender in sinks.push if (pid := getattr(sender, "pid", None)) is not None]
-
-
-def sink_counts(sinks: SinksStage) -> dict[str, Any]:
-    """Samples sent and dropped (by reason) per push sink, and the exposition's series."""
-    out: dict[str, Any] = {}
-    for metric in sinks.metrics.registry.collect():
-        for sample in metric.samples:
-            if sample.name in ("vigil_sink_samples_sent_total", "vigil_sink_dropped_samples_total") and sample.value:
-                label = sample.labels.get("sink", "") + (f":{sample.labels['reason']}" if "reason" in sample.labels
-                                                          else "")
-                out[f"{sample.name.removeprefix('vigil_sink_').removesuffix('_total')}[{label}]"] = int(sample.value)
-    return out
-
-
 def _rss_mb() -> int:
     """This process's resident memory now (Linux /proc)."""
     with open("/proc/self/statm") as f:
@@ -291,15 +205,17 @@ def _thresholds(text: str) -> tuple[int, int, int]:
 def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
                  gc_threshold: tuple[int, int, int] | None = None, stages: Sequence[Stage] = (),
                  settled: Callable[[Worker], bool] | None = None, start_at_end: Sequence[str] = (),
-                 child_pids: Callable[[], Sequence[int]] = tuple) -> dict[str, Any]:
+                 child_pids: Callable[[], Sequence[int]] = tuple,
+                 on_start: Callable[[], None] | None = None) -> dict[str, Any]:
     """Events/s of the built-in pipeline agent in a Worker (tables in RocksDB with changelogs), on
     the `events` topic of settings `s`, with the agents of `stages` beside it (closed afterwards).
     `settled`: the run ends only once it also holds (e.g. the sinks delivered every window the
     events closed), so work that lags behind the pipeline is not left out of the time.
     `start_at_end`: logical topics the run's agents read from their current end (the windows an
     earlier run published on `metrics` are not this run's work).
-    `child_pids`: processes of the stages (the sinks' sender process) whose CPU the run also counts
-    (`thread_cpu_s["children"]`, `cpu_eps_with_children`).
+    `child_pids`: processes of the stages (the sinks' sender process, the forwarder) whose CPU the
+    run also counts (`thread_cpu_s["children"]`, `cpu_eps_with_children`).
+    `on_start`: called as the worker starts (the forwarder starts with it).
     `gc_threshold`: an experiment, the worker's collector thresholds for the run instead of
     app.runtime.gctune.STREAM_THRESHOLDS."""
     from app.pipeline.agents import Pipeline
@@ -308,7 +224,7 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
     pipeline = Pipeline(PipelineConfig.from_settings(s))
     app_id = f"bench-pl-{uuid.uuid4().hex[:6]}"
     for topic in start_at_end:
-        _commit_ends(s, app_id, s.topic(topic))
+        commit_ends(s, app_id, s.topic(topic))
     worker = Worker(s, [pipeline.agent, *(a for stage in stages for a in stage.agents)],
                     WorkerOptions(app_id=app_id, guarantee=guarantee, instance_id="bench",
                                   gc_thresholds=gc_threshold or STREAM_THRESHOLDS),
@@ -316,6 +232,8 @@ def pipeline_eps(s: Settings, events: int, guarantee: Guarantee,
     stats = worker.engine.stats[pipeline.agent.name]
     thread = threading.Thread(target=worker.run, daemon=True)
     gc_seconds = _time_gc()
+    if on_start is not None:
+        on_start()
     thread.start()
     try:
         first = done = 0.0
@@ -389,25 +307,43 @@ def _routes_comparison(s: Settings, args: argparse.Namespace, rules_dir: Path, f
     (steadier on a shared machine), every run's figure."""
     import statistics
 
-    from app.routing.loader import load_routes
-
     text = args.routes_file.read_text() if args.routes_file is not None else ROUTES
     without, with_routes, copies, sunk = [first], [], [], []
 
-    def run_with(i: int) -> None:
-        extra = routes_stages(s, rules_dir, text)
-        settled = None
+    routes = write_routes(s, rules_dir, text)
+
+    def run_beside(i: int) -> None:
+        """The routes and sinks in the pipeline's worker."""
+        extra = [routes_stage(s, rules_dir)]
+        progress = None
         if args.with_sinks is not None:
             sinks, stage = sink_stages(s, args.with_sinks)
             extra.append(stage)
-            windows: dict[str, float] = {}
-            settled = sinks_settled(sinks, windows)
-        pids = _sender_pids(sinks) if args.with_sinks is not None else tuple
-        with_routes.append(pipeline_eps(s, args.events, Guarantee(args.guarantee), args.gc_threshold, extra, settled,
-                                        start_at_end=["metrics"] if settled else (), child_pids=pids))
-        copies.append(_routed_copies(extra))
+            progress = SinksProgress(sinks)
+        with_routes.append(pipeline_eps(
+            s, args.events, Guarantee(args.guarantee), args.gc_threshold, extra,
+            progress.in_worker() if progress else None, start_at_end=["metrics"] if progress else (),
+            child_pids=progress.sender_pids if progress else tuple))
+        copies.append(routed_copies(extra))
+        if progress is not None:
+            sunk.append({**progress.counts, **sink_counts(progress.sinks)})
+
+    def run_forwarder(i: int) -> None:
+        """The routes and sinks in a forwarder process."""
+        forwarder = ForwarderWorker(s, rules_dir, args.with_sinks, Guarantee(args.guarantee), args.events)
+        try:
+            with_routes.append(pipeline_eps(s, args.events, Guarantee(args.guarantee), args.gc_threshold,
+                                            settled=forwarder.settled, child_pids=forwarder.pids,
+                                            on_start=forwarder.go))
+        finally:
+            forwarder.close()
+        copies.append(forwarder.details["copies"])
         if args.with_sinks is not None:
-            sunk.append({**windows, **sink_counts(sinks)})
+            sunk.append({**forwarder.details["windows"], **forwarder.details["sinks"]})
+
+    def run_with(i: int) -> None:
+        (run_forwarder if args.forwarder else run_beside)(i)
+        if args.with_sinks is not None:
             log(f"sinks, pair {i + 1}: {sunk[-1]}")
         log(f"pipeline with routes, pair {i + 1}: {with_routes[-1]['eps']:,.0f} ev/s, {with_routes[-1]['cpu_eps']:,} "
             f"per CPU second; {copies[-1]:,} copies; CPU s by thread {with_routes[-1]['thread_cpu_s']}; "
@@ -431,7 +367,7 @@ def _routes_comparison(s: Settings, args: argparse.Namespace, rules_dir: Path, f
                 run_without(i)
             run_with(i)
     out: dict[str, Any] = {
-        "routes": len(load_routes(rules_dir)), "routes_file": str(args.routes_file or "ROUTES"),
+        "routes": routes, "routes_file": str(args.routes_file or "ROUTES"), "forwarder": args.forwarder,
         "routed_copies": copies[-1], "routes_repeat": args.routes_repeat,
         "pipeline_eps_runs": [round(r["eps"]) for r in without],
         "pipeline_routes_eps_runs": [round(r["eps"]) for r in with_routes],
@@ -470,12 +406,6 @@ def _routes_comparison(s: Settings, args: argparse.Namespace, rules_dir: Path, f
         f"(per CPU second {out['routes_cpu_ratio']} x, {out['routes_cpu_ratio_with_children']} x with the sender "
         f"process), target {ROUTES_TARGET_RATIO}; {out['routed_copies']:,} copies")
     return out
-
-
-def _routed_copies(stages: Sequence[Stage]) -> int:
-    """Copies the routes stage sent (its vigil_routed_total, all routes)."""
-    return int(sum(sample.value for stage in stages for registry in stage.collectors for metric in registry.collect()
-                   if metric.name == "vigil_routed" for sample in metric.samples if sample.name.endswith("_total")))
 
 
 def _other_children_cpu_s(stage_pids: Sequence[int]) -> float:
@@ -715,6 +645,9 @@ def main() -> None:
                         help="the routes run also runs the metric sink stages, enabled by this vigil.yaml fragment")
     parser.add_argument("--routes-file", type=Path, default=None, metavar="ROUTES.yaml",
                         help="the routes of the routes run (default: ROUTES, 10 routes over this dataset)")
+    parser.add_argument("--forwarder", action="store_true",
+                        help="run the routes and sinks in a forwarder: a worker process of their own (`vigil worker "
+                             "--stage routes --stage sinks --app-id vigil-forwarder`, the chart's `forwarder`)")
     parser.add_argument("--routes-repeat", type=int, default=4, metavar="N",
                         help="pairs of runs with and without routes, in the order ABBA BAAB...")
     parser.add_argument("--json", action="store_true")

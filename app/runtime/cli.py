@@ -13,6 +13,7 @@ from app.config import ConfigError
 from app.logs import configure_logging
 from app.native import describe_native
 from app.runtime.agent import default_registry, load_plugins
+from app.runtime.scheduling import run_as_batch_task
 from app.runtime.stage import combine, plugin_stage
 from app.runtime.worker import COMMIT_INTERVAL_HELP, Guarantee, Worker, WorkerOptions
 
@@ -61,17 +62,23 @@ def http_auth() -> tuple[bytes | None, bool]:
 @click.option("--standby-replicas", type=click.IntRange(0, 16), default=None,
               help="keep warm copies of each partition's state on this many other workers (fast failover; "
                    "default: standby_replicas from the settings, VIGIL_STANDBY_REPLICAS, else 0)")
+@click.option("--batch-scheduling", is_flag=True,
+              help="run as a Linux batch task (SCHED_BATCH): its wake-ups never preempt other work on the CPU; "
+                   "for workers beside the pipeline's on a machine, e.g. forwarders (--stage routes --stage sinks)")
 @click.option("--log-level", default="INFO", show_default=True)
 @pass_cli
 def worker_command(cli: CliContext, stage_names: tuple[str, ...], plugins: tuple[str, ...], no_builtins: bool,
                    guarantee: str, app_id: str, instance_id: str | None, http_listen: str,
                    commit_interval_ms: int | None, topics_wait_s: float, session_timeout_ms: int,
-                   standby_replicas: int | None, log_level: str) -> None:
+                   standby_replicas: int | None, batch_scheduling: bool, log_level: str) -> None:
     """Run the built-in stages and plugin agents with graceful shutdown on SIGTERM (finish the batch,
     flush, commit)."""
     from app.stages import build_stages
 
     configure_logging(log_level)
+    # before any stage or client starts a thread: they inherit the policy
+    if batch_scheduling and not run_as_batch_task():
+        click.echo("--batch-scheduling: this OS has no batch scheduling or refused it; running as usual", err=True)
     try:
         load_plugins(plugins)
         stages = [] if no_builtins else build_stages(cli.settings, stage_names or None)

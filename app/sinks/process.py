@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from app.logs import configure_logging
+from app.runtime.scheduling import BATCH_POLICY, run_as_batch_task
 from app.sinks.config import SinksConfig
 from app.sinks.metrics import MetricRelay, MetricValue, SinkMetrics
 from app.sinks.windows import ClosedWindow
@@ -72,7 +73,7 @@ UNSETTLED_WINDOWS_FACTOR: Final = 2
 #: with the 10 routes too, niceness +10 as a batch task: 0.85x and 0.82x (0.1-1.7 s after the
 #: pipeline's last commit before the child had sent everything); niceness 0 as a batch task: 0.89x
 #: (0.1-0.7 s).
-SENDER_POLICY: Final = "SCHED_BATCH"
+SENDER_POLICY: Final = BATCH_POLICY
 #: A child that died is started again after this long (doubling up to RESTART_MAX_S while it keeps dying).
 RESTART_S: Final = 1.0
 RESTART_MAX_S: Final = 30.0
@@ -369,17 +370,6 @@ class SenderProcess:
                         "to the new one (a destination may receive some of them twice)", windows)
 
 
-def _run_in_background() -> None:
-    """Make this process a batch task (SENDER_POLICY) where the OS has that and allows it;
-    otherwise it runs as the worker does."""
-    policy = getattr(os, SENDER_POLICY, None)
-    if policy is not None:
-        try:
-            os.sched_setscheduler(0, policy, os.sched_param(0))  # threads started later inherit it
-        except OSError:
-            pass
-
-
 def _child(status_fd: int) -> int:
     """The child's main loop (see the module doc)."""
     from app.sinks.push import build_push_sinks
@@ -392,7 +382,7 @@ def _child(status_fd: int) -> int:
     # Ctrl-C in a terminal reaches the whole process group: the worker stops this process (end of
     # its input) once it has stopped taking windows, so what is in flight goes to the disk buffers
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _run_in_background()
+    run_as_batch_task()  # where the OS lacks or refuses it, the child runs as the worker does
     configure_logging(level)
     reports = os.fdopen(status_fd, "wb")
     metrics = SinkMetrics()

@@ -213,6 +213,8 @@ COMPONENTS = {
     "networkpolicy": ({"networkPolicy": {"enabled": "?"}},
                       [("NetworkPolicy", "worker"), ("NetworkPolicy", "registry")]),
     "executor-pdb": ({"executor": {"podDisruptionBudget": {"enabled": "?"}}}, [("PodDisruptionBudget", "executor")]),
+    "forwarder": ({"forwarder": {"enabled": "?"}},
+                  [("StatefulSet", "forwarder"), ("Service", "forwarder"), ("PodDisruptionBudget", "forwarder")]),
 }
 
 
@@ -505,6 +507,8 @@ def test_selectors_use_only_stable_labels_and_match_their_pods(render: Render, s
     ("minimal-external-registry", ["https://registry.example.com:8081", "topics Job is disabled"]),
     ("exactly-once-with-sasl", ["SASL_SSL, SCRAM-SHA-512 as vigil", "exactly_once", "Topic prefix:    prod."]),
     ("everything-enabled", ["HTTP bridge", "syslog bridge", "DaemonSet rel-vigil-beacons", "given inline"]),
+    ("scaled-out", ["StatefulSet rel-vigil-forwarder x2 (stages routes, sinks; the workers run pipeline, rules, "
+                    "members)"]),
 ])
 def test_notes_describe_what_was_installed(render_notes: Any, scenario: str, mentions: list[str]) -> None:
     notes = render_notes(scenario)

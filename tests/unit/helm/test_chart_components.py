@@ -12,6 +12,7 @@ import pytest
 
 from app.rules.loader import rule_files
 from tests.unit.helm.chart_support import (
+    HelmFailed,
     Render,
     containers,
     env_of,
@@ -244,6 +245,45 @@ def test_metric_sinks_reach_the_workers_as_settings(render: Render) -> None:
     assert config.prometheus.enabled and config.prometheus.max_series == 1000
     assert config.remote_write.enabled and not config.graphite.enabled
     assert "VIGIL_SINKS" not in env_of(_container(render("default"), "StatefulSet", "worker"))
+
+
+# --- forwarders: the routes and sinks in workers of their own --------------------------------------
+
+
+def test_forwarders_run_the_routes_and_sinks_in_a_group_of_their_own(render: Render) -> None:
+    sinks = {"prometheus": {"enabled": True}, "graphite": {"enabled": True, "address": "carbon:2003"}}
+    manifest = render(values={"forwarder": {"enabled": True, "replicas": 2}, "serviceMonitor": {"enabled": True},
+                              "worker": {"sinks": sinks, "plugins": ["acme.agents"], "standbyReplicas": 1,
+                                         "extraEnv": [{"name": "VIGIL_SINK_OTLP_HEADERS_FILE",
+                                                       "value": "/etc/otlp/headers"}]}})
+    forwarder = _container(manifest, "StatefulSet", "forwarder")
+    worker = _container(manifest, "StatefulSet", "worker")
+    forwarding = parse_vigil_args(forwarder["args"]).params
+    working = parse_vigil_args(worker["args"]).params
+    assert forwarding["stage_names"] == ("routes", "sinks")
+    assert working["stage_names"] == ("pipeline", "rules", "members")  # nothing handled twice
+    assert forwarding["app_id"] == "vigil-forwarder" != working["app_id"]
+    # the workers' plugins and standbys are theirs; the sinks and their credentials are shared
+    assert forwarding["plugins"] == () and working["plugins"] == ("acme.agents",)
+    assert forwarding["standby_replicas"] == 0 and working["standby_replicas"] == 1
+    assert forwarding["batch_scheduling"] and not working["batch_scheduling"]  # never preempts the pipeline
+    assert env_of(forwarder)["VIGIL_SINKS"] == env_of(worker)["VIGIL_SINKS"]
+    assert env_of(forwarder)["VIGIL_SINK_OTLP_HEADERS_FILE"]["value"] == "/etc/otlp/headers"
+    statefulset = manifest.require("StatefulSet", "forwarder")
+    assert statefulset["spec"]["replicas"] == 2
+    (claim,) = statefulset["spec"]["volumeClaimTemplates"]  # the sinks' disk buffers
+    assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    monitor = manifest.require("ServiceMonitor", "forwarder")  # the sinks' Prometheus exposition
+    assert monitor["spec"]["selector"]["matchLabels"] == manifest.require("Service", "forwarder")["spec"]["selector"]
+
+
+@pytest.mark.parametrize(("values", "reason"), [
+    ({"worker": {"stages": ["pipeline", "routes"]}}, "both run the routes stage"),
+    ({"forwarder": {"stages": []}}, "/forwarder/stages': minItems"),  # the values schema says so first
+])
+def test_forwarders_refuse_stages_that_would_run_twice(render: Render, values: dict[str, Any], reason: str) -> None:
+    with pytest.raises(HelmFailed, match=reason):
+        render(values={**values, "forwarder": {"enabled": True, **values.get("forwarder", {})}})
 
 
 def test_executor_finds_runbooks_and_the_workers_their_waits_ask(render: Render) -> None:
