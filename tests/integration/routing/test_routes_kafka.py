@@ -191,3 +191,25 @@ def test_exactly_once_copies_are_in_the_workers_transaction(isolated_settings: S
         consumer.close()
     # transaction markers take offsets: written transactionally, more offsets than records
     assert high > len(committed)
+
+
+def test_a_forwarder_routes_beside_a_pipeline_worker_each_in_its_own_group(isolated_settings: Settings,
+                                                                          rules_dir: Path) -> None:
+    """The chart's forwarders: the routes in a worker of their own consumer group, beside a worker
+    running the pipeline only. Each group reads every event once: neither takes the other's."""
+    from app.pipeline.agents import Pipeline
+    from app.pipeline.config import PipelineConfig
+
+    s = isolated_settings
+    create_topics(s, DESTINATIONS)
+    pipeline = Pipeline(PipelineConfig.from_settings(s))
+    options = WorkerOptions(app_id=f"pipeline-{uuid.uuid4().hex[:6]}", instance_id="w1", commit_interval_ms=200)
+    with worker_thread(s, [pipeline.agent], options) as worker, \
+            routes_worker(s, rules_dir, app_id=f"forwarder-{uuid.uuid4().hex[:6]}") as (stage, forwarder):
+        produce(s, mix(90))
+        assert len(copies(s, "prod-copy", 45)) == 45 and len(copies(s, "critical-copy", 30)) == 30
+        processed = worker.engine.stats[pipeline.agent.name]
+        wait_until(lambda: processed.events_in == 90, message="every event processed by the pipeline too")
+        wait_until(lambda: stage.routed.labels("prod")._value.get() == 45, message="every copy counted")
+        assert forwarder.engine.stats[stage.agent.name].events_in == 90
+        assert worker.failure is None and forwarder.failure is None
