@@ -4,7 +4,7 @@ run, plus event-to-alert latency at a steady rate.
 
     python benchmarks/pipeline.py [--events 1000000] [--identities 10000] [--guarantee at_least_once]
                                   [--latency-rate 5000] [--latency-seconds 20] [--json]
-                                  [--routes-repeat 4] [--no-routes] [--with-sinks SETTINGS.yaml]
+                                  [--routes-repeat 4] [--no-routes] [--with-sinks SETTINGS.yaml] [--forwarder]
 
 Throughput: the dataset of the runtime benchmark (benchmarks/common.py: 1 ms of event time apart,
 one metric, a ttl on a tenth of the identities, some non-OK severities, so there are transitions,
@@ -24,7 +24,12 @@ from the settings with FILE's keys (a vigil.yaml fragment that enables them, e.g
 benchmarks/sinks-all.yaml against `benchmarks/sinks.py --serve`); that run then ends only when the
 sinks have read every window the events closed and sent it (or dropped it: counted and reported
 per sink and reason in `sinks`); once every window is read, the senders' last partial batches are
-sent at once (`PushSink.send_held`) rather than at their `batch_delay` deadline. `--routes-repeat N` (default 4)
+sent at once (`PushSink.send_held`) rather than at their `batch_delay` deadline. `--forwarder` runs
+the routes and sinks in a forwarder instead (benchmarks/stages.py: a worker process of their own
+consumer group, started with the pipeline's worker, as `vigil worker --stage routes --stage sinks
+--batch-scheduling` and the chart's forwarders run them); that run ends only once the forwarder has
+committed its copies of every event and sent every window, and its CPU (the forwarder's and its
+sender process's) is in `thread_cpu_s["children"]`. `--routes-repeat N` (default 4)
 makes N pairs of runs, one with routes and one without (the first without is the run above), in
 the order ABBA BAAB... (pair_orders: a process's runs get slower one after another, so always
 running with routes second would put that drift on them): `routes_ratio` is the median of the

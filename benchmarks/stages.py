@@ -27,7 +27,7 @@ from common import log, read_proc_stat
 from app.bus.clients import make_admin, make_consumer
 from app.config import Settings
 from app.runtime.gctune import STREAM_THRESHOLDS
-from app.runtime.scheduling import run_as_batch_task
+from app.runtime.scheduling import BACKGROUND_NICENESS, run_as_batch_task
 from app.runtime.stage import Stage
 from app.runtime.worker import Guarantee, Worker, WorkerOptions
 from app.topics.admin import reconcile
@@ -165,7 +165,8 @@ def _forwarder_main(settings: dict[str, Any], rules_dir: str, sinks_file: str | 
     from app.routing.stage import AGENT_NAME as ROUTES_AGENT
     from app.sinks.stage import AGENT_NAME as SINKS_AGENT
 
-    run_as_batch_task()  # as `vigil worker --batch-scheduling` (the chart's forwarders), before any thread starts
+    # as `vigil worker --batch-scheduling` (the chart's forwarders), before any thread starts
+    run_as_batch_task(BACKGROUND_NICENESS)
     s = Settings.model_validate(settings)
     stages = [routes_stage(s, Path(rules_dir))]
     progress = None

@@ -13,7 +13,7 @@ from app.config import ConfigError
 from app.logs import configure_logging
 from app.native import describe_native
 from app.runtime.agent import default_registry, load_plugins
-from app.runtime.scheduling import run_as_batch_task
+from app.runtime.scheduling import BACKGROUND_NICENESS, run_as_batch_task
 from app.runtime.stage import combine, plugin_stage
 from app.runtime.worker import COMMIT_INTERVAL_HELP, Guarantee, Worker, WorkerOptions
 
@@ -63,8 +63,9 @@ def http_auth() -> tuple[bytes | None, bool]:
               help="keep warm copies of each partition's state on this many other workers (fast failover; "
                    "default: standby_replicas from the settings, VIGIL_STANDBY_REPLICAS, else 0)")
 @click.option("--batch-scheduling", is_flag=True,
-              help="run as a Linux batch task (SCHED_BATCH): its wake-ups never preempt other work on the CPU; "
-                   "for workers beside the pipeline's on a machine, e.g. forwarders (--stage routes --stage sinks)")
+              help="run as a Linux batch task (SCHED_BATCH, niceness +10): its wake-ups never preempt other work "
+                   "on the CPU; for workers beside the pipeline's on a machine, e.g. forwarders (--stage routes "
+                   "--stage sinks)")
 @click.option("--log-level", default="INFO", show_default=True)
 @pass_cli
 def worker_command(cli: CliContext, stage_names: tuple[str, ...], plugins: tuple[str, ...], no_builtins: bool,
@@ -77,7 +78,7 @@ def worker_command(cli: CliContext, stage_names: tuple[str, ...], plugins: tuple
 
     configure_logging(log_level)
     # before any stage or client starts a thread: they inherit the policy
-    if batch_scheduling and not run_as_batch_task():
+    if batch_scheduling and not run_as_batch_task(BACKGROUND_NICENESS):
         click.echo("--batch-scheduling: this OS has no batch scheduling or refused it; running as usual", err=True)
     try:
         load_plugins(plugins)

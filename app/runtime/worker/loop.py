@@ -766,7 +766,10 @@ class Worker:
         headers = [("vigil.agent", d.agent.encode()), ("vigil.error", d.error.encode()[:4000]),
                    ("vigil.topic", self.settings.topic(d.topic).encode()),
                    ("vigil.partition", str(d.partition).encode()),
-                   ("vigil.offset", str(d.offset).encode())]
+                   ("vigil.offset", str(d.offset).encode()),
+                   # which consumer group gave up on it: with forwarders (their own group on the same
+                   # events) an undecodable record is dead-lettered by each group that reads it
+                   ("vigil.group", self.app_id.encode())]
         self._produce(self.settings.topic(d.dlq_topic), d.value, d.key, headers=headers)
         self.metrics.dead_letters.labels(d.agent, stage).inc()
 

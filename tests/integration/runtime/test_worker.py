@@ -128,6 +128,7 @@ def test_bad_input__decode_failures_and_agent_errors_go_to_dlq_with_headers(sett
     assert b"ValueError: poison event" in headers[3]["vigil.error"]
     assert {h["vigil.topic"] for h in headers} == {source.encode()}
     assert [int(h["vigil.offset"]) for h in headers] == [5, 6, 7, 8]
+    assert {h["vigil.group"] for h in headers} == {opts.app_id.encode()}
     assert dead[1].value() == b"not avro at all"
 
 

@@ -277,6 +277,15 @@ def test_forwarders_run_the_routes_and_sinks_in_a_group_of_their_own(render: Ren
     assert monitor["spec"]["selector"]["matchLabels"] == manifest.require("Service", "forwarder")["spec"]["selector"]
 
 
+def test_only_scrapers_reach_a_forwarder(render: Render) -> None:
+    scrapers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    manifest = render(values={"forwarder": {"enabled": True}, "networkPolicy": {"enabled": True,
+                                                                              "metricsFrom": scrapers}})
+    policy = manifest.require("NetworkPolicy", "forwarder")
+    assert policy["spec"]["podSelector"] == manifest.require("StatefulSet", "forwarder")["spec"]["selector"]
+    assert policy["spec"]["ingress"] == [{"from": scrapers, "ports": [{"port": 8088, "protocol": "TCP"}]}]
+
+
 @pytest.mark.parametrize(("values", "reason"), [
     ({"worker": {"stages": ["pipeline", "routes"]}}, "both run the routes stage"),
     ({"forwarder": {"stages": []}}, "/forwarder/stages': minItems"),  # the values schema says so first

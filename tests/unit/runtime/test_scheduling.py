@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app.runtime.scheduling import BATCH_POLICY
+from app.runtime.scheduling import BACKGROUND_NICENESS, BATCH_POLICY
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -41,12 +41,20 @@ def test_the_thread_and_the_threads_it_starts_become_batch_tasks() -> None:
     assert int(after) == int(started) == os.SCHED_BATCH
 
 
+def test_a_nicer_batch_task_on_request() -> None:
+    result = _python("import os\nfrom app.runtime.scheduling import run_as_batch_task\n"
+                     "before = os.nice(0)\nprint(run_as_batch_task(3), os.nice(0) - before)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "3"]
+
+
 @pytest.mark.parametrize("flag", [True, False])
 def test_worker_is_a_batch_task_before_it_loads_plugins(tmp_path: Path, flag: bool) -> None:
     (tmp_path / "policy_probe.py").write_text("import os, sys\nprint('policy', os.sched_getscheduler(0), "
-                                              "file=sys.stderr)\n")
+                                              "'niceness', os.nice(0), file=sys.stderr)\n")
     args = ["worker", "--no-builtins", "--plugins", "policy_probe", "--http", ""]
     code = "import sys\nfrom app.cli import main\nsys.argv = ['vigil', *sys.argv[1:]]\nmain()"
     result = _python(code, *args, *(["--batch-scheduling"] if flag else []), cwd=tmp_path)
     assert "no agents to run" in result.stderr  # the probe has none: the worker stops there
-    assert f"policy {os.SCHED_BATCH if flag else os.SCHED_OTHER}" in result.stderr
+    policy, niceness = (os.SCHED_BATCH, os.nice(0) + BACKGROUND_NICENESS) if flag else (os.SCHED_OTHER, os.nice(0))
+    assert f"policy {policy} niceness {niceness}" in result.stderr
