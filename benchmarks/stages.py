@@ -41,8 +41,9 @@ if TYPE_CHECKING:
 __all__ = ["ForwarderWorker", "SinksProgress", "commit_ends", "routed_copies", "routes_stage", "sink_counts",
            "sink_stages", "write_routes"]
 
-#: seconds the forwarder may take to start, and to finish after the pipeline has
+#: seconds the forwarder may take to start (build its stages), and to exit once stopped
 _FORWARDER_START_S = 120.0
+#: how often the forwarder looks whether its part of the run is done
 _FORWARDER_POLL_S = 0.005
 
 
@@ -160,7 +161,7 @@ def routed_copies(stages: Sequence[Stage]) -> int:
 
 # -- the forwarder: routes and sinks in a process of their own ----------------------------------------
 def _forwarder_main(settings: dict[str, Any], rules_dir: str, sinks_file: str | None, guarantee: str, events: int,
-                 conn: Connection) -> None:
+                    conn: Connection) -> None:
     """The forwarder process: build, report ready, wait for go, run until done (see the module)."""
     from app.routing.stage import AGENT_NAME as ROUTES_AGENT
     from app.sinks.stage import AGENT_NAME as SINKS_AGENT
