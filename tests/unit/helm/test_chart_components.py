@@ -277,6 +277,21 @@ def test_forwarders_run_the_routes_and_sinks_in_a_group_of_their_own(render: Ren
     assert monitor["spec"]["selector"]["matchLabels"] == manifest.require("Service", "forwarder")["spec"]["selector"]
 
 
+def test_a_forwarder_key_set_to_false_or_zero_wins_over_the_workers(render: Render) -> None:
+    manifest = render(values={"forwarder": {"enabled": True, "batchScheduling": False,
+                                            "podDisruptionBudget": {"enabled": False},
+                                            "persistence": {"enabled": False}},
+                              "worker": {"batchScheduling": True, "terminationGracePeriodSeconds": 90}})
+    forwarding = parse_vigil_args(_container(manifest, "StatefulSet", "forwarder")["args"]).params
+    assert not forwarding["batch_scheduling"]
+    assert parse_vigil_args(_container(manifest, "StatefulSet", "worker")["args"]).params["batch_scheduling"]
+    assert manifest.component("PodDisruptionBudget", "forwarder") is None
+    assert manifest.component("PodDisruptionBudget", "worker") is not None
+    forwarder = manifest.require("StatefulSet", "forwarder")
+    assert "volumeClaimTemplates" not in forwarder["spec"]
+    assert pod_spec(forwarder)["terminationGracePeriodSeconds"] == 90  # a key it does not set: the worker's
+
+
 def test_only_scrapers_reach_a_forwarder(render: Render) -> None:
     scrapers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
     manifest = render(values={"forwarder": {"enabled": True}, "networkPolicy": {"enabled": True,

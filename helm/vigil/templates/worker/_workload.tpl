@@ -246,17 +246,30 @@ routes and sinks when forwarders run those. A list, as YAML.
 {{- end }}
 
 {{/*
-The forwarders' values: forwarder's own keys over the worker's (one place for the image-wide
-settings both share: sinks, resources, probes, persistence, extraEnv...). merge fills zero values
-(0, [], "") from the worker's too, so the keys a forwarder must not inherit are set again here.
-A dict, as YAML.
+`over` laid over `base` (two dicts), nested dicts key by key: every key `over` has wins, false, 0
+and empty lists too (sprig's merge and mergeOverwrite skip those, so `forwarder.podDisruptionBudget.
+enabled: false` would take the worker's true). A dict, as YAML.
+*/}}
+{{- define "vigil.overlay" -}}
+{{- $out := deepCopy .base }}
+{{- range $key, $value := .over }}
+{{- if and (kindIs "map" $value) (kindIs "map" (get $out $key)) }}
+{{- $_ := set $out $key (include "vigil.overlay" (dict "base" (get $out $key) "over" $value) | fromYaml) }}
+{{- else }}
+{{- $_ := set $out $key $value }}
+{{- end }}
+{{- end }}
+{{- toYaml $out }}
+{{- end }}
+
+{{/*
+The forwarders' values: forwarder's own keys over the worker's (one place for the settings both
+share: sinks, resources, probes, persistence, extraEnv...); its plugins and standbyReplicas are its
+own keys (values.yaml), so the workers' are never inherited. A dict, as YAML.
 */}}
 {{- define "vigil.forwarder.values" -}}
-{{- $values := merge (deepCopy .Values.forwarder) (deepCopy .Values.worker) }}
 {{- if not .Values.forwarder.stages }}
 {{- fail "forwarder.stages is empty: that would run every stage (the pipeline too) a second time; e.g. [routes, sinks]" }}
 {{- end }}
-{{- $_ := set $values "standbyReplicas" (.Values.forwarder.standbyReplicas | default 0) }}
-{{- $_ = set $values "plugins" (.Values.forwarder.plugins | default list) }}
-{{- toYaml $values }}
+{{- include "vigil.overlay" (dict "base" .Values.worker "over" .Values.forwarder) }}
 {{- end }}
